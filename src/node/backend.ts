@@ -1,0 +1,55 @@
+// What the HTTP shell and the CLI's bench need from a node: submit ops, read status and metrics.
+// The node runtime implements it by pushing ops into the shard rings; tests may implement it in
+// memory. The HTTP layer never sees protocol state.
+
+import type { Epoch, NodeId, OpKind, OpStatus } from "../core/types.ts";
+
+export interface OpRequest {
+  kind: OpKind;
+  key: string;
+  /** Write/Cas/Create: the new value. */
+  value?: Uint8Array;
+  /** Cas: the expected timestamp (from the ETag). */
+  expectedVersion?: number;
+  expectedWriter?: NodeId;
+  /** Incr: the amount (a safe integer). */
+  by?: number;
+}
+
+export interface OpResult {
+  status: OpStatus;
+  /** Read: the value (null = absent). Incr: the new value as decimal ASCII. */
+  value: Uint8Array | null;
+  /** The key's timestamp after the op (reads: the value's ts; updates: the new ts). */
+  version: number;
+  writer: NodeId;
+}
+
+export interface ShardStatus {
+  index: number;
+  keys: number;
+  opsInFlight: number;
+  numaNode: number | null;
+  cpu: number | null;
+}
+
+export interface NodeStatus {
+  nodeId: NodeId;
+  epoch: Epoch;
+  members: NodeId[];
+  serving: boolean;
+  /** Milliseconds of lease left (0 = none). */
+  leaseRemainingMs: number;
+  transport: string;
+  shards: ShardStatus[];
+}
+
+export interface KvBackend {
+  submit(request: OpRequest): Promise<OpResult>;
+  status(): NodeStatus;
+  /** Prometheus text exposition format. */
+  metrics(): string;
+  /** Largest key (UTF-8 bytes) and value the node accepts; the HTTP layer enforces them (413). */
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+}

@@ -1,0 +1,8 @@
+// One clock for every thread of the process.
+// Bun.nanoseconds() and performance.now() start at each Worker's own start, so they cannot be
+// compared across threads. timeOrigin + now() is the same scale in every thread and never steps
+// back within a thread (now() is monotonic; timeOrigin is fixed at thread start).
+
+export function monotonicMs(): number {
+  return performance.timeOrigin + performance.now();
+}
