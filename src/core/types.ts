@@ -66,7 +66,7 @@ export const enum OpStatus {
   Busy = 6,
   /** The store holds keysMax keys; a new key cannot be created. Nothing written. */
   StoreFull = 7,
-  /** A read waited longer than opTimeoutMs (no lease or key never became Valid). Nothing written. */
+  /** The op waited longer than opTimeoutMs without being started (no lease, or the key never became Valid). Nothing written. */
   Timeout = 8,
 }
 
@@ -106,10 +106,12 @@ export interface Completions {
 
 /** Optional observer used by the simulator's oracles; the runtime passes none. */
 export interface Probe {
-  /** An ACK was counted towards the pending update `version.writer` of `key`. */
+  /** This node started an own update `version.writer` from the Valid base `baseVersion.baseWriter`. */
+  issued(self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, baseVersion: number, baseWriter: NodeId): void;
+  /** An ACK was counted towards a pending update of `key`. */
   ackCounted(self: NodeId, key: string, from: NodeId, ackEpoch: Epoch, currentEpoch: Epoch): void;
-  /** This node committed an update (it collected every ACK in W or R and sent VALs). */
-  committed(self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, baseVersion: number, baseWriter: NodeId): void;
+  /** This node collected every ACK for its pending update `version.writer` in W or R and sent VALs. */
+  committed(self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean): void;
   /** A key went Valid at this node. */
   validated(self: NodeId, key: string, version: number, writer: NodeId): void;
 }

@@ -1,0 +1,119 @@
+// Client ops inside the replica, recycled through a bounded pool so the data path does not allocate
+// once the pool is warm. A recycled op bumps its generation so stale references can tell.
+
+import { assert } from "./assert.ts";
+import { OpKind, type NodeId } from "./types.ts";
+
+export class Op {
+  generation = 0;
+  /** The caller's handle, echoed in the completion. */
+  id = 0;
+  kind: OpKind = OpKind.Read;
+  key = "";
+  value: Uint8Array | null = null;
+  expectedVersion = 0;
+  expectedWriter: NodeId = 0;
+  by = 0;
+  deadlineMs = 0;
+  /** An INV was sent for this op: from now on it may take effect, so only Ok or Unknown may answer it. */
+  issued = false;
+  /** Incr: how many times its RMW lost a race (each loss final before retrying). */
+  retries = 0;
+  done = false;
+}
+
+export class OpPool {
+  readonly #free: Op[] = [];
+  #live = 0;
+  readonly opsMax: number;
+
+  constructor(opsMax: number) {
+    assert(opsMax > 0, "opsMax must be positive");
+    this.opsMax = opsMax;
+  }
+
+  get live(): number {
+    return this.#live;
+  }
+
+  /** Null when opsMax ops are live: the caller answers Busy. */
+  take(): Op | null {
+    if (this.#live >= this.opsMax) return null;
+    this.#live++;
+    const op = this.#free.pop() ?? new Op();
+    op.done = false;
+    op.issued = false;
+    op.retries = 0;
+    return op;
+  }
+
+  release(op: Op): void {
+    assert(op.done, "only answered ops go back to the pool");
+    assert(this.#live > 0, "pool underflow");
+    this.#live--;
+    op.generation++;
+    op.value = null;
+    op.key = "";
+    this.#free.push(op);
+  }
+}
+
+/**
+ * Ops in submission order with the generation they had, so that timeouts are found from the head
+ * without scanning: every op has the same timeout, so submission order is deadline order.
+ */
+export class DeadlineQueue {
+  readonly #ops: (Op | null)[];
+  readonly #generations: Int32Array;
+  #head = 0;
+  #size = 0;
+
+  constructor(capacity: number) {
+    this.#ops = new Array(capacity).fill(null);
+    this.#generations = new Int32Array(capacity);
+  }
+
+  push(op: Op): void {
+    // Answered ops linger until they reach the head; squeeze them out when the ring is full.
+    if (this.#size === this.#ops.length) this.#compact();
+    assert(this.#size < this.#ops.length, "deadline queue holds at most opsMax live ops");
+    const index = (this.#head + this.#size) % this.#ops.length;
+    this.#ops[index] = op;
+    this.#generations[index] = op.generation;
+    this.#size++;
+  }
+
+  /** The oldest op still unanswered, dropping answered ones from the head; null if none. */
+  peekLive(): Op | null {
+    while (this.#size > 0) {
+      const op = this.#ops[this.#head]!;
+      if (op.generation === this.#generations[this.#head] && !op.done) return op;
+      this.pop();
+    }
+    return null;
+  }
+
+  #compact(): void {
+    const capacity = this.#ops.length;
+    let kept = 0;
+    for (let i = 0; i < this.#size; i++) {
+      const from = (this.#head + i) % capacity;
+      const op = this.#ops[from]!;
+      const generation = this.#generations[from]!;
+      this.#ops[from] = null;
+      if (op.generation !== generation || op.done) continue;
+      const to = (this.#head + kept) % capacity;
+      this.#ops[to] = op;
+      this.#generations[to] = generation;
+      kept++;
+    }
+    this.#size = kept;
+  }
+
+  pop(): void {
+    assert(this.#size > 0, "pop from an empty deadline queue");
+    this.#ops[this.#head] = null;
+    this.#head = (this.#head + 1) % this.#ops.length;
+    this.#size--;
+  }
+}

@@ -1,0 +1,730 @@
+// The Hermes replica: one shard of one node as a pure, deterministic state machine.
+//
+// Inputs are method calls, each carrying the current time as a number: `submit` (client op),
+// `receive` (protocol message), `tick`, `setMembership`, `setLease`, `stop`. Outputs go, during the
+// call, to the Outbox (messages) and Completions (client answers). There is no I/O, clock, timer or
+// randomness here, so the simulator drives exactly the code the workers run.
+//
+// Rules follow the TLA+ spec HermesRMWs.tla (see shared/hermes-protocol.md):
+// - writes only from Valid (the spec, not the C code's write-from-Invalid optimisation), RMWs only
+//   from Valid, one own pending update per key; later ops wait in a bounded per-key FIFO;
+// - writes add 2 to the version, RMWs add 1; a follower adopts an INV with a higher ts and ACKs
+//   it, ACKs an equal one, and answers a lower one with a Reject carrying its own state (for a
+//   write the Reject also counts as its ACK, so writes still never abort);
+// - a coordinator whose pending RMW sees a higher ts aborts it, but the client hears the abort only
+//   once the abort is final: when the key is Valid again locally at a higher ts (pitfall §12.1);
+// - INV, ACK and Reject must carry the current epoch; on an epoch change every ACK set is reset and
+//   every pending update is re-sent in the new epoch (HCoordWriteReplay, the 2024 ACK-reset fix);
+// - a key stuck Invalid longer than mltMs, or whose last writer left the membership, is replayed by
+//   this node with the same ts and value (HFollowerWriteReplay);
+// - reads are served only in Valid while the lease is valid (checked at the moment of answering).
+
+import { assert } from "./assert.ts";
+import { KeyRecord } from "./key-record.ts";
+import { DeadlineQueue, Op, OpPool } from "./op.ts";
+import {
+  compareTs,
+  KeyState,
+  MsgKind,
+  nodeIdMax,
+  OpKind,
+  OpStatus,
+  type Completions,
+  type Epoch,
+  type NodeId,
+  type Outbox,
+  type Probe,
+  type ReplicaConfig,
+} from "./types.ts";
+
+const textEncoder = new TextEncoder();
+const textDecoder = new TextDecoder();
+
+export interface ReplicaCounters {
+  invsSent: number;
+  invsRetransmitted: number;
+  replaysStarted: number;
+  rmwAborts: number;
+  staleEpochMessages: number;
+  readsServed: number;
+  updatesCommitted: number;
+}
+
+export class Replica {
+  readonly config: ReplicaConfig;
+  readonly self: NodeId;
+  readonly #outbox: Outbox;
+  readonly #completions: Completions;
+  readonly #probe: Probe | null;
+
+  readonly #keys = new Map<string, KeyRecord>();
+  /** Keys not Valid (pending own update, Invalid, Trans): the only ones tick and epoch changes visit. */
+  readonly #unsettled = new Set<KeyRecord>();
+  /** Keys with waiting ops. */
+  readonly #waitingKeys = new Set<KeyRecord>();
+  readonly #pool: OpPool;
+  readonly #deadlines: DeadlineQueue;
+
+  #epoch: Epoch = 0;
+  #membersMask = 0;
+  /** Other members, for broadcasts. */
+  #others: NodeId[] = [];
+  #othersMask = 0;
+  #member = false;
+  #leaseUntilMs = 0;
+  #stopped = false;
+
+  readonly counters: ReplicaCounters = {
+    invsSent: 0,
+    invsRetransmitted: 0,
+    replaysStarted: 0,
+    rmwAborts: 0,
+    staleEpochMessages: 0,
+    readsServed: 0,
+    updatesCommitted: 0,
+  };
+
+  constructor(config: ReplicaConfig, outbox: Outbox, completions: Completions, probe: Probe | null = null) {
+    assert(Number.isInteger(config.self) && config.self >= 0 && config.self <= nodeIdMax, "self is a node id 0..31");
+    assert(config.retransmitMs > 0 && config.mltMs > 0 && config.opTimeoutMs > 0, "timeouts are positive");
+    assert(config.keyQueueMax > 0 && config.keysMax > 0, "limits are positive");
+    this.config = config;
+    this.self = config.self;
+    this.#outbox = outbox;
+    this.#completions = completions;
+    this.#probe = probe;
+    this.#pool = new OpPool(config.opsMax);
+    this.#deadlines = new DeadlineQueue(config.opsMax);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Introspection (status, metrics, oracles)
+
+  get epoch(): Epoch {
+    return this.#epoch;
+  }
+  get isMember(): boolean {
+    return this.#member && !this.#stopped;
+  }
+  get keyCount(): number {
+    return this.#keys.size;
+  }
+  get opsInFlight(): number {
+    return this.#pool.live;
+  }
+  leaseValid(nowMs: number): boolean {
+    return nowMs < this.#leaseUntilMs;
+  }
+  /** Read-only view of a key's metadata for oracles and tests; undefined if never touched. */
+  inspect(key: string): Readonly<KeyRecord> | undefined {
+    return this.#keys.get(key);
+  }
+  keys(): IterableIterator<Readonly<KeyRecord>> {
+    return this.#keys.values();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Membership and lease
+
+  /**
+   * Install a membership view from the RM. Views with an epoch not above the current are ignored
+   * (duplicates and stale deliveries). The members list includes this node if it is a member.
+   */
+  setMembership(epoch: Epoch, members: readonly NodeId[], nowMs: number): void {
+    if (epoch <= this.#epoch || this.#stopped) return;
+    this.#epoch = epoch;
+    let mask = 0;
+    for (const id of members) {
+      assert(Number.isInteger(id) && id >= 0 && id <= nodeIdMax, "member ids are 0..31");
+      mask |= 1 << id;
+    }
+    this.#membersMask = mask;
+    this.#others = members.filter((id) => id !== this.self).sort((a, b) => a - b);
+    this.#othersMask = mask & ~(1 << this.self);
+    const wasMember = this.#member;
+    this.#member = (mask & (1 << this.self)) !== 0;
+    if (!this.#member) {
+      // Outside the membership: stop serving. Updates in flight may still commit through others'
+      // replays, so their clients hear Unknown; waiting ops never started.
+      if (wasMember) this.#abandonAll(nowMs);
+      return;
+    }
+    for (const rec of this.#unsettled) {
+      if (rec.hasPending()) {
+        // HCoordWriteReplay: the ACKs gathered in the old epoch no longer count (2024 fix).
+        this.resetAcksOnEpochChange(rec);
+        rec.writeEpoch = epoch;
+        this.#broadcastInv(rec, nowMs);
+        this.#maybeFinishPending(rec, nowMs);
+      } else if (rec.state === KeyState.Invalid && !this.#isMemberId(rec.lastWriter)) {
+        this.#startReplay(rec, nowMs);
+      }
+    }
+    this.#serveWaitingKeys(nowMs);
+  }
+
+  /** The lease deadline on the caller's clock (the same clock as every nowMs). */
+  setLease(leaseUntilMs: number, nowMs: number): void {
+    const wasValid = this.leaseValid(nowMs);
+    this.#leaseUntilMs = leaseUntilMs;
+    if (!wasValid && this.leaseValid(nowMs)) this.#serveWaitingKeys(nowMs);
+  }
+
+  /** Shut down: answer everything (Unknown for started updates, Unavailable otherwise). */
+  stop(nowMs: number): void {
+    if (this.#stopped) return;
+    this.#abandonAll(nowMs);
+    this.#stopped = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Client ops
+
+  /**
+   * Submit a client op. `value` is owned by the replica from now on. Exactly one completion with
+   * `opId` follows, possibly during this call.
+   */
+  submit(
+    opId: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): void {
+    if (this.#stopped || !this.#member) {
+      this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0);
+      return;
+    }
+    if (kind === OpKind.Read) {
+      const rec = this.#keys.get(key);
+      if (rec === undefined) {
+        // Never touched here: Valid and absent at (0, 0), since no INV for it ever arrived.
+        if (this.leaseValid(nowMs)) {
+          this.counters.readsServed++;
+          this.#completions.complete(opId, OpStatus.Ok, null, 0, 0);
+        } else if (this.#keys.size >= this.config.keysMax) {
+          this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+        } else {
+          this.#enqueue(this.#record(key), opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+        }
+        return;
+      }
+      if (rec.waiting.length === 0 && this.readable(rec, nowMs)) {
+        this.counters.readsServed++;
+        this.#completions.complete(opId, OpStatus.Ok, rec.value, rec.version, rec.writer);
+        return;
+      }
+      this.#enqueue(rec, opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+      return;
+    }
+    let rec = this.#keys.get(key);
+    if (rec === undefined) {
+      if (this.#keys.size >= this.config.keysMax) {
+        this.#completions.complete(opId, OpStatus.StoreFull, null, 0, 0);
+        return;
+      }
+      rec = this.#record(key);
+    }
+    this.#enqueue(rec, opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  #enqueue(
+    rec: KeyRecord,
+    opId: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): void {
+    if (rec.waiting.length >= this.config.keyQueueMax) {
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+      return;
+    }
+    const op = this.#pool.take();
+    if (op === null) {
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+      return;
+    }
+    op.id = opId;
+    op.kind = kind;
+    op.key = key;
+    op.value = value;
+    op.expectedVersion = expectedVersion;
+    op.expectedWriter = expectedWriter;
+    op.by = by;
+    op.deadlineMs = nowMs + this.config.opTimeoutMs;
+    this.#deadlines.push(op);
+    rec.waiting.push(op);
+    this.#waitingKeys.add(rec);
+    this.#serveKey(rec, nowMs);
+  }
+
+  /** Run the waiting ops of a key as far as its state and the lease allow. */
+  #serveKey(rec: KeyRecord, nowMs: number): void {
+    while (rec.waiting.length > 0) {
+      const op = rec.waiting[0]!;
+      if (op.kind === OpKind.Read) {
+        if (!this.readable(rec, nowMs)) break;
+        rec.waiting.shift();
+        this.counters.readsServed++;
+        this.#answer(op, OpStatus.Ok, rec.value, rec.version, rec.writer);
+        continue;
+      }
+      if (rec.state !== KeyState.Valid || !this.leaseValid(nowMs)) break;
+      rec.waiting.shift();
+      this.#startUpdate(rec, op, nowMs);
+      // The update either finished at once (precondition failed, or no other members) or the key
+      // now has a pending update: the rest waits for it.
+    }
+    if (rec.waiting.length === 0) {
+      this.#waitingKeys.delete(rec);
+    } else if (rec.state === KeyState.Invalid && !this.#isMemberId(rec.lastWriter)) {
+      // An op finding the key Invalid with its writer gone replays the update (the table's A_BR).
+      this.#startReplay(rec, nowMs);
+    }
+  }
+
+  #serveWaitingKeys(nowMs: number): void {
+    for (const rec of this.#waitingKeys) this.#serveKey(rec, nowMs);
+  }
+
+  /** Start a client update from Valid (writes, deletes and RMWs). */
+  #startUpdate(rec: KeyRecord, op: Op, nowMs: number): void {
+    assert(rec.state === KeyState.Valid && !rec.hasPending(), "updates start only from Valid with nothing pending");
+    let newValue: Uint8Array | null;
+    let rmw: boolean;
+    switch (op.kind) {
+      case OpKind.Write:
+        newValue = op.value;
+        rmw = false;
+        break;
+      case OpKind.Delete:
+        newValue = null;
+        rmw = false;
+        break;
+      case OpKind.Cas:
+        if (rec.version !== op.expectedVersion || rec.writer !== op.expectedWriter) {
+          this.#answer(op, OpStatus.PreconditionFailed, null, rec.version, rec.writer);
+          return;
+        }
+        newValue = op.value;
+        rmw = true;
+        break;
+      case OpKind.Create:
+        if (rec.value !== null) {
+          this.#answer(op, OpStatus.PreconditionFailed, null, rec.version, rec.writer);
+          return;
+        }
+        newValue = op.value;
+        rmw = true;
+        break;
+      case OpKind.Incr: {
+        if (op.retries > this.config.incrRetriesMax) {
+          this.#answer(op, OpStatus.Aborted, null, rec.version, rec.writer);
+          return;
+        }
+        const next = incremented(rec.value, op.by);
+        if (next === null) {
+          this.#answer(op, OpStatus.NotANumber, null, rec.version, rec.writer);
+          return;
+        }
+        newValue = next;
+        rmw = true;
+        break;
+      }
+      default:
+        throw new Error(`not an update: ${op.kind}`);
+    }
+    const baseVersion = rec.version;
+    const baseWriter = rec.writer;
+    // Writes +2, RMWs +1 (RMWs always enabled): a write beats any concurrent RMW from its base.
+    rec.version = baseVersion + (rmw ? 1 : 2);
+    rec.writer = this.self;
+    rec.value = newValue;
+    rec.rmw = rmw;
+    rec.lastWriter = this.self;
+    rec.state = KeyState.Write;
+    rec.pendingVersion = rec.version;
+    rec.pendingWriter = this.self;
+    rec.pendingValue = newValue;
+    rec.pendingRmw = rmw;
+    rec.acks = 0;
+    rec.writeEpoch = this.#epoch;
+    rec.pendingOp = op;
+    op.issued = true;
+    this.#unsettled.add(rec);
+    this.#probe?.issued(this.self, rec.key, rec.version, rec.writer, rmw, baseVersion, baseWriter);
+    this.#broadcastInv(rec, nowMs);
+    this.#maybeFinishPending(rec, nowMs);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Protocol messages
+
+  /** A protocol message from `from`. `value` is borrowed: it is copied if kept. */
+  receive(
+    from: NodeId,
+    kind: MsgKind,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
+    if (this.#stopped || !this.#member) return;
+    switch (kind) {
+      case MsgKind.Inv:
+        return this.#onInv(from, key, version, writer, epoch, rmw, value, nowMs);
+      case MsgKind.Ack:
+        return this.#onAck(from, key, version, writer, epoch, nowMs);
+      case MsgKind.Val:
+        return this.#onVal(key, version, writer, nowMs);
+      case MsgKind.Reject:
+        return this.#onReject(from, key, version, writer, epoch, rmw, value, nowMs);
+      default:
+        throw new Error(`unknown message kind ${kind}`);
+    }
+  }
+
+  #onInv(
+    from: NodeId,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
+    if (!this.epochAccepted(epoch)) {
+      this.counters.staleEpochMessages++;
+      return;
+    }
+    const rec = this.#keys.get(key) ?? this.#record(key);
+    const order = compareTs(version, writer, rec.version, rec.writer);
+    if (order < 0 && this.rejectsLowerInv(rmw)) {
+      // HRRcvRMWInv: a stale RMW gets this node's newer state instead of an ACK. We answer a stale
+      // write the same way: its coordinator then learns of the higher update and finishes the
+      // write in Trans, without VALs, so it never makes a superseded value readable. (With a plain
+      // ACK it could validate its lower write while a higher RMW, computed from an older base,
+      // is still in flight: the RMW would then overwrite a value that was read.)
+      this.#outbox.send(from, MsgKind.Reject, key, rec.version, rec.writer, this.#epoch, rec.rmw, rec.value);
+      return;
+    }
+    if (order === 0 && rec.state === KeyState.Write && rec.pendingRmw) {
+      // Someone replays our own pending RMW. We do not ACK it: while we are a member, our RMW then
+      // commits only through us, so when we see a higher ts we know it has not committed (and, as
+      // we now hold the higher ts, never will in an epoch we belong to). Answering the client right
+      // depends on this; we finish the RMW ourselves, since we are alive.
+      return;
+    }
+    if (order > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
+    else if (order === 0 && rec.state === KeyState.Invalid) rec.invalidSinceMs = nowMs; // the update is alive
+    // Equal (a retransmission or a replay) or higher: ACK.
+    this.#outbox.send(from, MsgKind.Ack, key, version, writer, this.#epoch, false, null);
+  }
+
+  #onReject(
+    from: NodeId,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
+    if (!this.epochAccepted(epoch)) {
+      this.counters.staleEpochMessages++;
+      return;
+    }
+    const rec = this.#keys.get(key);
+    if (rec === undefined) return;
+    // Treated like an INV with a higher ts (the spec's RINV), without an ACK back.
+    if (compareTs(version, writer, rec.version, rec.writer) > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
+    // For a pending write (not an RMW), the sender holds a ts above it, which is all an ACK of a
+    // write says: count it. A pending RMW has been aborted by the adoption above.
+    if (rec.hasPending() && !rec.pendingRmw && compareTs(version, writer, rec.pendingVersion, rec.pendingWriter) > 0) {
+      this.#countAck(rec, from, epoch, nowMs);
+    }
+  }
+
+  /** A_I: take a higher ts and its value; the state follows the spec's RMW rules. */
+  #adopt(
+    rec: KeyRecord,
+    from: NodeId,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
+    rec.version = version;
+    rec.writer = writer;
+    rec.value = value === null ? null : value.slice();
+    rec.rmw = rmw;
+    rec.lastWriter = from;
+    rec.invalidSinceMs = nowMs;
+    switch (rec.state) {
+      case KeyState.Valid:
+      case KeyState.Invalid:
+        rec.state = KeyState.Invalid;
+        break;
+      case KeyState.Trans:
+        break;
+      case KeyState.Write:
+        if (rec.pendingRmw && this.abortsOwnRmw()) {
+          // The RMW lost. Its client waits until the abort is final (key Valid at a higher ts),
+          // then the op is evaluated again from the front of the queue.
+          this.counters.rmwAborts++;
+          const op = rec.pendingOp;
+          rec.clearPending();
+          rec.state = KeyState.Invalid;
+          if (op !== null) {
+            op.retries++;
+            rec.waiting.unshift(op);
+            this.#waitingKeys.add(rec);
+          }
+        } else {
+          rec.state = KeyState.Trans;
+        }
+        break;
+      case KeyState.Replay:
+        // The spec sends a replayer to invalid: the higher update supersedes the one replayed.
+        rec.clearPending();
+        rec.state = KeyState.Invalid;
+        break;
+    }
+    this.#unsettled.add(rec);
+  }
+
+  #onAck(from: NodeId, key: string, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
+    if (!this.epochAccepted(epoch)) {
+      this.counters.staleEpochMessages++;
+      return;
+    }
+    const rec = this.#keys.get(key);
+    if (rec === undefined || !rec.hasPending()) return;
+    if (rec.pendingVersion !== version || rec.pendingWriter !== writer) return;
+    this.#countAck(rec, from, epoch, nowMs);
+  }
+
+  #countAck(rec: KeyRecord, from: NodeId, epoch: Epoch, nowMs: number): void {
+    const bit = 1 << from;
+    if ((rec.acks & bit) !== 0) return;
+    rec.acks |= bit;
+    this.#probe?.ackCounted(this.self, rec.key, from, epoch, this.#epoch);
+    this.#maybeFinishPending(rec, nowMs);
+  }
+
+  #onVal(key: string, version: number, writer: NodeId, nowMs: number): void {
+    const rec = this.#keys.get(key);
+    if (rec === undefined || rec.state === KeyState.Valid) return;
+    if (rec.version !== version || rec.writer !== writer) return;
+    // The current ts is committed. An own pending update is finished too: in Trans it is a lower
+    // write linearized just before this one; in W or R someone replayed exactly it.
+    if (rec.hasPending()) {
+      const op = rec.pendingOp;
+      const pendingVersion = rec.pendingVersion;
+      const pendingWriter = rec.pendingWriter;
+      const pendingValue = rec.pendingValue;
+      rec.clearPending();
+      if (op !== null) this.#answerUpdate(op, pendingVersion, pendingWriter, pendingValue);
+    }
+    this.#validate(rec, nowMs);
+  }
+
+  /** Finish the pending update if every other member has ACKed it in this epoch. */
+  #maybeFinishPending(rec: KeyRecord, nowMs: number): void {
+    if (!rec.hasPending() || (rec.acks & this.#othersMask) !== this.#othersMask) return;
+    const op = rec.pendingOp;
+    const version = rec.pendingVersion;
+    const writer = rec.pendingWriter;
+    const value = rec.pendingValue;
+    rec.clearPending();
+    this.counters.updatesCommitted++;
+    if (rec.state === KeyState.Trans) {
+      // A lower write finished while a higher one is in flight: no VAL (O1), the key stays Invalid.
+      rec.state = KeyState.Invalid;
+      rec.invalidSinceMs = nowMs;
+      // Not a commit in the spec's sense (no VALs, never readable): it may be linearized before
+      // concurrent updates, so the probe does not report it.
+      if (op !== null) this.#answerUpdate(op, version, writer, value);
+      this.#serveKey(rec, nowMs);
+      return;
+    }
+    assert(rec.state === KeyState.Write || rec.state === KeyState.Replay, "pending updates are in W, R or Trans");
+    assert(rec.version === version && rec.writer === writer, "in W or R the key holds the pending ts");
+    this.#probe?.committed(this.self, rec.key, version, writer, rec.rmw);
+    for (const to of this.#others) this.#outbox.send(to, MsgKind.Val, rec.key, version, writer, 0, false, null);
+    if (op !== null) this.#answerUpdate(op, version, writer, value);
+    this.#validate(rec, nowMs);
+  }
+
+  #validate(rec: KeyRecord, nowMs: number): void {
+    rec.state = KeyState.Valid;
+    this.#unsettled.delete(rec);
+    this.#probe?.validated(this.self, rec.key, rec.version, rec.writer);
+    this.#serveKey(rec, nowMs);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Time: retransmissions, replays, timeouts
+
+  tick(nowMs: number): void {
+    if (this.#stopped) return;
+    this.#expireOps(nowMs);
+    if (!this.#member) return;
+    for (const rec of this.#unsettled) {
+      if (rec.hasPending()) {
+        if (nowMs - rec.invSentMs >= this.config.retransmitMs) this.#retransmitInv(rec, nowMs);
+      } else if (rec.state === KeyState.Invalid) {
+        if (nowMs - rec.invalidSinceMs >= this.config.mltMs || !this.#isMemberId(rec.lastWriter)) {
+          this.#startReplay(rec, nowMs);
+        }
+      }
+    }
+  }
+
+  #expireOps(nowMs: number): void {
+    for (;;) {
+      const op = this.#deadlines.peekLive();
+      if (op === null || op.deadlineMs > nowMs) return;
+      this.#deadlines.pop();
+      const rec = this.#keys.get(op.key);
+      if (rec !== undefined) {
+        const index = rec.waiting.indexOf(op);
+        if (index >= 0) {
+          rec.waiting.splice(index, 1);
+          if (rec.waiting.length === 0) this.#waitingKeys.delete(rec);
+        } else if (rec.pendingOp === op) {
+          rec.pendingOp = null; // the update goes on; only its client gives up
+        }
+      }
+      // An op that was issued may still take effect (it may be re-queued after a non-final abort).
+      this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Timeout, null, 0, 0);
+    }
+  }
+
+  /** HFollowerWriteReplay: take over the update this key was invalidated with, same ts and value. */
+  #startReplay(rec: KeyRecord, nowMs: number): void {
+    assert(rec.state === KeyState.Invalid && !rec.hasPending(), "replays start from Invalid with nothing pending");
+    this.counters.replaysStarted++;
+    rec.state = KeyState.Replay;
+    rec.pendingVersion = rec.version;
+    rec.pendingWriter = rec.writer;
+    rec.pendingValue = rec.value;
+    rec.pendingRmw = rec.rmw;
+    rec.acks = 0;
+    rec.writeEpoch = this.#epoch;
+    rec.lastWriter = this.self;
+    rec.pendingOp = null;
+    this.#broadcastInv(rec, nowMs);
+    this.#maybeFinishPending(rec, nowMs);
+  }
+
+  #broadcastInv(rec: KeyRecord, nowMs: number): void {
+    rec.invSentMs = nowMs;
+    for (const to of this.#others) {
+      this.counters.invsSent++;
+      this.#outbox.send(to, MsgKind.Inv, rec.key, rec.pendingVersion, rec.pendingWriter, this.#epoch, rec.pendingRmw, rec.pendingValue);
+    }
+  }
+
+  #retransmitInv(rec: KeyRecord, nowMs: number): void {
+    rec.invSentMs = nowMs;
+    for (const to of this.#others) {
+      if ((rec.acks & (1 << to)) !== 0) continue;
+      this.counters.invsRetransmitted++;
+      this.#outbox.send(to, MsgKind.Inv, rec.key, rec.pendingVersion, rec.pendingWriter, this.#epoch, rec.pendingRmw, rec.pendingValue);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Answers
+
+  #answer(op: Op, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
+    assert(!op.done, "every op is answered exactly once");
+    op.done = true;
+    const id = op.id;
+    this.#pool.release(op);
+    this.#completions.complete(id, status, value, version, writer);
+  }
+
+  /** An own update committed (or finished below a higher one): Ok with its ts; Incr gets its value. */
+  #answerUpdate(op: Op, version: number, writer: NodeId, value: Uint8Array | null): void {
+    this.#answer(op, OpStatus.Ok, op.kind === OpKind.Incr ? value : null, version, writer);
+  }
+
+  /** Leaving the membership or stopping: nothing here will make progress any more. */
+  #abandonAll(nowMs: number): void {
+    for (const rec of this.#waitingKeys) {
+      for (const op of rec.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, null, 0, 0);
+      rec.waiting.length = 0;
+    }
+    this.#waitingKeys.clear();
+    for (const rec of this.#unsettled) {
+      const op = rec.pendingOp;
+      rec.pendingOp = null;
+      if (op !== null) this.#answer(op, OpStatus.Unknown, null, 0, 0);
+    }
+    void nowMs;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Rules as overridable predicates: the mutation tests subclass Replica and break exactly one.
+
+  /** Reads are served only in Valid, and only while the lease is valid at the moment of answering. */
+  protected readable(rec: KeyRecord, nowMs: number): boolean {
+    return rec.state === KeyState.Valid && this.leaseValid(nowMs);
+  }
+  /** INV, ACK and Reject count only in the epoch they were sent in. */
+  protected epochAccepted(epoch: Epoch): boolean {
+    return epoch === this.#epoch;
+  }
+  /** Reset the ACK set of a pending update when the epoch changes (the spec's 2024 fix). */
+  protected resetAcksOnEpochChange(rec: KeyRecord): void {
+    rec.acks = 0;
+  }
+  /** A follower with a higher ts answers a stale INV (write or RMW) with its own state. */
+  protected rejectsLowerInv(_rmw: boolean): boolean {
+    return true;
+  }
+  /** A coordinator's pending RMW aborts on seeing a higher ts. */
+  protected abortsOwnRmw(): boolean {
+    return true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  #record(key: string): KeyRecord {
+    const rec = new KeyRecord(key);
+    this.#keys.set(key, rec);
+    return rec;
+  }
+
+  #isMemberId(id: NodeId): boolean {
+    return (this.#membersMask & (1 << id)) !== 0;
+  }
+}
+
+/** Incr: the value as a safe decimal integer plus `by`, encoded; null if either is not a safe integer. */
+export function incremented(value: Uint8Array | null, by: number): Uint8Array | null {
+  let current = 0;
+  if (value !== null) {
+    const text = textDecoder.decode(value);
+    if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null;
+    current = Number(text);
+  }
+  const next = current + by;
+  if (!Number.isSafeInteger(current) || !Number.isSafeInteger(by) || !Number.isSafeInteger(next)) return null;
+  return textEncoder.encode(String(next));
+}

@@ -1,0 +1,114 @@
+// A cluster of real replicas with a hand-driven network: every sent message waits in a list until
+// the test delivers or drops it. For scenario tests that need one exact interleaving.
+
+import { Replica } from "../../src/core/replica.ts";
+import { defaultReplicaConfig, MsgKind, OpKind, OpStatus, type NodeId, type ReplicaConfig } from "../../src/core/types.ts";
+
+export interface Sent {
+  from: NodeId;
+  to: NodeId;
+  kind: MsgKind;
+  key: string;
+  version: number;
+  writer: NodeId;
+  epoch: number;
+  rmw: boolean;
+  value: Uint8Array | null;
+}
+
+export interface Answer {
+  status: OpStatus;
+  value: string | null;
+  version: number;
+  writer: NodeId;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const kindNames = ["", "INV", "ACK", "VAL", "REJ"];
+
+export type MakeReplica = (config: ReplicaConfig, cluster: ManualCluster) => Replica;
+
+export class ManualCluster {
+  readonly replicas: Replica[] = [];
+  readonly inFlight: Sent[] = [];
+  readonly answers = new Map<number, Answer>();
+  nowMs = 0;
+  #nextOp = 1;
+
+  constructor(size: number, make?: MakeReplica, overrides: Partial<ReplicaConfig> = {}) {
+    for (let id = 0; id < size; id++) {
+      const config: ReplicaConfig = { ...defaultReplicaConfig, ...overrides, self: id };
+      const replica = make
+        ? make(config, this)
+        : new Replica(config, this.outboxFor(id), this.completions);
+      this.replicas.push(replica);
+    }
+    const all = this.replicas.map((_, i) => i);
+    for (const r of this.replicas) {
+      r.setMembership(1, all, 0);
+      r.setLease(1e12, 0);
+    }
+  }
+
+  outboxFor(from: NodeId) {
+    return {
+      send: (to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: number, rmw: boolean, value: Uint8Array | null) => {
+        this.inFlight.push({ from, to, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
+      },
+    };
+  }
+
+  readonly completions = {
+    complete: (opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId) => {
+      if (this.answers.has(opId)) throw new Error(`op ${opId} answered twice`);
+      this.answers.set(opId, { status, value: value === null ? null : decoder.decode(value), version, writer });
+    },
+  };
+
+  submit(node: NodeId, kind: OpKind, key: string, value: string | null = null, expected?: { version: number; writer: NodeId }, by = 0): number {
+    const opId = this.#nextOp++;
+    this.replicas[node]!.submit(opId, kind, key, value === null ? null : encoder.encode(value), expected?.version ?? 0, expected?.writer ?? 0, by, this.nowMs);
+    return opId;
+  }
+
+  /** Messages in flight matching a filter, e.g. { from: 0, kind: MsgKind.Inv }. */
+  find(filter: Partial<Sent>): Sent[] {
+    return this.inFlight.filter((m) => Object.entries(filter).every(([k, v]) => (m as unknown as Record<string, unknown>)[k] === v));
+  }
+
+  /** Deliver (and remove) every in-flight message matching the filter, in send order. Returns how many. */
+  deliver(filter: Partial<Sent>): number {
+    const chosen = this.find(filter);
+    for (const m of chosen) {
+      this.inFlight.splice(this.inFlight.indexOf(m), 1);
+      this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+    }
+    return chosen.length;
+  }
+
+  /** Drop (remove without delivering) every in-flight message matching the filter. */
+  drop(filter: Partial<Sent>): number {
+    const chosen = this.find(filter);
+    for (const m of chosen) this.inFlight.splice(this.inFlight.indexOf(m), 1);
+    return chosen.length;
+  }
+
+  /** Deliver everything until the network is empty (bounded). */
+  settle(roundsMax = 1000): void {
+    for (let i = 0; i < roundsMax && this.inFlight.length > 0; i++) {
+      const m = this.inFlight.shift()!;
+      this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+    }
+    if (this.inFlight.length > 0) throw new Error("network did not settle");
+  }
+
+  tick(ms: number): void {
+    this.nowMs += ms;
+    for (const r of this.replicas) r.tick(this.nowMs);
+  }
+
+  describe(m: Sent): string {
+    return `${kindNames[m.kind]} ${m.from}->${m.to} ${m.key} ${m.version}.${m.writer} e${m.epoch}`;
+  }
+}

@@ -1,0 +1,52 @@
+// Test-only mutations of the core: each subclass breaks exactly one rule of the protocol, and the
+// mutation tests require the simulator's oracles to catch every one of them. A mutant that
+// survives means an oracle (or the workload) is too weak.
+
+import { Replica } from "../../src/core/replica.ts";
+import type { KeyRecord } from "../../src/core/key-record.ts";
+import { KeyState, type Epoch } from "../../src/core/types.ts";
+import type { ReplicaFactory } from "./simulation.ts";
+
+/** Serves local reads in Invalid too (the value may not be committed yet). */
+class ServesReadsInInvalid extends Replica {
+  protected override readable(rec: KeyRecord, nowMs: number): boolean {
+    return (rec.state === KeyState.Valid || rec.state === KeyState.Invalid) && this.leaseValid(nowMs);
+  }
+}
+
+/** Serves local reads without a valid lease (a removed node may serve stale data). */
+class IgnoresLease extends Replica {
+  protected override readable(rec: KeyRecord): boolean {
+    return rec.state === KeyState.Valid;
+  }
+}
+
+/** Accepts INV, ACK and Reject from any epoch. */
+class SkipsEpochCheck extends Replica {
+  protected override epochAccepted(_epoch: Epoch): boolean {
+    return true;
+  }
+}
+
+/** Followers ACK stale RMWs and coordinators never abort: concurrent RMWs can both commit. */
+class LetsTwoRmwsCommit extends Replica {
+  protected override rejectsLowerInv(rmw: boolean): boolean {
+    return !rmw;
+  }
+  protected override abortsOwnRmw(): boolean {
+    return false;
+  }
+}
+
+/** Keeps the ACKs of the old epoch on a membership change (the bug the spec fixed in 2024). */
+class KeepsAcksAcrossEpochs extends Replica {
+  protected override resetAcksOnEpochChange(): void {}
+}
+
+export const mutants: Record<string, ReplicaFactory> = {
+  "serve reads in Invalid": (c, o, d, p) => new ServesReadsInInvalid(c, o, d, p),
+  "serve reads without a lease": (c, o, d, p) => new IgnoresLease(c, o, d, p),
+  "skip the epoch check": (c, o, d, p) => new SkipsEpochCheck(c, o, d, p),
+  "let two RMWs commit": (c, o, d, p) => new LetsTwoRmwsCommit(c, o, d, p),
+  "drop the ACK reset on epoch change": (c, o, d, p) => new KeepsAcksAcrossEpochs(c, o, d, p),
+};

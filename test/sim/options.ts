@@ -1,0 +1,81 @@
+// Simulation parameters. Times are simulated milliseconds. Fault rates are drawn per seed so that a
+// swarm of seeds covers calm and hostile networks alike (TigerBeetle's swarm testing).
+
+import type { Prng } from "./prng.ts";
+
+export interface SimOptions {
+  seed: number;
+  replicas: number;
+  /** Client ops to issue in total (the run then drains). */
+  ops: number;
+  clientsPerNode: number;
+  registerKeys: number;
+  counterKeys: number;
+
+  tickMs: number;
+  retransmitMs: number;
+  mltMs: number;
+  opTimeoutMs: number;
+  leaseMs: number;
+  leaseRenewEveryMs: number;
+  /** The RM removes an unreachable member this long after its last lease ended. */
+  removalMarginMs: number;
+
+  /** Fault phase: the share of ops issued while faults are injected (the rest is the healing phase). */
+  faultShare: number;
+  lossRate: number;
+  duplicateRate: number;
+  /** Chance that a message takes a long, reordering delay. */
+  slowRate: number;
+  /** Mean time between injected faults (partitions, isolations, crashes). */
+  faultEveryMs: number;
+  crashes: boolean;
+  partitions: boolean;
+  /** Chance that a node crashes right after it issues an update (a targeted nemesis: the moment
+   *  when a crash leaves INVs half-delivered and pending ACK sets across an epoch change). */
+  crashAfterIssueRate: number;
+  /** The same when the update is an RMW racing another node's pending RMW on the same key. */
+  crashInRmwRaceRate: number;
+
+  /** After healing: ops invoked this long after the heal must finish within livenessMs. */
+  settleMs: number;
+  livenessMs: number;
+  /** Bound on the linearizability search per key. */
+  linStatesMax: number;
+}
+
+export function defaultOptions(seed: number, random: Prng, overrides: Partial<SimOptions> = {}): SimOptions {
+  const replicas = overrides.replicas ?? [3, 5, 7][seed % 3]!;
+  const leaseMs = 40;
+  // Either side of the lease: whether a stuck follower replays before or after the RM removes a
+  // crashed coordinator changes which epoch-change paths run.
+  const mltMs = random.pick([25, 80, 300]);
+  const base: SimOptions = {
+    seed,
+    replicas,
+    ops: 400,
+    clientsPerNode: 2,
+    registerKeys: 3,
+    counterKeys: 1,
+    tickMs: 1,
+    retransmitMs: 5,
+    mltMs,
+    opTimeoutMs: 300,
+    leaseMs,
+    leaseRenewEveryMs: 10,
+    removalMarginMs: 5,
+    faultShare: 0.6,
+    lossRate: random.pick([0, 0.01, 0.05, 0.15]),
+    duplicateRate: random.pick([0, 0.02, 0.1]),
+    slowRate: random.pick([0, 0.02, 0.1]),
+    faultEveryMs: random.pick([20, 60, 200]),
+    crashes: true,
+    partitions: true,
+    crashAfterIssueRate: random.pick([0, 0.005, 0.02]),
+    crashInRmwRaceRate: random.pick([0, 0.3, 0.6]),
+    settleMs: leaseMs * 2 + mltMs + 50,
+    livenessMs: mltMs + 200,
+    linStatesMax: 2_000_000,
+  };
+  return { ...base, ...overrides, seed, replicas };
+}

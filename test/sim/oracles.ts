@@ -1,0 +1,110 @@
+// Safety oracles of the simulation, checked after every step and at the end:
+// - HConsistent: two live members that are Valid for a key hold equal timestamps;
+// - no ACK counted across epochs;
+// - HRSemanticsRMW: every committed RMW read the committed value just before its own timestamp,
+//   hence at most one of concurrent RMWs from one base commits;
+// - writes never abort (checked by the workload on each answer).
+
+import { KeyState, type Epoch, type NodeId, type Probe } from "../../src/core/types.ts";
+import { SimViolation, type Simulation } from "./simulation.ts";
+
+interface Ts {
+  version: number;
+  writer: NodeId;
+}
+
+function tsKey(version: number, writer: NodeId): string {
+  return `${version}.${writer}`;
+}
+
+export class Oracles implements Probe {
+  #sim: Simulation | null = null;
+  #keys: readonly string[] = [];
+  /** key -> committed timestamps ("v.w") */
+  readonly #committed = new Map<string, Map<string, Ts>>();
+  /** key -> RMW ts -> its base ts */
+  readonly #rmwBase = new Map<string, Map<string, Ts>>();
+
+  attach(sim: Simulation, keys: readonly string[]): void {
+    this.#sim = sim;
+    this.#keys = keys;
+  }
+
+  // Probe --------------------------------------------------------------------------------------
+
+  issued(_self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, baseVersion: number, baseWriter: NodeId): void {
+    if (!rmw) return;
+    let bases = this.#rmwBase.get(key);
+    if (bases === undefined) this.#rmwBase.set(key, (bases = new Map()));
+    bases.set(tsKey(version, writer), { version: baseVersion, writer: baseWriter });
+  }
+
+  ackCounted(self: NodeId, key: string, from: NodeId, ackEpoch: Epoch, currentEpoch: Epoch): void {
+    if (ackEpoch !== currentEpoch) {
+      throw new SimViolation("ack-epoch", `node ${self} counted an ACK from ${from} for ${key} sent in epoch ${ackEpoch} while in epoch ${currentEpoch}`);
+    }
+  }
+
+  committed(_self: NodeId, key: string, version: number, writer: NodeId): void {
+    this.#markCommitted(key, version, writer);
+  }
+
+  validated(_self: NodeId, key: string, version: number, writer: NodeId): void {
+    this.#markCommitted(key, version, writer);
+  }
+
+  #markCommitted(key: string, version: number, writer: NodeId): void {
+    let set = this.#committed.get(key);
+    if (set === undefined) this.#committed.set(key, (set = new Map([["0.0", { version: 0, writer: 0 }]])));
+    set.set(tsKey(version, writer), { version, writer });
+  }
+
+  // Per step -----------------------------------------------------------------------------------
+
+  /** HConsistent over the live members of the RM's current view. */
+  checkStep(): void {
+    const sim = this.#sim!;
+    for (const key of this.#keys) {
+      let seen: Ts | null = null;
+      let seenAt = -1;
+      for (const node of sim.nodes) {
+        if (node.crashed || !sim.members.has(node.id)) continue;
+        const rec = node.replica.inspect(key);
+        const state = rec === undefined ? KeyState.Valid : rec.state;
+        if (state !== KeyState.Valid) continue;
+        const version = rec?.version ?? 0;
+        const writer = rec?.writer ?? 0;
+        if (seen === null) {
+          seen = { version, writer };
+          seenAt = node.id;
+        } else if (seen.version !== version || seen.writer !== writer) {
+          throw new SimViolation(
+            "HConsistent",
+            `key ${key}: node ${seenAt} Valid at ${tsKey(seen.version, seen.writer)} but node ${node.id} Valid at ${tsKey(version, writer)}`,
+          );
+        }
+      }
+    }
+  }
+
+  // At the end ---------------------------------------------------------------------------------
+
+  /** HRSemanticsRMW: each committed RMW's base is the greatest committed ts below it. */
+  checkRmwSemantics(): void {
+    for (const [key, bases] of this.#rmwBase) {
+      const committed = [...(this.#committed.get(key)?.values() ?? [])].sort((a, b) => a.version - b.version || a.writer - b.writer);
+      for (let i = 1; i < committed.length; i++) {
+        const ts = committed[i]!;
+        const base = bases.get(tsKey(ts.version, ts.writer));
+        if (base === undefined) continue; // a write
+        const previous = committed[i - 1]!;
+        if (previous.version !== base.version || previous.writer !== base.writer) {
+          throw new SimViolation(
+            "HRSemanticsRMW",
+            `key ${key}: RMW ${tsKey(ts.version, ts.writer)} committed from base ${tsKey(base.version, base.writer)}, but ${tsKey(previous.version, previous.writer)} committed between them`,
+          );
+        }
+      }
+    }
+  }
+}

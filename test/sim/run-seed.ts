@@ -1,0 +1,108 @@
+// One seeded simulation from start to verdict. The same seed and options replay the same run.
+
+import { Replica } from "../../src/core/replica.ts";
+import type { Probe } from "../../src/core/types.ts";
+import { checkLinearizable } from "../lib/linearizability.ts";
+import { defaultOptions, type SimOptions } from "./options.ts";
+import { Oracles } from "./oracles.ts";
+import { Prng } from "./prng.ts";
+import { Simulation, SimViolation, type ReplicaFactory } from "./simulation.ts";
+import { Workload } from "./workload.ts";
+
+export interface SeedResult {
+  seed: number;
+  replicas: number;
+  ops: number;
+  ok: boolean;
+  /** Linearizability search gave up on some key (not a violation, but reported). */
+  linUnknown: boolean;
+  oracle?: string;
+  detail?: string;
+  trace?: string[];
+  simulatedMs: number;
+  statusCounts: Map<string, number>;
+}
+
+export const defaultReplicaFactory: ReplicaFactory = (config, outbox, completions, probe) => new Replica(config, outbox, completions, probe);
+
+export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeReplica: ReplicaFactory = defaultReplicaFactory): SeedResult {
+  const random = new Prng(seed);
+  const options = defaultOptions(seed, random, overrides);
+  const oracles = new Oracles();
+  // The probe feeds the oracles and lets the nemesis crash a node right after it issues an update.
+  const probe: Probe = {
+    issued: (self, key, version, writer, rmw, baseVersion, baseWriter) => {
+      oracles.issued(self, key, version, writer, rmw, baseVersion, baseWriter);
+      sim.maybeCrashAfterIssue(self, key, rmw);
+    },
+    ackCounted: (...args) => oracles.ackCounted(...args),
+    committed: (...args) => oracles.committed(...args),
+    validated: (...args) => oracles.validated(...args),
+  };
+  const sim: Simulation = new Simulation(options, random, makeReplica, probe);
+  const faultOps = Math.floor(options.ops * options.faultShare);
+  const workload = new Workload(sim, () => {
+    if (sim.faultsActive && workload.issued >= faultOps) {
+      sim.heal();
+      workload.healAtMs = sim.nowMs;
+    }
+  });
+  oracles.attach(sim, workload.keys);
+  sim.afterStep = () => oracles.checkStep();
+  const result: SeedResult = {
+    seed,
+    replicas: options.replicas,
+    ops: 0,
+    ok: true,
+    linUnknown: false,
+    simulatedMs: 0,
+    statusCounts: workload.statusCounts,
+  };
+  const fail = (oracle: string, detail: string) => {
+    result.ok = false;
+    result.oracle = oracle;
+    result.detail = detail;
+    result.trace = sim.traceLines();
+  };
+  try {
+    sim.start();
+    if (options.crashes || options.partitions) sim.scheduleFaults();
+    workload.start();
+    // Bound: every op must be answered within its timeout once issued, so this is generous.
+    const limitMs = 120_000;
+    if (!sim.run(() => workload.quiescent, limitMs)) {
+      fail("liveness", `ops still unanswered at ${limitMs}ms simulated (issued ${workload.issued}, answered ${workload.answered})`);
+    } else {
+      oracles.checkRmwSemantics();
+    }
+  } catch (error) {
+    if (!(error instanceof SimViolation)) {
+      // An assertion inside the core is a violation too: report it with the seed and trace.
+      fail("assertion", error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+    } else {
+      fail(error.oracle, error.message);
+    }
+  }
+  result.simulatedMs = sim.nowMs;
+  result.ops = workload.issued;
+  if (result.ok) {
+    const lin = checkLinearizable(workload.history.ops(), { statesMax: options.linStatesMax });
+    if (lin.ok === false) {
+      fail("linearizability", `key ${lin.key}: ${lin.message}\n${lin.witness.join("\n")}`);
+    } else if (lin.ok === "unknown") {
+      result.linUnknown = true;
+    }
+  }
+  return result;
+}
+
+export function formatFailure(result: SeedResult): string {
+  const lines = [
+    `VIOLATION seed=${result.seed} replicas=${result.replicas} oracle=${result.oracle}`,
+    `  ${result.detail}`,
+    `  last events before the violation:`,
+    ...(result.trace ?? []).map((line) => `    ${line}`),
+    `  replay: bun run sim --seed ${result.seed} --replicas ${result.replicas}`,
+  ];
+  return lines.join("\n");
+}
