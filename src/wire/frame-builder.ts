@@ -1,0 +1,183 @@
+// Encodes protocol messages for one peer into one pre-allocated frame buffer.
+//
+// The worker keeps one FrameBuilder per peer and implements Outbox.send as `builder.append(...)`;
+// when append returns false the frame is full: the worker sends `finish()`, calls `reset()` and
+// appends again. Nothing is allocated per message: the key is UTF-8 encoded in place and the value
+// is copied in place, so the core's borrowed value can be reused as soon as append returns.
+
+import { assert } from "../core/assert.ts";
+import { MsgKind, nodeIdMax, type Epoch, type NodeId } from "../core/types.ts";
+import { utf8Encode, utf8Length } from "../ring/utf8.ts";
+import {
+  codecVersion,
+  frameBytesOffset,
+  frameClusterIdOffset,
+  frameCodecVersionOffset,
+  frameEpochOffset,
+  frameFlagsOffset,
+  frameHeaderBytes,
+  frameMagic,
+  frameMagicOffset,
+  frameMessageCountOffset,
+  frameMessagesMax,
+  frameReservedOffset,
+  frameSenderOffset,
+  frameShardIndexOffset,
+  frameValueBytesMax,
+  messageFixedBytes,
+  msgEpochOffset,
+  msgFlagRmw,
+  msgFlagValue,
+  msgFlagsOffset,
+  msgKeyBytesOffset,
+  msgKindOffset,
+  msgReservedOffset,
+  msgValueBytesOffset,
+  msgVersionHighOffset,
+  msgVersionLowOffset,
+  msgWriterOffset,
+  shardIndexMax,
+  versionHighWeight,
+  wireKeyBytesMax,
+} from "./layout.ts";
+
+export interface FrameBuilderConfig {
+  /** Identifies the cluster; receivers drop frames with another id. */
+  clusterId: number;
+  /** This node. */
+  sender: NodeId;
+  /** The one peer this builder's frames go to (asserted against `append`'s `to`). */
+  peer: NodeId;
+  /** The worker (shard) index, the same on both ends. */
+  shardIndex: number;
+  /** The buffer size: the transport's frameBytesMax. */
+  frameBytesMax: number;
+  /** Largest key (UTF-8 bytes) the node accepts. */
+  keyBytesMax: number;
+  /** Largest value the node accepts; must be <= frameValueBytesMax(frameBytesMax, keyBytesMax). */
+  valueBytesMax: number;
+}
+
+export class FrameBuilder {
+  readonly config: Readonly<FrameBuilderConfig>;
+  /** The sender's current membership epoch, written into the header by `finish`. */
+  senderEpoch: Epoch = 0;
+  readonly #bytes: Uint8Array;
+  readonly #view: DataView;
+  #byteLength = frameHeaderBytes;
+  #messageCount = 0;
+
+  constructor(config: FrameBuilderConfig) {
+    const { clusterId, sender, peer, shardIndex, frameBytesMax, keyBytesMax, valueBytesMax } = config;
+    assert(clusterId >>> 0 === clusterId, "clusterId must be a u32");
+    assert(Number.isInteger(sender) && sender >= 0 && sender <= nodeIdMax, "sender must be a NodeId");
+    assert(Number.isInteger(peer) && peer >= 0 && peer <= nodeIdMax, "peer must be a NodeId");
+    assert(Number.isInteger(shardIndex) && shardIndex >= 0 && shardIndex <= shardIndexMax, "shardIndex must be a u8");
+    assert(Number.isInteger(frameBytesMax) && frameBytesMax >>> 0 === frameBytesMax, "frameBytesMax must be a u32");
+    assert(Number.isInteger(keyBytesMax) && keyBytesMax >= 1 && keyBytesMax <= wireKeyBytesMax, "keyBytesMax must fit the u16 key length");
+    assert(Number.isInteger(valueBytesMax) && valueBytesMax >= 0, "valueBytesMax must be >= 0");
+    // The boundary guarantee: any message within the limits fits an empty frame, so `append`
+    // returning false always means "flush and retry", never "this can never be sent".
+    assert(valueBytesMax <= frameValueBytesMax(frameBytesMax, keyBytesMax), "valueBytesMax too large for one INV per frame: see frameValueBytesMax");
+    this.config = { ...config };
+    this.#bytes = new Uint8Array(frameBytesMax);
+    this.#view = new DataView(this.#bytes.buffer);
+  }
+
+  get messageCount(): number {
+    return this.#messageCount;
+  }
+
+  /** Bytes of the frame so far, header included. */
+  get byteLength(): number {
+    return this.#byteLength;
+  }
+
+  get isEmpty(): boolean {
+    return this.#messageCount === 0;
+  }
+
+  /**
+   * Appends one message (Outbox.send's argument list). Returns false, and leaves the frame as it
+   * was, when the message does not fit: send `finish()`, `reset()`, and append it again.
+   * Values are copied; `value` may be reused by the caller as soon as this returns.
+   */
+  append(
+    to: NodeId,
+    kind: MsgKind,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+  ): boolean {
+    const config = this.config;
+    assert(to === config.peer, "frame builder used for another peer");
+    assert(kind >= MsgKind.Inv && kind <= MsgKind.Reject, "message kind is not a MsgKind");
+    assert(Number.isSafeInteger(version) && version >= 0, "version must be a safe integer >= 0");
+    assert(Number.isInteger(writer) && writer >= 0 && writer <= nodeIdMax, "writer must be a NodeId");
+    assert(epoch >>> 0 === epoch, "epoch must be a u32");
+    const carriesValue = kind === MsgKind.Inv || kind === MsgKind.Reject;
+    assert(carriesValue || value === null, "only Inv and Reject carry a value");
+    const valueBytes = value === null ? 0 : value.length;
+    assert(valueBytes <= config.valueBytesMax, "value larger than valueBytesMax");
+    if (this.#messageCount === frameMessagesMax) return false;
+
+    const bytes = this.#bytes;
+    const start = this.#byteLength;
+    const keyAt = start + messageFixedBytes;
+    // Encode the key in place; the bound stops at the key limit or the frame end, whichever is first.
+    const keyLimit = Math.min(keyAt + config.keyBytesMax, bytes.length);
+    const keyEnd = keyAt <= bytes.length ? utf8Encode(key, bytes, keyAt, keyLimit) : -1;
+    if (keyEnd < 0 || keyEnd + valueBytes > bytes.length) {
+      // Either the frame is full or the key is over the limit: only the second is a caller bug.
+      assert(utf8Length(key) <= config.keyBytesMax, "key longer than keyBytesMax");
+      assert(this.#messageCount > 0, "message larger than an empty frame");
+      return false;
+    }
+    const keyBytes = keyEnd - keyAt;
+
+    const view = this.#view;
+    view.setUint8(start + msgKindOffset, kind);
+    view.setUint8(start + msgWriterOffset, writer);
+    view.setUint8(start + msgFlagsOffset, (rmw ? msgFlagRmw : 0) | (value !== null ? msgFlagValue : 0));
+    view.setUint8(start + msgReservedOffset, 0);
+    view.setUint32(start + msgEpochOffset, epoch, true);
+    view.setUint32(start + msgVersionLowOffset, version >>> 0, true);
+    view.setUint32(start + msgVersionHighOffset, Math.floor(version / versionHighWeight), true);
+    view.setUint32(start + msgValueBytesOffset, valueBytes, true);
+    view.setUint16(start + msgKeyBytesOffset, keyBytes, true);
+    if (value !== null) bytes.set(value, keyEnd);
+    this.#byteLength = keyEnd + valueBytes;
+    this.#messageCount++;
+    return true;
+  }
+
+  /**
+   * Writes the header and returns the frame: a view of the builder's buffer, valid until the next
+   * `append` or `reset` (transports copy or send it before returning). May be called again.
+   */
+  finish(): Uint8Array {
+    const view = this.#view;
+    const config = this.config;
+    assert(this.senderEpoch >>> 0 === this.senderEpoch, "senderEpoch must be a u32");
+    view.setUint32(frameMagicOffset, frameMagic, true);
+    view.setUint8(frameCodecVersionOffset, codecVersion);
+    view.setUint8(frameSenderOffset, config.sender);
+    view.setUint8(frameShardIndexOffset, config.shardIndex);
+    view.setUint8(frameFlagsOffset, 0);
+    view.setUint32(frameClusterIdOffset, config.clusterId, true);
+    view.setUint32(frameEpochOffset, this.senderEpoch, true);
+    view.setUint16(frameMessageCountOffset, this.#messageCount, true);
+    view.setUint16(frameReservedOffset, 0, true);
+    view.setUint32(frameBytesOffset, this.#byteLength, true);
+    return this.#bytes.subarray(0, this.#byteLength);
+  }
+
+  /** Empties the frame (after it was sent). */
+  reset(): void {
+    this.#byteLength = frameHeaderBytes;
+    this.#messageCount = 0;
+  }
+}

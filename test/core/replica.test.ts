@@ -1,0 +1,271 @@
+// Scenario tests of the Hermes replica: one exact interleaving each, driven by hand.
+
+import { describe, expect, test } from "bun:test";
+import { Replica, incremented } from "../../src/core/replica.ts";
+import { defaultReplicaConfig, KeyState, MsgKind, OpKind, OpStatus } from "../../src/core/types.ts";
+import { ManualCluster } from "./manual-cluster.ts";
+
+const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
+
+describe("writes", () => {
+  test("commit after every ACK; followers are Invalid until the VAL and their reads wait", () => {
+    const c = new ManualCluster(3);
+    const w = c.submit(0, OpKind.Write, "k", "v1");
+    expect(c.find({ kind: MsgKind.Inv }).length).toBe(2);
+    c.deliver({ kind: MsgKind.Inv });
+    expect(c.replicas[1]!.inspect("k")!.state).toBe(KeyState.Invalid);
+    const r = c.submit(1, OpKind.Read, "k");
+    expect(c.answers.has(r)).toBe(false); // waits for Valid
+    c.deliver({ kind: MsgKind.Ack, to: 0, from: 1 });
+    expect(c.answers.has(w)).toBe(false); // one ACK missing
+    c.deliver({ kind: MsgKind.Ack, to: 0, from: 2 });
+    expect(c.answers.get(w)).toEqual({ status: OpStatus.Ok, value: null, version: 2, writer: 0 });
+    expect(c.replicas[0]!.inspect("k")!.state).toBe(KeyState.Valid);
+    c.deliver({ kind: MsgKind.Val });
+    expect(c.answers.get(r)).toEqual({ status: OpStatus.Ok, value: "v1", version: 2, writer: 0 });
+  });
+
+  test("reads of a Valid key are local and immediate; an untouched key is absent at 0.0", () => {
+    const c = new ManualCluster(3);
+    const r = c.submit(2, OpKind.Read, "nothing");
+    expect(c.answers.get(r)).toEqual({ status: OpStatus.Ok, value: null, version: 0, writer: 0 });
+    expect(c.inFlight.length).toBe(0);
+  });
+
+  test("concurrent writes: the higher ts wins everywhere, the lower completes without VAL", () => {
+    const c = new ManualCluster(3);
+    const low = c.submit(0, OpKind.Write, "k", "from0"); // ts 2.0
+    const high = c.submit(2, OpKind.Write, "k", "from2"); // ts 2.2
+    c.settle();
+    expect(c.answers.get(low)!.status).toBe(OpStatus.Ok);
+    expect(c.answers.get(high)!.status).toBe(OpStatus.Ok);
+    for (const r of c.replicas) {
+      const rec = r.inspect("k")!;
+      expect([rec.version, rec.writer, rec.state, text(rec.value)]).toEqual([2, 2, KeyState.Valid, "from2"]);
+    }
+  });
+
+  test("a replica with a higher ts answers a lower write INV with its state, counted as the ACK", () => {
+    const c = new ManualCluster(3);
+    const low = c.submit(0, OpKind.Write, "k", "low"); // 2.0
+    const high = c.submit(1, OpKind.Write, "k", "high"); // 2.1
+    c.deliver({ from: 0, to: 1, kind: MsgKind.Inv });
+    const reject = c.find({ from: 1, to: 0 });
+    expect(reject.map((m) => m.kind)).toEqual([MsgKind.Inv, MsgKind.Reject]);
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Reject }); // node 0 adopts 2.1 and goes Trans
+    expect(c.replicas[0]!.inspect("k")!.state).toBe(KeyState.Trans);
+    c.deliver({ from: 0, to: 2, kind: MsgKind.Inv });
+    c.deliver({ from: 2, to: 0, kind: MsgKind.Ack });
+    // The lower write finished in Trans: Ok, no VAL, the key stays Invalid at 2.1.
+    expect(c.answers.get(low)).toEqual({ status: OpStatus.Ok, value: null, version: 2, writer: 0 });
+    expect(c.find({ from: 0, kind: MsgKind.Val }).length).toBe(0);
+    expect(c.replicas[0]!.inspect("k")!.state).toBe(KeyState.Invalid);
+    c.settle();
+    expect(c.answers.get(high)!.status).toBe(OpStatus.Ok);
+    expect(text(c.replicas[0]!.inspect("k")!.value)).toBe("high");
+  });
+
+  test("delete writes a tombstone: reads say absent with its ts, create then succeeds", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "v");
+    c.settle();
+    const d = c.submit(1, OpKind.Delete, "k");
+    c.settle();
+    expect(c.answers.get(d)).toMatchObject({ status: OpStatus.Ok, version: 4, writer: 1 });
+    const r = c.submit(2, OpKind.Read, "k");
+    expect(c.answers.get(r)).toEqual({ status: OpStatus.Ok, value: null, version: 4, writer: 1 });
+    const create = c.submit(2, OpKind.Create, "k", "again");
+    c.settle();
+    expect(c.answers.get(create)).toMatchObject({ status: OpStatus.Ok, version: 5, writer: 2 });
+  });
+});
+
+describe("RMWs", () => {
+  test("CAS on the current ts succeeds (+1 version), on another ts it is PreconditionFailed", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "a");
+    c.settle();
+    const ok = c.submit(1, OpKind.Cas, "k", "b", { version: 2, writer: 0 });
+    c.settle();
+    expect(c.answers.get(ok)).toMatchObject({ status: OpStatus.Ok, version: 3, writer: 1 });
+    const stale = c.submit(2, OpKind.Cas, "k", "c", { version: 2, writer: 0 });
+    expect(c.answers.get(stale)).toMatchObject({ status: OpStatus.PreconditionFailed, version: 3, writer: 1 });
+    const create = c.submit(2, OpKind.Create, "k", "d");
+    expect(c.answers.get(create)!.status).toBe(OpStatus.PreconditionFailed);
+  });
+
+  test("of two concurrent CAS from one base exactly one commits; the loser hears 412 once final", () => {
+    const c = new ManualCluster(3);
+    const a = c.submit(0, OpKind.Cas, "k", "A", { version: 0, writer: 0 });
+    const b = c.submit(2, OpKind.Cas, "k", "B", { version: 0, writer: 0 });
+    c.settle();
+    for (let i = 0; i < 5; i++) c.tick(50), c.settle();
+    const statuses = [c.answers.get(a)!.status, c.answers.get(b)!.status].sort();
+    expect(statuses).toEqual([OpStatus.Ok, OpStatus.PreconditionFailed]);
+    expect(text(c.replicas[1]!.inspect("k")!.value)).toBe("B"); // 1.2 beats 1.0
+  });
+
+  test("concurrent increments both apply: the loser retries once its abort is final", () => {
+    const c = new ManualCluster(3);
+    const a = c.submit(0, OpKind.Incr, "n", null, undefined, 1);
+    const b = c.submit(2, OpKind.Incr, "n", null, undefined, 10);
+    for (let i = 0; i < 5; i++) c.settle(), c.tick(50);
+    expect(c.answers.get(a)!.status).toBe(OpStatus.Ok);
+    expect(c.answers.get(b)!.status).toBe(OpStatus.Ok);
+    for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("11");
+  });
+
+  test("incr on a non-number is NotANumber and writes nothing", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "hello");
+    c.settle();
+    const i = c.submit(1, OpKind.Incr, "k", null, undefined, 1);
+    expect(c.answers.get(i)!.status).toBe(OpStatus.NotANumber);
+    expect(c.inFlight.length).toBe(0);
+  });
+
+  test("a coordinator does not ACK someone else's replay of its own pending RMW", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Incr, "n", null, undefined, 1); // 1.0
+    c.deliver({ from: 0, to: 1, kind: MsgKind.Inv });
+    c.drop({ from: 0 });
+    c.drop({ to: 0 });
+    c.tick(defaultMlt() + 1); // node 1 replays 1.0 (node 0 also retransmits)
+    const replayToCoordinator = c.find({ from: 1, to: 0, kind: MsgKind.Inv });
+    expect(replayToCoordinator.length).toBe(1);
+    c.drop({ from: 0 });
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Inv });
+    expect(c.find({ from: 0, to: 1, kind: MsgKind.Ack }).length).toBe(0);
+  });
+
+  test("incremented() parses safe decimal integers only", () => {
+    const enc = (s: string) => new TextEncoder().encode(s);
+    expect(text(incremented(null, 5))).toBe("5");
+    expect(text(incremented(enc("-3"), 1))).toBe("-2");
+    expect(incremented(enc("1.5"), 1)).toBeNull();
+    expect(incremented(enc("007"), 1)).toBeNull();
+    expect(incremented(enc(String(Number.MAX_SAFE_INTEGER)), 1)).toBeNull();
+  });
+});
+
+function defaultMlt(): number {
+  return defaultReplicaConfig.mltMs;
+}
+
+describe("message loss and replays", () => {
+  test("a lost INV is retransmitted to the members that have not ACKed", () => {
+    const c = new ManualCluster(3);
+    const w = c.submit(0, OpKind.Write, "k", "v");
+    c.deliver({ to: 1, kind: MsgKind.Inv });
+    c.drop({ to: 2, kind: MsgKind.Inv });
+    c.deliver({ kind: MsgKind.Ack });
+    c.tick(25);
+    expect(c.find({ from: 0, kind: MsgKind.Inv }).map((m) => m.to)).toEqual([2]);
+    c.settle();
+    expect(c.answers.get(w)!.status).toBe(OpStatus.Ok);
+  });
+
+  test("a lost VAL is recovered by the follower's replay after the message-loss timeout", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "v");
+    c.deliver({ kind: MsgKind.Inv });
+    c.deliver({ kind: MsgKind.Ack });
+    c.drop({ kind: MsgKind.Val, to: 2 });
+    c.settle();
+    expect(c.replicas[2]!.inspect("k")!.state).toBe(KeyState.Invalid);
+    c.tick(defaultMlt());
+    expect(c.replicas[2]!.inspect("k")!.state).toBe(KeyState.Replay);
+    c.settle();
+    expect(c.replicas[2]!.inspect("k")!.state).toBe(KeyState.Valid);
+    expect(text(c.replicas[2]!.inspect("k")!.value)).toBe("v");
+  });
+
+  test("a follower whose last writer left the membership replays at once in the new epoch", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "v");
+    c.deliver({ from: 0, to: 1, kind: MsgKind.Inv });
+    c.drop({ from: 0 }); // node 0 crashes
+    c.drop({ to: 0 });
+    for (const id of [1, 2]) c.replicas[id]!.setMembership(2, [1, 2], c.nowMs);
+    const replay = c.find({ from: 1, to: 2, kind: MsgKind.Inv });
+    expect(replay.map((m) => [m.version, m.writer, m.epoch])).toEqual([[2, 0, 2]]);
+    c.settle();
+    for (const id of [1, 2]) expect(text(c.replicas[id]!.inspect("k")!.value)).toBe("v");
+  });
+});
+
+describe("epochs and membership", () => {
+  test("INV and ACK from another epoch are ignored", () => {
+    const c = new ManualCluster(3);
+    c.replicas[1]!.receive(0, MsgKind.Inv, "k", 2, 0, 7, false, new Uint8Array([1]), 0);
+    expect(c.inFlight.length).toBe(0);
+    expect(c.replicas[1]!.counters.staleEpochMessages).toBe(1);
+  });
+
+  test("an epoch change resets the ACK set and re-sends the pending INV in the new epoch", () => {
+    const c = new ManualCluster(3);
+    const w = c.submit(0, OpKind.Write, "k", "v");
+    c.deliver({ to: 1, kind: MsgKind.Inv });
+    c.deliver({ from: 1, kind: MsgKind.Ack }); // counted in epoch 1
+    c.drop({ to: 2 });
+    for (const id of [0, 1]) c.replicas[id]!.setMembership(2, [0, 1], c.nowMs);
+    expect(c.answers.has(w)).toBe(false); // the epoch-1 ACK no longer counts
+    expect(c.find({ from: 0, to: 1, kind: MsgKind.Inv }).map((m) => m.epoch)).toEqual([2]);
+    c.settle();
+    expect(c.answers.get(w)!.status).toBe(OpStatus.Ok);
+  });
+
+  test("a node outside the membership stops serving: Unknown for started updates, Unavailable for the rest", () => {
+    const c = new ManualCluster(3);
+    const w = c.submit(0, OpKind.Write, "k", "v");
+    const queued = c.submit(0, OpKind.Write, "k", "w");
+    c.replicas[0]!.setMembership(2, [1, 2], c.nowMs);
+    expect(c.answers.get(w)!.status).toBe(OpStatus.Unknown);
+    expect(c.answers.get(queued)!.status).toBe(OpStatus.Unavailable);
+    const later = c.submit(0, OpKind.Read, "k");
+    expect(c.answers.get(later)!.status).toBe(OpStatus.Unavailable);
+  });
+});
+
+describe("leases, timeouts and limits", () => {
+  test("without a lease reads wait, and are served once the lease is renewed", () => {
+    const c = new ManualCluster(3);
+    c.replicas[1]!.setLease(0, 0);
+    const r = c.submit(1, OpKind.Read, "k");
+    expect(c.answers.has(r)).toBe(false);
+    c.replicas[1]!.setLease(1e12, 0);
+    expect(c.answers.get(r)!.status).toBe(OpStatus.Ok);
+  });
+
+  test("a waiting read times out as Timeout; a started write times out as Unknown", () => {
+    const c = new ManualCluster(3, undefined, { opTimeoutMs: 100 });
+    c.replicas[1]!.setLease(0, 0);
+    const r = c.submit(1, OpKind.Read, "k");
+    const w = c.submit(0, OpKind.Write, "k", "v");
+    c.drop({});
+    c.tick(101);
+    expect(c.answers.get(r)!.status).toBe(OpStatus.Timeout);
+    expect(c.answers.get(w)!.status).toBe(OpStatus.Unknown);
+    expect(c.replicas[0]!.opsInFlight).toBe(0);
+  });
+
+  test("a full key queue, a full op pool and a full store answer Busy / StoreFull, writing nothing", () => {
+    const c = new ManualCluster(3, undefined, { keyQueueMax: 2, opsMax: 3, keysMax: 1 });
+    c.submit(0, OpKind.Write, "k", "1"); // pending (W)
+    c.submit(0, OpKind.Write, "k", "2"); // waits
+    c.submit(0, OpKind.Write, "k", "3"); // waits
+    const full = c.submit(0, OpKind.Write, "k", "4");
+    expect(c.answers.get(full)!.status).toBe(OpStatus.Busy);
+    const newKey = c.submit(0, OpKind.Write, "other", "x");
+    expect(c.answers.get(newKey)!.status).toBe(OpStatus.StoreFull);
+  });
+
+  test("every op is answered exactly once across a full run", () => {
+    const c = new ManualCluster(3);
+    const ids = [] as number[];
+    for (let i = 0; i < 50; i++) ids.push(c.submit(i % 3, i % 4 === 0 ? OpKind.Read : OpKind.Write, `k${i % 5}`, `v${i}`));
+    for (let i = 0; i < 20; i++) c.settle(), c.tick(30);
+    expect(ids.every((id) => c.answers.has(id))).toBe(true);
+    expect(c.replicas.every((r: Replica) => r.opsInFlight === 0)).toBe(true);
+  });
+});
