@@ -31,14 +31,20 @@ export interface Transport {
   /** Forget a peer (removed from the membership). Pending frames to it may be dropped. */
   disconnect(peer: NodeId): void;
   /**
-   * Queue one frame (many protocol messages coalesced by the caller) for a peer. Returns false and
-   * keeps nothing when the peer has no credit or buffer space left; the caller keeps its messages.
+   * Queue one frame (many protocol messages coalesced by the caller) for a peer. The frame is
+   * copied: the caller may reuse it at once. Returns false and keeps nothing when the peer has no
+   * credit or buffer space left. Frames to unknown peers are dropped and counted (returns true).
    */
   send(peer: NodeId, frame: Uint8Array): boolean;
   /** Push queued frames to the network (one syscall batch per peer where the medium allows). */
   flush(): void;
   /** Hand every frame received since the last call to `handler`; returns how many. Never blocks. */
   poll(handler: FrameHandler): number;
+  /**
+   * Resolves when `poll` has a frame to hand out (or on close). An idle worker races it with its
+   * request ring, so that neither a sleeping worker misses frames nor a busy one spins.
+   */
+  whenReadable(): Promise<void>;
   stats(): TransportStats;
   /** Idempotent. */
   close(): void;
