@@ -40,6 +40,16 @@ import {
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+export interface SnapshotEntry {
+  key: string;
+  version: number;
+  writer: NodeId;
+  rmw: boolean;
+  value: Uint8Array | null;
+  /** The source held the key Valid: the ts is committed. */
+  committed: boolean;
+}
+
 export interface ReplicaCounters {
   invsSent: number;
   invsRetransmitted: number;
@@ -73,6 +83,8 @@ export class Replica {
   #member = false;
   #leaseUntilMs = 0;
   #stopped = false;
+  /** Rejoining after a restart: takes part in INVs but serves nothing until its state is loaded. */
+  #joining = false;
 
   readonly counters: ReplicaCounters = {
     invsSent: 0,
@@ -105,6 +117,9 @@ export class Replica {
   }
   get isMember(): boolean {
     return this.#member && !this.#stopped;
+  }
+  get joining(): boolean {
+    return this.#joining;
   }
   get keyCount(): number {
     return this.#keys.size;
@@ -178,6 +193,52 @@ export class Replica {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Rejoin with state transfer (pitfall §12.5). A restarted node has lost its state. It joins the
+  // membership first and takes part in INVs from then on (so it cannot miss a new update), then
+  // installs every key's (ts, value) from a live member that has installed the epoch that added it
+  // (so that member holds every update committed before), keeping the higher ts per key, and only
+  // then serves.
+
+  /** Enter joining mode: answer no client op until finishJoin(). Call before the first view. */
+  beginJoin(): void {
+    assert(this.#keys.size === 0, "a joining replica starts empty");
+    this.#joining = true;
+  }
+
+  /**
+   * One entry of a live member's snapshot. `committed` says the source held it Valid (the ts is
+   * committed); otherwise it is installed Invalid and settles by VAL or replay like any INV.
+   */
+  installSnapshotEntry(key: string, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, committed: boolean, nowMs: number): void {
+    assert(this.#joining, "snapshots are installed only while joining");
+    const rec = this.#keys.get(key) ?? this.#record(key);
+    const order = compareTs(version, writer, rec.version, rec.writer);
+    if (order > 0) this.#adopt(rec, writer, version, writer, rmw, value, nowMs);
+    if (order >= 0 && committed && rec.state === KeyState.Invalid && rec.version === version && rec.writer === writer) {
+      this.#validate(rec, nowMs);
+    }
+  }
+
+  /** State loaded: serve from now on. */
+  finishJoin(nowMs: number): void {
+    this.#joining = false;
+    this.#serveWaitingKeys(nowMs);
+  }
+
+  /** This replica's entries for a joiner, in chunks of at most `entriesMax`. */
+  *snapshot(entriesMax: number): Generator<SnapshotEntry[]> {
+    let chunk: SnapshotEntry[] = [];
+    for (const rec of this.#keys.values()) {
+      chunk.push({ key: rec.key, version: rec.version, writer: rec.writer, rmw: rec.rmw, value: rec.value, committed: rec.state === KeyState.Valid });
+      if (chunk.length >= entriesMax) {
+        yield chunk;
+        chunk = [];
+      }
+    }
+    if (chunk.length > 0) yield chunk;
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Client ops
 
   /**
@@ -194,7 +255,7 @@ export class Replica {
     by: number,
     nowMs: number,
   ): void {
-    if (this.#stopped || !this.#member) {
+    if (this.#stopped || !this.#member || this.#joining) {
       this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0);
       return;
     }

@@ -1,0 +1,81 @@
+// `hermes-kv local`: a whole cluster of N replicas in this process, for trying hermes-kv and for
+// showing failure and recovery on one machine.
+
+import type { TransportKind } from "../transport/transport.ts";
+import { LocalCluster } from "../node/local-cluster.ts";
+import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
+import { resolveTransport } from "./transport-choice.ts";
+
+export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
+                      [--host ADDR] [--lease-ms MS]
+
+Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
+(leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
+
+  --replicas N     replicas, 1..7 (default 3)
+  --http-port P    HTTP port of replica 0 (default 8080; 0 = any free ports)
+  --shards W       Hermes workers (threads) per replica (default 1)
+  --transport T    replica-to-replica transport (default auto: rdma if a device is present, else tcp)
+  --host ADDR      address to bind, loopback by default (127.0.0.1)
+  --lease-ms MS    membership lease; a stopped replica is removed this long after it stops (default 1000)
+
+Try it:
+  curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
+  curl http://127.0.0.1:8081/v1/kv/greeting            # read from another replica
+  curl -X POST http://127.0.0.1:8082/v1/kv/visits/incr
+  curl -X POST http://127.0.0.1:8081/v1/admin/stop      # stop replica 1 (as if it crashed)
+  curl -X POST http://127.0.0.1:8081/v1/admin/start     # it rejoins and loads the current state
+Ctrl-C stops everything cleanly.`;
+
+const specs = {
+  replicas: { kind: "string" },
+  "http-port": { kind: "string" },
+  shards: { kind: "string" },
+  transport: { kind: "string" },
+  host: { kind: "string" },
+  "lease-ms": { kind: "string" },
+  help: { kind: "boolean", short: "h" },
+} as const;
+
+export async function runLocalCommand(argv: readonly string[]): Promise<number> {
+  const { flags, positionals } = parseArgs(argv, specs);
+  if (flags.help) {
+    console.log(localUsage);
+    return 0;
+  }
+  expectPositionals(positionals, 0, 0, "");
+  const replicas = flags.replicas === undefined ? 3 : parseIntegerFlag("--replicas", flags.replicas, 1, 7);
+  const httpPort = flags["http-port"] === undefined ? 8080 : parseIntegerFlag("--http-port", flags["http-port"], 0, 65535 - replicas);
+  const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, 64);
+  const leaseMs = flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
+  const host = flags.host ?? "127.0.0.1";
+  const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
+
+  const cluster = await LocalCluster.start({
+    replicas,
+    host,
+    httpPort,
+    shards,
+    transport,
+    rm: { leaseMs, renewEveryMs: Math.max(10, Math.floor(leaseMs / 10)), removalMarginMs: Math.max(10, Math.floor(leaseMs / 20)) },
+    node: {},
+    log: (line) => console.error(line),
+  });
+  for (let id = 0; id < replicas; id++) {
+    console.log(`replica ${id} ready: ${cluster.url(id)}  (node ${id}, ${shards} shard${shards > 1 ? "s" : ""}, ${transport})`);
+  }
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) return;
+      stopping = true;
+      console.error("hermes-kv local: stopping");
+      void cluster.close().then(resolve);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  return 0;
+}
+
+export { UsageError };

@@ -1,0 +1,62 @@
+#!/usr/bin/env bun
+// hermes-kv: the single binary's entry point (`bun build --compile` entry). Subcommands:
+// local, node, bench, and the client commands get|put|delete|cas|incr.
+
+import { exitUsage, UsageError } from "./cli/args.ts";
+import { clientCommands, runClientCommand } from "./cli/client.ts";
+import { FatalError } from "./cli/transport-choice.ts";
+
+const version = "0.1.0";
+
+const usage = `hermes-kv ${version}: a replicated, linearizable key-value store (the Hermes protocol)
+
+usage: hermes-kv <command> [flags]    (every command has --help)
+
+  local     run a whole cluster of N replicas in this process (try it here)
+  node      run one node of a real cluster, with etcd for membership
+  bench     closed-loop benchmark of a local cluster, bypassing HTTP
+  get       read a key                     hermes-kv get KEY [--endpoint URL]
+  put       write a key                    hermes-kv put KEY VALUE|- [--endpoint URL]
+  delete    delete a key                   hermes-kv delete KEY
+  cas       compare-and-set on the ETag    hermes-kv cas KEY VALUE --etag E
+  incr      add to an integer value        hermes-kv incr KEY [--by N]
+
+  --version, --help`;
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    console.log(usage);
+    return command === undefined ? exitUsage : 0;
+  }
+  if (command === "--version") {
+    console.log(version);
+    return 0;
+  }
+  try {
+    switch (command) {
+      case "local":
+        return await (await import("./cli/local-command.ts")).runLocalCommand(rest);
+      case "node":
+        return await (await import("./cli/node-command.ts")).runNodeCommand(rest);
+      case "bench":
+        return await (await import("./cli/bench-command.ts")).runBenchCommand(rest);
+      default:
+        if ((clientCommands as readonly string[]).includes(command)) return await runClientCommand(argv);
+        console.error(`hermes-kv: unknown command "${command}"\n\n${usage}`);
+        return exitUsage;
+    }
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`hermes-kv ${command}: ${error.message} (see hermes-kv ${command} --help)`);
+      return exitUsage;
+    }
+    if (error instanceof FatalError) {
+      console.error(`hermes-kv ${command}: ${error.message}`);
+      return 1;
+    }
+    throw error;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,251 @@
+// A hermes-kv node: W shard workers (one Hermes replica each), key routing, membership and lease
+// distribution, status and metrics. It implements KvBackend for the HTTP shell.
+
+import type { SnapshotEntry } from "../core/replica.ts";
+import { defaultReplicaConfig, OpStatus, type NodeId, type ReplicaConfig } from "../core/types.ts";
+import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
+import type { TransportKind } from "../transport/transport.ts";
+import { frameValueBytesMax } from "../wire/layout.ts";
+import type { ShardBenchConfig, ShardStats } from "../worker/messages.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
+import { monotonicMs } from "./clock.ts";
+import { renderMetrics } from "./metrics.ts";
+import { ShardHandle } from "./shard-handle.ts";
+
+/** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
+export type SnapshotSource = (index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void) => Promise<number>;
+
+export interface NodeOptions {
+  nodeId: NodeId;
+  clusterId: number;
+  shards: number;
+  transport: TransportKind;
+  /** Address the transports bind to (and publish). */
+  host: string;
+  /** First transport port; shard i binds basePort + i (0: OS-assigned ports). */
+  basePort: number;
+  httpAddress: string;
+  keyBytesMax: number;
+  valueBytesMax: number;
+  /** Frame size of the transport: bounds valueBytesMax so that one INV always fits one frame. */
+  frameBytesMax: number;
+  opsInFlightMaxPerShard: number;
+  replica: Partial<Omit<ReplicaConfig, "self" | "valueBytesMax">>;
+  /** Pin workers to NUMA nodes (round-robin) when libnuma is present. */
+  numa: boolean;
+  bench: ShardBenchConfig | null;
+}
+
+export const nodeDefaults = {
+  clusterId: 0x4845_524d, // "HERM"
+  shards: 1,
+  keyBytesMax: 1024,
+  valueBytesMax: 32 * 1024,
+  frameBytesMax: 60 * 1024,
+  opsInFlightMaxPerShard: 16384,
+} as const;
+
+/** FNV-1a over UTF-16 code units: the same shard for a key on every node. */
+export function shardOf(key: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % shards;
+}
+
+export class HermesNode implements KvBackend {
+  readonly options: NodeOptions;
+  readonly shards: ShardHandle[];
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  #view: MembershipView = { epoch: 0, members: [] };
+  #leaseUntilMs = 0;
+  #membership: Membership | null = null;
+  #leaseTimer: ReturnType<typeof setInterval> | null = null;
+  #statsTimer: ReturnType<typeof setInterval> | null = null;
+  #closed = false;
+  #joining = false;
+  #fatal: string | null = null;
+  #lastStats: ShardStats[] = [];
+  readonly membershipChanges = { count: 0 };
+
+  private constructor(options: NodeOptions, shards: ShardHandle[]) {
+    this.options = options;
+    this.shards = shards;
+    this.keyBytesMax = options.keyBytesMax;
+    this.valueBytesMax = options.valueBytesMax;
+  }
+
+  static async start(options: NodeOptions): Promise<HermesNode> {
+    const valueCap = frameValueBytesMax(options.frameBytesMax, options.keyBytesMax);
+    if (options.valueBytesMax > valueCap) {
+      throw new RangeError(`valueBytesMax ${options.valueBytesMax} exceeds what one ${options.frameBytesMax}-byte frame carries (${valueCap})`);
+    }
+    const replica: Omit<ReplicaConfig, "self"> = { ...defaultReplicaConfig, ...options.replica, valueBytesMax: options.valueBytesMax };
+    let node: HermesNode | null = null;
+    const shards: ShardHandle[] = [];
+    for (let i = 0; i < options.shards; i++) {
+      shards.push(
+        new ShardHandle({
+          init: {
+            nodeId: options.nodeId,
+            shardIndex: i,
+            clusterId: options.clusterId,
+            transport: { kind: options.transport, host: options.host, port: options.basePort === 0 ? 0 : options.basePort + i, frameBytesMax: options.frameBytesMax },
+            replica: { ...replica, self: options.nodeId },
+            keyBytesMax: options.keyBytesMax,
+            numaNode: options.numa ? 0 : -1,
+            bench: options.bench,
+          },
+          opsInFlightMax: options.opsInFlightMaxPerShard,
+          onFatal: (index, message) => {
+            console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);
+            if (node !== null) node.#fatal = `shard ${index} died`;
+          },
+        }),
+      );
+    }
+    try {
+      await Promise.all(shards.map((s) => s.ready()));
+    } catch (error) {
+      await Promise.all(shards.map((s) => s.close()));
+      throw error;
+    }
+    node = new HermesNode(options, shards);
+    await node.refreshStats();
+    node.#statsTimer = setInterval(() => void node!.refreshStats(), 1000);
+    return node;
+  }
+
+  /** What this node publishes in the membership. */
+  memberInfo(): MemberInfo {
+    return {
+      id: this.options.nodeId,
+      http: this.options.httpAddress,
+      transport: this.options.transport,
+      shardAddresses: this.shards.map((s) => s.address),
+    };
+  }
+
+  /** Follow a membership: views go to every worker; the lease deadline is pushed as it moves. */
+  attachMembership(membership: Membership): void {
+    this.#membership = membership;
+    membership.onChange((view) => this.applyView(view));
+    this.applyView(membership.view());
+    this.#pushLease();
+    // Leases move on every renewal without a view change: forward them (a cheap control message).
+    this.#leaseTimer = setInterval(() => this.#pushLease(), 20);
+  }
+
+  #pushLease(): void {
+    const until = this.#membership?.leaseUntilMs() ?? 0;
+    if (until === this.#leaseUntilMs) return;
+    this.#leaseUntilMs = until;
+    for (const shard of this.shards) shard.post({ type: "lease", untilMs: until });
+  }
+
+  applyView(view: MembershipView): void {
+    if (view.epoch <= this.#view.epoch) return;
+    this.#view = view;
+    this.membershipChanges.count++;
+    for (const shard of this.shards) {
+      shard.post({
+        type: "membership",
+        epoch: view.epoch,
+        members: view.members
+          .filter((m) => m.shardAddresses.length === this.shards.length)
+          .map((m) => ({ id: m.id, address: m.shardAddresses[shard.index]! })),
+      });
+    }
+    this.#pushLease();
+  }
+
+  // KvBackend ---------------------------------------------------------------------------------
+
+  submit(request: OpRequest): Promise<OpResult> {
+    if (this.#closed) return Promise.resolve({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
+    return this.shards[shardOf(request.key, this.shards.length)]!.submit(request);
+  }
+
+  get serving(): boolean {
+    return !this.#closed && !this.#joining && this.#fatal === null && this.#view.members.some((m) => m.id === this.options.nodeId) && monotonicMs() < this.#leaseUntilMs;
+  }
+
+  status(): NodeStatus {
+    return {
+      nodeId: this.options.nodeId,
+      epoch: this.#view.epoch,
+      members: this.#view.members.map((m) => m.id),
+      serving: this.serving,
+      leaseRemainingMs: Math.max(0, Math.round(this.#leaseUntilMs - monotonicMs())),
+      transport: this.options.transport,
+      shards: this.shards.map((s, i) => ({
+        index: s.index,
+        keys: this.#lastStats[i]?.keys ?? 0,
+        opsInFlight: s.opsInFlight,
+        numaNode: this.#lastStats[i]?.numa.node ?? null,
+        cpu: this.#lastStats[i]?.numa.cpu ?? null,
+      })),
+    };
+  }
+
+  /** Refresh the per-shard statistics that status() and metrics() report. */
+  async refreshStats(): Promise<ShardStats[]> {
+    this.#lastStats = await Promise.all(this.shards.map((s) => s.stats()));
+    return this.#lastStats;
+  }
+
+  /** The statistics of the last refresh (refreshed every second, so one scrape may lag by that). */
+  metrics(): string {
+    return renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count);
+  }
+
+  /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */
+  beginJoin(): void {
+    this.#joining = true;
+    for (const shard of this.shards) shard.post({ type: "join-begin" });
+  }
+
+  get joining(): boolean {
+    return this.#joining;
+  }
+
+  get epoch(): number {
+    return this.#view.epoch;
+  }
+
+  /**
+   * Load every shard from `source` (another node's exportShard, in this process or over HTTP), then
+   * serve. `source` must only answer once it has installed `minEpoch` (the view that added us).
+   */
+  async loadFrom(source: SnapshotSource): Promise<number> {
+    let entries = 0;
+    for (const shard of this.shards) {
+      entries += await source(shard.index, this.#view.epoch, (chunk) => shard.post({ type: "snapshot-import", entries: chunk }));
+    }
+    for (const shard of this.shards) shard.post({ type: "join-finish" });
+    this.#joining = false;
+    return entries;
+  }
+
+  /** Export shard `index` to a joiner (see loadFrom). */
+  exportShard(index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
+    return this.shards[index]!.exportSnapshot(minEpoch, onChunk);
+  }
+
+  startBench(): void {
+    for (const shard of this.shards) shard.post({ type: "bench-start" });
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#leaseTimer !== null) clearInterval(this.#leaseTimer);
+    if (this.#statsTimer !== null) clearInterval(this.#statsTimer);
+    // Leave the membership (etcd: revoke the lease; local: stop renewing, as a crashed node would).
+    await this.#membership?.close();
+    await Promise.all(this.shards.map((s) => s.close()));
+  }
+}

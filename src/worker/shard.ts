@@ -1,0 +1,253 @@
+// One shard of one node: a Hermes replica, its transport endpoint and its two rings, driven by a
+// bounded-batch loop: drain the request ring and the transport, step the core, flush effects.
+// It runs inside a Bun Worker (shard-worker.ts) but has no Worker-specific code, so tests can run it
+// on the main thread too.
+
+import { assert } from "../core/assert.ts";
+import { Replica, type SnapshotEntry } from "../core/replica.ts";
+import { MsgKind, OpKind, OpStatus, type Epoch, type NodeId } from "../core/types.ts";
+import { monotonicMs } from "../node/clock.ts";
+import { OpCompletionWriter, OpRequestReader } from "../ring/op-ring.ts";
+import type { Transport } from "../transport/transport.ts";
+import { FrameBuilder } from "../wire/frame-builder.ts";
+import { FrameDecoder } from "../wire/frame-decoder.ts";
+import { BenchClients } from "./bench-clients.ts";
+import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
+
+/** Requests taken from the ring per loop turn: bounds the time between transport polls. */
+const requestBatchMax = 512;
+/** Completions waiting for ring space; more than opsMax cannot exist, so this never grows beyond it. */
+const tickEveryMs = 1;
+/** How long an idle worker sleeps on its request ring before it looks at the network and the clock again. */
+const idleWaitMs = 1;
+/** Ops with ids from here on belong to the in-worker benchmark clients, not to the ring. */
+export const benchOpIdBase = 0x8000_0000;
+
+export class Shard {
+  readonly init: ShardInit;
+  readonly replica: Replica;
+  readonly transport: Transport;
+  readonly decoder: FrameDecoder;
+  readonly #requests: OpRequestReader;
+  readonly #completions: OpCompletionWriter;
+  /** Completions the ring had no room for, retried every turn (at most opsMax). */
+  readonly #completionBacklog: { opId: number; status: OpStatus; value: Uint8Array | null; version: number; writer: NodeId }[] = [];
+  readonly #builders: (FrameBuilder | null)[] = [];
+  readonly #dirtyPeers: NodeId[] = [];
+  #epoch: Epoch = 0;
+  #stopped = false;
+  #lastTickMs = 0;
+  readonly bench: BenchClients | null;
+  framesRefused = 0;
+  loopTurns = 0;
+  idleWaits = 0;
+
+  constructor(init: ShardInit, transport: Transport) {
+    this.init = init;
+    this.transport = transport;
+    this.#requests = new OpRequestReader(init.requestRing);
+    this.#completions = new OpCompletionWriter(init.completionRing);
+    this.decoder = new FrameDecoder({
+      clusterId: init.clusterId,
+      shardIndex: init.shardIndex,
+      frameBytesMax: transport.frameBytesMax,
+      keyBytesMax: init.keyBytesMax,
+      valueBytesMax: init.replica.valueBytesMax,
+    });
+    for (let id = 0; id < 32; id++) this.#builders.push(null);
+    this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);
+    this.replica = new Replica(
+      init.replica,
+      { send: (to, kind, key, version, writer, epoch, rmw, value) => this.#send(to, kind, key, version, writer, epoch, rmw, value) },
+      {
+        complete: (opId, status, value, version, writer) => {
+          if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
+          else this.#complete(opId, status, value, version, writer);
+        },
+      },
+    );
+  }
+
+  // Control ----------------------------------------------------------------------------------
+
+  setMembership(epoch: Epoch, members: ShardPeer[]): void {
+    const self = this.init.nodeId;
+    const ids = members.map((m) => m.id);
+    for (let id = 0; id < 32; id++) {
+      const member = members.find((m) => m.id === id);
+      if (id === self) continue;
+      if (member === undefined) {
+        if (this.#builders[id] !== null) {
+          this.transport.disconnect(id);
+          this.#builders[id] = null;
+        }
+        continue;
+      }
+      this.transport.connect(id, member.address);
+      if (this.#builders[id] === null) {
+        this.#builders[id] = new FrameBuilder({
+          clusterId: this.init.clusterId,
+          sender: self,
+          peer: id,
+          shardIndex: this.init.shardIndex,
+          frameBytesMax: this.transport.frameBytesMax,
+          keyBytesMax: this.init.keyBytesMax,
+          valueBytesMax: this.init.replica.valueBytesMax,
+        });
+      }
+    }
+    this.#epoch = epoch;
+    for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
+    this.replica.setMembership(epoch, ids, monotonicMs());
+    this.#flushNetwork();
+  }
+
+  setLease(untilMs: number): void {
+    this.replica.setLease(untilMs, monotonicMs());
+    this.#flushNetwork();
+    this.#flushCompletions();
+  }
+
+  importSnapshot(entries: SnapshotEntry[]): void {
+    const now = monotonicMs();
+    for (const e of entries) this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
+    this.#flushNetwork();
+  }
+
+  finishJoin(): void {
+    this.replica.finishJoin(monotonicMs());
+    this.#flushNetwork();
+    this.#flushCompletions();
+  }
+
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.replica.stop(monotonicMs());
+    this.#flushCompletions();
+    this.transport.close();
+  }
+
+  // The loop ---------------------------------------------------------------------------------
+
+  /** Runs until stop(). Yields to the event loop every turn so that socket callbacks run. */
+  async run(): Promise<void> {
+    const onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null) =>
+      this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
+    const onFrame = (from: NodeId, frame: Uint8Array) => {
+      this.decoder.decode(frame, onMessage, from);
+    };
+    while (!this.#stopped) {
+      this.loopTurns++;
+      const now = monotonicMs();
+      this.#now = now;
+      let work = this.#requests.drain(this.#onRequest, requestBatchMax);
+      work += this.transport.poll(onFrame);
+      if (this.bench !== null) work += this.bench.issue(this.replica, now, benchOpIdBase);
+      if (now - this.#lastTickMs >= tickEveryMs) {
+        this.replica.tick(now);
+        this.#lastTickMs = now;
+      }
+      this.#flushNetwork();
+      this.#flushCompletions();
+      if (work === 0) {
+        this.idleWaits++;
+        // One ring wait at a time: when the network wins the race, the ring wait stays pending
+        // (it ends at the latest after idleWaitMs) and is reused by the next idle turn.
+        if (this.#ringWait === null) this.#ringWait = this.#requests.waitAsync(idleWaitMs).then(this.#ringWaitDone);
+        await Promise.race([this.#ringWait, this.transport.whenReadable()]);
+      } else {
+        await yieldToEventLoop();
+      }
+    }
+  }
+
+  #now = 0;
+  #ringWait: Promise<void> | null = null;
+  readonly #ringWaitDone = (): void => {
+    this.#ringWait = null;
+  };
+
+  readonly #onRequest = (request: OpRequestReader): void => {
+    this.replica.submit(request.opId, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
+  };
+
+  // Effects ----------------------------------------------------------------------------------
+
+  #send(to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void {
+    const builder = this.#builders[to];
+    if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
+    if (builder.isEmpty) {
+      builder.senderEpoch = this.#epoch;
+      this.#dirtyPeers.push(to);
+    }
+    if (builder.append(to, kind, key, version, writer, epoch, rmw, value)) return;
+    // The frame is full: send it and start the next one.
+    this.#sendFrame(to, builder);
+    builder.senderEpoch = this.#epoch;
+    const fits = builder.append(to, kind, key, version, writer, epoch, rmw, value);
+    assert(fits, "one message always fits an empty frame (valueBytesMax is capped by the frame size)");
+  }
+
+  #sendFrame(to: NodeId, builder: FrameBuilder): void {
+    // The transport copies the frame, so the builder can be reused at once. A refused frame (no
+    // credit) is dropped: the protocol's retransmissions and replays make up for it.
+    if (!this.transport.send(to, builder.finish())) this.framesRefused++;
+    builder.reset();
+  }
+
+  #flushNetwork(): void {
+    const dirty = this.#dirtyPeers;
+    if (dirty.length === 0) return;
+    for (let i = 0; i < dirty.length; i++) {
+      const builder = this.#builders[dirty[i]!];
+      if (builder !== null && builder !== undefined && !builder.isEmpty) this.#sendFrame(dirty[i]!, builder);
+    }
+    dirty.length = 0;
+    this.transport.flush();
+  }
+
+  #complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
+    if (this.#completionBacklog.length === 0 && this.#completions.push(opId, status, value, version, writer)) return;
+    // Every op gets exactly one answer: keep it until the ring has room. Values are owned by the
+    // replica and never mutated, so keeping the reference is safe.
+    this.#completionBacklog.push({ opId, status, value, version, writer });
+  }
+
+  #flushCompletions(): void {
+    const backlog = this.#completionBacklog;
+    let sent = 0;
+    while (sent < backlog.length) {
+      const c = backlog[sent]!;
+      if (!this.#completions.push(c.opId, c.status, c.value, c.version, c.writer)) break;
+      sent++;
+    }
+    if (sent > 0) backlog.splice(0, sent);
+    this.#completions.commit();
+  }
+
+  stats(numa: ShardStats["numa"]): ShardStats {
+    const t = this.transport.stats() as unknown as Record<string, number>;
+    const w = this.decoder.stats as unknown as Record<string, number>;
+    const wire: Record<string, number> = {};
+    for (const key of Object.keys(w)) if (typeof w[key] === "number") wire[key] = w[key]!;
+    wire.framesDropped = this.decoder.stats.framesDropped;
+    return {
+      keys: this.replica.keyCount,
+      opsInFlight: this.replica.opsInFlight,
+      epoch: this.replica.epoch,
+      counters: { ...this.replica.counters, framesRefused: this.framesRefused, loopTurns: this.loopTurns, idleWaits: this.idleWaits },
+      transport: { ...t },
+      wire,
+      numa,
+      bench: this.bench?.stats() ?? null,
+    };
+  }
+}
+
+/** setImmediate as a promise: lets I/O callbacks (socket reads) run between loop turns. */
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export { OpKind };
