@@ -208,6 +208,17 @@ export class HermesNode implements KvBackend {
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
+  /** After a removal or lease loss: wipe every shard and rejoin (then loadFrom a live member). */
+  resetForRejoin(): void {
+    this.#joining = true;
+    for (const shard of this.shards) shard.post({ type: "reset-join" });
+  }
+
+  /** Test hook: drop transport traffic to and from `peers` on every shard ([] heals). */
+  setDropPeers(peers: NodeId[]): void {
+    for (const shard of this.shards) shard.post({ type: "drop", peers });
+  }
+
   get joining(): boolean {
     return this.#joining;
   }

@@ -45,6 +45,9 @@ export type ToShard =
   | { type: "stats"; requestId: number }
   | { type: "bench-start" }
   | { type: "join-begin" }
+  | { type: "reset-join" }
+  /** Test hook: drop transport frames to and from these peers (an in-process partition). */
+  | { type: "drop"; peers: NodeId[] }
   | { type: "snapshot-export"; requestId: number; minEpoch: Epoch }
   | { type: "snapshot-import"; entries: SnapshotEntry[] }
   | { type: "join-finish" }

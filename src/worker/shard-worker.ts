@@ -1,6 +1,7 @@
 // Bun Worker entry: one shard. Control messages arrive by postMessage; client ops and answers go
 // through the SharedArrayBuffer rings given in `init`.
 
+import { dropRuleTarget } from "../transport/drop-rule.ts";
 import { createTransport } from "../transport/factory.ts";
 import type { Transport } from "../transport/transport.ts";
 import type { FromShard, ShardInit, ToShard } from "./messages.ts";
@@ -92,6 +93,14 @@ function handle(message: ToShard): void {
     case "join-begin":
       shard.replica.beginJoin();
       return;
+    case "reset-join":
+      shard.resetForRejoin();
+      return;
+    case "drop": {
+      const peers = new Set(message.peers);
+      dropRuleTarget(shard.transport).setDropRule(peers.size === 0 ? null : (from, to) => peers.has(from) || peers.has(to));
+      return;
+    }
     case "snapshot-import":
       shard.importSnapshot(message.entries);
       return;

@@ -25,7 +25,9 @@ export const benchOpIdBase = 0x8000_0000;
 
 export class Shard {
   readonly init: ShardInit;
-  readonly replica: Replica;
+  replica: Replica;
+  #lastMembers: ShardPeer[] = [];
+  #lastLeaseUntilMs = 0;
   readonly transport: Transport;
   readonly decoder: FrameDecoder;
   readonly #requests: OpRequestReader;
@@ -56,8 +58,12 @@ export class Shard {
     });
     for (let id = 0; id < 32; id++) this.#builders.push(null);
     this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);
-    this.replica = new Replica(
-      init.replica,
+    this.replica = this.#newReplica();
+  }
+
+  #newReplica(): Replica {
+    return new Replica(
+      this.init.replica,
       { send: (to, kind, key, version, writer, epoch, rmw, value) => this.#send(to, kind, key, version, writer, epoch, rmw, value) },
       {
         complete: (opId, status, value, version, writer) => {
@@ -66,6 +72,21 @@ export class Shard {
         },
       },
     );
+  }
+
+  /**
+   * Drop all state and rejoin: after a removal from the membership this replica's data may be
+   * stale (others committed without it), so it starts empty in joining mode, takes the current
+   * view, and serves again only after loading a live member's state.
+   */
+  resetForRejoin(): void {
+    const now = monotonicMs();
+    this.replica.stop(now);
+    this.replica = this.#newReplica();
+    this.replica.beginJoin();
+    this.replica.setMembership(this.#epoch, this.#lastMembers.map((m) => m.id), now);
+    this.replica.setLease(this.#lastLeaseUntilMs, now);
+    this.#flushCompletions();
   }
 
   // Control ----------------------------------------------------------------------------------
@@ -97,12 +118,14 @@ export class Shard {
       }
     }
     this.#epoch = epoch;
+    this.#lastMembers = members;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
     this.replica.setMembership(epoch, ids, monotonicMs());
     this.#flushNetwork();
   }
 
   setLease(untilMs: number): void {
+    this.#lastLeaseUntilMs = untilMs;
     this.replica.setLease(untilMs, monotonicMs());
     this.#flushNetwork();
     this.#flushCompletions();

@@ -1,0 +1,87 @@
+// The byte stream of a shard snapshot sent to a rejoining node over HTTP
+// (GET /v1/internal/snapshot/{shard}?minEpoch=E). One record per key, little-endian:
+//   u16 key bytes | key (UTF-8) | f64 version | u8 writer | u8 flags (1 rmw, 2 committed, 4 has value)
+//   | u32 value bytes | value
+// Records are self-delimiting, so the reader decodes as bytes arrive and rejects truncation.
+
+import type { SnapshotEntry } from "../core/replica.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+const fixedBytes = 2 + 8 + 1 + 1 + 4;
+
+export function encodeSnapshotEntries(entries: SnapshotEntry[]): Uint8Array {
+  const keys = entries.map((e) => encoder.encode(e.key));
+  let size = 0;
+  for (let i = 0; i < entries.length; i++) size += fixedBytes + keys[i]!.length + (entries[i]!.value?.length ?? 0);
+  const out = new Uint8Array(size);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    const key = keys[i]!;
+    view.setUint16(at, key.length, true);
+    out.set(key, at + 2);
+    at += 2 + key.length;
+    view.setFloat64(at, e.version, true);
+    view.setUint8(at + 8, e.writer);
+    view.setUint8(at + 9, (e.rmw ? 1 : 0) | (e.committed ? 2 : 0) | (e.value !== null ? 4 : 0));
+    view.setUint32(at + 10, e.value?.length ?? 0, true);
+    at += 14;
+    if (e.value !== null) {
+      out.set(e.value, at);
+      at += e.value.length;
+    }
+  }
+  return out;
+}
+
+/** Incremental decoder: push() bytes as they come; finish() throws if a record was cut short. */
+export class SnapshotDecoder {
+  #pending = new Uint8Array(0);
+  readonly #keyBytesMax: number;
+  readonly #valueBytesMax: number;
+
+  constructor(keyBytesMax: number, valueBytesMax: number) {
+    this.#keyBytesMax = keyBytesMax;
+    this.#valueBytesMax = valueBytesMax;
+  }
+
+  push(chunk: Uint8Array): SnapshotEntry[] {
+    const bytes = this.#pending.length === 0 ? chunk : concat(this.#pending, chunk);
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const entries: SnapshotEntry[] = [];
+    let at = 0;
+    for (;;) {
+      if (bytes.length - at < 2) break;
+      const keyBytes = view.getUint16(at, true);
+      if (keyBytes === 0 || keyBytes > this.#keyBytesMax) throw new Error(`snapshot: bad key length ${keyBytes}`);
+      if (bytes.length - at < fixedBytes + keyBytes) break;
+      const valueBytes = view.getUint32(at + 2 + keyBytes + 10, true);
+      if (valueBytes > this.#valueBytesMax) throw new Error(`snapshot: value of ${valueBytes} bytes over the limit`);
+      if (bytes.length - at < fixedBytes + keyBytes + valueBytes) break;
+      const key = decoder.decode(bytes.subarray(at + 2, at + 2 + keyBytes));
+      const body = at + 2 + keyBytes;
+      const version = view.getFloat64(body, true);
+      const writer = view.getUint8(body + 8);
+      const flags = view.getUint8(body + 9);
+      if (!Number.isSafeInteger(version) || version < 0 || writer > 31 || flags > 7) throw new Error("snapshot: bad record");
+      const value = (flags & 4) !== 0 ? bytes.slice(body + 14, body + 14 + valueBytes) : null;
+      entries.push({ key, version, writer, rmw: (flags & 1) !== 0, committed: (flags & 2) !== 0, value });
+      at = body + 14 + valueBytes;
+    }
+    this.#pending = bytes.slice(at);
+    return entries;
+  }
+
+  finish(): void {
+    if (this.#pending.length !== 0) throw new Error(`snapshot: stream ended inside a record (${this.#pending.length} bytes left)`);
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
