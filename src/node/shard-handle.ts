@@ -7,6 +7,7 @@ import { createRing } from "../ring/spsc-ring.ts";
 import { OpCompletionReader, OpRequestWriter, opRingCapacityBytesMin } from "../ring/op-ring.ts";
 import type { SnapshotEntry } from "../core/replica.ts";
 import type { FromShard, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
+import { shardWorkerUrl } from "../worker-entry.ts";
 import type { OpRequest, OpResult } from "./backend.ts";
 
 type Resolver = (result: OpResult) => void;
@@ -53,8 +54,7 @@ export class ShardHandle {
     for (let i = 0; i < options.opsInFlightMax; i++) this.#freeIds[i] = options.opsInFlightMax - 1 - i;
     this.#freeCount = options.opsInFlightMax;
 
-    // URL form so that it resolves both under `bun src/...` and inside the compiled binary.
-    this.worker = new Worker(new URL("../worker/shard-worker.ts", import.meta.url));
+    this.worker = new Worker(shardWorkerUrl);
     let readyResolve!: () => void;
     let readyReject!: (error: Error) => void;
     this.#ready = new Promise((resolve, reject) => {
