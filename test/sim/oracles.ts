@@ -45,7 +45,7 @@ export class Oracles implements Probe {
     }
   }
 
-  committed(_self: NodeId, key: string, version: number, writer: NodeId): void {
+  committed(_self: NodeId, key: string, version: number, writer: NodeId, _rmw: boolean): void {
     this.#markCommitted(key, version, writer);
   }
 

@@ -1,0 +1,346 @@
+// `hermes-kv get|put|delete|cas|incr`: a small HTTP client of one node, in the style of etcdctl.
+// Values go to stdout, errors to stderr as `Error: ...`, and the exit code says what happened, so
+// that scripts can branch on it without parsing text:
+//   0 ok, 1 not found, 2 precondition failed, 3 unavailable / busy / timeout / incr aborted /
+//   outcome unknown (retrying may help), 4 refused for another reason (not a number, store full, server error),
+//   64 usage (bad flags or arguments, or input the server rejected as invalid or too large).
+
+import { UsageError, exitUsage, expectPositionals, parseArgs, parseIntegerFlag, type FlagSpecs } from "./args.ts";
+
+export const ClientExit = {
+  ok: 0,
+  notFound: 1,
+  preconditionFailed: 2,
+  unavailable: 3,
+  refused: 4,
+  usage: exitUsage,
+} as const;
+
+export const clientCommands = ["get", "put", "delete", "cas", "incr"] as const;
+export type ClientCommand = (typeof clientCommands)[number];
+
+export interface ClientIo {
+  stdout(data: string | Uint8Array): void | Promise<void>;
+  stderr(text: string): void | Promise<void>;
+  /** All of stdin, or null when it is longer than bytesMax. */
+  readStdin(bytesMax: number): Promise<Uint8Array | null>;
+  env: Readonly<Record<string, string | undefined>>;
+}
+
+export const defaultEndpoint = "http://127.0.0.1:8080";
+export const endpointEnv = "HERMES_KV_ENDPOINT";
+/** Longer than a node's op timeout (5 s by default), so that the node answers 504 before we give up. */
+export const defaultTimeoutMs = 10_000;
+export const timeoutMsMax = 3_600_000;
+/** A value read from stdin is held in memory; nodes accept far less (64 KiB by default). */
+export const stdinBytesMax = 16 * 1024 * 1024;
+
+const commonFlags = {
+  endpoint: { kind: "string" },
+  "timeout-ms": { kind: "string" },
+  help: { kind: "boolean", short: "h" },
+} as const satisfies FlagSpecs;
+
+const commonHelp = `  --endpoint URL     the node to talk to (default: $${endpointEnv}, else ${defaultEndpoint})
+  --timeout-ms N     give up waiting for the node after N milliseconds (default ${defaultTimeoutMs})
+  -h, --help         show this help`;
+
+const exitHelp = `Exit codes: 0 ok, 1 not found, 2 precondition failed, 3 unavailable, busy, timed out, incr aborted
+or outcome unknown (retrying may help), 4 refused (not a number, store full, server error), 64 usage.`;
+
+interface CommandDef {
+  flags: FlagSpecs;
+  help: string;
+  run(context: Context, flags: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
+}
+
+interface Context {
+  io: ClientIo;
+  endpoint: string;
+  timeoutMs: number;
+}
+
+const commands: Record<ClientCommand, CommandDef> = {
+  get: {
+    flags: { ...commonFlags, raw: { kind: "boolean" }, "print-etag": { kind: "boolean" } },
+    help: `Usage: hermes-kv get KEY [flags]
+
+Read KEY and print its value followed by a newline.
+
+Flags:
+  --raw              print the value's bytes exactly, with no newline added
+  --print-etag       print the key's ETag (what cas expects) on a line before the value
+${commonHelp}
+
+${exitHelp}
+`,
+    async run(context, flags, positionals) {
+      expectPositionals(positionals, 1, 1, "KEY");
+      const response = await call(context, "GET", keyPath(positionals[0]!), undefined, false);
+      if (typeof response === "number") return response;
+      if (response.status !== 200) return failure(context, response);
+      const value = new Uint8Array(await response.arrayBuffer());
+      if (flags["print-etag"] === true) await context.io.stdout(`${response.headers.get("etag") ?? ""}\n`);
+      await context.io.stdout(value);
+      if (flags.raw !== true) await context.io.stdout("\n");
+      return ClientExit.ok;
+    },
+  },
+  put: {
+    flags: { ...commonFlags, "if-absent": { kind: "boolean" } },
+    help: `Usage: hermes-kv put KEY VALUE [flags]
+       hermes-kv put KEY - [flags]      (the value is read from stdin, byte for byte)
+
+Write VALUE to KEY. Prints OK and the new ETag, each on its own line.
+
+Flags:
+  --if-absent        write only if KEY is absent (If-None-Match: *); exit 2 if it exists
+${commonHelp}
+
+${exitHelp}
+`,
+    async run(context, flags, positionals) {
+      expectPositionals(positionals, 2, 2, "KEY VALUE (or - for stdin)");
+      const value = await valueOf(context, positionals[1]!);
+      const headers: Record<string, string> = flags["if-absent"] === true ? { "if-none-match": "*" } : {};
+      return printUpdate(context, await call(context, "PUT", keyPath(positionals[0]!), { body: value, headers }, true));
+    },
+  },
+  delete: {
+    flags: commonFlags,
+    help: `Usage: hermes-kv delete KEY [flags]
+
+Delete KEY (a write of a tombstone: it succeeds whether or not KEY exists). Prints OK and the new
+ETag, each on its own line.
+
+Flags:
+${commonHelp}
+
+${exitHelp}
+`,
+    async run(context, _flags, positionals) {
+      expectPositionals(positionals, 1, 1, "KEY");
+      return printUpdate(context, await call(context, "DELETE", keyPath(positionals[0]!), undefined, true));
+    },
+  },
+  cas: {
+    flags: { ...commonFlags, etag: { kind: "string" } },
+    help: `Usage: hermes-kv cas KEY VALUE --etag ETAG [flags]
+       hermes-kv cas KEY - --etag ETAG [flags]      (the value is read from stdin)
+
+Compare-and-set: write VALUE to KEY only if KEY's current ETag is ETAG (If-Match). ETAG is what
+put, cas or delete printed, or get --print-etag, with or without its quotes ("3.1" or 3.1).
+Prints OK and the new ETag on success; exit 2 and the current ETag on stderr if it differs.
+
+Flags:
+  --etag ETAG        the expected ETag (required)
+${commonHelp}
+
+${exitHelp}
+`,
+    async run(context, flags, positionals) {
+      expectPositionals(positionals, 2, 2, "KEY VALUE (or - for stdin)");
+      const etag = flags.etag;
+      if (typeof etag !== "string") throw new UsageError("cas needs --etag ETAG");
+      if (etag === "") throw new UsageError("--etag is empty");
+      // Shells strip quotes, so accept 3.1 as well as "3.1"; the server wants the quoted form.
+      const quoted = etag.startsWith('"') ? etag : `"${etag}"`;
+      const value = await valueOf(context, positionals[1]!);
+      const init = { body: value, headers: { "if-match": quoted } };
+      return printUpdate(context, await call(context, "PUT", keyPath(positionals[0]!), init, true));
+    },
+  },
+  incr: {
+    flags: { ...commonFlags, by: { kind: "string" } },
+    help: `Usage: hermes-kv incr KEY [BY] [flags]
+
+Add BY (default 1; may be negative) to KEY's value, a decimal integer (an absent key counts as 0),
+atomically. Prints the new value.
+
+Flags:
+  --by N             the amount, instead of the BY argument
+${commonHelp}
+
+${exitHelp}
+`,
+    async run(context, flags, positionals) {
+      expectPositionals(positionals, 1, 2, "KEY [BY]");
+      const byArgument = positionals[1];
+      const byFlag = flags.by;
+      if (byArgument !== undefined && typeof byFlag === "string") throw new UsageError("give BY as an argument or as --by, not both");
+      const byText = byArgument ?? (typeof byFlag === "string" ? byFlag : "1");
+      const by = parseIntegerFlag("BY", byText, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+      const response = await call(context, "POST", `${keyPath(positionals[0]!)}/incr?by=${by}`, undefined, true);
+      if (typeof response === "number") return response;
+      if (response.status !== 200) return failure(context, response);
+      const body = (await response.json()) as { value?: unknown };
+      if (typeof body.value !== "number") {
+        await context.io.stderr("Error: the node's answer has no value\n");
+        return ClientExit.refused;
+      }
+      await context.io.stdout(`${body.value}\n`);
+      return ClientExit.ok;
+    },
+  },
+};
+
+/** Run one client subcommand; argv starts with its name (["get", "k", "--endpoint", url]). Returns the exit code. */
+export async function runClientCommand(argv: readonly string[], io: ClientIo = processIo()): Promise<number> {
+  const name = argv[0];
+  if (name === undefined || !(clientCommands as readonly string[]).includes(name)) {
+    await io.stderr(`Error: unknown client command ${JSON.stringify(name ?? "")}; expected one of ${clientCommands.join(", ")}\n`);
+    return ClientExit.usage;
+  }
+  const command = commands[name as ClientCommand];
+  try {
+    const { flags, positionals } = parseArgs(argv.slice(1), command.flags);
+    if (flags.help === true) {
+      await io.stdout(command.help);
+      return ClientExit.ok;
+    }
+    const context: Context = {
+      io,
+      endpoint:
+        typeof flags.endpoint === "string"
+          ? parseEndpoint("--endpoint", flags.endpoint)
+          : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint),
+      timeoutMs:
+        typeof flags["timeout-ms"] === "string" ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax) : defaultTimeoutMs,
+    };
+    return await command.run(context, flags, positionals);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      await io.stderr(`Error: ${error.message}\nRun 'hermes-kv ${name} --help' for usage.\n`);
+      return ClientExit.usage;
+    }
+    throw error;
+  }
+}
+
+/** `source` names where the text came from (the flag or the environment variable) for the message. */
+function parseEndpoint(source: string, text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`${source} must be a URL such as ${defaultEndpoint}, got ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`${source} must be http:// or https://, got ${text}`);
+  if (url.search !== "" || url.hash !== "") throw new UsageError(`${source} must not have a query or fragment, got ${text}`);
+  return url.href.replace(/\/+$/, "");
+}
+
+/**
+ * The URL path of a key. Every reserved character is escaped, "/" included, so that the node sees
+ * the key exactly. "." and ".." cannot be sent: URL parsers remove such path segments.
+ */
+function keyPath(key: string): string {
+  if (key === "") throw new UsageError("KEY is empty");
+  if (key === "." || key === "..") throw new UsageError(`KEY cannot be ${JSON.stringify(key)}: HTTP clients remove such path segments`);
+  return `/v1/kv/${encodeURIComponent(key)}`;
+}
+
+const encoder = new TextEncoder();
+
+async function valueOf(context: Context, argument: string): Promise<Uint8Array> {
+  if (argument !== "-") return encoder.encode(argument);
+  const value = await context.io.readStdin(stdinBytesMax);
+  if (value === null) throw new UsageError(`the value on stdin is longer than ${stdinBytesMax} bytes`);
+  return value;
+}
+
+/** A response, or the exit code after a transport failure has been reported. */
+async function call(
+  context: Context,
+  method: string,
+  path: string,
+  init: { body?: Uint8Array; headers?: Record<string, string> } | undefined,
+  isUpdate: boolean,
+): Promise<Response | number> {
+  const url = context.endpoint + path;
+  try {
+    return await fetch(url, { method, body: init?.body, headers: init?.headers, signal: AbortSignal.timeout(context.timeoutMs) });
+  } catch (error) {
+    const err = error as { name?: string; code?: string; message?: string };
+    const refused = err.code === "ConnectionRefused" || err.code === "ECONNREFUSED";
+    let message: string;
+    if (err.name === "TimeoutError") message = `no answer from ${context.endpoint} within ${context.timeoutMs} ms`;
+    else message = `cannot reach ${context.endpoint}: ${err.message ?? String(error)}`;
+    // Unless the connection was refused, the request may have reached the node.
+    if (isUpdate && !refused) message += "; the update may or may not have taken effect";
+    await context.io.stderr(`Error: ${message}\n`);
+    return ClientExit.unavailable;
+  }
+}
+
+async function printUpdate(context: Context, response: Response | number): Promise<number> {
+  if (typeof response === "number") return response;
+  if (response.status !== 200) return failure(context, response);
+  await response.body?.cancel();
+  await context.io.stdout(`OK\n${response.headers.get("etag") ?? ""}\n`);
+  return ClientExit.ok;
+}
+
+/** Report a non-200 answer on stderr and choose the exit code from the error code. */
+async function failure(context: Context, response: Response): Promise<number> {
+  let code = "";
+  let message = `HTTP ${response.status} from ${context.endpoint}`;
+  const text = await response.text();
+  try {
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    if (typeof body.error?.code === "string") code = body.error.code;
+    if (typeof body.error?.message === "string") message = body.error.message;
+  } catch {
+    // Not our JSON (a proxy, or not a hermes-kv node): the status line is all we know.
+  }
+  await context.io.stderr(`Error: ${message}\n`);
+  switch (code) {
+    case "not_found":
+      return ClientExit.notFound;
+    case "precondition_failed":
+      return ClientExit.preconditionFailed;
+    case "unavailable":
+    case "busy":
+    case "timeout":
+    case "outcome_unknown":
+    case "aborted":
+      return ClientExit.unavailable;
+    case "invalid_input":
+    case "too_large":
+      return ClientExit.usage;
+    default:
+      // A 5xx without our body (a proxy's 502/503/504) is also worth a retry.
+      return response.status >= 502 && response.status <= 504 ? ClientExit.unavailable : ClientExit.refused;
+  }
+}
+
+/** The real process: Bun's stdout/stderr and a bounded read of stdin. */
+export function processIo(): ClientIo {
+  return {
+    stdout: async (data) => {
+      await Bun.write(Bun.stdout, data);
+    },
+    stderr: async (text) => {
+      await Bun.write(Bun.stderr, text);
+    },
+    readStdin: (bytesMax) => readStreamBounded(Bun.stdin.stream(), bytesMax),
+    env: process.env,
+  };
+}
+
+async function readStreamBounded(stream: ReadableStream<Uint8Array>, bytesMax: number): Promise<Uint8Array | null> {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    length += chunk.byteLength;
+    if (length > bytesMax) return null;
+    chunks.push(chunk);
+  }
+  const value = new Uint8Array(length);
+  let offset = 0;
+  for (const chunk of chunks) {
+    value.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return value;
+}

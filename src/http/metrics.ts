@@ -1,0 +1,132 @@
+// The HTTP layer's own metrics: requests by route and status, request durations, requests in flight.
+// Labels come from fixed sets (route names, status codes), never from keys, so the number of series
+// is bounded. Counters live in pre-allocated typed arrays: recording allocates nothing.
+
+import type { Context } from "hono";
+
+export const Route = {
+  kvGet: 0,
+  kvPut: 1,
+  kvDelete: 2,
+  kvIncr: 3,
+  status: 4,
+  health: 5,
+  metrics: 6,
+  /** No route matched (404 unknown_route) or the method is not allowed (405). */
+  other: 7,
+} as const;
+
+export type RouteId = (typeof Route)[keyof typeof Route];
+
+const routeNames = ["kv_get", "kv_put", "kv_delete", "kv_incr", "status", "health", "metrics", "other"] as const;
+const routeCount = routeNames.length;
+
+/** HTTP status codes are three digits; anything else is recorded as 0 (and would be a bug). */
+const statusCodesMax = 600;
+
+/** Upper bounds in seconds, Prometheus' defaults shifted down: a local KV op is sub-millisecond. */
+const durationBucketsS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const bucketCount = durationBucketsS.length;
+
+export class HttpMetrics {
+  /** requests[route * statusCodesMax + status] */
+  readonly #requests = new Float64Array(routeCount * statusCodesMax);
+  /** Non-cumulative bucket counts; the last slot of each route is +Inf. */
+  readonly #durationBuckets = new Float64Array(routeCount * (bucketCount + 1));
+  readonly #durationSumS = new Float64Array(routeCount);
+  readonly #durationCount = new Float64Array(routeCount);
+  #inFlight = 0;
+
+  begin(): void {
+    this.#inFlight += 1;
+  }
+
+  /** Count one finished request; `durationMs` from performance.now() differences. */
+  end(route: RouteId, status: number, durationMs: number): void {
+    this.#inFlight -= 1;
+    const code = Number.isInteger(status) && status >= 100 && status < statusCodesMax ? status : 0;
+    this.#requests[route * statusCodesMax + code]! += 1;
+    const durationS = durationMs / 1000;
+    let bucket = 0;
+    while (bucket < bucketCount && durationS > durationBucketsS[bucket]!) bucket += 1;
+    this.#durationBuckets[route * (bucketCount + 1) + bucket]! += 1;
+    this.#durationSumS[route]! += durationS;
+    this.#durationCount[route]! += 1;
+  }
+
+  /** Requests counted for a route and status (for tests and the status page). */
+  requests(route: RouteId, status: number): number {
+    return this.#requests[route * statusCodesMax + status] ?? 0;
+  }
+
+  /** Prometheus text exposition format 0.0.4. Only non-zero request series are listed. */
+  render(): string {
+    const lines: string[] = [
+      "# HELP hermes_http_requests_total HTTP requests answered, by route and status code.",
+      "# TYPE hermes_http_requests_total counter",
+    ];
+    for (let route = 0; route < routeCount; route += 1) {
+      for (let code = 0; code < statusCodesMax; code += 1) {
+        const count = this.#requests[route * statusCodesMax + code]!;
+        if (count > 0) lines.push(`hermes_http_requests_total{route="${routeNames[route]}",code="${code}"} ${count}`);
+      }
+    }
+    lines.push(
+      "# HELP hermes_http_request_duration_seconds Time from routing a request to its response being ready.",
+      "# TYPE hermes_http_request_duration_seconds histogram",
+    );
+    for (let route = 0; route < routeCount; route += 1) {
+      // Routes never requested are left out: 17 zero lines each would bury the useful series.
+      if (this.#durationCount[route] === 0) continue;
+      const name = routeNames[route];
+      let cumulative = 0;
+      for (let bucket = 0; bucket <= bucketCount; bucket += 1) {
+        cumulative += this.#durationBuckets[route * (bucketCount + 1) + bucket]!;
+        const le = bucket < bucketCount ? String(durationBucketsS[bucket]) : "+Inf";
+        lines.push(`hermes_http_request_duration_seconds_bucket{route="${name}",le="${le}"} ${cumulative}`);
+      }
+      lines.push(`hermes_http_request_duration_seconds_sum{route="${name}"} ${this.#durationSumS[route]}`);
+      lines.push(`hermes_http_request_duration_seconds_count{route="${name}"} ${this.#durationCount[route]}`);
+    }
+    lines.push(
+      "# HELP hermes_http_requests_in_flight HTTP requests received and not yet answered.",
+      "# TYPE hermes_http_requests_in_flight gauge",
+      `hermes_http_requests_in_flight ${this.#inFlight}`,
+    );
+    return `${lines.join("\n")}\n`;
+  }
+}
+
+export type Handler = (request: Request) => Promise<Response> | Response;
+
+/**
+ * Wrap a handler so that every answer, thrown errors included, is counted under its route.
+ * Not an async function: an async wrapper would add a promise hop to every request.
+ */
+export function counted(metrics: HttpMetrics, route: RouteId, handler: Handler) {
+  return (c: Context): Promise<Response> | Response => {
+    const startMs = performance.now();
+    metrics.begin();
+    let result: Promise<Response> | Response;
+    try {
+      result = handler(c.req.raw);
+    } catch (error) {
+      metrics.end(route, 500, performance.now() - startMs);
+      throw error;
+    }
+    if (result instanceof Response) {
+      metrics.end(route, result.status, performance.now() - startMs);
+      return result;
+    }
+    return result.then(
+      (response) => {
+        metrics.end(route, response.status, performance.now() - startMs);
+        return response;
+      },
+      (error: unknown) => {
+        metrics.end(route, 500, performance.now() - startMs);
+        throw error;
+      },
+    );
+  };
+}
