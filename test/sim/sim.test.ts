@@ -1,10 +1,11 @@
-// The seeded simulation as a test: 300 seeds (3, 5 and 7 replicas in turn) with faults must end
+// The seeded simulation as a test: seeds (3, 5 and 7 replicas in turn) with faults must end
 // with no violation, and a seed must replay exactly.
 
 import { expect, test } from "bun:test";
 import { formatFailure, runSeed } from "./run-seed.ts";
 
-const seeds = Number(process.env.SIM_SEEDS ?? 300);
+// .ci/run also runs `bun run sim --seeds 300`; this test covers the first 100 seeds.
+const seeds = Number(process.env.SIM_SEEDS ?? 100);
 
 test(`${seeds} seeds with loss, duplication, reordering, partitions, crashes and membership changes`, () => {
   let ops = 0;
