@@ -14,7 +14,8 @@ import type { KvInput, KvOutput } from "./history.ts";
 
 export type KvState = string | null;
 
-const decimalIntegerPattern = /^-?[0-9]+$/;
+// The same rule as the core (src/core/replica.ts incremented()): no leading zeros, at most 16 digits.
+const decimalIntegerPattern = /^-?(0|[1-9][0-9]{0,15})$/;
 
 /**
  * The integer a value holds for `incr`, or null if it is not a safe decimal integer.

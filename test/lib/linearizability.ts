@@ -40,7 +40,10 @@
 //   And before the search, unknown writes whose value nothing can observe are removed
 //   (`dropUnobservableOps`).
 // - The search is bounded by `statesMax` (states added to the cache). Past it, that key's answer
-//   is "unknown" rather than a hang.
+//   is "unknown" rather than a hang. Proving that no order exists can take exponentially many
+//   states when many ops overlap, so before searching, quick checks catch the usual violations
+//   directly (a value never written, not yet written, or already overwritten when it was read);
+//   they also give the most precise witness.
 // The tests cross-check every verdict against a brute-force search of all orders on thousands of
 // small random histories, which is what keeps these rules honest.
 
@@ -55,17 +58,31 @@ export type LinResult =
 export interface LinOptions {
   /** Search states per key before answering "unknown" for that key. */
   statesMax?: number;
+  /**
+   * Run the quick checks for reads of values never written, not yet written or already
+   * overwritten before the search (default true). They answer the common violations at once and
+   * with a precise witness; tests turn them off to make the search itself find violations.
+   */
+  quickChecks?: boolean;
 }
 
 /**
- * Default search bound per key. A state costs about 40 bytes in the visit table (plus a bitset of
- * the unknown ops when there are any), so this bounds the checker to about 100 MB per key.
+ * Default search bound per key. A state costs about 40 bytes in the visit table, plus 4 bytes per
+ * 32 unknown-outcome ops; at this bound a search has used about 300 MB and several seconds.
+ * Linearizable histories of thousands of ops need a few thousand states.
  */
 export const linStatesMaxDefault = 2_000_000;
 
 /** Witness size: how many ops of the longest linearizable prefix, and of the stuck ops, are shown. */
 const witnessPrefixOpsMax = 12;
 const witnessCandidateOpsMax = 12;
+
+/** One line per entry: the verdict, then the witness, for printing a failure. */
+export function formatLinResult(result: LinResult): string {
+  if (result.ok === true) return `linearizable: ${String(result.ops)} ops on ${String(result.keys)} keys`;
+  if (result.ok === "unknown") return `linearizability unknown: ${result.message}`;
+  return [result.message, ...result.witness].join("\n");
+}
 
 /** The verdict for one key, with how many search states it took (for tests and benchmarks). */
 export type KeyCheck =
@@ -79,8 +96,6 @@ export type KeyCheck =
  * Throws on a malformed history (that is a bug in the test, not in the store).
  */
 export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinResult {
-  const statesMax = opts.statesMax ?? linStatesMaxDefault;
-  if (!Number.isSafeInteger(statesMax) || statesMax <= 0) throw new Error(`checkLinearizable: statesMax must be a positive integer, got ${String(statesMax)}`);
 
   const ids = new Set<number>();
   const byKey = new Map<string, HistoryOp[]>();
@@ -100,7 +115,7 @@ export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinR
   const keys = [...byKey.keys()].sort();
   let firstUnknown: LinResult | null = null;
   for (const key of keys) {
-    const check = checkKeyLinearizable(key, byKey.get(key) as HistoryOp[], statesMax);
+    const check = checkKeyLinearizable(key, byKey.get(key) as HistoryOp[], opts);
     if (check.kind === "fail") return { ok: false, key, message: check.message, witness: check.witness };
     if (check.kind === "unknown" && firstUnknown === null) firstUnknown = { ok: "unknown", key, message: check.message };
   }
@@ -108,11 +123,15 @@ export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinR
 }
 
 /** Checks the sub-history of one key. `ops` must all be of `key` and valid (see validateHistoryOp). */
-export function checkKeyLinearizable(key: string, ops: HistoryOp[], statesMax: number = linStatesMaxDefault): KeyCheck {
+export function checkKeyLinearizable(key: string, ops: HistoryOp[], opts: LinOptions = {}): KeyCheck {
+  const statesMax = opts.statesMax ?? linStatesMaxDefault;
+  if (!Number.isSafeInteger(statesMax) || statesMax <= 0) throw new Error(`checkLinearizable: statesMax must be a positive integer, got ${String(statesMax)}`);
   for (const op of ops) if (op.key !== key) throw new Error(`checkKeyLinearizable: op #${String(op.id)} is of key ${JSON.stringify(op.key)}, not ${JSON.stringify(key)}`);
   const searched = dropUnobservableOps(ops);
-  const impossible = findImpossibleObservation(key, searched);
-  if (impossible !== null) return impossible;
+  if (opts.quickChecks ?? true) {
+    const quick = findImpossibleObservation(key, searched) ?? findStaleOrFutureObservation(key, searched);
+    if (quick !== null) return quick;
+  }
   return new KeySearch(key, searched, ops.length - searched.length, statesMax).run();
 }
 
@@ -177,6 +196,82 @@ function findImpossibleObservation(key: string, ops: HistoryOp[]): KeyCheck | nu
   return null;
 }
 
+/**
+ * The usual stale and future reads, found without a search, when the value observed (by a read,
+ * or a successful CAS's expected value) is not absent and has exactly one producer w (the write or
+ * CAS of that value; values are unique per key in tests, and with repeats this check stays out):
+ * - future: w was called after the observer returned, so it cannot have been placed before it;
+ * - stale: w (known outcome) returned before some op x with a known outcome that changes the value
+ *   (a write, a successful CAS, an incr that answered a number) was called, and x returned before
+ *   the observer was called. Every linearization then orders w, x, observer, and after x the
+ *   value is never the observed one again, since only w writes it.
+ * On keys with incr, an integer value can also come from an incr, so such values are skipped.
+ */
+function findStaleOrFutureObservation(key: string, ops: HistoryOp[]): KeyCheck | null {
+  const producers = new Map<string, HistoryOp[]>();
+  let counter = false;
+  for (const op of ops) {
+    if (op.input.type === "incr") counter = true;
+    if ((op.input.type === "write" || op.input.type === "cas") && op.input.value !== null) {
+      const list = producers.get(op.input.value);
+      if (list === undefined) producers.set(op.input.value, [op]);
+      else list.push(op);
+    }
+  }
+  // Known ops that change the value, by call; suffixRetMin[k] = the earliest return among changers[k..].
+  const changers = ops
+    .filter((op) => op.output !== null && (op.output.type === "write" || (op.output.type === "cas" && op.output.ok) || op.output.type === "incr"))
+    .sort((a, b) => a.call - b.call);
+  const suffixRetMin = new Float64Array(changers.length + 1).fill(Number.POSITIVE_INFINITY);
+  const suffixRetMinOp = new Int32Array(changers.length + 1).fill(-1);
+  for (let k = changers.length - 1; k >= 0; k--) {
+    const ret = (changers[k] as HistoryOp).ret as number;
+    const later = suffixRetMin[k + 1] as number;
+    suffixRetMin[k] = Math.min(ret, later);
+    suffixRetMinOp[k] = ret <= later ? k : (suffixRetMinOp[k + 1] as number);
+  }
+  for (const op of ops) {
+    let seen: string | null = null;
+    if (op.output?.type === "read") seen = op.output.value;
+    if (op.output?.type === "cas" && op.output.ok && op.input.type === "cas") seen = op.input.expected;
+    if (seen === null || (counter && parseKvInteger(seen) !== null)) continue;
+    const only = producers.get(seen);
+    if (only === undefined || only.length !== 1) continue;
+    const writer = only[0] as HistoryOp;
+    const observerRet = op.ret as number;
+    if (writer.call > observerRet) {
+      return quickFailure(key, `${formatHistoryOp(op)} observed ${formatKvValue(seen)}, which only #${String(writer.id)} writes, and that was called after it returned`, [op, writer]);
+    }
+    if (writer.ret === null) continue;
+    // The first changer called after the writer returned, then the earliest return from there on.
+    let low = 0;
+    let high = changers.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if ((changers[mid] as HistoryOp).call > writer.ret) high = mid;
+      else low = mid + 1;
+    }
+    if ((suffixRetMin[low] as number) < op.call) {
+      const between = changers[suffixRetMinOp[low] as number] as HistoryOp;
+      return quickFailure(
+        key,
+        `${formatHistoryOp(op)} observed ${formatKvValue(seen)}, which only #${String(writer.id)} writes, but #${String(between.id)} changed the value after that write returned and before this op was called`,
+        [writer, between, op],
+      );
+    }
+  }
+  return null;
+}
+
+function quickFailure(key: string, why: string, ops: HistoryOp[]): KeyCheck {
+  return {
+    kind: "fail",
+    states: 0,
+    message: `key ${JSON.stringify(key)}: not linearizable: ${why}`,
+    witness: [`key ${JSON.stringify(key)}: ${why}:`, ...ops.map((op) => `  ${formatHistoryOp(op)}`)],
+  };
+}
+
 /** Path marker (in place of a phase): the op was placed as its state's only child (an observer). */
 const phaseForced = 2;
 
@@ -203,28 +298,40 @@ class KeySearch {
   readonly #sorted: HistoryOp[];
   readonly #n: number;
 
-  // Known ops: dense indices (`slot`) in call order; unknown ops: positions in `#unknownOrder`.
+  // Known ops: dense indices (`slot`) in call order; unknown ops: bit positions, in call order.
   readonly #known: Uint8Array;
   readonly #slot: Int32Array;
   readonly #knownCount: number;
   readonly #knownCall: Float64Array;
   readonly #knownRet: Float64Array;
   readonly #unknownCount: number;
-  readonly #unknownOrder: Int32Array;
-  readonly #unknownCall: Float64Array;
+  // Unknown ops with identical inputs (up to #intern) form a group, placed in call order (see the
+  // file comment), so each group's placed members are a prefix: `#groupPlaced` counts them.
+  readonly #groupOf: Int32Array;
+  readonly #groupStart: Int32Array;
+  readonly #groupSize: Int32Array;
+  readonly #groupMembers: Int32Array;
+  readonly #groupPlaced: Int32Array;
+  readonly #groupCount: number;
+  // Groups of unknown CASes by the state they expect, and groups of unknown incrs: the unknown ops
+  // that are not writes, which #enables looks up by state.
+  readonly #casGroupsByExpected = new Map<number, number[]>();
+  readonly #incrGroups: number[] = [];
 
   // The event list of known ops.
   readonly #next: Int32Array;
   readonly #prev: Int32Array;
   readonly #nodeTime: Float64Array;
 
-  // Rules for unknown ops: blind writes, and the previous unknown op with the same input.
+  /** Writes: a write may not follow an unknown op while its window is open. */
   readonly #blindWrite: Uint8Array;
-  readonly #previousSame: Int32Array;
 
-  // Model states, interned: the cache holds small integers instead of values.
+  // Model states, interned: the cache holds small integers instead of values. Values that no op
+  // can tell apart share one id (see #intern).
   readonly #stateValues: KvState[] = [null];
   readonly #stateIds = new Map<string, number>();
+  readonly #observed = new Set<string>();
+  #unobservedId = -1;
 
   // Lookahead: the state each op needs (known reads and successful CASes), or -1; the ops that can
   // produce each state, in call order; whether incr can produce integers on this key.
@@ -300,17 +407,12 @@ class KeySearch {
     this.#unknownUnplacedCount = unknownCount;
     this.#knownCall = new Float64Array(knownCount);
     this.#knownRet = new Float64Array(knownCount);
-    this.#unknownOrder = new Int32Array(unknownCount);
-    this.#unknownCall = new Float64Array(unknownCount);
     for (let i = 0; i < n; i++) {
       const op = sorted[i] as HistoryOp;
       const s = this.#slot[i] as number;
       if (this.#known[i] === 1) {
         this.#knownCall[s] = op.call;
         this.#knownRet[s] = op.ret as number;
-      } else {
-        this.#unknownOrder[s] = i;
-        this.#unknownCall[s] = op.call;
       }
     }
 
@@ -337,14 +439,17 @@ class KeySearch {
     }
     this.#next[tail] = -1;
 
+    for (const op of sorted) {
+      if (op.output?.type === "read" && op.output.value !== null) this.#observed.add(op.output.value);
+      if (op.input.type === "cas" && op.input.expected !== null) this.#observed.add(op.input.expected);
+      if (op.input.type === "incr") this.#counterKey = true;
+    }
     this.#blindWrite = new Uint8Array(n);
-    this.#previousSame = new Int32Array(n).fill(-1);
-    const lastWithInput = new Map<string, number>();
+    const groupBySignature = new Map<string, number[]>();
     this.#needs = new Int32Array(n).fill(-1);
     for (let i = 0; i < n; i++) {
       const op = sorted[i] as HistoryOp;
       if (op.input.type === "write") this.#blindWrite[i] = 1;
-      if (op.input.type === "incr") this.#counterKey = true;
       if (op.output?.type === "read") this.#needs[i] = this.#intern(op.output.value);
       if (op.output?.type === "cas" && op.output.ok && op.input.type === "cas") this.#needs[i] = this.#intern(op.input.expected);
       if (op.input.type === "write" || op.input.type === "cas") {
@@ -354,10 +459,36 @@ class KeySearch {
         else list.push(i);
       }
       if (this.#known[i] === 1) continue;
-      const signature = inputSignature(op);
-      const previous = lastWithInput.get(signature);
-      if (previous !== undefined) this.#previousSame[i] = previous;
-      lastWithInput.set(signature, i);
+      const signature = this.#inputSignature(op);
+      const members = groupBySignature.get(signature);
+      if (members === undefined) groupBySignature.set(signature, [i]);
+      else members.push(i);
+    }
+    // Groups in order of their first member's call (Map keeps insertion order).
+    this.#groupCount = groupBySignature.size;
+    this.#groupOf = new Int32Array(n).fill(-1);
+    this.#groupStart = new Int32Array(this.#groupCount);
+    this.#groupSize = new Int32Array(this.#groupCount);
+    this.#groupMembers = new Int32Array(unknownCount);
+    this.#groupPlaced = new Int32Array(this.#groupCount);
+    let g = 0;
+    let at = 0;
+    for (const members of groupBySignature.values()) {
+      this.#groupStart[g] = at;
+      this.#groupSize[g] = members.length;
+      const input = (sorted[members[0] as number] as HistoryOp).input;
+      if (input.type === "incr") this.#incrGroups.push(g);
+      if (input.type === "cas") {
+        const expected = this.#intern(input.expected);
+        const list = this.#casGroupsByExpected.get(expected);
+        if (list === undefined) this.#casGroupsByExpected.set(expected, [g]);
+        else list.push(g);
+      }
+      for (const i of members) {
+        this.#groupOf[i] = g;
+        this.#groupMembers[at++] = i;
+      }
+      g++;
     }
 
     this.#placedKnown = new Uint8Array(knownCount);
@@ -379,8 +510,8 @@ class KeySearch {
     const next = this.#next;
     const sorted = this.#sorted;
     // Phase 0 tries the known ops that may go next, in order of their returns (node walks the
-    // event list from the first return); phase 1 the unknown ones, in call order (cursor walks
-    // #unknownOrder).
+    // event list from the first return); phase 1 the unknown ones, the next of each group (cursor
+    // walks the groups).
     let phase = 0;
     let node = -1;
     let cursor = 0;
@@ -425,13 +556,12 @@ class KeySearch {
           }
         }
         if (phase === 1) {
-          while (cursor < this.#unknownCount && (this.#unknownCall[cursor] as number) <= this.#firstReturnTime) {
-            const i = this.#unknownOrder[cursor] as number;
-            if (!this.#isPlacedUnknown(i)) {
+          for (; cursor < this.#groupCount; cursor++) {
+            const i = this.#groupNext(cursor);
+            if (i >= 0 && (sorted[i] as HistoryOp).call <= this.#firstReturnTime) {
               candidate = i;
               break;
             }
-            cursor++;
           }
         }
       }
@@ -444,7 +574,7 @@ class KeySearch {
         phase = this.#pathPhase[this.#depth] as number;
         hopeless = phase === phaseForced;
         if (phase === 0) node = next[2 * i + 2] as number;
-        else if (phase === 1) cursor = (this.#slot[i] as number) + 1;
+        else if (phase === 1) cursor = (this.#groupOf[i] as number) + 1;
         continue;
       }
 
@@ -463,10 +593,6 @@ class KeySearch {
   /** The state after op i if it may be placed now (outputs and the unknown-op rules), else -1. */
   #fits(i: number): number {
     const known = this.#known[i] === 1;
-    if (!known) {
-      const previous = this.#previousSame[i] as number;
-      if (previous >= 0 && !this.#isPlacedUnknown(previous)) return -1;
-    }
     if (this.#blindWrite[i] === 1 && this.#window >= 0) return -1;
     const op = this.#sorted[i] as HistoryOp;
     const before = this.#stateValues[this.#stateId] as KvState;
@@ -475,7 +601,40 @@ class KeySearch {
     // An unknown op that would not change the state here is never placed here: leaving it out
     // (its output is unconstrained) is equivalent, and keeps it available for later.
     if (!known && after === before) return -1;
-    return this.#intern(after);
+    const afterId = this.#intern(after);
+    if (!known && !this.#enables(i, afterId)) return -1;
+    return afterId;
+  }
+
+  /**
+   * Whether, after unknown op u takes the state to `afterId`, some op could come next: a known op
+   * that may go next and fits (a write may not: u's window is open), or the next op of a group of
+   * unknown ops that would change the state (not a write, for the same reason). If none can, no
+   * linearization places u here, and trying it would only add a state that dies at once; at a
+   * dead end, that is most unknown ops.
+   */
+  #enables(u: number, afterId: number): boolean {
+    const state = this.#stateValues[afterId] as KvState;
+    const sorted = this.#sorted;
+    for (let node = this.#next[0] as number; node !== -1 && ((node - 1) & 1) === 0; node = this.#next[node] as number) {
+      const c = (node - 1) >> 1;
+      const op = sorted[c] as HistoryOp;
+      if (this.#blindWrite[c] === 0 && kvStep(state, op.input, op.output) !== undefined) return true;
+    }
+    const casGroups = this.#casGroupsByExpected.get(afterId) ?? noGroups;
+    for (let k = 0; k < casGroups.length + this.#incrGroups.length; k++) {
+      const g = (k < casGroups.length ? casGroups[k] : this.#incrGroups[k - casGroups.length]) as number;
+      let c = this.#groupNext(g);
+      if (g === this.#groupOf[u]) {
+        // u's own group: the member after u is next once u is placed.
+        const position = (this.#groupStart[g] as number) + (this.#groupPlaced[g] as number) + 1;
+        c = position < (this.#groupStart[g] as number) + (this.#groupSize[g] as number) ? (this.#groupMembers[position] as number) : -1;
+      }
+      if (c < 0) continue;
+      const op = sorted[c] as HistoryOp;
+      if (op.call <= this.#firstReturnTime && kvStep(state, op.input, null) !== state) return true;
+    }
+    return false;
   }
 
   /** Places op i, going to state `afterId`, unless the new state was seen. */
@@ -561,15 +720,40 @@ class KeySearch {
     return true;
   }
 
+  /**
+   * The id of a value. The model tells values apart only by equality with a value read or expected
+   * by a CAS, and (for incr) by whether they are integers. So all other values, typically those of
+   * writes nobody read, are one state: the first of them stands for all. This merges search states
+   * that differ only in which unread value the key holds, and makes unknown writes of such values
+   * interchangeable (see #inputSignature).
+   */
   #intern(value: KvState): number {
     if (value === null) return 0;
     let id = this.#stateIds.get(value);
-    if (id === undefined) {
+    if (id !== undefined) return id;
+    const distinguishable = this.#observed.has(value) || (this.#counterKey && parseKvInteger(value) !== null);
+    if (!distinguishable && this.#unobservedId >= 0) id = this.#unobservedId;
+    else {
       id = this.#stateValues.length;
       this.#stateValues.push(value);
-      this.#stateIds.set(value, id);
+      if (!distinguishable) this.#unobservedId = id;
     }
+    this.#stateIds.set(value, id);
     return id;
+  }
+
+  /** A string equal for two unknown ops exactly when their inputs are equal, up to #intern. */
+  #inputSignature(op: HistoryOp): string {
+    switch (op.input.type) {
+      case "read":
+        return "r";
+      case "write":
+        return `w${String(this.#intern(op.input.value))}`;
+      case "cas":
+        return `c${String(this.#intern(op.input.expected))},${String(this.#intern(op.input.value))}`;
+      case "incr":
+        return `i${String(op.input.by)}`;
+    }
   }
 
   #place(i: number): void {
@@ -581,7 +765,9 @@ class KeySearch {
       this.#placedHash ^= this.#zobrist[s] as number;
       while (this.#firstUnplaced < this.#knownCount && this.#placedKnown[this.#firstUnplaced] === 1) this.#firstUnplaced++;
     } else {
-      assertInvariant(!this.#isPlacedUnknown(i), "placing a placed unknown op");
+      const g = this.#groupOf[i] as number;
+      assertInvariant(this.#groupNext(g) === i, "placing an unknown op out of its group's order");
+      this.#groupPlaced[g] = (this.#groupPlaced[g] as number) + 1;
       this.#unknownBits[s >>> 5] = (this.#unknownBits[s >>> 5] as number) | (1 << (s & 31));
       this.#unknownUnplacedCount--;
     }
@@ -596,9 +782,18 @@ class KeySearch {
       this.#placedHash ^= this.#zobrist[s] as number;
       if (s < this.#firstUnplaced) this.#firstUnplaced = s;
     } else {
+      const g = this.#groupOf[i] as number;
+      this.#groupPlaced[g] = (this.#groupPlaced[g] as number) - 1;
+      assertInvariant(this.#groupNext(g) === i, "unplacing an unknown op out of its group's order");
       this.#unknownBits[s >>> 5] = (this.#unknownBits[s >>> 5] as number) & ~(1 << (s & 31));
       this.#unknownUnplacedCount++;
     }
+  }
+
+  /** The next unplaced op of group g, or -1. */
+  #groupNext(g: number): number {
+    const placed = this.#groupPlaced[g] as number;
+    return placed < (this.#groupSize[g] as number) ? (this.#groupMembers[(this.#groupStart[g] as number) + placed] as number) : -1;
   }
 
   #isPlacedUnknown(i: number): boolean {
@@ -656,9 +851,9 @@ class KeySearch {
       node = this.#next[node] as number;
     }
     this.#bestBlocking = node === -1 ? -1 : (node - 1) >> 1;
-    for (let c = 0; c < this.#unknownCount && (this.#unknownCall[c] as number) <= this.#firstReturnTime && candidates.length <= witnessCandidateOpsMax * 2; c++) {
-      const i = this.#unknownOrder[c] as number;
-      if (!this.#isPlacedUnknown(i)) candidates.push(i);
+    for (let g = 0; g < this.#groupCount && candidates.length <= witnessCandidateOpsMax * 2; g++) {
+      const i = this.#groupNext(g);
+      if (i >= 0 && (this.#sorted[i] as HistoryOp).call <= this.#firstReturnTime) candidates.push(i);
     }
     this.#bestCandidates = candidates;
   }
@@ -677,8 +872,7 @@ class KeySearch {
   }
 
   #failure(): KeyCheck {
-    const { lines, summary } = this.#witness();
-    const state = this.#stateValues[this.#bestStateId] as KvState;
+    const { lines, summary, state } = this.#witness();
     return {
       kind: "fail",
       states: this.#states,
@@ -688,9 +882,12 @@ class KeySearch {
   }
 
   /** The report around the deepest dead end: the end of the prefix, and the ops that cannot follow. */
-  #witness(): { lines: string[]; summary: string } {
+  #witness(): { lines: string[]; summary: string; state: KvState } {
     const sorted = this.#sorted;
-    const state = this.#stateValues[this.#bestStateId] as KvState;
+    // Replayed with the real values (the search's state may be a stand-in, see #intern).
+    let state: KvState = null;
+    for (const i of this.#bestPath) state = kvApply(state, (sorted[i] as HistoryOp).input).state;
+    assertInvariant(this.#intern(state) === this.#bestStateId, "witness replay of the prefix does not reach the recorded state");
     const why = (op: HistoryOp): string => {
       if (op.output === null) return "outcome unknown; no order of the remaining ops fits after it";
       const applied = kvApply(state, op.input);
@@ -709,7 +906,6 @@ class KeySearch {
       value = kvApply(value, op.input).state;
       if (d >= shownFrom) lines.push(`  ${formatHistoryOp(op)}   => ${formatKvValue(value)}`);
     }
-    assertInvariant(value === state, "witness replay of the prefix does not reach the recorded state");
     lines.push(`value after the prefix: ${formatKvValue(state)}`);
     let summary = "";
     if (this.#bestBlocking >= 0) {
@@ -726,11 +922,12 @@ class KeySearch {
         lines.push(`  ${formatHistoryOp(op)}   <- ${why(op)}`);
       }
     }
-    return { lines, summary };
+    return { lines, summary, state };
   }
 }
 
 const noProducers: number[] = [];
+const noGroups: number[] = [];
 
 /** Whether a known op fits in `state` without changing it: it only observes. */
 function observesOnly(op: HistoryOp, state: KvState): boolean {
@@ -745,22 +942,6 @@ function observesOnly(op: HistoryOp, state: KvState): boolean {
       return op.input.type === "incr" && kvStep(state, op.input, output) !== undefined;
     default:
       return false;
-  }
-}
-
-/** A string equal for two ops exactly when their inputs are equal. */
-function inputSignature(op: HistoryOp): string {
-  const value = (v: string | null): string => (v === null ? "-" : `+${v}`);
-  switch (op.input.type) {
-    case "read":
-      return "r";
-    case "write":
-      return `w${value(op.input.value)}`;
-    case "cas":
-      // The expected value is length-prefixed so that no two (expected, value) pairs collide.
-      return `c${String(op.input.expected?.length ?? -1)}${value(op.input.expected)}${value(op.input.value)}`;
-    case "incr":
-      return `i${String(op.input.by)}`;
   }
 }
 
