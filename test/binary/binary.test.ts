@@ -26,7 +26,7 @@ beforeAll(async () => {
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
   // Port 0: the OS picks free ports; the ready lines tell where each replica listens.
   cluster = Bun.spawn([binary, "local", "--replicas", "3", "--http-port", "0", "--lease-ms", "500"], { cwd: workDir, stdout: "pipe", stderr: "pipe" });
-  const reader = cluster.stdout!.getReader();
+  const reader = (cluster.stdout as ReadableStream<Uint8Array>).getReader();
   let text = "";
   const deadline = Date.now() + 20_000;
   while (urls.length < 3 && Date.now() < deadline) {
