@@ -7,14 +7,13 @@
 // node can never mistake a cluster with data for a new one. A node that loses its lease has been
 // (or is about to be) removed, and others may commit without it: it wipes its state and joins again.
 
-import { Hono } from "hono";
 import { nodeIdMax, type NodeId } from "../core/types.ts";
 import { createApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
 import type { MembershipView } from "../membership/membership.ts";
 import type { KvBackend } from "../node/backend.ts";
-import { HermesNode, nodeDefaults } from "../node/node.ts";
+import { HermesNode, httpBodyBytesMax, nodeDefaults } from "../node/node.ts";
 import { encodeSnapshotEntries, SnapshotDecoder } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
@@ -208,7 +207,8 @@ async function fetchSnapshot(http: string, index: number, minEpoch: number, node
 }
 
 function serveNode(node: HermesNode, backend: KvBackend, http: { host: string; port: number }, testHooks: boolean) {
-  const app = new Hono();
+  // Extra routes go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
+  const app = createApp(backend);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const minEpoch = Number(c.req.query("minEpoch") ?? "0");
@@ -252,8 +252,7 @@ function serveNode(node: HermesNode, backend: KvBackend, http: { host: string; p
       return c.json({ dropping: peers });
     });
   }
-  app.route("/", createApp(backend));
-  return Bun.serve({ hostname: http.host, port: http.port, fetch: app.fetch, maxRequestBodySize: backend.valueBytesMax + 4096 });
+  return Bun.serve({ hostname: http.host, port: http.port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
 }
 
 function etcdMetrics(membership: EtcdMembership | null): string {

@@ -3,13 +3,12 @@
 // process; the RM removes it once the lease has expired) and started again (it registers in a new
 // epoch, loads a live replica's state, then serves).
 
-import { Hono } from "hono";
 import { OpStatus, type NodeId } from "../core/types.ts";
 import { createApp } from "../http/app.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
 import type { TransportKind } from "../transport/transport.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
-import { HermesNode, nodeDefaults, type NodeOptions } from "./node.ts";
+import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "./node.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -126,17 +125,16 @@ export class LocalCluster {
   #serve(backend: ReplicaBackend, port: number): ReturnType<typeof Bun.serve> {
     const app = createApp(backend);
     // Admin routes exist only in the local cluster: they stop and start replicas of this process.
-    const admin = new Hono();
-    admin.post("/v1/admin/stop", async (c) => {
+    // They go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
+    app.post("/v1/admin/stop", async (c) => {
       const done = await this.stopReplica(backend.id);
       return c.json({ replica: backend.id, stopped: done });
     });
-    admin.post("/v1/admin/start", async (c) => {
+    app.post("/v1/admin/start", async (c) => {
       const entries = await this.startReplica(backend.id);
       return c.json({ replica: backend.id, started: entries !== null, keysLoaded: entries ?? 0 });
     });
-    admin.route("/", app);
-    return Bun.serve({ hostname: this.options.host, port, fetch: admin.fetch, maxRequestBodySize: backend.valueBytesMax + 4096 });
+    return Bun.serve({ hostname: this.options.host, port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
   }
 
   /** Stop a replica as if it crashed: it answers 503 and the RM removes it when its lease expires. */

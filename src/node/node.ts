@@ -45,6 +45,13 @@ export const nodeDefaults = {
   opsInFlightMaxPerShard: 16384,
 } as const;
 
+/**
+ * Bun's own request-body cap, far above valueBytesMax: the app answers 413 in JSON for anything
+ * over valueBytesMax (from Content-Length, or while reading a chunked body), so this only stops
+ * bodies so large that answering them is not worth it.
+ */
+export const httpBodyBytesMax = 64 * 1024 * 1024;
+
 /** FNV-1a over UTF-16 code units: the same shard for a key on every node. */
 export function shardOf(key: string, shards: number): number {
   let h = 0x811c9dc5;

@@ -58,6 +58,9 @@ export const tcpReconnectDelayMsMax = 1000;
 export const tcpInboundConnectionsMax = 2 * (nodeIdMax + 1);
 /** Default cap on a peer's send buffer; the buffer is windowFrames maximal frames when that is smaller. */
 export const tcpSendBufferBytesMaxDefault = 4 << 20;
+/** An inbound connection must complete its 12-byte hello within this time. */
+export const tcpHelloDeadlineMs = 1000;
+
 /** Pending credit records per inbound connection (the reverse stream carries nothing else). */
 const creditOutBytes = 64;
 const keepAliveDelayMs = 10_000;
@@ -532,6 +535,14 @@ export class TcpTransport implements Transport, DropRuleTarget {
     this.#inLinks.add(link);
     s.setNoDelay(true);
     s.setKeepAlive(true, keepAliveDelayMs);
+    // A connection that does not finish its hello in time is closed, so that half-open or hostile
+    // connections cannot hold the tcpInboundConnectionsMax slots and lock a restarted peer out.
+    setTimeout(() => {
+      if (!link.closed && link.helloLen < tcpHelloBytes) {
+        this.#extra.protocolErrors++;
+        s.terminate();
+      }
+    }, tcpHelloDeadlineMs).unref();
   }
 
   /** @internal */
