@@ -7,7 +7,10 @@
 // peer whose numbers both sides exchange before either can send, which does not fit one published
 // address, and its reliability (retries, RNR waits, a QP in error on a dead peer) buys nothing the
 // protocol needs. The price of UD: a datagram is at most one path MTU (4096 bytes on RoCE over a
-// 64 KiB-MTU loopback, 1024 on a 1500-byte Ethernet), so frameBytesMax is the MTU minus our header.
+// 64 KiB-MTU loopback, 1024 on a 1500-byte Ethernet). Frames larger than one datagram are cut into
+// fragments and reassembled (one frame in progress per peer: a peer's datagrams arrive in order on
+// one path); losing any fragment loses the frame, which the protocol tolerates like any loss. So
+// frameBytesMax is whatever the caller asks for, up to rdmaFrameBytesLimit.
 //
 // Memory. All datagram buffers live in one NativeBuffer (node-local when a NUMA node is given),
 // registered once as one memory region: R receive slots (40 bytes of GRH space, then one MTU) and
@@ -26,9 +29,10 @@
 // here" (it is set on processing, and buffers are re-posted at once). A sender may have at most
 // windowDatagrams data datagrams between its next sequence number and the latest ack. Acks ride on
 // data going the other way (Hermes traffic is two-way: INV -> ACK); an idle receiver sends a
-// control datagram once half a window is unacknowledged. A sender that runs out asks for credit
-// (a flag on the datagram that uses the last credit, then a control datagram every creditProbeMs
-// while starved), so a lost ack can only delay, never deadlock. Acks are cumulative and the newest
+// control datagram once half a window is unacknowledged. A sender refused for want of credit asks
+// for it (a flag on the datagram that uses the last credit, then a control datagram every
+// creditProbeMs until the credits the refused send needed are back), so a lost ack can only
+// delay, never deadlock. Acks are cumulative and the newest
 // wins, so loss, duplication and a peer that restarted heal by themselves. Control datagrams use
 // `controlSlackPerPeer` receive buffers per peer beyond the window.
 //
@@ -61,7 +65,8 @@ import { assertNodeId } from "./net-address.ts";
 //  0 u16 magic | 2 u8 version | 3 u8 flags | 4 u8 from | 5 u8 to | 6 u16 frameCount
 //  8 u32 seqEnd: data: this datagram's sequence number + 1; control: the sender's next sequence
 // 12 u32 ack: the sender has processed every datagram of the receiver's below this sequence
-// 16 frames: u16 length, then the bytes, frameCount times
+// 16 frames: u16 length, then the bytes, frameCount times; or, with flagFragment, one piece of a
+//    frame: u16 index | u16 count | u32 frame bytes | the piece (frameCount: 1 on the last piece)
 const magic = 0x4852; // "HR"
 const wireVersion = 1;
 const headerBytes = 16;
@@ -70,21 +75,36 @@ const frameLengthBytes = 2;
 const flagControl = 1;
 /** The sender is out of credit: answer with an ack even if nothing new was processed. */
 const flagCreditRequest = 2;
+/** The datagram carries one piece of a frame larger than a datagram. */
+const flagFragment = 4;
+const fragmentHeaderBytes = 8;
+/** Reassembly states besides "expecting piece n" (n >= 0). */
+const fragIdle = -1;
+const fragDiscarding = -2;
 /** UD receive buffers start with 40 bytes for the GRH (RoCE v2 over IPv4: the IP header at 20). */
 const grhBytes = 40;
 const grhIpv4SourceOffset = 20 + 12;
 const grhSgidOffset = 8;
 
 export const rdmaWindowDatagramsDefault = 16;
+/** Largest frame the transport accepts (fragmented): 64 datagrams at a 4 KiB MTU, 256 at 1 KiB. */
+export const rdmaFrameBytesLimit = 256 * 1024;
 export const rdmaWindowDatagramsMin = 2;
 export const rdmaPeersMaxDefault = 8;
 export const rdmaCreditProbeMsDefault = 5;
+/** How often an idle whenReadable() looks at the receive queue (the worker's idle wait is 1 ms too). */
+export const rdmaReadableCheckMsDefault = 1;
 /** Receive buffers per peer beyond the window, for acks and credit requests. */
 const controlSlackPerPeer = 4;
 /** Completions taken from a CQ per ibv_poll_cq call. */
 const pollBatch = 32;
 /** Slots are cache-line aligned. */
 const slotAlignBytes = 64;
+/**
+ * Address handles of forgotten peers waiting for their sends to complete. UD sends complete within
+ * microseconds, so more than this many means completions stopped: an invariant is broken.
+ */
+const retiredAddressHandlesMax = 64;
 
 export interface RdmaOptions {
   self: NodeId;
@@ -94,14 +114,22 @@ export interface RdmaOptions {
   port?: number;
   /** GID table index to send from and publish; default: RoCE v2 over IPv4, then RoCE v2, then the first. */
   gidIndex?: number;
-  /** Cap on frame size; default and upper bound: the port's active MTU minus the header. */
+  /**
+   * Largest frame send() accepts, up to rdmaFrameBytesLimit; default: what one datagram holds
+   * (the port's active MTU minus 18 bytes). Larger frames travel as fragments.
+   */
   frameBytesMax?: number;
   /** Peers connected at once (sizes the receive ring). */
   peersMax?: number;
-  /** Credits per peer, in datagrams (each carries many frames). */
+  /**
+   * Credits per peer, in datagrams (each carries many small frames, or one piece of a large one).
+   * Raised to the pieces of two largest frames if lower, so that such frames can always go.
+   */
   windowDatagrams?: number;
   /** While out of credit, ask the peer for an ack this often. */
   creditProbeMs?: number;
+  /** While whenReadable() is pending, look for received datagrams this often. */
+  readableCheckMs?: number;
   /** Allocate the buffers on this NUMA node (ffi/numa); null: wherever mmap puts them. */
   numaNode?: number | null;
 }
@@ -117,6 +145,10 @@ export interface RdmaStats extends TransportStats {
   unknownSenderDrops: number;
   /** Datagrams that fail the header checks (counted once in framesDropped). */
   malformedDrops: number;
+  /** Frames sent or received in fragments, and fragmented frames lost to a missing piece. */
+  framesFragmentedSent: number;
+  framesReassembled: number;
+  fragmentLosses: number;
   /** Work completions with an error status. */
   sendErrors: number;
   recvErrors: number;
@@ -199,14 +231,22 @@ interface Peer {
   // Send side.
   nextSeq: number;
   ackedSeq: number;
-  /** The datagram send() is filling (-1: none). */
+  /** The datagram send() is filling (-1: none), and the data datagrams queued for the next flush. */
   openSlot: number;
-  starved: boolean;
+  queued: number;
+  /** Credits a refused send() needed (1, or the pieces of a large frame); 0: not starved. */
+  creditsNeeded: number;
   lastCreditRequestMs: number;
   // Receive side.
   recvSeq: number;
   ackSentSeq: number;
   ackRequested: boolean;
+  /** Reassembly of this peer's fragmented frame: the buffer (frameBytesMax), the next piece expected (or fragIdle, fragDiscarding), the frame's piece count and bytes, the bytes so far. */
+  readonly reassembly: Uint8Array;
+  fragNext: number;
+  fragCount: number;
+  fragBytes: number;
+  fragFilled: number;
 }
 
 const u32 = (x: number) => x >>> 0;
@@ -234,6 +274,9 @@ export class RdmaTransport implements Transport, DropRuleTarget {
   readonly #gid: Uint8Array;
   readonly #creditProbeMs: number;
   readonly #ackThreshold: number;
+  /** The largest frame that travels whole in one datagram, and the largest piece of a larger one. */
+  readonly #wholeFrameBytesMax: number;
+  readonly #pieceBytesMax: number;
 
   // Views of the native memory.
   readonly #bytes: Uint8Array;
@@ -253,11 +296,14 @@ export class RdmaTransport implements Transport, DropRuleTarget {
   readonly #sendWrOff: number;
   readonly #wcRecvOff: number;
   readonly #wcSendOff: number;
+  readonly #wcStashOff: number;
 
   readonly #free: Int32Array;
   #freeTop: number;
   readonly #pending: Int32Array;
   #pendingCount = 0;
+  /** Control datagrams poll() sends at once (at most one per peer). */
+  readonly #controlList = new Int32Array(nodeIdMax + 1);
   readonly #slotPeer: Int8Array;
   readonly #slotFrames: Uint16Array;
   /** Bytes of the datagram in each send slot so far (header included). */
@@ -273,6 +319,15 @@ export class RdmaTransport implements Transport, DropRuleTarget {
   #completedCount = 0;
   #dropRule: DropRule | null = null;
   #closed = false;
+  /** Receive buffers consumed by the current poll, chained for one re-post (-1: none). */
+  #repostFirst = -1;
+  #repostLast = -1;
+  /** Completions whenReadable() took from the receive CQ, at #wcStashOff, for the next poll. */
+  #stashCount = 0;
+  readonly #readableCheckMs: number;
+  #readable: Promise<void> | null = null;
+  #resolveReadable: (() => void) | null = null;
+  #readableTimer: ReturnType<typeof setTimeout> | null = null;
 
   readonly #stats: RdmaStats = {
     framesSent: 0,
@@ -287,6 +342,9 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     sendDrops: 0,
     unknownSenderDrops: 0,
     malformedDrops: 0,
+    framesFragmentedSent: 0,
+    framesReassembled: 0,
+    fragmentLosses: 0,
     sendErrors: 0,
     recvErrors: 0,
     sendSlotsFree: 0,
@@ -302,9 +360,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     assertNodeId(opts.self, "rdma transport self");
     this.self = opts.self;
     const port = opts.port ?? 1;
-    const window = opts.windowDatagrams ?? rdmaWindowDatagramsDefault;
+    let window = opts.windowDatagrams ?? rdmaWindowDatagramsDefault;
     const peersMax = opts.peersMax ?? rdmaPeersMaxDefault;
     this.#creditProbeMs = opts.creditProbeMs ?? rdmaCreditProbeMsDefault;
+    this.#readableCheckMs = opts.readableCheckMs ?? rdmaReadableCheckMsDefault;
     if (!(Number.isInteger(window) && window >= rdmaWindowDatagramsMin && window <= 4096)) {
       throw new RangeError(`rdma: windowDatagrams ${window} must be an integer in ${rdmaWindowDatagramsMin}..4096`);
     }
@@ -312,9 +371,8 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       throw new RangeError(`rdma: peersMax ${peersMax} must be an integer in 1..${nodeIdMax}`);
     }
     if (!(this.#creditProbeMs > 0)) throw new RangeError(`rdma: creditProbeMs ${this.#creditProbeMs} must be positive`);
-    this.windowDatagrams = window;
+    if (!(this.#readableCheckMs > 0)) throw new RangeError(`rdma: readableCheckMs ${this.#readableCheckMs} must be positive`);
     this.peersMax = peersMax;
-    this.#ackThreshold = Math.max(1, window >> 1);
 
     const deviceName = opts.device ?? rdmaDeviceAvailable();
     if (deviceName === null) throw new Error(`rdma: no RDMA device with an active port (devices: ${listDevices().join(", ") || "none"})`);
@@ -338,11 +396,17 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       this.#gid = gid.gid;
 
       this.datagramBytesMax = portAttr.activeMtuBytes;
-      const frameLimit = this.datagramBytesMax - headerBytes - frameLengthBytes;
-      const want = opts.frameBytesMax ?? frameLimit;
-      if (!(Number.isInteger(want) && want >= 1)) throw new RangeError(`rdma: frameBytesMax ${want} must be a positive integer`);
-      // A larger request is capped: UD cannot carry more than one MTU; callers read frameBytesMax.
-      this.frameBytesMax = Math.min(want, frameLimit);
+      this.#wholeFrameBytesMax = this.datagramBytesMax - headerBytes - frameLengthBytes;
+      this.#pieceBytesMax = this.datagramBytesMax - headerBytes - fragmentHeaderBytes;
+      this.frameBytesMax = opts.frameBytesMax ?? this.#wholeFrameBytesMax;
+      if (!(Number.isInteger(this.frameBytesMax) && this.frameBytesMax >= 1 && this.frameBytesMax <= rdmaFrameBytesLimit)) {
+        throw new RangeError(`rdma: frameBytesMax ${this.frameBytesMax} must be an integer in 1..${rdmaFrameBytesLimit}`);
+      }
+      // One largest frame must fit a window, or it could never be sent; two, so that the next one
+      // can go while the receiver acknowledges the last.
+      if (this.frameBytesMax > this.#wholeFrameBytesMax) window = Math.max(window, 2 * Math.ceil(this.frameBytesMax / this.#pieceBytesMax));
+      this.windowDatagrams = window;
+      this.#ackThreshold = Math.max(1, window >> 1);
 
       const dev = ctx.queryDevice();
       this.#recvSlots = peersMax * (window + controlSlackPerPeer);
@@ -359,7 +423,8 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       this.#sendWrOff = align(recvWrBytes);
       this.#wcRecvOff = align(this.#sendWrOff + this.#sendSlots * (ibvSendWr.size + ibvSge.size));
       this.#wcSendOff = this.#wcRecvOff + pollBatch * ibvWc.size;
-      const workBytes = this.#wcSendOff + pollBatch * ibvWc.size;
+      this.#wcStashOff = this.#wcSendOff + pollBatch * ibvWc.size;
+      const workBytes = this.#wcStashOff + pollBatch * ibvWc.size;
 
       const node = opts.numaNode ?? null;
       this.#data = data = allocNativeBuffer(dataBytes, node);
@@ -496,11 +561,18 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       nextSeq: 0,
       ackedSeq: 0,
       openSlot: -1,
-      starved: false,
+      queued: 0,
+      creditsNeeded: 0,
       lastCreditRequestMs: -Infinity,
       recvSeq: 0,
       ackSentSeq: 0,
       ackRequested: false,
+      // Connecting is the control path: the reassembly buffer is allocated here, once per peer.
+      reassembly: new Uint8Array(this.frameBytesMax > this.#wholeFrameBytesMax ? this.frameBytesMax : 0),
+      fragNext: fragIdle,
+      fragCount: 0,
+      fragBytes: 0,
+      fragFilled: 0,
     };
     this.#peerCount++;
   }
@@ -522,6 +594,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     }
     this.#pendingCount = kept;
     // Posted sends may still use the handle: destroy it once they have completed.
+    if (this.#retired.length >= retiredAddressHandlesMax) this.#reapSends();
+    if (this.#retired.length >= retiredAddressHandlesMax) {
+      throw new Error(`rdma: ${this.#retired.length} forgotten peers' address handles still wait for send completions`);
+    }
     this.#retired.push({ ah: p.ah, postedBefore: this.#postedCount });
     this.#peers[p.id] = undefined;
     this.#peerCount--;
@@ -549,6 +625,7 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       s.framesDropped++;
       return true;
     }
+    if (len > this.#wholeFrameBytesMax) return this.#sendPieces(p, frame);
     let slot = p.openSlot;
     if (slot < 0 || this.#slotBytes[slot]! + frameLengthBytes + len > this.datagramBytesMax) {
       slot = this.#openDatagram(p);
@@ -567,15 +644,64 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     return true;
   }
 
+  /**
+   * A frame larger than one datagram: all its pieces are queued now, each a datagram of its own,
+   * or none is (refused for want of credit or slots, like any frame).
+   */
+  #sendPieces(p: Peer, frame: Uint8Array): boolean {
+    const s = this.#stats;
+    const len = frame.length;
+    const count = Math.ceil(len / this.#pieceBytesMax);
+    if (this.#credits(p) < count) {
+      p.creditsNeeded = count;
+      s.sendsRefused++;
+      return false;
+    }
+    if (this.#freeTop < count) this.#reapSends();
+    if (this.#freeTop < count) {
+      s.sendsRefused++;
+      return false;
+    }
+    p.creditsNeeded = 0;
+    // Later small frames go into a new datagram, behind the pieces (a peer's frames stay in order).
+    p.openSlot = -1;
+    const dv = this.#dv;
+    for (let i = 0, off = 0; i < count; i++) {
+      const slot = this.#takeSlot(p);
+      if (slot < 0) throw new Error("rdma: a send slot counted free was not"); // checked above
+      this.#pending[this.#pendingCount++] = slot;
+      p.queued++;
+      p.nextSeq = u32(p.nextSeq + 1);
+      const h = this.#sendOff + slot * this.#sendSlotBytes;
+      const piece = Math.min(this.#pieceBytesMax, len - off);
+      const last = i === count - 1;
+      dv.setUint32(h + 8, p.nextSeq, true);
+      dv.setUint16(h + headerBytes, i, true);
+      dv.setUint16(h + headerBytes + 2, count, true);
+      dv.setUint32(h + headerBytes + 4, len, true);
+      this.#bytes.set(frame.subarray(off, off + piece), h + headerBytes + fragmentHeaderBytes);
+      off += piece;
+      this.#slotBytes[slot] = headerBytes + fragmentHeaderBytes + piece;
+      // The frame is counted (frames and bytes sent) with its last piece.
+      this.#slotFrames[slot] = last ? 1 : 0;
+      this.#slotPayloadBytes[slot] = last ? len : 0;
+      this.#slotFlags[slot] = flagFragment | (last && this.#credits(p) === 0 ? flagCreditRequest : 0);
+    }
+    s.framesFragmentedSent++;
+    return true;
+  }
+
   /** Starts a data datagram to `p`; -1 when out of credit or send slots. */
   #openDatagram(p: Peer): number {
     if (this.#credits(p) <= 0) {
-      p.starved = true;
+      p.creditsNeeded = 1;
       return -1;
     }
     const slot = this.#takeSlot(p);
     if (slot < 0) return -1;
-    p.starved = false;
+    this.#pending[this.#pendingCount++] = slot;
+    p.queued++;
+    p.creditsNeeded = 0;
     p.nextSeq = u32(p.nextSeq + 1);
     const h = this.#sendOff + slot * this.#sendSlotBytes;
     this.#dv.setUint32(h + 8, p.nextSeq, true);
@@ -585,7 +711,7 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     return slot;
   }
 
-  /** A free send slot addressed to `p`, queued for the next flush; -1 if none is free. */
+  /** A free send slot addressed to `p` (the caller queues it); -1 if none is free. */
   #takeSlot(p: Peer): number {
     if (this.#freeTop === 0) this.#reapSends();
     if (this.#freeTop === 0) return -1;
@@ -606,21 +732,40 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     this.#slotFrames[slot] = 0;
     this.#slotBytes[slot] = headerBytes;
     this.#slotPayloadBytes[slot] = 0;
-    this.#pending[this.#pendingCount++] = slot;
     return slot;
   }
 
   flush(): void {
     if (this.#closed) return;
     this.#reapSends();
-    let now = -1;
-    // Control datagrams: acks an idle receiver owes, and credit requests of a starved sender.
+    this.#pendingCount = this.#queueControl(this.#pending, this.#pendingCount);
+    const n = this.#pendingCount;
+    this.#pendingCount = 0;
     for (let id = 0; id <= nodeIdMax; id++) {
       const p = this.#peers[id];
-      if (p === undefined || p.openSlot >= 0) continue; // a data datagram will carry the ack
+      if (p !== undefined) {
+        p.openSlot = -1;
+        p.queued = 0;
+      }
+    }
+    this.#post(this.#pending, n);
+  }
+
+  /**
+   * Appends to `list` (from `count`) the control datagrams owed now: the credit requests of a
+   * starved sender (every creditProbeMs) and the acks an idle receiver owes (asked for, or half a
+   * window). Peers with data datagrams queued are skipped: those carry the ack. Returns the count.
+   */
+  #queueControl(list: Int32Array, count: number): number {
+    let now = -1;
+    for (let id = 0; id <= nodeIdMax; id++) {
+      const p = this.#peers[id];
+      if (p === undefined || p.queued > 0) continue;
       let flags = 0;
-      if (p.starved) {
-        if (this.#credits(p) > 0) p.starved = false;
+      if (p.creditsNeeded > 0) {
+        // Starved until the credits the refused send needed are back (a large frame needs all its
+        // pieces' worth at once, so "some credit" is not enough).
+        if (this.#credits(p) >= p.creditsNeeded) p.creditsNeeded = 0;
         else {
           if (now < 0) now = performance.now();
           if (now - p.lastCreditRequestMs >= this.#creditProbeMs) flags = flagControl | flagCreditRequest;
@@ -629,21 +774,29 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       if (flags === 0 && (p.ackRequested || u32(p.recvSeq - p.ackSentSeq) >= this.#ackThreshold)) flags = flagControl;
       if (flags === 0) continue;
       const slot = this.#takeSlot(p);
-      if (slot < 0) break; // every slot is in flight: the next flush tries again
+      if (slot < 0) break; // every slot is in flight: the next call tries again
       this.#slotFlags[slot] = flags;
+      list[count++] = slot;
     }
-    const n = this.#pendingCount;
+    return count;
+  }
+
+  /** Finishes the headers of the `n` datagrams in `list` and posts them as one chain. */
+  #post(list: Int32Array, n: number): void {
     if (n === 0) return;
     const dv = this.#dv;
     const s = this.#stats;
+    let now = -1;
     for (let i = 0; i < n; i++) {
-      const slot = this.#pending[i]!;
+      const slot = list[i]!;
       const p = this.#peers[this.#slotPeer[slot]!];
-      if (p === undefined) throw new Error(`rdma flush: datagram queued for forgotten peer ${this.#slotPeer[slot]}`);
+      if (p === undefined) throw new Error(`rdma: datagram queued for forgotten peer ${this.#slotPeer[slot]}`);
       const h = this.#sendOff + slot * this.#sendSlotBytes;
       const flags = this.#slotFlags[slot]!;
       const frames = this.#slotFrames[slot]!;
       if ((flags & flagControl) !== 0) {
+        // No data datagram of this peer is queued (queueControl skips those), so nextSeq is the
+        // end of what was posted: the receiver may count everything before it as done.
         dv.setUint32(h + 8, p.nextSeq, true);
         s.controlSent++;
       } else {
@@ -662,16 +815,11 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       const wr = this.#sendWrOff + slot * ibvSendWr.size;
       const sge = this.#sendWrOff + this.#sendSlots * ibvSendWr.size + slot * ibvSge.size;
       this.#w32[(sge + ibvSge.length) >>> 2] = this.#slotBytes[slot]!;
-      this.#store64(wr + ibvSendWr.next, i + 1 < n ? this.#sendWrAddress(this.#pending[i + 1]!) : 0);
+      this.#store64(wr + ibvSendWr.next, i + 1 < n ? this.#sendWrAddress(list[i + 1]!) : 0);
     }
-    for (let id = 0; id <= nodeIdMax; id++) {
-      const p = this.#peers[id];
-      if (p !== undefined) p.openSlot = -1;
-    }
-    this.#pendingCount = 0;
     s.datagramsSent += n;
     this.#postedCount += n;
-    this.#qp.postSend(this.#sendWrAddress(this.#pending[0]!) as Pointer);
+    this.#qp.postSend(this.#sendWrAddress(list[0]!) as Pointer);
   }
 
   /** Takes send completions: their slots become free; retired address handles are destroyed. */
@@ -687,7 +835,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
           this.#stats.sendErrors++;
           if (status !== ibv.WC_WR_FLUSH_ERR) recover = true;
         }
-        this.#free[this.#freeTop++] = w32[(wc + ibvWc.wr_id) >>> 2]!;
+        const slot = w32[(wc + ibvWc.wr_id) >>> 2]!;
+        // wr_id is the slot index we wrote; anything else means a corrupted completion.
+        if (slot >= this.#sendSlots || this.#freeTop >= this.#sendSlots) throw new Error(`rdma: send completion for slot ${slot} (free ${this.#freeTop})`);
+        this.#free[this.#freeTop++] = slot;
       }
       this.#completedCount += n;
       if (n < pollBatch) break;
@@ -705,90 +856,218 @@ export class RdmaTransport implements Transport, DropRuleTarget {
 
   poll(handler: FrameHandler): number {
     if (this.#closed) return 0;
-    const w32 = this.#w32;
-    const dv = this.#dv;
-    const bytes = this.#bytes;
-    const s = this.#stats;
-    const self = this.self;
     let delivered = 0;
     let budget = this.#recvSlots;
-    // Consumed slots are chained (first..last) and re-posted with one call at the end.
-    let first = -1;
-    let last = -1;
     try {
+      // Completions whenReadable() already took from the CQ come first: they arrived first.
+      if (this.#stashCount > 0) {
+        const n = this.#stashCount;
+        this.#stashCount = 0;
+        budget -= n;
+        delivered += this.#receive(this.#wcStashOff, n, handler);
+      }
       while (budget > 0) {
         const n = this.#recvCq.poll(Math.min(pollBatch, budget), (this.#workBase + this.#wcRecvOff) as Pointer);
         budget -= n;
-        for (let i = 0; i < n; i++) {
-          const wc = this.#wcRecvOff + i * ibvWc.size;
-          const slot = w32[(wc + ibvWc.wr_id) >>> 2]!;
-          if (first < 0) first = slot;
-          else this.#linkRecv(last, slot);
-          last = slot;
-          if (w32[(wc + ibvWc.status) >>> 2] !== ibv.WC_SUCCESS) {
-            s.recvErrors++;
-            continue;
-          }
-          s.datagramsReceived++;
-          const base = this.#recvOff + slot * this.#recvSlotBytes;
-          const h = base + grhBytes;
-          const length = w32[(wc + ibvWc.byte_len) >>> 2]! - grhBytes;
-          if (length < headerBytes || dv.getUint16(h, true) !== magic || dv.getUint8(h + 2) !== wireVersion || dv.getUint8(h + 5) !== self) {
-            s.malformedDrops++;
-            s.framesDropped++;
-            continue;
-          }
-          const from = dv.getUint8(h + 4);
-          const frames = dv.getUint16(h + 6, true);
-          const p = from <= nodeIdMax ? this.#peers[from] : undefined;
-          if (
-            p === undefined ||
-            p.qpn !== w32[(wc + ibvWc.src_qp) >>> 2] ||
-            ((w32[(wc + ibvWc.wc_flags) >>> 2]! & ibv.WC_GRH) !== 0 && !this.#sourceIs(p, base))
-          ) {
-            s.unknownSenderDrops++;
-            s.framesDropped += frames;
-            continue;
-          }
-          // The buffer is re-posted by the end of this call: count it as free (newest wins).
-          p.recvSeq = dv.getUint32(h + 8, true);
-          const ack = dv.getUint32(h + 12, true);
-          // Only an ack inside [ackedSeq, nextSeq] is news; older or foreign ones are ignored.
-          if (u32(ack - p.ackedSeq) <= u32(p.nextSeq - p.ackedSeq)) p.ackedSeq = ack;
-          const flags = dv.getUint8(h + 3);
-          if ((flags & flagCreditRequest) !== 0) p.ackRequested = true;
-          if ((flags & flagControl) !== 0) continue;
-          if (this.#dropRule !== null && this.#dropRule(from, self)) {
-            s.framesDropped += frames;
-            continue;
-          }
-          let off = h + headerBytes;
-          const end = h + length;
-          for (let k = 0; k < frames; k++) {
-            const len = off + frameLengthBytes <= end ? dv.getUint16(off, true) : 0;
-            if (len === 0 || off + frameLengthBytes + len > end) {
-              s.malformedDrops++;
-              s.framesDropped += frames - k;
-              break;
-            }
-            off += frameLengthBytes;
-            s.framesReceived++;
-            s.bytesReceived += len;
-            delivered++;
-            handler(from, bytes.subarray(off, off + len));
-            off += len;
-          }
-        }
+        delivered += this.#receive(this.#wcRecvOff, n, handler);
         if (n < pollBatch) break;
       }
     } finally {
-      // The handler may have closed the endpoint; then the QP is gone and nothing is re-posted.
+      // Consumed buffers go back to the receive queue as one chain. The handler may have closed
+      // the endpoint; then the QP is gone and nothing is re-posted.
+      const first = this.#repostFirst;
       if (first >= 0 && !this.#closed) {
-        this.#linkRecv(last, -1);
+        this.#linkRecv(this.#repostLast, -1);
         this.#qp.postRecv(this.#recvWrAddress(first));
+      }
+      this.#repostFirst = -1;
+      this.#repostLast = -1;
+    }
+    // Acks owed now go out now, not at the caller's next flush: a worker with nothing to send may
+    // not flush for a while, and its peers would wait for credit meanwhile.
+    if (!this.#closed) this.#post(this.#controlList, this.#queueControl(this.#controlList, 0));
+    return delivered;
+  }
+
+  /** Handles `n` receive completions at work offset `wcOff`; returns the frames handed out. */
+  #receive(wcOff: number, n: number, handler: FrameHandler): number {
+    const w32 = this.#w32;
+    const dv = this.#dv;
+    const s = this.#stats;
+    const self = this.self;
+    let delivered = 0;
+    for (let i = 0; i < n; i++) {
+      const wc = wcOff + i * ibvWc.size;
+      const slot = w32[(wc + ibvWc.wr_id) >>> 2]!;
+      if (slot >= this.#recvSlots) throw new Error(`rdma: receive completion for slot ${slot} of ${this.#recvSlots}`);
+      // Chain the buffer for re-posting first, whatever happens to its content.
+      if (this.#repostFirst < 0) this.#repostFirst = slot;
+      else this.#linkRecv(this.#repostLast, slot);
+      this.#repostLast = slot;
+      if (w32[(wc + ibvWc.status) >>> 2] !== ibv.WC_SUCCESS) {
+        s.recvErrors++;
+        continue;
+      }
+      s.datagramsReceived++;
+      const base = this.#recvOff + slot * this.#recvSlotBytes;
+      const h = base + grhBytes;
+      const length = w32[(wc + ibvWc.byte_len) >>> 2]! - grhBytes;
+      if (length < headerBytes || dv.getUint16(h, true) !== magic || dv.getUint8(h + 2) !== wireVersion || dv.getUint8(h + 5) !== self) {
+        s.malformedDrops++;
+        s.framesDropped++;
+        continue;
+      }
+      const from = dv.getUint8(h + 4);
+      const frames = dv.getUint16(h + 6, true);
+      const p = from <= nodeIdMax ? this.#peers[from] : undefined;
+      if (
+        p === undefined ||
+        p.qpn !== w32[(wc + ibvWc.src_qp) >>> 2] ||
+        ((w32[(wc + ibvWc.wc_flags) >>> 2]! & ibv.WC_GRH) !== 0 && !this.#sourceIs(p, base))
+      ) {
+        s.unknownSenderDrops++;
+        s.framesDropped += frames;
+        continue;
+      }
+      // The buffer is re-posted by the end of this poll: count it as free (the newest wins).
+      p.recvSeq = dv.getUint32(h + 8, true);
+      const ack = dv.getUint32(h + 12, true);
+      // Only an ack inside [ackedSeq, nextSeq] is news; older or foreign ones are ignored.
+      if (u32(ack - p.ackedSeq) <= u32(p.nextSeq - p.ackedSeq)) p.ackedSeq = ack;
+      const flags = dv.getUint8(h + 3);
+      if ((flags & flagCreditRequest) !== 0) p.ackRequested = true;
+      if ((flags & flagControl) !== 0) continue;
+      if ((flags & flagFragment) !== 0) {
+        if (this.#receivePiece(p, h, length, handler)) delivered++;
+        continue;
+      }
+      if (this.#dropRule !== null && this.#dropRule(from, self)) {
+        s.framesDropped += frames;
+        continue;
+      }
+      let off = h + headerBytes;
+      const end = h + length;
+      for (let k = 0; k < frames; k++) {
+        const len = off + frameLengthBytes <= end ? dv.getUint16(off, true) : 0;
+        if (len === 0 || off + frameLengthBytes + len > end) {
+          s.malformedDrops++;
+          s.framesDropped += frames - k;
+          break;
+        }
+        off += frameLengthBytes;
+        s.framesReceived++;
+        s.bytesReceived += len;
+        delivered++;
+        handler(from, this.#bytes.subarray(off, off + len));
+        off += len;
       }
     }
     return delivered;
+  }
+
+  /**
+   * One piece of a fragmented frame from `p` (datagram header at `h`, `length` bytes). Hands the
+   * frame out when its last piece completes it; returns whether it did. A piece the drop rule
+   * drops is lost like a piece the network lost. Every lost frame is counted once in
+   * framesDropped, when the loss is first seen; its remaining pieces are then discarded.
+   */
+  #receivePiece(p: Peer, h: number, length: number, handler: FrameHandler): boolean {
+    const dv = this.#dv;
+    const s = this.#stats;
+    const index = dv.getUint16(h + headerBytes, true);
+    const count = dv.getUint16(h + headerBytes + 2, true);
+    const total = dv.getUint32(h + headerBytes + 4, true);
+    const piece = length - headerBytes - fragmentHeaderBytes;
+    const last = index === count - 1;
+    const dropped = this.#dropRule !== null && this.#dropRule(p.id, this.self);
+    if (index === 0) {
+      // A new frame; one still incomplete lost its last pieces.
+      if (p.fragNext >= 0) this.#loseFragmented(p, fragIdle);
+      if (total > p.reassembly.length || count < 2 || piece <= 0 || piece > total) {
+        s.malformedDrops++;
+        this.#loseFragmented(p, fragDiscarding);
+        return false;
+      }
+      if (dropped) {
+        this.#loseFragmented(p, fragDiscarding);
+        return false;
+      }
+      p.fragNext = 0;
+      p.fragCount = count;
+      p.fragBytes = total;
+      p.fragFilled = 0;
+    } else if (dropped || p.fragNext < 0 || index !== p.fragNext || count !== p.fragCount || total !== p.fragBytes) {
+      // This piece, or an earlier one of its frame, is lost.
+      if (p.fragNext !== fragDiscarding) this.#loseFragmented(p, fragDiscarding);
+      if (last) p.fragNext = fragIdle;
+      return false;
+    }
+    if (piece <= 0 || p.fragFilled + piece > p.fragBytes || (last && p.fragFilled + piece !== p.fragBytes)) {
+      s.malformedDrops++;
+      this.#loseFragmented(p, last ? fragIdle : fragDiscarding);
+      return false;
+    }
+    p.reassembly.set(this.#bytes.subarray(h + headerBytes + fragmentHeaderBytes, h + length), p.fragFilled);
+    p.fragFilled += piece;
+    p.fragNext++;
+    if (!last) return false;
+    p.fragNext = fragIdle;
+    s.framesReassembled++;
+    s.framesReceived++;
+    s.bytesReceived += p.fragBytes;
+    handler(p.id, p.reassembly.subarray(0, p.fragBytes));
+    return true;
+  }
+
+  /** Counts the peer's fragmented frame in progress as lost and moves reassembly to `next`. */
+  #loseFragmented(p: Peer, next: number): void {
+    this.#stats.fragmentLosses++;
+    this.#stats.framesDropped++;
+    p.fragNext = next;
+  }
+
+  /**
+   * Resolves when poll() has a datagram to look at (or on close); at once when one is waiting.
+   *
+   * Checked by peeking the receive CQ every readableCheckMs (completions taken are kept for the
+   * next poll), not by a completion channel: Bun has no way to wait for an fd to become readable
+   * without reading it, and reading the channel fd directly would bypass the provider's cq_event
+   * hook (mlx4/mlx5 count arm sequence numbers in it). A worker only waits here when idle, and it
+   * also wakes on its request ring, so the check interval bounds only the idle wake-up latency.
+   */
+  whenReadable(): Promise<void> {
+    if (this.#closed || this.#peekRecv()) return Promise.resolve();
+    if (this.#readable === null) {
+      this.#readable = new Promise<void>((resolve) => (this.#resolveReadable = resolve));
+      this.#scheduleReadableCheck();
+    }
+    return this.#readable;
+  }
+
+  #scheduleReadableCheck(): void {
+    const t = setTimeout(this.#checkReadable, this.#readableCheckMs);
+    // A pending wait must not keep the process alive.
+    t.unref();
+    this.#readableTimer = t;
+  }
+
+  readonly #checkReadable = (): void => {
+    this.#readableTimer = null;
+    if (this.#readable === null) return;
+    if (!this.#closed && !this.#peekRecv()) {
+      this.#scheduleReadableCheck();
+      return;
+    }
+    const resolve = this.#resolveReadable!;
+    this.#readable = null;
+    this.#resolveReadable = null;
+    resolve();
+  };
+
+  /** True when a receive completion is waiting; takes up to one batch into the stash. */
+  #peekRecv(): boolean {
+    if (this.#stashCount === 0) this.#stashCount = this.#recvCq.poll(pollBatch, (this.#workBase + this.#wcStashOff) as Pointer);
+    return this.#stashCount > 0;
   }
 
   /** The datagram in receive slot `base` came from `p`'s GID (RoCE v2/IPv4: the IP source). */
@@ -806,7 +1085,7 @@ export class RdmaTransport implements Transport, DropRuleTarget {
 
   stats(): RdmaStats {
     let starved = 0;
-    for (const p of this.#peers) if (p !== undefined && p.starved) starved++;
+    for (const p of this.#peers) if (p !== undefined && p.creditsNeeded > 0) starved++;
     return { ...this.#stats, sendSlotsFree: this.#freeTop, peersStarved: starved };
   }
 
@@ -817,6 +1096,13 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     this.#peerCount = 0;
     this.#pendingCount = 0;
     this.#retired.length = 0;
+    this.#stashCount = 0;
+    if (this.#readableTimer !== null) clearTimeout(this.#readableTimer);
+    this.#readableTimer = null;
+    const resolve = this.#resolveReadable;
+    this.#readable = null;
+    this.#resolveReadable = null;
+    resolve?.();
     // The context owns the QP, CQs, AHs, MR and PD and closes them children first; the memory
     // they used is freed only after the region is deregistered.
     this.#ctx.close();
