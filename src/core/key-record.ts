@@ -33,6 +33,8 @@ export class KeyRecord {
   pendingOp: Op | null = null;
   /** When INVs for the pending update were last sent (for retransmission). */
   invSentMs = 0;
+  /** How long to wait for ACKs before the next retransmission: doubles on every retransmission. */
+  retransmitWaitMs = 0;
 
   /** When the key last entered Invalid or saw progress while Invalid (for the message-loss timeout). */
   invalidSinceMs = 0;

@@ -40,6 +40,9 @@ import {
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+/** The retransmission wait grows up to this multiple of retransmitMs. */
+const retransmitBackoffMax = 32;
+
 export interface SnapshotEntry {
   key: string;
   version: number;
@@ -646,7 +649,7 @@ export class Replica {
     if (!this.#member) return;
     for (const rec of this.#unsettled) {
       if (rec.hasPending()) {
-        if (nowMs - rec.invSentMs >= this.config.retransmitMs) this.#retransmitInv(rec, nowMs);
+        if (nowMs - rec.invSentMs >= rec.retransmitWaitMs) this.#retransmitInv(rec, nowMs);
       } else if (rec.state === KeyState.Invalid) {
         if (nowMs - rec.invalidSinceMs >= this.config.mltMs || !this.#isMemberId(rec.lastWriter)) {
           this.#startReplay(rec, nowMs);
@@ -694,6 +697,7 @@ export class Replica {
 
   #broadcastInv(rec: KeyRecord, nowMs: number): void {
     rec.invSentMs = nowMs;
+    rec.retransmitWaitMs = this.config.retransmitMs;
     for (const to of this.#others) {
       this.counters.invsSent++;
       this.#outbox.send(to, MsgKind.Inv, rec.key, rec.pendingVersion, rec.pendingWriter, this.#epoch, rec.pendingRmw, rec.pendingValue);
@@ -702,6 +706,9 @@ export class Replica {
 
   #retransmitInv(rec: KeyRecord, nowMs: number): void {
     rec.invSentMs = nowMs;
+    // Exponential backoff: under load ACKs are late, not lost, and re-sending every INV on a fixed
+    // timer would add load exactly when there is too much (measured: nearly every INV re-sent).
+    rec.retransmitWaitMs = Math.min(rec.retransmitWaitMs * 2, this.config.retransmitMs * retransmitBackoffMax);
     for (const to of this.#others) {
       if ((rec.acks & (1 << to)) !== 0) continue;
       this.counters.invsRetransmitted++;

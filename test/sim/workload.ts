@@ -70,7 +70,9 @@ export class Workload {
     let input: KvInput;
     let value: string | null = null;
     let expected: Seen | undefined;
-    if (roll < 0.4) {
+    // Every other client is read-mostly, so that some client keeps reading on a node whose
+    // writers are stuck (e.g. a node without a lease): that is where stale reads would show.
+    if (roll < (client.id % 2 === 1 ? 0.85 : 0.4)) {
       kind = OpKind.Read;
       input = { type: "read" };
     } else if (useCounter) {
@@ -115,7 +117,7 @@ export class Workload {
         this.#record(client, kind, key, value, historyId, status, answer, version, writer, invokedAtMs);
         // Like a real client, go to another replica when this one does not serve.
         if (status === OpStatus.Unavailable) this.#failOver(client);
-        sim.events.push(sim.nowMs + random.range(0, 2), () => this.#next(client));
+        sim.events.push(sim.nowMs + random.range(0, sim.options.thinkMsMax), () => this.#next(client));
       },
     );
   }
