@@ -127,6 +127,10 @@ export class Replica {
   get keyCount(): number {
     return this.#keys.size;
   }
+  /** Keys with an update in flight (pending own update, Invalid, Trans). */
+  get unsettledCount(): number {
+    return this.#unsettled.size;
+  }
   get opsInFlight(): number {
     return this.#pool.live;
   }

@@ -268,24 +268,12 @@ export class Shard {
   }
 }
 
-const yieldMode = process.env.HERMES_YIELD ?? "hybrid";
-const ioYieldEveryMs = Number(process.env.HERMES_IO_YIELD_MS ?? 1);
-let lastIoYieldMs = 0;
 /**
- * Let I/O callbacks (socket reads) run between loop turns. Measured here: yielding only through
- * setImmediate starves socket reads under load (ACKs arrive late, almost every INV is
- * retransmitted), and a timer yield every turn caps the turn rate; so a busy loop yields through
- * setImmediate and, at least every ioYieldEveryMs, through a timer, after which Bun polls sockets.
+ * setImmediate as a promise: lets I/O callbacks (socket reads) run between loop turns. Measured
+ * here with `hermes-kv bench -M 3` (3 replicas on 2 cores): a timer yield (Bun sleeps ~1 ms for
+ * setTimeout 0) or Bun.sleep(0) did worse than setImmediate once INV retransmission backs off.
  */
 function yieldToEventLoop(): Promise<void> {
-  if (yieldMode === "timeout") return new Promise((resolve) => setTimeout(resolve, 0));
-  if (yieldMode === "hybrid") {
-    const now = performance.now();
-    if (now - lastIoYieldMs >= ioYieldEveryMs) {
-      lastIoYieldMs = now;
-      return new Promise((resolve) => setTimeout(resolve, 0));
-    }
-  }
   return new Promise((resolve) => setImmediate(resolve));
 }
 
