@@ -59,4 +59,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+const command = process.argv[2];
+const code = await main(process.argv.slice(2));
+// The servers (local, node) end only by a signal, after a clean close: exit even if a stray
+// timer is left. Client commands just set the code, so that their output is flushed first.
+if (command === "local" || command === "node") process.exit(code);
+process.exitCode = code;

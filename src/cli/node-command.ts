@@ -112,19 +112,20 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   // Lease lost or removed: wipe and join again once the membership takes us back.
   let needsRejoin = false;
   let joinRunning: Promise<void> | null = null;
+  const stopping = { now: false };
   const startJoin = () => {
-    joinRunning ??= joinCluster(node, membership!, etcd, initializedKey).finally(() => (joinRunning = null));
+    joinRunning ??= joinCluster(node, membership!, etcd, initializedKey, stopping).finally(() => (joinRunning = null));
   };
   membership.onChange((view: MembershipView) => {
     const inView = view.members.some((m) => m.id === id);
     if (!inView || membership!.leaseUntilMs() === 0) {
-      if (!needsRejoin && !node.joining) log(`hermes-kv node ${id}: lost the membership (epoch ${view.epoch}): will wipe and rejoin`);
+      if (!needsRejoin && !node.joining) log(`hermes-kv node ${id}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`);
       needsRejoin = true;
       return;
     }
     if (needsRejoin && joinRunning === null) {
       needsRejoin = false;
-      node.resetForRejoin();
+      node.rejoinKeepingState();
       startJoin();
     }
   });
@@ -132,10 +133,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   console.log(`node ${id} up: http://${http.host}:${http.port} transport ${transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`);
 
   await new Promise<void>((resolve) => {
-    let stopping = false;
     const stop = () => {
-      if (stopping) return;
-      stopping = true;
+      if (stopping.now) return;
+      stopping.now = true;
       log(`hermes-kv node ${id}: stopping`);
       server.stop(true);
       void node.close().then(resolve);
@@ -146,12 +146,23 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   return 0;
 }
 
-/** Load state from a serving member (or bootstrap the very first node), then serve. */
-async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: EtcdClient, initializedKey: string): Promise<void> {
+/**
+ * Load state, then serve. From a serving member if there is one (it holds every committed write).
+ * If none serves (e.g. every member lost its lease while etcd was down), merge the state of every
+ * member that kept some (higher ts wins): each write committed while they were members is there.
+ * The very first node of a new cluster has nothing to load: it bootstraps and marks the cluster
+ * initialized in etcd, so that an empty node never mistakes a cluster with data for a new one.
+ */
+async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: EtcdClient, initializedKey: string, stopping: { now: boolean }): Promise<void> {
   const self = node.options.nodeId;
   const started = performance.now();
   let reported = 0;
-  for (;;) {
+  const report = (line: string) => {
+    if (performance.now() - reported < 5000) return;
+    reported = performance.now();
+    log(`hermes-kv node ${self}: ${line}`);
+  };
+  while (!stopping.now) {
     const view = membership.view();
     if (view.members.some((m) => m.id === self) && membership.leaseUntilMs() > 0) {
       let initialized: boolean;
@@ -162,38 +173,62 @@ async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: E
         continue;
       }
       const others = view.members.filter((m) => m.id !== self);
-      if (initialized) {
+      if (!initialized) {
+        if (others.every((m) => m.id > self) && !node.hasState) {
+          await node.loadFrom(async () => 0);
+          await etcd.put(initializedKey, new Date().toISOString());
+          log(`hermes-kv node ${self}: bootstrapped a new cluster`);
+          return;
+        }
+      } else {
         for (const source of others) {
           try {
-            const entries = await node.loadFrom((index, minEpoch, onChunk) => fetchSnapshot(source.http, index, minEpoch, node, onChunk));
+            const entries = await node.loadFrom((index, minEpoch, onChunk) => fetchSnapshot(source.http, index, minEpoch, false, node, onChunk));
             log(`hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - started).toFixed(0)} ms`);
             return;
           } catch (error) {
-            if (performance.now() - reported > 5000) {
-              reported = performance.now();
-              log(`hermes-kv node ${self}: cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
-            }
+            report(`cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
           }
         }
-        if (others.length === 0 && performance.now() - reported > 5000) {
-          reported = performance.now();
-          log(`hermes-kv node ${self}: the cluster was initialized but no other member is up to load from; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`);
+        // Nobody serves: merge what every member that kept its state has.
+        const merged = await mergeFromKeptState(node, others.map((m) => m.http));
+        if (merged !== null) {
+          log(`hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - started).toFixed(0)} ms`);
+          return;
         }
-      } else if (others.every((m) => m.id > self)) {
-        // The first node of a new cluster: nothing was ever committed, so there is nothing to load.
-        await node.loadFrom(async () => 0);
-        await etcd.put(initializedKey, new Date().toISOString());
-        log(`hermes-kv node ${self}: bootstrapped a new cluster`);
-        return;
+        report(`no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`);
       }
     }
     await Bun.sleep(100);
   }
 }
 
+/**
+ * Load every shard from each of `peers` that kept its state (it answers while joining), plus our
+ * own kept state. Null when nobody (us included) holds state: nothing to build on.
+ */
+async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<number | null> {
+  const sources: string[] = [];
+  for (const http of peers) {
+    try {
+      const response = await fetch(`http://${http}/v1/status`, { signal: AbortSignal.timeout(2000) });
+      const status = (await response.json()) as { hasState?: boolean };
+      if (status.hasState === true) sources.push(http);
+    } catch {
+      // unreachable: it cannot contribute
+    }
+  }
+  if (sources.length === 0 && !node.hasState) return null;
+  return node.loadFrom(async (index, minEpoch, onChunk) => {
+    let count = 0;
+    for (const http of sources) count += await fetchSnapshot(http, index, minEpoch, true, node, onChunk);
+    return count;
+  });
+}
+
 /** Stream one shard of `http`'s replica into `onChunk`. */
-async function fetchSnapshot(http: string, index: number, minEpoch: number, node: HermesNode, onChunk: (entries: import("../core/replica.ts").SnapshotEntry[]) => void): Promise<number> {
-  const response = await fetch(`http://${http}/v1/internal/snapshot/${index}?minEpoch=${minEpoch}`);
+async function fetchSnapshot(http: string, index: number, minEpoch: number, kept: boolean, node: HermesNode, onChunk: (entries: import("../core/replica.ts").SnapshotEntry[]) => void): Promise<number> {
+  const response = await fetch(`http://${http}/v1/internal/snapshot/${index}?minEpoch=${minEpoch}${kept ? "&kept=1" : ""}`);
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   const decoder = new SnapshotDecoder(node.keyBytesMax, node.valueBytesMax);
   let count = 0;
@@ -215,17 +250,24 @@ function serveNode(node: HermesNode, backend: KvBackend, http: { host: string; p
     if (!Number.isInteger(index) || index < 0 || index >= node.shards.length || !Number.isSafeInteger(minEpoch)) {
       return c.json({ error: { code: "invalid", message: "bad shard or minEpoch" } }, 400);
     }
-    if (node.joining) return c.json({ error: { code: "unavailable", message: "this node is joining" } }, 503);
+    // A joining node gives its kept state only when asked for it (merge of kept states).
+    const kept = c.req.query("kept") === "1";
+    if (node.joining && !(kept && node.hasState)) return c.json({ error: { code: "unavailable", message: "this node is joining" } }, 503);
     // Start the export first so that "not ready" (epoch below minEpoch) is a clean 503.
     const chunks: Uint8Array[] = [];
     let wake: (() => void) | null = null;
     let finished = false;
     let failure: Error | null = null;
     const done = node
-      .exportShard(index, minEpoch, (entries) => {
-        chunks.push(encodeSnapshotEntries(entries));
-        wake?.();
-      })
+      .exportShard(
+        index,
+        minEpoch,
+        (entries) => {
+          chunks.push(encodeSnapshotEntries(entries));
+          wake?.();
+        },
+        kept,
+      )
       .then(
         () => (finished = true),
         (error: Error) => (failure = error),

@@ -206,9 +206,12 @@ export class Replica {
   // (so that member holds every update committed before), keeping the higher ts per key, and only
   // then serves.
 
-  /** Enter joining mode: answer no client op until finishJoin(). Call before the first view. */
+  /**
+   * Enter joining mode: answer no client op until finishJoin(). A fresh replica starts empty; one
+   * that lost its lease keeps its entries (they are merged with the loaded ones, the higher ts
+   * winning, so stale entries are replaced and nothing committed is lost).
+   */
   beginJoin(): void {
-    assert(this.#keys.size === 0, "a joining replica starts empty");
     this.#joining = true;
   }
 

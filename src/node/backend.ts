@@ -38,6 +38,8 @@ export interface NodeStatus {
   epoch: Epoch;
   members: NodeId[];
   serving: boolean;
+  /** Holds data it has served from (not a fresh or wiped process): may contribute to a merge. */
+  hasState: boolean;
   /** Milliseconds of lease left (0 = none). */
   leaseRemainingMs: number;
   transport: string;

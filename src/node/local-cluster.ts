@@ -40,7 +40,7 @@ class ReplicaBackend implements KvBackend {
   }
   status(): NodeStatus {
     return (
-      this.node?.status() ?? { nodeId: this.id, epoch: 0, members: [], serving: false, leaseRemainingMs: 0, transport: "stopped", shards: [] }
+      this.node?.status() ?? { nodeId: this.id, epoch: 0, members: [], serving: false, hasState: false, leaseRemainingMs: 0, transport: "stopped", shards: [] }
     );
   }
   metrics(): string {

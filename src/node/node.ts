@@ -74,6 +74,8 @@ export class HermesNode implements KvBackend {
   #statsTimer: ReturnType<typeof setInterval> | null = null;
   #closed = false;
   #joining = false;
+  /** False only for a process that joined empty and has not finished loading (see beginJoin). */
+  #hasState = true;
   #fatal: string | null = null;
   #lastStats: ShardStats[] = [];
   readonly membershipChanges = { count: 0 };
@@ -172,7 +174,10 @@ export class HermesNode implements KvBackend {
   // KvBackend ---------------------------------------------------------------------------------
 
   submit(request: OpRequest): Promise<OpResult> {
-    if (this.#closed) return Promise.resolve({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
+    // Not a member with a lease (or joining, or closed): answer 503 now rather than let the op wait
+    // in the replica until its timeout. Short gaps cannot happen: leases are renewed long before
+    // they end, so this is false only when the lease is really lost.
+    if (!this.serving) return Promise.resolve({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
     return this.shards[shardOf(request.key, this.shards.length)]!.submit(request);
   }
 
@@ -186,6 +191,7 @@ export class HermesNode implements KvBackend {
       epoch: this.#view.epoch,
       members: this.#view.members.map((m) => m.id),
       serving: this.serving,
+      hasState: this.#hasState,
       leaseRemainingMs: Math.max(0, Math.round(this.#leaseUntilMs - monotonicMs())),
       transport: this.options.transport,
       shards: this.shards.map((s, i) => ({
@@ -212,13 +218,31 @@ export class HermesNode implements KvBackend {
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */
   beginJoin(): void {
     this.#joining = true;
+    this.#hasState = false;
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
-  /** After a removal or lease loss: wipe every shard and rejoin (then loadFrom a live member). */
+  /** Wipe every shard and rejoin (then loadFrom a live member). */
   resetForRejoin(): void {
     this.#joining = true;
+    this.#hasState = false;
     for (const shard of this.shards) shard.post({ type: "reset-join" });
+  }
+
+  /**
+   * After a lease loss: stop serving and rejoin, keeping the data. It is merged with a serving
+   * member's (the higher ts wins), so stale entries are replaced; and if no member serves (e.g.
+   * everyone lost their lease while etcd was down, when nothing could commit), the members' kept
+   * data is all there is, and it is complete for every write committed while they were members.
+   */
+  rejoinKeepingState(): void {
+    this.#joining = true;
+    for (const shard of this.shards) shard.post({ type: "join-begin" });
+  }
+
+  /** This process holds data it served from (it finished a join since it started or was wiped). */
+  get hasState(): boolean {
+    return this.#hasState;
   }
 
   /** Test hook: drop transport traffic to and from `peers` on every shard ([] heals). */
@@ -245,12 +269,13 @@ export class HermesNode implements KvBackend {
     }
     for (const shard of this.shards) shard.post({ type: "join-finish" });
     this.#joining = false;
+    this.#hasState = true;
     return entries;
   }
 
-  /** Export shard `index` to a joiner (see loadFrom). */
-  exportShard(index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
-    return this.shards[index]!.exportSnapshot(minEpoch, onChunk);
+  /** Export shard `index` to a joiner (see loadFrom); `allowJoining` also while this node joins with kept state. */
+  exportShard(index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>, allowJoining = false): Promise<number> {
+    return this.shards[index]!.exportSnapshot(minEpoch, allowJoining && this.#hasState, onChunk);
   }
 
   startBench(): void {

@@ -168,7 +168,7 @@ export class ShardHandle {
   }
 
   /** Stream this shard's snapshot to `onChunk`; rejects if the replica is not ready to be a source. */
-  exportSnapshot(minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
+  exportSnapshot(minEpoch: number, allowJoining: boolean, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
     const requestId = this.#nextStatsRequest++;
     let count = 0;
     return new Promise((resolve, reject) => {
@@ -178,7 +178,7 @@ export class ShardHandle {
         if (entries.length > 0) void onChunk(entries);
         if (done) resolve(count);
       });
-      this.#post({ type: "snapshot-export", requestId, minEpoch });
+      this.#post({ type: "snapshot-export", requestId, minEpoch, allowJoining });
     });
   }
 

@@ -48,7 +48,8 @@ export type ToShard =
   | { type: "reset-join" }
   /** Test hook: drop transport frames to and from these peers (an in-process partition). */
   | { type: "drop"; peers: NodeId[] }
-  | { type: "snapshot-export"; requestId: number; minEpoch: Epoch }
+  /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */
+  | { type: "snapshot-export"; requestId: number; minEpoch: Epoch; allowJoining: boolean }
   | { type: "snapshot-import"; entries: SnapshotEntry[] }
   | { type: "join-finish" }
   | { type: "stop" };

@@ -53,10 +53,10 @@ function fatal(shardIndex: number, error: unknown): void {
 /** Entries per snapshot chunk: bounds one postMessage and one pause of the shard loop. */
 const snapshotChunkEntries = 4096;
 
-async function exportSnapshot(source: Shard, requestId: number, minEpoch: number): Promise<void> {
+async function exportSnapshot(source: Shard, requestId: number, minEpoch: number, allowJoining: boolean): Promise<void> {
   // A joiner may load from this replica only once it holds the epoch that added the joiner: from
   // then on every commit needs the joiner's ACK, and everything committed before is here.
-  if (source.replica.epoch < minEpoch || !source.replica.isMember || source.replica.joining) {
+  if (source.replica.epoch < minEpoch || !source.replica.isMember || (source.replica.joining && !allowJoining)) {
     post({ type: "snapshot-chunk", requestId, entries: [], done: true, error: `not ready: epoch ${source.replica.epoch} < ${minEpoch}, member ${source.replica.isMember}, joining ${source.replica.joining}` });
     return;
   }
@@ -108,7 +108,7 @@ function handle(message: ToShard): void {
       shard.finishJoin();
       return;
     case "snapshot-export":
-      void exportSnapshot(shard, message.requestId, message.minEpoch);
+      void exportSnapshot(shard, message.requestId, message.minEpoch, message.allowJoining);
       return;
     case "stop":
       shard.stop();

@@ -114,6 +114,7 @@ export class MemoryBackend implements KvBackend {
       epoch: 1,
       members: [this.nodeId],
       serving: this.serving,
+      hasState: true,
       leaseRemainingMs: this.serving ? 1000 : 0,
       transport: "memory",
       shards: [{ index: 0, keys: this.#entries.size, opsInFlight: 0, numaNode: null, cpu: null }],
