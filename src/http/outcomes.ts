@@ -122,10 +122,9 @@ function failure(kind: OpKind, result: OpResult): Response {
       return errorResponse(507, ErrorCode.storeFull, "the store holds its maximum number of keys; nothing was written");
     case OpStatus.Timeout:
       if (isRead) return errorResponse(504, ErrorCode.timeout, "the read did not complete in time");
-      // An update's timeout is never a failure: it may have been applied.
-      return errorResponse(504, ErrorCode.outcomeUnknown, "the update timed out and may or may not have taken effect", {
-        headers: unknownHeaders,
-      });
+      // The replica answers Timeout only for an op that never started (the key never became
+      // Valid, or no lease, within the op timeout): nothing was written, so it is not "unknown".
+      return errorResponse(503, ErrorCode.timeout, "the update could not start in time and was not applied", { headers: retryHeaders });
     default: {
       const never: never = status;
       throw new AssertionError(`unknown OpStatus ${String(never)}`);

@@ -39,8 +39,10 @@ function expected(status: OpStatus, isRead: boolean): Expected {
     case OpStatus.Aborted:
       return { status: 409, code: "aborted", retryAfter: true };
     case OpStatus.Unknown:
-    case OpStatus.Timeout:
       return isRead ? { status: 504, code: "timeout" } : { status: 504, code: "outcome_unknown", outcomeUnknown: true };
+    case OpStatus.Timeout:
+      // Never started: nothing written, so an update says so (503) rather than "unknown".
+      return isRead ? { status: 504, code: "timeout" } : { status: 503, code: "timeout", retryAfter: true };
     case OpStatus.Unavailable:
       return { status: 503, code: "unavailable", retryAfter: true };
     case OpStatus.Busy:
