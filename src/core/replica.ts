@@ -168,7 +168,7 @@ export class Replica {
     if (!this.#member) {
       // Outside the membership: stop serving. Updates in flight may still commit through others'
       // replays, so their clients hear Unknown; waiting ops never started.
-      if (wasMember) this.#abandonAll(nowMs);
+      if (wasMember) this.#abandonAll();
       return;
     }
     for (const rec of this.#unsettled) {
@@ -195,7 +195,7 @@ export class Replica {
   /** Shut down: answer everything (Unknown for started updates, Unavailable otherwise). */
   stop(nowMs: number): void {
     if (this.#stopped) return;
-    this.#abandonAll(nowMs);
+    this.#abandonAll();
     this.#stopped = true;
   }
 
@@ -451,6 +451,11 @@ export class Replica {
     nowMs: number,
   ): void {
     if (this.#stopped || !this.#member) return;
+    // INV, ACK and Reject count only in the epoch they were sent in; VAL carries no epoch (spec).
+    if (kind !== MsgKind.Val && !this.epochAccepted(epoch)) {
+      this.counters.staleEpochMessages++;
+      return;
+    }
     switch (kind) {
       case MsgKind.Inv:
         return this.#onInv(from, key, version, writer, epoch, rmw, value, nowMs);
@@ -475,10 +480,6 @@ export class Replica {
     value: Uint8Array | null,
     nowMs: number,
   ): void {
-    if (!this.epochAccepted(epoch)) {
-      this.counters.staleEpochMessages++;
-      return;
-    }
     const rec = this.#keys.get(key) ?? this.#record(key);
     const order = compareTs(version, writer, rec.version, rec.writer);
     if (order < 0 && this.rejectsLowerInv(rmw)) {
@@ -513,10 +514,6 @@ export class Replica {
     value: Uint8Array | null,
     nowMs: number,
   ): void {
-    if (!this.epochAccepted(epoch)) {
-      this.counters.staleEpochMessages++;
-      return;
-    }
     const rec = this.#keys.get(key);
     if (rec === undefined) return;
     // Treated like an INV with a higher ts (the spec's RINV), without an ACK back.
@@ -578,10 +575,6 @@ export class Replica {
   }
 
   #onAck(from: NodeId, key: string, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
-    if (!this.epochAccepted(epoch)) {
-      this.counters.staleEpochMessages++;
-      return;
-    }
     const rec = this.#keys.get(key);
     if (rec === undefined || !rec.hasPending()) return;
     if (rec.pendingVersion !== version || rec.pendingWriter !== writer) return;
@@ -740,7 +733,7 @@ export class Replica {
   }
 
   /** Leaving the membership or stopping: nothing here will make progress any more. */
-  #abandonAll(nowMs: number): void {
+  #abandonAll(): void {
     for (const rec of this.#waitingKeys) {
       for (const op of rec.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, null, 0, 0);
       rec.waiting.length = 0;
@@ -751,7 +744,6 @@ export class Replica {
       rec.pendingOp = null;
       if (op !== null) this.#answer(op, OpStatus.Unknown, null, 0, 0);
     }
-    void nowMs;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -222,13 +222,6 @@ export class HermesNode implements KvBackend {
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
-  /** Wipe every shard and rejoin (then loadFrom a live member). */
-  resetForRejoin(): void {
-    this.#joining = true;
-    this.#hasState = false;
-    for (const shard of this.shards) shard.post({ type: "reset-join" });
-  }
-
   /**
    * After a lease loss: stop serving and rejoin, keeping the data. It is merged with a serving
    * member's (the higher ts wins), so stale entries are replaced; and if no member serves (e.g.

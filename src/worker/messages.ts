@@ -45,7 +45,6 @@ export type ToShard =
   | { type: "stats"; requestId: number }
   | { type: "bench-start" }
   | { type: "join-begin" }
-  | { type: "reset-join" }
   /** Test hook: drop transport frames to and from these peers (an in-process partition). */
   | { type: "drop"; peers: NodeId[] }
   /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */

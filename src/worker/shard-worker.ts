@@ -93,9 +93,6 @@ function handle(message: ToShard): void {
     case "join-begin":
       shard.replica.beginJoin();
       return;
-    case "reset-join":
-      shard.resetForRejoin();
-      return;
     case "drop": {
       const peers = new Set(message.peers);
       dropRuleTarget(shard.transport).setDropRule(peers.size === 0 ? null : (from, to) => peers.has(from) || peers.has(to));

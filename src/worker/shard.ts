@@ -5,7 +5,7 @@
 
 import { assert } from "../core/assert.ts";
 import { Replica, type SnapshotEntry } from "../core/replica.ts";
-import { MsgKind, OpKind, OpStatus, type Epoch, type NodeId } from "../core/types.ts";
+import { MsgKind, OpStatus, type Epoch, type NodeId } from "../core/types.ts";
 import { monotonicMs } from "../node/clock.ts";
 import { OpCompletionWriter, OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
@@ -25,9 +25,7 @@ export const benchOpIdBase = 0x8000_0000;
 
 export class Shard {
   readonly init: ShardInit;
-  replica: Replica;
-  #lastMembers: ShardPeer[] = [];
-  #lastLeaseUntilMs = 0;
+  readonly replica: Replica;
   readonly transport: Transport;
   readonly decoder: FrameDecoder;
   readonly #requests: OpRequestReader;
@@ -74,21 +72,6 @@ export class Shard {
     );
   }
 
-  /**
-   * Drop all state and rejoin: after a removal from the membership this replica's data may be
-   * stale (others committed without it), so it starts empty in joining mode, takes the current
-   * view, and serves again only after loading a live member's state.
-   */
-  resetForRejoin(): void {
-    const now = monotonicMs();
-    this.replica.stop(now);
-    this.replica = this.#newReplica();
-    this.replica.beginJoin();
-    this.replica.setMembership(this.#epoch, this.#lastMembers.map((m) => m.id), now);
-    this.replica.setLease(this.#lastLeaseUntilMs, now);
-    this.#flushCompletions();
-  }
-
   // Control ----------------------------------------------------------------------------------
 
   setMembership(epoch: Epoch, members: ShardPeer[]): void {
@@ -118,14 +101,12 @@ export class Shard {
       }
     }
     this.#epoch = epoch;
-    this.#lastMembers = members;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
     this.replica.setMembership(epoch, ids, monotonicMs());
     this.#flushNetwork();
   }
 
   setLease(untilMs: number): void {
-    this.#lastLeaseUntilMs = untilMs;
     this.replica.setLease(untilMs, monotonicMs());
     this.#flushNetwork();
     this.#flushCompletions();
@@ -277,4 +258,3 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export { OpKind };
