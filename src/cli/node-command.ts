@@ -163,29 +163,35 @@ async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: E
     log(`hermes-kv node ${self}: ${line}`);
   };
   while (!stopping.now) {
+    try {
+      if (await joinAttempt()) return;
+    } catch (error) {
+      // A source that loses its own lease mid-stream resets the connection: try again. Loading
+      // again is harmless: entries merge by timestamp.
+      report(`join attempt failed, retrying: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    await Bun.sleep(100);
+  }
+
+  /** One try; true when this node serves again. */
+  async function joinAttempt(): Promise<boolean> {
     const view = membership.view();
     if (view.members.some((m) => m.id === self) && membership.leaseUntilMs() > 0) {
-      let initialized: boolean;
-      try {
-        initialized = (await etcd.range(initializedKey)).kvs.length > 0;
-      } catch {
-        await Bun.sleep(200);
-        continue;
-      }
+      const initialized = (await etcd.range(initializedKey)).kvs.length > 0;
       const others = view.members.filter((m) => m.id !== self);
       if (!initialized) {
         if (others.every((m) => m.id > self) && !node.hasState) {
           await node.loadFrom(async () => 0);
           await etcd.put(initializedKey, new Date().toISOString());
           log(`hermes-kv node ${self}: bootstrapped a new cluster`);
-          return;
+          return true;
         }
       } else {
         for (const source of others) {
           try {
             const entries = await node.loadFrom((index, minEpoch, onChunk) => fetchSnapshot(source.http, index, minEpoch, false, node, onChunk));
             log(`hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - started).toFixed(0)} ms`);
-            return;
+            return true;
           } catch (error) {
             report(`cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
           }
@@ -194,31 +200,37 @@ async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: E
         const merged = await mergeFromKeptState(node, others.map((m) => m.http));
         if (merged !== null) {
           log(`hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - started).toFixed(0)} ms`);
-          return;
+          return true;
         }
         report(`no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`);
       }
     }
-    await Bun.sleep(100);
+    return false;
   }
 }
 
 /**
  * Load every shard from each of `peers` that kept its state (it answers while joining), plus our
- * own kept state. Null when nobody (us included) holds state: nothing to build on.
+ * own kept state. Only when every other member positively says it does not serve: if one serves,
+ * or cannot be asked, it may hold writes committed while we were out, so we must load from it
+ * instead (null: try again later). Null too when nobody, us included, holds state.
  */
 async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<number | null> {
   const sources: string[] = [];
   for (const http of peers) {
+    let status: { serving?: boolean; hasState?: boolean };
     try {
       const response = await fetch(`http://${http}/v1/status`, { signal: AbortSignal.timeout(2000) });
-      const status = (await response.json()) as { hasState?: boolean };
-      if (status.hasState === true) sources.push(http);
+      status = (await response.json()) as { serving?: boolean; hasState?: boolean };
     } catch {
-      // unreachable: it cannot contribute
+      return null; // cannot tell whether it serves
     }
+    if (status.serving !== false) return null;
+    if (status.hasState === true) sources.push(http);
   }
   if (sources.length === 0 && !node.hasState) return null;
+  // Every member that kept state contributes: a write committed while some were out is at least
+  // in the state of those that were in.
   return node.loadFrom(async (index, minEpoch, onChunk) => {
     let count = 0;
     for (const http of sources) count += await fetchSnapshot(http, index, minEpoch, true, node, onChunk);
