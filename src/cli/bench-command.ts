@@ -22,7 +22,7 @@ over -k uniformly chosen keys.
   -w N    updates, in tenths of a percent (default 50 = 5%)
   -R N    RMWs (CAS) among updates, in tenths of a percent (default 0)
   -d S    measured seconds (default 10), after 1 s of warm-up
-  -b N    outstanding requests per worker (default 64)
+  -b N    outstanding requests per worker (default 256, like the reference's batch of 250)
   -k N    keys per worker (default 1000000)   -v N    value bytes (default 32)
   --transport T   auto|tcp|udp|rdma (default auto)
 
@@ -93,7 +93,7 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
   const writePerMille = flags.w === undefined ? 50 : parseIntegerFlag("-w", flags.w, 0, 1000);
   const rmwPerMille = flags.R === undefined ? 0 : parseIntegerFlag("-R", flags.R, 0, 1000);
   const seconds = flags.d === undefined ? 10 : parseIntegerFlag("-d", flags.d, 1, 3600);
-  const slots = flags.b === undefined ? 64 : parseIntegerFlag("-b", flags.b, 1, 4096);
+  const slots = flags.b === undefined ? 256 : parseIntegerFlag("-b", flags.b, 1, 4096);
   const keys = flags.k === undefined ? 1_000_000 : parseIntegerFlag("-k", flags.k, 1, 100_000_000);
   const valueBytes = flags.v === undefined ? 32 : parseIntegerFlag("-v", flags.v, 0, 16 * 1024);
   const transport = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
