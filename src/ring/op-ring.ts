@@ -164,8 +164,46 @@ export class OpRequestWriter {
 }
 
 /** Consumer of request records (the worker). Fields describe the record last returned by `next`. */
-export class OpRequestReader {
+/**
+ * What both record readers share: the ring, batch release, draining and waiting. Subclasses decode
+ * one record into their own fields in `next()`.
+ */
+abstract class RecordReader {
   readonly ring: RingReader;
+
+  constructor(sab: SharedArrayBuffer) {
+    this.ring = new RingReader(sab);
+  }
+
+  /** Decodes the next record into this object's fields; false when none is available. */
+  abstract next(): boolean;
+
+  /** Hands the consumed records' space back to the producer (one head store per batch). */
+  release(): void {
+    this.ring.release();
+  }
+
+  /** Calls `handler(this)` for up to `recordsMax` records, then releases them. Returns how many. */
+  drain(handler: (reader: this) => void, recordsMax: number): number {
+    let count = 0;
+    while (count < recordsMax && this.next()) {
+      handler(this);
+      count++;
+    }
+    this.release();
+    return count;
+  }
+
+  wait(timeoutMs: number): RingWaitResult {
+    return this.ring.wait(timeoutMs);
+  }
+
+  waitAsync(timeoutMs: number): Promise<RingWaitResult> {
+    return this.ring.waitAsync(timeoutMs);
+  }
+}
+
+export class OpRequestReader extends RecordReader {
   opId = 0;
   kind: OpKind = 0 as OpKind;
   key = "";
@@ -174,10 +212,6 @@ export class OpRequestReader {
   expectedVersion = 0;
   expectedWriter: NodeId = 0;
   by = 0;
-
-  constructor(sab: SharedArrayBuffer) {
-    this.ring = new RingReader(sab);
-  }
 
   /** Decodes the next request into this object's fields; false when none is available. */
   next(): boolean {
@@ -206,29 +240,6 @@ export class OpRequestReader {
     return true;
   }
 
-  /** Hands the consumed records' space back to the producer (one head store per batch). */
-  release(): void {
-    this.ring.release();
-  }
-
-  /** Calls `handler(this)` for up to `recordsMax` requests, then releases them. Returns how many. */
-  drain(handler: (request: OpRequestReader) => void, recordsMax: number): number {
-    let count = 0;
-    while (count < recordsMax && this.next()) {
-      handler(this);
-      count++;
-    }
-    this.release();
-    return count;
-  }
-
-  wait(timeoutMs: number): RingWaitResult {
-    return this.ring.wait(timeoutMs);
-  }
-
-  waitAsync(timeoutMs: number): Promise<RingWaitResult> {
-    return this.ring.waitAsync(timeoutMs);
-  }
 }
 
 /**
@@ -273,18 +284,13 @@ export class OpCompletionWriter {
 }
 
 /** Consumer of completion records (the HTTP thread). Fields describe the record last returned by `next`. */
-export class OpCompletionReader {
-  readonly ring: RingReader;
+export class OpCompletionReader extends RecordReader {
   opId = 0;
   status: OpStatus = 0 as OpStatus;
   /** A copy (it becomes the HTTP response body); null = absent. */
   value: Uint8Array | null = null;
   version = 0;
   writer: NodeId = 0;
-
-  constructor(sab: SharedArrayBuffer) {
-    this.ring = new RingReader(sab);
-  }
 
   /** Decodes the next completion into this object's fields; false when none is available. */
   next(): boolean {
@@ -306,26 +312,4 @@ export class OpCompletionReader {
     return true;
   }
 
-  release(): void {
-    this.ring.release();
-  }
-
-  /** Calls `handler(this)` for up to `recordsMax` completions, then releases them. Returns how many. */
-  drain(handler: (completion: OpCompletionReader) => void, recordsMax: number): number {
-    let count = 0;
-    while (count < recordsMax && this.next()) {
-      handler(this);
-      count++;
-    }
-    this.release();
-    return count;
-  }
-
-  wait(timeoutMs: number): RingWaitResult {
-    return this.ring.wait(timeoutMs);
-  }
-
-  waitAsync(timeoutMs: number): Promise<RingWaitResult> {
-    return this.ring.waitAsync(timeoutMs);
-  }
 }
