@@ -34,7 +34,8 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
   --transport T    auto|tcp|udp|rdma (default auto: rdma if a device is present, else tcp)
   --lease-ms MS    etcd lease TTL, whole seconds (default 2000): the time a failed node's
                    replicas wait before writes resume without it
-  --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes), for tests`;
+  --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
+                   POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
 
 const specs = {
   id: { kind: "string" },
@@ -97,7 +98,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     keyBytesMax: node.keyBytesMax,
     valueBytesMax: node.valueBytesMax,
   };
-  const server = serveNode(node, backend, http, flags["test-hooks"]);
+  const server = serveNode(node, backend, http, flags["test-hooks"], () => membership);
   try {
     membership = await createEtcdMembership({ endpoints, cluster, self: node.memberInfo(), leaseTtlMs: leaseMs, log });
   } catch (error) {
@@ -253,7 +254,13 @@ async function fetchSnapshot(http: string, index: number, minEpoch: number, kept
   return count;
 }
 
-function serveNode(node: HermesNode, backend: KvBackend, http: { host: string; port: number }, testHooks: boolean) {
+function serveNode(
+  node: HermesNode,
+  backend: KvBackend,
+  http: { host: string; port: number },
+  testHooks: boolean,
+  getMembership: () => EtcdMembership | null,
+) {
   // Extra routes go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
   const app = createApp(backend);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
@@ -304,6 +311,15 @@ function serveNode(node: HermesNode, backend: KvBackend, http: { host: string; p
       if (peers === null) return c.json({ error: { code: "invalid", message: 'body must be {"peers": [ids]}' } }, 400);
       node.setDropPeers(peers);
       return c.json({ dropping: peers });
+    });
+    // Cut this node off from etcd too (with /v1/test/drop: a full partition of this node).
+    app.post("/v1/test/etcd", async (c) => {
+      const body = (await c.req.json().catch(() => null)) as { partitioned?: unknown } | null;
+      if (typeof body?.partitioned !== "boolean") return c.json({ error: { code: "invalid", message: 'body must be {"partitioned": true|false}' } }, 400);
+      const membership = getMembership();
+      if (membership === null) return c.json({ error: { code: "unavailable", message: "not registered yet" } }, 503);
+      membership.simulatePartition(body.partitioned);
+      return c.json({ etcdPartitioned: body.partitioned });
     });
   }
   return Bun.serve({ hostname: http.host, port: http.port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
