@@ -72,15 +72,20 @@ export function registerKvRoutes(app: Hono, backend: KvBackend, metrics: HttpMet
     return { rawKey: path.slice(kvPrefix.length), query };
   }
 
-  async function get(request: Request): Promise<Response> {
+  /** GET and DELETE take a key and nothing else: no query parameters, no conditional headers. */
+  function plainKey(request: Request, method: "GET" | "DELETE"): string | Response {
     const t = target(request);
     if (t instanceof Response) return t;
     const key = parseKey(keys, t.rawKey);
     if (key instanceof Response) return key;
     const query = checkQuery(t.query, []);
     if (!query.ok) return invalidInput("query", query.message);
-    const conditional = rejectConditionals(request, "GET");
-    if (conditional !== null) return conditional;
+    return rejectConditionals(request, method) ?? key;
+  }
+
+  async function get(request: Request): Promise<Response> {
+    const key = plainKey(request, "GET");
+    if (key instanceof Response) return key;
     return readResponse(await backend.submit({ kind: OpKind.Read, key }));
   }
 
@@ -127,14 +132,8 @@ export function registerKvRoutes(app: Hono, backend: KvBackend, metrics: HttpMet
   }
 
   async function remove(request: Request): Promise<Response> {
-    const t = target(request);
-    if (t instanceof Response) return t;
-    const key = parseKey(keys, t.rawKey);
+    const key = plainKey(request, "DELETE");
     if (key instanceof Response) return key;
-    const query = checkQuery(t.query, []);
-    if (!query.ok) return invalidInput("query", query.message);
-    const conditional = rejectConditionals(request, "DELETE");
-    if (conditional !== null) return conditional;
     return updateResponse(OpKind.Delete, await backend.submit({ kind: OpKind.Delete, key }));
   }
 
