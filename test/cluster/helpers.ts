@@ -28,6 +28,7 @@ import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { startEtcd, type EtcdServer } from "../lib/etcd.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
+import { prng, testSeed } from "../lib/prng.ts";
 import { checkLinearizable, type LinResult } from "../lib/linearizability.ts";
 
 /** The repository root: nodes run `bun src/main.ts` from here. */
@@ -96,22 +97,8 @@ export function errorCode(body: string): string | null {
   }
 }
 
-/** mulberry32: every random choice of a test comes from a seeded PRNG. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-export function testSeed(fallback: number): number {
-  const text = process.env.SEED;
-  return text === undefined ? fallback : Number(text) >>> 0;
-}
+// Every random choice of a test comes from one seeded PRNG, so seeds replay the choices.
+export { prng, testSeed };
 
 // --- node processes --------------------------------------------------------------------------
 

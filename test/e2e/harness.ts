@@ -18,6 +18,7 @@ import { expect } from "bun:test";
 import { LocalCluster } from "../../src/node/local-cluster.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
 import { checkLinearizable, type LinResult } from "../lib/linearizability.ts";
+import { prng, testSeed } from "../lib/prng.ts";
 
 /** Short leases so that a stopped replica is removed in well under a second. */
 export const testRm = { leaseMs: 300, renewEveryMs: 30, removalMarginMs: 20 } as const;
@@ -54,23 +55,8 @@ export async function startCluster(replicas = 3): Promise<TestCluster> {
   return { cluster, log };
 }
 
-/** mulberry32: a small seeded PRNG; every random choice of a test comes from one, so seeds replay the choices. */
-export function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The seed of a test file: SEED=n replays another run's choices (the interleaving still varies). */
-export function testSeed(fallback: number): number {
-  const text = process.env.SEED;
-  return text === undefined ? fallback : Number(text) >>> 0;
-}
+// Every random choice of a test comes from one seeded PRNG, so seeds replay the choices.
+export { prng, testSeed };
 
 /** One HTTP answer, or why there was none. */
 export type Answer =

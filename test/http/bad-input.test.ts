@@ -4,19 +4,10 @@
 import { expect, test } from "bun:test";
 import { createApp } from "../../src/http/app.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
+import { prng } from "../lib/prng.ts";
 
 const seed = Number(process.env.SEED ?? 20240611) >>> 0;
 
-/** mulberry32: small, fast, good enough to pick test inputs. */
-function prng(state: number): () => number {
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Case {
   label: string;

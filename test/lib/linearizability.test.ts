@@ -7,6 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { formatHistoryOp, HistoryRecorder, type HistoryOp, type KvInput, type KvOutput } from "./history.ts";
 import { kvApply, kvOutputsEqual, kvStep, parseKvInteger, type KvState } from "./kv-model.ts";
 import { checkKeyLinearizable, checkLinearizable, formatLinResult, type LinResult } from "./linearizability.ts";
+import { prng } from "./prng.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -59,17 +60,6 @@ function expectViolation(ops: HistoryOp[], key = "k"): { quick: Violation; searc
   };
 }
 
-/** mulberry32: a small seeded PRNG, so a failing random case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const pick = <T>(rng: () => number, items: readonly T[]): T => items[Math.floor(rng() * items.length)] as T;
 
 const seedOverride = process.env.SEED === undefined ? null : Number(process.env.SEED);

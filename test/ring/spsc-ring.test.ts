@@ -9,7 +9,7 @@ import {
   RingReader,
   RingWriter,
 } from "../../src/ring/spsc-ring.ts";
-import { below, prng } from "./prng.ts";
+import { below, prng } from "../lib/prng.ts";
 
 /** Writes a record whose content is a function of `seq` (first 4 bytes: seq). */
 function pushSeq(w: RingWriter, seq: number, length: number): boolean {

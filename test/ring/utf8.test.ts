@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { isAscii, utf8Check, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "../../src/ring/utf8.ts";
-import { prng } from "./prng.ts";
+import { prng } from "../lib/prng.ts";
 
 /** Random UTF-16 strings that hit every encoder branch, lone surrogates included. */
 function randomString(rand: () => number, lengthMax: number): string {

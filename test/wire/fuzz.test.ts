@@ -12,7 +12,7 @@ import { MsgKind } from "../../src/core/types.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import { FrameDecoder, WireStats } from "../../src/wire/frame-decoder.ts";
 import { codecVersion, frameBytesOffset, frameHeaderBytes, frameMagic, frameValueBytesMax } from "../../src/wire/layout.ts";
-import { below, prng } from "../ring/prng.ts";
+import { below, prng } from "../lib/prng.ts";
 
 const clusterId = 77;
 const frameBytesMax = 1 << 16;

@@ -1,4 +1,4 @@
-// mulberry32: a small seeded PRNG so that randomized ring and wire tests replay exactly from a seed.
+// mulberry32: the one small seeded PRNG of the tests, so that randomized tests replay exactly from a seed.
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -13,4 +13,10 @@ export function prng(seed: number): () => number {
 /** An integer in [0, n). */
 export function below(rand: () => number, n: number): number {
   return Math.floor(rand() * n);
+}
+
+/** The seed of a test file: SEED=n replays another run's choices (the interleaving may still vary). */
+export function testSeed(fallback: number): number {
+  const text = process.env.SEED;
+  return text === undefined ? fallback : Number(text) >>> 0;
 }
