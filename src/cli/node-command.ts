@@ -110,23 +110,40 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
 
-  // Lease lost or removed: wipe and join again once the membership takes us back.
+  // Lease lost or removed: stop serving at once, then join again (keeping the data, merged on
+  // load) once the membership takes us back.
   let needsRejoin = false;
   let joinRunning: Promise<void> | null = null;
   const stopping = { now: false };
+  const inViewWithLease = () => membership!.view().members.some((m) => m.id === id) && membership!.leaseUntilMs() > 0;
   const startJoin = () => {
-    joinRunning ??= joinCluster(node, membership!, etcd, initializedKey, stopping).finally(() => (joinRunning = null));
+    joinRunning ??= joinCluster(node, membership!, etcd, initializedKey, stopping).finally(() => {
+      joinRunning = null;
+      // The lease was lost while this join loaded: what it loaded may miss commits made without
+      // us, so join again (and answer whatever arrived meanwhile).
+      if (needsRejoin && !stopping.now) {
+        node.rejoinKeepingState();
+        if (inViewWithLease()) {
+          needsRejoin = false;
+          startJoin();
+        }
+      }
+    });
   };
   membership.onChange((view: MembershipView) => {
     const inView = view.members.some((m) => m.id === id);
     if (!inView || membership!.leaseUntilMs() === 0) {
-      if (!needsRejoin && !node.joining) log(`hermes-kv node ${id}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`);
+      // Stop at once: from now on others may commit without us (even our own pending updates, by
+      // replay), so every client op we hold is answered now and none is retried later.
+      if (!needsRejoin && !node.joining) {
+        log(`hermes-kv node ${id}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`);
+        node.rejoinKeepingState();
+      }
       needsRejoin = true;
       return;
     }
     if (needsRejoin && joinRunning === null) {
       needsRejoin = false;
-      node.rejoinKeepingState();
       startJoin();
     }
   });

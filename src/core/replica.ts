@@ -213,6 +213,10 @@ export class Replica {
    */
   beginJoin(): void {
     this.#joining = true;
+    // A replica that lost its lease may have been removed, and others may then commit its pending
+    // updates without it (a replay of its INV): its clients hear Unknown now, and nothing of theirs
+    // is retried later (a retried RMW would apply twice).
+    this.#abandonAll();
   }
 
   /**

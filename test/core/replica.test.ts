@@ -324,3 +324,26 @@ describe("rejoin with state transfer", () => {
     expect(entries.find((e) => e.key === "pending")!.committed).toBe(false);
   });
 });
+
+describe("a coordinator that lost its lease", () => {
+  test("its pending RMW, committed without it by a replay, is answered Unknown and never applied twice", () => {
+    const c = new ManualCluster(3);
+    const inc = c.submit(2, OpKind.Incr, "n", null, undefined, 1); // RMW 1.2
+    c.deliver({ from: 2, kind: MsgKind.Inv }); // nodes 0 and 1 hold it (Invalid)
+    c.drop({ to: 2 }); // their ACKs are lost: node 2 is cut off
+    // Node 2 loses its lease: from now on others may commit without it. It stops serving.
+    c.replicas[2]!.beginJoin();
+    expect(c.answers.get(inc)!.status).toBe(OpStatus.Unknown);
+    // The majority removes node 2, replays its RMW (committing the +1), and increments again.
+    for (const id of [0, 1]) c.replicas[id]!.setMembership(2, [0, 1], c.nowMs);
+    c.drop({ to: 2 });
+    c.settle();
+    const again = c.submit(0, OpKind.Incr, "n", null, undefined, 1);
+    c.settle();
+    expect(c.answers.get(again)).toMatchObject({ status: OpStatus.Ok, value: "2" });
+    // Node 2 comes back in a new epoch: its stale INV is rejected, and nothing is retried.
+    for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
+    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("2");
+  });
+});
