@@ -4,7 +4,7 @@
 //   bun bench/codec.bench.ts
 
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import { MsgKind } from "../src/core/types.ts";
+import { MsgKind } from "../src/base/kinds.ts";
 import { FrameBuilder } from "../src/wire/frame-builder.ts";
 import { FrameDecoder, type MessageHandler } from "../src/wire/frame-decoder.ts";
 import { frameValueBytesMax } from "../src/wire/layout.ts";

@@ -4,7 +4,9 @@
 
 import { bench, run, summary } from "mitata";
 import { Replica } from "../src/core/replica.ts";
-import { defaultReplicaConfig, MsgKind, OpKind, type NodeId } from "../src/core/types.ts";
+import { defaultReplicaConfig } from "../src/core/types.ts";
+import { MsgKind, OpKind } from "../src/base/kinds.ts";
+import type { NodeId } from "../src/base/ids.ts";
 
 interface Slot {
   from: NodeId;

@@ -2,7 +2,7 @@
 // run with wrk (Debian's), alternating rounds so that machine noise hits both. Prints the ratio.
 //   bun bench/http-compare.ts [seconds] [rounds]
 
-import { LocalCluster } from "../src/node/local-cluster.ts";
+import { LocalCluster } from "../src/cli/local-cluster.ts";
 
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 2);

@@ -7,7 +7,7 @@
 // This file is also the echo worker's entry (Bun.isMainThread decides), so the benchmark is one file.
 
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import { OpKind, OpStatus } from "../src/core/types.ts";
+import { OpKind, OpStatus } from "../src/base/kinds.ts";
 import { OpCompletionReader, OpCompletionWriter, OpRequestReader, OpRequestWriter } from "../src/ring/op-ring.ts";
 import { createRing, RingReader, RingWriter } from "../src/ring/spsc-ring.ts";
 

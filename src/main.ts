@@ -4,7 +4,7 @@
 
 import { exitUsage, UsageError } from "./cli/args.ts";
 import { clientCommands, runClientCommand } from "./cli/client.ts";
-import { FatalError } from "./cli/transport-choice.ts";
+import { FatalError } from "./cli/fatal-error.ts";
 
 const version = "0.1.0";
 

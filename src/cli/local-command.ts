@@ -1,8 +1,8 @@
 // `hermes-kv local`: a whole cluster of N replicas in this process, for trying hermes-kv and for
 // showing failure and recovery on one machine.
 
-import type { TransportKind } from "../transport/transport.ts";
-import { LocalCluster } from "../node/local-cluster.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
+import { LocalCluster } from "./local-cluster.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { resolveTransport } from "./transport-choice.ts";
 

@@ -7,7 +7,7 @@
 // node can never mistake a cluster with data for a new one. A node that loses its lease has been
 // (or is about to be) removed, and others may commit without it: it wipes its state and joins again.
 
-import { nodeIdMax, type NodeId } from "../core/types.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import { createApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
@@ -17,7 +17,9 @@ import { HermesNode, httpBodyBytesMax, nodeDefaults } from "../node/node.ts";
 import { encodeSnapshotEntries, SnapshotDecoder } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
-import { FatalError, resolveTransport } from "./transport-choice.ts";
+import { FatalError } from "./fatal-error.ts";
+import { resolveTransport } from "./transport-choice.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
@@ -257,7 +259,7 @@ async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<nu
 }
 
 /** Stream one shard of `http`'s replica into `onChunk`. */
-async function fetchSnapshot(http: string, index: number, minEpoch: number, kept: boolean, node: HermesNode, onChunk: (entries: import("../core/replica.ts").SnapshotEntry[]) => void): Promise<number> {
+async function fetchSnapshot(http: string, index: number, minEpoch: number, kept: boolean, node: HermesNode, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
   const response = await fetch(`http://${http}/v1/internal/snapshot/${index}?minEpoch=${minEpoch}${kept ? "&kept=1" : ""}`);
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   const decoder = new SnapshotDecoder(node.keyBytesMax, node.valueBytesMax);

@@ -1,8 +1,9 @@
 // --transport auto|tcp|udp|rdma: auto takes RDMA when a device is present and says which it chose.
 
-import type { TransportKind } from "../transport/transport.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 import { rdmaDeviceAvailable } from "../transport/rdma.ts";
 import { UsageError } from "./args.ts";
+import { FatalError } from "./fatal-error.ts";
 
 export function resolveTransport(choice: string, log: (line: string) => void): TransportKind {
   switch (choice) {
@@ -23,9 +24,4 @@ export function resolveTransport(choice: string, log: (line: string) => void): T
     default:
       throw new UsageError(`--transport must be auto, tcp, udp or rdma, not "${choice}"`);
   }
-}
-
-/** An error that ends the command with one clear line and exit code 1. */
-export class FatalError extends Error {
-  override name = "FatalError";
 }

@@ -1,6 +1,7 @@
 // Per-key metadata of the Hermes replica (spec variable names in comments).
 
-import { KeyState, type Epoch, type NodeId } from "./types.ts";
+import { KeyState } from "./types.ts";
+import type { Epoch, NodeId } from "../base/ids.ts";
 import type { Op } from "./op.ts";
 
 /** Marks "no own pending update" in pendingWriter. */

@@ -1,8 +1,9 @@
 // Client ops inside the replica, recycled through a bounded pool so the data path does not allocate
 // once the pool is warm. A recycled op bumps its generation so stale references can tell.
 
-import { assert } from "./assert.ts";
-import { OpKind, type NodeId } from "./types.ts";
+import { assert } from "../base/assert.ts";
+import { OpKind } from "../base/kinds.ts";
+import type { NodeId } from "../base/ids.ts";
 
 export class Op {
   generation = 0;

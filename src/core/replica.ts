@@ -19,39 +19,20 @@
 //   this node with the same ts and value (HFollowerWriteReplay);
 // - reads are served only in Valid while the lease is valid (checked at the moment of answering).
 
-import { assert } from "./assert.ts";
+import { assert } from "../base/assert.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { KeyRecord } from "./key-record.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
-import {
-  compareTs,
-  KeyState,
-  MsgKind,
-  nodeIdMax,
-  OpKind,
-  OpStatus,
-  type Completions,
-  type Epoch,
-  type NodeId,
-  type Outbox,
-  type Probe,
-  type ReplicaConfig,
-} from "./types.ts";
+import { compareTs } from "../base/timestamp.ts";
+import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
+import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
+import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
 /** The retransmission wait grows up to this multiple of retransmitMs. */
 const retransmitBackoffMax = 32;
-
-export interface SnapshotEntry {
-  key: string;
-  version: number;
-  writer: NodeId;
-  rmw: boolean;
-  value: Uint8Array | null;
-  /** The source held the key Valid: the ts is committed. */
-  committed: boolean;
-}
 
 export interface ReplicaCounters {
   invsSent: number;

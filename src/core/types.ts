@@ -1,12 +1,8 @@
-// Types shared by the Hermes core and everything that talks to it.
-// The core is a pure state machine: these are the shapes of its inputs and outputs.
+// The core's own types: per-key state, and the shapes of the replica's outputs and configuration.
+// The vocabulary shared with other layers (ids, kinds, statuses, timestamps) is in src/base/.
 
-/** A replica's id inside one cluster. Ids are small integers so that ACK sets fit one 32-bit mask. */
-export type NodeId = number;
-export const nodeIdMax = 31;
-
-/** A membership epoch: bumped by the reliable membership service on every change. */
-export type Epoch = number;
+import type { Epoch, NodeId } from "../base/ids.ts";
+import type { MsgKind, OpStatus } from "../base/kinds.ts";
 
 /**
  * Per-key Lamport timestamp (spec: nodeTS), ordered lexicographically by (version, writer).
@@ -30,55 +26,6 @@ export const enum KeyState {
   Write = 4,
   /** [replay] replaying someone else's update with its original timestamp and value */
   Replay = 5,
-}
-
-/** Client operation kinds. Delete is a write of a tombstone (value null). */
-export const enum OpKind {
-  Read = 1,
-  Write = 2,
-  Delete = 3,
-  /** RMW: succeed only if the key's timestamp equals the expected one (HTTP If-Match). */
-  Cas = 4,
-  /** RMW: succeed only if the key is absent (HTTP If-None-Match: *). */
-  Create = 5,
-  /** RMW: add `by` to the key's decimal integer value (absent counts as 0). */
-  Incr = 6,
-}
-
-/**
- * How a client op ended. Every op gets exactly one of these.
- * An update that may have taken effect is never reported as failed: it is Ok or Unknown.
- */
-export const enum OpStatus {
-  /** Done. Reads: value (null = absent) and ts. Updates: new ts (and value for Incr). */
-  Ok = 0,
-  /** CAS/Create precondition did not hold (the key's ts or presence differs). Nothing written. */
-  PreconditionFailed = 1,
-  /** Incr on a value that is not a safe decimal integer, or whose result would not be. Nothing written. */
-  NotANumber = 2,
-  /** Incr lost its RMW race too many times in a row; each loss was final. Nothing written. */
-  Aborted = 3,
-  /** The update was started and may or may not have taken effect (timeout, removal, shutdown). */
-  Unknown = 4,
-  /** Not served: no lease, not a member, or shutting down; nothing was started. */
-  Unavailable = 5,
-  /** A bounded queue is full; nothing was started. */
-  Busy = 6,
-  /** The store holds keysMax keys; a new key cannot be created. Nothing written. */
-  StoreFull = 7,
-  /** The op waited longer than opTimeoutMs without being started (no lease, or the key never became Valid). Nothing written. */
-  Timeout = 8,
-}
-
-export const enum MsgKind {
-  /** Invalidation: key, ts, value, rmw flag, epoch. Sent by a coordinator or a replayer. */
-  Inv = 1,
-  /** Acknowledgement of an INV: key, ts copied from the INV, epoch. */
-  Ack = 2,
-  /** Validation: key, ts. Carries no epoch (spec). */
-  Val = 3,
-  /** RMW reject ("INV-abort"): a follower's own higher ts, value and rmw flag, sent instead of an ACK. */
-  Reject = 4,
 }
 
 /**
@@ -147,14 +94,3 @@ export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {
   incrRetriesMax: 16,
 };
 
-/** Compare two timestamps lexicographically: negative, 0, positive. */
-export function compareTs(aVersion: number, aWriter: NodeId, bVersion: number, bWriter: NodeId): number {
-  if (aVersion !== bVersion) return aVersion < bVersion ? -1 : 1;
-  if (aWriter !== bWriter) return aWriter < bWriter ? -1 : 1;
-  return 0;
-}
-
-/** The HTTP ETag form of a timestamp: "version.writer" (quoted by the HTTP layer). */
-export function formatTs(version: number, writer: NodeId): string {
-  return `${version}.${writer}`;
-}

@@ -3,7 +3,7 @@
 // `app.fetch` with Bun.serve, and tests call `app.request()`.
 
 import { Hono } from "hono";
-import { AssertionError } from "../core/assert.ts";
+import { AssertionError } from "../base/assert.ts";
 import type { KvBackend } from "../node/backend.ts";
 import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./errors.ts";
 import { HttpMetrics, Route } from "./metrics.ts";

@@ -5,10 +5,11 @@
 // taken effect, so it is never reported as failed (504 outcome_unknown, X-Outcome: unknown), while a
 // read has no effect, so its timeout is a plain failure (504 timeout).
 
-import { OpKind, OpStatus, formatTs } from "../core/types.ts";
+import { OpKind, OpStatus } from "../base/kinds.ts";
+import { formatTs } from "../base/timestamp.ts";
 import type { OpResult } from "../node/backend.ts";
 import { ErrorCode, errorResponse, retryAfterSeconds } from "./errors.ts";
-import { AssertionError } from "../core/assert.ts";
+import { AssertionError } from "../base/assert.ts";
 
 /** The HTTP form of a timestamp: a quoted strong ETag. */
 export function etagOf(version: number, writer: number): string {

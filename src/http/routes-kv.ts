@@ -11,7 +11,7 @@
 
 import type { Hono } from "hono";
 import * as v from "valibot";
-import { OpKind } from "../core/types.ts";
+import { OpKind } from "../base/kinds.ts";
 import type { KvBackend, OpRequest } from "../node/backend.ts";
 import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
 import { invalidInput, methodNotAllowed, tooLarge, unknownRoute } from "./errors.ts";

@@ -11,7 +11,7 @@
 //   `/` is an ordinary character, as in Consul (`a/b/c`); clients may also send it as %2F.
 
 import * as v from "valibot";
-import { nodeIdMax } from "../core/types.ts";
+import { nodeIdMax } from "../base/ids.ts";
 
 export const keyRulesText =
   "a key is the percent-encoded UTF-8 path after /v1/kv/: non-empty, no control characters (U+0000-U+001F, U+007F-U+009F), not '.' or '..'";

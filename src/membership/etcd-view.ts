@@ -12,8 +12,8 @@
 // etcd never splits the events of one revision over two watch responses (without `fragment`), so
 // grouping a response's events by revision yields exactly one view per revision, the same on every node.
 
-import { nodeIdMax, type NodeId } from "../core/types.ts";
-import type { TransportKind } from "../transport/transport.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 import type { MemberInfo, MembershipView } from "./membership.ts";
 import type { EtcdEvent, EtcdKv } from "./etcd-client.ts";
 

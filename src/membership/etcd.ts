@@ -15,8 +15,8 @@
 // listeners hear it once, and the node rejoins with a fresh lease and key, which makes a new epoch.
 // While etcd is unreachable the view stays as it was (never a second membership) and the lease runs out.
 
-import { monotonicMs } from "../node/clock.ts";
-import type { NodeId } from "../core/types.ts";
+import { monotonicMs } from "../base/clock.ts";
+import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "./membership.ts";
 import { EtcdClient, EtcdError, type EtcdKv } from "./etcd-client.ts";
 import { encodeMemberInfo, MemberTable } from "./etcd-view.ts";

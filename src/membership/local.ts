@@ -3,8 +3,8 @@
 // renewing; a member that stops renewing is removed only after its lease has expired, with a new
 // epoch; a member that comes back registers again (new epoch) and must load state before serving.
 
-import type { NodeId } from "../core/types.ts";
-import { monotonicMs } from "../node/clock.ts";
+import type { NodeId } from "../base/ids.ts";
+import { monotonicMs } from "../base/clock.ts";
 import type { MemberInfo, Membership, MembershipView } from "./membership.ts";
 
 export interface LocalRmOptions {

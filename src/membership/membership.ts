@@ -1,8 +1,8 @@
 // The reliable membership (RM) interface: epochs, members, leases and published addresses.
 // Two real implementations: `local` (the process itself is the RM) and `etcd`.
 
-import type { Epoch, NodeId } from "../core/types.ts";
-import type { TransportKind } from "../transport/transport.ts";
+import type { Epoch, NodeId } from "../base/ids.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 
 /** What a member publishes so that others can reach it: one transport address per shard (worker). */
 export interface MemberInfo {

@@ -2,7 +2,8 @@
 // The node runtime implements it by pushing ops into the shard rings; tests may implement it in
 // memory. The HTTP layer never sees protocol state.
 
-import type { Epoch, NodeId, OpKind, OpStatus } from "../core/types.ts";
+import type { Epoch, NodeId } from "../base/ids.ts";
+import type { OpKind, OpStatus } from "../base/kinds.ts";
 
 export interface OpRequest {
   kind: OpKind;

@@ -1,14 +1,16 @@
 // A hermes-kv node: W shard workers (one Hermes replica each), key routing, membership and lease
 // distribution, status and metrics. It implements KvBackend for the HTTP shell.
 
-import type { SnapshotEntry } from "../core/replica.ts";
-import { defaultReplicaConfig, OpStatus, type NodeId, type ReplicaConfig } from "../core/types.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+import { defaultReplicaConfig, type ReplicaConfig } from "../core/types.ts";
+import { OpStatus } from "../base/kinds.ts";
+import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
-import type { TransportKind } from "../transport/transport.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 import { frameValueBytesMax } from "../wire/layout.ts";
 import type { ShardBenchConfig, ShardStats } from "../worker/messages.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
-import { monotonicMs } from "./clock.ts";
+import { monotonicMs } from "../base/clock.ts";
 import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 

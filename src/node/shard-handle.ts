@@ -2,10 +2,10 @@
 // batch of ops submitted in the same microtask), reads answers from the completion ring, and
 // resolves each op's promise. Control messages go by postMessage.
 
-import { OpStatus } from "../core/types.ts";
+import { OpStatus } from "../base/kinds.ts";
 import { createRing } from "../ring/spsc-ring.ts";
 import { OpCompletionReader, OpRequestWriter, opRingCapacityBytesMin } from "../ring/op-ring.ts";
-import type { SnapshotEntry } from "../core/replica.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import type { FromShard, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
 import { shardWorkerUrl } from "../worker-entry.ts";
 import type { OpRequest, OpResult } from "./backend.ts";

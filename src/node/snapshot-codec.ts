@@ -4,7 +4,7 @@
 //   | u32 value bytes | value
 // Records are self-delimiting, so the reader decodes as bytes arrive and rejects truncation.
 
-import type { SnapshotEntry } from "../core/replica.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

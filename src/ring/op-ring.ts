@@ -26,10 +26,11 @@
 //   16 u32 valueBytes       0xFFFFFFFF = null
 //   20 value (valueBytes)
 
-import { assert } from "../core/assert.ts";
-import { nodeIdMax, type NodeId, type OpKind, type OpStatus } from "../core/types.ts";
+import { assert } from "../base/assert.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import type { OpKind, OpStatus } from "../base/kinds.ts";
 import { RingReader, RingWriter, ringRecordBytesMax, type RingWaitResult } from "./spsc-ring.ts";
-import { isAscii, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "./utf8.ts";
+import { isAscii, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "../base/utf8.ts";
 
 const reqOpId = 0;
 const reqKind = 4;

@@ -39,7 +39,7 @@
 // records, or the writer sees the flag and notifies. A notify that lands before the wait starts is
 // harmless because the wait then finds the tail changed ("not-equal") and returns at once.
 
-import { assert } from "../core/assert.ts";
+import { assert } from "../base/assert.ts";
 
 /** Bytes of control words in front of the data region (4 cache lines). */
 export const ringControlBytes = 256;

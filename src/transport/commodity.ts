@@ -1,6 +1,6 @@
 // What the two commodity transports (udp.ts, tcp.ts) share: options, extra stats, argument checks.
 
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
 import type { TransportStats } from "./transport.ts";
 import { assertNodeId } from "./net-address.ts";
 

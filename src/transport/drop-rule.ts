@@ -7,7 +7,7 @@
 // are counted in TransportStats.framesDropped wherever they happen. With no rule (the default and
 // the only production setting) the data path pays one null check.
 
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
 import type { Transport } from "./transport.ts";
 
 /** True when the frame from `from` to `to` must be dropped. Must be pure and cheap (per frame). */

@@ -1,6 +1,6 @@
 // createTransport: the one place that maps a transport kind to its implementation.
 
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
 import type { Transport } from "./transport.ts";
 import { UdpTransport, type UdpOptions } from "./udp.ts";
 import { TcpTransport, type TcpOptions } from "./tcp.ts";

@@ -1,7 +1,7 @@
 // "host:port" addresses as published in the membership, shared by the UDP and TCP transports.
 
 import { isIP } from "node:net";
-import { nodeIdMax, type NodeId } from "../core/types.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
 
 export interface HostPort {
   /** IPv4 dotted quad, IPv6 in its compressed form (no brackets), or a host name. */

@@ -41,7 +41,7 @@
 // GID. The qkey in the address is random per endpoint: a restarted peer publishes a new address.
 
 import type { Pointer } from "bun:ffi";
-import { nodeIdMax, type NodeId } from "../core/types.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import { ibv, ibvRecvWr, ibvSendWr, ibvSge, ibvWc } from "../../ffi/ibverbs/layout.ts";
 import {
   gidFromHex,

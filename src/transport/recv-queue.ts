@@ -8,7 +8,7 @@
 // Two named limits: framesMax entries and bytesMax slab bytes. A frame that fits in neither is refused
 // (the transport drops and counts it).
 
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
 
 export class RecvQueue<Tag> {
   readonly framesMax: number;

@@ -33,7 +33,7 @@
 // while it is being (re)dialled, frames are queued as usual and go out when it opens.
 
 import type { Socket, TCPSocketListener } from "bun";
-import { nodeIdMax, type NodeId } from "../core/types.ts";
+import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { FrameHandler, Transport } from "./transport.ts";
 import type { DropRule, DropRuleTarget } from "./drop-rule.ts";
 import { RecvQueue } from "./recv-queue.ts";

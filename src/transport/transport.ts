@@ -2,9 +2,9 @@
 // A transport moves opaque frames between worker i of this node and worker i of the other nodes.
 // It need not be reliable: Hermes retransmits INVs and replays, so loss only costs latency.
 
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 
-export type TransportKind = "udp" | "tcp" | "rdma" | "sim";
 
 /** Called for each received frame. `frame` is only valid during the call: copy what you keep. */
 export type FrameHandler = (from: NodeId, frame: Uint8Array) => void;

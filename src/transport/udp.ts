@@ -22,7 +22,7 @@
 
 import { isIP } from "node:net";
 import type { udp } from "bun";
-import type { NodeId } from "../core/types.ts";
+import type { NodeId } from "../base/ids.ts";
 import { findBoundSocketFds, setSocketBufferBytes, SOCK_DGRAM } from "../../ffi/socket.ts";
 import type { FrameHandler, Transport } from "./transport.ts";
 import type { DropRule, DropRuleTarget } from "./drop-rule.ts";

@@ -5,9 +5,10 @@
 // appends again. Nothing is allocated per message: the key is UTF-8 encoded in place and the value
 // is copied in place, so the core's borrowed value can be reused as soon as append returns.
 
-import { assert } from "../core/assert.ts";
-import { MsgKind, nodeIdMax, type Epoch, type NodeId } from "../core/types.ts";
-import { utf8Encode, utf8Length } from "../ring/utf8.ts";
+import { assert } from "../base/assert.ts";
+import { MsgKind } from "../base/kinds.ts";
+import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import { utf8Encode, utf8Length } from "../base/utf8.ts";
 import {
   codecVersion,
   frameBytesOffset,

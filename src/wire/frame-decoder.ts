@@ -10,9 +10,10 @@
 // but well-formed message is a fault the protocol's retransmission does not need to survive
 // anyway. Validation is about never crashing and never mis-parsing.
 
-import { MsgKind, nodeIdMax, type Epoch, type NodeId } from "../core/types.ts";
-import { assert } from "../core/assert.ts";
-import { isAscii, utf8Check, utf8Decode, Utf8Kind } from "../ring/utf8.ts";
+import { MsgKind } from "../base/kinds.ts";
+import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import { assert } from "../base/assert.ts";
+import { isAscii, utf8Check, utf8Decode, Utf8Kind } from "../base/utf8.ts";
 import {
   codecVersion,
   frameBytesOffset,

@@ -4,8 +4,9 @@
 // the transport. Latencies go into 1 µs histograms (as the reference's) with an overflow bucket.
 
 import type { Replica } from "../core/replica.ts";
-import { OpKind, OpStatus, type NodeId } from "../core/types.ts";
-import { monotonicMs } from "../node/clock.ts";
+import { OpKind, OpStatus } from "../base/kinds.ts";
+import type { NodeId } from "../base/ids.ts";
+import { monotonicMs } from "../base/clock.ts";
 import type { ShardBenchConfig, ShardBenchStats } from "./messages.ts";
 
 export const latencyBucketsUs = 10_000;

@@ -2,9 +2,10 @@
 // membership and lease changes, stats, stop) and go by postMessage; client ops and their answers
 // never do: they travel in the SharedArrayBuffer rings.
 
-import type { SnapshotEntry } from "../core/replica.ts";
-import type { Epoch, NodeId, ReplicaConfig } from "../core/types.ts";
-import type { TransportKind } from "../transport/transport.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+import type { Epoch, NodeId } from "../base/ids.ts";
+import type { ReplicaConfig } from "../core/types.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 
 export interface ShardInit {
   type: "init";

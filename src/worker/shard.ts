@@ -3,10 +3,12 @@
 // It runs inside a Bun Worker (shard-worker.ts) but has no Worker-specific code, so tests can run it
 // on the main thread too.
 
-import { assert } from "../core/assert.ts";
-import { Replica, type SnapshotEntry } from "../core/replica.ts";
-import { MsgKind, OpStatus, type Epoch, type NodeId } from "../core/types.ts";
-import { monotonicMs } from "../node/clock.ts";
+import { assert } from "../base/assert.ts";
+import { Replica } from "../core/replica.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+import { MsgKind, OpStatus } from "../base/kinds.ts";
+import type { Epoch, NodeId } from "../base/ids.ts";
+import { monotonicMs } from "../base/clock.ts";
 import { OpCompletionWriter, OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";

@@ -2,7 +2,7 @@
 // 127.0.0.1, port chosen by the OS. Also the flag parser the client shares with other subcommands.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { OpStatus } from "../../src/core/types.ts";
+import { OpStatus } from "../../src/base/kinds.ts";
 import { UsageError, parseArgs, parseIntegerFlag } from "../../src/cli/args.ts";
 import { type ClientIo, clientCommands, runClientCommand } from "../../src/cli/client.ts";
 import { createApp } from "../../src/http/app.ts";

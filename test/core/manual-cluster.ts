@@ -2,7 +2,9 @@
 // the test delivers or drops it. For scenario tests that need one exact interleaving.
 
 import { Replica } from "../../src/core/replica.ts";
-import { defaultReplicaConfig, MsgKind, OpKind, OpStatus, type NodeId, type ReplicaConfig } from "../../src/core/types.ts";
+import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/types.ts";
+import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 
 export interface Sent {
   from: NodeId;

@@ -2,7 +2,8 @@
 
 import { describe, expect, test } from "bun:test";
 import { Replica, incremented } from "../../src/core/replica.ts";
-import { defaultReplicaConfig, KeyState, MsgKind, OpKind, OpStatus } from "../../src/core/types.ts";
+import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
+import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { ManualCluster } from "./manual-cluster.ts";
 
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));

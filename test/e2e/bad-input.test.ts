@@ -11,9 +11,9 @@
 // connection, which is all the node can do; they are checked to leave the node up.
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { MsgKind } from "../../src/core/types.ts";
+import { MsgKind } from "../../src/base/kinds.ts";
 import { nodeDefaults } from "../../src/node/node.ts";
-import type { LocalCluster } from "../../src/node/local-cluster.ts";
+import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { tcpHelloBytes, tcpHelloMagic, tcpHelloVersion } from "../../src/transport/tcp.ts";
 import { codecVersion, frameHeaderBytes, frameMagic, messageFixedBytes } from "../../src/wire/layout.ts";
 import { errorCode, eventually, prng, request, startCluster, testSeed, type Answer, type TestCluster } from "./harness.ts";
@@ -228,7 +228,7 @@ test(`hundreds of malformed requests each get their 4xx JSON error and change no
   await expectNodeUpAndDataUnchanged("probe-after-app-cases");
 }, 60_000);
 
-// Fails today: LocalCluster.#serve (src/node/local-cluster.ts, `admin.route("/", app)`) mounts the
+// Fails today: LocalCluster.#serve (src/cli/local-cluster.ts, `admin.route("/", app)`) mounts the
 // app's routes on a second Hono app, and Hono's route() does not carry the sub-app's notFound
 // handler, so every request that matches no route gets Hono's default plain-text "404 Not Found"
 // instead of the app's JSON 405 (with Allow) or 404 unknown_route. src/cli/node-command.ts does
@@ -250,7 +250,7 @@ test("wrong methods and unknown routes get a JSON 405 or 404", async () => {
 }, 60_000);
 
 // Fails today: LocalCluster.#serve passes `maxRequestBodySize: valueBytesMax + 4096` to Bun.serve
-// (src/node/local-cluster.ts, in #serve; src/cli/node-command.ts does the same), so Bun itself
+// (src/cli/local-cluster.ts, in #serve; src/cli/node-command.ts does the same), so Bun itself
 // answers a bare 413 with an empty body, before the app, to any body above that size. The app
 // already answers a JSON 413 from Content-Length without reading the body, and caps a chunked body
 // as it streams (readBodyBounded), so the server-level limit only hides the JSON answer.

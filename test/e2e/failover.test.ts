@@ -6,7 +6,7 @@
 // the whole history, restarts included, is linearizable (so no acknowledged write was lost).
 
 import { afterEach, expect, test } from "bun:test";
-import type { LocalCluster } from "../../src/node/local-cluster.ts";
+import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { Client, Recorder, convergeAndReadAll, expectLinearizable, request, startCluster, testSeed, type TestCluster } from "./harness.ts";
 import { runWorkload } from "./workload.ts";
 

@@ -15,7 +15,7 @@
 // `unexpected`, which every test asserts is empty.
 
 import { expect } from "bun:test";
-import { LocalCluster } from "../../src/node/local-cluster.ts";
+import { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
 import { checkLinearizable, type LinResult } from "../lib/linearizability.ts";
 import { prng, testSeed } from "../lib/prng.ts";

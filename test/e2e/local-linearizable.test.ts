@@ -4,7 +4,7 @@
 // including a final read of every key from every replica, is checked for linearizability.
 
 import { afterEach, expect, test } from "bun:test";
-import type { LocalCluster } from "../../src/node/local-cluster.ts";
+import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { Client, Recorder, convergeAndReadAll, expectLinearizable, startCluster, testSeed, type TestCluster } from "./harness.ts";
 import { checkLinearizable } from "../lib/linearizability.ts";
 import { runWorkload } from "./workload.ts";

@@ -4,7 +4,7 @@
 // the ones whose outcome is unknown). The history is checked for linearizability too.
 
 import { afterEach, expect, test } from "bun:test";
-import type { LocalCluster } from "../../src/node/local-cluster.ts";
+import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { Client, Recorder, convergeAndReadAll, expectLinearizable, request, startCluster, type TestCluster } from "./harness.ts";
 
 const replicas = 3;

@@ -1,7 +1,7 @@
 // Every route of the HTTP shell against the in-memory backend, through app.request() (no socket).
 
 import { describe, expect, test } from "bun:test";
-import { OpKind } from "../../src/core/types.ts";
+import { OpKind } from "../../src/base/kinds.ts";
 import { createApp } from "../../src/http/app.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
 

@@ -2,7 +2,7 @@
 // The memory backend is scripted to answer each status on demand.
 
 import { describe, expect, test } from "bun:test";
-import { OpKind, OpStatus } from "../../src/core/types.ts";
+import { OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { createApp } from "../../src/http/app.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
 

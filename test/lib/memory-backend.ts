@@ -4,7 +4,8 @@
 // and the writer is this node's id. Tests can script the next results (`failNext`) to reach every
 // OpStatus, and can see how many ops were submitted (`submitted`).
 
-import { OpKind, OpStatus, type NodeId } from "../../src/core/types.ts";
+import { OpKind, OpStatus } from "../../src/base/kinds.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/node/backend.ts";
 
 interface Entry {

@@ -9,7 +9,7 @@ import { startEtcd, type EtcdServer } from "../lib/etcd.ts";
 import { createEtcdMembership, DuplicateMemberError, memberKey, type EtcdMembership } from "../../src/membership/etcd.ts";
 import { EtcdClient } from "../../src/membership/etcd-client.ts";
 import type { MemberInfo, MembershipView } from "../../src/membership/membership.ts";
-import { monotonicMs } from "../../src/node/clock.ts";
+import { monotonicMs } from "../../src/base/clock.ts";
 
 const leaseTtlMs = 1000;
 const waitMaxMs = 15_000;

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { AssertionError } from "../../src/core/assert.ts";
-import { OpKind, OpStatus } from "../../src/core/types.ts";
+import { AssertionError } from "../../src/base/assert.ts";
+import { OpKind, OpStatus } from "../../src/base/kinds.ts";
 import {
   OpCompletionReader,
   OpCompletionWriter,

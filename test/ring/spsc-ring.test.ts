@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { AssertionError } from "../../src/core/assert.ts";
+import { AssertionError } from "../../src/base/assert.ts";
 import {
   createRing,
   ringCapacityBytesMin,

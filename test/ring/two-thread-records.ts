@@ -2,7 +2,7 @@
 // worker: request and completion number `seq` have contents that are a function of `seq`, so each
 // side checks every field of every record it receives.
 
-import type { OpKind, OpStatus } from "../../src/core/types.ts";
+import type { OpKind, OpStatus } from "../../src/base/kinds.ts";
 import type { OpCompletionReader, OpRequestReader } from "../../src/ring/op-ring.ts";
 
 export interface TwoThreadInit {

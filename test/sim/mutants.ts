@@ -4,7 +4,8 @@
 
 import { Replica } from "../../src/core/replica.ts";
 import type { KeyRecord } from "../../src/core/key-record.ts";
-import { KeyState, type Epoch } from "../../src/core/types.ts";
+import { KeyState } from "../../src/core/types.ts";
+import type { Epoch } from "../../src/base/ids.ts";
 import type { ReplicaFactory } from "./simulation.ts";
 
 /** Serves local reads in Invalid too (the value may not be committed yet). */

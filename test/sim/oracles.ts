@@ -5,7 +5,8 @@
 //   hence at most one of concurrent RMWs from one base commits;
 // - writes never abort (checked by the workload on each answer).
 
-import { KeyState, type Epoch, type NodeId, type Probe } from "../../src/core/types.ts";
+import { KeyState, type Probe } from "../../src/core/types.ts";
+import type { Epoch, NodeId } from "../../src/base/ids.ts";
 import { SimViolation, type Simulation } from "./simulation.ts";
 
 interface Ts {

@@ -3,7 +3,9 @@
 // trace of the last events for failure reports. Everything is driven by one seeded PRNG.
 
 import { Replica } from "../../src/core/replica.ts";
-import { MsgKind, type Completions, type NodeId, type OpStatus, type Outbox, type Probe, type ReplicaConfig } from "../../src/core/types.ts";
+import { MsgKind, type OpStatus } from "../../src/base/kinds.ts";
+import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
 import { Prng } from "./prng.ts";

@@ -2,7 +2,8 @@
 // keys, with unique written values so that every read names its write. Each op is recorded in the
 // history (simulated time) for the linearizability check; answers feed the answer-level oracles.
 
-import { OpKind, OpStatus, type NodeId } from "../../src/core/types.ts";
+import { OpKind, OpStatus } from "../../src/base/kinds.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 import { HistoryRecorder, type KvInput } from "../lib/history.ts";
 import { SimViolation, type SimNode, type Simulation } from "./simulation.ts";
 

@@ -4,7 +4,7 @@
 //
 // Layout (little-endian): u32 magic | u16 from | u16 to | u32 seq | u32 length | filler | u32 crc32
 
-import type { NodeId } from "../../src/core/types.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 
 export const testFrameMagic = 0x54534654; // "TFST"
 export const testFrameBytesMin = 20;

@@ -10,7 +10,7 @@
 // and a lower bound on the first pass. No test measures time.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import type { NodeId } from "../../src/core/types.ts";
+import type { NodeId } from "../../src/base/ids.ts";
 import type { FrameHandler, Transport } from "../../src/transport/transport.ts";
 import { dropRuleTarget, partition, setDropRuleAll } from "../../src/transport/drop-rule.ts";
 import { checkFrame, makeFrame, testFrameBytesMin } from "./frames.ts";

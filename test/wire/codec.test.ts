@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { AssertionError } from "../../src/core/assert.ts";
-import { MsgKind } from "../../src/core/types.ts";
+import { AssertionError } from "../../src/base/assert.ts";
+import { MsgKind } from "../../src/base/kinds.ts";
 import { FrameBuilder, type FrameBuilderConfig } from "../../src/wire/frame-builder.ts";
 import { decodeFrame, FrameDecoder, WireStats } from "../../src/wire/frame-decoder.ts";
 import {

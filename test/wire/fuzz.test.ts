@@ -8,7 +8,7 @@
 // A failure names its seed; SEED=<n> replays one seed.
 
 import { describe, expect, test } from "bun:test";
-import { MsgKind } from "../../src/core/types.ts";
+import { MsgKind } from "../../src/base/kinds.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import { FrameDecoder, WireStats } from "../../src/wire/frame-decoder.ts";
 import { codecVersion, frameBytesOffset, frameHeaderBytes, frameMagic, frameValueBytesMax } from "../../src/wire/layout.ts";

@@ -6,8 +6,8 @@
 // WHATWG encoder exactly (a lone surrogate becomes U+FFFD), so `utf8Length` agrees with
 // `new TextEncoder().encode(s).length`, which is what the HTTP layer measures against keyBytesMax.
 //
-// This module lives in src/ring/ because ring is the lowest layer that needs it; src/wire/ (one
-// layer up) imports it from here, which keeps imports pointing downward.
+// It lives in src/base/ because both the rings and the wire codec use it, and neither may depend on
+// the other.
 
 /** Bytes `s` takes in UTF-8 (lone surrogates count as U+FFFD, 3 bytes). */
 export function utf8Length(s: string): number {

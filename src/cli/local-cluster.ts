@@ -3,12 +3,14 @@
 // process; the RM removes it once the lease has expired) and started again (it registers in a new
 // epoch, loads a live replica's state, then serves).
 
-import { OpStatus, type NodeId } from "../core/types.ts";
+import { OpStatus } from "../base/kinds.ts";
+import type { NodeId } from "../base/ids.ts";
 import { createApp } from "../http/app.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
-import type { TransportKind } from "../transport/transport.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
-import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "./node.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../node/backend.ts";
+import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
+import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -168,7 +170,7 @@ export class LocalCluster {
   }
 
   /** Ask live replicas in turn until one is ready to be a source (it has installed minEpoch). */
-  async #exportFromLive(joiner: NodeId, index: number, minEpoch: number, onChunk: (entries: import("../core/replica.ts").SnapshotEntry[]) => void): Promise<number> {
+  async #exportFromLive(joiner: NodeId, index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
     for (let attempt = 0; attempt < 200; attempt++) {
       for (const backend of this.backends) {
         const source = backend.node;

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { isAscii, utf8Check, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "../../src/ring/utf8.ts";
+import { isAscii, utf8Check, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "../../src/base/utf8.ts";
 import { prng } from "../lib/prng.ts";
 
 /** Random UTF-16 strings that hit every encoder branch, lone surrogates included. */
