@@ -1,7 +1,8 @@
 // N replicas in one process (`hermes-kv local`): one HermesNode each, an in-process RM, and one
 // HTTP server per replica. A replica can be stopped (it stops renewing its lease, like a crashed
 // process; the RM removes it once the lease has expired) and started again (it registers in a new
-// epoch, loads a live replica's state, then serves).
+// epoch, loads a live replica's state, then serves). A started replica joins through a Rejoiner,
+// as a `hermes-kv node` does, so that it would join again if it ever lost its lease.
 
 import { OpStatus } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
@@ -10,6 +11,8 @@ import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../node/backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
+import { NotReadyError } from "../node/not-ready-error.ts";
+import { Rejoiner } from "../node/rejoiner.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 
 export interface LocalClusterOptions {
@@ -26,9 +29,19 @@ export interface LocalClusterOptions {
 
 const stoppedResult: OpResult = { status: OpStatus.Unavailable, value: null, version: 0, writer: 0 };
 
+/**
+ * A joiner asks every live replica for a shard, and asks again after a pause while none is ready
+ * (none has installed the epoch that added the joiner yet), this many times before it gives up:
+ * 200 rounds at least 10 ms apart, 2 s or more; a new epoch reaches every replica in milliseconds.
+ */
+const sourceRoundsMax = 200;
+const sourceRoundPauseMs = 10;
+
 /** The HTTP server's view of one replica: the live node, or 503 while it is stopped. */
 class ReplicaBackend implements KvBackend {
   node: HermesNode | null = null;
+  /** The Rejoiner of a replica started again (startReplica), from its join until it stops. */
+  rejoiner: Rejoiner | null = null;
   readonly id: NodeId;
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
@@ -82,7 +95,7 @@ export class LocalCluster {
       this.backends.push(backend);
       this.servers.push(this.#serve(backend, o.httpPort === 0 ? 0 : o.httpPort + id));
     }
-    const nodes = await Promise.all(this.backends.map((b, id) => this.#startNode(id)));
+    const nodes = await Promise.all(this.backends.map((backend) => this.#startNode(backend.id)));
     const handles = this.rm.registerAll(nodes.map((n) => n.memberInfo()));
     nodes.forEach((node, id) => {
       node.attachMembership(handles[id]!);
@@ -145,6 +158,8 @@ export class LocalCluster {
     const node = backend.node;
     if (node === null) return false;
     backend.node = null;
+    backend.rejoiner?.stop();
+    backend.rejoiner = null;
     await node.close();
     this.options.log(`hermes-kv local: replica ${id} stopped`);
     return true;
@@ -161,27 +176,49 @@ export class LocalCluster {
     await this.rm.waitRemoved(id);
     const node = await this.#startNode(id);
     node.beginJoin();
-    node.attachMembership(this.rm.register(node.memberInfo()));
-    const started = performance.now();
-    const entries = await node.loadFrom((index, minEpoch, onChunk) => this.#exportFromLive(id, index, minEpoch, onChunk));
+    const membership = this.rm.register(node.memberInfo());
+    node.attachMembership(membership);
+    let entries = 0;
+    const rejoiner = new Rejoiner({
+      node,
+      membership,
+      attempt: async (run) => {
+        entries = await node.loadFrom((index, epochMin, onChunk) => this.#exportFromLive(id, index, epochMin, onChunk));
+        this.options.log(`hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
+        return true;
+      },
+      log: this.options.log,
+      // #exportFromLive already waited for a ready source: when it fails, so does this start.
+      failedAttemptsMax: 1,
+    });
+    backend.rejoiner = rejoiner;
+    rejoiner.start();
+    const state = await rejoiner.settled();
+    if (state !== "joined") {
+      if (backend.rejoiner === rejoiner) backend.rejoiner = null;
+      await node.close();
+      throw rejoiner.failure ?? new Error(`replica ${id}: stopped while it joined (${state})`);
+    }
     backend.node = node;
-    this.options.log(`hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - started).toFixed(0)} ms`);
     return entries;
   }
 
-  /** Ask live replicas in turn until one is ready to be a source (it has installed minEpoch). */
-  async #exportFromLive(joiner: NodeId, index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
-    for (let attempt = 0; attempt < 200; attempt++) {
+  /**
+   * Ask live replicas in turn until one is ready to be a source (it has installed epochMin). Only
+   * "not ready" is waited out: any other error is a real failure and ends the start.
+   */
+  async #exportFromLive(joiner: NodeId, index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
+    for (let round = 0; round < sourceRoundsMax; round++) {
       for (const backend of this.backends) {
         const source = backend.node;
         if (backend.id === joiner || source === null || source.joining) continue;
         try {
-          return await source.exportShard(index, minEpoch, onChunk);
-        } catch {
-          // not ready yet (it has not installed the epoch that added the joiner)
+          return await source.exportShard(index, epochMin, onChunk);
+        } catch (error) {
+          if (!(error instanceof NotReadyError)) throw error;
         }
       }
-      await Bun.sleep(10);
+      await Bun.sleep(sourceRoundPauseMs);
     }
     throw new Error(`replica ${joiner}: no live replica could give shard ${index}`);
   }
@@ -189,6 +226,8 @@ export class LocalCluster {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // A replica that is starting again closes its own node once its join has stopped.
+    for (const backend of this.backends) backend.rejoiner?.stop();
     for (const server of this.servers) server.stop(true);
     await Promise.all(this.backends.map((b) => b.node?.close()));
     this.rm.close();

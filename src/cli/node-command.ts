@@ -4,22 +4,33 @@
 // etcd under a lease it keeps alive; then it loads every shard from a serving member over HTTP
 // (GET /v1/internal/snapshot/{shard}) and only then serves. The very first node of a cluster has
 // nothing to load: it bootstraps and records that in etcd (`initialized`), so that a later empty
-// node can never mistake a cluster with data for a new one. A node that loses its lease has been
-// (or is about to be) removed, and others may commit without it: it wipes its state and joins again.
+// node can never mistake a cluster with data for a new one (src/node/etcd-join.ts). A node that
+// loses its lease has been (or is about to be) removed, and others may commit without it: it stops
+// serving at once, keeps its data and joins again, merging on load (src/node/rejoiner.ts).
 
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import type { TransportKind } from "../base/transport-kind.ts";
 import { createApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
-import type { MembershipView } from "../membership/membership.ts";
 import type { KvBackend } from "../node/backend.ts";
-import { HermesNode, httpBodyBytesMax, nodeDefaults } from "../node/node.ts";
-import { encodeSnapshotEntries, SnapshotDecoder } from "../node/snapshot-codec.ts";
+import { etcdJoinAttempt } from "../node/etcd-join.ts";
+import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
+import { Rejoiner } from "../node/rejoiner.ts";
+import { encodeSnapshotEntries, snapshotEpochMinParam } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
-import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
+import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
 import { resolveTransport } from "./transport-choice.ts";
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+
+/** --lease-ms: default and bounds. etcd leases are whole seconds. */
+const leaseMsDefault = 2000;
+const leaseMsMin = 1000;
+const leaseMsMax = 600_000;
+/** --shards: upper bound. */
+const shardsMax = 64;
+/** Bound on one request to etcd for the cluster's `initialized` key. */
+const etcdRequestTimeoutMs = 2000;
 
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
@@ -34,7 +45,7 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
   --cluster NAME   cluster name, the etcd key prefix /${defaultKeyPrefix}/NAME/ (default "default")
   --shards W       Hermes workers (threads); every node of a cluster must use the same W (default 1)
   --transport T    auto|tcp|udp|rdma (default auto: rdma if a device is present, else tcp)
-  --lease-ms MS    etcd lease TTL, whole seconds (default 2000): the time a failed node's
+  --lease-ms MS    etcd lease TTL, whole seconds (default ${leaseMsDefault}): the time a failed node's
                    replicas wait before writes resume without it
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
@@ -54,6 +65,18 @@ const specs = {
 
 const log = (line: string) => console.error(line);
 
+interface NodeCommandOptions {
+  id: NodeId;
+  http: { host: string; port: number };
+  listen: { host: string; port: number };
+  endpoints: string[];
+  cluster: string;
+  shards: number;
+  leaseMs: number;
+  transport: TransportKind;
+  testHooks: boolean;
+}
+
 export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const { flags, positionals } = parseArgs(argv, specs);
   if (flags.help) {
@@ -61,36 +84,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   expectPositionals(positionals, 0, 0, "");
-  for (const required of ["id", "http", "listen", "etcd"] as const) {
-    if (flags[required] === undefined) throw new UsageError(`--${required} is required`);
-  }
-  const id = parseIntegerFlag("--id", flags.id!, 0, nodeIdMax);
-  const http = parseHostPortFlag("--http", flags.http!);
-  const listen = parseHostPortFlag("--listen", flags.listen!);
-  const endpoints = flags.etcd!.split(",").filter((u) => u.length > 0);
-  const cluster = flags.cluster ?? "default";
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cluster)) throw new UsageError("--cluster must be 1-64 of A-Z a-z 0-9 . _ -");
-  const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, 64);
-  const leaseMs = flags["lease-ms"] === undefined ? 2000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 1000, 600_000);
-  if (leaseMs % 1000 !== 0) throw new UsageError("--lease-ms must be whole seconds (etcd leases are in seconds)");
-  const transport = resolveTransport(flags.transport ?? "auto", log);
-
-  const node = await HermesNode.start({
-    nodeId: id,
-    clusterId: clusterIdOf(cluster),
-    shards,
-    transport,
-    host: listen.host,
-    basePort: listen.port,
-    httpAddress: `${http.host}:${http.port}`,
-    keyBytesMax: nodeDefaults.keyBytesMax,
-    valueBytesMax: nodeDefaults.valueBytesMax,
-    frameBytesMax: nodeDefaults.frameBytesMax,
-    opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
-    replica: {},
-    numa: true,
-    bench: null,
-  });
+  const options = nodeCommandOptions(flags);
+  const { id, http, endpoints, cluster } = options;
+  const node = await HermesNode.start(nodeOptionsOf(options));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   const backend: KvBackend = {
@@ -100,177 +96,79 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     keyBytesMax: node.keyBytesMax,
     valueBytesMax: node.valueBytesMax,
   };
-  const server = serveNode(node, backend, http, flags["test-hooks"], () => membership);
+  const server = serveNode(node, backend, http, options.testHooks, () => membership);
   try {
-    membership = await createEtcdMembership({ endpoints, cluster, self: node.memberInfo(), leaseTtlMs: leaseMs, log });
+    membership = await createEtcdMembership({ endpoints, cluster, self: node.memberInfo(), leaseTtlMs: options.leaseMs, log });
   } catch (error) {
     server.stop(true);
     await node.close();
     throw new FatalError(`cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`);
   }
-  const etcd = new EtcdClient(endpoints, { requestTimeoutMs: 2000 });
+  const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
+  // Joins now, and again after every lease loss (keeping the data, merged on load).
+  const rejoiner = new Rejoiner({ node, membership, attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }), log });
+  rejoiner.start();
+  console.log(`node ${id} up: http://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`);
 
-  // Lease lost or removed: stop serving at once, then join again (keeping the data, merged on
-  // load) once the membership takes us back.
-  let needsRejoin = false;
-  let joinRunning: Promise<void> | null = null;
-  const stopping = { now: false };
-  const inViewWithLease = () => membership!.view().members.some((m) => m.id === id) && membership!.leaseUntilMs() > 0;
-  const startJoin = () => {
-    joinRunning ??= joinCluster(node, membership!, etcd, initializedKey, stopping).finally(() => {
-      joinRunning = null;
-      // The lease was lost while this join loaded: what it loaded may miss commits made without
-      // us, so join again (and answer whatever arrived meanwhile).
-      if (needsRejoin && !stopping.now) {
-        node.rejoinKeepingState();
-        if (inViewWithLease()) {
-          needsRejoin = false;
-          startJoin();
-        }
-      }
-    });
-  };
-  membership.onChange((view: MembershipView) => {
-    const inView = view.members.some((m) => m.id === id);
-    if (!inView || membership!.leaseUntilMs() === 0) {
-      // Stop at once: from now on others may commit without us (even our own pending updates, by
-      // replay), so every client op we hold is answered now and none is retried later.
-      if (!needsRejoin && !node.joining) {
-        log(`hermes-kv node ${id}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`);
-        node.rejoinKeepingState();
-      }
-      needsRejoin = true;
-      return;
-    }
-    if (needsRejoin && joinRunning === null) {
-      needsRejoin = false;
-      startJoin();
-    }
-  });
-  startJoin();
-  console.log(`node ${id} up: http://${http.host}:${http.port} transport ${transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`);
-
-  await new Promise<void>((resolve) => {
-    const stop = () => {
-      if (stopping.now) return;
-      stopping.now = true;
-      log(`hermes-kv node ${id}: stopping`);
-      server.stop(true);
-      void node.close().then(resolve);
-    };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
+  await untilSignalled(() => {
+    rejoiner.stop();
+    log(`hermes-kv node ${id}: stopping`);
+    server.stop(true);
+    return node.close();
   });
   return 0;
 }
 
-/**
- * Load state, then serve. From a serving member if there is one (it holds every committed write).
- * If none serves (e.g. every member lost its lease while etcd was down), merge the state of every
- * member that kept some (higher ts wins): each write committed while they were members is there.
- * The very first node of a new cluster has nothing to load: it bootstraps and marks the cluster
- * initialized in etcd, so that an empty node never mistakes a cluster with data for a new one.
- */
-async function joinCluster(node: HermesNode, membership: EtcdMembership, etcd: EtcdClient, initializedKey: string, stopping: { now: boolean }): Promise<void> {
-  const self = node.options.nodeId;
-  const started = performance.now();
-  let reported = 0;
-  const report = (line: string) => {
-    if (performance.now() - reported < 5000) return;
-    reported = performance.now();
-    log(`hermes-kv node ${self}: ${line}`);
-  };
-  while (!stopping.now) {
-    try {
-      if (await joinAttempt()) return;
-    } catch (error) {
-      // A source that loses its own lease mid-stream resets the connection: try again. Loading
-      // again is harmless: entries merge by timestamp.
-      report(`join attempt failed, retrying: ${error instanceof Error ? error.message : String(error)}`);
-    }
-    await Bun.sleep(100);
-  }
-
-  /** One try; true when this node serves again. */
-  async function joinAttempt(): Promise<boolean> {
-    const view = membership.view();
-    if (view.members.some((m) => m.id === self) && membership.leaseUntilMs() > 0) {
-      const initialized = (await etcd.range(initializedKey)).kvs.length > 0;
-      const others = view.members.filter((m) => m.id !== self);
-      if (!initialized) {
-        if (others.every((m) => m.id > self) && !node.hasState) {
-          await node.loadFrom(async () => 0);
-          await etcd.put(initializedKey, new Date().toISOString());
-          log(`hermes-kv node ${self}: bootstrapped a new cluster`);
-          return true;
-        }
-      } else {
-        for (const source of others) {
-          try {
-            const entries = await node.loadFrom((index, minEpoch, onChunk) => fetchSnapshot(source.http, index, minEpoch, false, node, onChunk));
-            log(`hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - started).toFixed(0)} ms`);
-            return true;
-          } catch (error) {
-            report(`cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
-          }
-        }
-        // Nobody serves: merge what every member that kept its state has.
-        const merged = await mergeFromKeptState(node, others.map((m) => m.http));
-        if (merged !== null) {
-          log(`hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - started).toFixed(0)} ms`);
-          return true;
-        }
-        report(`no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`);
-      }
-    }
-    return false;
-  }
-}
-
-/**
- * Load every shard from each of `peers` that kept its state (it answers while joining), plus our
- * own kept state. Only when every other member positively says it does not serve: if one serves,
- * or cannot be asked, it may hold writes committed while we were out, so we must load from it
- * instead (null: try again later). Null too when nobody, us included, holds state.
- */
-async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<number | null> {
-  const sources: string[] = [];
-  for (const http of peers) {
-    let status: { serving?: boolean; hasState?: boolean };
-    try {
-      const response = await fetch(`http://${http}/v1/status`, { signal: AbortSignal.timeout(2000) });
-      status = (await response.json()) as { serving?: boolean; hasState?: boolean };
-    } catch {
-      return null; // cannot tell whether it serves
-    }
-    if (status.serving !== false) return null;
-    if (status.hasState === true) sources.push(http);
-  }
-  if (sources.length === 0 && !node.hasState) return null;
-  // Every member that kept state contributes: a write committed while some were out is at least
-  // in the state of those that were in.
-  return node.loadFrom(async (index, minEpoch, onChunk) => {
-    let count = 0;
-    for (const http of sources) count += await fetchSnapshot(http, index, minEpoch, true, node, onChunk);
-    return count;
+/** Resolves once `stop` has run after the first SIGINT or SIGTERM (later signals are ignored). */
+function untilSignalled(stop: () => Promise<void>): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = () => {
+      if (stopping) return;
+      stopping = true;
+      void stop().then(resolve);
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
   });
 }
 
-/** Stream one shard of `http`'s replica into `onChunk`. */
-async function fetchSnapshot(http: string, index: number, minEpoch: number, kept: boolean, node: HermesNode, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
-  const response = await fetch(`http://${http}/v1/internal/snapshot/${index}?minEpoch=${minEpoch}${kept ? "&kept=1" : ""}`);
-  if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
-  const decoder = new SnapshotDecoder(node.keyBytesMax, node.valueBytesMax);
-  let count = 0;
-  for await (const chunk of response.body) {
-    const entries = decoder.push(chunk as Uint8Array);
-    count += entries.length;
-    if (entries.length > 0) onChunk(entries);
+function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOptions {
+  for (const required of ["id", "http", "listen", "etcd"] as const) {
+    if (flags[required] === undefined) throw new UsageError(`--${required} is required`);
   }
-  decoder.finish();
-  return count;
+  const id = parseIntegerFlag("--id", flags.id!, 0, nodeIdMax);
+  const http = parseHostPortFlag("--http", flags.http!);
+  const listen = parseHostPortFlag("--listen", flags.listen!);
+  const endpoints = flags.etcd!.split(",").filter((u) => u.length > 0);
+  const cluster = flags.cluster ?? "default";
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(cluster)) throw new UsageError("--cluster must be 1-64 of A-Z a-z 0-9 . _ -");
+  const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, shardsMax);
+  const leaseMs = flags["lease-ms"] === undefined ? leaseMsDefault : parseIntegerFlag("--lease-ms", flags["lease-ms"], leaseMsMin, leaseMsMax);
+  if (leaseMs % 1000 !== 0) throw new UsageError("--lease-ms must be whole seconds (etcd leases are in seconds)");
+  const transport = resolveTransport(flags.transport ?? "auto", log);
+  return { id, http, listen, endpoints, cluster, shards, leaseMs, transport, testHooks: flags["test-hooks"] };
+}
+
+function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
+  return {
+    nodeId: options.id,
+    clusterId: clusterIdOf(options.cluster),
+    shards: options.shards,
+    transport: options.transport,
+    host: options.listen.host,
+    basePort: options.listen.port,
+    httpAddress: `${options.http.host}:${options.http.port}`,
+    keyBytesMax: nodeDefaults.keyBytesMax,
+    valueBytesMax: nodeDefaults.valueBytesMax,
+    frameBytesMax: nodeDefaults.frameBytesMax,
+    opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
+    replica: {},
+    numa: true,
+    bench: null,
+  };
 }
 
 function serveNode(
@@ -284,14 +182,14 @@ function serveNode(
   const app = createApp(backend);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
-    const minEpoch = Number(c.req.query("minEpoch") ?? "0");
-    if (!Number.isInteger(index) || index < 0 || index >= node.shards.length || !Number.isSafeInteger(minEpoch)) {
-      return c.json({ error: { code: "invalid", message: "bad shard or minEpoch" } }, 400);
+    const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");
+    if (!Number.isInteger(index) || index < 0 || index >= node.shards.length || !Number.isSafeInteger(epochMin)) {
+      return c.json({ error: { code: "invalid", message: `bad shard or ${snapshotEpochMinParam}` } }, 400);
     }
     // A joining node gives its kept state only when asked for it (merge of kept states).
     const kept = c.req.query("kept") === "1";
     if (node.joining && !(kept && node.hasState)) return c.json({ error: { code: "unavailable", message: "this node is joining" } }, 503);
-    // Start the export first so that "not ready" (epoch below minEpoch) is a clean 503.
+    // Start the export first so that "not ready" (epoch below epochMin) is a clean 503.
     const chunks: Uint8Array[] = [];
     let wake: (() => void) | null = null;
     let finished = false;
@@ -299,7 +197,7 @@ function serveNode(
     const done = node
       .exportShard(
         index,
-        minEpoch,
+        epochMin,
         (entries) => {
           chunks.push(encodeSnapshotEntries(entries));
           wake?.();

@@ -15,7 +15,7 @@ import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
-export type SnapshotSource = (index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void) => Promise<number>;
+export type SnapshotSource = (index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void) => Promise<number>;
 
 export interface NodeOptions {
   nodeId: NodeId;
@@ -255,7 +255,7 @@ export class HermesNode implements KvBackend {
 
   /**
    * Load every shard from `source` (another node's exportShard, in this process or over HTTP), then
-   * serve. `source` must only answer once it has installed `minEpoch` (the view that added us).
+   * serve. `source` must only answer once it has installed `epochMin` (the view that added us).
    */
   async loadFrom(source: SnapshotSource): Promise<number> {
     let entries = 0;
@@ -268,9 +268,12 @@ export class HermesNode implements KvBackend {
     return entries;
   }
 
-  /** Export shard `index` to a joiner (see loadFrom); `allowJoining` also while this node joins with kept state. */
-  exportShard(index: number, minEpoch: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>, allowJoining = false): Promise<number> {
-    return this.shards[index]!.exportSnapshot(minEpoch, allowJoining && this.#hasState, onChunk);
+  /**
+   * Export shard `index` to a joiner (see loadFrom); `allowJoining` also while this node joins with
+   * kept state. Rejects with NotReadyError while this replica cannot be a source yet.
+   */
+  exportShard(index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>, allowJoining = false): Promise<number> {
+    return this.shards[index]!.exportSnapshot(epochMin, allowJoining && this.#hasState, onChunk);
   }
 
   startBench(): void {

@@ -9,6 +9,7 @@ import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import type { FromShard, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
 import { shardWorkerUrl } from "../worker-entry.ts";
 import type { OpRequest, OpResult } from "./backend.ts";
+import { NotReadyError } from "./not-ready-error.ts";
 
 type Resolver = (result: OpResult) => void;
 
@@ -37,7 +38,7 @@ export class ShardHandle {
   #closed = false;
   #statsRequests = new Map<number, (stats: ShardStats) => void>();
   #nextStatsRequest = 1;
-  #snapshotRequests = new Map<number, (entries: SnapshotEntry[], done: boolean, error: string | null) => void>();
+  #snapshotRequests = new Map<number, (entries: SnapshotEntry[], done: boolean, notReady: string | null) => void>();
   #stopped: Promise<void>;
   #ready: Promise<void>;
 
@@ -78,7 +79,7 @@ export class ShardHandle {
           stoppedResolve();
           return;
         case "snapshot-chunk":
-          this.#snapshotRequests.get(message.requestId)?.(message.entries, message.done, message.error);
+          this.#snapshotRequests.get(message.requestId)?.(message.entries, message.done, message.notReady);
           if (message.done) this.#snapshotRequests.delete(message.requestId);
           return;
         case "fatal":
@@ -167,18 +168,18 @@ export class ShardHandle {
     });
   }
 
-  /** Stream this shard's snapshot to `onChunk`; rejects if the replica is not ready to be a source. */
-  exportSnapshot(minEpoch: number, allowJoining: boolean, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
+  /** Stream this shard's snapshot to `onChunk`; rejects with NotReadyError if the replica cannot be a source yet. */
+  exportSnapshot(epochMin: number, allowJoining: boolean, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
     const requestId = this.#nextStatsRequest++;
     let count = 0;
     return new Promise((resolve, reject) => {
-      this.#snapshotRequests.set(requestId, (entries, done, error) => {
-        if (error !== null) return reject(new Error(error));
+      this.#snapshotRequests.set(requestId, (entries, done, notReady) => {
+        if (notReady !== null) return reject(new NotReadyError(notReady));
         count += entries.length;
         if (entries.length > 0) void onChunk(entries);
         if (done) resolve(count);
       });
-      this.#post({ type: "snapshot-export", requestId, minEpoch, allowJoining });
+      this.#post({ type: "snapshot-export", requestId, epochMin, allowJoining });
     });
   }
 

@@ -1,10 +1,18 @@
 // The byte stream of a shard snapshot sent to a rejoining node over HTTP
-// (GET /v1/internal/snapshot/{shard}?minEpoch=E). One record per key, little-endian:
+// (GET /v1/internal/snapshot/{shard}?minEpoch=E, E being the joiner's epochMin). One record per key,
+// little-endian:
 //   u16 key bytes | key (UTF-8) | f64 version | u8 writer | u8 flags (1 rmw, 2 committed, 4 has value)
 //   | u32 value bytes | value
 // Records are self-delimiting, so the reader decodes as bytes arrive and rejects truncation.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+
+/**
+ * The query parameter that carries epochMin. It keeps its old spelling on purpose: it is part of
+ * the HTTP API between nodes, and a source that did not find it would take 0 and export before it
+ * holds the epoch that added the joiner (a node of the previous version during an upgrade).
+ */
+export const snapshotEpochMinParam = "minEpoch";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });

@@ -49,7 +49,7 @@ export type ToShard =
   /** Test hook: drop transport frames to and from these peers (an in-process partition). */
   | { type: "drop"; peers: NodeId[] }
   /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */
-  | { type: "snapshot-export"; requestId: number; minEpoch: Epoch; allowJoining: boolean }
+  | { type: "snapshot-export"; requestId: number; epochMin: Epoch; allowJoining: boolean }
   | { type: "snapshot-import"; entries: SnapshotEntry[] }
   | { type: "join-finish" }
   | { type: "stop" };
@@ -79,5 +79,6 @@ export type FromShard =
   | { type: "ready"; shardIndex: number; address: string }
   | { type: "stats"; requestId: number; stats: ShardStats }
   | { type: "stopped"; shardIndex: number }
-  | { type: "snapshot-chunk"; requestId: number; entries: SnapshotEntry[]; done: boolean; error: string | null }
+  /** notReady: why this replica refuses to be a source for now (the export ends with no entries), or null. */
+  | { type: "snapshot-chunk"; requestId: number; entries: SnapshotEntry[]; done: boolean; notReady: string | null }
   | { type: "fatal"; shardIndex: number; message: string };

@@ -53,19 +53,19 @@ function fatal(shardIndex: number, error: unknown): void {
 /** Entries per snapshot chunk: bounds one postMessage and one pause of the shard loop. */
 const snapshotChunkEntries = 4096;
 
-async function exportSnapshot(source: Shard, requestId: number, minEpoch: number, allowJoining: boolean): Promise<void> {
+async function exportSnapshot(source: Shard, requestId: number, epochMin: number, allowJoining: boolean): Promise<void> {
   // A joiner may load from this replica only once it holds the epoch that added the joiner: from
   // then on every commit needs the joiner's ACK, and everything committed before is here.
-  if (source.replica.epoch < minEpoch || !source.replica.isMember || (source.replica.joining && !allowJoining)) {
-    post({ type: "snapshot-chunk", requestId, entries: [], done: true, error: `not ready: epoch ${source.replica.epoch} < ${minEpoch}, member ${source.replica.isMember}, joining ${source.replica.joining}` });
+  if (source.replica.epoch < epochMin || !source.replica.isMember || (source.replica.joining && !allowJoining)) {
+    post({ type: "snapshot-chunk", requestId, entries: [], done: true, notReady: `not ready: epoch ${source.replica.epoch} < ${epochMin}, member ${source.replica.isMember}, joining ${source.replica.joining}` });
     return;
   }
   for (const entries of source.replica.snapshot(snapshotChunkEntries)) {
-    post({ type: "snapshot-chunk", requestId, entries, done: false, error: null });
+    post({ type: "snapshot-chunk", requestId, entries, done: false, notReady: null });
     // Let the shard loop run between chunks: the source keeps serving during a transfer.
     await new Promise((resolve) => setImmediate(resolve));
   }
-  post({ type: "snapshot-chunk", requestId, entries: [], done: true, error: null });
+  post({ type: "snapshot-chunk", requestId, entries: [], done: true, notReady: null });
 }
 
 function handle(message: ToShard): void {
@@ -105,7 +105,7 @@ function handle(message: ToShard): void {
       shard.finishJoin();
       return;
     case "snapshot-export":
-      void exportSnapshot(shard, message.requestId, message.minEpoch, message.allowJoining);
+      void exportSnapshot(shard, message.requestId, message.epochMin, message.allowJoining);
       return;
     case "stop":
       shard.stop();
