@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need, runs every suite and
 # ends with one line `N passed, N failed, N skipped`; exits non-zero if anything failed.
-#   scripts/test.sh        everything: type check, bun tests, 300 simulation seeds, the RDMA guest
+#   scripts/test.sh        everything: type check, bun tests, 300 simulation seeds per mode, the RDMA guest
 #   scripts/test.sh fast   type check and bun tests only
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +32,13 @@ passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped +
 if [ "$bun_rc" -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
 
 if [ "$mode" = all ]; then
+  # The core alone (fast), then the real shard loop and frame codec per node (test/sim --mode).
   sim_check() {
-    $BUN test/sim/main.ts --seeds 300 | tee "$logdir/sim.log" | tail -3
-    tail -1 "$logdir/sim.log" | grep -qE '^seeds=300 ops=[0-9]+ violations=0$'
+    $BUN test/sim/main.ts --seeds 300 --mode "$1" | tee "$logdir/sim-$1.log" | tail -3
+    tail -1 "$logdir/sim-$1.log" | grep -qE '^seeds=300 ops=[0-9]+ violations=0$'
   }
-  step "simulation, 300 seeds" sim_check
+  step "simulation, 300 seeds, core mode" sim_check core
+  step "simulation, 300 seeds, shard mode" sim_check shard
   if [ -f scripts/rdma-vm.sh ]; then
     step "RDMA guest (Soft-RoCE under qemu)" bash scripts/rdma-vm.sh
   fi

@@ -1,14 +1,16 @@
 // One shard of one node: a Hermes replica, its transport endpoint and its two rings, driven by a
 // bounded-batch loop: drain the request ring and the transport, step the core, flush effects.
-// It runs inside a Bun Worker (shard-worker.ts) but has no Worker-specific code, so tests can run it
-// on the main thread too.
+// It runs inside a Bun Worker (shard-worker.ts) but has no Worker-specific code: one loop turn is
+// `turn(nowMs)` and the clock is injected (ShardEnv), so unit tests call turn() with a fake
+// transport and the simulator (test/sim, --mode shard) runs it in simulated time over SimTransport.
 
 import { assert } from "../base/assert.ts";
 import { Replica } from "../core/replica.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { MsgKind, OpStatus } from "../base/kinds.ts";
-import type { Epoch, NodeId } from "../base/ids.ts";
+import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import { monotonicMs } from "../base/clock.ts";
+import type { Completions, Outbox, ReplicaConfig } from "../core/types.ts";
 import { OpCompletionWriter, OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
@@ -17,13 +19,38 @@ import { BenchClients } from "./bench-clients.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
 
 /** Requests taken from the ring per loop turn: bounds the time between transport polls. */
-const requestBatchMax = 512;
-/** Completions waiting for ring space; more than opsMax cannot exist, so this never grows beyond it. */
+export const requestBatchMax = 512;
+/** The replica's timers (retransmission, op deadlines, lease) run at most this often. */
 const tickEveryMs = 1;
 /** How long an idle worker sleeps on its request ring before it looks at the network and the clock again. */
 const idleWaitMs = 1;
 /** Ops with ids from here on belong to the in-worker benchmark clients, not to the ring. */
 export const benchOpIdBase = 0x8000_0000;
+
+/** What a shard takes from its surroundings besides its init message and transport. */
+export interface ShardEnv {
+  /**
+   * The clock of run() and of the control calls (membership, lease, snapshot, join, stop), in ms.
+   * monotonicMs in a worker; the simulator passes its simulated time.
+   */
+  clock: () => number;
+  /** Builds the replica; tests pass one with a Probe (the simulator's oracles) or a mutant. */
+  newReplica: (config: ReplicaConfig, outbox: Outbox, completions: Completions) => Replica;
+}
+
+const defaultEnv: ShardEnv = {
+  clock: monotonicMs,
+  newReplica: (config, outbox, completions) => new Replica(config, outbox, completions),
+};
+
+/** A completion the ring had no room for. */
+interface PendingCompletion {
+  opId: number;
+  status: OpStatus;
+  value: Uint8Array | null;
+  version: number;
+  writer: NodeId;
+}
 
 export class Shard {
   readonly init: ShardInit;
@@ -32,21 +59,49 @@ export class Shard {
   readonly decoder: FrameDecoder;
   readonly #requests: OpRequestReader;
   readonly #completions: OpCompletionWriter;
-  /** Completions the ring had no room for, retried every turn (at most opsMax). */
-  readonly #completionBacklog: { opId: number; status: OpStatus; value: Uint8Array | null; version: number; writer: NodeId }[] = [];
+  readonly #clock: () => number;
+  /**
+   * Completions the ring had no room for, retried every turn. Bounded by opsMax: every entry is an
+   * op the requester still counts as in flight, and it keeps at most opsInFlightMax <= opsMax so.
+   */
+  readonly #completionBacklog: PendingCompletion[] = [];
+  /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
+  /** Peers whose builder holds messages not yet sent this turn. */
   readonly #dirtyPeers: NodeId[] = [];
   #epoch: Epoch = 0;
   #stopped = false;
   #lastTickMs = 0;
+  /** The time of the current turn: requests and messages are stepped at it. */
+  #now = 0;
+  /** The idle wait on the request ring, reused across idle turns until it ends. */
+  #ringWait: Promise<void> | null = null;
   readonly bench: BenchClients | null;
   framesRefused = 0;
   loopTurns = 0;
   idleWaits = 0;
 
-  constructor(init: ShardInit, transport: Transport) {
+  readonly #ringWaitDone = (): void => {
+    this.#ringWait = null;
+  };
+
+  readonly #onRequest = (request: OpRequestReader): void => {
+    this.replica.submit(request.opId, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
+  };
+
+  readonly #onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void => {
+    this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
+  };
+
+  readonly #onFrame = (from: NodeId, frame: Uint8Array): void => {
+    this.decoder.decode(frame, this.#onMessage, from);
+  };
+
+  constructor(init: ShardInit, transport: Transport, env: Partial<ShardEnv> = {}) {
+    const { clock, newReplica } = { ...defaultEnv, ...env };
     this.init = init;
     this.transport = transport;
+    this.#clock = clock;
     this.#requests = new OpRequestReader(init.requestRing);
     this.#completions = new OpCompletionWriter(init.completionRing);
     this.decoder = new FrameDecoder({
@@ -56,14 +111,10 @@ export class Shard {
       keyBytesMax: init.keyBytesMax,
       valueBytesMax: init.replica.valueBytesMax,
     });
-    for (let id = 0; id < 32; id++) this.#builders.push(null);
+    for (let id = 0; id <= nodeIdMax; id++) this.#builders.push(null);
     this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);
-    this.replica = this.#newReplica();
-  }
-
-  #newReplica(): Replica {
-    return new Replica(
-      this.init.replica,
+    this.replica = newReplica(
+      init.replica,
       { send: (to, kind, key, version, writer, epoch, rmw, value) => this.#send(to, kind, key, version, writer, epoch, rmw, value) },
       {
         complete: (opId, status, value, version, writer) => {
@@ -79,7 +130,7 @@ export class Shard {
   setMembership(epoch: Epoch, members: ShardPeer[]): void {
     const self = this.init.nodeId;
     const ids = members.map((m) => m.id);
-    for (let id = 0; id < 32; id++) {
+    for (let id = 0; id <= nodeIdMax; id++) {
       const member = members.find((m) => m.id === id);
       if (id === self) continue;
       if (member === undefined) {
@@ -104,24 +155,24 @@ export class Shard {
     }
     this.#epoch = epoch;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
-    this.replica.setMembership(epoch, ids, monotonicMs());
+    this.replica.setMembership(epoch, ids, this.#clock());
     this.#flushNetwork();
   }
 
   setLease(untilMs: number): void {
-    this.replica.setLease(untilMs, monotonicMs());
+    this.replica.setLease(untilMs, this.#clock());
     this.#flushNetwork();
     this.#flushCompletions();
   }
 
   importSnapshot(entries: SnapshotEntry[]): void {
-    const now = monotonicMs();
+    const now = this.#clock();
     for (const e of entries) this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
     this.#flushNetwork();
   }
 
   finishJoin(): void {
-    this.replica.finishJoin(monotonicMs());
+    this.replica.finishJoin(this.#clock());
     this.#flushNetwork();
     this.#flushCompletions();
   }
@@ -129,34 +180,44 @@ export class Shard {
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
-    this.replica.stop(monotonicMs());
+    this.replica.stop();
     this.#flushCompletions();
     this.transport.close();
   }
 
   // The loop ---------------------------------------------------------------------------------
 
-  /** Runs until stop(). Yields to the event loop every turn so that socket callbacks run. */
+  get stopped(): boolean {
+    return this.#stopped;
+  }
+
+  /**
+   * One loop turn at time `nowMs`: take up to requestBatchMax client ops from the request ring,
+   * every received frame from the transport, let the bench clients issue, tick the replica's
+   * timers (at most every tickEveryMs), then send what the core produced (one frame per peer where
+   * it fits) and publish the completions. Returns the work done (ops, frames and bench ops taken);
+   * 0 means the shard is idle. Never blocks, never allocates per message.
+   */
+  turn(nowMs: number): number {
+    assert(!this.#stopped, "turn() after stop()");
+    this.loopTurns++;
+    this.#now = nowMs;
+    let work = this.#requests.drain(this.#onRequest, requestBatchMax);
+    work += this.transport.poll(this.#onFrame);
+    if (this.bench !== null) work += this.bench.issue(this.replica, nowMs, benchOpIdBase);
+    if (nowMs - this.#lastTickMs >= tickEveryMs) {
+      this.replica.tick(nowMs);
+      this.#lastTickMs = nowMs;
+    }
+    this.#flushNetwork();
+    this.#flushCompletions();
+    return work;
+  }
+
+  /** Runs turns until stop(). Yields to the event loop every turn so that socket callbacks run. */
   async run(): Promise<void> {
-    const onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null) =>
-      this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
-    const onFrame = (from: NodeId, frame: Uint8Array) => {
-      this.decoder.decode(frame, onMessage, from);
-    };
     while (!this.#stopped) {
-      this.loopTurns++;
-      const now = monotonicMs();
-      this.#now = now;
-      let work = this.#requests.drain(this.#onRequest, requestBatchMax);
-      work += this.transport.poll(onFrame);
-      if (this.bench !== null) work += this.bench.issue(this.replica, now, benchOpIdBase);
-      if (now - this.#lastTickMs >= tickEveryMs) {
-        this.replica.tick(now);
-        this.#lastTickMs = now;
-      }
-      this.#flushNetwork();
-      this.#flushCompletions();
-      if (work === 0) {
+      if (this.turn(this.#clock()) === 0) {
         this.idleWaits++;
         // One ring wait at a time: when the network wins the race, the ring wait stays pending
         // (it ends at the latest after idleWaitMs) and is reused by the next idle turn.
@@ -167,16 +228,6 @@ export class Shard {
       }
     }
   }
-
-  #now = 0;
-  #ringWait: Promise<void> | null = null;
-  readonly #ringWaitDone = (): void => {
-    this.#ringWait = null;
-  };
-
-  readonly #onRequest = (request: OpRequestReader): void => {
-    this.replica.submit(request.opId, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
-  };
 
   // Effects ----------------------------------------------------------------------------------
 
@@ -214,10 +265,12 @@ export class Shard {
   }
 
   #complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
-    if (this.#completionBacklog.length === 0 && this.#completions.push(opId, status, value, version, writer)) return;
+    const backlog = this.#completionBacklog;
+    if (backlog.length === 0 && this.#completions.push(opId, status, value, version, writer)) return;
     // Every op gets exactly one answer: keep it until the ring has room. Values are owned by the
     // replica and never mutated, so keeping the reference is safe.
-    this.#completionBacklog.push({ opId, status, value, version, writer });
+    assert(backlog.length < this.init.replica.opsMax, "completion backlog holds at most opsMax answers (the requester keeps at most opsMax ops in flight)");
+    backlog.push({ opId, status, value, version, writer });
   }
 
   #flushCompletions(): void {
@@ -233,17 +286,15 @@ export class Shard {
   }
 
   stats(numa: ShardStats["numa"]): ShardStats {
-    const t = this.transport.stats() as unknown as Record<string, number>;
-    const w = this.decoder.stats as unknown as Record<string, number>;
     const wire: Record<string, number> = {};
-    for (const key of Object.keys(w)) if (typeof w[key] === "number") wire[key] = w[key]!;
+    for (const [key, value] of Object.entries(this.decoder.stats)) if (typeof value === "number") wire[key] = value;
     wire.framesDropped = this.decoder.stats.framesDropped;
     return {
       keys: this.replica.keyCount,
       opsInFlight: this.replica.opsInFlight,
       epoch: this.replica.epoch,
       counters: { ...this.replica.counters, framesRefused: this.framesRefused, loopTurns: this.loopTurns, idleWaits: this.idleWaits },
-      transport: { ...t },
+      transport: { ...this.transport.stats() },
       wire,
       numa,
       bench: this.bench?.stats() ?? null,

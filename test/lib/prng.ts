@@ -1,4 +1,5 @@
-// mulberry32: the one small seeded PRNG of the tests, so that randomized tests replay exactly from a seed.
+// mulberry32: the one small seeded PRNG of the tests (the simulator included, through Prng below),
+// so that randomized tests replay exactly from a seed.
 export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
@@ -19,4 +20,44 @@ export function below(rand: () => number, n: number): number {
 export function testSeed(fallback: number): number {
   const text = process.env.SEED;
   return text === undefined ? fallback : Number(text) >>> 0;
+}
+
+/**
+ * The same generator with the simulator's vocabulary (test/sim): every simulated choice comes
+ * from one of these, so one seed replays one run exactly.
+ */
+export class Prng {
+  readonly #next: () => number;
+
+  constructor(seed: number) {
+    this.#next = prng(seed);
+  }
+
+  /** Uniform in [0, 1), a multiple of 2^-32. */
+  float(): number {
+    return this.#next();
+  }
+
+  /** Uniform 32-bit unsigned integer. */
+  u32(): number {
+    return this.#next() * 4294967296;
+  }
+
+  /** Uniform integer in [0, n). */
+  int(n: number): number {
+    return Math.floor(this.#next() * n);
+  }
+
+  /** Uniform in [lo, hi). */
+  range(lo: number, hi: number): number {
+    return lo + this.#next() * (hi - lo);
+  }
+
+  chance(p: number): boolean {
+    return this.#next() < p;
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
 }

@@ -1,40 +1,66 @@
-// `bun run sim --seeds N [--seed S] [--ops M] [--replicas R]`: seeded simulations of the Hermes core.
-// The last line is `seeds=N ops=M violations=V`; exit 1 on a violation, with its seed and trace.
+// `bun run sim --seeds N [--seed S] [--ops M] [--replicas R] [--mode core|shard|both]`: seeded
+// simulations of Hermes, either of the core alone or of the real shard loop and frame codec.
+// The last line is `seeds=N ops=M violations=V`; exit 1 on a violation, with its seed, mode and trace.
 
+import { simModes, type SimMode } from "./options.ts";
 import { formatFailure, runSeed } from "./run-seed.ts";
 
-const usage = `usage: bun run sim [--seeds N] [--seed S] [--ops M] [--replicas R] [--quiet]
+const usage = `usage: bun run sim [--seeds N] [--seed S] [--ops M] [--replicas R] [--mode core|shard|both] [--quiet]
   --seeds N     run N seeds (default 100), starting at --seed
   --seed S      first seed (default 1); with --seeds 1 it replays exactly that run
   --ops M       client ops per seed (default 400)
   --replicas R  replicas per cluster (default: 3, 5 and 7 in turn by seed)
-Prints progress every second and ends with: seeds=N ops=M violations=V`;
+  --mode M      core: the Replica alone, protocol messages on the simulated network (default, fast)
+                shard: per node the real Shard loop (turn), the frame codec over SimTransport and
+                       the op rings; real encoded frames on the simulated network
+                both: every seed in core mode, then in shard mode
+  --quiet       no progress lines
+Prints progress every second and ends with: seeds=N ops=M violations=V
+(with --mode both, one line per mode before it, and ops counts both modes).`;
 
-function parse(argv: string[]): { seeds: number; seed: number; ops?: number; replicas?: number } {
-  const out: { seeds: number; seed: number; ops?: number; replicas?: number } = { seeds: 100, seed: 1 };
+interface Args {
+  seeds: number;
+  seed: number;
+  ops?: number;
+  replicas?: number;
+  modes: readonly SimMode[];
+  quiet: boolean;
+}
+
+function fail(message: string): never {
+  console.error(`sim: ${message}\n${usage}`);
+  process.exit(64);
+}
+
+function parse(argv: string[]): Args {
+  const out: Args = { seeds: 100, seed: 1, modes: ["core"], quiet: false };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     if (flag === "--help" || flag === "-h") {
       console.log(usage);
       process.exit(0);
     }
-    const value = Number(argv[++i]);
-    if (!Number.isSafeInteger(value) || value < 0) {
-      console.error(`sim: ${flag} needs a non-negative integer\n${usage}`);
-      process.exit(64);
+    if (flag === "--quiet") {
+      out.quiet = true;
+      continue;
     }
+    if (flag === "--mode") {
+      const mode = argv[++i];
+      if (mode === "both") out.modes = simModes;
+      else if (mode === "core" || mode === "shard") out.modes = [mode];
+      else fail("--mode must be core, shard or both");
+      continue;
+    }
+    const value = Number(argv[++i]);
+    if (!Number.isSafeInteger(value) || value < 0) fail(`${flag} needs a non-negative integer`);
     if (flag === "--seeds") out.seeds = value;
     else if (flag === "--seed") out.seed = value;
     else if (flag === "--ops") out.ops = value;
     else if (flag === "--replicas") {
-      if (value < 1 || value > 31) {
-        console.error("sim: --replicas must be 1..31");
-        process.exit(64);
-      }
+      if (value < 1 || value > 31) fail("--replicas must be 1..31");
       out.replicas = value;
     } else {
-      console.error(`sim: unknown flag ${flag}\n${usage}`);
-      process.exit(64);
+      fail(`unknown flag ${flag}`);
     }
   }
   return out;
@@ -43,28 +69,37 @@ function parse(argv: string[]): { seeds: number; seed: number; ops?: number; rep
 const args = parse(process.argv.slice(2));
 let totalOps = 0;
 let violations = 0;
-let linUnknown = 0;
-let lastReport = performance.now();
 const started = performance.now();
-for (let i = 0; i < args.seeds; i++) {
-  const seed = args.seed + i;
-  const overrides: { ops?: number; replicas?: number } = {};
-  if (args.ops !== undefined) overrides.ops = args.ops;
-  if (args.replicas !== undefined) overrides.replicas = args.replicas;
-  const result = runSeed(seed, overrides);
-  totalOps += result.ops;
-  if (result.linUnknown) linUnknown++;
-  if (!result.ok) {
-    violations++;
-    console.log(formatFailure(result));
-    break;
+for (const mode of args.modes) {
+  let modeOps = 0;
+  let linUnknown = 0;
+  let lastReport = performance.now();
+  const modeStarted = performance.now();
+  for (let i = 0; i < args.seeds && violations === 0; i++) {
+    const seed = args.seed + i;
+    const overrides: { ops?: number; replicas?: number; mode: SimMode } = { mode };
+    if (args.ops !== undefined) overrides.ops = args.ops;
+    if (args.replicas !== undefined) overrides.replicas = args.replicas;
+    const result = runSeed(seed, overrides);
+    modeOps += result.ops;
+    if (result.linUnknown) linUnknown++;
+    if (!result.ok) {
+      violations++;
+      console.log(formatFailure(result));
+    }
+    if (!args.quiet && performance.now() - lastReport > 1000) {
+      lastReport = performance.now();
+      console.log(`  ${mode}: ${i + 1}/${args.seeds} seeds, ${modeOps} ops, ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`);
+    }
   }
-  if (performance.now() - lastReport > 1000) {
-    lastReport = performance.now();
-    console.log(`  ${i + 1}/${args.seeds} seeds, ${totalOps} ops, ${((performance.now() - started) / 1000).toFixed(1)}s`);
+  totalOps += modeOps;
+  if (linUnknown > 0) console.log(`note: ${mode} mode: the linearizability search hit its bound on ${linUnknown} seed(s) (counted as checked-unknown, not violations)`);
+  if (args.modes.length > 1) {
+    console.log(`mode=${mode} seeds=${violations > 0 ? "stopped" : args.seeds} ops=${modeOps} violations=${violations} ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`);
   }
+  if (violations > 0) break;
 }
-if (linUnknown > 0) console.log(`note: the linearizability search hit its bound on ${linUnknown} seed(s) (counted as checked-unknown, not violations)`);
+if (!args.quiet) console.log(`  ${((performance.now() - started) / 1000).toFixed(1)}s in all`);
 const seedsRun = violations > 0 ? undefined : args.seeds;
 console.log(`seeds=${seedsRun ?? "stopped"} ops=${totalOps} violations=${violations}`);
 process.exit(violations > 0 ? 1 : 0);

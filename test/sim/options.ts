@@ -1,10 +1,15 @@
 // Simulation parameters. Times are simulated milliseconds. Fault rates are drawn per seed so that a
 // swarm of seeds covers calm and hostile networks alike (TigerBeetle's swarm testing).
 
-import type { Prng } from "./prng.ts";
+import type { Prng } from "../lib/prng.ts";
+
+/** core: the Replica alone, messages on the network. shard: the real worker loop and codec per node, frames on the network. */
+export type SimMode = "core" | "shard";
+export const simModes: readonly SimMode[] = ["core", "shard"];
 
 export interface SimOptions {
   seed: number;
+  mode: SimMode;
   replicas: number;
   /** Client ops to issue in total (the run then drains). */
   ops: number;
@@ -45,10 +50,19 @@ export interface SimOptions {
   livenessMs: number;
   /** Bound on the linearizability search per key. */
   linStatesMax: number;
+
+  // Shard mode only (drawn only in that mode, so the core mode's draws stay as they were).
+  /** The transports' frame size: small ones hold a few messages and make the shard split frames. */
+  frameBytesMax: number;
+  /** While faults are active, frames in flight per link beyond this are refused (no credit). */
+  linkFramesMax: number;
+  /** A shard's loop turns at most this long after a frame or request arrives. */
+  loopDelayMsMax: number;
 }
 
 export function defaultOptions(seed: number, random: Prng, overrides: Partial<SimOptions> = {}): SimOptions {
   const replicas = overrides.replicas ?? [3, 5, 7][seed % 3]!;
+  const mode = overrides.mode ?? "core";
   const leaseMs = 40;
   // Either side of the lease: whether a stuck follower replays before or after the RM removes a
   // crashed coordinator changes which epoch-change paths run.
@@ -82,6 +96,16 @@ export function defaultOptions(seed: number, random: Prng, overrides: Partial<Si
     settleMs: leaseMs * 2 + mltMs + 50,
     livenessMs: mltMs + 200,
     linStatesMax: 2_000_000,
+    mode,
+    frameBytesMax: 0,
+    linkFramesMax: Infinity,
+    loopDelayMsMax: 0,
   };
-  return { ...base, ...overrides, seed, replicas };
+  if (mode === "shard") {
+    // 96 bytes hold two short messages, 256 about six; 60 KiB is the node's default.
+    base.frameBytesMax = random.pick([96, 256, 60 * 1024]);
+    base.linkFramesMax = random.pick([2, 8, Infinity]);
+    base.loopDelayMsMax = random.pick([0.01, 0.1, 0.5]);
+  }
+  return { ...base, ...overrides, seed, replicas, mode };
 }

@@ -2,15 +2,17 @@
 
 import { Replica } from "../../src/core/replica.ts";
 import type { Probe } from "../../src/core/types.ts";
+import type { HistoryOp } from "../lib/history.ts";
 import { checkLinearizable } from "../lib/linearizability.ts";
-import { defaultOptions, type SimOptions } from "./options.ts";
+import { defaultOptions, type SimMode, type SimOptions } from "./options.ts";
 import { Oracles } from "./oracles.ts";
-import { Prng } from "./prng.ts";
+import { Prng } from "../lib/prng.ts";
 import { Simulation, SimViolation, type ReplicaFactory } from "./simulation.ts";
 import { Workload } from "./workload.ts";
 
 export interface SeedResult {
   seed: number;
+  mode: SimMode;
   replicas: number;
   ops: number;
   ok: boolean;
@@ -21,6 +23,8 @@ export interface SeedResult {
   trace?: string[];
   simulatedMs: number;
   statusCounts: Map<string, number>;
+  /** The client history (invocations and answers in simulated time): equal on a replay. */
+  history: HistoryOp[];
 }
 
 export const defaultReplicaFactory: ReplicaFactory = (config, outbox, completions, probe) => new Replica(config, outbox, completions, probe);
@@ -51,12 +55,14 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
   sim.afterStep = () => oracles.checkStep();
   const result: SeedResult = {
     seed,
+    mode: options.mode,
     replicas: options.replicas,
     ops: 0,
     ok: true,
     linUnknown: false,
     simulatedMs: 0,
     statusCounts: workload.statusCounts,
+    history: [],
   };
   const fail = (oracle: string, detail: string) => {
     result.ok = false;
@@ -85,8 +91,9 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
   }
   result.simulatedMs = sim.nowMs;
   result.ops = workload.issued;
+  result.history = workload.history.ops();
   if (result.ok) {
-    const lin = checkLinearizable(workload.history.ops(), { statesMax: options.linStatesMax });
+    const lin = checkLinearizable(result.history, { statesMax: options.linStatesMax });
     if (lin.ok === false) {
       fail("linearizability", `key ${lin.key}: ${lin.message}\n${lin.witness.join("\n")}`);
     } else if (lin.ok === "unknown") {
@@ -98,11 +105,11 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
 
 export function formatFailure(result: SeedResult): string {
   const lines = [
-    `VIOLATION seed=${result.seed} replicas=${result.replicas} oracle=${result.oracle}`,
+    `VIOLATION seed=${result.seed} mode=${result.mode} replicas=${result.replicas} oracle=${result.oracle}`,
     `  ${result.detail}`,
     `  last events before the violation:`,
     ...(result.trace ?? []).map((line) => `    ${line}`),
-    `  replay: bun run sim --seed ${result.seed} --replicas ${result.replicas}`,
+    `  replay: bun test/sim/main.ts --seed ${result.seed} --seeds 1 --mode ${result.mode} --replicas ${result.replicas}`,
   ];
   return lines.join("\n");
 }

@@ -1,14 +1,19 @@
 // The simulated world: replicas running the real core, a network that loses, duplicates, delays,
 // reorders and partitions, a reliable membership service with leases, crash-stop faults, and a
 // trace of the last events for failure reports. Everything is driven by one seeded PRNG.
+// Two modes (options.mode): "core" calls the Replica directly and the network carries single
+// protocol messages; "shard" runs the real worker loop per node (shard-node.ts) and the network
+// carries the real encoded frames. Clients, RM, faults and oracles are the same in both.
 
 import { Replica } from "../../src/core/replica.ts";
-import { MsgKind, type OpStatus } from "../../src/base/kinds.ts";
+import { MsgKind, OpStatus, type OpKind } from "../../src/base/kinds.ts";
 import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import type { NodeId } from "../../src/base/ids.ts";
+import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
-import { Prng } from "./prng.ts";
+import { Prng } from "../lib/prng.ts";
+import { SimShardNode } from "./shard-node.ts";
 
 export type ReplicaFactory = (config: ReplicaConfig, outbox: Outbox, completions: Completions, probe: Probe) => Replica;
 
@@ -23,12 +28,18 @@ export class SimViolation extends Error {
 export interface SimNode {
   id: NodeId;
   replica: Replica;
+  /** The node's worker loop in shard mode (its `replica` is the shard's); null in core mode. */
+  shard: SimShardNode | null;
   crashed: boolean;
   crashedAtMs: number;
 }
 
 /** A crash loses part of what the node sent just before it (its unsent send buffers). */
 const crashLossWindowMs = 1;
+
+/** Shard mode: key and value limits of the shards (the clients use keys like "r0" and short values). */
+const shardKeyBytesMax = 8;
+const shardValueBytesMax = 32;
 
 type CompletionHandler = (status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId) => void;
 
@@ -55,6 +66,10 @@ export class Simulation {
   readonly faultTolerance: number;
 
   readonly #pending = new Map<number, CompletionHandler>();
+  /** Shard mode: frames in flight per link "from,to" (sent, not yet delivered or lost), for credits. */
+  readonly #linkFrames = new Map<string, number>();
+  /** Shard mode: reads frames back into messages for the trace. */
+  readonly #traceDecoder: FrameDecoder | null = null;
   #nextOpId = 1;
   readonly #trace: string[] = [];
   #traceNext = 0;
@@ -90,8 +105,34 @@ export class Simulation {
           handler(status, value, version, writer);
         },
       };
-      this.nodes.push({ id, replica: makeReplica(config, outbox, completions, probe), crashed: false, crashedAtMs: Infinity });
+      if (options.mode === "shard") {
+        const node: SimNode = { id, replica: null as unknown as Replica, shard: null, crashed: false, crashedAtMs: Infinity };
+        const network = { send: (from: NodeId, to: NodeId, frame: Uint8Array) => this.#sendFrame(from, to, frame) };
+        // Values of the simulated clients are a few bytes: a small valueBytesMax lets small frames
+        // (options.frameBytesMax) hold only a few messages, so the "frame full" path runs often.
+        const shardConfig: ReplicaConfig = { ...config, valueBytesMax: shardValueBytesMax };
+        node.shard = new SimShardNode(this, {
+          id,
+          replica: shardConfig,
+          makeReplica,
+          probe,
+          network,
+          frameBytesMax: options.frameBytesMax,
+          keyBytesMax: shardKeyBytesMax,
+          loopDelayMsMax: options.loopDelayMsMax,
+          completions,
+          crashed: () => node.crashed,
+        });
+        node.replica = node.shard.replica;
+        this.nodes.push(node);
+        this.members.add(id);
+        continue;
+      }
+      this.nodes.push({ id, replica: makeReplica(config, outbox, completions, probe), shard: null, crashed: false, crashedAtMs: Infinity });
       this.members.add(id);
+    }
+    if (options.mode === "shard") {
+      this.#traceDecoder = new FrameDecoder({ clusterId: this.nodes[0]!.shard!.shard.init.clusterId, shardIndex: -1, frameBytesMax: options.frameBytesMax, keyBytesMax: shardKeyBytesMax, valueBytesMax: shardValueBytesMax });
     }
   }
 
@@ -100,8 +141,8 @@ export class Simulation {
   start(): void {
     const all = [...this.members];
     for (const node of this.nodes) {
-      node.replica.setMembership(this.epoch, all, 0);
-      node.replica.setLease(this.options.leaseMs, 0);
+      this.#setMembership(node, this.epoch, all);
+      this.#setLease(node, this.options.leaseMs);
       this.#leaseGrantedUntil.set(node.id, this.options.leaseMs);
       this.#scheduleTick(node, this.random.range(0, this.options.tickMs));
     }
@@ -133,7 +174,23 @@ export class Simulation {
   ): void {
     const opId = this.#nextOpId++;
     this.#pending.set(opId, onDone);
-    node.replica.submit(opId, kind, key, value, expectedVersion, expectedWriter, by, this.nowMs);
+    if (node.shard === null) {
+      node.replica.submit(opId, kind, key, value, expectedVersion, expectedWriter, by, this.nowMs);
+    } else if (!node.shard.submit(opId, kind as OpKind, key, value, expectedVersion, expectedWriter, by)) {
+      // The request ring is full: the HTTP thread answers Busy (429) without submitting.
+      this.#pending.delete(opId);
+      onDone(OpStatus.Busy, null, 0, 0);
+    }
+  }
+
+  #setMembership(node: SimNode, epoch: number, members: readonly NodeId[]): void {
+    if (node.shard === null) node.replica.setMembership(epoch, members, this.nowMs);
+    else node.shard.setMembership(epoch, members);
+  }
+
+  #setLease(node: SimNode, untilMs: number): void {
+    if (node.shard === null) node.replica.setLease(untilMs, this.nowMs);
+    else node.shard.setLease(untilMs);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -150,9 +207,45 @@ export class Simulation {
     rmw: boolean,
     value: Uint8Array | null,
   ): void {
+    const describe = () => `${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`;
+    this.#transmit(from, to, describe, () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs), null);
+  }
+
+  /**
+   * Shard mode: one encoded frame from `from`'s SimTransport (its own copy). While faults are
+   * active a link carries at most options.linkFramesMax frames at once: beyond, the transport
+   * refuses for want of credit (the shard counts and drops the frame, as with a real transport).
+   */
+  #sendFrame(from: NodeId, to: NodeId, frame: Uint8Array): boolean {
+    const link = `${from},${to}`;
+    const inFlight = this.#linkFrames.get(link) ?? 0;
+    if (this.faultsActive && inFlight >= this.options.linkFramesMax) {
+      this.trace(`refused (no credit) ${this.#describeFrame(from, to, frame)}`);
+      return false;
+    }
+    const describe = () => this.#describeFrame(from, to, frame);
+    this.#transmit(from, to, describe, () => this.nodes[to]!.shard!.deliver(from, frame), link);
+    return true;
+  }
+
+  /** "frame 0->1 e3: INV r0 4.0 e3 rmw | ACK c0 2.1 e3" (the keys are space-delimited for SIM_TRACE_KEY). */
+  #describeFrame(from: NodeId, to: NodeId, frame: Uint8Array): string {
+    const parts: string[] = [];
+    this.#traceDecoder!.decode(frame, (_from, kind, key, version, writer, epoch, rmw) => {
+      parts.push(`${msgNames[kind]} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`);
+    });
+    return `frame ${from}->${to} e${this.#traceDecoder!.frameEpoch}: ${parts.join(" | ")} `;
+  }
+
+  /**
+   * The faults of the network, for a message (core mode) or a frame (shard mode): loss,
+   * duplication, slow (reordering) delays, partitions, and loss of what a node sent just before it
+   * crashed. `link` counts frames in flight (shard mode), null for messages.
+   */
+  #transmit(from: NodeId, to: NodeId, describe: () => string, deliver: () => void, link: string | null): void {
     const o = this.options;
     if (this.faultsActive && this.random.chance(o.lossRate)) {
-      this.trace(`drop ${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}`);
+      this.trace(`drop ${describe()}`);
       return;
     }
     const copies = this.faultsActive && this.random.chance(o.duplicateRate) ? 2 : 1;
@@ -160,16 +253,18 @@ export class Simulation {
       const slow = this.faultsActive && this.random.chance(o.slowRate);
       const delayMs = slow ? this.random.range(5, 60) : this.random.range(0.05, 1);
       const sentAtMs = this.nowMs;
+      if (link !== null) this.#linkFrames.set(link, (this.#linkFrames.get(link) ?? 0) + 1);
       this.events.push(this.nowMs + delayMs, () => {
+        if (link !== null) this.#linkFrames.set(link, this.#linkFrames.get(link)! - 1);
         const target = this.nodes[to]!;
         if (target.crashed || this.#isCut(from, to)) return;
         const sender = this.nodes[from]!;
         if (sender.crashed && sentAtMs > sender.crashedAtMs - crashLossWindowMs && this.random.chance(0.5)) {
-          this.trace(`lost in crash ${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer}`);
+          this.trace(`lost in crash ${describe()}`);
           return;
         }
-        this.trace(`${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`);
-        target.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs);
+        this.trace(describe());
+        deliver();
       });
     }
   }
@@ -181,7 +276,9 @@ export class Simulation {
   #scheduleTick(node: SimNode, atMs: number): void {
     this.events.push(atMs, () => {
       if (node.crashed) return;
-      node.replica.tick(this.nowMs);
+      // Shard mode: the loop turns at least every tickMs (a turn ticks the replica's timers).
+      if (node.shard === null) node.replica.tick(this.nowMs);
+      else node.shard.turn();
       this.#scheduleTick(node, this.nowMs + this.options.tickMs);
     });
   }
@@ -214,9 +311,9 @@ export class Simulation {
       const delayMs = this.random.range(0.05, 1);
       this.events.push(this.nowMs + delayMs, () => {
         if (node.crashed) return;
-        node.replica.setMembership(epoch, view, this.nowMs);
+        this.#setMembership(node, epoch, view);
         // The node counts its lease from when the RM granted it, as a real node counts from when it sent the renewal.
-        if (isMember) node.replica.setLease(grantedUntil, this.nowMs);
+        if (isMember) this.#setLease(node, grantedUntil);
       });
     }
     this.events.push(this.nowMs + o.leaseRenewEveryMs, () => this.#rmRound());
@@ -280,6 +377,11 @@ export class Simulation {
       faulty.add(node.id);
       if (faulty.size > this.faultTolerance) return;
       this.#crash(node, "");
+    } else if (roll >= 0.85 && node.shard !== null && !node.crashed) {
+      // Shard mode only: the node's worker loop stalls (see shard-node.ts).
+      const durationMs = this.random.range(1, 30);
+      this.trace(`stall ${node.id} for ${durationMs.toFixed(1)}ms`);
+      node.shard.stall(durationMs);
     }
   }
 
