@@ -1,9 +1,9 @@
 #!/usr/bin/env bun
 // hermes-kv: the single binary's entry point (`bun build --compile` entry). Subcommands:
-// local, node, bench, and the client commands get|put|delete|cas|incr.
+// local, node, bench, and the client commands get|put|delete|cas|incr|batch.
 
 import { exitUsage, UsageError } from "./cli/args.ts";
-import { clientCommands, runClientCommand } from "./cli/client.ts";
+import { batchCommand, clientCommands, runClientCommand } from "./cli/client.ts";
 import { FatalError } from "./cli/fatal-error.ts";
 
 const version = "0.1.0";
@@ -20,6 +20,7 @@ usage: hermes-kv <command> [flags]    (every command has --help)
   delete    delete a key                   hermes-kv delete KEY
   cas       compare-and-set on the ETag    hermes-kv cas KEY VALUE --etag E
   incr      add to an integer value        hermes-kv incr KEY [--by N]
+  batch     many independent ops at once   hermes-kv batch FILE.json|-
 
   --version, --help`;
 
@@ -41,6 +42,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/node-command.ts")).runNodeCommand(rest);
       case "bench":
         return await (await import("./cli/bench-command.ts")).runBenchCommand(rest);
+      case batchCommand:
+        return await runClientCommand(argv);
       default:
         if ((clientCommands as readonly string[]).includes(command)) return await runClientCommand(argv);
         console.error(`hermes-kv: unknown command "${command}"\n\n${usage}`);

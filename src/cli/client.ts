@@ -1,10 +1,11 @@
-// `hermes-kv get|put|delete|cas|incr`: a small HTTP client of one node, in the style of etcdctl.
+// `hermes-kv get|put|delete|cas|incr|batch`: a small HTTP client of one node, in the style of etcdctl.
 // Values go to stdout, errors to stderr as `Error: ...`, and the exit code says what happened, so
 // that scripts can branch on it without parsing text:
 //   0 ok, 1 not found, 2 precondition failed, 3 unavailable / busy / timeout / incr aborted /
 //   outcome unknown (retrying may help), 4 refused for another reason (not a number, store full, server error),
 //   64 usage (bad flags or arguments, or input the server rejected as invalid or too large).
 
+import { batchBodyBytesMax, batchOpsMax } from "../http/routes-batch.ts";
 import { UsageError, exitUsage, expectPositionals, parseArgs, parseIntegerFlag, type FlagSpecs } from "./args.ts";
 
 export const ClientExit = {
@@ -16,8 +17,12 @@ export const ClientExit = {
   usage: exitUsage,
 } as const;
 
+/** The commands on one KEY. */
 export const clientCommands = ["get", "put", "delete", "cas", "incr"] as const;
-export type ClientCommand = (typeof clientCommands)[number];
+/** `hermes-kv batch [FILE|-]`: a client command too, but on many keys (POST /v1/batch), so not in clientCommands. */
+export const batchCommand = "batch";
+export type ClientCommand = (typeof clientCommands)[number] | typeof batchCommand;
+const allCommands: readonly string[] = [...clientCommands, batchCommand];
 
 export interface ClientIo {
   stdout(data: string | Uint8Array): void | Promise<void>;
@@ -32,8 +37,10 @@ export const endpointEnv = "HERMES_KV_ENDPOINT";
 /** Longer than a node's op timeout (5 s by default), so that the node answers 504 before we give up. */
 export const defaultTimeoutMs = 10_000;
 export const timeoutMsMax = 3_600_000;
-/** A value read from stdin is held in memory; nodes accept far less (64 KiB by default). */
+/** A value read from stdin (or a batch from a file) is held in memory; nodes accept far less. */
 export const stdinBytesMax = 16 * 1024 * 1024;
+/** Failed ops of a batch reported on stderr one by one; the rest are counted (stdout has them all). */
+export const batchFailuresShownMax = 10;
 
 const commonFlags = {
   endpoint: { kind: "string" },
@@ -182,13 +189,57 @@ ${exitHelp}
       return ClientExit.ok;
     },
   },
+  batch: {
+    flags: commonFlags,
+    help: `Usage: hermes-kv batch [FILE|-] [flags]
+
+Send many independent ops to the node in one request (POST /v1/batch). FILE holds the request as
+JSON; with - or no FILE it is read from stdin. Values are base64 (they may be any bytes):
+
+  {"ops":[{"op":"put","key":"k","value":"aGVsbG8="},
+          {"op":"get","key":"k"},
+          {"op":"cas","key":"k","etag":"\\"2.1\\"","value":"Ynll"},
+          {"op":"create","key":"new","value":""},
+          {"op":"delete","key":"old"},
+          {"op":"incr","key":"n","by":3}]}
+
+It is not a transaction: the ops run concurrently, in any order, and each succeeds or fails on its
+own. The node checks the whole batch before running any op: a malformed or oversize batch (more
+than ${batchOpsMax} ops or ${batchBodyBytesMax} bytes) runs nothing (exit 64).
+
+Prints the node's answer on stdout: {"results":[...]} with one result per line, in the order of
+the ops, each with the status its op would have had alone (200, 404, 412, 409, 429, 503, 504...),
+a base64 "value" for get, a number for incr, the "etag", and an "error" when it failed. Each op
+that did not succeed is also named on stderr.
+
+Flags:
+${commonHelp}
+
+Exit codes: 0 if every op answered 200 (a get of an absent key answers 404); otherwise the code its
+own command would give for the first op that did not: 1 not found, 2 precondition failed,
+3 unavailable, busy, timed out, incr aborted or outcome unknown (retrying may help), 4 refused
+(not a number, store full). Also 3 if the node could not be reached, and 64 usage (bad flags, an
+unreadable FILE, or a batch the node refused as invalid or too large).
+`,
+    async run(context, _flags, positionals) {
+      expectPositionals(positionals, 0, 1, "[FILE|-]");
+      const source = positionals[0] ?? "-";
+      const body = source === "-" ? await context.io.readStdin(stdinBytesMax) : await readFileBounded(source, stdinBytesMax);
+      if (body === null) throw new UsageError(`the batch on ${source === "-" ? "stdin" : source} is longer than ${stdinBytesMax} bytes`);
+      const init = { body, headers: { "content-type": "application/json" } };
+      const response = await call(context, "POST", "/v1/batch", init, true);
+      if (typeof response === "number") return response;
+      if (response.status !== 200) return failure(context, response);
+      return printBatch(context, await response.text());
+    },
+  },
 };
 
 /** Run one client subcommand; argv starts with its name (["get", "k", "--endpoint", url]). Returns the exit code. */
 export async function runClientCommand(argv: readonly string[], io: ClientIo = processIo()): Promise<number> {
   const name = argv[0];
-  if (name === undefined || !(clientCommands as readonly string[]).includes(name)) {
-    await io.stderr(`Error: unknown client command ${JSON.stringify(name ?? "")}; expected one of ${clientCommands.join(", ")}\n`);
+  if (name === undefined || !allCommands.includes(name)) {
+    await io.stderr(`Error: unknown client command ${JSON.stringify(name ?? "")}; expected one of ${allCommands.join(", ")}\n`);
     return ClientExit.usage;
   }
   const command = commands[name as ClientCommand];
@@ -294,6 +345,11 @@ async function failure(context: Context, response: Response): Promise<number> {
     // Not our JSON (a proxy, or not a hermes-kv node): the status line is all we know.
   }
   await context.io.stderr(`Error: ${message}\n`);
+  return exitCodeOf(code, response.status);
+}
+
+/** The exit code for an error answer: by its error code, else by its HTTP status. */
+function exitCodeOf(code: string, status: number): number {
   switch (code) {
     case "not_found":
       return ClientExit.notFound;
@@ -310,7 +366,56 @@ async function failure(context: Context, response: Response): Promise<number> {
       return ClientExit.usage;
     default:
       // A 5xx without our body (a proxy's 502/503/504) is also worth a retry.
-      return response.status >= 502 && response.status <= 504 ? ClientExit.unavailable : ClientExit.refused;
+      return status >= 502 && status <= 504 ? ClientExit.unavailable : ClientExit.refused;
+  }
+}
+
+interface BatchResult {
+  status?: unknown;
+  error?: { code?: unknown; message?: unknown };
+}
+
+/**
+ * Print a batch's answer (one result per line, still one JSON document), name the ops that did not
+ * succeed on stderr, and choose the exit code from the first of them.
+ */
+async function printBatch(context: Context, text: string): Promise<number> {
+  let results: BatchResult[];
+  try {
+    const parsed = JSON.parse(text) as { results?: unknown };
+    if (!Array.isArray(parsed.results) || !parsed.results.every((r) => typeof r === "object" && r !== null && typeof r.status === "number")) {
+      throw new Error("no results");
+    }
+    results = parsed.results as BatchResult[];
+  } catch {
+    // The node answered 200, so it ran the ops; what became of them we cannot tell.
+    await context.io.stderr(`Error: the answer of ${context.endpoint} is not a batch result; the ops may or may not have taken effect\n`);
+    return ClientExit.unavailable;
+  }
+  await context.io.stdout(`{"results":[${results.map((r) => `\n${JSON.stringify(r)}`).join(",")}\n]}\n`);
+  let exit: number = ClientExit.ok;
+  let failed = 0;
+  for (const [index, result] of results.entries()) {
+    if (result.status === 200) continue;
+    const status = result.status as number;
+    const code = typeof result.error?.code === "string" ? result.error.code : "";
+    const message = typeof result.error?.message === "string" ? result.error.message : `HTTP ${status}`;
+    if (failed < batchFailuresShownMax) await context.io.stderr(`Error: op ${index}: ${status} ${message}\n`);
+    if (failed === 0) exit = exitCodeOf(code, status);
+    failed += 1;
+  }
+  if (failed > batchFailuresShownMax) await context.io.stderr(`Error: ... and ${failed - batchFailuresShownMax} more ops that did not succeed\n`);
+  return exit;
+}
+
+/** A file's bytes, or null when it is longer than bytesMax; a file that cannot be read is a usage error. */
+async function readFileBounded(path: string, bytesMax: number): Promise<Uint8Array | null> {
+  const file = Bun.file(path);
+  try {
+    if (file.size > bytesMax) return null;
+    return await readStreamBounded(file.stream(), bytesMax);
+  } catch (error) {
+    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`);
   }
 }
 

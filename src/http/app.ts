@@ -7,6 +7,7 @@ import { AssertionError } from "../base/assert.ts";
 import type { KvBackend } from "../node/backend.ts";
 import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./errors.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
+import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";
 import { kvAllow, registerKvRoutes } from "./routes-kv.ts";
 import { opsAllow, opsPaths, registerOpsRoutes } from "./routes-ops.ts";
 import { splitTarget } from "./target.ts";
@@ -22,11 +23,12 @@ export function createApp(backend: KvBackend): Hono {
   const metrics = new HttpMetrics();
   registerKvRoutes(app, backend, metrics);
   registerOpsRoutes(app, backend, metrics);
+  registerBatchRoutes(app, backend, metrics);
 
   // No handler matched: either the path exists with other methods (405) or it does not (404).
   app.notFound((c) => {
     const path = splitTarget(c.req.url).path;
-    const allow = path.startsWith("/v1/kv/") ? kvAllow : opsPaths.includes(path) ? opsAllow : null;
+    const allow = path.startsWith("/v1/kv/") ? kvAllow : opsPaths.includes(path) ? opsAllow : path === batchPath ? batchAllow : null;
     const response = allow === null ? unknownRoute(c.req.method, path.slice(0, 200)) : methodNotAllowed(c.req.method, allow);
     metrics.begin();
     metrics.end(Route.other, response.status, 0);

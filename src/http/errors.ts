@@ -17,8 +17,10 @@ export const ErrorCode = {
   aborted: "aborted",
   /** 412: If-Match / If-None-Match did not hold; nothing was written. */
   preconditionFailed: "precondition_failed",
-  /** 413: the key or the value is larger than the node accepts. */
+  /** 413: the key or the value (or a batch: its body or its number of ops) is larger than the node accepts. */
   tooLarge: "too_large",
+  /** 415: POST /v1/batch with a body that is not declared as JSON (Content-Type). Nothing was submitted. */
+  unsupportedMediaType: "unsupported_media_type",
   /** 429: a bounded queue is full; nothing was started. Retry after Retry-After seconds. */
   busy: "busy",
   /** 500: a bug. The message says what broke. */

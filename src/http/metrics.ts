@@ -14,12 +14,19 @@ export const Route = {
   metrics: 6,
   /** No route matched (404 unknown_route) or the method is not allowed (405). */
   other: 7,
+  /** POST /v1/batch, counted once per request (its ops: hermes_http_batch_ops_total). */
+  batch: 8,
 } as const;
 
 export type RouteId = (typeof Route)[keyof typeof Route];
 
-const routeNames = ["kv_get", "kv_put", "kv_delete", "kv_incr", "status", "health", "metrics", "other"] as const;
+const routeNames = ["kv_get", "kv_put", "kv_delete", "kv_incr", "status", "health", "metrics", "other", "batch"] as const;
 const routeCount = routeNames.length;
+
+/** The ops of a batch, by the name a client sends in `"op"`; an index into batchOpNames. */
+export const batchOpNames = ["get", "put", "cas", "create", "delete", "incr"] as const;
+export type BatchOpName = (typeof batchOpNames)[number];
+const batchOpCount = batchOpNames.length;
 
 /** HTTP status codes are three digits; anything else is recorded as 0 (and would be a bug). */
 const statusCodesMax = 600;
@@ -35,6 +42,8 @@ export class HttpMetrics {
   readonly #durationBuckets = new Float64Array(routeCount * (bucketCount + 1));
   readonly #durationSumS = new Float64Array(routeCount);
   readonly #durationCount = new Float64Array(routeCount);
+  /** batchOps[op * statusCodesMax + status]: each op of a batch, by the status it was answered. */
+  readonly #batchOps = new Float64Array(batchOpCount * statusCodesMax);
   #inFlight = 0;
 
   begin(): void {
@@ -54,6 +63,17 @@ export class HttpMetrics {
     this.#durationCount[route]! += 1;
   }
 
+  /** Count one op of a batch (`op` indexes batchOpNames), answered with `status` inside the batch. */
+  batchOp(op: number, status: number): void {
+    const code = Number.isInteger(status) && status >= 100 && status < statusCodesMax ? status : 0;
+    this.#batchOps[op * statusCodesMax + code]! += 1;
+  }
+
+  /** Batch ops counted for an op and status (for tests). */
+  batchOps(op: number, status: number): number {
+    return this.#batchOps[op * statusCodesMax + status] ?? 0;
+  }
+
   /** Requests counted for a route and status (for tests and the status page). */
   requests(route: RouteId, status: number): number {
     return this.#requests[route * statusCodesMax + status] ?? 0;
@@ -69,6 +89,16 @@ export class HttpMetrics {
       for (let code = 0; code < statusCodesMax; code += 1) {
         const count = this.#requests[route * statusCodesMax + code]!;
         if (count > 0) lines.push(`hermes_http_requests_total{route="${routeNames[route]}",code="${code}"} ${count}`);
+      }
+    }
+    lines.push(
+      "# HELP hermes_http_batch_ops_total Ops inside POST /v1/batch requests, by op and the status each was answered.",
+      "# TYPE hermes_http_batch_ops_total counter",
+    );
+    for (let op = 0; op < batchOpCount; op += 1) {
+      for (let code = 0; code < statusCodesMax; code += 1) {
+        const count = this.#batchOps[op * statusCodesMax + code]!;
+        if (count > 0) lines.push(`hermes_http_batch_ops_total{op="${batchOpNames[op]}",code="${code}"} ${count}`);
       }
     }
     lines.push(

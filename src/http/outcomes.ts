@@ -1,14 +1,19 @@
-// Map a backend OpResult to an HTTP response. Every OpStatus is mapped explicitly; a status the
+// Map a backend OpResult to its HTTP answer. Every OpStatus is mapped explicitly; a status the
 // switch does not know is a broken contract and throws (answered 500 by the app's error handler).
 //
 // Reads and updates differ in one way: an update that timed out or whose node went away may have
 // taken effect, so it is never reported as failed (504 outcome_unknown, X-Outcome: unknown), while a
 // read has no effect, so its timeout is a plain failure (504 timeout).
+//
+// The table lives in one function, `failureOf`, which says what an op's answer is without framing
+// it. The single-op routes frame it as a whole response (`failureResponse`: status, error body,
+// headers); POST /v1/batch frames it as one item of its results (routes-batch.ts), with the headers
+// as fields. Both therefore answer every op with the same status, code and message.
 
 import { OpKind, OpStatus } from "../base/kinds.ts";
 import { formatTs } from "../base/timestamp.ts";
 import type { OpResult } from "../node/backend.ts";
-import { ErrorCode, errorResponse, retryAfterSeconds } from "./errors.ts";
+import { ErrorCode, type ErrorCodeName, type ErrorOptions, errorResponse, retryAfterSeconds } from "./errors.ts";
 import { AssertionError } from "../base/assert.ts";
 
 /** The HTTP form of a timestamp: a quoted strong ETag. */
@@ -21,42 +26,146 @@ function knownEtag(result: OpResult): string | undefined {
   return result.version > 0 ? etagOf(result.version, result.writer) : undefined;
 }
 
+/** The ETag of a completed op; `what` names the op for the assertion ("a completed update"). */
+export function okEtag(result: OpResult, what: string): string {
+  if (result.version <= 0) throw new AssertionError(`${what} has version 0`);
+  return etagOf(result.version, result.writer);
+}
+
+/** The new value of a completed incr (the backend gives it as decimal ASCII). */
+export function incrValueOf(result: OpResult): number {
+  if (result.value === null) throw new AssertionError("a completed incr has no value");
+  return parseDecimal(result.value);
+}
+
+/**
+ * Why an op did not succeed, in HTTP terms but not yet framed. The single routes send `etag`,
+ * `retryAfter` and `outcomeUnknown` as the ETag, Retry-After and X-Outcome headers; a batch item
+ * carries them as fields.
+ */
+export interface Failure {
+  readonly status: number;
+  readonly code: ErrorCodeName;
+  readonly message: string;
+  /** The key's current ETag when the backend reported one (404 of a tombstone, 412). */
+  readonly etag: string | undefined;
+  /** The ETag is also in the error body as `error.etag` (412 only). */
+  readonly etagInBody: boolean;
+  /** Retry-After: retryAfterSeconds. */
+  readonly retryAfter: boolean;
+  /** X-Outcome: unknown: the update may or may not have taken effect. */
+  readonly outcomeUnknown: boolean;
+}
+
+function fixed(status: number, code: ErrorCodeName, message: string, retryAfter = false, outcomeUnknown = false): Failure {
+  return Object.freeze({ status, code, message, etag: undefined, etagInBody: false, retryAfter, outcomeUnknown });
+}
+
+// The failures that depend on nothing but the status are built once.
+const notANumber = fixed(409, ErrorCode.notANumber, "the value is not a decimal safe integer, or the result would not be one; nothing was written");
+const aborted = fixed(409, ErrorCode.aborted, "the increment lost too many concurrent races; nothing was written, retry", true);
+const readTimeout = fixed(504, ErrorCode.timeout, "the read did not complete in time");
+const updateUnknown = fixed(504, ErrorCode.outcomeUnknown, "the update may or may not have taken effect", false, true);
+const unavailable = fixed(
+  503,
+  ErrorCode.unavailable,
+  "this node is not serving (no lease, not a member, or shutting down); nothing was started",
+  true,
+);
+const busy = fixed(429, ErrorCode.busy, "the node's queue is full; nothing was started", true);
+const storeFull = fixed(507, ErrorCode.storeFull, "the store holds its maximum number of keys; nothing was written");
+// The replica answers Timeout only for an op that never started (the key never became Valid, or
+// no lease, within the op timeout): nothing was written, so it is not "unknown".
+const updateNotStarted = fixed(503, ErrorCode.timeout, "the update could not start in time and was not applied", true);
+const notFound = fixed(404, ErrorCode.notFound, "key not found");
+
+/**
+ * The failure an op's result means, or null when the op succeeded (for a read: Ok with a present
+ * value). This is the one table of the mapping; both the single routes and batches use it.
+ */
+export function failureOf(kind: OpKind, result: OpResult): Failure | null {
+  const isRead = kind === OpKind.Read;
+  const status = result.status;
+  switch (status) {
+    case OpStatus.Ok: {
+      if (!isRead || result.value !== null) return null;
+      // Absent. A tombstone still has a timestamp: send it, a client may CAS on it.
+      const etag = knownEtag(result);
+      return etag === undefined ? notFound : { ...notFound, etag };
+    }
+    case OpStatus.PreconditionFailed: {
+      const etag = knownEtag(result);
+      const message =
+        kind === OpKind.Create
+          ? "precondition failed: the key exists (If-None-Match: *)"
+          : etag === undefined
+            ? "precondition failed: the key has never been written (If-Match)"
+            : `precondition failed: the key's current ETag is ${etag} (If-Match)`;
+      return { status: 412, code: ErrorCode.preconditionFailed, message, etag, etagInBody: etag !== undefined, retryAfter: false, outcomeUnknown: false };
+    }
+    case OpStatus.NotANumber:
+      return notANumber;
+    case OpStatus.Aborted:
+      return aborted;
+    case OpStatus.Unknown:
+      return isRead ? readTimeout : updateUnknown;
+    case OpStatus.Unavailable:
+      return unavailable;
+    case OpStatus.Busy:
+      return busy;
+    case OpStatus.StoreFull:
+      return storeFull;
+    case OpStatus.Timeout:
+      return isRead ? readTimeout : updateNotStarted;
+    default: {
+      const never: never = status;
+      throw new AssertionError(`unknown OpStatus ${String(never)}`);
+    }
+  }
+}
+
+const retryAfterText = String(retryAfterSeconds);
+
+/** A failure as a whole HTTP response: the JSON error body and its headers. */
+export function failureResponse(failure: Failure): Response {
+  let headers: Record<string, string> | undefined;
+  if (failure.etag !== undefined) headers = { etag: failure.etag };
+  if (failure.retryAfter) (headers ??= {})["retry-after"] = retryAfterText;
+  if (failure.outcomeUnknown) (headers ??= {})["x-outcome"] = "unknown";
+  if (headers === undefined) return errorResponse(failure.status, failure.code, failure.message);
+  const options: ErrorOptions = { headers };
+  if (failure.etagInBody) options.etag = failure.etag;
+  return errorResponse(failure.status, failure.code, failure.message, options);
+}
+
 // Responses say "cache-control: no-store": a linearizable read must not be served from a cache,
 // where a value is stale by definition.
 const jsonHeaders = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" } as const;
 
 export function readResponse(result: OpResult): Response {
-  if (result.status === OpStatus.Ok) {
-    const etag = knownEtag(result);
-    if (result.value === null) {
-      // Absent. A tombstone still has a timestamp: send it, a client may CAS on it.
-      return errorResponse(404, ErrorCode.notFound, "key not found", etag === undefined ? undefined : { headers: { etag } });
-    }
-    if (etag === undefined) throw new AssertionError("a present value has version 0");
-    // An object literal rather than a spread of a shared one: measurably cheaper per response.
-    return new Response(result.value, {
-      status: 200,
-      headers: { "content-type": "application/octet-stream", "cache-control": "no-store", etag },
-    });
-  }
-  return failure(OpKind.Read, result);
+  const failure = failureOf(OpKind.Read, result);
+  if (failure !== null) return failureResponse(failure);
+  // An object literal rather than a spread of a shared one: measurably cheaper per response.
+  return new Response(result.value, {
+    status: 200,
+    headers: { "content-type": "application/octet-stream", "cache-control": "no-store", etag: okEtag(result, "a present value") },
+  });
 }
 
 /** Write, Cas, Create, Delete: 200 with the new ETag in the header and in `{ "etag" }`. */
 export function updateResponse(kind: OpKind, result: OpResult): Response {
-  if (result.status !== OpStatus.Ok) return failure(kind, result);
-  const etag = knownEtag(result);
-  if (etag === undefined) throw new AssertionError("a completed update has version 0");
+  const failure = failureOf(kind, result);
+  if (failure !== null) return failureResponse(failure);
+  const etag = okEtag(result, "a completed update");
   return new Response(`{"etag":${JSON.stringify(etag)}}`, { status: 200, headers: { ...jsonHeaders, etag } });
 }
 
 /** Incr: 200 with `{ "value": N, "etag" }`; the backend gives the new value as decimal ASCII. */
 export function incrResponse(result: OpResult): Response {
-  if (result.status !== OpStatus.Ok) return failure(OpKind.Incr, result);
-  const etag = knownEtag(result);
-  if (etag === undefined) throw new AssertionError("a completed incr has version 0");
-  if (result.value === null) throw new AssertionError("a completed incr has no value");
-  const value = parseDecimal(result.value);
+  const failure = failureOf(OpKind.Incr, result);
+  if (failure !== null) return failureResponse(failure);
+  const etag = okEtag(result, "a completed incr");
+  const value = incrValueOf(result);
   return new Response(`{"value":${value},"etag":${JSON.stringify(etag)}}`, {
     status: 200,
     headers: { ...jsonHeaders, etag },
@@ -77,58 +186,4 @@ function parseDecimal(bytes: Uint8Array): number {
   }
   if (!Number.isSafeInteger(value)) throw new AssertionError("incr value is not a safe integer");
   return negative ? -value : value;
-}
-
-const retryHeaders = { "retry-after": String(retryAfterSeconds) } as const;
-const unknownHeaders = { "x-outcome": "unknown" } as const;
-
-function failure(kind: OpKind, result: OpResult): Response {
-  const isRead = kind === OpKind.Read;
-  const status = result.status;
-  switch (status) {
-    case OpStatus.Ok:
-      throw new AssertionError("failure() called with OpStatus.Ok");
-    case OpStatus.PreconditionFailed: {
-      const etag = knownEtag(result);
-      const message =
-        kind === OpKind.Create
-          ? "precondition failed: the key exists (If-None-Match: *)"
-          : etag === undefined
-            ? "precondition failed: the key has never been written (If-Match)"
-            : `precondition failed: the key's current ETag is ${etag} (If-Match)`;
-      return errorResponse(412, ErrorCode.preconditionFailed, message, etag === undefined ? undefined : { etag, headers: { etag } });
-    }
-    case OpStatus.NotANumber:
-      return errorResponse(
-        409,
-        ErrorCode.notANumber,
-        "the value is not a decimal safe integer, or the result would not be one; nothing was written",
-      );
-    case OpStatus.Aborted:
-      return errorResponse(409, ErrorCode.aborted, "the increment lost too many concurrent races; nothing was written, retry", {
-        headers: retryHeaders,
-      });
-    case OpStatus.Unknown:
-      if (isRead) return errorResponse(504, ErrorCode.timeout, "the read did not complete in time");
-      return errorResponse(504, ErrorCode.outcomeUnknown, "the update may or may not have taken effect", {
-        headers: unknownHeaders,
-      });
-    case OpStatus.Unavailable:
-      return errorResponse(503, ErrorCode.unavailable, "this node is not serving (no lease, not a member, or shutting down); nothing was started", {
-        headers: retryHeaders,
-      });
-    case OpStatus.Busy:
-      return errorResponse(429, ErrorCode.busy, "the node's queue is full; nothing was started", { headers: retryHeaders });
-    case OpStatus.StoreFull:
-      return errorResponse(507, ErrorCode.storeFull, "the store holds its maximum number of keys; nothing was written");
-    case OpStatus.Timeout:
-      if (isRead) return errorResponse(504, ErrorCode.timeout, "the read did not complete in time");
-      // The replica answers Timeout only for an op that never started (the key never became
-      // Valid, or no lease, within the op timeout): nothing was written, so it is not "unknown".
-      return errorResponse(503, ErrorCode.timeout, "the update could not start in time and was not applied", { headers: retryHeaders });
-    default: {
-      const never: never = status;
-      throw new AssertionError(`unknown OpStatus ${String(never)}`);
-    }
-  }
 }

@@ -16,6 +16,10 @@ import { nodeIdMax } from "../base/ids.ts";
 export const keyRulesText =
   "a key is the percent-encoded UTF-8 path after /v1/kv/: non-empty, no control characters (U+0000-U+001F, U+007F-U+009F), not '.' or '..'";
 
+/** The same rules as they apply to a key inside POST /v1/batch, where it is a JSON string. */
+export const batchKeyRulesText =
+  "a key is a JSON string of UTF-8 text: non-empty, no control characters (U+0000-U+001F, U+007F-U+009F), not '.' or '..'";
+
 /** Stop at the first failed check so that the message names the first rule broken. */
 export const parseConfig = { abortPipeEarly: true } as const;
 
@@ -39,15 +43,16 @@ export function utf8ByteLength(text: string): number {
   return bytes;
 }
 
-export function createKeySchema(keyBytesMax: number) {
+/** `rulesText` ends the 400 messages: the single routes explain URL keys, batches JSON keys. */
+export function createKeySchema(keyBytesMax: number, rulesText: string = keyRulesText) {
   // One UTF-16 unit is at most 3 UTF-8 bytes, so short keys skip the count.
   const fitsKeyBytes = (key: string): boolean => key.length * 3 <= keyBytesMax || utf8ByteLength(key) <= keyBytesMax;
   return {
     schema: v.pipe(
       v.string(),
-      v.nonEmpty(`the key is empty; ${keyRulesText}`),
-      v.check((key: string) => !controlCharacter.test(key), `the key contains a control character; ${keyRulesText}`),
-      v.check((key: string) => key !== "." && key !== "..", `the key is '.' or '..'; ${keyRulesText}`),
+      v.nonEmpty(`the key is empty; ${rulesText}`),
+      v.check((key: string) => !controlCharacter.test(key), `the key contains a control character; ${rulesText}`),
+      v.check((key: string) => key !== "." && key !== "..", `the key is '.' or '..'; ${rulesText}`),
       v.check(fitsKeyBytes, `the key is longer than ${keyBytesMax} UTF-8 bytes`),
     ),
     /** The requirement of the size check: an issue with it is answered 413, any other 400. */

@@ -1,0 +1,347 @@
+// POST /v1/batch: many independent ops in one request, each answered on its own.
+//
+// Not a transaction. The ops are submitted together and complete independently, in any order;
+// each may succeed or fail, exactly as if it had been sent alone to its single-op route (same
+// status, error code and message: outcomes.ts's `failureOf` is the one table for both). Only the
+// answers come back in request order. What a batch saves is round trips: one HTTP request, and all
+// its ops go into the shard rings in the same turn, so the engine runs them in one round.
+//
+// The format is JSON with base64 values:
+//
+//   request   {"ops":[{"op":"get","key":"k"},
+//                     {"op":"put","key":"k","value":"<base64>"},
+//                     {"op":"cas","key":"k","etag":"\"2.0\"","value":"<base64>"},
+//                     {"op":"create","key":"k","value":"<base64>"},
+//                     {"op":"delete","key":"k"},
+//                     {"op":"incr","key":"k","by":3}]}           (by: optional, default 1)
+//   response  {"results":[{"status":200,"value":"<base64>","etag":"\"4.1\""},
+//                         {"status":200,"etag":"\"6.1\""},
+//                         {"status":412,"etag":"\"6.1\"","error":{"code":"precondition_failed","message":…,"etag":…}},
+//                         …,
+//                         {"status":200,"value":7,"etag":"\"9.1\""}]}
+//
+// Why this format: values are arbitrary bytes and JSON strings are Unicode text, so values need an
+// encoding, and base64 (RFC 4648, standard alphabet, padded) is the one every language has built in
+// and what etcd's JSON gateway uses for its byte fields. Its cost, 4/3 of the value size, is paid
+// only by batches; the single routes keep raw bodies. Keys stay JSON strings: they are text by the
+// key rules (UTF-8, no control characters), so no encoding is needed and they read as they are.
+// JSON (rather than a binary framing) because a batch should be as easy to write with curl and jq
+// as the single routes; a binary form could be added later under another Content-Type, which is
+// why the Content-Type is checked.
+//
+// Each result has the status its op would have had on the single route, and carries what that
+// route sends in headers as fields: `etag` (ETag), `retryAfter` (Retry-After, seconds) and
+// `outcome: "unknown"` (X-Outcome); `error` is the single route's error body. The request itself
+// is answered 200 once the batch is accepted, whatever its ops' statuses.
+//
+// The whole request is validated before any op is submitted: a malformed batch (400), one that is
+// too large (413: body bytes, number of ops, a key or a value) or not JSON (415) writes nothing.
+
+import type { Hono } from "hono";
+import * as v from "valibot";
+import { OpKind } from "../base/kinds.ts";
+import type { KvBackend, OpRequest, OpResult } from "../node/backend.ts";
+import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
+import { ErrorCode, errorResponse, invalidInput, retryAfterSeconds, tooLarge, unknownRoute } from "./errors.ts";
+import { type HttpMetrics, Route, batchOpNames, counted } from "./metrics.ts";
+import { failureOf, incrValueOf, okEtag } from "./outcomes.ts";
+import { type KeySchema, batchKeyRulesText, contentLengthSchema, createKeySchema, etagSchema, parseConfig } from "./schemas.ts";
+import { checkQuery, splitTarget } from "./target.ts";
+
+export const batchPath = "/v1/batch";
+export const batchAllow = "POST";
+
+/**
+ * Most ops in one batch. A batch holds its ops' values until all are answered, and its ops share
+ * the shard queues (16,384 ops in flight per shard) with every other client: 1,024 keeps one
+ * batch from taking a large part of them, while already amortizing the request over many ops.
+ * It also bounds the answer: at most batchOpsMax values read, each at most valueBytesMax (4/3 of
+ * that in base64), about 44 MiB with the default 32 KiB values.
+ */
+export const batchOpsMax = 1024;
+
+/**
+ * Largest request body, checked from Content-Length and again while reading. 1 MiB (etcd's default
+ * request cap is 1.5 MiB) holds 1,024 small ops, or about 23 values of the largest size (32 KiB,
+ * 43,692 bytes in base64). The parsed body and the decoded values take a few times this while the
+ * batch runs, so it bounds a batch's memory.
+ */
+export const batchBodyBytesMax = 1024 * 1024;
+
+/** Each OpKind's index in batchOpNames (its name in a request), for the per-op metrics. */
+const opIndexOfKind: Record<OpKind, number> = {
+  [OpKind.Read]: 0,
+  [OpKind.Write]: 1,
+  [OpKind.Cas]: 2,
+  [OpKind.Create]: 3,
+  [OpKind.Delete]: 4,
+  [OpKind.Incr]: 5,
+};
+
+const opsText = batchOpNames.join(", ");
+const formatHint = `expected {"ops":[{"op":"get","key":"k"}, ...]} with op one of ${opsText}`;
+
+/** Standard base64 with padding; whitespace and the URL-safe alphabet are refused, not guessed at. */
+const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+const base64Text = "base64 (RFC 4648: standard alphabet A-Z a-z 0-9 + /, with = padding)";
+
+/** Bytes a well-formed base64 string decodes to. */
+function base64DecodedLength(text: string): number {
+  const padding = text.endsWith("==") ? 2 : text.endsWith("=") ? 1 : 0;
+  return (text.length / 4) * 3 - padding;
+}
+
+// Uint8Array.fromBase64 / toBase64 (TC39 "Uint8Array to/from base64", implemented by Bun).
+interface Base64Codec {
+  fromBase64(text: string, options: { lastChunkHandling: "strict" }): Uint8Array;
+}
+const base64Codec = Uint8Array as unknown as Base64Codec;
+function toBase64(bytes: Uint8Array): string {
+  return (bytes as unknown as { toBase64(): string }).toBase64();
+}
+
+/** The message for a missing or an unknown field of an op (valibot reports both as the object's issue). */
+function objectMessage(op: string, fields: readonly string[]) {
+  return (issue: v.BaseIssue<unknown>): string => {
+    const field = issue.path?.[issue.path.length - 1]?.key;
+    if (typeof field === "string" && fields.includes(field)) return `the ${op} op needs the field "${field}"`;
+    return `unknown field ${JSON.stringify(String(field).slice(0, 64))} in a ${op} op; it takes ${fields.map((f) => `"${f}"`).join(", ")}`;
+  };
+}
+
+function createOpSchema(keys: KeySchema, valueBytesMax: number) {
+  const key = v.pipe(
+    v.string("the key must be a JSON string"),
+    // JSON can spell a lone surrogate ("\ud800"), which has no UTF-8 form: a URL could not name it.
+    v.check((text: string) => text.isWellFormed(), `the key is not valid Unicode (it has a lone surrogate); ${batchKeyRulesText}`),
+    keys.schema,
+  );
+  const fitsValueBytes = (text: string): boolean => base64DecodedLength(text) <= valueBytesMax;
+  const value = v.pipe(
+    v.string(`the value must be a JSON string holding ${base64Text}`),
+    v.regex(base64Pattern, `the value is not ${base64Text}`),
+    v.check(fitsValueBytes, (issue) => `the value is ${base64DecodedLength(issue.input as string)} bytes; the largest accepted is ${valueBytesMax}`),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      try {
+        return base64Codec.fromBase64(dataset.value, { lastChunkHandling: "strict" });
+      } catch {
+        // Only non-zero padding bits get here ("QR=="): such text is not what any encoder writes.
+        addIssue({ message: `the value is not canonical ${base64Text}: its last character has bits set beyond the data` });
+        return NEVER;
+      }
+    }),
+  );
+  const etag = v.pipe(v.string('the etag must be a JSON string such as "\\"3.1\\"" (quotes included)'), etagSchema);
+  const by = v.optional(
+    v.pipe(
+      v.number("by must be a JSON number, a decimal integer"),
+      v.integer((issue) => `by must be a decimal integer, got ${String(issue.input)}`),
+      v.safeInteger("by must be between -(2^53-1) and 2^53-1"),
+    ),
+    1,
+  );
+  const opSchema = v.pipe(
+    // valibot's objects accept arrays (they are objects in JS); JSON's are not.
+    v.custom<unknown>((input) => !Array.isArray(input), `an op must be a JSON object; ${formatHint}`),
+    v.variant(
+      "op",
+      [
+        v.strictObject({ op: v.literal("get"), key }, objectMessage("get", ["op", "key"])),
+        v.strictObject({ op: v.literal("put"), key, value }, objectMessage("put", ["op", "key", "value"])),
+        v.strictObject({ op: v.literal("cas"), key, etag, value }, objectMessage("cas", ["op", "key", "etag", "value"])),
+        v.strictObject({ op: v.literal("create"), key, value }, objectMessage("create", ["op", "key", "value"])),
+        v.strictObject({ op: v.literal("delete"), key }, objectMessage("delete", ["op", "key"])),
+        v.strictObject({ op: v.literal("incr"), key, by }, objectMessage("incr", ["op", "key", "by"])),
+      ],
+      // Without a path the op itself is not an object; with one, `input` is the "op" field's value.
+      (issue) => {
+        if (issue.path === undefined) return `an op must be a JSON object; ${formatHint}`;
+        if (issue.input === undefined) return `the op has no "op" field; ${formatHint}`;
+        const shown = typeof issue.input === "string" ? JSON.stringify(issue.input.slice(0, 64)) : `of type ${issue.input === null ? "null" : typeof issue.input}`;
+        return `unknown op ${shown}; expected one of ${opsText}`;
+      },
+    ),
+    v.transform((o): OpRequest => {
+      switch (o.op) {
+        case "get":
+          return { kind: OpKind.Read, key: o.key };
+        case "put":
+          return { kind: OpKind.Write, key: o.key, value: o.value };
+        case "cas":
+          return { kind: OpKind.Cas, key: o.key, value: o.value, expectedVersion: o.etag.version, expectedWriter: o.etag.writer };
+        case "create":
+          return { kind: OpKind.Create, key: o.key, value: o.value };
+        case "delete":
+          return { kind: OpKind.Delete, key: o.key };
+        case "incr":
+          return { kind: OpKind.Incr, key: o.key, by: o.by };
+      }
+    }),
+  );
+  return { opSchema, fitsValueBytes };
+}
+
+/** The body before its ops are looked at: an object with an array `ops` of at most batchOpsMax. */
+const envelopeSchema = v.pipe(
+  v.custom<unknown>((input) => !Array.isArray(input), `the body must be a JSON object; ${formatHint}`),
+  v.strictObject(
+  {
+    ops: v.pipe(
+      v.array(v.unknown(), `"ops" must be a JSON array; ${formatHint}`),
+      v.maxLength(batchOpsMax, (issue) => `the batch has ${(issue.input as unknown[]).length} ops; the most accepted is ${batchOpsMax}`),
+    ),
+  },
+  (issue) =>
+    issue.path === undefined
+      ? `the body must be a JSON object; ${formatHint}`
+      : issue.input === undefined
+        ? `the body has no "ops" field; ${formatHint}`
+        : `unknown field ${JSON.stringify(String(issue.path[issue.path.length - 1]?.key).slice(0, 64))} in the body; ${formatHint}`,
+  ),
+);
+
+const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+const jsonHeaders = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" } as const;
+
+/** A Content-Type that says JSON: application/json with any parameters (charset), any case. */
+function isJsonMediaType(contentType: string): boolean {
+  const semicolon = contentType.indexOf(";");
+  const type = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+  return type === "application/json";
+}
+
+/** `ops[3].key` from an issue's path inside op 3. */
+function fieldOf(index: number, issue: v.BaseIssue<unknown>): string {
+  let field = `ops[${index}]`;
+  for (const item of issue.path ?? []) {
+    if (typeof item.key === "string") field += `.${item.key}`;
+    else if (typeof item.key === "number") field += `[${item.key}]`;
+  }
+  return field;
+}
+
+/** One result of the response, as JSON text. */
+function resultJson(op: OpRequest, result: OpResult): { json: string; status: number } {
+  const failure = failureOf(op.kind, result);
+  if (failure === null) {
+    switch (op.kind) {
+      case OpKind.Read:
+        // failureOf answered 404 for an absent key, so the value is here.
+        return {
+          json: `{"status":200,"value":"${toBase64(result.value!)}","etag":${JSON.stringify(okEtag(result, "a present value"))}}`,
+          status: 200,
+        };
+      case OpKind.Incr:
+        return { json: `{"status":200,"value":${incrValueOf(result)},"etag":${JSON.stringify(okEtag(result, "a completed incr"))}}`, status: 200 };
+      default:
+        return { json: `{"status":200,"etag":${JSON.stringify(okEtag(result, "a completed update"))}}`, status: 200 };
+    }
+  }
+  let json = `{"status":${failure.status}`;
+  if (failure.etag !== undefined) json += `,"etag":${JSON.stringify(failure.etag)}`;
+  if (failure.retryAfter) json += `,"retryAfter":${retryAfterJson}`;
+  if (failure.outcomeUnknown) json += ',"outcome":"unknown"';
+  json += `,"error":{"code":"${failure.code}","message":${JSON.stringify(failure.message)}`;
+  if (failure.etagInBody && failure.etag !== undefined) json += `,"etag":${JSON.stringify(failure.etag)}`;
+  return { json: `${json}}}`, status: failure.status };
+}
+
+const retryAfterJson = String(retryAfterSeconds);
+
+export function registerBatchRoutes(app: Hono, backend: KvBackend, metrics: HttpMetrics): void {
+  const keys = createKeySchema(backend.keyBytesMax, batchKeyRulesText);
+  const { opSchema, fitsValueBytes } = createOpSchema(keys, backend.valueBytesMax);
+
+  /** Validate every op; the requests to submit, or the 400/413 answer for the first bad op. */
+  function parseOps(ops: readonly unknown[]): OpRequest[] | Response {
+    const requests = new Array<OpRequest>(ops.length);
+    for (let index = 0; index < ops.length; index += 1) {
+      const parsed = v.safeParse(opSchema, ops[index], parseConfig);
+      if (!parsed.success) {
+        const issue = parsed.issues[0];
+        const field = fieldOf(index, issue);
+        const message = `${field}: ${issue.message}`;
+        if (issue.requirement === keys.fitsKeyBytes || issue.requirement === fitsValueBytes) return tooLarge(field, message);
+        return invalidInput(field, message);
+      }
+      requests[index] = parsed.output;
+    }
+    return requests;
+  }
+
+  /** Everything up to the submit: the ops of a valid batch, or the error answer. */
+  async function readBatch(request: Request): Promise<OpRequest[] | Response> {
+    const { path, query } = splitTarget(request.url);
+    // Hono routed on a decoded path; a path spelled with escapes ("/v1/b%61tch") is not ours.
+    if (path !== batchPath) return unknownRoute(request.method, path.slice(0, 200));
+    const checked = checkQuery(query, []);
+    if (!checked.ok) return invalidInput("query", checked.message);
+    const headers = request.headers;
+    // As on the single routes other than PUT: a condition that would be ignored is refused. A
+    // batch has per-op conditions (cas, create) instead.
+    if (headers.has("if-match")) return invalidInput("if-match", "If-Match is not supported on POST /v1/batch; use a cas op with an etag");
+    if (headers.has("if-none-match")) return invalidInput("if-none-match", "If-None-Match is not supported on POST /v1/batch; use a create op");
+    const contentType = headers.get("content-type");
+    if (contentType !== null && !isJsonMediaType(contentType)) {
+      return errorResponse(
+        415,
+        ErrorCode.unsupportedMediaType,
+        `POST /v1/batch takes Content-Type: application/json, got ${JSON.stringify(contentType.slice(0, 100))}`,
+        { field: "content-type" },
+      );
+    }
+    let bytesExpected = 0;
+    const contentLength = headers.get("content-length");
+    if (contentLength !== null) {
+      const length = v.safeParse(contentLengthSchema, contentLength, parseConfig);
+      if (!length.success) return invalidInput("content-length", length.issues[0].message);
+      if (length.output > batchBodyBytesMax) {
+        return tooLarge("body", `the batch is ${length.output} bytes; the largest accepted is ${batchBodyBytesMax}`);
+      }
+      bytesExpected = length.output;
+    }
+    const body = await readBodyBounded(request.body, batchBodyBytesMax, bytesExpected);
+    if (body === bodyTooLarge) return tooLarge("body", `the batch is larger than ${batchBodyBytesMax} bytes`);
+    if (body === bodyUnreadable) return invalidInput("body", "the request body could not be read");
+    let text: string;
+    try {
+      text = utf8Strict.decode(body);
+    } catch {
+      return invalidInput("body", "the body is not valid UTF-8");
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      // SyntaxError, or a RangeError for nesting too deep to parse.
+      return invalidInput("body", `the body is not valid JSON (${(error as Error).message}); ${formatHint}`);
+    }
+    const envelope = v.safeParse(envelopeSchema, json, parseConfig);
+    if (!envelope.success) {
+      const issue = envelope.issues[0];
+      if (issue.type === "max_length") return tooLarge("ops", issue.message);
+      return invalidInput(issue.path === undefined ? "body" : "ops", issue.message);
+    }
+    return parseOps(envelope.output.ops);
+  }
+
+  async function batch(request: Request): Promise<Response> {
+    const ops = await readBatch(request);
+    if (ops instanceof Response) return ops;
+    // Every op goes to the backend in this same turn, before any answer is awaited: the shard
+    // rings publish them together, so the batch costs one round of the engine.
+    const pending = new Array<Promise<OpResult>>(ops.length);
+    for (let index = 0; index < ops.length; index += 1) pending[index] = backend.submit(ops[index]!);
+    const results = await Promise.all(pending);
+    const parts = new Array<string>(ops.length);
+    for (let index = 0; index < ops.length; index += 1) {
+      const op = ops[index]!;
+      const { json, status } = resultJson(op, results[index]!);
+      metrics.batchOp(opIndexOfKind[op.kind], status);
+      parts[index] = json;
+    }
+    return new Response(`{"results":[${parts.join(",")}]}`, { status: 200, headers: jsonHeaders });
+  }
+
+  app.post(batchPath, counted(metrics, Route.batch, batch));
+}
