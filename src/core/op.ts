@@ -57,6 +57,18 @@ export class OpPool {
     op.key = "";
     this.#free.push(op);
   }
+
+  /** Whole-state check for tests (O(free ops)); throws AssertionError. */
+  checkInvariants(): void {
+    assert(this.#live >= 0, "the live count is not negative");
+    assert(this.#live <= this.opsMax, "at most opsMax ops are live");
+    // Every op ever made is live or free, and take() makes one only when the free list is empty.
+    assert(this.#live + this.#free.length <= this.opsMax, "the pool never makes more than opsMax ops");
+    for (const op of this.#free) {
+      assert(op.done, "a free op has been answered");
+      assert(op.value === null, "a free op holds no value");
+    }
+  }
 }
 
 /**
@@ -116,5 +128,31 @@ export class DeadlineQueue {
     this.#ops[this.#head] = null;
     this.#head = (this.#head + 1) % this.#ops.length;
     this.#size--;
+  }
+
+  /**
+   * Whole-state check for tests (O(entries)); throws AssertionError. Returns how many entries are
+   * live (unanswered, same generation): each live op has exactly one, so this equals the pool's live count.
+   */
+  checkInvariants(): number {
+    const capacity = this.#ops.length;
+    assert(this.#size >= 0, "the ring size is not negative");
+    assert(this.#size <= capacity, "the ring holds at most its capacity");
+    assert(Number.isInteger(this.#head), "the ring head is an index");
+    assert(this.#head >= 0, "the ring head is an index into the ring");
+    assert(this.#head < capacity, "the ring head is an index into the ring");
+    let live = 0;
+    let lastDeadlineMs = -Infinity;
+    for (let i = 0; i < this.#size; i++) {
+      const index = (this.#head + i) % capacity;
+      const op = this.#ops[index] ?? null;
+      assert(op !== null, "slots inside the ring's window hold an op");
+      if (op.generation !== this.#generations[index] || op.done) continue;
+      live++;
+      // Every op gets the same timeout and time never goes back, so submission order is deadline order.
+      assert(op.deadlineMs >= lastDeadlineMs, "live ops are in deadline order, which expiry from the head relies on");
+      lastDeadlineMs = op.deadlineMs;
+    }
+    return live;
   }
 }

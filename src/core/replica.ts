@@ -1,8 +1,11 @@
 // The Hermes replica: one shard of one node as a pure, deterministic state machine.
 //
-// Inputs are method calls, each carrying the current time as a number: `submit` (client op),
-// `receive` (protocol message), `tick`, `setMembership`, `setLease`, `stop`. Outputs go, during the
-// call, to the Outbox (messages) and Completions (client answers). There is no I/O, clock, timer or
+// Inputs are method calls, most carrying the current time as a number: `submit` (client op),
+// `receive` (protocol message), `tick`, `setMembership`, `setLease`, `stop`, and the rejoin sequence
+// `beginJoin`, `installSnapshotEntry` (once per entry), `finishJoin`. Outputs go, during the call, to
+// the Outbox (messages) and Completions (client answers). `snapshot` (a joiner's state transfer),
+// `inspect`, `keys`, the counters and getters only read. `checkInvariants` checks the whole state;
+// the simulator and the scenario tests call it after every step. There is no I/O, clock, timer or
 // randomness here, so the simulator drives exactly the code the workers run.
 //
 // Rules follow the TLA+ spec HermesRMWs.tla (see shared/hermes-protocol.md):
@@ -19,7 +22,7 @@
 //   this node with the same ts and value (HFollowerWriteReplay);
 // - reads are served only in Valid while the lease is valid (checked at the moment of answering).
 
-import { assert } from "../base/assert.ts";
+import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { KeyRecord } from "./key-record.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
@@ -33,6 +36,13 @@ const textDecoder = new TextDecoder();
 
 /** The retransmission wait grows up to this multiple of retransmitMs. */
 const retransmitBackoffMax = 32;
+
+/** `id` is a node id 0..nodeIdMax: three asserts of one condition each, all with the sentence `why`. */
+function assertIsNodeId(id: number, why: string): void {
+  assert(Number.isInteger(id), why);
+  assert(id >= 0, why);
+  assert(id <= nodeIdMax, why);
+}
 
 export interface ReplicaCounters {
   invsSent: number;
@@ -81,9 +91,12 @@ export class Replica {
   };
 
   constructor(config: ReplicaConfig, outbox: Outbox, completions: Completions, probe: Probe | null = null) {
-    assert(Number.isInteger(config.self) && config.self >= 0 && config.self <= nodeIdMax, "self is a node id 0..31");
-    assert(config.retransmitMs > 0 && config.mltMs > 0 && config.opTimeoutMs > 0, "timeouts are positive");
-    assert(config.keyQueueMax > 0 && config.keysMax > 0, "limits are positive");
+    assertIsNodeId(config.self, "self is a node id 0..31");
+    assert(config.retransmitMs > 0, "retransmitMs is positive");
+    assert(config.mltMs > 0, "mltMs is positive");
+    assert(config.opTimeoutMs > 0, "opTimeoutMs is positive");
+    assert(config.keyQueueMax > 0, "keyQueueMax is positive");
+    assert(config.keysMax > 0, "keysMax is positive");
     this.config = config;
     this.self = config.self;
     this.#outbox = outbox;
@@ -126,6 +139,134 @@ export class Replica {
     return this.#keys.values();
   }
 
+  /**
+   * Check the whole state; throws AssertionError naming this node and the key. O(keys + ops), for
+   * tests: the simulator and ManualCluster call it after every step. Structural invariants
+   * only: the protocol's safety rules are the simulator's oracles, which the mutants must trip.
+   */
+  checkInvariants(): void {
+    let rec: KeyRecord | null = null;
+    try {
+      this.#checkMembership();
+      let unsettled = 0;
+      let waitingKeys = 0;
+      let liveOps = 0;
+      for (const r of this.#keys.values()) {
+        rec = r;
+        assert(this.#keys.get(r.key) === r, "a key record is filed under its own key");
+        this.#checkKey(r);
+        if (r.state !== KeyState.Valid) unsettled++;
+        if (r.waiting.length > 0) waitingKeys++;
+        liveOps += r.waiting.length;
+        if (r.pendingOp !== null) liveOps++;
+      }
+      rec = null;
+      // With the per-key membership checks in #checkKey, equal sizes make the sets exactly these keys.
+      assert(this.#unsettled.size === unsettled, "the unsettled set holds exactly the keys that are not Valid");
+      assert(this.#waitingKeys.size === waitingKeys, "the waiting-keys set holds exactly the keys with waiting ops");
+      this.#pool.checkInvariants();
+      assert(this.#pool.live === liveOps, "every live op is waiting on its key or is its key's pending op (none leaks, none is lost)");
+      assert(this.#deadlines.checkInvariants() === liveOps, "every live op has exactly one deadline entry (so every op times out)");
+      if (!this.#member || this.#stopped || this.#joining) {
+        assert(liveOps === 0, "a replica that serves no one (not a member, stopped or joining) holds no client op");
+      }
+    } catch (error) {
+      if (!(error instanceof AssertionError)) throw error;
+      throw new AssertionError(`replica ${this.self}${rec === null ? "" : ` key ${JSON.stringify(rec.key)}`}: ${error.message}`);
+    }
+  }
+
+  #checkMembership(): void {
+    const selfBit = 1 << this.self;
+    assert(Number.isInteger(this.#epoch), "the epoch is an integer");
+    assert(this.#epoch >= 0, "the epoch is not negative");
+    assert(this.#member === ((this.#membersMask & selfBit) !== 0), "a replica is a member iff its view includes it");
+    assert(this.#othersMask === (this.#membersMask & ~selfBit), "the others are the view's members but this replica");
+    let mask = 0;
+    let previous = -1;
+    for (const id of this.#others) {
+      assert(id > previous, "the others are listed once each, in ascending order");
+      mask |= 1 << id;
+      previous = id;
+    }
+    assert(mask === this.#othersMask, "the list of others (broadcasts) matches the mask of others (ACK sets)");
+  }
+
+  #checkKey(rec: KeyRecord): void {
+    const config = this.config;
+    const state = rec.state;
+    assertIsNodeId(rec.writer, "a timestamp's writer is a node id");
+    assertIsNodeId(rec.lastWriter, "the last writer is a node id");
+    assert(Number.isSafeInteger(rec.version), "a timestamp's version is an integer");
+    assert(rec.version >= 0, "versions start at 0");
+    if (rec.version === 0) {
+      // Every update adds at least 1: nothing was ever installed.
+      assert(rec.writer === 0, "version 0 is only the initial timestamp 0.0");
+      assert(rec.value === null, "at the initial timestamp 0.0 the key is absent");
+      assert(state === KeyState.Valid, "at the initial timestamp 0.0 the key is Valid");
+    }
+    const pendingState = state === KeyState.Write || state === KeyState.Replay || state === KeyState.Trans;
+    assert(pendingState || state === KeyState.Valid || state === KeyState.Invalid, "the state is one of Valid, Invalid, Trans, Write, Replay");
+    assert(rec.hasPending() === pendingState, "a key has a pending update iff its state is Write, Replay or Trans");
+    assert(this.#unsettled.has(rec) === (state !== KeyState.Valid), "a key is in the unsettled set iff it is not Valid");
+    assert(this.#waitingKeys.has(rec) === rec.waiting.length > 0, "a key is in the waiting-keys set iff ops wait on it");
+    if (rec.hasPending()) this.#checkPending(rec);
+    else {
+      assert(rec.pendingOp === null, "a client op is attached only to a pending update");
+      assert(rec.acks === 0, "ACKs are kept only for a pending update");
+      assert(rec.pendingValue === null, "a pending value is kept only for a pending update");
+    }
+    // The queue is checked before an op joins it; an aborted RMW moves from pending to the front of
+    // the queue, so waiting plus pending stays within keyQueueMax + 1 (a full queue may hold one more).
+    const pendingOps = rec.pendingOp === null ? 0 : 1;
+    assert(rec.waiting.length + pendingOps <= config.keyQueueMax + 1, "a key holds at most keyQueueMax waiting ops besides the one in flight");
+    for (let i = 0; i < rec.waiting.length; i++) {
+      const op = rec.waiting[i]!;
+      assert(!op.done, "a waiting op has not been answered");
+      assert(op.key === rec.key, "an op waits on its own key");
+      // Only an aborted RMW, put back at the front, was issued; nothing is ever put in front of it.
+      if (op.issued) assert(i === 0, "only the front op of a key queue may have been issued (an aborted RMW)");
+      if (op.issued) assert(op.kind !== OpKind.Read, "a read is never issued");
+    }
+  }
+
+  #checkPending(rec: KeyRecord): void {
+    const config = this.config;
+    const state = rec.state;
+    assertIsNodeId(rec.pendingWriter, "a pending update's writer is a node id");
+    assert(rec.pendingVersion > 0, "a pending update's version is above the initial 0");
+    assert((rec.acks & (1 << this.self)) === 0, "a replica never ACKs its own update");
+    assert(rec.retransmitWaitMs >= config.retransmitMs, "the retransmission wait starts at retransmitMs");
+    assert(rec.retransmitWaitMs <= config.retransmitMs * retransmitBackoffMax, "the retransmission wait is capped");
+    if (state === KeyState.Write || state === KeyState.Trans) {
+      assert(rec.pendingWriter === this.self, "in W and Trans the pending update is this replica's own");
+    } else {
+      assert(rec.pendingOp === null, "a replay has no client op");
+    }
+    if (state === KeyState.Trans) {
+      const order = compareTs(rec.version, rec.writer, rec.pendingVersion, rec.pendingWriter);
+      assert(order > 0, "in Trans the key holds a higher timestamp than the pending update");
+    } else {
+      assert(rec.version === rec.pendingVersion, "in W and R the key holds the pending update's timestamp (version)");
+      assert(rec.writer === rec.pendingWriter, "in W and R the key holds the pending update's timestamp (writer)");
+      assert(rec.value === rec.pendingValue, "in W and R the key holds the pending update's value");
+      assert(rec.rmw === rec.pendingRmw, "in W and R the key holds the pending update's RMW flag");
+      assert(rec.lastWriter === this.self, "in W and R this replica sent the INVs of the current timestamp");
+    }
+    if (rec.pendingOp !== null) {
+      assert(!rec.pendingOp.done, "a pending update's op has not been answered");
+      assert(rec.pendingOp.issued, "a pending update's op has been issued");
+      assert(rec.pendingOp.key === rec.key, "a pending update's op is on its key");
+      assert(rec.pendingOp.kind !== OpKind.Read, "a read never starts an update");
+    }
+    if (this.#member && !this.#stopped) {
+      // A membership change re-sends every pending update in the new epoch with an empty ACK set.
+      assert(rec.writeEpoch === this.#epoch, "a member's pending updates belong to the current epoch");
+      // #maybeFinishPending runs after every ACK and every membership change.
+      assert((rec.acks & this.#othersMask) !== this.#othersMask, "a pending update with every ACK is finished at once");
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Membership and lease
 
@@ -138,7 +279,7 @@ export class Replica {
     this.#epoch = epoch;
     let mask = 0;
     for (const id of members) {
-      assert(Number.isInteger(id) && id >= 0 && id <= nodeIdMax, "member ids are 0..31");
+      assertIsNodeId(id, "member ids are node ids 0..31");
       mask |= 1 << id;
     }
     this.#membersMask = mask;
@@ -173,8 +314,8 @@ export class Replica {
     if (!wasValid && this.leaseValid(nowMs)) this.#serveWaitingKeys(nowMs);
   }
 
-  /** Shut down: answer everything (Unknown for started updates, Unavailable otherwise). */
-  stop(nowMs: number): void {
+  /** Shut down: answer everything (Unknown for started updates, Unavailable otherwise). Needs no time: nothing is sent. */
+  stop(): void {
     if (this.#stopped) return;
     this.#abandonAll();
     this.#stopped = true;
@@ -206,6 +347,9 @@ export class Replica {
    */
   installSnapshotEntry(key: string, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, committed: boolean, nowMs: number): void {
     assert(this.#joining, "snapshots are installed only while joining");
+    assertIsNodeId(writer, "a snapshot entry's writer is a node id 0..31");
+    assert(Number.isSafeInteger(version), "a snapshot entry's version is an integer");
+    assert(version >= 0, "a snapshot entry's version is not negative");
     const rec = this.#keys.get(key) ?? this.#record(key);
     const order = compareTs(version, writer, rec.version, rec.writer);
     if (order > 0) this.#adopt(rec, writer, version, writer, rmw, value, nowMs);
@@ -352,7 +496,9 @@ export class Replica {
 
   /** Start a client update from Valid (writes, deletes and RMWs). */
   #startUpdate(rec: KeyRecord, op: Op, nowMs: number): void {
-    assert(rec.state === KeyState.Valid && !rec.hasPending(), "updates start only from Valid with nothing pending");
+    assert(rec.state === KeyState.Valid, "updates start only from Valid");
+    assert(!rec.hasPending(), "updates start with nothing pending (Valid holds no own update)");
+    assert(op.kind !== OpKind.Read, "only updates start an update");
     let newValue: Uint8Array | null;
     let rmw: boolean;
     switch (op.kind) {
@@ -435,6 +581,10 @@ export class Replica {
     value: Uint8Array | null,
     nowMs: number,
   ): void {
+    assertIsNodeId(from, "a message comes from a node id 0..31");
+    assert(from !== this.self, "a replica never sends to itself");
+    assertIsNodeId(writer, "a timestamp's writer is a node id 0..31");
+    assert(Number.isSafeInteger(version), "a timestamp's version is an integer");
     if (this.#stopped || !this.#member) return;
     // INV, ACK and Reject count only in the epoch they were sent in; VAL carries no epoch (spec).
     if (kind !== MsgKind.Val && !this.epochAccepted(epoch)) {
@@ -443,7 +593,7 @@ export class Replica {
     }
     switch (kind) {
       case MsgKind.Inv:
-        return this.#onInv(from, key, version, writer, epoch, rmw, value, nowMs);
+        return this.#onInv(from, key, version, writer, rmw, value, nowMs);
       case MsgKind.Ack:
         return this.#onAck(from, key, version, writer, epoch, nowMs);
       case MsgKind.Val:
@@ -455,16 +605,9 @@ export class Replica {
     }
   }
 
-  #onInv(
-    from: NodeId,
-    key: string,
-    version: number,
-    writer: NodeId,
-    epoch: Epoch,
-    rmw: boolean,
-    value: Uint8Array | null,
-    nowMs: number,
-  ): void {
+  #onInv(from: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): void {
+    // Every update adds at least 1 to a version that starts at 0.
+    assert(version > 0, "an INV carries an update's timestamp, above the initial 0.0");
     const rec = this.#keys.get(key) ?? this.#record(key);
     const order = compareTs(version, writer, rec.version, rec.writer);
     if (order < 0 && this.rejectsLowerInv(rmw)) {
@@ -499,6 +642,8 @@ export class Replica {
     value: Uint8Array | null,
     nowMs: number,
   ): void {
+    // The sender held a ts above an INV's, and every INV is above 0.0.
+    assert(version > 0, "a Reject carries a timestamp above the initial 0.0");
     const rec = this.#keys.get(key);
     if (rec === undefined) return;
     // Treated like an INV with a higher ts (the spec's RINV), without an ACK back.
@@ -520,6 +665,8 @@ export class Replica {
     value: Uint8Array | null,
     nowMs: number,
   ): void {
+    assert(compareTs(version, writer, rec.version, rec.writer) > 0, "a key adopts only a higher timestamp");
+    assertIsNodeId(from, "the adopted update's sender is a node id 0..31");
     rec.version = version;
     rec.writer = writer;
     rec.value = value === null ? null : value.slice();
@@ -560,6 +707,7 @@ export class Replica {
   }
 
   #onAck(from: NodeId, key: string, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
+    assert(version > 0, "an ACK echoes an INV's timestamp, above the initial 0.0");
     const rec = this.#keys.get(key);
     if (rec === undefined || !rec.hasPending()) return;
     if (rec.pendingVersion !== version || rec.pendingWriter !== writer) return;
@@ -567,6 +715,11 @@ export class Replica {
   }
 
   #countAck(rec: KeyRecord, from: NodeId, epoch: Epoch, nowMs: number): void {
+    assert(rec.hasPending(), "ACKs count only towards a pending update");
+    assert(from !== this.self, "an ACK never comes from this replica itself");
+    assertIsNodeId(from, "an ACK comes from a node id 0..31");
+    // Each epoch names one view, and only its members send in it (a non-member receives nothing).
+    if (epoch === this.#epoch) assert(this.#isMemberId(from), "an ACK sent in the current epoch comes from a member of its view");
     const bit = 1 << from;
     if ((rec.acks & bit) !== 0) return;
     rec.acks |= bit;
@@ -575,6 +728,7 @@ export class Replica {
   }
 
   #onVal(key: string, version: number, writer: NodeId, nowMs: number): void {
+    assert(version > 0, "a VAL names a committed update's timestamp, above the initial 0.0");
     const rec = this.#keys.get(key);
     if (rec === undefined || rec.state === KeyState.Valid) return;
     if (rec.version !== version || rec.writer !== writer) return;
@@ -610,8 +764,9 @@ export class Replica {
       this.#serveKey(rec, nowMs);
       return;
     }
-    assert(rec.state === KeyState.Write || rec.state === KeyState.Replay, "pending updates are in W, R or Trans");
-    assert(rec.version === version && rec.writer === writer, "in W or R the key holds the pending ts");
+    assert(rec.state === KeyState.Write || rec.state === KeyState.Replay, "a pending update not in Trans is in W or R");
+    assert(rec.version === version, "in W or R the key holds the pending ts (version)");
+    assert(rec.writer === writer, "in W or R the key holds the pending ts (writer)");
     this.#probe?.committed(this.self, rec.key, version, writer, rec.rmw);
     for (const to of this.#others) this.#outbox.send(to, MsgKind.Val, rec.key, version, writer, 0, false, null);
     if (op !== null) this.#answerUpdate(op, version, writer, value);
@@ -619,6 +774,8 @@ export class Replica {
   }
 
   #validate(rec: KeyRecord, nowMs: number): void {
+    assert(!rec.hasPending(), "a key goes Valid only once its own pending update is finished");
+    assert(rec.state !== KeyState.Valid, "only an unsettled key is validated");
     rec.state = KeyState.Valid;
     this.#unsettled.delete(rec);
     this.#probe?.validated(this.self, rec.key, rec.version, rec.writer);
@@ -665,7 +822,8 @@ export class Replica {
 
   /** HFollowerWriteReplay: take over the update this key was invalidated with, same ts and value. */
   #startReplay(rec: KeyRecord, nowMs: number): void {
-    assert(rec.state === KeyState.Invalid && !rec.hasPending(), "replays start from Invalid with nothing pending");
+    assert(rec.state === KeyState.Invalid, "replays start from Invalid");
+    assert(!rec.hasPending(), "replays start with nothing pending (Invalid holds no own update)");
     this.counters.replaysStarted++;
     rec.state = KeyState.Replay;
     rec.pendingVersion = rec.version;
@@ -681,6 +839,7 @@ export class Replica {
   }
 
   #broadcastInv(rec: KeyRecord, nowMs: number): void {
+    assert(rec.hasPending(), "INVs are sent only for a pending update");
     rec.invSentMs = nowMs;
     rec.retransmitWaitMs = this.config.retransmitMs;
     for (const to of this.#others) {
@@ -690,6 +849,7 @@ export class Replica {
   }
 
   #retransmitInv(rec: KeyRecord, nowMs: number): void {
+    assert(rec.hasPending(), "INVs are re-sent only for a pending update");
     rec.invSentMs = nowMs;
     // Exponential backoff: under load ACKs are late, not lost, and re-sending every INV on a fixed
     // timer would add load exactly when there is too much (measured: nearly every INV re-sent).

@@ -14,7 +14,21 @@ export interface Ts {
   writer: NodeId;
 }
 
-/** Per-key state (spec names in brackets). */
+/**
+ * Per-key state (spec names in brackets). Every transition and the Replica method that makes it:
+ *
+ * | From           | To      | Method                                | On                                         |
+ * |----------------|---------|---------------------------------------|--------------------------------------------|
+ * | Valid          | Write   | #startUpdate                          | a client update starts                     |
+ * | Invalid        | Replay  | #startReplay                          | mltMs without progress, or writer left     |
+ * | Valid, Invalid | Invalid | #adopt                                | a higher ts (INV, Reject, snapshot entry)  |
+ * | Write          | Trans   | #adopt                                | a higher ts while an own write is pending  |
+ * | Write, Replay  | Invalid | #adopt                                | a higher ts aborts the RMW / ends a replay |
+ * | Trans          | Invalid | #maybeFinishPending                   | the lower own write has every ACK (no VAL) |
+ * | Write, Replay  | Valid   | #maybeFinishPending, then #validate   | every ACK: VALs go out                     |
+ * | not Valid      | Valid   | #onVal, then #validate                | a VAL for the key's current ts             |
+ * | Invalid        | Valid   | installSnapshotEntry, then #validate  | a committed entry at the key's ts          |
+ */
 export const enum KeyState {
   /** [valid] committed, readable locally */
   Valid = 1,

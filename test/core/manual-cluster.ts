@@ -1,5 +1,8 @@
 // A cluster of real replicas with a hand-driven network: every sent message waits in a list until
-// the test delivers or drops it. For scenario tests that need one exact interleaving.
+// the test delivers or drops it. For scenario tests that need one exact interleaving. Every
+// replica's whole state is checked (Replica.checkInvariants) after every step: the default replicas
+// check themselves after each input, tests included that call a replica directly, and the cluster
+// checks all of them after each of its own steps (which covers replicas from a custom `make`).
 
 import { Replica } from "../../src/core/replica.ts";
 import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/types.ts";
@@ -31,6 +34,46 @@ const kindNames = ["", "INV", "ACK", "VAL", "REJ"];
 
 export type MakeReplica = (config: ReplicaConfig, cluster: ManualCluster) => Replica;
 
+/** A replica that checks its invariants after every input (every public method that changes it). */
+export class CheckedReplica extends Replica {
+  override setMembership(...args: Parameters<Replica["setMembership"]>): void {
+    super.setMembership(...args);
+    this.checkInvariants();
+  }
+  override setLease(...args: Parameters<Replica["setLease"]>): void {
+    super.setLease(...args);
+    this.checkInvariants();
+  }
+  override stop(): void {
+    super.stop();
+    this.checkInvariants();
+  }
+  override beginJoin(): void {
+    super.beginJoin();
+    this.checkInvariants();
+  }
+  override installSnapshotEntry(...args: Parameters<Replica["installSnapshotEntry"]>): void {
+    super.installSnapshotEntry(...args);
+    this.checkInvariants();
+  }
+  override finishJoin(...args: Parameters<Replica["finishJoin"]>): void {
+    super.finishJoin(...args);
+    this.checkInvariants();
+  }
+  override submit(...args: Parameters<Replica["submit"]>): void {
+    super.submit(...args);
+    this.checkInvariants();
+  }
+  override receive(...args: Parameters<Replica["receive"]>): void {
+    super.receive(...args);
+    this.checkInvariants();
+  }
+  override tick(...args: Parameters<Replica["tick"]>): void {
+    super.tick(...args);
+    this.checkInvariants();
+  }
+}
+
 export class ManualCluster {
   readonly replicas: Replica[] = [];
   readonly inFlight: Sent[] = [];
@@ -43,7 +86,7 @@ export class ManualCluster {
       const config: ReplicaConfig = { ...defaultReplicaConfig, ...overrides, self: id };
       const replica = make
         ? make(config, this)
-        : new Replica(config, this.outboxFor(id), this.completions);
+        : new CheckedReplica(config, this.outboxFor(id), this.completions);
       this.replicas.push(replica);
     }
     const all = this.replicas.map((_, i) => i);
@@ -51,6 +94,12 @@ export class ManualCluster {
       r.setMembership(1, all, 0);
       r.setLease(1e12, 0);
     }
+    this.checkInvariants();
+  }
+
+  /** Every replica's whole-state invariants; throws AssertionError naming the replica and key. */
+  checkInvariants(): void {
+    for (const r of this.replicas) r.checkInvariants();
   }
 
   outboxFor(from: NodeId) {
@@ -71,6 +120,7 @@ export class ManualCluster {
   submit(node: NodeId, kind: OpKind, key: string, value: string | null = null, expected?: { version: number; writer: NodeId }, by = 0): number {
     const opId = this.#nextOp++;
     this.replicas[node]!.submit(opId, kind, key, value === null ? null : encoder.encode(value), expected?.version ?? 0, expected?.writer ?? 0, by, this.nowMs);
+    this.checkInvariants();
     return opId;
   }
 
@@ -85,6 +135,7 @@ export class ManualCluster {
     for (const m of chosen) {
       this.inFlight.splice(this.inFlight.indexOf(m), 1);
       this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+      this.checkInvariants();
     }
     return chosen.length;
   }
@@ -101,6 +152,7 @@ export class ManualCluster {
     for (let i = 0; i < roundsMax && this.inFlight.length > 0; i++) {
       const m = this.inFlight.shift()!;
       this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+      this.checkInvariants();
     }
     if (this.inFlight.length > 0) throw new Error("network did not settle");
   }
@@ -108,6 +160,7 @@ export class ManualCluster {
   tick(ms: number): void {
     this.nowMs += ms;
     for (const r of this.replicas) r.tick(this.nowMs);
+    this.checkInvariants();
   }
 
   describe(m: Sent): string {

@@ -5,6 +5,8 @@ import { Replica, incremented } from "../../src/core/replica.ts";
 import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { ManualCluster } from "./manual-cluster.ts";
+import { AssertionError } from "../../src/base/assert.ts";
+import type { KeyRecord } from "../../src/core/key-record.ts";
 
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
 
@@ -346,5 +348,84 @@ describe("a coordinator that lost its lease", () => {
     for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
     for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
     for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("2");
+  });
+});
+
+describe("whole-state invariants (checkInvariants)", () => {
+  // Every ManualCluster step checks every replica, so the scenarios above all run under the check.
+  // Here the state is corrupted behind the replica's back (records are mutable objects) and the
+  // check must name the broken invariant, the replica and the key.
+  const corrupted = (corrupt: (rec: KeyRecord, c: ManualCluster) => void): ManualCluster => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "done", "v");
+    c.settle();
+    c.submit(0, OpKind.Write, "k", "v1"); // pending at node 0 (Write), its INVs in flight
+    c.submit(0, OpKind.Write, "k", "v2"); // waits behind it
+    expect(() => c.checkInvariants()).not.toThrow();
+    corrupt(c.replicas[0]!.inspect("k") as KeyRecord, c);
+    return c;
+  };
+  const cases: [string, (rec: KeyRecord, c: ManualCluster) => void, RegExp][] = [
+    ["a Valid key marked Invalid outside the unsettled set", (_rec, c) => ((c.replicas[0]!.inspect("done") as KeyRecord).state = KeyState.Invalid), /key "done": a key is in the unsettled set iff it is not Valid/],
+    ["a pending update that lost its state", (rec) => (rec.state = KeyState.Invalid), /a key has a pending update iff its state is Write, Replay or Trans/],
+    ["a pending update's client op forgotten", (rec) => (rec.pendingOp = null), /every live op is waiting on its key or is its key's pending op/],
+    ["a waiting op dropped from its queue", (rec) => rec.waiting.pop(), /a key is in the waiting-keys set iff ops wait on it/],
+    ["a pending op also put in the queue", (rec) => rec.waiting.push(rec.pendingOp!), /only the front op of a key queue may have been issued/],
+    ["an ACK from itself", (rec) => (rec.acks |= 1), /a replica never ACKs its own update/],
+    ["a timestamp with an impossible writer", (rec) => (rec.writer = 32), /a timestamp's writer is a node id/],
+    ["a Write holding another ts than its pending update", (rec) => rec.version++, /in W and R the key holds the pending update's timestamp \(version\)/],
+  ];
+  for (const [what, corrupt, message] of cases) {
+    test(`catches ${what}`, () => {
+      const c = corrupted(corrupt);
+      expect(() => c.replicas[0]!.checkInvariants()).toThrow(AssertionError);
+      expect(() => c.replicas[0]!.checkInvariants()).toThrow(message);
+      expect(() => c.replicas[0]!.checkInvariants()).toThrow(/^replica 0[: ]/);
+      for (const id of [1, 2]) expect(() => c.replicas[id]!.checkInvariants()).not.toThrow();
+    });
+  }
+
+  test("receive asserts its preconditions: a message from another node id 0..31, above ts 0.0", () => {
+    const c = new ManualCluster(3);
+    const r = c.replicas[1]!;
+    expect(() => r.receive(1, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a replica never sends to itself");
+    expect(() => r.receive(32, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a message comes from a node id 0..31");
+    expect(() => r.receive(0, MsgKind.Inv, "k", 2, 32, 1, false, null, 0)).toThrow("a timestamp's writer is a node id 0..31");
+    expect(() => r.receive(0, MsgKind.Inv, "k", 0, 0, 1, false, null, 0)).toThrow("an INV carries an update's timestamp, above the initial 0.0");
+    r.receive(0, MsgKind.Inv, "k", 2, 0, 1, false, null, 0); // the same message from a valid sender is taken
+    expect(r.inspect("k")!.state).toBe(KeyState.Invalid);
+  });
+
+  test("ManualCluster checks after every step: a corrupted replica fails the next tick", () => {
+    const c = corrupted((rec) => (rec.pendingOp = null));
+    expect(() => c.tick(1)).toThrow(/every live op is waiting on its key or is its key's pending op/);
+  });
+
+  test("a full key queue holds one op more when its pending RMW aborts: the bound is keyQueueMax + 1", () => {
+    const c = new ManualCluster(3, undefined, { keyQueueMax: 2 });
+    const cas = c.submit(0, OpKind.Cas, "k", "x", { version: 0, writer: 0 }); // RMW 1.0, pending
+    const writes = [c.submit(0, OpKind.Write, "k", "a"), c.submit(0, OpKind.Write, "k", "b")]; // the queue is full
+    expect(c.answers.get(c.submit(0, OpKind.Write, "k", "refused"))!.status).toBe(OpStatus.Busy);
+    c.submit(1, OpKind.Write, "k", "h"); // 2.1
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Inv }); // node 0's RMW aborts and goes back to the front
+    const rec = c.replicas[0]!.inspect("k")!;
+    expect(rec.state).toBe(KeyState.Invalid);
+    expect(rec.waiting.length).toBe(3); // keyQueueMax + 1, and checkInvariants (run by deliver) accepts it
+    expect(c.answers.get(c.submit(0, OpKind.Write, "k", "refused"))!.status).toBe(OpStatus.Busy);
+    c.settle();
+    expect(c.answers.get(cas)).toMatchObject({ status: OpStatus.PreconditionFailed, version: 2, writer: 1 });
+    for (const w of writes) expect(c.answers.get(w)!.status).toBe(OpStatus.Ok);
+    expect(c.replicas[0]!.opsInFlight).toBe(0);
+  });
+
+  test("keysMax bounds the keys a node's clients create, not the keys others' updates bring (so it is no invariant)", () => {
+    const c = new ManualCluster(3, undefined, { keysMax: 1 });
+    const a = c.submit(0, OpKind.Write, "a", "1");
+    const b = c.submit(1, OpKind.Write, "b", "2");
+    c.settle();
+    expect(c.answers.get(a)!.status).toBe(OpStatus.Ok);
+    expect(c.answers.get(b)!.status).toBe(OpStatus.Ok);
+    for (const r of c.replicas) expect(r.keyCount).toBe(2); // a follower cannot refuse an INV
+    expect(c.answers.get(c.submit(2, OpKind.Write, "c", "3"))!.status).toBe(OpStatus.StoreFull);
   });
 });

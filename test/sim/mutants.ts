@@ -1,6 +1,7 @@
 // Test-only mutations of the core: each subclass breaks exactly one rule of the protocol, and the
 // mutation tests require the simulator's oracles to catch every one of them. A mutant that
-// survives means an oracle (or the workload) is too weak.
+// survives means an oracle (or the workload) is too weak. `invariantMutants` break the replica's
+// bookkeeping instead, which only Replica.checkInvariants sees.
 
 import { Replica } from "../../src/core/replica.ts";
 import type { KeyRecord } from "../../src/core/key-record.ts";
@@ -43,6 +44,23 @@ class LetsTwoRmwsCommit extends Replica {
 class KeepsAcksAcrossEpochs extends Replica {
   protected override resetAcksOnEpochChange(): void {}
 }
+
+/**
+ * Forgets the client op of a pending update on an epoch change: the update goes on, and the op is
+ * answered Unknown only at its timeout, which no safety oracle objects to. Only the whole-state
+ * invariants see the leak (the pool counts an op that neither waits nor is pending).
+ */
+class LeaksOpOnEpochChange extends Replica {
+  protected override resetAcksOnEpochChange(rec: KeyRecord): void {
+    rec.acks = 0;
+    rec.pendingOp = null;
+  }
+}
+
+/** Bookkeeping mutations: the simulator must report each one as the oracle "invariants". */
+export const invariantMutants: Record<string, ReplicaFactory> = {
+  "leak the client op on an epoch change": (c, o, d, p) => new LeaksOpOnEpochChange(c, o, d, p),
+};
 
 export const mutants: Record<string, ReplicaFactory> = {
   "serve reads in Invalid": (c, o, d, p) => new ServesReadsInInvalid(c, o, d, p),

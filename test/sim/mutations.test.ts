@@ -1,9 +1,11 @@
 // Prove the oracles can fail: each test-only mutation of the core breaks one protocol rule, and the
 // simulator must catch it within a few hundred seeds. A surviving mutant means a weak oracle.
+// Likewise each bookkeeping mutation must be reported by the whole-state invariants check.
 
 import { expect, test } from "bun:test";
-import { mutants } from "./mutants.ts";
-import { runSeed } from "./run-seed.ts";
+import { invariantMutants, mutants } from "./mutants.ts";
+import { runSeed, type SeedResult } from "./run-seed.ts";
+import type { ReplicaFactory } from "./simulation.ts";
 
 const seedsMax = 400;
 
@@ -21,5 +23,31 @@ for (const [name, makeReplica] of Object.entries(mutants)) {
     console.log(`  mutation "${name}": caught at seed ${caughtAt} by ${oracle || "nothing"}`);
     expect(caughtAt).toBeGreaterThan(0);
     expect(oracle).not.toBe("assertion"); // caught by an oracle, not by a crash of the mutant
+    expect(oracle).not.toBe("invariants"); // by a protocol oracle: the bookkeeping is intact
+  }, 120_000);
+}
+
+for (const [name, makeReplica] of Object.entries(invariantMutants)) {
+  test(`the simulator reports the broken invariant: ${name}`, () => {
+    let caught: SeedResult | null = null;
+    for (let seed = 1; seed <= seedsMax && caught === null; seed++) {
+      const result = runSeed(seed, {}, makeReplica);
+      if (!result.ok) caught = result;
+    }
+    console.log(`  mutation "${name}": caught at seed ${caught?.seed ?? 0} by ${caught?.oracle ?? "nothing"}`);
+    expect(caught).not.toBeNull();
+    expect(caught!.oracle).toBe("invariants");
+    expect(caught!.detail).toMatch(/^invariants: replica \d+: /);
+    expect(caught!.trace!.length).toBeGreaterThan(0);
+  }, 120_000);
+
+  test(`without the invariants check, no other oracle catches: ${name}`, () => {
+    // Why checkInvariants earns its cost: this mutant passes every safety and liveness oracle.
+    const unchecked: ReplicaFactory = (c, o, d, p) => {
+      const replica = makeReplica(c, o, d, p);
+      replica.checkInvariants = () => {};
+      return replica;
+    };
+    for (let seed = 1; seed <= 20; seed++) expect(runSeed(seed, {}, unchecked).ok).toBe(true);
   }, 120_000);
 }

@@ -1,12 +1,16 @@
 // Safety oracles of the simulation, checked after every step and at the end:
+// - every live replica's whole-state invariants (Replica.checkInvariants: its bookkeeping agrees
+//   with itself), reported as the oracle "invariants";
 // - HConsistent: two live members that are Valid for a key hold equal timestamps;
 // - no ACK counted across epochs;
 // - HRSemanticsRMW: every committed RMW read the committed value just before its own timestamp,
 //   hence at most one of concurrent RMWs from one base commits;
 // - writes never abort (checked by the workload on each answer).
 
+import { AssertionError } from "../../src/base/assert.ts";
 import { KeyState, type Probe } from "../../src/core/types.ts";
 import type { Epoch, NodeId } from "../../src/base/ids.ts";
+import type { Replica } from "../../src/core/replica.ts";
 import { SimViolation, type Simulation } from "./simulation.ts";
 
 interface Ts {
@@ -62,9 +66,11 @@ export class Oracles implements Probe {
 
   // Per step -----------------------------------------------------------------------------------
 
-  /** HConsistent over the live members of the RM's current view. */
+  /** Every live replica's invariants, then HConsistent over the live members of the RM's current view. */
   checkStep(): void {
     const sim = this.#sim!;
+    // Crashed replicas are frozen: checked up to their crash, nothing changes after.
+    for (const node of sim.nodes) if (!node.crashed) Oracles.checkInvariants(node.replica);
     for (const key of this.#keys) {
       let seen: Ts | null = null;
       let seenAt = -1;
@@ -85,6 +91,16 @@ export class Oracles implements Probe {
           );
         }
       }
+    }
+  }
+
+  /** A broken invariant as a violation named "invariants" (not a crash of the core: "assertion"). */
+  static checkInvariants(replica: Replica): void {
+    try {
+      replica.checkInvariants();
+    } catch (error) {
+      if (error instanceof AssertionError) throw new SimViolation("invariants", error.message);
+      throw error;
     }
   }
 
