@@ -50,6 +50,8 @@ export interface ReplicaCounters {
   replaysStarted: number;
   rmwAborts: number;
   staleEpochMessages: number;
+  /** ACKs in the current epoch from a node outside its view: dropped. */
+  foreignAcks: number;
   readsServed: number;
   updatesCommitted: number;
 }
@@ -86,6 +88,7 @@ export class Replica {
     replaysStarted: 0,
     rmwAborts: 0,
     staleEpochMessages: 0,
+    foreignAcks: 0,
     readsServed: 0,
     updatesCommitted: 0,
   };
@@ -718,8 +721,12 @@ export class Replica {
     assert(rec.hasPending(), "ACKs count only towards a pending update");
     assert(from !== this.self, "an ACK never comes from this replica itself");
     assertIsNodeId(from, "an ACK comes from a node id 0..31");
-    // Each epoch names one view, and only its members send in it (a non-member receives nothing).
-    if (epoch === this.#epoch) assert(this.#isMemberId(from), "an ACK sent in the current epoch comes from a member of its view");
+    // Each epoch names one view, and only its members send in it. An ACK that says otherwise comes
+    // from a confused or hostile sender, not from a bug here, so it is dropped rather than asserted.
+    if (epoch === this.#epoch && !this.#isMemberId(from)) {
+      this.counters.foreignAcks++;
+      return;
+    }
     const bit = 1 << from;
     if ((rec.acks & bit) !== 0) return;
     rec.acks |= bit;

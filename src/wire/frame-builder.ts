@@ -116,7 +116,8 @@ export class FrameBuilder {
     const config = this.config;
     assert(to === config.peer, "frame builder used for another peer");
     assert(kind >= MsgKind.Inv && kind <= MsgKind.Reject, "message kind is not a MsgKind");
-    assert(Number.isSafeInteger(version) && version >= 0, "version must be a safe integer >= 0");
+    assert(Number.isSafeInteger(version), "version must be a safe integer");
+    assert(version > 0, "every message names an update's timestamp, above the initial 0.0 (the decoder drops 0)");
     assert(Number.isInteger(writer) && writer >= 0 && writer <= nodeIdMax, "writer must be a NodeId");
     assert(epoch >>> 0 === epoch, "epoch must be a u32");
     const carriesValue = kind === MsgKind.Inv || kind === MsgKind.Reject;

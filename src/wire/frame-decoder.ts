@@ -135,6 +135,8 @@ export interface FrameDecoderConfig {
   frameBytesMax: number;
   keyBytesMax: number;
   valueBytesMax: number;
+  /** This node's id: a frame claiming to come from it is forged (the core asserts it never is). */
+  selfId?: NodeId;
 }
 
 /** Limits used by `decodeFrame` when none are given: the widest the format allows. */
@@ -227,6 +229,7 @@ export class FrameDecoder {
     const sender = bytes[frameSenderOffset];
     if (sender > nodeIdMax) return Drop.BadSender;
     if (transportFrom >= 0 && sender !== transportFrom) return Drop.BadSender;
+    if (sender === config.selfId) return Drop.BadSender;
     if (config.shardIndex >= 0 && bytes[frameShardIndexOffset] !== config.shardIndex) return Drop.WrongShard;
     if (bytes[frameFlagsOffset] !== 0 || u16(bytes, frameReservedOffset) !== 0) return Drop.BadHeader;
     const frameBytes = u32(bytes, frameBytesOffset);
@@ -245,6 +248,9 @@ export class FrameDecoder {
       if ((flags & ~msgFlagsKnown) !== 0) return Drop.BadMessage;
       if (bytes[at + msgReservedOffset] !== 0) return Drop.BadMessage;
       if (u32(bytes, at + msgVersionHighOffset) > versionHighMax) return Drop.BadMessage;
+      // Every message names an update's timestamp, which is above the initial 0.0: the core asserts
+      // it, so a forged version 0 must stop here rather than kill the worker.
+      if (u32(bytes, at + msgVersionHighOffset) === 0 && u32(bytes, at + msgVersionLowOffset) === 0) return Drop.BadMessage;
       const valueBytes = u32(bytes, at + msgValueBytesOffset);
       if ((flags & msgFlagValue) === 0) {
         if (valueBytes !== 0) return Drop.BadMessage;

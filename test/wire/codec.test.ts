@@ -15,6 +15,7 @@ import {
   msgFlagsOffset,
   msgReservedOffset,
   msgVersionHighOffset,
+  msgVersionLowOffset,
 } from "../../src/wire/layout.ts";
 
 interface Msg {
@@ -69,7 +70,7 @@ const samples: Msg[] = [
   { from: 3, kind: MsgKind.Ack, key: "rmw-ack", version: 2 ** 32 - 1, writer: 3, epoch: 7, rmw: true, value: null },
   { from: 3, kind: MsgKind.Val, key: "ключ🔑", version: 2 ** 53 - 1, writer: 30, epoch: 0, rmw: false, value: null },
   { from: 3, kind: MsgKind.Reject, key: "κλειδί", version: 2 ** 53 - 2, writer: 1, epoch: 9, rmw: true, value: new Uint8Array([0, 255, 0]) },
-  { from: 3, kind: MsgKind.Reject, key: "", version: 0, writer: 0, epoch: 0, rmw: false, value: null },
+  { from: 3, kind: MsgKind.Reject, key: "", version: 1, writer: 0, epoch: 0, rmw: false, value: null },
 ];
 
 describe("wire codec", () => {
@@ -140,7 +141,7 @@ describe("wire codec", () => {
     const received: Msg[] = [];
     let frames = 0;
     for (let i = 0; i < 500; i++) {
-      const m: Msg = { from: 3, kind: MsgKind.Inv, key: `key-${i}`, version: i * 2, writer: i % 32, epoch: 5, rmw: i % 3 === 0, value: new Uint8Array(i % 50).fill(i & 0xff) };
+      const m: Msg = { from: 3, kind: MsgKind.Inv, key: `key-${i}`, version: i * 2 + 2, writer: i % 32, epoch: 5, rmw: i % 3 === 0, value: new Uint8Array(i % 50).fill(i & 0xff) };
       all.push(m);
       if (!append(b, m)) {
         const before = b.byteLength;
@@ -236,6 +237,26 @@ describe("wire codec", () => {
     }
     expect(stats.framesAccepted).toBe(0);
     expect(d.decode(good, () => {}, 3)).toBe(samples.length);
+  });
+
+  test("a message with timestamp 0.0 and a frame claiming to come from the receiver itself are dropped", () => {
+    const stats = new WireStats();
+    const fail = () => {
+      throw new Error("dispatched from a dropped frame");
+    };
+    const b = new FrameBuilder(baseConfig);
+    append(b, { ...samples[3]!, version: 2 });
+    const frame = b.finish().slice();
+    const view = new DataView(frame.buffer);
+    view.setUint32(frameHeaderBytes + msgVersionHighOffset, 0, true);
+    view.setUint32(frameHeaderBytes + msgVersionLowOffset, 0, true);
+    expect(decoderFor(baseConfig, stats).decode(frame, fail)).toBe(-1);
+    expect(stats.droppedBadMessage).toBe(1);
+    view.setUint32(frameHeaderBytes + msgVersionLowOffset, 2, true);
+    const asSelf = new FrameDecoder({ ...decoderFor(baseConfig).config, selfId: baseConfig.sender }, stats);
+    expect(asSelf.decode(frame, fail)).toBe(-1);
+    expect(stats.droppedBadSender).toBe(1);
+    expect(decoderFor(baseConfig, stats).decode(frame, () => {})).toBe(1);
   });
 
   test("ACK/VAL with a value, bad UTF-8 keys and over-limit lengths are dropped", () => {
