@@ -2,8 +2,7 @@
 // through the SharedArrayBuffer rings given in `init`.
 
 import { dropRuleTarget } from "../transport/drop-rule.ts";
-import { createTransport } from "../transport/factory.ts";
-import type { Transport } from "../transport/transport.ts";
+import { createTransport, isNetworkTransportKind } from "../transport/factory.ts";
 import type { FromShard, ShardInit, ToShard } from "./messages.ts";
 import { placeThread, type Placement } from "./placement.ts";
 import { Shard } from "./shard.ts";
@@ -20,21 +19,15 @@ function post(message: FromShard): void {
 
 async function start(init: ShardInit): Promise<void> {
   placement = placeThread(init.numaNode);
-  let transport: Transport;
-  if (init.transport.kind === "rdma") {
-    // Loaded only when asked for, so nodes without libibverbs never touch it.
-    const { RdmaTransport } = await import("../transport/rdma.ts");
-    transport = await RdmaTransport.open({ self: init.nodeId, frameBytesMax: init.transport.frameBytesMax, numaNode: placement.node });
-  } else if (init.transport.kind === "udp" || init.transport.kind === "tcp") {
-    transport = await createTransport(init.transport.kind, {
-      host: init.transport.host,
-      port: init.transport.port,
-      self: init.nodeId,
-      frameBytesMax: init.transport.frameBytesMax,
-    });
-  } else {
-    throw new Error(`transport ${init.transport.kind} cannot run in a worker`);
-  }
+  const kind = init.transport.kind;
+  if (!isNetworkTransportKind(kind)) throw new Error(`transport ${kind} cannot run in a worker`);
+  const transport = await createTransport(kind, {
+    host: init.transport.host,
+    port: init.transport.port,
+    self: init.nodeId,
+    frameBytesMax: init.transport.frameBytesMax,
+    numaNode: placement.node,
+  });
   shard = new Shard(init, transport);
   post({ type: "ready", shardIndex: init.shardIndex, address: transport.address });
   for (const message of early.splice(0)) handle(message);

@@ -1,19 +1,15 @@
 // The RDMA transport: the shared transport suite over UD on a real device (Soft-RoCE in the guest
 // of scripts/rdma-vm.sh), then what only RDMA has: coalescing into datagrams, credits and credit
 // requests, identity by QP number and GID, limits. On a host without a device the device tests
-// skip (RDMA_TEST_REQUIRE_DEVICE=1 turns that into a failure); the address tests always run.
+// skip (RDMA_TEST_REQUIRE_DEVICE=1 turns that into a failure). The pure parts (address, credit
+// window, reassembly, layout, options) have device-free tests in test/transport.
 
 import { afterEach, describe, expect, test } from "bun:test";
-import { listDevices, gidFromHex, type GidEntry } from "../../ffi/ibverbs/verbs.ts";
-import {
-  RdmaTransport,
-  chooseGid,
-  formatRdmaAddress,
-  parseRdmaAddress,
-  rdmaDeviceAvailable,
-  rdmaFrameBytesLimit,
-  type RdmaOptions,
-} from "../../src/transport/rdma.ts";
+import { listDevices, gidFromHex } from "../../ffi/ibverbs/verbs.ts";
+import { RdmaTransport, rdmaDeviceAvailable } from "../../src/transport/rdma.ts";
+import { formatRdmaAddress, parseRdmaAddress } from "../../src/transport/rdma-address.ts";
+import { rdmaFrameBytesLimit, type RdmaOptions } from "../../src/transport/rdma-options.ts";
+import { createTransport } from "../../src/transport/factory.ts";
 import { transportSuite } from "../transport/suite.ts";
 import { checkFrame, makeFrame } from "../transport/frames.ts";
 
@@ -23,45 +19,10 @@ const gidIndex = process.env.RDMA_GID_INDEX ? Number(process.env.RDMA_GID_INDEX)
 const roundsMax = 4000;
 const largeFrameBytes = 60 * 1024;
 
-describe("rdma addresses and GID choice (no device needed)", () => {
-  const gid = gidFromHex("00000000000000000000ffff7f000001");
-
-  test("an address round-trips and rejects anything else", () => {
-    const text = formatRdmaAddress({ qpn: 17, gid, qkey: 0x12345678, lid: 0 });
-    expect(text).toBe("rdma:17:00000000000000000000ffff7f000001:305419896:0");
-    const back = parseRdmaAddress(text);
-    expect(back.qpn).toBe(17);
-    expect([...back.gid]).toEqual([...gid]);
-    expect(back.qkey).toBe(0x12345678);
-    for (const bad of [
-      "127.0.0.1:7001",
-      "rdma:17:00000000000000000000ffff7f00001:1:0", // 31 hex digits
-      "rdma:0:00000000000000000000ffff7f000001:1:0", // qpn 0
-      "rdma:16777216:00000000000000000000ffff7f000001:1:0", // qpn > 24 bits
-      "rdma:17:00000000000000000000ffff7f000001:2147483648:0", // privileged qkey
-      "rdma:17:00000000000000000000FFFF7f000001:1:0", // upper case: not what we publish
-    ]) {
-      expect(() => parseRdmaAddress(bad)).toThrow(RangeError);
-    }
-  });
-
-  test("GID choice: RoCE v2 over IPv4, then RoCE v2, then the first entry", () => {
-    const e = (index: number, hex: string, type: GidEntry["type"]): GidEntry => ({ index, gid: gidFromHex(hex), type });
-    const link = e(0, "fe800000000000000000000000000001", "roce-v2");
-    const v4 = e(1, "00000000000000000000ffff0a000001", "roce-v2");
-    const v1 = e(2, "00000000000000000000ffff0a000001", "roce-v1");
-    const ib = e(0, "fe800000000000000002c90300000001", "ib");
-    expect(chooseGid([link, v1, v4])).toBe(v4);
-    expect(chooseGid([v1, link])).toBe(link);
-    expect(chooseGid([ib])).toBe(ib);
-    expect(chooseGid([])).toBeNull();
-  });
-
-  test.skipIf(device !== null)("without a device the availability probe says null, not an error", () => {
-    expect(listDevices()).toEqual([]);
-    expect(rdmaDeviceAvailable()).toBeNull();
-    expect(() => new RdmaTransport({ self: 1 })).toThrow(/no RDMA device/);
-  });
+test.skipIf(device !== null)("without a device the availability probe says null, not an error", () => {
+  expect(listDevices()).toEqual([]);
+  expect(rdmaDeviceAvailable()).toBeNull();
+  expect(() => new RdmaTransport({ self: 1 })).toThrow(/no RDMA device/);
 });
 
 if (device === null) {
@@ -76,8 +37,10 @@ if (device === null) {
   const deviceName = device;
   const make = (self: number) => RdmaTransport.open({ self, device: deviceName, gidIndex });
   transportSuite(`rdma (UD over ${device})`, make, { reliable: false });
-  // Again with frames larger than a datagram (the node's default frame size), sent in pieces.
-  const makeLarge = (self: number) => RdmaTransport.open({ self, device: deviceName, gidIndex, frameBytesMax: largeFrameBytes });
+  // Again with frames larger than a datagram (the node's default frame size), sent in pieces, and
+  // built the way a worker builds its endpoint: through the transport factory.
+  const makeLarge = (self: number) =>
+    createTransport("rdma", { host: "", port: 0, self, frameBytesMax: largeFrameBytes, rdma: { device: deviceName, gidIndex } });
   transportSuite(`rdma (UD over ${device}, ${largeFrameBytes}-byte frames in pieces)`, makeLarge, { reliable: false });
 
   describe(`rdma only (${device})`, () => {

@@ -1,4 +1,4 @@
-// The one test suite every Transport passes (udp, tcp, and later rdma). It knows nothing of any
+// The one test suite every Transport passes (udp, tcp and rdma). It knows nothing of any
 // particular medium: endpoints come from `make`, addresses from `address`, partitions from the
 // drop rule, and the only capability it asks about is whether delivery is reliable.
 //
