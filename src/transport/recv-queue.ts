@@ -8,6 +8,7 @@
 // Two named limits: framesMax entries and bytesMax slab bytes. A frame that fits in neither is refused
 // (the transport drops and counts it).
 
+import { assert } from "../base/assert.ts";
 import type { NodeId } from "../base/ids.ts";
 
 export class RecvQueue<Tag> {
@@ -48,14 +49,12 @@ export class RecvQueue<Tag> {
    */
   push(from: NodeId, tag: Tag | null, src: Buffer, start: number, end: number): boolean {
     const length = end - start;
-    if (!(length > 0 && start >= 0 && end <= src.length)) {
-      throw new RangeError(`RecvQueue.push: bad range [${start}, ${end}) of ${src.length}`);
-    }
-    if (this.#draining) throw new Error("RecvQueue.push during drain: receive callbacks cannot run inside poll");
+    assert(length > 0 && start >= 0 && end <= src.length, "a pushed frame is a non-empty range of its buffer");
+    assert(!this.#draining, "receive callbacks never run inside poll's drain");
     if (this.#count === this.framesMax || this.#top + length > this.bytesMax) return false;
     const i = this.#count;
     const copied = src.copy(this.#slab, this.#top, start, end);
-    if (copied !== length) throw new Error(`RecvQueue.push: copied ${copied} of ${length} bytes`);
+    assert(copied === length, "Buffer.copy copies the whole range into the room checked above");
     this.#from[i] = from;
     this.#offset[i] = this.#top;
     this.#length[i] = length;
@@ -88,7 +87,7 @@ export class RecvQueue<Tag> {
    * Not re-entrant: a visit that calls drain again is a bug and throws.
    */
   drain(visit: (from: NodeId, frame: Uint8Array, tag: Tag | null) => void): number {
-    if (this.#draining) throw new Error("RecvQueue.drain is not re-entrant (poll called from a frame handler?)");
+    assert(!this.#draining, "drain is not re-entrant (poll called from a frame handler?)");
     const n = this.#count;
     if (n === 0) return 0;
     this.#draining = true;

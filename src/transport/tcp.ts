@@ -33,6 +33,7 @@
 // while it is being (re)dialled, frames are queued as usual and go out when it opens.
 
 import type { Socket, TCPSocketListener } from "bun";
+import { assert } from "../base/assert.ts";
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { FrameHandler, Transport } from "./transport.ts";
 import type { DropRule, DropRuleTarget } from "./drop-rule.ts";
@@ -98,6 +99,7 @@ class ByteQueue {
   }
   /** True when `n` more bytes fit (compacting first if that makes them fit). */
   room(n: number): boolean {
+    assert(n >= 0, "room is asked for a byte count");
     if (this.end + n <= this.buf.length) return true;
     if (this.start > 0) {
       // Safe even mid partial-write: Bun keeps no reference to bytes it did not take.
@@ -110,6 +112,7 @@ class ByteQueue {
   putU32(v: number): void {
     const b = this.buf;
     const e = this.end;
+    assert(e + 4 <= b.length, "bytes are only put after room() said they fit");
     b[e] = v & 0xff;
     b[e + 1] = (v >>> 8) & 0xff;
     b[e + 2] = (v >>> 16) & 0xff;
@@ -117,11 +120,13 @@ class ByteQueue {
     this.end = e + 4;
   }
   putU16(v: number): void {
+    assert(this.end + 2 <= this.buf.length, "bytes are only put after room() said they fit");
     this.buf[this.end] = v & 0xff;
     this.buf[this.end + 1] = (v >>> 8) & 0xff;
     this.end += 2;
   }
   put(bytes: Uint8Array): void {
+    assert(this.end + bytes.length <= this.buf.length, "bytes are only put after room() said they fit");
     this.buf.set(bytes, this.end);
     this.end += bytes.length;
   }
@@ -129,6 +134,7 @@ class ByteQueue {
   writeTo(sock: Socket<unknown>): boolean {
     const n = sock.write(this.buf, this.start, this.end - this.start);
     if (n > 0) this.start += n;
+    assert(this.start <= this.end, "a socket takes at most the bytes it is given");
     if (this.start < this.end) return false;
     this.start = 0;
     this.end = 0;
@@ -310,6 +316,8 @@ export class TcpTransport implements Transport, DropRuleTarget {
     }
     link.out.putU32(len);
     link.out.put(frame);
+    // Credits are refused at exactly 0 above: a negative count would never refuse again.
+    assert(link.credits > 0, "an outbound link's credits never go negative");
     link.credits--;
     link.framesPending++;
     link.bytesPending += len;
@@ -374,7 +382,8 @@ export class TcpTransport implements Transport, DropRuleTarget {
   }
 
   readonly #visit = (from: NodeId, frame: Uint8Array, link: InLink | null): void => {
-    this.#owe(link!, 1);
+    assert(link !== null, "every queued TCP frame is tagged with the connection that owes its credit");
+    this.#owe(link, 1);
     // A sender forgotten after its frames were queued: disconnect() stops delivery at once.
     if (this.#links[from] === undefined) {
       this.#stats.framesDropped++;
@@ -469,6 +478,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
         return;
       }
       link.credits += count;
+      assert(link.credits <= this.windowFrames, "credits returned never exceed the window (checked above)");
       link.backoffMs = tcpReconnectDelayMsMin; // the peer took our hello and our frames
     }
   }
@@ -481,6 +491,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
   }
 
   #writeLink(link: OutLink): void {
+    assert(link.state === LinkState.Up && link.sock !== null, "only an open link is written");
     const s = this.#stats;
     s.framesSent += link.framesPending;
     s.bytesSent += link.bytesPending;
@@ -552,6 +563,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
     link.closed = true;
     this.#owedTotal -= link.owed;
     link.owed = 0;
+    assert(this.#owedTotal >= 0, "credits owed never go negative");
     this.#inLinks.delete(link);
   }
 
@@ -580,6 +592,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
         this.#endFrame(link);
       } else {
         const take = Math.min(link.frameLen - link.filled, n - i);
+        assert(take > 0, "a frame in progress still needs bytes");
         if (!link.skipping) {
           link.reasm ??= Buffer.alloc(this.frameBytesMax);
           chunk.copy(link.reasm, link.filled, i, i + take);
@@ -647,6 +660,8 @@ export class TcpTransport implements Transport, DropRuleTarget {
   }
 
   #arrived(link: InLink, buf: Buffer, start: number, end: number): void {
+    // #readLength skips empty and oversized frames: only frames send() could have sent get here.
+    assert(end - start >= 1 && end - start <= this.frameBytesMax, "a received frame is within 1..frameBytesMax");
     if (this.#recv.push(link.from, link, buf, start, end)) return; // credit returned when polled
     this.#stats.framesDropped++;
     this.#stats.recvQueueDrops++;
@@ -660,9 +675,11 @@ export class TcpTransport implements Transport, DropRuleTarget {
   }
 
   #owe(link: InLink, k: number): void {
+    assert(k > 0, "credit is owed for at least one frame");
     if (link.closed) return; // its sender's credits died with the connection
     link.owed += k;
     this.#owedTotal += k;
+    assert(this.#owedTotal >= link.owed, "the total owed includes every link's");
   }
 
   #returnCredit(link: InLink): void {
@@ -670,6 +687,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
     link.creditOut.putU32(link.owed);
     this.#owedTotal -= link.owed;
     link.owed = 0;
+    assert(this.#owedTotal >= 0, "credits owed never go negative");
     link.waitingDrain = !link.creditOut.writeTo(link.sock);
   }
 
@@ -677,6 +695,7 @@ export class TcpTransport implements Transport, DropRuleTarget {
     this.#extra.protocolErrors++;
     this.#owedTotal -= link.owed;
     link.owed = 0;
+    assert(this.#owedTotal >= 0, "credits owed never go negative");
     link.closed = true;
     this.#inLinks.delete(link);
     link.sock.terminate();

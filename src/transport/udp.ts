@@ -22,6 +22,7 @@
 
 import { isIP } from "node:net";
 import type { udp } from "bun";
+import { assert } from "../base/assert.ts";
 import type { NodeId } from "../base/ids.ts";
 import { findBoundSocketFds, setSocketBufferBytes, SOCK_DGRAM } from "../../ffi/socket.ts";
 import type { FrameHandler, Transport } from "./transport.ts";
@@ -209,6 +210,7 @@ export class UdpTransport implements Transport, DropRuleTarget {
     this.#sendTop += len;
     this.#qCount = i + 1;
     p.queued++;
+    assert(p.queued <= this.windowFrames, "a peer never has more than its window queued");
     return true;
   }
 
@@ -219,7 +221,7 @@ export class UdpTransport implements Transport, DropRuleTarget {
     args.length = 3 * n;
     for (let i = 0; i < n; i++) {
       const p = this.#peers[this.#qPeer[i]!];
-      if (p === undefined) throw new Error(`udp flush: queued frame for forgotten peer ${this.#qPeer[i]}`);
+      assert(p !== undefined, "no frame stays queued for a forgotten peer (#forgetPeer purges them)");
       const off = this.#qOff[i]!;
       args[3 * i] = this.#sendSlab.subarray(off, off + this.#qLen[i]!);
       args[3 * i + 1] = p.port;
@@ -239,7 +241,7 @@ export class UdpTransport implements Transport, DropRuleTarget {
       this.#dequeue(n, false);
       return;
     }
-    if (!(Number.isInteger(sent) && sent <= n)) throw new Error(`udp flush: sendMany returned ${sent} for ${n}`);
+    assert(Number.isInteger(sent) && sent <= n, "sendMany reports at most the datagrams it was given");
     // A short count is kernel backpressure: the rest stays queued (and keeps its budget) until
     // the drain callback or the next flush.
     this.#dequeue(sent, true);
@@ -346,17 +348,21 @@ export class UdpTransport implements Transport, DropRuleTarget {
     while (mask !== 0) {
       const id = 31 - Math.clz32(mask);
       mask &= ~(1 << id);
-      if (this.#peers[id]!.host === host) return id;
+      const p = this.#peers[id];
+      assert(p !== undefined, "the port map names only connected peers");
+      if (p.host === host) return id;
     }
     return -1;
   }
 
   /** Remove the first `k` queued frames (sent or dropped) and close the gap. */
   #dequeue(k: number, sent: boolean): void {
+    assert(k >= 0 && k <= this.#qCount, "only queued frames are dequeued");
     const s = this.#stats;
     for (let i = 0; i < k; i++) {
       const p = this.#peers[this.#qPeer[i]!]!;
       p.queued--;
+      assert(p.queued >= 0, "a peer's queued count never goes negative");
       if (sent) {
         s.framesSent++;
         s.bytesSent += this.#qLen[i]!;
@@ -375,9 +381,11 @@ export class UdpTransport implements Transport, DropRuleTarget {
   #forgetPeer(p: UdpPeer): void {
     // Purge its queued frames so that flush never sees a forgotten peer.
     let w = 0;
+    let purged = 0;
     for (let i = 0; i < this.#qCount; i++) {
       if (this.#qPeer[i] === p.id) {
         this.#stats.sendDrops++;
+        purged++;
         continue;
       }
       this.#qPeer[w] = this.#qPeer[i]!;
@@ -385,6 +393,7 @@ export class UdpTransport implements Transport, DropRuleTarget {
       this.#qLen[w] = this.#qLen[i]!;
       w++;
     }
+    assert(purged === p.queued, "a peer's queued count equals its frames in the send queue");
     this.#qCount = w;
     if (w === 0) this.#sendTop = 0;
     const mask = (this.#byPort.get(p.port) ?? 0) & ~(1 << p.id);
