@@ -27,7 +27,11 @@ over -k uniformly chosen keys.
   --transport T   auto|tcp|udp|rdma (default auto)
 
 Prints per-node Mreq/s every second, then one line:
-throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…`;
+throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…
+
+hermes-kv bench --endpoints URL[,URL…] [flags] is another benchmark: closed-loop HTTP load against
+running hermes-kv nodes (or etcd, --target etcd), ending with throughput_reqs=… p50_us=… p99_us=…
+errors=…; \`hermes-kv bench --endpoints URL --help\` lists its flags.`;
 
 const specs = {
   M: { kind: "string", short: "M" },
@@ -82,6 +86,10 @@ function subtract(a: number[], b: number[] | undefined): number[] {
 }
 
 export async function runBenchCommand(argv: readonly string[]): Promise<number> {
+  // --endpoints selects the HTTP load generator, which has flags of its own.
+  if (argv.some((a) => a === "--endpoints" || a.startsWith("--endpoints="))) {
+    return (await import("./http-bench.ts")).runHttpBenchCommand(argv);
+  }
   const { flags, positionals } = parseArgs(argv, specs);
   if (flags.help) {
     console.log(benchUsage);
