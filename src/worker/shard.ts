@@ -110,6 +110,7 @@ export class Shard {
       frameBytesMax: transport.frameBytesMax,
       keyBytesMax: init.keyBytesMax,
       valueBytesMax: init.replica.valueBytesMax,
+      selfId: init.nodeId,
     });
     for (let id = 0; id <= nodeIdMax; id++) this.#builders.push(null);
     this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);

@@ -141,15 +141,21 @@ export class SimShardNode {
     return this.#world.nowMs < this.#stalledUntilMs;
   }
 
-  /** The loop stops for `durationMs`, then runs the control calls that arrived meanwhile and turns. */
+  /**
+   * The loop stops for `durationMs`. Then it runs the control calls that arrived meanwhile and
+   * turns, in either order (which of a posted message and the next turn runs first is up to the
+   * worker's event loop).
+   */
   stall(durationMs: number): void {
     if (this.stalled) return;
     const world = this.#world;
     this.#stalledUntilMs = world.nowMs + durationMs;
+    const turnFirst = world.random.chance(0.5);
     world.events.push(this.#stalledUntilMs, () => {
       if (this.#crashed()) return;
-      for (const control of this.#controlsWaiting.splice(0)) control();
-      this.turn();
+      if (turnFirst) this.turn();
+      for (const control of this.#controlsWaiting.splice(0)) this.#control(control);
+      if (!turnFirst) this.turn();
     });
   }
 

@@ -247,6 +247,18 @@ describe("Shard.turn", () => {
     expect(h.shard.replica.inspect("x")?.version).toBe(5);
   });
 
+  test("a frame claiming to come from this node is dropped and counted, never stepped", () => {
+    const h = harness({ frameBytesMax: 4096 });
+    const builder = new FrameBuilder({ clusterId, sender: 0, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax, valueBytesMax });
+    builder.senderEpoch = 1;
+    builder.append(0, MsgKind.Inv, "x", 5, 0, 1, false, encoder.encode("forged"));
+    h.transport.incoming.push({ from: 0, frame: builder.finish().slice() });
+    expect(h.shard.turn(1002)).toBe(1);
+    expect(h.shard.decoder.stats.droppedBadSender).toBe(1);
+    expect(h.shard.replica.inspect("x")).toBeUndefined();
+    expect(h.transport.sent).toEqual([]);
+  });
+
   test("control calls use the injected clock", () => {
     const h = harness({ frameBytesMax: 4096, members: [0] });
     // The harness granted a lease of 60 s from its clock's 1000 ms, not from the real clock.
