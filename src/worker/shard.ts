@@ -19,7 +19,7 @@ import { BenchClients } from "./bench-clients.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
 
 /** Requests taken from the ring per loop turn: bounds the time between transport polls. */
-export const requestBatchMax = 512;
+const requestBatchMax = 512;
 /** The replica's timers (retransmission, op deadlines, lease) run at most this often. */
 const tickEveryMs = 1;
 /** How long an idle worker sleeps on its request ring before it looks at the network and the clock again. */
