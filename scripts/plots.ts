@@ -17,6 +17,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { barChartSvg, formatNumber, lineChartSvg } from "../bench/svg.ts";
 import { runVsEtcd, tableLines, vsEtcdDefaults } from "../bench/vs-etcd.ts";
+import { latencyBucketsUs } from "../src/worker/bench-clients.ts";
 import { repoRoot } from "../test/cluster/helpers.ts";
 
 const argv = process.argv.slice(2);
@@ -141,7 +142,11 @@ write(
 console.log("\nengine sweep (hermes-kv bench -M 3 -W 1):");
 console.log("| write ratio | M req/s | read p99 | write p99 |");
 console.log("|---|---|---|---|");
-for (const p of engine) console.log(`| ${p.writePerMille / 10}% | ${p.mreqs.toFixed(3)} | ${p.readP99Us} µs | ${p.writeP99Us} µs |`);
+/** The engine's histograms stop at latencyBucketsUs: a value there means "at least". */
+const us = (v: number, any: boolean): string => (!any ? "–" : v >= latencyBucketsUs ? `≥${latencyBucketsUs / 1000} ms` : `${v} µs`);
+for (const p of engine) {
+  console.log(`| ${p.writePerMille / 10}% | ${p.mreqs.toFixed(3)} | ${us(p.readP99Us, p.writePerMille < 1000)} | ${us(p.writeP99Us, p.writePerMille > 0)} |`);
+}
 console.log(`\nHTTP (etcd ${vs.etcdVersion}; load average at the end ${vs.loadAverage}):`);
 for (const line of tableLines(vs)) console.log(line);
 console.log(`\nwrote ${files.join(", ")}`);

@@ -165,6 +165,11 @@ export class RawConnection implements HttpConnection {
         close: () => connection.#fail(new Error("connection closed by the server")),
         error: (_socket, error) => connection.#fail(error),
         end: () => connection.#fail(new Error("connection closed by the server")),
+        handshake: (_socket, success, authorizationError) => {
+          if (!success || authorizationError !== null) {
+            connection.#fail(new Error(`TLS handshake with ${e.host} failed: ${authorizationError?.message ?? "not authorized"}`));
+          }
+        },
       },
     });
     connection.#socket.setNoDelay(true);

@@ -4,9 +4,14 @@
 // servers hold afterwards is what the tool wrote: every key read back, from every replica, has the
 // same value, written by the tool to that key, by a connection that existed, with a sequence
 // number that connection had issued. No timing assertion: speed is measured in benchmarks.
-// Also unit tests of the response parser, the histogram and the flag checks.
+// Also: --cacert/--token pass-through against a Bun.serve with a self-signed certificate, the
+// failures reported instead of a run (no /v1/batch, nobody listening), and unit tests of the
+// response parser, the histogram and the flag checks.
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { UsageError } from "../../src/cli/args.ts";
 import { FatalError } from "../../src/cli/fatal-error.ts";
 import { parseResponse } from "../../src/cli/http-bench-client.ts";
@@ -227,6 +232,47 @@ describe("failures the tool reports instead of running", () => {
     expect(cfg.seconds).toBe(1.5);
     expect(cfg.connections).toBe(48);
     expect(cfg.token).toBe("abc");
+  });
+});
+
+describe.skipIf(Bun.which("openssl") === null)("--cacert and --token are passed through (the server side of both comes later)", () => {
+  let dir: string;
+  let server: ReturnType<typeof Bun.serve>;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "hermes-bench-tls-"));
+    const made = Bun.spawnSync(
+      ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+      { stdout: "ignore", stderr: "pipe" },
+    );
+    if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`);
+    server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+      fetch: (request) => new Response("v", { status: request.headers.get("authorization") === "Bearer t0ken" ? 200 : 401 }),
+    });
+  });
+  afterAll(() => {
+    server?.stop(true);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const client of ["raw", "fetch"]) {
+    test(`${client} client: https with the CA and the bearer token`, async () => {
+      const cfg = await parseHttpBenchArgs([
+        "--endpoints", `https://127.0.0.1:${server.port}`, "--cacert", join(dir, "cert.pem"), "--token", "t0ken",
+        "--client", client, "-c", "2", "-d", "0.3", "--warmup", "0", "--read-pct", "100",
+      ]);
+      const result = await runHttpBench(cfg, () => {});
+      expect(result.counts.requests).toBeGreaterThan(0);
+      expect(Object.keys(result.counts.statuses)).toEqual(["200"]);
+      expect(result.counts.errors).toBe(0);
+    });
+  }
+
+  test("without the CA the certificate is refused", async () => {
+    const cfg = await parseHttpBenchArgs(["--endpoints", `https://127.0.0.1:${server.port}`, "-d", "0.3"]);
+    await expect(runHttpBench(cfg, () => {})).rejects.toThrow(/TLS handshake .* failed/);
   });
 });
 
