@@ -7,13 +7,18 @@
 // node can never mistake a cluster with data for a new one (src/node/etcd-join.ts). A node that
 // loses its lease has been (or is about to be) removed, and others may commit without it: it stops
 // serving at once, keeps its data and joins again, merging on load (src/node/rejoiner.ts).
+// A member that its peers cannot hear, though it keeps its lease, is suspected (src/node/
+// peer-detector.ts) and evicted through etcd when the suspicions call for it (src/membership/
+// eviction-rule.ts); it stops serving, and registers again once it reaches every member.
 
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { createApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
-import type { KvBackend } from "../node/backend.ts";
+import type { KvBackend, NodeStatus } from "../node/backend.ts";
+import { renderDetectorMetrics } from "../node/metrics.ts";
+import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt } from "../node/etcd-join.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
@@ -27,6 +32,17 @@ import { resolveTransport } from "./transport-choice.ts";
 const leaseMsDefault = 2000;
 const leaseMsMin = 1000;
 const leaseMsMax = 600_000;
+/** --suspect-ms: bounds (0 turns the detector off; the default is the lease TTL, see nodeUsage). */
+const suspectMsMin = 200;
+const suspectMsMax = leaseMsMax;
+/** Heartbeats per suspicion timeout (etcd's default: 10 heartbeats per election timeout), within these bounds. */
+const heartbeatsPerSuspicion = 10;
+const heartbeatMsMin = 10;
+const heartbeatMsMax = 100;
+/** Heartbeat intervals the eviction rule's answer must hold before the decider acts (both ends' suspicions are in). */
+const settleHeartbeats = 2;
+/** etcd's lessor looks for expired leases every 500 ms: a crashed node's key goes up to this late. */
+const etcdExpiryCheckMs = 500;
 /** --shards: upper bound. */
 const shardsMax = 64;
 /** Bound on one request to etcd for the cluster's `initialized` key. */
@@ -47,6 +63,10 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
   --transport T    auto|tcp|udp|rdma (default auto: rdma if a device is present, else tcp)
   --lease-ms MS    etcd lease TTL, whole seconds (default ${leaseMsDefault}): the time a failed node's
                    replicas wait before writes resume without it
+  --suspect-ms MS  failure detection beyond the lease (default: the lease TTL; 0 turns it off): a
+                   member its peers cannot hear for MS (while it keeps its lease) is suspected, and
+                   evicted through etcd when the suspicions call for it; writes then resume after
+                   about MS + one lease TTL (README "Failure model")
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
 
@@ -59,6 +79,7 @@ const specs = {
   shards: { kind: "string" },
   transport: { kind: "string" },
   "lease-ms": { kind: "string" },
+  "suspect-ms": { kind: "string" },
   "test-hooks": { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 } as const;
@@ -73,6 +94,8 @@ interface NodeCommandOptions {
   cluster: string;
   shards: number;
   leaseMs: number;
+  /** 0: no failure detection beyond leases. */
+  suspectMs: number;
   transport: TransportKind;
   testHooks: boolean;
 }
@@ -89,16 +112,34 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const node = await HermesNode.start(nodeOptionsOf(options));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
+  let detector: PeerDetector | null = null;
   const backend: KvBackend = {
     submit: (request) => node.submit(request),
-    status: () => node.status(),
-    metrics: () => node.metrics() + etcdMetrics(membership),
+    status: () => withDetectorStatus(node.status(), membership, detector),
+    metrics: () => node.metrics() + etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, backend.status())),
     keyBytesMax: node.keyBytesMax,
     valueBytesMax: node.valueBytesMax,
   };
   const server = serveNode(node, backend, http, options.testHooks, () => membership);
   try {
-    membership = await createEtcdMembership({ endpoints, cluster, self: node.memberInfo(), leaseTtlMs: options.leaseMs, log });
+    const heartbeatMs = heartbeatMsOf(options.suspectMs);
+    membership = await createEtcdMembership({
+      endpoints,
+      cluster,
+      self: node.memberInfo(),
+      leaseTtlMs: options.leaseMs,
+      log,
+      ...(options.suspectMs === 0
+        ? {}
+        : {
+            detector: {
+              settleMs: settleHeartbeats * heartbeatMs,
+              // A crashed node is left to its lease (see EtcdDetectorOptions.silentTargetGraceMs).
+              silentTargetGraceMs: Math.max(0, options.leaseMs - options.suspectMs) + etcdExpiryCheckMs + settleHeartbeats * heartbeatMs,
+              reachesMembers: (sinceMs: number) => detector?.reachesMembers(sinceMs) ?? false,
+            },
+          }),
+    });
   } catch (error) {
     server.stop(true);
     await node.close();
@@ -107,6 +148,20 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
+  if (options.suspectMs > 0) {
+    const m = membership;
+    detector = new PeerDetector({
+      self: id,
+      suspectMs: options.suspectMs,
+      heartbeatMs: heartbeatMsOf(options.suspectMs),
+      lastHeardMs: (peer) => node.lastHeardMs(peer),
+      lastFreshMs: (peer) => node.lastFreshMs(peer),
+      membership: m,
+      setProbes: (candidates) => node.setProbes(candidates),
+      log,
+    });
+    detector.start();
+  }
   // Joins now, and again after every lease loss (keeping the data, merged on load).
   const rejoiner = new Rejoiner({ node, membership, attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }), log });
   rejoiner.start();
@@ -114,6 +169,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
 
   await untilSignalled(() => {
     rejoiner.stop();
+    detector?.stop();
     log(`hermes-kv node ${id}: stopping`);
     server.stop(true);
     return node.close();
@@ -148,8 +204,16 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
   const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, shardsMax);
   const leaseMs = flags["lease-ms"] === undefined ? leaseMsDefault : parseIntegerFlag("--lease-ms", flags["lease-ms"], leaseMsMin, leaseMsMax);
   if (leaseMs % 1000 !== 0) throw new UsageError("--lease-ms must be whole seconds (etcd leases are in seconds)");
+  const suspectMs = flags["suspect-ms"] === undefined ? leaseMs : parseIntegerFlag("--suspect-ms", flags["suspect-ms"], 0, suspectMsMax);
+  if (suspectMs !== 0 && suspectMs < suspectMsMin) throw new UsageError(`--suspect-ms must be 0 (off) or at least ${suspectMsMin}`);
   const transport = resolveTransport(flags.transport ?? "auto", log);
-  return { id, http, listen, endpoints, cluster, shards, leaseMs, transport, testHooks: flags["test-hooks"] };
+  return { id, http, listen, endpoints, cluster, shards, leaseMs, suspectMs, transport, testHooks: flags["test-hooks"] };
+}
+
+/** The heartbeat interval for a suspicion timeout (0: no heartbeats). */
+function heartbeatMsOf(suspectMs: number): number {
+  if (suspectMs === 0) return 0;
+  return Math.min(heartbeatMsMax, Math.max(heartbeatMsMin, Math.floor(suspectMs / heartbeatsPerSuspicion)));
 }
 
 function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
@@ -168,6 +232,7 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
     replica: {},
     numa: true,
     bench: null,
+    heartbeatMs: heartbeatMsOf(options.suspectMs),
   };
 }
 
@@ -240,6 +305,29 @@ function serveNode(
     });
   }
   return Bun.serve({ hostname: http.host, port: http.port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
+}
+
+/** The node's status with the failure detector's view added (when it runs). */
+function withDetectorStatus(status: NodeStatus, membership: EtcdMembership | null, detector: PeerDetector | null): NodeStatus {
+  if (membership === null || detector === null) return status;
+  const d = membership.detectorStatus();
+  const c = membership.counters();
+  const last = d.lastEviction;
+  return {
+    ...status,
+    suspects: [...detector.suspects],
+    suspectedBy: d.suspectedBy,
+    heardAgoMs: detector.heardAgoMs(),
+    evictions: {
+      decided: c.evictionsDecided,
+      ofThisNode: c.evictionsOfSelf,
+      candidate: d.candidate,
+      pending: d.pending,
+      holding: d.holding,
+      last: last === null ? null : { member: last.member, lease: last.lease, by: last.by, reason: last.reason, suspectedBy: last.suspectedBy, epoch: last.epoch },
+      decision: d.decision === null ? null : { target: d.decision.target, decider: d.decision.decider, reason: d.decision.reason, suspectedBy: d.decision.suspectedBy },
+    },
+  };
 }
 
 function etcdMetrics(membership: EtcdMembership | null): string {

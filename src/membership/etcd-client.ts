@@ -3,7 +3,7 @@
 // Why not a client library: the npm clients (e.g. `etcd3`) sit on @grpc/grpc-js and protobufjs, a
 // large dependency tree over node:http2 whose behaviour under Bun we would have to qualify, and
 // which would be bundled into the single compiled binary. The gateway is part of every etcd >= 3.x
-// server, needs no native code and no generated stubs, and the eight calls the membership needs map
+// server, needs no native code and no generated stubs, and the few calls the membership needs map
 // 1:1 to JSON endpoints. Keys and values are base64 in JSON; int64 fields are decimal strings.
 //
 // Paths: etcd 3.4 serves the gateway at /v3/* (and still /v3beta/*); 3.5+ serves only /v3/*. So
@@ -68,6 +68,23 @@ export interface RequestOptions {
 export type RegisterResult =
   | { created: true; revision: number; kvs: EtcdKv[] }
   | { created: false; revision: number; existing: EtcdKv | null };
+
+/** One comparison of a transaction; `prefix` applies it to every key starting with `key` (etcd 3.3+). */
+export interface TxnCompare {
+  key: string;
+  prefix?: boolean;
+  target: "MOD" | "CREATE";
+  result: "EQUAL" | "LESS" | "GREATER";
+  revision: number;
+}
+
+/** A put of a transaction's success branch. */
+export interface TxnPut {
+  key: string;
+  value: string;
+  /** Lease id (decimal string); "0" or absent for none. */
+  lease?: string;
+}
 
 export function encodeBase64(text: string): string {
   return Buffer.from(text, "utf8").toString("base64");
@@ -337,6 +354,36 @@ export class EtcdClient {
     if (opts.prefix === true) body.range_end = rangeEndBase64(key);
     const res = await this.call("/v3/kv/deleterange", body, opts);
     return { revision: headerRevision(res), deleted: int64(res, "deleted") };
+  }
+
+  /**
+   * A lease's remaining and granted TTL in seconds (etcd truncates the remaining one), or null when
+   * etcd no longer has the lease.
+   */
+  async leaseTimeToLive(id: string, options?: RequestOptions): Promise<{ ttlS: number; grantedTtlS: number } | null> {
+    const res = await this.call("/v3/lease/timetolive", { ID: id }, options);
+    const ttlS = int64(res, "TTL");
+    if (ttlS < 0) return null;
+    return { ttlS, grantedTtlS: int64(res, "grantedTTL") };
+  }
+
+  /** If every comparison holds, do the puts, atomically. Returns whether it did, and the revision. */
+  async txn(compare: readonly TxnCompare[], puts: readonly TxnPut[], options?: RequestOptions): Promise<{ succeeded: boolean; revision: number }> {
+    const res = await this.call(
+      "/v3/kv/txn",
+      {
+        compare: compare.map((c) => {
+          const field = c.target === "MOD" ? "mod_revision" : "create_revision";
+          const one: Json = { key: encodeBase64(c.key), target: c.target, result: c.result, [field]: String(c.revision) };
+          if (c.prefix === true) one.range_end = rangeEndBase64(c.key);
+          return one;
+        }),
+        success: puts.map((p) => ({ request_put: { key: encodeBase64(p.key), value: encodeBase64(p.value), lease: p.lease ?? "0" } })),
+        failure: [],
+      },
+      options,
+    );
+    return { succeeded: res.succeeded === true, revision: headerRevision(res) };
   }
 
   /**

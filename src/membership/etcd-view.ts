@@ -29,6 +29,8 @@ export interface MemberEntry {
   info: MemberInfo;
   /** etcd lease id (decimal string) the key is attached to. */
   lease: string;
+  /** The revision that created the key: identifies this registration (a rejoin creates it anew). */
+  createRevision: number;
 }
 
 /** Checks a decoded member record; returns the reason it is unusable, or null. */
@@ -86,6 +88,11 @@ export class MemberTable {
   /** The lease the member's key is attached to, or null when the member is absent. */
   leaseOf(id: NodeId): string | null {
     return this.entries.get(id)?.lease ?? null;
+  }
+
+  /** The current registrations (etcd's membership as of `revision`), ascending by id. */
+  registrations(): { id: NodeId; lease: string; createRevision: number }[] {
+    return [...this.entries.values()].map((e) => ({ id: e.info.id, lease: e.lease, createRevision: e.createRevision })).sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -171,7 +178,7 @@ export class MemberTable {
       this.onInvalid(kv.key, `record id ${info.id} differs from the key's`);
       return;
     }
-    this.entries.set(id, { info: freezeInfo(info), lease: kv.lease });
+    this.entries.set(id, { info: freezeInfo(info), lease: kv.lease, createRevision: kv.createRevision });
   }
 
   private delete(key: string): void {

@@ -14,12 +14,22 @@
 // (or etcd says the lease is gone, or our key vanished) the lease is dropped: leaseUntilMs() is 0,
 // listeners hear it once, and the node rejoins with a fresh lease and key, which makes a new epoch.
 // While etcd is unreachable the view stays as it was (never a second membership) and the lease runs out.
+//
+// Failure detection beyond leases (options.detector; etcd-eviction.ts has the rule's execution and
+// the safety argument): the node publishes whom it cannot hear under its own lease, an Evictor
+// evicts by the rule of eviction-rule.ts, a view that removes a member by eviction is held until
+// that member's lease has surely expired, and an evicted node stops serving at once and registers
+// again only once it hears every member (a candidacy: members exchange heartbeats with candidates).
+// The watch covers the whole cluster prefix, so member keys and these records arrive in one order.
 
 import { monotonicMs } from "../base/clock.ts";
 import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "./membership.ts";
-import { EtcdClient, EtcdError, type EtcdKv } from "./etcd-client.ts";
+import { EtcdClient, EtcdError, type EtcdEvent, type EtcdKv } from "./etcd-client.ts";
 import { encodeMemberInfo, MemberTable } from "./etcd-view.ts";
+import { ClusterKeys, ClusterRecords, encodeSuspects, parseEviction, type EvictionRecord } from "./cluster-records.ts";
+import { Evictor } from "./etcd-eviction.ts";
+import type { EvictionDecision } from "./eviction-rule.ts";
 
 export const defaultKeyPrefix = "hermes-kv";
 /** Fraction of the granted TTL subtracted from every deadline when no driftMarginMs is given. */
@@ -35,6 +45,10 @@ export const retryBackoffMaxMs = 1000;
 export const recentLeasesMax = 8;
 /** Listeners per membership (a node has a handful: engine, HTTP status, metrics). */
 export const listenersMax = 64;
+/** How often the Evictor looks at the state, and a candidate at whether it reaches every member. */
+export const detectorTickMs = 50;
+/** A candidate counts frames only from this long after it saw its key go (its shards learn the view by message). */
+export const candidacySlackMs = 250;
 
 const clusterPattern = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -58,6 +72,42 @@ export interface EtcdMembershipOptions {
   closeTimeoutMs?: number;
   /** Where the one-line logs go; default stderr. */
   log?: (line: string) => void;
+  /** Failure detection beyond leases; off when absent (no suspicions published, no evictions). */
+  detector?: EtcdDetectorOptions;
+}
+
+export interface EtcdDetectorOptions {
+  /** How long the eviction rule's answer must hold before the decider acts. */
+  settleMs: number;
+  /**
+   * How long instead when the target publishes no suspicion itself (it may have crashed): etcd
+   * removes a crashed node within a TTL of its last keepalive plus its own lease-check period,
+   * without the hold an eviction costs. Its suspicion started suspectMs after its last frame, so:
+   * max(0, TTL - suspectMs) + etcdExpiryCheckMs and a little.
+   */
+  silentTargetGraceMs: number;
+  /**
+   * After this node was evicted: true once it has heard every member (every shard) since
+   * `sinceMs` and recently (members answer a candidate's heartbeats only while they hear it, so
+   * this means both directions work). It registers again only then.
+   */
+  reachesMembers: (sinceMs: number) => boolean;
+}
+
+/** The failure detector as this node sees it in etcd, for /v1/status. */
+export interface EtcdDetectorStatus {
+  /** Members whose published suspicions name this node (current records only). */
+  suspectedBy: NodeId[];
+  /** True while this node, evicted, waits to reach every member before registering again. */
+  candidate: boolean;
+  /** A recorded eviction whose lease is still to be revoked, or null. */
+  pending: { member: NodeId; lease: string } | null;
+  /** Views that remove a member by eviction, held until its lease has surely expired. */
+  holding: { epoch: number; removed: NodeId[]; releaseInMs: number }[];
+  /** The last eviction recorded in etcd that this node saw, or null. */
+  lastEviction: EvictionRecord | null;
+  /** The rule's answer at this node's last look (whoever the decider), or null. */
+  decision: EvictionDecision | null;
 }
 
 /** Counters for /metrics (monotonic). */
@@ -72,6 +122,14 @@ export interface EtcdMembershipCounters {
   rejoins: number;
   /** Times the watch stream was reopened. */
   watchRestarts: number;
+  /** Evictions this node carried out (as the decider). */
+  evictionsDecided: number;
+  /** Times this node learned that it was evicted. */
+  evictionsOfSelf: number;
+  /** Views held until an evicted member's lease had surely expired. */
+  evictionHolds: number;
+  /** Writes of this node's suspects record. */
+  suspicionPublishes: number;
 }
 
 export interface EtcdMembership extends Membership {
@@ -83,6 +141,11 @@ export interface EtcdMembership extends Membership {
    * drops) until called with false. etcd itself keeps running for the other nodes.
    */
   simulatePartition(on: boolean): void;
+  /** The members this node cannot hear: published (under its lease) when the set changes. */
+  publishSuspects(ids: readonly NodeId[]): void;
+  /** Evicted nodes waiting to rejoin: members exchange heartbeats with them. */
+  candidates(): MemberInfo[];
+  detectorStatus(): EtcdDetectorStatus;
 }
 
 /** Startup failed because another lease holds our member key. */
@@ -140,6 +203,28 @@ function describe(view: MembershipView): string {
 class EtcdMembershipImpl implements EtcdMembership {
   private readonly client: EtcdClient;
   private readonly table: MemberTable;
+  private readonly keys: ClusterKeys;
+  private readonly records: ClusterRecords;
+  private readonly evictor: Evictor | null;
+  /** What view() returns and listeners heard last: behind the table while a removal is held. */
+  private published: MembershipView;
+  /** Views not yet reported: each waits for its release time and for the ones before it. */
+  private readonly held: { view: MembershipView; releaseAtMs: number; removed: NodeId[] }[] = [];
+  private heldTimer: ReturnType<typeof setTimeout> | null = null;
+  private detectorTimer: ReturnType<typeof setInterval> | null = null;
+  /** Highest revision the watch (or a registration snapshot) delivered: the watch resumes after it. */
+  private watchRevision = 0;
+  /**
+   * Set when this node learns it was evicted (the lease, when it learned, the lease's TTL); cleared
+   * once it is registered again.
+   */
+  private evicted: { lease: string; atMs: number; ttlMs: number } | null = null;
+  private suspectsWanted: NodeId[] = [];
+  /** The suspects record as last written: its lease and value. */
+  private suspectsWritten: { lease: string; value: string } | null = null;
+  private suspectsWriting = false;
+  /** The last registered lease we lost: an eviction record naming it means we were evicted. */
+  private lostLease: string | null = null;
   private readonly memberKey: string;
   private readonly memberValue: string;
   private readonly requestedTtlS: number;
@@ -149,7 +234,17 @@ class EtcdMembershipImpl implements EtcdMembership {
   private readonly stop = new AbortController();
   private readonly loops: Promise<void>[] = [];
   private readonly recentLeases: string[] = [];
-  private readonly stats: EtcdMembershipCounters = { viewChanges: 0, leaseLosses: 0, keepaliveFailures: 0, rejoins: 0, watchRestarts: 0 };
+  private readonly stats: EtcdMembershipCounters = {
+    viewChanges: 0,
+    leaseLosses: 0,
+    keepaliveFailures: 0,
+    rejoins: 0,
+    watchRestarts: 0,
+    evictionsDecided: 0,
+    evictionsOfSelf: 0,
+    evictionHolds: 0,
+    suspicionPublishes: 0,
+  };
   private lease: Lease | null = null;
   /** What leaseUntilMs() returns: the deadline while we hold a lease AND our key is in the view. */
   private effectiveLeaseUntilMs = 0;
@@ -170,20 +265,38 @@ class EtcdMembershipImpl implements EtcdMembership {
     }
     this.requestedTtlS = options.leaseTtlMs / 1000;
     this.memberValue = encodeMemberInfo(options.self);
-    const membersPrefix = `/${keyPrefix}/${options.cluster}/members/`;
-    this.memberKey = membersPrefix + options.self.id;
+    this.keys = new ClusterKeys(`/${keyPrefix}/${options.cluster}/`);
+    this.memberKey = this.keys.member(options.self.id);
     const logger = options.log ?? ((line: string) => console.error(line));
     const tag = `membership[${options.cluster}/${options.self.id}]`;
     this.log = (line) => logger(`${tag} ${line}`);
-    this.table = new MemberTable(membersPrefix, (key, problem) => this.log(`ignoring member key ${key}: ${problem}`));
+    this.table = new MemberTable(this.keys.members, (key, problem) => this.log(`ignoring member key ${key}: ${problem}`));
+    this.records = new ClusterRecords(this.keys, (key, problem) => this.log(`ignoring key ${key}: ${problem}`));
+    this.published = this.table.view();
     this.requestTimeoutMs = options.requestTimeoutMs ?? Math.min(2000, options.leaseTtlMs / 3);
     this.client = new EtcdClient(options.endpoints, { requestTimeoutMs: this.requestTimeoutMs });
+    const detector = options.detector;
+    this.evictor =
+      detector === undefined
+        ? null
+        : new Evictor({
+            self: options.self.id,
+            client: this.client,
+            table: this.table,
+            records: this.records,
+            settleMs: detector.settleMs,
+            silentTargetGraceMs: detector.silentTargetGraceMs,
+            registered: () => this.lease !== null && this.lease.registered && this.table.leaseOf(options.self.id) === this.lease.id,
+            installing: () => this.held.length > 0,
+            log: this.log,
+            onEvicted: () => this.stats.evictionsDecided++,
+          });
   }
 
   // --- Membership ---
 
   view(): MembershipView {
-    return this.table.view();
+    return this.published;
   }
 
   leaseUntilMs(): number {
@@ -213,6 +326,66 @@ class EtcdMembershipImpl implements EtcdMembership {
     if (on) this.watchAbort?.abort();
   }
 
+  publishSuspects(ids: readonly NodeId[]): void {
+    this.suspectsWanted = [...ids];
+    void this.writeSuspects();
+  }
+
+  candidates(): MemberInfo[] {
+    const members = new Set(this.table.view().members.map((m) => m.id));
+    return this.records.candidates().filter((c) => !members.has(c.id) && c.id !== this.options.self.id);
+  }
+
+  detectorStatus(): EtcdDetectorStatus {
+    const self = this.options.self.id;
+    const now = monotonicMs();
+    const registrations = this.table.registrations();
+    const leases = new Map(registrations.map((r) => [r.id, r]));
+    const suspectedBy: NodeId[] = [];
+    const selfCreated = leases.get(self)?.createRevision ?? Number.POSITIVE_INFINITY;
+    for (const [author, record] of this.records.suspicions()) {
+      if (leases.get(author)?.lease === record.lease && record.modRevision > selfCreated && record.suspects.includes(self)) suspectedBy.push(author);
+    }
+    let pending: EtcdDetectorStatus["pending"] = null;
+    let lastEviction: EvictionRecord | null = null;
+    for (const record of this.records.evictions().values()) {
+      if (leases.get(record.member)?.lease === record.lease) pending = { member: record.member, lease: record.lease };
+      if (lastEviction === null || record.epoch > lastEviction.epoch) lastEviction = record;
+    }
+    return {
+      suspectedBy: suspectedBy.sort((a, b) => a - b),
+      candidate: this.evicted !== null,
+      pending,
+      holding: this.held.filter((h) => h.removed.length > 0).map((h) => ({ epoch: h.view.epoch, removed: h.removed, releaseInMs: Math.max(0, Math.round(h.releaseAtMs - now)) })),
+      lastEviction,
+      decision: this.evictor?.lastDecision ?? null,
+    };
+  }
+
+  /** Writes our suspects record when it differs from what etcd has under our current lease. */
+  private async writeSuspects(): Promise<void> {
+    if (this.suspectsWriting || this.closed || this.options.detector === undefined) return;
+    this.suspectsWriting = true;
+    try {
+      for (;;) {
+        const lease = this.lease;
+        if (lease === null || !lease.registered) return;
+        const value = encodeSuspects(this.suspectsWanted);
+        const written = this.suspectsWritten;
+        // A new lease starts with no record (the old one went with the old lease).
+        if ((written?.lease === lease.id ? written.value : "[]") === value) return;
+        await this.client.put(this.keys.suspectsOf(this.options.self.id), value, lease.id);
+        this.suspectsWritten = { lease: lease.id, value };
+        this.stats.suspicionPublishes++;
+      }
+    } catch (err) {
+      // Retried by the next change or the detector tick (a failed put leaves suspectsWritten behind).
+      if (!this.closed) this.log(`could not publish suspicions: ${errorMessage(err)}`);
+    } finally {
+      this.suspectsWriting = false;
+    }
+  }
+
   // --- lifecycle ---
 
   async start(): Promise<void> {
@@ -234,10 +407,19 @@ class EtcdMembershipImpl implements EtcdMembership {
       }
     }
     this.loops.push(this.watchLoop(), this.leaseLoop());
+    if (this.options.detector !== undefined) this.detectorTimer = setInterval(() => this.detectorTick(), detectorTickMs);
+  }
+
+  private detectorTick(): void {
+    if (this.closed) return;
+    this.evictor?.tick(monotonicMs());
+    void this.writeSuspects();
   }
 
   private async shutdown(): Promise<void> {
     this.closed = true;
+    if (this.detectorTimer !== null) clearInterval(this.detectorTimer);
+    if (this.heldTimer !== null) clearTimeout(this.heldTimer);
     const lease = this.lease;
     this.lease = null;
     this.refreshLease();
@@ -276,20 +458,89 @@ class EtcdMembershipImpl implements EtcdMembership {
     }
   }
 
-  /** Reports new views in order; drops the lease when a view no longer holds our key under it. */
-  private publish(views: readonly MembershipView[]): void {
-    for (const view of views) {
-      this.stats.viewChanges++;
-      const lease = this.lease;
-      if (lease !== null && lease.registered && this.table.leaseOf(this.options.self.id) !== lease.id) {
-        // Removed from the membership while we believed we held the lease (key deleted, lease
-        // revoked by someone else). One notification carries both the view and the loss.
-        this.dropLease(lease, "our member key left the membership", false);
+  /**
+   * Applies watch events in revision order, one revision at a time: the records of a revision
+   * first, then its member keys (at most one view per revision). So when a member key goes, an
+   * eviction record written before it is already known.
+   */
+  private applyEvents(events: readonly EtcdEvent[]): void {
+    let i = 0;
+    while (i < events.length) {
+      const revision = events[i]!.kv.modRevision;
+      let end = i;
+      while (end < events.length && events[end]!.kv.modRevision === revision) end++;
+      const group = events.slice(i, end);
+      i = end;
+      for (const event of group) this.records.applyEvent(event);
+      const memberEvents = group.filter((e) => e.kv.key.startsWith(this.keys.members));
+      if (memberEvents.length > 0) {
+        const leasesBefore = this.leasesNow();
+        for (const view of this.table.applyEvents(memberEvents)) this.receiveView(view, leasesBefore);
       }
-      this.refreshLease();
+      this.watchRevision = Math.max(this.watchRevision, revision);
+    }
+    this.checkEvicted();
+  }
+
+  private leasesNow(): Map<NodeId, string> {
+    return new Map(this.table.registrations().map((r) => [r.id, r.lease]));
+  }
+
+  /**
+   * A new view from etcd. Our own lease is dropped at once if our key left; the view itself is
+   * reported in order, and only once every member it removes BY EVICTION has surely lost its lease
+   * (etcd-eviction.ts has the argument): their lease's TTL plus the drift margin after now.
+   */
+  private receiveView(view: MembershipView, leasesBefore: ReadonlyMap<NodeId, string>): void {
+    const self = this.options.self.id;
+    const present = new Set(view.members.map((m) => m.id));
+    const evicted: EvictionRecord[] = [];
+    for (const [id, lease] of leasesBefore) {
+      const record = this.records.evictionOf(id);
+      if (!present.has(id) && id !== self && record !== null && record.lease === lease) evicted.push(record);
+    }
+    const holdMs = Math.max(0, ...evicted.map((r) => r.ttlMs + this.marginMs(r.ttlMs)));
+    const held = holdMs > 0 || this.held.length > 0;
+    const lease = this.lease;
+    if (lease !== null && lease.registered && this.table.leaseOf(self) !== lease.id) {
+      // Removed from the membership while we believed we held the lease (key deleted, lease
+      // revoked by someone else). Unless the view waits, one notification carries both.
+      this.dropLease(lease, "our member key left the membership", held);
+    }
+    this.refreshLease();
+    if (holdMs > 0) {
+      this.stats.evictionHolds++;
+      this.log(`epoch ${view.epoch} removes evicted node(s) [${evicted.map((r) => r.member).join(",")}]: installing it in ${holdMs} ms, once their lease has surely expired`);
+    }
+    this.held.push({ view, releaseAtMs: monotonicMs() + holdMs, removed: evicted.map((r) => r.member) });
+    this.releaseHeld();
+  }
+
+  /** Reports every held view whose time has come, in order; re-arms the timer for the next. */
+  private releaseHeld(): void {
+    if (this.heldTimer !== null) clearTimeout(this.heldTimer);
+    this.heldTimer = null;
+    const now = monotonicMs();
+    while (this.held.length > 0 && this.held[0]!.releaseAtMs <= now) {
+      const { view } = this.held.shift()!;
+      this.published = view;
+      this.stats.viewChanges++;
       this.log(`${describe(view)} lease=${this.effectiveLeaseUntilMs > 0 ? "held" : "none"}`);
       this.notify(view);
     }
+    if (this.held.length > 0 && !this.closed) this.heldTimer = setTimeout(() => this.releaseHeld(), this.held[0]!.releaseAtMs - now);
+  }
+
+  /** Our registration was evicted (a record names our current lease): stop serving now. */
+  private checkEvicted(): void {
+    const lease = this.lease;
+    if (lease === null || !lease.registered) return;
+    const record = this.records.evictionOf(this.options.self.id);
+    if (record === null || record.lease !== lease.id) return;
+    this.evicted = { lease: lease.id, atMs: monotonicMs(), ttlMs: record.ttlMs };
+    this.stats.evictionsOfSelf++;
+    this.log(`evicted by node ${record.by} (${record.reason}; suspected by [${record.suspectedBy.join(",")}]): serving stops now; registering again once this node reaches every member`);
+    this.dropLease(lease, "evicted", true);
   }
 
   /** Forgets `lease` (idempotent); listeners hear it unless the caller reports a view itself. */
@@ -302,8 +553,10 @@ class EtcdMembershipImpl implements EtcdMembership {
     // A lease that never carried our key (a failed registration) is not a loss anyone could see.
     if (!lease.registered && !wasServing) return;
     this.stats.leaseLosses++;
+    this.lostLease = lease.id;
     this.log(`lease ${lease.id} lost: ${reason}; serving stops, rejoining`);
-    if (notify && wasServing) this.notify(this.table.view());
+    // The view listeners have (a newer one may be held back), now without a lease.
+    if (notify && wasServing) this.notify(this.published);
   }
 
   // --- joining ---
@@ -334,7 +587,7 @@ class EtcdMembershipImpl implements EtcdMembership {
     this.lease = lease;
     let result;
     try {
-      result = await this.client.registerWithLease(this.memberKey, this.memberValue, lease.id, this.table.membersPrefix, {
+      result = await this.client.registerWithLease(this.memberKey, this.memberValue, lease.id, this.keys.cluster, {
         signal,
         timeoutMs: Math.min(this.requestTimeoutMs, lease.deadlineMs - monotonicMs()),
       });
@@ -360,9 +613,16 @@ class EtcdMembershipImpl implements EtcdMembership {
     }
     if (this.lease !== lease) throw new Error("lease dropped during registration");
     lease.registered = true;
-    const view = this.table.applySnapshot(result.revision, result.kvs);
+    // The read covers the whole cluster prefix: member keys for the table, records for the detector.
+    this.records.applySnapshot(result.revision, result.kvs);
+    const leasesBefore = this.leasesNow();
+    const view = this.table.applySnapshot(
+      result.revision,
+      result.kvs.filter((kv) => kv.key.startsWith(this.keys.members)),
+    );
+    this.watchRevision = Math.max(this.watchRevision, result.revision);
     if (view !== null) {
-      this.publish([view]);
+      this.receiveView(view, leasesBefore);
     } else if (this.table.leaseOf(this.options.self.id) !== lease.id) {
       // The watch already moved past our put and our key is gone again.
       this.dropLease(lease, "our member key left the membership", true);
@@ -445,7 +705,12 @@ class EtcdMembershipImpl implements EtcdMembership {
     let reported = false;
     while (!this.closed) {
       try {
+        if (this.options.detector !== undefined) {
+          await this.noticeEviction();
+          if (this.evicted !== null) await this.candidacy(this.evicted, this.options.detector);
+        }
         await this.joinOnce();
+        this.evicted = null;
         this.stats.rejoins++;
         this.log(`rejoined with lease ${this.lease?.id ?? "?"}`);
         return;
@@ -461,6 +726,70 @@ class EtcdMembershipImpl implements EtcdMembership {
     }
   }
 
+  // --- after an eviction: a candidacy before registering again ---
+
+  /**
+   * The lease may have been lost to an eviction before the watch showed us its record (a failed
+   * keepalive after the revoke): ask etcd, so that we do not register straight back into a
+   * membership whose members cannot hear us.
+   */
+  private async noticeEviction(): Promise<void> {
+    if (this.evicted !== null) return;
+    const { kvs } = await this.client.range(this.keys.evictionOf(this.options.self.id));
+    const record = kvs.length > 0 ? parseEviction(kvs[0]!.value) : null;
+    if (record !== null && record.lease === this.lostLease) {
+      this.evicted = { lease: record.lease, atMs: monotonicMs(), ttlMs: record.ttlMs };
+      this.stats.evictionsOfSelf++;
+      this.log(`evicted by node ${record.by} (${record.reason}), learned after the lease was lost; registering again once this node reaches every member`);
+    }
+  }
+
+  /**
+   * Registers a candidate key (our addresses, under a lease of its own) so that the members exchange
+   * heartbeats with us, and waits until we reach every member again. Members send to a candidate
+   * only while they hear it, so hearing them means both directions work. Only fresh frames count
+   * (detector.reachesMembers): sent at our removal's epoch or later, so after the sender installed
+   * our removal (until then it sent to us as a member), and never stale bytes from before.
+   */
+  private async candidacy(evicted: { lease: string; atMs: number; ttlMs: number }, detector: EtcdDetectorOptions): Promise<void> {
+    const self = this.options.self.id;
+    // Our key goes when the lease is revoked (by us, after the drop, or by the decider); it has
+    // surely gone one TTL after we stopped renewing, even if the watch cannot tell us.
+    const waitUntilMs = evicted.atMs + evicted.ttlMs;
+    while (!this.closed && this.table.leaseOf(self) === evicted.lease && monotonicMs() < waitUntilMs) await sleep(detectorTickMs, this.stop.signal);
+    const heardSinceMs = monotonicMs() + candidacySlackMs;
+    this.log(`candidate: waiting to exchange heartbeats with every member`);
+    let lease: { id: string; renewAtMs: number; intervalMs: number } | null = null;
+    let reported = false;
+    try {
+      while (!this.closed) {
+        try {
+          if (lease === null) {
+            const grant = await this.client.leaseGrant(this.requestedTtlS, { signal: this.stop.signal });
+            const intervalMs = (grant.ttlS * 1000) / keepalivesPerTtl;
+            lease = { id: grant.id, renewAtMs: monotonicMs() + intervalMs, intervalMs };
+            await this.client.put(this.keys.candidate(self), this.memberValue, grant.id, { signal: this.stop.signal });
+          } else if (monotonicMs() >= lease.renewAtMs) {
+            const ttlS = await this.client.leaseKeepAlive(lease.id, { signal: this.stop.signal });
+            if (ttlS <= 0) lease = null;
+            else lease.renewAtMs = monotonicMs() + lease.intervalMs;
+          }
+        } catch (err) {
+          if (this.closed) return;
+          if (!reported) this.log(`candidate: etcd request failed (retrying): ${errorMessage(err)}`);
+          reported = true;
+          if (lease !== null) await this.revokeQuietly(lease.id);
+          lease = null;
+        }
+        if (monotonicMs() >= heardSinceMs && detector.reachesMembers(heardSinceMs)) break;
+        await sleep(detectorTickMs, this.stop.signal);
+      }
+    } finally {
+      if (lease !== null) await this.revokeQuietly(lease.id);
+    }
+    if (!this.closed) this.log("candidate: exchanges heartbeats with every member again; registering");
+  }
+
   // --- the watch loop ---
 
   private async watchLoop(): Promise<void> {
@@ -472,7 +801,7 @@ class EtcdMembershipImpl implements EtcdMembership {
       this.stop.signal.addEventListener("abort", onStop, { once: true });
       this.watchAbort = controller;
       try {
-        for await (const message of this.client.watch(this.table.membersPrefix, this.table.revision + 1, controller.signal)) {
+        for await (const message of this.client.watch(this.keys.cluster, this.watchRevision + 1, controller.signal)) {
           if (message.created) {
             backoffMs = retryBackoffMinMs;
             reported = false;
@@ -489,7 +818,7 @@ class EtcdMembershipImpl implements EtcdMembership {
             this.log(`watch canceled by etcd: ${message.cancelReason}`);
             break;
           }
-          if (message.events.length > 0) this.publish(this.table.applyEvents(message.events));
+          if (message.events.length > 0) this.applyEvents(message.events);
         }
       } catch (err) {
         if (!this.closed && !controller.signal.aborted && !reported) {

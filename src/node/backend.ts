@@ -45,6 +45,31 @@ export interface NodeStatus {
   leaseRemainingMs: number;
   transport: string;
   shards: ShardStatus[];
+  /** The failure detector (etcd nodes with --suspect-ms > 0; absent otherwise): members this node cannot hear. */
+  suspects?: NodeId[];
+  /** Members whose suspicions, published in etcd, name this node. */
+  suspectedBy?: NodeId[];
+  /** How long ago every shard last heard each member, in ms (null: never). */
+  heardAgoMs?: Record<string, number | null>;
+  evictions?: EvictionStatus;
+}
+
+/** Evictions as this node sees them (src/membership/etcd-eviction.ts). */
+export interface EvictionStatus {
+  /** Evictions this node carried out as the decider. */
+  decided: number;
+  /** Times this node was evicted. */
+  ofThisNode: number;
+  /** True while this node, evicted, waits to reach every member before registering again. */
+  candidate: boolean;
+  /** A recorded eviction whose lease is still being revoked. */
+  pending: { member: NodeId; lease: string } | null;
+  /** Views that remove an evicted member, held here until its lease has surely expired. */
+  holding: { epoch: Epoch; removed: NodeId[]; releaseInMs: number }[];
+  /** The last eviction recorded in etcd. */
+  last: { member: NodeId; lease: string; by: NodeId; reason: string; suspectedBy: NodeId[]; epoch: Epoch } | null;
+  /** The eviction rule's answer now (null: nobody to evict). */
+  decision: { target: NodeId; decider: NodeId; reason: string; suspectedBy: NodeId[] } | null;
 }
 
 export interface KvBackend {

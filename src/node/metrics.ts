@@ -36,6 +36,17 @@ export function renderMetrics(status: NodeStatus, shards: ShardStats[], membersh
   return out.join("\n") + "\n";
 }
 
+/** The failure detector's series (etcd nodes with --suspect-ms > 0). */
+export function renderDetectorMetrics(counters: { suspicionsRaised: number; suspicionsRefuted: number }, status: NodeStatus): string {
+  const out: string[] = [];
+  line(out, "hermes_detector_suspects", "Members this node cannot hear (suspects).", "gauge", [["", status.suspects?.length ?? 0]]);
+  line(out, "hermes_detector_suspected_by", "Members whose published suspicions name this node.", "gauge", [["", status.suspectedBy?.length ?? 0]]);
+  line(out, "hermes_detector_suspicions_raised_total", "Times this node began to suspect a member.", "counter", [["", counters.suspicionsRaised]]);
+  line(out, "hermes_detector_suspicions_refuted_total", "Times a suspected member was heard again.", "counter", [["", counters.suspicionsRefuted]]);
+  line(out, "hermes_detector_eviction_holds", "Views removing an evicted member, held until its lease has surely expired.", "gauge", [["", status.evictions?.holding.length ?? 0]]);
+  return out.join("\n") + "\n";
+}
+
 function snake(name: string): string {
   return name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase();
 }

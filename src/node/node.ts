@@ -8,7 +8,7 @@ import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { frameValueBytesMax } from "../wire/layout.ts";
-import type { ShardBenchConfig, ShardStats } from "../worker/messages.ts";
+import { lastFreshSlot, livenessSlots, type ShardBenchConfig, type ShardStats } from "../worker/messages.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
 import { monotonicMs } from "../base/clock.ts";
 import { renderMetrics } from "./metrics.ts";
@@ -36,6 +36,8 @@ export interface NodeOptions {
   /** Pin workers to NUMA nodes (round-robin) when libnuma is present. */
   numa: boolean;
   bench: ShardBenchConfig | null;
+  /** Transport heartbeats every this many ms, and per-peer "last heard" for the failure detector; 0 or absent: none. */
+  heartbeatMs?: number;
 }
 
 export const nodeDefaults = {
@@ -82,9 +84,12 @@ export class HermesNode implements KvBackend {
   #lastStats: ShardStats[] = [];
   readonly membershipChanges = { count: 0 };
 
-  private constructor(options: NodeOptions, shards: ShardHandle[]) {
+  readonly #lastHeard: BigInt64Array[];
+
+  private constructor(options: NodeOptions, shards: ShardHandle[], lastHeard: BigInt64Array[]) {
     this.options = options;
     this.shards = shards;
+    this.#lastHeard = lastHeard;
     this.keyBytesMax = options.keyBytesMax;
     this.valueBytesMax = options.valueBytesMax;
   }
@@ -97,7 +102,11 @@ export class HermesNode implements KvBackend {
     const replica: Omit<ReplicaConfig, "self"> = { ...defaultReplicaConfig, ...options.replica, valueBytesMax: options.valueBytesMax };
     let node: HermesNode | null = null;
     const shards: ShardHandle[] = [];
+    const heartbeatMs = options.heartbeatMs ?? 0;
+    const lastHeard: BigInt64Array[] = [];
     for (let i = 0; i < options.shards; i++) {
+      const liveness = heartbeatMs > 0 ? { heartbeatMs, lastHeard: new SharedArrayBuffer(8 * livenessSlots) } : undefined;
+      if (liveness !== undefined) lastHeard.push(new BigInt64Array(liveness.lastHeard));
       shards.push(
         new ShardHandle({
           init: {
@@ -109,6 +118,7 @@ export class HermesNode implements KvBackend {
             keyBytesMax: options.keyBytesMax,
             numaNode: options.numa ? 0 : -1,
             bench: options.bench,
+            ...(liveness === undefined ? {} : { liveness }),
           },
           opsInFlightMax: options.opsInFlightMaxPerShard,
           onFatal: (index, message) => {
@@ -124,7 +134,7 @@ export class HermesNode implements KvBackend {
       await Promise.all(shards.map((s) => s.close()));
       throw error;
     }
-    node = new HermesNode(options, shards);
+    node = new HermesNode(options, shards, lastHeard);
     await node.refreshStats();
     node.#statsTimer = setInterval(() => void node!.refreshStats(), 1000);
     return node;
@@ -238,6 +248,37 @@ export class HermesNode implements KvBackend {
   /** This process holds data it served from (it finished a join since it started or was wiped). */
   get hasState(): boolean {
     return this.#hasState;
+  }
+
+  /**
+   * When `peer` was last heard by EVERY shard (the oldest of the shards' times), on monotonicMs:
+   * one silent shard is enough to stall that shard's updates. 0 when some shard never heard it, or
+   * without heartbeats.
+   */
+  lastHeardMs(peer: NodeId): number {
+    return this.#oldestSlot(peer);
+  }
+
+  /** The same for fresh frames: sent at the receiving shard's epoch or later (see lastFreshSlot). */
+  lastFreshMs(peer: NodeId): number {
+    return this.#oldestSlot(lastFreshSlot + peer);
+  }
+
+  #oldestSlot(slot: number): number {
+    if (this.#lastHeard.length === 0) return 0;
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const heard of this.#lastHeard) oldest = Math.min(oldest, Number(Atomics.load(heard, slot)));
+    return oldest;
+  }
+
+  /** Candidates (evicted nodes waiting to rejoin) that every shard heartbeats while it hears them. */
+  setProbes(candidates: readonly MemberInfo[]): void {
+    for (const shard of this.shards) {
+      shard.post({
+        type: "probes",
+        peers: candidates.filter((c) => c.shardAddresses.length === this.shards.length).map((c) => ({ id: c.id, address: c.shardAddresses[shard.index]! })),
+      });
+    }
   }
 
   /** Test hook: drop transport traffic to and from `peers` on every shard ([] heals). */

@@ -3,7 +3,7 @@
 // never do: they travel in the SharedArrayBuffer rings.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
-import type { Epoch, NodeId } from "../base/ids.ts";
+import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 
@@ -21,6 +21,35 @@ export interface ShardInit {
   numaNode: number;
   /** Closed-loop benchmark clients inside the worker (`hermes-kv bench`), or null. */
   bench: ShardBenchConfig | null;
+  /** Transport liveness: heartbeats, and when each peer was last heard; absent: neither. */
+  liveness?: ShardLivenessInit;
+}
+
+/**
+ * A candidate (an evicted node waiting to rejoin) gets a shard's heartbeats only while the shard
+ * heard it, freshly, within this many heartbeat intervals, so a candidate that hears a member knows
+ * that both directions work. The candidate counts a member as reached within the same window.
+ */
+export const probeEchoIntervals = 3;
+
+/**
+ * Slots of ShardLivenessInit.lastHeard: [id] when a frame from node id was last accepted;
+ * [lastFreshSlot + id] when a FRESH one was: sent at the receiver's current epoch or later, so not
+ * a stale frame from before a view change (TCP can deliver bytes queued long ago, e.g. member
+ * traffic to a node since evicted, trickling through a half-broken link by retransmission).
+ */
+export const lastFreshSlot = nodeIdMax + 1;
+export const livenessSlots = 2 * (nodeIdMax + 1);
+
+export interface ShardLivenessInit {
+  /** Send an empty frame to a peer that got nothing from this shard for this long. */
+  heartbeatMs: number;
+  /**
+   * A BigInt64Array of livenessSlots: the clock (whole ms, monotonicMs) when this shard last
+   * accepted a frame, and a fresh frame, from each node (see lastFreshSlot), 0 for never. The shard
+   * writes it (Atomics), the node reads it.
+   */
+  lastHeard: SharedArrayBuffer;
 }
 
 export interface ShardBenchConfig {
@@ -46,6 +75,8 @@ export type ToShard =
   | { type: "stats"; requestId: number }
   | { type: "bench-start" }
   | { type: "join-begin" }
+  /** Candidates (evicted nodes waiting to rejoin): heartbeat-only peers, answered while heard. */
+  | { type: "probes"; peers: ShardPeer[] }
   /** Test hook: drop transport frames to and from these peers (an in-process partition). */
   | { type: "drop"; peers: NodeId[] }
   /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */

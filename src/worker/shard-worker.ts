@@ -77,6 +77,9 @@ function handle(message: ToShard): void {
     case "lease":
       shard.setLease(message.untilMs);
       return;
+    case "probes":
+      shard.setProbes(message.peers);
+      return;
     case "stats":
       post({ type: "stats", requestId: message.requestId, stats: shard.stats(placement) });
       return;

@@ -17,6 +17,7 @@ import { FrameBuilder } from "../wire/frame-builder.ts";
 import { FrameDecoder } from "../wire/frame-decoder.ts";
 import { BenchClients } from "./bench-clients.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
+import { PeerLiveness } from "./peer-liveness.ts";
 
 /** Requests taken from the ring per loop turn: bounds the time between transport polls. */
 const requestBatchMax = 512;
@@ -69,6 +70,10 @@ export class Shard {
   readonly #builders: (FrameBuilder | null)[] = [];
   /** Peers whose builder holds messages not yet sent this turn. */
   readonly #dirtyPeers: NodeId[] = [];
+  /** Heartbeat-only frame builders for probes: candidates, evicted nodes waiting to rejoin (null: not a probe). */
+  readonly #probes: (FrameBuilder | null)[] = [];
+  /** Heartbeats and per-peer times (ShardInit.liveness), or null. */
+  readonly #liveness: PeerLiveness | null;
   #epoch: Epoch = 0;
   #stopped = false;
   #lastTickMs = 0;
@@ -94,7 +99,7 @@ export class Shard {
   };
 
   readonly #onFrame = (from: NodeId, frame: Uint8Array): void => {
-    this.decoder.decode(frame, this.#onMessage, from);
+    if (this.decoder.decode(frame, this.#onMessage, from) >= 0) this.#liveness?.heard(from, this.decoder.frameEpoch, this.#epoch, this.#now);
   };
 
   constructor(init: ShardInit, transport: Transport, env: Partial<ShardEnv> = {}) {
@@ -113,6 +118,8 @@ export class Shard {
       selfId: init.nodeId,
     });
     for (let id = 0; id <= nodeIdMax; id++) this.#builders.push(null);
+    for (let id = 0; id <= nodeIdMax; id++) this.#probes.push(null);
+    this.#liveness = init.liveness === undefined ? null : new PeerLiveness(init.liveness.heartbeatMs, new BigInt64Array(init.liveness.lastHeard));
     this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);
     this.replica = newReplica(
       init.replica,
@@ -136,28 +143,60 @@ export class Shard {
       if (id === self) continue;
       if (member === undefined) {
         if (this.#builders[id] !== null) {
-          this.transport.disconnect(id);
+          // A probe keeps its link: it may become a member again on the same addresses.
+          if (this.#probes[id] === null) this.#unlink(id);
           this.#builders[id] = null;
         }
         continue;
       }
-      this.transport.connect(id, member.address);
-      if (this.#builders[id] === null) {
-        this.#builders[id] = new FrameBuilder({
-          clusterId: this.init.clusterId,
-          sender: self,
-          peer: id,
-          shardIndex: this.init.shardIndex,
-          frameBytesMax: this.transport.frameBytesMax,
-          keyBytesMax: this.init.keyBytesMax,
-          valueBytesMax: this.init.replica.valueBytesMax,
-        });
-      }
+      this.#link(id, member.address);
+      this.#builders[id] ??= this.#newBuilder(id);
     }
     this.#epoch = epoch;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
     this.replica.setMembership(epoch, ids, this.#clock());
     this.#flushNetwork();
+  }
+
+  /**
+   * Candidates: evicted nodes waiting to rejoin. They get heartbeats only while we hear them (see
+   * probeEchoIntervals), never protocol messages.
+   */
+  setProbes(peers: ShardPeer[]): void {
+    for (let id = 0; id <= nodeIdMax; id++) {
+      if (id === this.init.nodeId) continue;
+      const probe = peers.find((p) => p.id === id);
+      if (probe === undefined) {
+        if (this.#probes[id] !== null && this.#builders[id] === null) this.#unlink(id);
+        this.#probes[id] = null;
+        continue;
+      }
+      // A member's link is already there (same node, same addresses).
+      if (this.#builders[id] === null) this.#link(id, probe.address);
+      this.#probes[id] ??= this.#newBuilder(id);
+    }
+  }
+
+  #link(id: NodeId, address: string): void {
+    this.transport.connect(id, address);
+    this.#liveness?.linked(id, address, this.#clock());
+  }
+
+  #unlink(id: NodeId): void {
+    this.transport.disconnect(id);
+    this.#liveness?.unlinked(id);
+  }
+
+  #newBuilder(peer: NodeId): FrameBuilder {
+    return new FrameBuilder({
+      clusterId: this.init.clusterId,
+      sender: this.init.nodeId,
+      peer,
+      shardIndex: this.init.shardIndex,
+      frameBytesMax: this.transport.frameBytesMax,
+      keyBytesMax: this.init.keyBytesMax,
+      valueBytesMax: this.init.replica.valueBytesMax,
+    });
   }
 
   setLease(untilMs: number): void {
@@ -210,6 +249,7 @@ export class Shard {
       this.replica.tick(nowMs);
       this.#lastTickMs = nowMs;
     }
+    if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
     this.#flushNetwork();
     this.#flushCompletions();
     return work;
@@ -247,7 +287,31 @@ export class Shard {
     assert(fits, "one message always fits an empty frame (valueBytesMax is capped by the frame size)");
   }
 
+  /**
+   * An empty frame to every member, and every probe we hear, that got nothing from us for a
+   * heartbeat (so a peer hears us whatever the load); silent links dialled again; the times shared.
+   */
+  #beat(liveness: PeerLiveness, nowMs: number): void {
+    let sent = 0;
+    for (let id = 0; id <= nodeIdMax; id++) {
+      const member = this.#builders[id] ?? null;
+      const builder = member ?? this.#probes[id] ?? null;
+      if (builder === null || !builder.isEmpty || !liveness.heartbeatDue(id, member !== null, nowMs)) continue;
+      builder.senderEpoch = this.#epoch;
+      this.#sendFrame(id, builder);
+      sent++;
+    }
+    liveness.heartbeatsSent += sent;
+    if (sent > 0) this.transport.flush();
+    for (const { id, address } of liveness.redialsDue(nowMs)) {
+      this.transport.disconnect(id);
+      this.transport.connect(id, address);
+    }
+    liveness.share();
+  }
+
   #sendFrame(to: NodeId, builder: FrameBuilder): void {
+    this.#liveness?.sent(to, this.#now);
     // The transport copies the frame, so the builder can be reused at once. A refused frame (no
     // credit) is dropped: the protocol's retransmissions and replays make up for it.
     if (!this.transport.send(to, builder.finish())) this.framesRefused++;
@@ -294,7 +358,14 @@ export class Shard {
       keys: this.replica.keyCount,
       opsInFlight: this.replica.opsInFlight,
       epoch: this.replica.epoch,
-      counters: { ...this.replica.counters, framesRefused: this.framesRefused, loopTurns: this.loopTurns, idleWaits: this.idleWaits },
+      counters: {
+        ...this.replica.counters,
+        framesRefused: this.framesRefused,
+        loopTurns: this.loopTurns,
+        idleWaits: this.idleWaits,
+        heartbeatsSent: this.#liveness?.heartbeatsSent ?? 0,
+        redials: this.#liveness?.redials ?? 0,
+      },
       transport: { ...this.transport.stats() },
       wire,
       numa,

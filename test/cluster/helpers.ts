@@ -145,7 +145,7 @@ export class NodeProcess {
     readonly id: number,
     readonly httpPort: number,
     readonly listenPort: number,
-    private readonly options: { etcdUrl: string; cluster: string; leaseMs: number; shards: number; testHooks: boolean },
+    private readonly options: { etcdUrl: string; cluster: string; leaseMs: number; shards: number; testHooks: boolean; nodeArgs?: readonly string[] },
   ) {
     this.url = `http://127.0.0.1:${httpPort}`;
   }
@@ -221,6 +221,7 @@ export class NodeProcess {
       "--transport", "tcp",
     ];
     if (o.testHooks) args.push("--test-hooks");
+    args.push(...(o.nodeArgs ?? []));
     const proc = Bun.spawn(args, { cwd: repoRoot, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
     this.proc = proc;
     trackProcess(proc);
@@ -326,6 +327,8 @@ export interface ClusterOptions {
   testHooks?: boolean;
   /** etcd key prefix name; default a unique one per cluster. */
   cluster?: string;
+  /** More `hermes-kv node` flags for every node (e.g. ["--suspect-ms", "0"]). */
+  nodeArgs?: readonly string[];
 }
 
 /** etcd + N node processes. */
@@ -362,6 +365,7 @@ export class ProcCluster {
             leaseMs: options.leaseMs,
             shards: options.shards ?? 1,
             testHooks: options.testHooks ?? false,
+            nodeArgs: options.nodeArgs ?? [],
           }),
         );
       }
