@@ -27,9 +27,11 @@
 //         cannot disrupt the others.)
 //  4. One eviction at a time (the caller starts none while one is pending or being installed), so
 //     each one leaves a strict majority of the membership it was decided on.
-//  5. Exactly one member acts on a decision: the lowest id other than the target. It carries it out
-//     with an etcd transaction conditional on the membership (and the suspicions) it decided on, so
-//     concurrent deciders with different views cannot both act.
+//  5. Exactly one member acts on a decision: the lowest id other than the target. (Not "the lowest
+//     member nobody suspects": when x is cut off both ways, x suspects every other member and they
+//     suspect x, so nobody would act.) It carries it out with an etcd transaction conditional on the
+//     membership (and the suspicions) it decided on, so concurrent deciders with different views
+//     cannot both act; a decider that is itself dead delays the eviction until its own lease expires.
 // Suspicions only count while their author is a member whose record is under its current lease (a
 // dead suspecter's record vanishes with its lease), and only when published after the suspected
 // member's registration (the caller filters; see EvictionInput).
