@@ -9,7 +9,7 @@ import type { NodeId } from "../base/ids.ts";
 import { createApp } from "../http/app.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../node/backend.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../base/kv-backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";

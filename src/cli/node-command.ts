@@ -16,7 +16,7 @@ import type { TransportKind } from "../base/transport-kind.ts";
 import { createApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
-import type { KvBackend, NodeStatus } from "../node/backend.ts";
+import type { KvBackend, NodeStatus } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt } from "../node/etcd-join.ts";

@@ -4,7 +4,7 @@
 
 import { Hono } from "hono";
 import { AssertionError } from "../base/assert.ts";
-import type { KvBackend } from "../node/backend.ts";
+import type { KvBackend } from "../base/kv-backend.ts";
 import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./errors.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
 import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";

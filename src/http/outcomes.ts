@@ -12,7 +12,7 @@
 
 import { OpKind, OpStatus } from "../base/kinds.ts";
 import { formatTs } from "../base/timestamp.ts";
-import type { OpResult } from "../node/backend.ts";
+import type { OpResult } from "../base/kv-backend.ts";
 import { ErrorCode, type ErrorCodeName, type ErrorOptions, errorResponse, retryAfterSeconds } from "./errors.ts";
 import { AssertionError } from "../base/assert.ts";
 

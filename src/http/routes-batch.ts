@@ -40,7 +40,7 @@
 import type { Hono } from "hono";
 import * as v from "valibot";
 import { OpKind } from "../base/kinds.ts";
-import type { KvBackend, OpRequest, OpResult } from "../node/backend.ts";
+import type { KvBackend, OpRequest, OpResult } from "../base/kv-backend.ts";
 import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
 import { ErrorCode, errorResponse, invalidInput, retryAfterSeconds, tooLarge, unknownRoute } from "./errors.ts";
 import { type HttpMetrics, Route, batchOpNames, counted } from "./metrics.ts";

@@ -12,7 +12,7 @@
 import type { Hono } from "hono";
 import * as v from "valibot";
 import { OpKind } from "../base/kinds.ts";
-import type { KvBackend, OpRequest } from "../node/backend.ts";
+import type { KvBackend, OpRequest } from "../base/kv-backend.ts";
 import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
 import { invalidInput, methodNotAllowed, tooLarge, unknownRoute } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";

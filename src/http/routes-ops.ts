@@ -2,7 +2,7 @@
 // (Prometheus text: the backend's series followed by the HTTP layer's own).
 
 import type { Hono } from "hono";
-import type { KvBackend } from "../node/backend.ts";
+import type { KvBackend } from "../base/kv-backend.ts";
 import { ErrorCode, errorResponse, retryAfterSeconds } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";
 import { Route, counted } from "./metrics.ts";

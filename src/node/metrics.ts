@@ -2,7 +2,7 @@
 // transport and wire counters (dropped frames by reason), ops in flight.
 
 import type { ShardStats } from "../worker/messages.ts";
-import type { NodeStatus } from "./backend.ts";
+import type { NodeStatus } from "../base/kv-backend.ts";
 
 function line(out: string[], name: string, help: string, type: "gauge" | "counter", samples: [labels: string, value: number][]): void {
   out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);

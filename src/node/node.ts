@@ -9,7 +9,7 @@ import type { MemberInfo, Membership, MembershipView } from "../membership/membe
 import type { TransportKind } from "../base/transport-kind.ts";
 import { frameValueBytesMax } from "../wire/layout.ts";
 import { lastFreshSlot, livenessSlots, type ShardBenchConfig, type ShardStats } from "../worker/messages.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "./backend.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
 import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";

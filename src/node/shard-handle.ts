@@ -8,7 +8,7 @@ import { OpCompletionReader, OpRequestWriter, opRingCapacityBytesMin } from "../
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import type { FromShard, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
 import { shardWorkerUrl } from "../worker-entry.ts";
-import type { OpRequest, OpResult } from "./backend.ts";
+import type { OpRequest, OpResult } from "../base/kv-backend.ts";
 import { NotReadyError } from "./not-ready-error.ts";
 
 type Resolver = (result: OpResult) => void;

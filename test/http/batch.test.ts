@@ -7,7 +7,7 @@ import { describe, expect, test } from "bun:test";
 import { OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { createApp } from "../../src/http/app.ts";
 import { batchBodyBytesMax, batchOpsMax } from "../../src/http/routes-batch.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/node/backend.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/base/kv-backend.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
 
 type Json = Record<string, unknown>;

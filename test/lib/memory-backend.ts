@@ -6,7 +6,7 @@
 
 import { OpKind, OpStatus } from "../../src/base/kinds.ts";
 import type { NodeId } from "../../src/base/ids.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/node/backend.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/base/kv-backend.ts";
 
 interface Entry {
   /** null = tombstone */

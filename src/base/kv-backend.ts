@@ -1,9 +1,10 @@
-// What the HTTP shell and the CLI's bench need from a node: submit ops, read status and metrics.
-// The node runtime implements it by pushing ops into the shard rings; tests may implement it in
-// memory. The HTTP layer never sees protocol state.
+// The contract between the HTTP shell and whatever serves it: submit ops, read status and metrics.
+// It is shared vocabulary (here in base, not in node) because the HTTP shell runs inside the shard
+// workers, which the node starts: if it lived in node, http -> node -> worker -> http would be a
+// cycle. Tests implement it in memory. The HTTP layer never sees protocol state.
 
-import type { Epoch, NodeId } from "../base/ids.ts";
-import type { OpKind, OpStatus } from "../base/kinds.ts";
+import type { Epoch, NodeId } from "./ids.ts";
+import type { OpKind, OpStatus } from "./kinds.ts";
 
 export interface OpRequest {
   kind: OpKind;
