@@ -74,10 +74,14 @@ export interface EvictionStatus {
 }
 
 export interface KvBackend {
-  submit(request: OpRequest): Promise<OpResult>;
+  /**
+   * Submit one op; exactly one result follows. A result known at once (a local read of a Valid
+   * key) may come back as is, without a promise: the HTTP fast path then answers synchronously.
+   */
+  submit(request: OpRequest): OpResult | Promise<OpResult>;
   status(): NodeStatus;
-  /** Prometheus text exposition format. */
-  metrics(): string;
+  /** Prometheus text exposition format (from another thread: a promise of it). */
+  metrics(): string | Promise<string>;
   /** Largest key (UTF-8 bytes) and value the node accepts; the HTTP layer enforces them (413). */
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;

@@ -6,7 +6,7 @@
 
 import { OpStatus } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
-import { createApp } from "../http/app.ts";
+import { createHttpHandler } from "../http/app.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../base/kv-backend.ts";
@@ -138,7 +138,7 @@ export class LocalCluster {
   }
 
   #serve(backend: ReplicaBackend, port: number): ReturnType<typeof Bun.serve> {
-    const app = createApp(backend);
+    const { app, fetch } = createHttpHandler(backend);
     // Admin routes exist only in the local cluster: they stop and start replicas of this process.
     // They go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
     app.post("/v1/admin/stop", async (c) => {
@@ -149,7 +149,7 @@ export class LocalCluster {
       const entries = await this.startReplica(backend.id);
       return c.json({ replica: backend.id, started: entries !== null, keysLoaded: entries ?? 0 });
     });
-    return Bun.serve({ hostname: this.options.host, port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
+    return Bun.serve({ hostname: this.options.host, port, fetch, maxRequestBodySize: httpBodyBytesMax });
   }
 
   /** Stop a replica as if it crashed: it answers 503 and the RM removes it when its lease expires. */

@@ -13,7 +13,7 @@
 
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
-import { createApp } from "../http/app.ts";
+import { createHttpHandler } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
 import type { KvBackend, NodeStatus } from "../base/kv-backend.ts";
@@ -244,7 +244,7 @@ function serveNode(
   getMembership: () => EtcdMembership | null,
 ) {
   // Extra routes go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
-  const app = createApp(backend);
+  const { app, fetch } = createHttpHandler(backend);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");
@@ -304,7 +304,7 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  return Bun.serve({ hostname: http.host, port: http.port, fetch: app.fetch, maxRequestBodySize: httpBodyBytesMax });
+  return Bun.serve({ hostname: http.host, port: http.port, fetch, maxRequestBodySize: httpBodyBytesMax });
 }
 
 /** The node's status with the failure detector's view added (when it runs). */

@@ -1,18 +1,25 @@
 // The HTTP shell of a node: a Hono app that validates requests, submits ops to a KvBackend and maps
-// outcomes to status codes. No protocol logic and no server here: the node runtime serves
-// `app.fetch` with Bun.serve, and tests call `app.request()`.
+// outcomes to status codes. No protocol logic and no server here: each shard worker serves
+// `createHttpHandler(...).fetch` (the fast path of fast-path.ts in front of the app) with
+// Bun.serve, and tests call `app.request()`.
 
 import { Hono } from "hono";
 import { AssertionError } from "../base/assert.ts";
 import type { KvBackend } from "../base/kv-backend.ts";
 import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./errors.ts";
+import { createFastFetch, type FetchHandler } from "./fast-path.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
 import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";
 import { kvAllow, registerKvRoutes } from "./routes-kv.ts";
 import { opsAllow, opsPaths, registerOpsRoutes } from "./routes-ops.ts";
 import { splitTarget } from "./target.ts";
 
-export function createApp(backend: KvBackend): Hono {
+export interface AppOptions {
+  /** The metrics to count in (default: new ones); /metrics renders them. */
+  metrics?: HttpMetrics;
+}
+
+export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
   for (const [name, limit] of [
     ["keyBytesMax", backend.keyBytesMax],
     ["valueBytesMax", backend.valueBytesMax],
@@ -20,7 +27,7 @@ export function createApp(backend: KvBackend): Hono {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new AssertionError(`backend.${name} must be a positive integer, got ${limit}`);
   }
   const app = new Hono();
-  const metrics = new HttpMetrics();
+  const metrics = options.metrics ?? new HttpMetrics();
   registerKvRoutes(app, backend, metrics);
   registerOpsRoutes(app, backend, metrics);
   registerBatchRoutes(app, backend, metrics);
@@ -41,4 +48,22 @@ export function createApp(backend: KvBackend): Hono {
     return errorResponse(500, ErrorCode.internal, `internal error: ${error.message}`);
   });
   return app;
+}
+
+export interface HttpHandler {
+  app: Hono;
+  metrics: HttpMetrics;
+  /** For Bun.serve: the fast path for the hot routes, then `fallback` (default: the app). */
+  fetch: FetchHandler;
+}
+
+/**
+ * What a server serves: the app and the fast path in front of it, counting in the same metrics.
+ * `fallback` takes whatever the fast path does not (by default the app; a shard worker first
+ * forwards the main thread's routes, see src/worker/http-server.ts).
+ */
+export function createHttpHandler(backend: KvBackend, metrics = new HttpMetrics(), fallback?: (app: Hono) => FetchHandler): HttpHandler {
+  const app = createApp(backend, { metrics });
+  const rest: FetchHandler = fallback === undefined ? (request, server) => app.fetch(request, server) : fallback(app);
+  return { app, metrics, fetch: createFastFetch(backend, metrics, rest) };
 }

@@ -1,6 +1,11 @@
 // The HTTP layer's own metrics: requests by route and status, request durations, requests in flight.
 // Labels come from fixed sets (route names, status codes), never from keys, so the number of series
 // is bounded. Counters live in pre-allocated typed arrays: recording allocates nothing.
+//
+// Every shard worker of a node serves HTTP, each with its own HttpMetrics, whose counters live in a
+// SharedArrayBuffer with one writer (that thread). A scrape may land on any of them, so render()
+// sums the counters of every thread it was told about (`shareWith`), and lists how many requests
+// each thread answered.
 
 import type { Context } from "hono";
 
@@ -35,48 +40,82 @@ const statusCodesMax = 600;
 const durationBucketsS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const bucketCount = durationBucketsS.length;
 
+const requestsWords = routeCount * statusCodesMax;
+const bucketsWords = routeCount * (bucketCount + 1);
+const batchOpsWords = batchOpCount * statusCodesMax;
+/** requests[route * statusCodesMax + status] */
+const requestsAt = 0;
+/** Non-cumulative duration bucket counts; the last slot of each route is +Inf. */
+const bucketsAt = requestsAt + requestsWords;
+const sumAt = bucketsAt + bucketsWords;
+const countAt = sumAt + routeCount;
+/** batchOps[op * statusCodesMax + status]: each op of a batch, by the status it was answered. */
+const batchOpsAt = countAt + routeCount;
+const inFlightAt = batchOpsAt + batchOpsWords;
+/** Size of the SharedArrayBuffer behind one thread's HTTP metrics. */
+export const httpMetricsBytes = (inFlightAt + 1) * 8;
+
 export class HttpMetrics {
-  /** requests[route * statusCodesMax + status] */
-  readonly #requests = new Float64Array(routeCount * statusCodesMax);
-  /** Non-cumulative bucket counts; the last slot of each route is +Inf. */
-  readonly #durationBuckets = new Float64Array(routeCount * (bucketCount + 1));
-  readonly #durationSumS = new Float64Array(routeCount);
-  readonly #durationCount = new Float64Array(routeCount);
-  /** batchOps[op * statusCodesMax + status]: each op of a batch, by the status it was answered. */
-  readonly #batchOps = new Float64Array(batchOpCount * statusCodesMax);
-  #inFlight = 0;
+  /** The counters, shared so that the other threads of the node can sum them. */
+  readonly buffer: SharedArrayBuffer;
+  readonly #words: Float64Array;
+  /** Every thread's counters (this one's included), in shard order; only this one's by default. */
+  #all: Float64Array[];
+
+  constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(httpMetricsBytes)) {
+    if (buffer.byteLength !== httpMetricsBytes) throw new RangeError(`HTTP metrics buffer of ${buffer.byteLength} bytes, expected ${httpMetricsBytes}`);
+    this.buffer = buffer;
+    this.#words = new Float64Array(buffer);
+    this.#all = [this.#words];
+  }
+
+  /**
+   * Render the sum over these threads' counters: the buffers of every HTTP-serving thread of the
+   * node, this one's at `ownIndex` (a buffer that went through postMessage is another object).
+   */
+  shareWith(buffers: readonly SharedArrayBuffer[], ownIndex: number): void {
+    if (buffers[ownIndex]?.byteLength !== httpMetricsBytes) throw new RangeError("shareWith: no metrics buffer at ownIndex");
+    this.#all = buffers.map((b, i) => (i === ownIndex ? this.#words : new HttpMetrics(b).#words));
+  }
 
   begin(): void {
-    this.#inFlight += 1;
+    this.#words[inFlightAt]! += 1;
   }
 
   /** Count one finished request; `durationMs` from performance.now() differences. */
   end(route: RouteId, status: number, durationMs: number): void {
-    this.#inFlight -= 1;
+    const w = this.#words;
+    w[inFlightAt]! -= 1;
     const code = Number.isInteger(status) && status >= 100 && status < statusCodesMax ? status : 0;
-    this.#requests[route * statusCodesMax + code]! += 1;
+    w[requestsAt + route * statusCodesMax + code]! += 1;
     const durationS = durationMs / 1000;
     let bucket = 0;
     while (bucket < bucketCount && durationS > durationBucketsS[bucket]!) bucket += 1;
-    this.#durationBuckets[route * (bucketCount + 1) + bucket]! += 1;
-    this.#durationSumS[route]! += durationS;
-    this.#durationCount[route]! += 1;
+    w[bucketsAt + route * (bucketCount + 1) + bucket]! += 1;
+    w[sumAt + route]! += durationS;
+    w[countAt + route]! += 1;
   }
 
   /** Count one op of a batch (`op` indexes batchOpNames), answered with `status` inside the batch. */
   batchOp(op: number, status: number): void {
     const code = Number.isInteger(status) && status >= 100 && status < statusCodesMax ? status : 0;
-    this.#batchOps[op * statusCodesMax + code]! += 1;
+    this.#words[batchOpsAt + op * statusCodesMax + code]! += 1;
   }
 
-  /** Batch ops counted for an op and status (for tests). */
+  /** Batch ops counted for an op and status over every thread (for tests). */
   batchOps(op: number, status: number): number {
-    return this.#batchOps[op * statusCodesMax + status] ?? 0;
+    return this.#sum(batchOpsAt + op * statusCodesMax + status);
   }
 
-  /** Requests counted for a route and status (for tests and the status page). */
+  /** Requests counted for a route and status over every thread (for tests and the status page). */
   requests(route: RouteId, status: number): number {
-    return this.#requests[route * statusCodesMax + status] ?? 0;
+    return this.#sum(requestsAt + route * statusCodesMax + status);
+  }
+
+  #sum(at: number): number {
+    let total = 0;
+    for (const words of this.#all) total += words[at]!;
+    return total;
   }
 
   /** Prometheus text exposition format 0.0.4. Only non-zero request series are listed. */
@@ -87,7 +126,7 @@ export class HttpMetrics {
     ];
     for (let route = 0; route < routeCount; route += 1) {
       for (let code = 0; code < statusCodesMax; code += 1) {
-        const count = this.#requests[route * statusCodesMax + code]!;
+        const count = this.#sum(requestsAt + route * statusCodesMax + code);
         if (count > 0) lines.push(`hermes_http_requests_total{route="${routeNames[route]}",code="${code}"} ${count}`);
       }
     }
@@ -97,7 +136,7 @@ export class HttpMetrics {
     );
     for (let op = 0; op < batchOpCount; op += 1) {
       for (let code = 0; code < statusCodesMax; code += 1) {
-        const count = this.#batchOps[op * statusCodesMax + code]!;
+        const count = this.#sum(batchOpsAt + op * statusCodesMax + code);
         if (count > 0) lines.push(`hermes_http_batch_ops_total{op="${batchOpNames[op]}",code="${code}"} ${count}`);
       }
     }
@@ -107,22 +146,34 @@ export class HttpMetrics {
     );
     for (let route = 0; route < routeCount; route += 1) {
       // Routes never requested are left out: 17 zero lines each would bury the useful series.
-      if (this.#durationCount[route] === 0) continue;
+      const count = this.#sum(countAt + route);
+      if (count === 0) continue;
       const name = routeNames[route];
       let cumulative = 0;
       for (let bucket = 0; bucket <= bucketCount; bucket += 1) {
-        cumulative += this.#durationBuckets[route * (bucketCount + 1) + bucket]!;
+        cumulative += this.#sum(bucketsAt + route * (bucketCount + 1) + bucket);
         const le = bucket < bucketCount ? String(durationBucketsS[bucket]) : "+Inf";
         lines.push(`hermes_http_request_duration_seconds_bucket{route="${name}",le="${le}"} ${cumulative}`);
       }
-      lines.push(`hermes_http_request_duration_seconds_sum{route="${name}"} ${this.#durationSumS[route]}`);
-      lines.push(`hermes_http_request_duration_seconds_count{route="${name}"} ${this.#durationCount[route]}`);
+      lines.push(`hermes_http_request_duration_seconds_sum{route="${name}"} ${this.#sum(sumAt + route)}`);
+      lines.push(`hermes_http_request_duration_seconds_count{route="${name}"} ${count}`);
     }
     lines.push(
       "# HELP hermes_http_requests_in_flight HTTP requests received and not yet answered.",
       "# TYPE hermes_http_requests_in_flight gauge",
-      `hermes_http_requests_in_flight ${this.#inFlight}`,
+      `hermes_http_requests_in_flight ${this.#sum(inFlightAt)}`,
     );
+    if (this.#all.length > 1) {
+      lines.push(
+        "# HELP hermes_http_requests_by_shard_total HTTP requests answered by each shard worker (all of them serve the node's HTTP port).",
+        "# TYPE hermes_http_requests_by_shard_total counter",
+      );
+      this.#all.forEach((words, shard) => {
+        let answered = 0;
+        for (let route = 0; route < routeCount; route += 1) answered += words[countAt + route]!;
+        lines.push(`hermes_http_requests_by_shard_total{shard="${shard}"} ${answered}`);
+      });
+    }
     return `${lines.join("\n")}\n`;
   }
 }

@@ -329,8 +329,9 @@ export function registerBatchRoutes(app: Hono, backend: KvBackend, metrics: Http
     const ops = await readBatch(request);
     if (ops instanceof Response) return ops;
     // Every op goes to the backend in this same turn, before any answer is awaited: the shard
-    // rings publish them together, so the batch costs one round of the engine.
-    const pending = new Array<Promise<OpResult>>(ops.length);
+    // rings publish them together, so the batch costs one round of the engine. (A result known at
+    // once comes back as is; Promise.all takes both.)
+    const pending = new Array<OpResult | Promise<OpResult>>(ops.length);
     for (let index = 0; index < ops.length; index += 1) pending[index] = backend.submit(ops[index]!);
     const results = await Promise.all(pending);
     const parts = new Array<string>(ops.length);

@@ -30,9 +30,13 @@ export function registerOpsRoutes(app: Hono, backend: KvBackend, metrics: HttpMe
   app.get(
     "/metrics",
     counted(metrics, Route.metrics, () => {
+      // The node's series may come from another thread (a shard worker asks the main thread).
+      const render = (backendText: string): Response => {
+        const separator = backendText === "" || backendText.endsWith("\n") ? "" : "\n";
+        return new Response(backendText + separator + metrics.render(), { headers: prometheusHeaders });
+      };
       const backendText = backend.metrics();
-      const separator = backendText === "" || backendText.endsWith("\n") ? "" : "\n";
-      return new Response(backendText + separator + metrics.render(), { headers: prometheusHeaders });
+      return typeof backendText === "string" ? render(backendText) : backendText.then(render);
     }),
   );
 }
