@@ -4,8 +4,8 @@
 //   bun --cpu-prof-md --cpu-prof-dir=/tmp/prof bench/shard-profile.ts [writePerMille] [seconds]
 
 import { defaultReplicaConfig } from "../src/core/types.ts";
-import { createRing } from "../src/ring/spsc-ring.ts";
 import { createTransport } from "../src/transport/factory.ts";
+import { createNodeBoard } from "../src/worker/node-board.ts";
 import { Shard } from "../src/worker/shard.ts";
 
 const writePerMille = Number(process.argv[2] ?? 1000);
@@ -23,8 +23,8 @@ for (let id = 0; id < 3; id++) {
         transport: { kind: "tcp", host: "127.0.0.1", port: 0, frameBytesMax: 60 * 1024 },
         replica: { ...defaultReplicaConfig, self: id, valueBytesMax: 1024 },
         keyBytesMax: 1024,
-        requestRing: createRing(1 << 20),
-        completionRing: createRing(1 << 20),
+        board: createNodeBoard(1),
+        opsInFlightMax: 1024,
         numaNode: -1,
         bench: { slots: 64, keys: 10_000, valueBytes: 32, writePerMille, rmwPerMille: 0 },
       },

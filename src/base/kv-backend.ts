@@ -73,6 +73,9 @@ export interface EvictionStatus {
   decision: { target: NodeId; decider: NodeId; reason: string; suspectedBy: NodeId[] } | null;
 }
 
+/** What a node's failure detector adds to its status (see NodeStatus), all or nothing. */
+export type StatusExtras = Required<Pick<NodeStatus, "suspects" | "suspectedBy" | "heardAgoMs" | "evictions">>;
+
 export interface KvBackend {
   /**
    * Submit one op; exactly one result follows. A result known at once (a local read of a Valid

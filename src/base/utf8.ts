@@ -1,6 +1,6 @@
 // UTF-8 encoding, validation and decoding without allocation (except the decoded string itself).
 //
-// Both the op rings (HTTP thread <-> workers) and the wire codec put keys into pre-allocated buffers.
+// Both the op rings (between shard workers) and the wire codec put keys into pre-allocated buffers.
 // TextEncoder.encodeInto needs a subarray view per call (one allocation per message), so keys are
 // encoded here with a charCodeAt loop straight into the target buffer. The encoder follows the
 // WHATWG encoder exactly (a lone surrogate becomes U+FFFD), so `utf8Length` agrees with

@@ -1,15 +1,21 @@
 // N replicas in one process (`hermes-kv local`): one HermesNode each, an in-process RM, and one
-// HTTP server per replica. A replica can be stopped (it stops renewing its lease, like a crashed
-// process; the RM removes it once the lease has expired) and started again (it registers in a new
-// epoch, loads a live replica's state, then serves). A started replica joins through a Rejoiner,
-// as a `hermes-kv node` does, so that it would join again if it ever lost its lease.
+// HTTP port per replica, served by that replica's shard workers. A replica can be stopped (it
+// stops renewing its lease, like a crashed process; the RM removes it once the lease has expired)
+// and started again (it registers in a new epoch, loads a live replica's state, then serves). A
+// started replica joins through a Rejoiner, as a `hermes-kv node` does, so that it would join again
+// if it ever lost its lease.
+//
+// While a replica is stopped, a small server of the main thread holds its port (SO_REUSEPORT, like
+// the workers' servers, so the port is never unbound across a stop or a start): it answers 503 as a
+// replica that does not serve, and takes /v1/admin/start.
 
 import { OpStatus } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
-import { createHttpHandler } from "../http/app.ts";
+import { createApp, createControlApp } from "../http/app.ts";
+import { splitTarget } from "../http/target.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../base/kv-backend.ts";
+import type { KvBackend, NodeStatus, OpResult } from "../base/kv-backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
@@ -27,6 +33,9 @@ export interface LocalClusterOptions {
   log: (line: string) => void;
 }
 
+/** Paths of a replica's port that the main thread answers (the workers forward them). */
+const adminPathPrefix = "/v1/admin/";
+
 const stoppedResult: OpResult = { status: OpStatus.Unavailable, value: null, version: 0, writer: 0 };
 
 /**
@@ -37,37 +46,40 @@ const stoppedResult: OpResult = { status: OpStatus.Unavailable, value: null, ver
 const sourceRoundsMax = 200;
 const sourceRoundPauseMs = 10;
 
-/** The HTTP server's view of one replica: the live node, or 503 while it is stopped. */
-class ReplicaBackend implements KvBackend {
-  node: HermesNode | null = null;
-  /** The Rejoiner of a replica started again (startReplica), from its join until it stops. */
-  rejoiner: Rejoiner | null = null;
+/** What a stopped replica's port answers: 503 for every op, not serving. */
+class StoppedReplica implements KvBackend {
   readonly id: NodeId;
-  readonly keyBytesMax: number;
-  readonly valueBytesMax: number;
-  constructor(id: NodeId, keyBytesMax: number, valueBytesMax: number) {
+  readonly keyBytesMax = nodeDefaults.keyBytesMax;
+  readonly valueBytesMax = nodeDefaults.valueBytesMax;
+  constructor(id: NodeId) {
     this.id = id;
-    this.keyBytesMax = keyBytesMax;
-    this.valueBytesMax = valueBytesMax;
   }
-  submit(request: OpRequest): Promise<OpResult> {
-    return this.node === null ? Promise.resolve(stoppedResult) : this.node.submit(request);
+  submit(): OpResult {
+    return stoppedResult;
   }
   status(): NodeStatus {
-    return (
-      this.node?.status() ?? { nodeId: this.id, epoch: 0, members: [], serving: false, hasState: false, leaseRemainingMs: 0, transport: "stopped", shards: [] }
-    );
+    return { nodeId: this.id, epoch: 0, members: [], serving: false, hasState: false, leaseRemainingMs: 0, transport: "stopped", shards: [] };
   }
   metrics(): string {
-    return this.node?.metrics() ?? "# replica stopped\n";
+    return "# replica stopped\n";
   }
 }
+
+type Server = ReturnType<typeof Bun.serve>;
 
 export class LocalCluster {
   readonly options: LocalClusterOptions;
   readonly rm: LocalRm;
-  readonly backends: ReplicaBackend[] = [];
-  readonly servers: ReturnType<typeof Bun.serve>[] = [];
+  /** Replica i's HTTP port, fixed for the life of the cluster. */
+  readonly ports: number[] = [];
+  readonly #nodes: (HermesNode | null)[] = [];
+  /** The Rejoiner of a replica started again (startReplica), from its join until it stops. */
+  readonly #rejoiners: (Rejoiner | null)[] = [];
+  /** The main thread's server on a stopped replica's port. */
+  readonly #stoppedServers: (Server | null)[] = [];
+  readonly #starting = new Set<NodeId>();
+  /** Stopped nodes still closing their HTTP servers and workers. */
+  readonly #retiring = new Set<Promise<void>>();
   #closed = false;
 
   private constructor(options: LocalClusterOptions) {
@@ -88,22 +100,21 @@ export class LocalCluster {
 
   async #start(): Promise<void> {
     const o = this.options;
-    const keyBytesMax = o.node.keyBytesMax ?? nodeDefaults.keyBytesMax;
-    const valueBytesMax = o.node.valueBytesMax ?? nodeDefaults.valueBytesMax;
     for (let id = 0; id < o.replicas; id++) {
-      const backend = new ReplicaBackend(id, keyBytesMax, valueBytesMax);
-      this.backends.push(backend);
-      this.servers.push(this.#serve(backend, o.httpPort === 0 ? 0 : o.httpPort + id));
+      this.#nodes.push(null);
+      this.#rejoiners.push(null);
+      this.#stoppedServers.push(null);
     }
-    const nodes = await Promise.all(this.backends.map((backend) => this.#startNode(backend.id)));
+    const nodes = await Promise.all(this.#nodes.map((_, id) => this.#startNode(id, o.httpPort === 0 ? 0 : o.httpPort + id)));
+    for (let id = 0; id < o.replicas; id++) {
+      this.#nodes[id] = nodes[id]!;
+      this.ports.push(await this.#serve(nodes[id]!, id, o.httpPort === 0 ? 0 : o.httpPort + id));
+    }
     const handles = this.rm.registerAll(nodes.map((n) => n.memberInfo()));
-    nodes.forEach((node, id) => {
-      node.attachMembership(handles[id]!);
-      this.backends[id]!.node = node;
-    });
+    nodes.forEach((node, id) => node.attachMembership(handles[id]!));
   }
 
-  #startNode(id: NodeId): Promise<HermesNode> {
+  #startNode(id: NodeId, httpPort: number): Promise<HermesNode> {
     const o = this.options;
     return HermesNode.start({
       nodeId: id,
@@ -112,7 +123,7 @@ export class LocalCluster {
       transport: o.transport,
       host: o.host,
       basePort: 0,
-      httpAddress: this.httpAddress(id),
+      httpAddress: `${o.host}:${httpPort}`,
       keyBytesMax: nodeDefaults.keyBytesMax,
       valueBytesMax: nodeDefaults.valueBytesMax,
       frameBytesMax: nodeDefaults.frameBytesMax,
@@ -124,9 +135,41 @@ export class LocalCluster {
     });
   }
 
+  /** The node's workers serve the replica's port; its admin routes are answered here. */
+  #serve(node: HermesNode, id: NodeId, port: number): Promise<number> {
+    const admin = this.#adminApp(id);
+    return node.serveHttp({ host: this.options.host, port, controlPathPrefixes: [adminPathPrefix], control: (request) => admin.fetch(request) });
+  }
+
+  /** Admin routes exist only in the local cluster: they stop and start replicas of this process. */
+  #adminApp(id: NodeId) {
+    const app = createControlApp();
+    app.post("/v1/admin/stop", async (c) => {
+      const done = await this.stopReplica(id);
+      return c.json({ replica: id, stopped: done });
+    });
+    app.post("/v1/admin/start", async (c) => {
+      const entries = await this.startReplica(id);
+      return c.json({ replica: id, started: entries !== null, keysLoaded: entries ?? 0 });
+    });
+    return app;
+  }
+
+  /** The main thread's server for a stopped replica's port: 503 for the API, the admin routes. */
+  #serveStopped(id: NodeId): Server {
+    const app = createApp(new StoppedReplica(id));
+    const admin = this.#adminApp(id);
+    return Bun.serve({
+      hostname: this.options.host,
+      port: this.ports[id]!,
+      reusePort: true,
+      maxRequestBodySize: httpBodyBytesMax,
+      fetch: (request) => (splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request)),
+    });
+  }
+
   httpAddress(id: NodeId): string {
-    const server = this.servers[id];
-    return `${this.options.host}:${server?.port ?? 0}`;
+    return `${this.options.host}:${this.ports[id] ?? 0}`;
   }
 
   url(id: NodeId): string {
@@ -134,33 +177,23 @@ export class LocalCluster {
   }
 
   nodes(): (HermesNode | null)[] {
-    return this.backends.map((b) => b.node);
-  }
-
-  #serve(backend: ReplicaBackend, port: number): ReturnType<typeof Bun.serve> {
-    const { app, fetch } = createHttpHandler(backend);
-    // Admin routes exist only in the local cluster: they stop and start replicas of this process.
-    // They go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
-    app.post("/v1/admin/stop", async (c) => {
-      const done = await this.stopReplica(backend.id);
-      return c.json({ replica: backend.id, stopped: done });
-    });
-    app.post("/v1/admin/start", async (c) => {
-      const entries = await this.startReplica(backend.id);
-      return c.json({ replica: backend.id, started: entries !== null, keysLoaded: entries ?? 0 });
-    });
-    return Bun.serve({ hostname: this.options.host, port, fetch, maxRequestBodySize: httpBodyBytesMax });
+    return [...this.#nodes];
   }
 
   /** Stop a replica as if it crashed: it answers 503 and the RM removes it when its lease expires. */
   async stopReplica(id: NodeId): Promise<boolean> {
-    const backend = this.backends[id]!;
-    const node = backend.node;
-    if (node === null) return false;
-    backend.node = null;
-    backend.rejoiner?.stop();
-    backend.rejoiner = null;
-    await node.close();
+    const node = this.#nodes[id];
+    if (node === null || node === undefined) return false;
+    this.#nodes[id] = null;
+    this.#rejoiners[id]?.stop();
+    this.#rejoiners[id] = null;
+    this.#stoppedServers[id] = this.#serveStopped(id);
+    await node.stop();
+    // The workers' servers close once their requests in flight are answered, this one's included
+    // when it came through them (POST /v1/admin/stop): so not awaited here.
+    const retiring = node.close();
+    this.#retiring.add(retiring);
+    void retiring.finally(() => this.#retiring.delete(retiring));
     this.options.log(`hermes-kv local: replica ${id} stopped`);
     return true;
   }
@@ -171,36 +204,45 @@ export class LocalCluster {
    * Returns the number of entries loaded, or null if it was running.
    */
   async startReplica(id: NodeId): Promise<number | null> {
-    const backend = this.backends[id]!;
-    if (backend.node !== null) return null;
-    await this.rm.waitRemoved(id);
-    const node = await this.#startNode(id);
-    node.beginJoin();
-    const membership = this.rm.register(node.memberInfo());
-    node.attachMembership(membership);
-    let entries = 0;
-    const rejoiner = new Rejoiner({
-      node,
-      membership,
-      attempt: async (run) => {
-        entries = await node.loadFrom((index, epochMin, onChunk) => this.#exportFromLive(id, index, epochMin, onChunk));
-        this.options.log(`hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
-        return true;
-      },
-      log: this.options.log,
-      // #exportFromLive already waited for a ready source: when it fails, so does this start.
-      failedAttemptsMax: 1,
-    });
-    backend.rejoiner = rejoiner;
-    rejoiner.start();
-    const state = await rejoiner.settled();
-    if (state !== "joined") {
-      if (backend.rejoiner === rejoiner) backend.rejoiner = null;
-      await node.close();
-      throw rejoiner.failure ?? new Error(`replica ${id}: stopped while it joined (${state})`);
+    if (this.#nodes[id] !== null || this.#starting.has(id)) return null;
+    this.#starting.add(id);
+    try {
+      await this.rm.waitRemoved(id);
+      const node = await this.#startNode(id, this.ports[id]!);
+      node.beginJoin();
+      // Its workers join the port next to the stopped-replica server; all answer 503 until loaded.
+      await this.#serve(node, id, this.ports[id]!);
+      const membership = this.rm.register(node.memberInfo());
+      node.attachMembership(membership);
+      let entries = 0;
+      const rejoiner = new Rejoiner({
+        node,
+        membership,
+        attempt: async (run) => {
+          entries = await node.loadFrom((index, epochMin, onChunk) => this.#exportFromLive(id, index, epochMin, onChunk));
+          this.options.log(`hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
+          return true;
+        },
+        log: this.options.log,
+        // #exportFromLive already waited for a ready source: when it fails, so does this start.
+        failedAttemptsMax: 1,
+      });
+      this.#rejoiners[id] = rejoiner;
+      rejoiner.start();
+      const state = await rejoiner.settled();
+      if (state !== "joined") {
+        if (this.#rejoiners[id] === rejoiner) this.#rejoiners[id] = null;
+        await node.close();
+        throw rejoiner.failure ?? new Error(`replica ${id}: stopped while it joined (${state})`);
+      }
+      this.#nodes[id] = node;
+      // Not awaited: the request that asked for this start may be one of its requests in flight.
+      void this.#stoppedServers[id]?.stop();
+      this.#stoppedServers[id] = null;
+      return entries;
+    } finally {
+      this.#starting.delete(id);
     }
-    backend.node = node;
-    return entries;
   }
 
   /**
@@ -209,9 +251,8 @@ export class LocalCluster {
    */
   async #exportFromLive(joiner: NodeId, index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
     for (let round = 0; round < sourceRoundsMax; round++) {
-      for (const backend of this.backends) {
-        const source = backend.node;
-        if (backend.id === joiner || source === null || source.joining) continue;
+      for (const [id, source] of this.#nodes.entries()) {
+        if (id === joiner || source === null || source.joining) continue;
         try {
           return await source.exportShard(index, epochMin, onChunk);
         } catch (error) {
@@ -227,9 +268,10 @@ export class LocalCluster {
     if (this.#closed) return;
     this.#closed = true;
     // A replica that is starting again closes its own node once its join has stopped.
-    for (const backend of this.backends) backend.rejoiner?.stop();
-    for (const server of this.servers) server.stop(true);
-    await Promise.all(this.backends.map((b) => b.node?.close()));
+    for (const rejoiner of this.#rejoiners) rejoiner?.stop();
+    for (const server of this.#stoppedServers) server?.stop(true);
+    await Promise.all(this.#nodes.map((node) => node?.close()));
+    await Promise.all(this.#retiring);
     this.rm.close();
   }
 }

@@ -13,14 +13,14 @@
 
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
-import { createHttpHandler } from "../http/app.ts";
+import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
-import type { KvBackend, NodeStatus } from "../base/kv-backend.ts";
+import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt } from "../node/etcd-join.ts";
-import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
+import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import { encodeSnapshotEntries, snapshotEpochMinParam } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
@@ -113,14 +113,15 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
-  const backend: KvBackend = {
-    submit: (request) => node.submit(request),
-    status: () => withDetectorStatus(node.status(), membership, detector),
-    metrics: () => node.metrics() + etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, backend.status())),
-    keyBytesMax: node.keyBytesMax,
-    valueBytesMax: node.valueBytesMax,
-  };
-  const server = serveNode(node, backend, http, options.testHooks, () => membership);
+  // The detector's view is part of /v1/status and /metrics: the node passes it to its workers.
+  node.setStatusExtras(() => detectorStatus(membership, detector));
+  node.setExtraMetrics(() => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())));
+  try {
+    await serveNode(node, http, options.testHooks, () => membership);
+  } catch (error) {
+    await node.close();
+    throw new FatalError(error instanceof Error ? error.message : String(error));
+  }
   try {
     const heartbeatMs = heartbeatMsOf(options.suspectMs);
     membership = await createEtcdMembership({
@@ -141,7 +142,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
           }),
     });
   } catch (error) {
-    server.stop(true);
     await node.close();
     throw new FatalError(`cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`);
   }
@@ -171,7 +171,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     rejoiner.stop();
     detector?.stop();
     log(`hermes-kv node ${id}: stopping`);
-    server.stop(true);
     return node.close();
   });
   return 0;
@@ -236,15 +235,12 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
   };
 }
 
-function serveNode(
-  node: HermesNode,
-  backend: KvBackend,
-  http: { host: string; port: number },
-  testHooks: boolean,
-  getMembership: () => EtcdMembership | null,
-) {
-  // Extra routes go on the app itself, so unknown routes keep the app's JSON 404/405 answers.
-  const { app, fetch } = createHttpHandler(backend);
+/**
+ * The node's shard workers serve the HTTP API on `http`; the routes that need the main thread
+ * (state transfer to a joining node, test hooks) are forwarded to it and answered here.
+ */
+function serveNode(node: HermesNode, http: { host: string; port: number }, testHooks: boolean, getMembership: () => EtcdMembership | null): Promise<number> {
+  const app = createControlApp();
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");
@@ -304,17 +300,18 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  return Bun.serve({ hostname: http.host, port: http.port, fetch, maxRequestBodySize: httpBodyBytesMax });
+  const controlPathPrefixes = testHooks ? ["/v1/internal/", "/v1/test/"] : ["/v1/internal/"];
+  return node.serveHttp({ host: http.host, port: http.port, controlPathPrefixes, control: (request) => app.fetch(request) });
 }
 
 /** The node's status with the failure detector's view added (when it runs). */
-function withDetectorStatus(status: NodeStatus, membership: EtcdMembership | null, detector: PeerDetector | null): NodeStatus {
-  if (membership === null || detector === null) return status;
+/** What the failure detector adds to /v1/status (null without one). */
+function detectorStatus(membership: EtcdMembership | null, detector: PeerDetector | null): StatusExtras | null {
+  if (membership === null || detector === null) return null;
   const d = membership.detectorStatus();
   const c = membership.counters();
   const last = d.lastEviction;
   return {
-    ...status,
     suspects: [...detector.suspects],
     suspectedBy: d.suspectedBy,
     heardAgoMs: detector.heardAgoMs(),

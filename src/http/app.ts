@@ -67,3 +67,17 @@ export function createHttpHandler(backend: KvBackend, metrics = new HttpMetrics(
   const rest: FetchHandler = fallback === undefined ? (request, server) => app.fetch(request, server) : fallback(app);
   return { app, metrics, fetch: createFastFetch(backend, metrics, rest) };
 }
+
+/**
+ * An app for routes outside the API (a local cluster's admin routes, a node's internal and test
+ * routes), with the API's conventions: JSON 404 for unknown routes, JSON 500 for a handler that throws.
+ */
+export function createControlApp(): Hono {
+  const app = new Hono();
+  app.notFound((c) => unknownRoute(c.req.method, splitTarget(c.req.url).path.slice(0, 200)));
+  app.onError((error, c) => {
+    console.error(`hermes-kv http: ${c.req.method} ${splitTarget(c.req.url).path.slice(0, 200)} failed:`, error);
+    return errorResponse(500, ErrorCode.internal, `internal error: ${error.message}`);
+  });
+  return app;
+}

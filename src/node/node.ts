@@ -1,16 +1,20 @@
-// A hermes-kv node: W shard workers (one Hermes replica each), key routing, membership and lease
-// distribution, status and metrics. It implements KvBackend for the HTTP shell.
+// A hermes-kv node: W shard workers (one Hermes replica each), membership and lease distribution,
+// status and metrics, and the main thread's HTTP routes. The workers serve the HTTP API themselves
+// (serveHttp: every worker binds the node's port), so the node itself never sees a client op; what
+// the workers need to answer as the node would (serving, status) it keeps on the node board.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/types.ts";
-import { OpStatus } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { frameValueBytesMax } from "../wire/layout.ts";
 import { lastFreshSlot, livenessSlots, type ShardBenchConfig, type ShardStats } from "../worker/messages.ts";
-import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../base/kv-backend.ts";
+import { createNodeBoard, NodeBoard } from "../worker/node-board.ts";
+import { createPeerRings } from "../worker/peer-links.ts";
+import type { NodeStatus, StatusExtras } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
+import { answerControlRequest, type ControlHandler } from "./control-server.ts";
 import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 
@@ -56,39 +60,47 @@ export const nodeDefaults = {
  */
 export const httpBodyBytesMax = 64 * 1024 * 1024;
 
-/** FNV-1a over UTF-16 code units: the same shard for a key on every node. */
-export function shardOf(key: string, shards: number): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) {
-    h ^= key.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % shards;
+/** How often the failure detector's part of /v1/status reaches the workers (see setStatusExtras). */
+export const statusExtrasPushEveryMs = 100;
+
+/** Where and how the shard workers serve the node's HTTP API. */
+export interface NodeHttpOptions {
+  host: string;
+  /** 0: any free port (the first worker binds it, the others join it). */
+  port: number;
+  /** Paths the main thread answers: a worker forwards requests under them to `control`. */
+  controlPathPrefixes: string[];
+  control: ControlHandler;
 }
 
-export class HermesNode implements KvBackend {
+export class HermesNode {
   readonly options: NodeOptions;
   readonly shards: ShardHandle[];
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
+  /** The facts every worker reads to answer as the node (this thread writes the node-level ones). */
+  readonly board: NodeBoard;
   #view: MembershipView = { epoch: 0, members: [] };
   #leaseUntilMs = 0;
   #membership: Membership | null = null;
   #leaseTimer: ReturnType<typeof setInterval> | null = null;
   #statsTimer: ReturnType<typeof setInterval> | null = null;
-  #closed = false;
-  #joining = false;
-  /** False only for a process that joined empty and has not finished loading (see beginJoin). */
-  #hasState = true;
-  #fatal: string | null = null;
+  #stopping: Promise<void> | null = null;
+  #closing: Promise<void> | null = null;
+  #control: ControlHandler | null = null;
+  #extraMetrics: () => string = () => "";
+  #statusExtras: () => StatusExtras | null = () => null;
+  #statusExtrasTimer: ReturnType<typeof setInterval> | null = null;
+  #httpPort = 0;
   #lastStats: ShardStats[] = [];
   readonly membershipChanges = { count: 0 };
 
   readonly #lastHeard: BigInt64Array[];
 
-  private constructor(options: NodeOptions, shards: ShardHandle[], lastHeard: BigInt64Array[]) {
+  private constructor(options: NodeOptions, shards: ShardHandle[], board: NodeBoard, lastHeard: BigInt64Array[]) {
     this.options = options;
     this.shards = shards;
+    this.board = board;
     this.#lastHeard = lastHeard;
     this.keyBytesMax = options.keyBytesMax;
     this.valueBytesMax = options.valueBytesMax;
@@ -100,6 +112,8 @@ export class HermesNode implements KvBackend {
       throw new RangeError(`valueBytesMax ${options.valueBytesMax} exceeds what one ${options.frameBytesMax}-byte frame carries (${valueCap})`);
     }
     const replica: Omit<ReplicaConfig, "self"> = { ...defaultReplicaConfig, ...options.replica, valueBytesMax: options.valueBytesMax };
+    const boardBuffer = createNodeBoard(options.shards);
+    const board = new NodeBoard(boardBuffer, options.nodeId, options.transport);
     let node: HermesNode | null = null;
     const shards: ShardHandle[] = [];
     const heartbeatMs = options.heartbeatMs ?? 0;
@@ -116,14 +130,25 @@ export class HermesNode implements KvBackend {
             transport: { kind: options.transport, host: options.host, port: options.basePort === 0 ? 0 : options.basePort + i, frameBytesMax: options.frameBytesMax },
             replica: { ...replica, self: options.nodeId },
             keyBytesMax: options.keyBytesMax,
+            board: boardBuffer,
+            opsInFlightMax: options.opsInFlightMaxPerShard,
             numaNode: options.numa ? 0 : -1,
             bench: options.bench,
             ...(liveness === undefined ? {} : { liveness }),
           },
-          opsInFlightMax: options.opsInFlightMaxPerShard,
           onFatal: (index, message) => {
             console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);
-            if (node !== null) node.#fatal = `shard ${index} died`;
+            // The node stops serving, and the other workers answer what they forwarded to it.
+            board.setFailed();
+            for (const other of shards) if (other.index !== index) other.post({ type: "peer-failed", shardIndex: index });
+          },
+          onControlRequest: (shard, message) => {
+            const control = node === null ? null : node.#control;
+            if (control === null) return;
+            void answerControlRequest(control, message, (answer) => shard.post(answer));
+          },
+          onNodeMetricsRequest: (shard, requestId) => {
+            shard.post({ type: "node-metrics", requestId, text: node?.metrics() ?? "" });
           },
         }),
       );
@@ -131,20 +156,47 @@ export class HermesNode implements KvBackend {
     try {
       await Promise.all(shards.map((s) => s.ready()));
     } catch (error) {
-      await Promise.all(shards.map((s) => s.close()));
+      for (const shard of shards) shard.terminate();
       throw error;
     }
-    node = new HermesNode(options, shards, lastHeard);
+    node = new HermesNode(options, shards, board, lastHeard);
     await node.refreshStats();
     node.#statsTimer = setInterval(() => void node!.refreshStats(), 1000);
     return node;
+  }
+
+  /**
+   * Every shard worker serves the node's HTTP API on `port` (SO_REUSEPORT). The first worker binds
+   * it (resolving port 0), the others join it. Resolves with the port.
+   */
+  async serveHttp(options: NodeHttpOptions): Promise<number> {
+    if (this.#httpPort !== 0) throw new Error("the node already serves HTTP");
+    this.#control = options.control;
+    const start = {
+      host: options.host,
+      bodyBytesMax: httpBodyBytesMax,
+      controlPathPrefixes: options.controlPathPrefixes,
+      peerRings: this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
+    };
+    const first = await this.shards[0]!.startHttp({ ...start, port: options.port });
+    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port })));
+    const buffers = [first, ...rest].map((r) => r.metricsBuffer);
+    for (const shard of this.shards) shard.post({ type: "http-metrics-buffers", buffers });
+    this.#httpPort = first.port;
+    return first.port;
+  }
+
+  /** Series appended to the node's /metrics (e.g. the etcd membership's counters). */
+  setExtraMetrics(render: () => string): void {
+    this.#extraMetrics = render;
   }
 
   /** What this node publishes in the membership. */
   memberInfo(): MemberInfo {
     return {
       id: this.options.nodeId,
-      http: this.options.httpAddress,
+      // An address given with port 0 gets the port the workers bound.
+      http: this.#httpPort !== 0 && this.options.httpAddress.endsWith(":0") ? `${this.options.httpAddress.slice(0, -2)}:${this.#httpPort}` : this.options.httpAddress,
       transport: this.options.transport,
       shardAddresses: this.shards.map((s) => s.address),
     };
@@ -164,12 +216,14 @@ export class HermesNode implements KvBackend {
     const until = this.#membership?.leaseUntilMs() ?? 0;
     if (until === this.#leaseUntilMs) return;
     this.#leaseUntilMs = until;
+    this.board.setLeaseUntil(until);
     for (const shard of this.shards) shard.post({ type: "lease", untilMs: until });
   }
 
   applyView(view: MembershipView): void {
     if (view.epoch <= this.#view.epoch) return;
     this.#view = view;
+    this.board.setView(view.epoch, view.members.map((m) => m.id));
     this.membershipChanges.count++;
     for (const shard of this.shards) {
       shard.post({
@@ -183,37 +237,29 @@ export class HermesNode implements KvBackend {
     this.#pushLease();
   }
 
-  // KvBackend ---------------------------------------------------------------------------------
-
-  submit(request: OpRequest): Promise<OpResult> {
-    // Not a member with a lease (or joining, or closed): answer 503 now rather than let the op wait
-    // in the replica until its timeout. Short gaps cannot happen: leases are renewed long before
-    // they end, so this is false only when the lease is really lost.
-    if (!this.serving) return Promise.resolve({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
-    return this.shards[shardOf(request.key, this.shards.length)]!.submit(request);
-  }
-
+  /** A member of the current view with a lease, not joining, no shard failed, not closed. */
   get serving(): boolean {
-    return !this.#closed && !this.#joining && this.#fatal === null && this.#view.members.some((m) => m.id === this.options.nodeId) && monotonicMs() < this.#leaseUntilMs;
+    return this.board.serving(monotonicMs());
   }
 
+  /** What GET /v1/status answers (from any thread of the node: see NodeBoard). */
   status(): NodeStatus {
-    return {
-      nodeId: this.options.nodeId,
-      epoch: this.#view.epoch,
-      members: this.#view.members.map((m) => m.id),
-      serving: this.serving,
-      hasState: this.#hasState,
-      leaseRemainingMs: Math.max(0, Math.round(this.#leaseUntilMs - monotonicMs())),
-      transport: this.options.transport,
-      shards: this.shards.map((s, i) => ({
-        index: s.index,
-        keys: this.#lastStats[i]?.keys ?? 0,
-        opsInFlight: s.opsInFlight,
-        numaNode: this.#lastStats[i]?.numa.node ?? null,
-        cpu: this.#lastStats[i]?.numa.cpu ?? null,
-      })),
-    };
+    const extras = this.#statusExtras();
+    return extras === null ? this.board.status() : { ...this.board.status(), ...extras };
+  }
+
+  /**
+   * What the failure detector adds to /v1/status. It lives on this thread, so it is pushed to the
+   * workers every statusExtrasPushEveryMs (a small control message); they add the time since to
+   * each "heard ago", so that part stays exact.
+   */
+  setStatusExtras(provide: () => StatusExtras | null): void {
+    this.#statusExtras = provide;
+    if (this.#statusExtrasTimer !== null) clearInterval(this.#statusExtrasTimer);
+    this.#statusExtrasTimer = setInterval(() => {
+      const extras = provide();
+      for (const shard of this.shards) shard.post({ type: "status-extras", extras, atMs: monotonicMs() });
+    }, statusExtrasPushEveryMs);
   }
 
   /** Refresh the per-shard statistics that status() and metrics() report. */
@@ -224,13 +270,13 @@ export class HermesNode implements KvBackend {
 
   /** The statistics of the last refresh (refreshed every second, so one scrape may lag by that). */
   metrics(): string {
-    return renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count);
+    return renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) + this.#extraMetrics();
   }
 
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */
   beginJoin(): void {
-    this.#joining = true;
-    this.#hasState = false;
+    this.board.setJoining(true);
+    this.board.setHasState(false);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
@@ -241,13 +287,13 @@ export class HermesNode implements KvBackend {
    * data is all there is, and it is complete for every write committed while they were members.
    */
   rejoinKeepingState(): void {
-    this.#joining = true;
+    this.board.setJoining(true);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
   /** This process holds data it served from (it finished a join since it started or was wiped). */
   get hasState(): boolean {
-    return this.#hasState;
+    return this.board.hasState;
   }
 
   /**
@@ -287,7 +333,7 @@ export class HermesNode implements KvBackend {
   }
 
   get joining(): boolean {
-    return this.#joining;
+    return this.board.joining;
   }
 
   get epoch(): number {
@@ -304,8 +350,8 @@ export class HermesNode implements KvBackend {
       entries += await source(shard.index, this.#view.epoch, (chunk) => shard.post({ type: "snapshot-import", entries: chunk }));
     }
     for (const shard of this.shards) shard.post({ type: "join-finish" });
-    this.#joining = false;
-    this.#hasState = true;
+    this.board.setJoining(false);
+    this.board.setHasState(true);
     return entries;
   }
 
@@ -314,20 +360,38 @@ export class HermesNode implements KvBackend {
    * kept state. Rejects with NotReadyError while this replica cannot be a source yet.
    */
   exportShard(index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>, allowJoining = false): Promise<number> {
-    return this.shards[index]!.exportSnapshot(epochMin, allowJoining && this.#hasState, onChunk);
+    return this.shards[index]!.exportSnapshot(epochMin, allowJoining && this.board.hasState, onChunk);
   }
 
   startBench(): void {
     for (const shard of this.shards) shard.post({ type: "bench-start" });
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#leaseTimer !== null) clearInterval(this.#leaseTimer);
-    if (this.#statsTimer !== null) clearInterval(this.#statsTimer);
-    // Leave the membership (etcd: revoke the lease; local: stop renewing, as a crashed node would).
-    await this.#membership?.close();
-    await Promise.all(this.shards.map((s) => s.close()));
+  /**
+   * Stop being a node: answer 503 from now on, leave the membership (etcd: revoke the lease; local:
+   * stop renewing, as a crashed node would), and have every worker answer its ops and stop its
+   * replica. The workers' HTTP servers stay up (answering 503) until close(): a request that asked
+   * for this stop (a local cluster's admin route) still gets its answer.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.board.setClosed();
+      if (this.#leaseTimer !== null) clearInterval(this.#leaseTimer);
+      if (this.#statsTimer !== null) clearInterval(this.#statsTimer);
+      if (this.#statusExtrasTimer !== null) clearInterval(this.#statusExtrasTimer);
+      await this.#membership?.close();
+      await Promise.all(this.shards.map((s) => s.stop()));
+    })();
+    return this.#stopping;
+  }
+
+  /** stop(), then close the HTTP servers once their requests in flight are answered, and end the workers. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.stop();
+      if (this.#httpPort !== 0) await Promise.all(this.shards.map((s) => s.stopHttp()));
+      for (const shard of this.shards) shard.terminate();
+    })();
+    return this.#closing;
   }
 }

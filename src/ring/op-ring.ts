@@ -1,6 +1,7 @@
-// The two record types that travel over the node's rings, on top of the SPSC byte ring:
-//   requests    HTTP thread -> worker   (one client op to submit to the shard's replica)
-//   completions worker -> HTTP thread   (the op's outcome, keyed by the same opId)
+// The two record types that travel over the rings between a node's shard workers, on top of the
+// SPSC byte ring:
+//   requests    worker that received the HTTP request -> worker of the key's shard (one client op)
+//   completions worker of the key's shard -> the worker that forwarded it (the op's outcome, by opId)
 //
 // Producers encode straight into the ring (no allocation per record: the key is UTF-8 encoded by a
 // charCodeAt loop, numbers go through the ring's DataView). Consumers decode into one reused object
@@ -92,7 +93,7 @@ export function opRingCapacityBytesMin(keyBytesMax: number, valueBytesMax: numbe
   return capacityBytes;
 }
 
-/** Producer of request records (the HTTP thread). One per ring, in one thread. */
+/** Producer of request records (the forwarding worker). One per ring, in one thread. */
 export class OpRequestWriter {
   readonly ring: RingWriter;
 
@@ -278,13 +279,13 @@ export class OpCompletionWriter {
     return true;
   }
 
-  /** Publishes the pushed completions and wakes the HTTP thread if it sleeps. */
+  /** Publishes the pushed completions and wakes the forwarding worker if it sleeps. */
   commit(): boolean {
     return this.ring.commit();
   }
 }
 
-/** Consumer of completion records (the HTTP thread). Fields describe the record last returned by `next`. */
+/** Consumer of completion records (the forwarding worker). Fields describe the record last returned by `next`. */
 export class OpCompletionReader extends RecordReader {
   opId = 0;
   status: OpStatus = 0 as OpStatus;

@@ -1,11 +1,14 @@
 // Control messages between the node (main thread) and a shard worker. These are rare (start,
-// membership and lease changes, stats, stop) and go by postMessage; client ops and their answers
-// never do: they travel in the SharedArrayBuffer rings.
+// membership and lease changes, stats, HTTP start and stop, the main thread's own HTTP routes,
+// stop) and go by postMessage; client ops and their answers never do: a worker submits its own
+// HTTP requests to its replica and forwards others over the SharedArrayBuffer rings between workers.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
+import type { StatusExtras } from "../base/kv-backend.ts";
+import type { PeerRings } from "./peer-links.ts";
 
 export interface ShardInit {
   type: "init";
@@ -15,8 +18,10 @@ export interface ShardInit {
   transport: { kind: TransportKind; host: string; port: number; frameBytesMax: number };
   replica: ReplicaConfig;
   keyBytesMax: number;
-  requestRing: SharedArrayBuffer;
-  completionRing: SharedArrayBuffer;
+  /** The node's facts (createNodeBoard), shared by every thread of the node. */
+  board: SharedArrayBuffer;
+  /** Client ops this shard holds at once (a named limit: more are answered Busy). */
+  opsInFlightMax: number;
   /** Pin this worker's thread to a NUMA node when libnuma is present (-1: leave unpinned). */
   numaNode: number;
   /** Closed-loop benchmark clients inside the worker (`hermes-kv bench`), or null. */
@@ -68,8 +73,39 @@ export interface ShardPeer {
   address: string;
 }
 
+/** Serve the node's HTTP API on this thread (each shard worker binds the same port with SO_REUSEPORT). */
+export interface HttpStart {
+  type: "http-start";
+  host: string;
+  /** 0: any free port (only for the first worker; the others are given the port it got). */
+  port: number;
+  /** Bun's own request-body cap (the app answers 413 in JSON below it). */
+  bodyBytesMax: number;
+  /** Paths served by the main thread: requests under them are forwarded to it by postMessage. */
+  controlPathPrefixes: string[];
+  /** Rings to and from the node's other shard workers (null with one shard). */
+  peerRings: PeerRings | null;
+}
+
+/** A header list as postMessage carries it. */
+export type HeaderList = [name: string, value: string][];
+
 export type ToShard =
   | ShardInit
+  | HttpStart
+  /** Every HTTP-serving worker's metrics buffer, in shard order: /metrics sums them. */
+  | { type: "http-metrics-buffers"; buffers: SharedArrayBuffer[] }
+  /** Close the HTTP server once the requests in flight are answered. */
+  | { type: "http-stop" }
+  /** The failure detector's part of /v1/status, as of `atMs` (monotonicMs), or null without one. */
+  | { type: "status-extras"; extras: StatusExtras | null; atMs: number }
+  /** Shard `shardIndex`'s worker died: answer what was forwarded to it, forward nothing more. */
+  | { type: "peer-failed"; shardIndex: number }
+  /** The main thread's answer to a forwarded HTTP request: head, then body chunks, then end. */
+  | { type: "control-head"; requestId: number; status: number; headers: HeaderList }
+  | { type: "control-body"; requestId: number; chunk: Uint8Array }
+  | { type: "control-end"; requestId: number; error: string | null }
+  | { type: "node-metrics"; requestId: number; text: string }
   | { type: "membership"; epoch: Epoch; members: ShardPeer[] }
   | { type: "lease"; untilMs: number }
   | { type: "stats"; requestId: number }
@@ -108,6 +144,12 @@ export interface ShardBenchStats {
 
 export type FromShard =
   | { type: "ready"; shardIndex: number; address: string }
+  | { type: "http-ready"; shardIndex: number; port: number; metricsBuffer: SharedArrayBuffer }
+  | { type: "http-stopped"; shardIndex: number }
+  /** An HTTP request under a control path prefix, for the main thread to answer (see control-head). */
+  | { type: "control-request"; requestId: number; method: string; url: string; headers: HeaderList; body: Uint8Array | null }
+  /** The node's Prometheus series, for this worker's /metrics. */
+  | { type: "node-metrics-request"; requestId: number }
   | { type: "stats"; requestId: number; stats: ShardStats }
   | { type: "stopped"; shardIndex: number }
   /** notReady: why this replica refuses to be a source for now (the export ends with no entries), or null. */

@@ -1,20 +1,42 @@
-// Bun Worker entry: one shard. Control messages arrive by postMessage; client ops and answers go
-// through the SharedArrayBuffer rings given in `init`.
+// Bun Worker entry: one shard. Control messages arrive by postMessage. Once told to (http-start),
+// the worker also serves the node's HTTP API on the node's port: ops for its shard go straight into
+// its replica, ops for other shards over the rings between workers (see worker-backend.ts).
 
 import { dropRuleTarget } from "../transport/drop-rule.ts";
 import { createTransport, isNetworkTransportKind } from "../transport/factory.ts";
-import type { FromShard, ShardInit, ToShard } from "./messages.ts";
+import { HttpMetrics } from "../http/metrics.ts";
+import { ControlClient } from "./control-client.ts";
+import { serveHttp, type HttpServer } from "./http-server.ts";
+import type { FromShard, HttpStart, ShardInit, ToShard } from "./messages.ts";
 import { placeThread, type Placement } from "./placement.ts";
 import { Shard } from "./shard.ts";
+import { WorkerBackend } from "./worker-backend.ts";
 
 declare const self: Worker;
 
 let shard: Shard | null = null;
 let placement: Placement = { node: null, cpu: null, pinned: false };
 const early: ToShard[] = [];
+const control = new ControlClient(post);
+let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend } | null = null;
 
 function post(message: FromShard): void {
   self.postMessage(message);
+}
+
+function startHttp(source: Shard, start: HttpStart): void {
+  if (start.peerRings !== null) source.connectPeers(start.peerRings);
+  const metrics = new HttpMetrics();
+  const backend = new WorkerBackend(source, control);
+  const server = serveHttp(start, backend, control, metrics);
+  http = { server, metrics, backend };
+  post({ type: "http-ready", shardIndex: source.init.shardIndex, port: server.port!, metricsBuffer: metrics.buffer });
+}
+
+async function stopHttp(shardIndex: number): Promise<void> {
+  // Graceful: requests in flight (every op was answered when the shard stopped) finish first.
+  await http?.server.stop();
+  post({ type: "http-stopped", shardIndex });
 }
 
 async function start(init: ShardInit): Promise<void> {
@@ -29,6 +51,7 @@ async function start(init: ShardInit): Promise<void> {
     numaNode: placement.node,
   });
   shard = new Shard(init, transport);
+  shard.board.setShardPlacement(init.shardIndex, placement.node, placement.cpu);
   post({ type: "ready", shardIndex: init.shardIndex, address: transport.address });
   for (const message of early.splice(0)) handle(message);
   shard.run().then(
@@ -66,6 +89,7 @@ function handle(message: ToShard): void {
     start(message).catch((error) => fatal(message.shardIndex, error));
     return;
   }
+  if (control.onMessage(message)) return;
   if (shard === null) {
     early.push(message);
     return;
@@ -103,9 +127,30 @@ function handle(message: ToShard): void {
     case "snapshot-export":
       void exportSnapshot(shard, message.requestId, message.epochMin, message.allowJoining);
       return;
+    case "http-start":
+      startHttp(shard, message);
+      return;
+    case "http-metrics-buffers":
+      http?.metrics.shareWith(message.buffers, shard.init.shardIndex);
+      return;
+    case "status-extras":
+      http?.backend.setStatusExtras(message.extras, message.atMs);
+      return;
+    case "peer-failed":
+      shard.peerFailed(message.shardIndex);
+      return;
+    case "http-stop":
+      void stopHttp(shard.init.shardIndex);
+      return;
     case "stop":
+      // The HTTP server stays up (answering 503: the node is closed) until http-stop.
       shard.stop();
       return;
+    case "control-head":
+    case "control-body":
+    case "control-end":
+    case "node-metrics":
+      return; // taken by the control client above
   }
 }
 

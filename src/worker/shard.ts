@@ -1,5 +1,7 @@
-// One shard of one node: a Hermes replica, its transport endpoint and its two rings, driven by a
-// bounded-batch loop: drain the request ring and the transport, step the core, flush effects.
+// One shard of one node: a Hermes replica, its transport endpoint and its client ops, driven by a
+// bounded-batch loop: drain the rings from the node's other shard workers and the transport, step
+// the core, flush effects. Client ops come from this thread's HTTP server (submitLocal, straight
+// into the replica) and from the other shard workers (forwarded over PeerLinks).
 // It runs inside a Bun Worker (shard-worker.ts) but has no Worker-specific code: one loop turn is
 // `turn(nowMs)` and the clock is injected (ShardEnv), so unit tests call turn() with a fake
 // transport and the simulator (test/sim, --mode shard) runs it in simulated time over SimTransport.
@@ -7,25 +9,31 @@
 import { assert } from "../base/assert.ts";
 import { Replica } from "../core/replica.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
-import { MsgKind, OpStatus } from "../base/kinds.ts";
+import { MsgKind, type OpKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import type { OpResult } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
 import type { Completions, Outbox, ReplicaConfig } from "../core/types.ts";
-import { OpCompletionWriter, OpRequestReader } from "../ring/op-ring.ts";
+import type { OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
 import { FrameDecoder } from "../wire/frame-decoder.ts";
 import { BenchClients } from "./bench-clients.ts";
+import { busyResult, ClientOps } from "./client-ops.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
+import { NodeBoard } from "./node-board.ts";
+import { PeerLinks, type PeerRings } from "./peer-links.ts";
 import { PeerLiveness } from "./peer-liveness.ts";
 
-/** Requests taken from the ring per loop turn: bounds the time between transport polls. */
+/** Forwarded requests taken from each peer's ring per loop turn: bounds the time between transport polls. */
 const requestBatchMax = 512;
+/** Forwarded answers taken from each peer's ring per loop turn. */
+const completionBatchMax = 4096;
 /** The replica's timers (retransmission, op deadlines, lease) run at most this often. */
 const tickEveryMs = 1;
-/** How long an idle worker sleeps on its request ring before it looks at the network and the clock again. */
+/** How long an idle worker sleeps before it looks at the network and the clock again. */
 const idleWaitMs = 1;
-/** Ops with ids from here on belong to the in-worker benchmark clients, not to the ring. */
+/** Ops with ids from here on belong to the in-worker benchmark clients, not to client ops. */
 export const benchOpIdBase = 0x8000_0000;
 
 /** What a shard takes from its surroundings besides its init message and transport. */
@@ -44,28 +52,17 @@ const defaultEnv: ShardEnv = {
   newReplica: (config, outbox, completions) => new Replica(config, outbox, completions),
 };
 
-/** A completion the ring had no room for. */
-interface PendingCompletion {
-  opId: number;
-  status: OpStatus;
-  value: Uint8Array | null;
-  version: number;
-  writer: NodeId;
-}
-
 export class Shard {
   readonly init: ShardInit;
   readonly replica: Replica;
   readonly transport: Transport;
   readonly decoder: FrameDecoder;
-  readonly #requests: OpRequestReader;
-  readonly #completions: OpCompletionWriter;
+  readonly board: NodeBoard;
+  /** Client ops in the replica, from this thread's HTTP requests and forwarded by other workers. */
+  readonly clientOps: ClientOps;
+  /** Rings to the node's other shard workers, once connected (HTTP serving with more than one shard). */
+  #links: PeerLinks | null = null;
   readonly #clock: () => number;
-  /**
-   * Completions the ring had no room for, retried every turn. Bounded by opsMax: every entry is an
-   * op the requester still counts as in flight, and it keeps at most opsInFlightMax <= opsMax so.
-   */
-  readonly #completionBacklog: PendingCompletion[] = [];
   /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
   /** Peers whose builder holds messages not yet sent this turn. */
@@ -79,19 +76,37 @@ export class Shard {
   #lastTickMs = 0;
   /** The time of the current turn: requests and messages are stepped at it. */
   #now = 0;
-  /** The idle wait on the request ring, reused across idle turns until it ends. */
-  #ringWait: Promise<void> | null = null;
+  /** The idle timer, reused across idle turns until it ends. */
+  #idleTimer: Promise<void> | null = null;
+  /** Something (an HTTP request of this thread) asked for a turn since the last one began. */
+  #turnRequested = false;
+  /** Resolves the loop's idle wait; null while the loop is not idle. */
+  #idleWake: (() => void) | null = null;
+  /** Reused list of what an idle loop waits for. */
+  readonly #waits: Promise<unknown>[] = [];
   readonly bench: BenchClients | null;
   framesRefused = 0;
   loopTurns = 0;
   idleWaits = 0;
 
-  readonly #ringWaitDone = (): void => {
-    this.#ringWait = null;
+  readonly #idleTimerDone = (): void => {
+    this.#idleTimer = null;
   };
 
-  readonly #onRequest = (request: OpRequestReader): void => {
-    this.replica.submit(request.opId, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
+  readonly #wake = (): void => {
+    const wake = this.#idleWake;
+    this.#idleWake = null;
+    wake?.();
+  };
+
+  /** An op another shard worker forwarded: into the replica under a slot of ours, answered to that worker. */
+  readonly #onForwarded = (peer: number, request: OpRequestReader): void => {
+    const slot = this.clientOps.takeForwarded(peer, request.opId);
+    if (slot < 0) {
+      this.#links!.answer(peer, request.opId, busyResult.status, null, 0, 0);
+      return;
+    }
+    this.replica.submit(slot, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
   };
 
   readonly #onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void => {
@@ -107,8 +122,10 @@ export class Shard {
     this.init = init;
     this.transport = transport;
     this.#clock = clock;
-    this.#requests = new OpRequestReader(init.requestRing);
-    this.#completions = new OpCompletionWriter(init.completionRing);
+    this.board = new NodeBoard(init.board, init.nodeId, init.transport.kind);
+    this.clientOps = new ClientOps(init.opsInFlightMax, (peer, peerOpId, status, value, version, writer) =>
+      this.#links!.answer(peer, peerOpId, status, value, version, writer),
+    );
     this.decoder = new FrameDecoder({
       clusterId: init.clusterId,
       shardIndex: init.shardIndex,
@@ -127,7 +144,7 @@ export class Shard {
       {
         complete: (opId, status, value, version, writer) => {
           if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
-          else this.#complete(opId, status, value, version, writer);
+          else this.clientOps.complete(opId, status, value, version, writer);
         },
       },
     );
@@ -202,7 +219,7 @@ export class Shard {
   setLease(untilMs: number): void {
     this.replica.setLease(untilMs, this.#clock());
     this.#flushNetwork();
-    this.#flushCompletions();
+    this.#links?.flush();
   }
 
   importSnapshot(entries: SnapshotEntry[]): void {
@@ -214,15 +231,70 @@ export class Shard {
   finishJoin(): void {
     this.replica.finishJoin(this.#clock());
     this.#flushNetwork();
-    this.#flushCompletions();
+    this.#links?.flush();
+  }
+
+  /** Start taking ops from the node's other shard workers and forwarding theirs to them. */
+  connectPeers(rings: PeerRings): void {
+    assert(this.#links === null, "peer rings are connected once");
+    this.#links = new PeerLinks(this.init.shardIndex, rings, this.init.opsInFlightMax, this.#onForwarded);
+  }
+
+  get links(): PeerLinks | null {
+    return this.#links;
+  }
+
+  /** Shard `peer`'s worker died: answer what went to it, send it nothing more. */
+  peerFailed(peer: number): void {
+    this.#links?.peerFailed(peer);
   }
 
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    // Every op gets its answer: the replica answers its own (Unknown for started updates), the
+    // other workers get theirs through the rings, and ops this worker forwarded are Unknown.
     this.replica.stop();
-    this.#flushCompletions();
+    this.#links?.flush();
+    this.#links?.stop();
     this.transport.close();
+    this.#wake();
+  }
+
+  // Client ops -------------------------------------------------------------------------------
+
+  /**
+   * An op of this thread's HTTP server for this shard, straight into the replica at `nowMs`.
+   * Returns the result itself when the replica answers at once (a read of a Valid key), else a
+   * promise of it; Busy when the shard holds opsInFlightMax client ops.
+   */
+  submitLocal(kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number, nowMs: number): OpResult | Promise<OpResult> {
+    const slot = this.clientOps.beginLocal();
+    if (slot < 0) return busyResult;
+    this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    const result = this.clientOps.endLocal(slot);
+    // An update left INVs in the frame builders: have them sent in this event-loop turn.
+    if (this.#dirtyPeers.length > 0) this.requestTurn();
+    return result;
+  }
+
+  /** An op of this thread's HTTP server for another shard of this node: over the rings to its worker. */
+  forward(shard: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number): OpResult | Promise<OpResult> {
+    const links = this.#links;
+    assert(links !== null, "forward before the peer rings are connected");
+    const result = links.forward(shard, kind, key, value, expectedVersion, expectedWriter, by);
+    this.requestTurn();
+    return result;
+  }
+
+  /**
+   * Run a loop turn soon: after this event-loop turn's I/O callbacks (setImmediate), so that the
+   * HTTP requests that arrived together are published in one batch. A busy loop runs one anyway.
+   */
+  requestTurn(): void {
+    if (this.#turnRequested) return;
+    this.#turnRequested = true;
+    if (this.#idleWake !== null) setImmediate(this.#wake);
   }
 
   // The loop ---------------------------------------------------------------------------------
@@ -232,38 +304,48 @@ export class Shard {
   }
 
   /**
-   * One loop turn at time `nowMs`: take up to requestBatchMax client ops from the request ring,
-   * every received frame from the transport, let the bench clients issue, tick the replica's
-   * timers (at most every tickEveryMs), then send what the core produced (one frame per peer where
-   * it fits) and publish the completions. Returns the work done (ops, frames and bench ops taken);
-   * 0 means the shard is idle. Never blocks, never allocates per message.
+   * One loop turn at time `nowMs`: take up to requestBatchMax ops forwarded by each other shard
+   * worker and the answers to this worker's forwards, every received frame from the transport,
+   * let the bench clients issue, tick the replica's timers (at most every tickEveryMs), then send
+   * what the core produced (one frame per peer where it fits) and publish the ring records.
+   * Returns the work done (ops, answers, frames and bench ops taken); 0 means the shard is idle.
+   * Never blocks, never allocates per message.
    */
   turn(nowMs: number): number {
     assert(!this.#stopped, "turn() after stop()");
     this.loopTurns++;
+    this.#turnRequested = false;
     this.#now = nowMs;
-    let work = this.#requests.drain(this.#onRequest, requestBatchMax);
+    const links = this.#links;
+    let work = links === null ? 0 : links.drainRequests(requestBatchMax) + links.drainCompletions(completionBatchMax);
     work += this.transport.poll(this.#onFrame);
     if (this.bench !== null) work += this.bench.issue(this.replica, nowMs, benchOpIdBase);
     if (nowMs - this.#lastTickMs >= tickEveryMs) {
       this.replica.tick(nowMs);
       this.#lastTickMs = nowMs;
+      this.board.setShardRow(this.init.shardIndex, this.replica.keyCount, this.clientOps.inFlight);
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
     this.#flushNetwork();
-    this.#flushCompletions();
+    links?.flush();
     return work;
   }
 
-  /** Runs turns until stop(). Yields to the event loop every turn so that socket callbacks run. */
+  /** Runs turns until stop(). Yields to the event loop every turn so that socket callbacks (HTTP, transport) run. */
   async run(): Promise<void> {
+    const waits = this.#waits;
     while (!this.#stopped) {
-      if (this.turn(this.#clock()) === 0) {
+      if (this.turn(this.#clock()) === 0 && !this.#turnRequested) {
         this.idleWaits++;
-        // One ring wait at a time: when the network wins the race, the ring wait stays pending
-        // (it ends at the latest after idleWaitMs) and is reused by the next idle turn.
-        if (this.#ringWait === null) this.#ringWait = this.#requests.waitAsync(idleWaitMs).then(this.#ringWaitDone);
-        await Promise.race([this.#ringWait, this.transport.whenReadable()]);
+        // Sleep until the network, another worker's ring, this thread's HTTP server (requestTurn)
+        // or the idle timer says there is something to do. Waits that outlive this turn (another
+        // one won the race) stay pending and are reused by the next idle turn.
+        waits.length = 0;
+        waits.push(this.transport.whenReadable(), (this.#idleTimer ??= Bun.sleep(idleWaitMs).then(this.#idleTimerDone)));
+        this.#links?.waits(waits);
+        waits.push(new Promise<void>((resolve) => (this.#idleWake = resolve)));
+        await Promise.race(waits);
+        this.#idleWake = null;
       } else {
         await yieldToEventLoop();
       }
@@ -329,27 +411,6 @@ export class Shard {
     this.transport.flush();
   }
 
-  #complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
-    const backlog = this.#completionBacklog;
-    if (backlog.length === 0 && this.#completions.push(opId, status, value, version, writer)) return;
-    // Every op gets exactly one answer: keep it until the ring has room. Values are owned by the
-    // replica and never mutated, so keeping the reference is safe.
-    assert(backlog.length < this.init.replica.opsMax, "completion backlog holds at most opsMax answers (the requester keeps at most opsMax ops in flight)");
-    backlog.push({ opId, status, value, version, writer });
-  }
-
-  #flushCompletions(): void {
-    const backlog = this.#completionBacklog;
-    let sent = 0;
-    while (sent < backlog.length) {
-      const c = backlog[sent]!;
-      if (!this.#completions.push(c.opId, c.status, c.value, c.version, c.writer)) break;
-      sent++;
-    }
-    if (sent > 0) backlog.splice(0, sent);
-    this.#completions.commit();
-  }
-
   stats(numa: ShardStats["numa"]): ShardStats {
     const wire: Record<string, number> = {};
     for (const [key, value] of Object.entries(this.decoder.stats)) if (typeof value === "number") wire[key] = value;
@@ -365,6 +426,8 @@ export class Shard {
         idleWaits: this.idleWaits,
         heartbeatsSent: this.#liveness?.heartbeatsSent ?? 0,
         redials: this.#liveness?.redials ?? 0,
+        opsForwardedOut: this.#links?.forwardedOut ?? 0,
+        opsForwardedIn: this.#links?.forwardedIn ?? 0,
       },
       transport: { ...this.transport.stats() },
       wire,

@@ -14,7 +14,7 @@
 
 import { afterEach, describe, expect, test } from "bun:test";
 import { LocalCluster } from "../../src/cli/local-cluster.ts";
-import { shardOf } from "../../src/node/node.ts";
+import { shardOf } from "../../src/worker/key-shard.ts";
 import type { KvInput } from "../lib/history.ts";
 import { checkLinearizable } from "../lib/linearizability.ts";
 import {

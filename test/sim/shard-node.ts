@@ -1,8 +1,9 @@
 // Shard mode of the simulator (--mode shard): one node is the real worker loop, not a bare Replica.
 // Each node runs `Shard.turn()` in simulated time with the real frame codec over a SimTransport, so
 // the simulated network loses, duplicates, delays and reorders real encoded frames; client ops go
-// in through the real request ring (OpRequestWriter, as the HTTP thread writes it) and answers come
-// back through the real completion ring (OpCompletionReader). Membership and leases arrive through
+// in through the real request ring (OpRequestWriter, as another shard worker of the node forwards
+// them) and answers come back through the real completion ring (OpCompletionReader): the simulated
+// client plays shard worker 1 of a two-worker node. Membership and leases arrive through
 // Shard's control methods, as the worker receives them. Everything else (clients, RM, faults,
 // oracles) is the core mode's, unchanged.
 //
@@ -19,9 +20,10 @@ import type { NodeId } from "../../src/base/ids.ts";
 import type { OpKind } from "../../src/base/kinds.ts";
 import type { Replica } from "../../src/core/replica.ts";
 import type { Completions, Probe, ReplicaConfig } from "../../src/core/types.ts";
-import { OpCompletionReader, OpRequestWriter, opRingCapacityBytesMin } from "../../src/ring/op-ring.ts";
-import { createRing } from "../../src/ring/spsc-ring.ts";
+import { OpCompletionReader, OpRequestWriter } from "../../src/ring/op-ring.ts";
 import { SimTransport, simAddress, type SimNetwork } from "../../src/transport/sim.ts";
+import { createNodeBoard } from "../../src/worker/node-board.ts";
+import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
 import type { ShardInit } from "../../src/worker/messages.ts";
 import type { Prng } from "../lib/prng.ts";
@@ -54,6 +56,9 @@ export interface ShardNodeConfig {
 
 /** Identifies the simulated cluster in every frame header (the decoder checks it). */
 const simClusterId = 0x51a1;
+/** The node has two shard workers: the shard under test (0) and the simulated client (1). */
+const clientShards = 2;
+const clientShard = 1;
 
 export class SimShardNode {
   readonly id: NodeId;
@@ -78,7 +83,7 @@ export class SimShardNode {
     this.#loopDelayMsMax = config.loopDelayMsMax;
     this.#crashed = config.crashed;
     // The smallest rings that hold any record: the simulation never has many ops in flight.
-    const ringBytes = opRingCapacityBytesMin(config.keyBytesMax, config.replica.valueBytesMax);
+    const rings = createPeerRings(clientShards, config.keyBytesMax, config.replica.valueBytesMax, 0);
     const init: ShardInit = {
       type: "init",
       nodeId: config.id,
@@ -87,8 +92,9 @@ export class SimShardNode {
       transport: { kind: "sim", host: "", port: 0, frameBytesMax: config.frameBytesMax },
       replica: config.replica,
       keyBytesMax: config.keyBytesMax,
-      requestRing: createRing(ringBytes),
-      completionRing: createRing(ringBytes),
+      board: createNodeBoard(clientShards),
+      // The replica's own op pool bounds the ops in flight, as in the core mode.
+      opsInFlightMax: config.replica.opsMax,
       numaNode: -1,
       bench: null,
     };
@@ -97,15 +103,16 @@ export class SimShardNode {
       clock: () => world.nowMs,
       newReplica: (replicaConfig, outbox, completions) => config.makeReplica(replicaConfig, outbox, completions, config.probe),
     });
-    this.#requests = new OpRequestWriter(init.requestRing);
-    this.#answers = new OpCompletionReader(init.completionRing);
+    this.shard.connectPeers(rings);
+    this.#requests = new OpRequestWriter(rings.requests[clientShard]![0]!);
+    this.#answers = new OpCompletionReader(rings.completions[clientShard]![0]!);
   }
 
   get replica(): Replica {
     return this.shard.replica;
   }
 
-  /** A client op, written into the request ring as the HTTP thread does. False when the ring is full. */
+  /** A client op, written into the request ring as a forwarding shard worker does. False when the ring is full. */
   submit(opId: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number): boolean {
     if (!this.#requests.push(opId, kind, key, value, expectedVersion, expectedWriter, by)) return false;
     this.#requests.commit();
@@ -176,7 +183,7 @@ export class SimShardNode {
     this.#readAnswers();
   }
 
-  /** The simulated HTTP thread: every completion the shard has published. */
+  /** The simulated forwarding worker: every completion the shard has published. */
   #readAnswers(): void {
     const answers = this.#answers;
     const completions = this.#completions;

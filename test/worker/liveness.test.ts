@@ -7,7 +7,7 @@
 import { describe, expect, test } from "bun:test";
 import { nodeIdMax, type NodeId } from "../../src/base/ids.ts";
 import { defaultReplicaConfig } from "../../src/core/types.ts";
-import { createRing } from "../../src/ring/spsc-ring.ts";
+import { createNodeBoard } from "../../src/worker/node-board.ts";
 import type { FrameHandler, Transport, TransportStats } from "../../src/transport/transport.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
@@ -70,8 +70,8 @@ function harness(liveness: boolean) {
     transport: { kind: "sim", host: "", port: 0, frameBytesMax: 4096 },
     replica: { ...defaultReplicaConfig, self: 0, valueBytesMax: 16, opsMax: 64 },
     keyBytesMax: 8,
-    requestRing: createRing(1 << 16),
-    completionRing: createRing(1 << 16),
+    board: createNodeBoard(1),
+    opsInFlightMax: 64,
     numaNode: -1,
     bench: null,
     ...(liveness ? { liveness: { heartbeatMs, lastHeard: shared } } : {}),

@@ -1,7 +1,8 @@
 // Shard.turn driven by hand, as raft's tests drive RawNode: a fake transport records what the loop
 // sends, client ops go in through the real request ring and answers come out of the real
-// completion ring. Covers the loop's own paths: splitting a turn's messages into frames when one
-// fills up, refused frames, and the completion backlog when the completion ring is full.
+// completion ring (the test plays shard worker 1 of the node, forwarding to shard 0). Covers the
+// loop's own paths: splitting a turn's messages into frames when one fills up, refused frames, the
+// completion backlog when the completion ring is full, and ops of the shard's own HTTP server.
 
 import { describe, expect, test } from "bun:test";
 import type { NodeId } from "../../src/base/ids.ts";
@@ -14,6 +15,8 @@ import { frameHeaderBytes, messageBytes } from "../../src/wire/layout.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import type { ShardInit } from "../../src/worker/messages.ts";
+import { createNodeBoard } from "../../src/worker/node-board.ts";
+import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
 
 const clusterId = 7;
@@ -80,6 +83,9 @@ interface Harness {
 }
 
 function harness(options: { frameBytesMax: number; completionRingBytes?: number; opsMax?: number; members?: NodeId[] }): Harness {
+  // Shard 0 is the one under test; the test forwards to it as shard worker 1 would.
+  const rings = createPeerRings(2, keyBytesMax, valueBytesMax, 1 << 16);
+  rings.completions[1]![0] = createRing(options.completionRingBytes ?? 1 << 16);
   const init: ShardInit = {
     type: "init",
     nodeId: 0,
@@ -88,8 +94,8 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
     transport: { kind: "sim", host: "", port: 0, frameBytesMax: options.frameBytesMax },
     replica: { ...defaultReplicaConfig, self: 0, valueBytesMax, opsMax: options.opsMax ?? 1024 },
     keyBytesMax,
-    requestRing: createRing(1 << 16),
-    completionRing: createRing(options.completionRingBytes ?? 1 << 16),
+    board: createNodeBoard(2),
+    opsInFlightMax: options.opsMax ?? 1024,
     numaNode: -1,
     bench: null,
   };
@@ -100,8 +106,9 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
   shard.setMembership(1, members.map((id) => ({ id, address: `peer-${id}` })));
   shard.setLease(nowMs + 60_000);
   nowMs += 1;
-  const requests = new OpRequestWriter(init.requestRing);
-  const answers = new OpCompletionReader(init.completionRing);
+  shard.connectPeers(rings);
+  const requests = new OpRequestWriter(rings.requests[1]![0]!);
+  const answers = new OpCompletionReader(rings.completions[1]![0]!);
   const decoder = new TextDecoder();
   return {
     shard,

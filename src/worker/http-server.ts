@@ -1,0 +1,23 @@
+// A shard worker's HTTP server: the node's HTTP API on the node's port, which every shard worker
+// binds (SO_REUSEPORT: the kernel spreads connections over them). Requests under the main thread's
+// control paths are forwarded to it; everything else is answered here (fast path, then the app).
+
+import { createHttpHandler } from "../http/app.ts";
+import type { HttpMetrics } from "../http/metrics.ts";
+import { splitTarget } from "../http/target.ts";
+import type { ControlClient } from "./control-client.ts";
+import type { HttpStart } from "./messages.ts";
+import type { WorkerBackend } from "./worker-backend.ts";
+
+export type HttpServer = ReturnType<typeof Bun.serve>;
+
+export function serveHttp(start: HttpStart, backend: WorkerBackend, control: ControlClient, metrics: HttpMetrics): HttpServer {
+  const prefixes = start.controlPathPrefixes;
+  const isControl = (url: string): boolean => {
+    if (prefixes.length === 0) return false;
+    const path = splitTarget(url).path;
+    return prefixes.some((prefix) => path.startsWith(prefix));
+  };
+  const { fetch } = createHttpHandler(backend, metrics, (app) => (request, server) => (isControl(request.url) ? control.forward(request) : app.fetch(request, server)));
+  return Bun.serve({ hostname: start.host, port: start.port, reusePort: true, fetch, maxRequestBodySize: start.bodyBytesMax });
+}

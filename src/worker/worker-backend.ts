@@ -1,0 +1,69 @@
+// The KvBackend of a shard worker's HTTP server: an op for this shard goes straight into the
+// replica (no ring, no other thread: a read of a Valid key is answered before submit returns); an op
+// for another shard of the node goes to that shard's worker over the rings between workers. Node
+// facts (serving, status) come from the node board; the node's metrics from the main thread.
+
+import { monotonicMs } from "../base/clock.ts";
+import { OpStatus } from "../base/kinds.ts";
+import type { KvBackend, NodeStatus, OpRequest, OpResult, StatusExtras } from "../base/kv-backend.ts";
+import type { ControlClient } from "./control-client.ts";
+import { shardOf } from "./key-shard.ts";
+import type { Shard } from "./shard.ts";
+
+const unavailable: OpResult = Object.freeze({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
+
+export class WorkerBackend implements KvBackend {
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly #shard: Shard;
+  readonly #control: ControlClient;
+  readonly #self: number;
+  readonly #shards: number;
+  #extras: StatusExtras | null = null;
+  #extrasAtMs = 0;
+
+  constructor(shard: Shard, control: ControlClient) {
+    this.#shard = shard;
+    this.#control = control;
+    this.#self = shard.init.shardIndex;
+    this.#shards = shard.board.shards;
+    this.keyBytesMax = shard.init.keyBytesMax;
+    this.valueBytesMax = shard.init.replica.valueBytesMax;
+  }
+
+  submit(request: OpRequest): OpResult | Promise<OpResult> {
+    const now = monotonicMs();
+    // Not a member with a lease (or joining, failed, closed): answer 503 now rather than let the
+    // op wait in a replica until its timeout, as the node always did.
+    if (!this.#shard.board.serving(now)) return unavailable;
+    const target = this.#shards === 1 ? this.#self : shardOf(request.key, this.#shards);
+    const value = request.value ?? null;
+    const expectedVersion = request.expectedVersion ?? 0;
+    const expectedWriter = request.expectedWriter ?? 0;
+    const by = request.by ?? 0;
+    if (target === this.#self) return this.#shard.submitLocal(request.kind, request.key, value, expectedVersion, expectedWriter, by, now);
+    return this.#shard.forward(target, request.kind, request.key, value, expectedVersion, expectedWriter, by);
+  }
+
+  /** The main thread's failure detector view (see HermesNode.setStatusExtras). */
+  setStatusExtras(extras: StatusExtras | null, atMs: number): void {
+    this.#extras = extras;
+    this.#extrasAtMs = atMs;
+  }
+
+  status(): NodeStatus {
+    const now = monotonicMs();
+    const status = this.#shard.board.status(now);
+    const extras = this.#extras;
+    if (extras === null) return status;
+    // "Heard ago" grew since the main thread computed it.
+    const sinceMs = Math.max(0, Math.round(now - this.#extrasAtMs));
+    const heardAgoMs: Record<string, number | null> = {};
+    for (const [peer, ago] of Object.entries(extras.heardAgoMs)) heardAgoMs[peer] = ago === null ? null : ago + sinceMs;
+    return { ...status, ...extras, heardAgoMs };
+  }
+
+  metrics(): Promise<string> {
+    return this.#control.nodeMetrics();
+  }
+}
