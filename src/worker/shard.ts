@@ -52,6 +52,17 @@ const defaultEnv: ShardEnv = {
   newReplica: (config, outbox, completions) => new Replica(config, outbox, completions),
 };
 
+/** A client op waiting for this replica to catch up with the node board. */
+interface HeldOp {
+  slot: number;
+  kind: OpKind;
+  key: string;
+  value: Uint8Array | null;
+  expectedVersion: number;
+  expectedWriter: NodeId;
+  by: number;
+}
+
 export class Shard {
   readonly init: ShardInit;
   readonly replica: Replica;
@@ -106,8 +117,41 @@ export class Shard {
       this.#links!.answer(peer, request.opId, busyResult.status, null, 0, 0);
       return;
     }
-    this.replica.submit(slot, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
+    this.#submitClientOp(slot, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
   };
+
+  /**
+   * Client ops that arrived while this replica lagged behind the node board (see #lagsBoard), held
+   * until the control message that catches it up. Each holds a client op slot, so they are bounded
+   * by opsInFlightMax.
+   */
+  readonly #held: HeldOp[] = [];
+
+  /**
+   * The main thread writes the node board, then posts the matching control message: for that
+   * moment an op may find the node serving while this replica has not applied the view that made it
+   * a member, or the end of its join. The replica would answer it Unavailable (a spurious 503), so
+   * the op waits for the message instead.
+   */
+  #lagsBoard(): boolean {
+    return this.replica.epoch < this.board.epoch || (this.replica.joining && !this.board.joining);
+  }
+
+  #submitClientOp(slot: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number, nowMs: number): void {
+    if (!this.#stopped && this.#lagsBoard()) {
+      this.#held.push({ slot, kind, key, value, expectedVersion, expectedWriter, by });
+      return;
+    }
+    this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  /** After a control message: submit the held ops this replica can now take (or, stopped, answer them). */
+  #releaseHeld(): void {
+    if (this.#held.length === 0) return;
+    const held = this.#held.splice(0);
+    const now = this.#clock();
+    for (const op of held) this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
+  }
 
   readonly #onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void => {
     this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
@@ -172,7 +216,9 @@ export class Shard {
     this.#epoch = epoch;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
     this.replica.setMembership(epoch, ids, this.#clock());
+    this.#releaseHeld();
     this.#flushNetwork();
+    this.#links?.flush();
   }
 
   /**
@@ -230,6 +276,7 @@ export class Shard {
 
   finishJoin(): void {
     this.replica.finishJoin(this.#clock());
+    this.#releaseHeld();
     this.#flushNetwork();
     this.#links?.flush();
   }
@@ -255,6 +302,7 @@ export class Shard {
     // Every op gets its answer: the replica answers its own (Unknown for started updates), the
     // other workers get theirs through the rings, and ops this worker forwarded are Unknown.
     this.replica.stop();
+    this.#releaseHeld();
     this.#links?.flush();
     this.#links?.stop();
     this.transport.close();
@@ -271,7 +319,7 @@ export class Shard {
   submitLocal(kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number, nowMs: number): OpResult | Promise<OpResult> {
     const slot = this.clientOps.beginLocal();
     if (slot < 0) return busyResult;
-    this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    this.#submitClientOp(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
     const result = this.clientOps.endLocal(slot);
     // An update left INVs in the frame builders: have them sent in this event-loop turn.
     if (this.#dirtyPeers.length > 0) this.requestTurn();

@@ -15,7 +15,7 @@ import { frameHeaderBytes, messageBytes } from "../../src/wire/layout.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import type { ShardInit } from "../../src/worker/messages.ts";
-import { createNodeBoard } from "../../src/worker/node-board.ts";
+import { createNodeBoard, NodeBoard } from "../../src/worker/node-board.ts";
 import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
 
@@ -75,6 +75,8 @@ class FakeTransport implements Transport {
 
 interface Harness {
   shard: Shard;
+  /** The node board as the main thread writes it. */
+  board: NodeBoard;
   transport: FakeTransport;
   requests: OpRequestWriter;
   answers: OpCompletionReader;
@@ -94,7 +96,7 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
     transport: { kind: "sim", host: "", port: 0, frameBytesMax: options.frameBytesMax },
     replica: { ...defaultReplicaConfig, self: 0, valueBytesMax, opsMax: options.opsMax ?? 1024 },
     keyBytesMax,
-    board: createNodeBoard(2),
+    board: createNodeBoard(1),
     opsInFlightMax: options.opsMax ?? 1024,
     numaNode: -1,
     bench: null,
@@ -110,8 +112,11 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
   const requests = new OpRequestWriter(rings.requests[1]![0]!);
   const answers = new OpCompletionReader(rings.completions[1]![0]!);
   const decoder = new TextDecoder();
+  const board = new NodeBoard(init.board, 0, "sim");
+  board.setView(1, members);
   return {
     shard,
+    board,
     transport,
     requests,
     answers,
@@ -279,5 +284,61 @@ describe("Shard.turn", () => {
     for (const group of [stats.transport, stats.wire, stats.counters]) for (const value of Object.values(group)) expect(typeof value).toBe("number");
     expect(stats.wire.framesDropped).toBe(0);
     expect(stats.transport.framesSent).toBe(0);
+  });
+});
+
+describe("client ops of the shard's own HTTP server (submitLocal)", () => {
+  test("a read of a Valid key is answered at once, without a promise", () => {
+    const h = harness({ frameBytesMax: 4096, members: [0] });
+    const result = h.shard.submitLocal(OpKind.Read, "k", null, 0, 0, 0, 1002);
+    expect(result instanceof Promise).toBe(false);
+    expect(result).toEqual({ status: OpStatus.Ok, value: null, version: 0, writer: 0 });
+    expect(h.shard.clientOps.inFlight).toBe(0);
+  });
+
+  test("a write waits for its peers: a promise, its INV sent by the next turn, answered when the ACK arrives", async () => {
+    const h = harness({ frameBytesMax: 4096 });
+    const result = h.shard.submitLocal(OpKind.Write, "k", encoder.encode("v"), 0, 0, 0, 1002);
+    expect(result instanceof Promise).toBe(true);
+    h.shard.turn(1002);
+    const [inv] = decodeAll(h.transport.sent.map((s) => s.frame)).flat();
+    expect(inv).toEqual({ kind: MsgKind.Inv, key: "k", value: "v" });
+    const version = h.shard.replica.inspect("k")!.pendingVersion;
+    const ack = new FrameBuilder({ clusterId, sender: 1, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax, valueBytesMax });
+    ack.senderEpoch = 1;
+    ack.append(0, MsgKind.Ack, "k", version, 0, 1, false, null);
+    h.transport.incoming.push({ from: 1, frame: ack.finish().slice() });
+    h.shard.turn(1003);
+    expect(await result).toEqual({ status: OpStatus.Ok, value: null, version, writer: 0 });
+    expect(h.shard.clientOps.inFlight).toBe(0);
+  });
+
+  test("Busy, at once and with nothing started, when the shard holds opsInFlightMax client ops", () => {
+    const h = harness({ frameBytesMax: 4096, opsMax: 2 });
+    h.shard.submitLocal(OpKind.Write, "a", encoder.encode("1"), 0, 0, 0, 1002);
+    h.shard.submitLocal(OpKind.Write, "b", encoder.encode("2"), 0, 0, 0, 1002);
+    expect(h.shard.submitLocal(OpKind.Write, "c", encoder.encode("3"), 0, 0, 0, 1002)).toEqual({ status: OpStatus.Busy, value: null, version: 0, writer: 0 });
+    expect(h.shard.replica.inspect("c")).toBeUndefined();
+  });
+
+  test("an op that finds the node board ahead of its replica (a view or a join's end not yet applied) waits for it instead of a spurious Unavailable", async () => {
+    const h = harness({ frameBytesMax: 4096, members: [0] });
+    // The main thread has published epoch 2 on the board; its membership message is still on its way.
+    h.board.setView(2, [0]);
+    const local = h.shard.submitLocal(OpKind.Read, "k", null, 0, 0, 0, 1002);
+    h.requests.push(7, OpKind.Read, "k", null, 0, 0, 0);
+    h.requests.commit();
+    h.shard.turn(1002);
+    expect(local instanceof Promise).toBe(true);
+    expect(h.readAnswers()).toEqual([]);
+    h.shard.setMembership(2, [{ id: 0, address: "peer-0" }]);
+    expect(await local).toEqual({ status: OpStatus.Ok, value: null, version: 0, writer: 0 });
+    expect(h.readAnswers()).toEqual([{ opId: 7, status: OpStatus.Ok, value: null }]);
+    // Likewise a join's end: the board says joined, the replica still joins.
+    h.shard.replica.beginJoin();
+    const joining = h.shard.submitLocal(OpKind.Read, "k", null, 0, 0, 0, 1003);
+    expect(joining instanceof Promise).toBe(true);
+    h.shard.finishJoin();
+    expect((await joining).status).toBe(OpStatus.Ok);
   });
 });
