@@ -158,11 +158,16 @@ export class Client {
   readonly #known = new Map<string, Known>();
   lastStatus = 0;
 
-  constructor(id: number, replica: number, urls: (i: number) => string, recorder: Recorder) {
+  /** Headers sent with every request (e.g. `connection: close`, a new connection per request). */
+  readonly #headers: Record<string, string>;
+
+  constructor(id: number, replica: number, urls: (i: number) => string, recorder: Recorder, options: { freshConnections?: boolean } = {}) {
     this.id = id;
     this.replica = replica;
     this.#urls = urls;
     this.#rec = recorder;
+    // A node's shard workers all accept on its port: new connections spread over them.
+    this.#headers = options.freshConnections === true ? { connection: "close" } : {};
   }
 
   /** The value and ETag this client last saw for `key` (null if none, or absent). */
@@ -183,7 +188,7 @@ export class Client {
   async read(key: string): Promise<{ outcome: Outcome; value: string | null }> {
     const replica = this.replica;
     const id = this.#rec.history.invoke(this.id, key, { type: "read" });
-    const answer = await request(this.#url(key));
+    const answer = await request(this.#url(key), { headers: this.#headers });
     this.#rec.tally.add(this.#label("read", answer));
     if (answer.kind === "response") this.lastStatus = answer.status;
     if (answer.kind === "response" && answer.status === 200) {
@@ -252,7 +257,7 @@ export class Client {
     const history = this.#rec.history;
     const call = performance.now();
     const id = history.invoke(this.id, key, input, call);
-    const answer = await request(url, init);
+    const answer = await request(url, { ...init, headers: { ...this.#headers, ...(init.headers as Record<string, string> | undefined) } });
     this.#rec.tally.add(this.#label(kind, answer));
     if (answer.kind !== "response") {
       // The request may have reached the node and been applied: the outcome is unknown.
