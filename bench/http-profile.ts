@@ -50,7 +50,7 @@ const runs = shards.map((s) => s.run());
 const control = new ControlClient(() => {});
 const metrics = new HttpMetrics();
 const server = serveHttp(
-  { type: "http-start", host: "127.0.0.1", port: 0, bodyBytesMax: 64 << 20, controlPathPrefixes: [], peerRings: null },
+  { type: "http-start", host: "127.0.0.1", port: 0, bodyBytesMax: 64 << 20, controlPathPrefixes: [], stopPaths: [], peerRings: null },
   new WorkerBackend(shards[0]!, control),
   control,
   metrics,

@@ -35,6 +35,7 @@ export interface LocalClusterOptions {
 
 /** Paths of a replica's port that the main thread answers (the workers forward them). */
 const adminPathPrefix = "/v1/admin/";
+const adminStopPath = "/v1/admin/stop";
 
 const stoppedResult: OpResult = { status: OpStatus.Unavailable, value: null, version: 0, writer: 0 };
 
@@ -138,13 +139,20 @@ export class LocalCluster {
   /** The node's workers serve the replica's port; its admin routes are answered here. */
   #serve(node: HermesNode, id: NodeId, port: number): Promise<number> {
     const admin = this.#adminApp(id);
-    return node.serveHttp({ host: this.options.host, port, controlPathPrefixes: [adminPathPrefix], control: (request) => admin.fetch(request) });
+    return node.serveHttp({
+      host: this.options.host,
+      port,
+      controlPathPrefixes: [adminPathPrefix],
+      // As a crash: the replica answers nothing more from the moment the stop arrives.
+      stopPaths: [adminStopPath],
+      control: (request) => admin.fetch(request),
+    });
   }
 
   /** Admin routes exist only in the local cluster: they stop and start replicas of this process. */
   #adminApp(id: NodeId) {
     const app = createControlApp();
-    app.post("/v1/admin/stop", async (c) => {
+    app.post(adminStopPath, async (c) => {
       const done = await this.stopReplica(id);
       return c.json({ replica: id, stopped: done });
     });
@@ -187,7 +195,7 @@ export class LocalCluster {
     this.#nodes[id] = null;
     this.#rejoiners[id]?.stop();
     this.#rejoiners[id] = null;
-    this.#stoppedServers[id] = this.#serveStopped(id);
+    this.#stoppedServers[id] ??= this.#serveStopped(id);
     await node.stop();
     // The workers' servers close once their requests in flight are answered, this one's included
     // when it came through them (POST /v1/admin/stop): so not awaited here.
@@ -209,6 +217,8 @@ export class LocalCluster {
     try {
       await this.rm.waitRemoved(id);
       const node = await this.#startNode(id, this.ports[id]!);
+      // From here a stop stops this node (its join ends, and so does this start).
+      this.#nodes[id] = node;
       node.beginJoin();
       // Its workers join the port next to the stopped-replica server; all answer 503 until loaded.
       await this.#serve(node, id, this.ports[id]!);
@@ -232,10 +242,10 @@ export class LocalCluster {
       const state = await rejoiner.settled();
       if (state !== "joined") {
         if (this.#rejoiners[id] === rejoiner) this.#rejoiners[id] = null;
+        if (this.#nodes[id] === node) this.#nodes[id] = null;
         await node.close();
         throw rejoiner.failure ?? new Error(`replica ${id}: stopped while it joined (${state})`);
       }
-      this.#nodes[id] = node;
       // Not awaited: the request that asked for this start may be one of its requests in flight.
       void this.#stoppedServers[id]?.stop();
       this.#stoppedServers[id] = null;

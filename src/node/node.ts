@@ -70,6 +70,8 @@ export interface NodeHttpOptions {
   port: number;
   /** Paths the main thread answers: a worker forwards requests under them to `control`. */
   controlPathPrefixes: string[];
+  /** Control paths whose POST stops the node: it stops serving the moment one arrives (see HttpStart). */
+  stopPaths?: string[];
   control: ControlHandler;
 }
 
@@ -176,6 +178,7 @@ export class HermesNode {
       host: options.host,
       bodyBytesMax: httpBodyBytesMax,
       controlPathPrefixes: options.controlPathPrefixes,
+      stopPaths: options.stopPaths ?? [],
       peerRings: this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
     };
     const first = await this.shards[0]!.startHttp({ ...start, port: options.port });

@@ -13,11 +13,16 @@ export type HttpServer = ReturnType<typeof Bun.serve>;
 
 export function serveHttp(start: HttpStart, backend: WorkerBackend, control: ControlClient, metrics: HttpMetrics): HttpServer {
   const prefixes = start.controlPathPrefixes;
-  const isControl = (url: string): boolean => {
-    if (prefixes.length === 0) return false;
-    const path = splitTarget(url).path;
-    return prefixes.some((prefix) => path.startsWith(prefix));
+  const forward = (request: Request, path: string): Promise<Response> => {
+    if (request.method === "POST" && start.stopPaths.includes(path)) backend.stopServing();
+    return control.forward(request);
   };
-  const { fetch } = createHttpHandler(backend, metrics, (app) => (request, server) => (isControl(request.url) ? control.forward(request) : app.fetch(request, server)));
+  const { fetch } = createHttpHandler(backend, metrics, (app) => (request, server) => {
+    if (prefixes.length > 0) {
+      const path = splitTarget(request.url).path;
+      if (prefixes.some((prefix) => path.startsWith(prefix))) return forward(request, path);
+    }
+    return app.fetch(request, server);
+  });
   return Bun.serve({ hostname: start.host, port: start.port, reusePort: true, fetch, maxRequestBodySize: start.bodyBytesMax });
 }

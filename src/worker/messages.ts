@@ -83,6 +83,12 @@ export interface HttpStart {
   bodyBytesMax: number;
   /** Paths served by the main thread: requests under them are forwarded to it by postMessage. */
   controlPathPrefixes: string[];
+  /**
+   * Control paths whose POST stops the node (a local replica's admin stop): the worker that
+   * receives one marks the node closed on the board at once, so that it answers nothing more from
+   * that moment, as the main thread did when it served HTTP itself; then forwards it.
+   */
+  stopPaths: string[];
   /** Rings to and from the node's other shard workers (null with one shard). */
   peerRings: PeerRings | null;
 }

@@ -87,6 +87,7 @@ export class NodeBoard {
     this.#words[failedSlot] = 1;
   }
 
+  /** Also written by a worker that receives a stop request (see HttpStart.stopPaths): it only ever goes 0 -> 1. */
   setClosed(): void {
     this.#words[closedSlot] = 1;
   }

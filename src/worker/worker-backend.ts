@@ -51,6 +51,11 @@ export class WorkerBackend implements KvBackend {
     this.#extrasAtMs = atMs;
   }
 
+  /** The node stops serving at once (a stop request arrived; the main thread completes the stop). */
+  stopServing(): void {
+    this.#shard.board.setClosed();
+  }
+
   status(): NodeStatus {
     const now = monotonicMs();
     const status = this.#shard.board.status(now);
