@@ -120,10 +120,6 @@ export class NodeBoard {
     return this.#words[hasStateSlot] !== 0;
   }
 
-  get closed(): boolean {
-    return this.#words[closedSlot] !== 0;
-  }
-
   /**
    * The node serves client ops: a member of the current view with a lease still running, not
    * joining, no shard failed, not closed. The same rule the node applied before any op: an op is

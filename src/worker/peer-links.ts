@@ -218,15 +218,6 @@ export class PeerLinks {
     }
   }
 
-  /** True when pushed records wait for `flush`. */
-  get hasUnpublished(): boolean {
-    for (let peer = 0; peer < this.shards; peer++) {
-      if (peer === this.self) continue;
-      if (this.#requestsOut[peer]!.ring.pendingBytes > 0 || this.#completionsOut[peer]!.ring.pendingBytes > 0 || this.#backlogs[peer]!.length > 0) return true;
-    }
-    return false;
-  }
-
   /**
    * Adds to `out` a promise per inbound ring that resolves when records arrive on it (at once if
    * some are there). A wait stays pending across loop turns until it ends, and is reused, so an
@@ -236,7 +227,7 @@ export class PeerLinks {
   waits(out: Promise<unknown>[]): void {
     const watchCompletions = this.forwardsInFlight > 0;
     for (let peer = 0; peer < this.shards; peer++) {
-      if (peer === this.self) continue;
+      if (peer === this.self || this.#failed[peer]) continue;
       this.#watch(peer * 2, this.#requestsIn[peer]!, out);
       if (watchCompletions) this.#watch(peer * 2 + 1, this.#completionsIn[peer]!, out);
     }

@@ -287,10 +287,6 @@ export class Shard {
     this.#links = new PeerLinks(this.init.shardIndex, rings, this.init.opsInFlightMax, this.#onForwarded);
   }
 
-  get links(): PeerLinks | null {
-    return this.#links;
-  }
-
   /** Shard `peer`'s worker died: answer what went to it, send it nothing more. */
   peerFailed(peer: number): void {
     this.#links?.peerFailed(peer);
