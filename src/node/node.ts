@@ -181,8 +181,12 @@ export class HermesNode {
       stopPaths: options.stopPaths ?? [],
       peerRings: this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
     };
-    const first = await this.shards[0]!.startHttp({ ...start, port: options.port });
-    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port })));
+    const where = `${options.host}:${options.port}`;
+    const failed = (error: Error): never => {
+      throw new Error(`cannot serve HTTP on ${where}: ${error.message}`);
+    };
+    const first = await this.shards[0]!.startHttp({ ...start, port: options.port }).catch(failed);
+    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port }))).catch(failed);
     const buffers = [first, ...rest].map((r) => r.metricsBuffer);
     for (const shard of this.shards) shard.post({ type: "http-metrics-buffers", buffers });
     this.#httpPort = first.port;

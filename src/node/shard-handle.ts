@@ -29,7 +29,7 @@ export class ShardHandle {
   #statsRequests = new Map<number, (stats: ShardStats) => void>();
   #nextRequest = 1;
   #snapshotRequests = new Map<number, (entries: SnapshotEntry[], done: boolean, notReady: string | null) => void>();
-  #httpReady: ((ready: { port: number; metricsBuffer: SharedArrayBuffer }) => void) | null = null;
+  #httpReady: { resolve: (ready: { port: number; metricsBuffer: SharedArrayBuffer }) => void; reject: (error: Error) => void } | null = null;
   #httpStopped: (() => void) | null = null;
   #stopped: Promise<void>;
   #ready: Promise<void>;
@@ -48,6 +48,8 @@ export class ShardHandle {
     this.#stopped = new Promise((resolve) => (stoppedResolve = resolve));
     const died = (message: string): void => {
       readyReject(new Error(message));
+      this.#httpReady?.reject(new Error(`shard ${this.index} died: ${message}`));
+      this.#httpReady = null;
       options.onFatal(this.index, message);
       stoppedResolve();
       this.#httpStopped?.();
@@ -71,7 +73,11 @@ export class ShardHandle {
           if (message.done) this.#snapshotRequests.delete(message.requestId);
           return;
         case "http-ready":
-          this.#httpReady?.({ port: message.port, metricsBuffer: message.metricsBuffer });
+          this.#httpReady?.resolve({ port: message.port, metricsBuffer: message.metricsBuffer });
+          this.#httpReady = null;
+          return;
+        case "http-failed":
+          this.#httpReady?.reject(new Error(message.message));
           this.#httpReady = null;
           return;
         case "http-stopped":
@@ -125,10 +131,10 @@ export class ShardHandle {
     });
   }
 
-  /** Serve HTTP on this worker; resolves with the port it bound and its metrics buffer. */
+  /** Serve HTTP on this worker; resolves with the port it bound and its metrics buffer, rejects if it cannot. */
   startHttp(start: Omit<HttpStart, "type">): Promise<{ port: number; metricsBuffer: SharedArrayBuffer }> {
-    return new Promise((resolve) => {
-      this.#httpReady = resolve;
+    return new Promise((resolve, reject) => {
+      this.#httpReady = { resolve, reject };
       this.post({ ...start, type: "http-start" });
     });
   }

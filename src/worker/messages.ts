@@ -151,6 +151,8 @@ export interface ShardBenchStats {
 export type FromShard =
   | { type: "ready"; shardIndex: number; address: string }
   | { type: "http-ready"; shardIndex: number; port: number; metricsBuffer: SharedArrayBuffer }
+  /** Bun.serve refused (the port is taken, the address is not ours): the node cannot serve HTTP. */
+  | { type: "http-failed"; shardIndex: number; message: string }
   | { type: "http-stopped"; shardIndex: number }
   /** An HTTP request under a control path prefix, for the main thread to answer (see control-head). */
   | { type: "control-request"; requestId: number; method: string; url: string; headers: HeaderList; body: Uint8Array | null }

@@ -28,7 +28,14 @@ function startHttp(source: Shard, start: HttpStart): void {
   if (start.peerRings !== null) source.connectPeers(start.peerRings);
   const metrics = new HttpMetrics();
   const backend = new WorkerBackend(source, control);
-  const server = serveHttp(start, backend, control, metrics);
+  let server: HttpServer;
+  try {
+    server = serveHttp(start, backend, control, metrics);
+  } catch (error) {
+    // An operating error, not a broken invariant: the node says why and does not serve.
+    post({ type: "http-failed", shardIndex: source.init.shardIndex, message: error instanceof Error ? error.message : String(error) });
+    return;
+  }
   http = { server, metrics, backend };
   post({ type: "http-ready", shardIndex: source.init.shardIndex, port: server.port!, metricsBuffer: metrics.buffer });
 }
