@@ -415,7 +415,9 @@ export class Shard {
         // or the idle timer says there is something to do. Waits that outlive this turn (another
         // one won the race) stay pending and are reused by the next idle turn.
         waits.length = 0;
-        waits.push(this.transport.whenReadable(), this.#idleTimerWithin(this.#quiet() ? quietWaitMs : idleWaitMs));
+        // Heartbeats (the failure detector's) are due from a loop turn: never sleep past one.
+        const quietMs = this.#liveness === null ? quietWaitMs : Math.min(quietWaitMs, this.#liveness.heartbeatMs);
+        waits.push(this.transport.whenReadable(), this.#idleTimerWithin(this.#quiet() ? quietMs : idleWaitMs));
         this.#links?.waits(waits);
         waits.push(new Promise<void>((resolve) => (this.#idleWake = resolve)));
         await Promise.race(waits);
