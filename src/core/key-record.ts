@@ -40,6 +40,21 @@ export class KeyRecord {
   /** When the key last entered Invalid or saw progress while Invalid (for the message-loss timeout). */
   invalidSinceMs = 0;
 
+  /**
+   * Not known committed, and held through a lease loss (beginJoin), through an epoch change while
+   * joining, or loaded from a snapshot without being committed: the update it holds may have been
+   * superseded without this replica by a commit of the same version with a lower tie-breaker (an
+   * RMW that lost its race only because its INVs stayed with nodes that were out). Until a live
+   * update or the loaded state replaces it, it is neither re-sent, replayed, nor used to answer an
+   * INV of a later epoch. Only while joining (finishJoin ends it).
+   */
+  stale = false;
+  /**
+   * The epoch in which the key became stale: in it nothing can commit without this replica, so it
+   * answers INVs of that epoch as usual. -1 for an entry loaded from a snapshot (any epoch).
+   */
+  staleEpoch: Epoch = -1;
+
   /** Ops waiting for this key: behind the pending update, for Valid, or for the lease. FIFO, bounded. */
   readonly waiting: Op[] = [];
 

@@ -20,7 +20,11 @@
 //   every pending update is re-sent in the new epoch (HCoordWriteReplay, the 2024 ACK-reset fix);
 // - a key stuck Invalid longer than mltMs, or whose last writer left the membership, is replayed by
 //   this node with the same ts and value (HFollowerWriteReplay);
-// - reads are served only in Valid while the lease is valid (checked at the moment of answering).
+// - reads are served only in Valid while the lease is valid (checked at the moment of answering);
+// - a replica that loses its lease (beginJoin) answers every client op it holds, and what it holds
+//   unsettled becomes stale: it may have lost an RMW race while the others went on without it, so
+//   it spreads nothing of it again (no re-send, replay or Reject in a later epoch) until the join
+//   loads the cluster's state or a live update replaces it (found by the simulator's rejoins).
 
 import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
@@ -213,6 +217,10 @@ export class Replica {
     assert(rec.hasPending() === pendingState, "a key has a pending update iff its state is Write, Replay or Trans");
     assert(this.#unsettled.has(rec) === (state !== KeyState.Valid), "a key is in the unsettled set iff it is not Valid");
     assert(this.#waitingKeys.has(rec) === rec.waiting.length > 0, "a key is in the waiting-keys set iff ops wait on it");
+    if (rec.stale) {
+      assert(this.#joining, "a key is stale only while its replica joins (finishJoin ends it)");
+      assert(state === KeyState.Invalid, "a stale key is Invalid (what it holds is not known committed)");
+    }
     if (rec.hasPending()) this.#checkPending(rec);
     else {
       assert(rec.pendingOp === null, "a client op is attached only to a pending update");
@@ -279,6 +287,9 @@ export class Replica {
    */
   setMembership(epoch: Epoch, members: readonly NodeId[], nowMs: number): void {
     if (epoch <= this.#epoch || this.#stopped) return;
+    // A joining replica may have been out of the views in between (removed, then added again): what
+    // it took while joining and holds unsettled may have been superseded too (see beginJoin).
+    if (this.#joining && this.distrustsKeptUpdatesOnJoin()) for (const rec of this.#unsettled) this.#makeStale(rec);
     this.#epoch = epoch;
     let mask = 0;
     for (const id of members) {
@@ -303,7 +314,7 @@ export class Replica {
         rec.writeEpoch = epoch;
         this.#broadcastInv(rec, nowMs);
         this.#maybeFinishPending(rec, nowMs);
-      } else if (rec.state === KeyState.Invalid && !this.#isMemberId(rec.lastWriter)) {
+      } else if (rec.state === KeyState.Invalid && !rec.stale && !this.#isMemberId(rec.lastWriter)) {
         this.#startReplay(rec, nowMs);
       }
     }
@@ -341,28 +352,117 @@ export class Replica {
     // A replica that lost its lease may have been removed, and others may then commit its pending
     // updates without it (a replay of its INV): its clients hear Unknown now, and nothing of theirs
     // is retried later (a retried RMW would apply twice).
-    this.#abandonAll();
+    if (this.abandonsOpsOnJoin()) this.#abandonAll();
+    // Or the others may have committed without it a lower update of the same version (the same
+    // base, a lower tie-breaker), and what it holds unsettled is then an RMW that lost its race:
+    // re-sent, replayed or sent in a Reject in the new epoch, its higher ts would win and commit it
+    // too (two RMWs from one base: a lost update). So every unsettled key drops its own pending
+    // update and is stale: it spreads nothing until an update of the same version replaces it (a
+    // live INV or a loaded entry, even with a lower tie-breaker), a higher one is adopted, or the
+    // join ends (then nothing of that version committed without it: it settles as usual).
+    if (this.distrustsKeptUpdatesOnJoin()) for (const rec of this.#unsettled) this.#makeStale(rec);
+  }
+
+  #makeStale(rec: KeyRecord): void {
+    if (rec.hasPending()) {
+      const op = rec.pendingOp;
+      rec.clearPending();
+      if (op !== null) {
+        // Only a replica that keeps its ops through a lease loss (the mutation tests') has one: it
+        // goes back to the front of the queue, as after an abort.
+        rec.waiting.unshift(op);
+        this.#waitingKeys.add(rec);
+      }
+    }
+    rec.state = KeyState.Invalid;
+    if (!rec.stale) rec.staleEpoch = this.#epoch;
+    rec.stale = true;
+  }
+
+  /**
+   * A live INV meets a stale key: true if it is taken (a higher ts; or the same version, even with
+   * a lower tie-breaker: it may be the commit the stale update lost to) or is the same update (it
+   * is live: no longer stale); false for a lower version, which says nothing about it.
+   */
+  #liveUpdateMeetsStale(rec: KeyRecord, from: NodeId, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): boolean {
+    assert(rec.stale, "only a stale key is met this way");
+    const order = compareTs(version, writer, rec.version, rec.writer);
+    if (order > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
+    else if (order < 0 && version < rec.version) return false;
+    else if (order < 0) this.#replaceStale(rec, from, version, writer, rmw, value, nowMs);
+    rec.stale = false;
+    rec.invalidSinceMs = nowMs;
+    return true;
+  }
+
+  /** A stale key takes an update of its own version with a lower tie-breaker (see beginJoin). */
+  #replaceStale(rec: KeyRecord, from: NodeId, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): void {
+    assert(rec.stale, "only a stale key is replaced by a lower timestamp");
+    assert(version === rec.version, "a stale key is replaced only by an update of its version");
+    assert(rec.state === KeyState.Invalid, "a stale key is Invalid");
+    rec.version = version;
+    rec.writer = writer;
+    rec.value = value === null ? null : value.slice();
+    rec.rmw = rmw;
+    rec.lastWriter = from;
+    rec.invalidSinceMs = nowMs;
   }
 
   /**
    * One entry of a live member's snapshot. `committed` says the source held it Valid (the ts is
    * committed); otherwise it is installed Invalid and settles by VAL or replay like any INV.
+   * `fromKeptState`: the source is not a serving member but one that kept its state through a lease
+   * loss (a merge when no member serves). A serving source holds every committed update, so an
+   * entry of its own version replaces a stale key even when not known committed; a kept state does
+   * not, so then only a committed one does (two uncommitted same-version RMWs: the higher ts stays,
+   * as in any race; see the residual case in docs/benchmarks.md, Simulation).
    */
-  installSnapshotEntry(key: string, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, committed: boolean, nowMs: number): void {
+  installSnapshotEntry(
+    key: string,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    committed: boolean,
+    nowMs: number,
+    fromKeptState = false,
+  ): void {
     assert(this.#joining, "snapshots are installed only while joining");
     assertIsNodeId(writer, "a snapshot entry's writer is a node id 0..31");
     assert(Number.isSafeInteger(version), "a snapshot entry's version is an integer");
     assert(version >= 0, "a snapshot entry's version is not negative");
     const rec = this.#keys.get(key) ?? this.#record(key);
     const order = compareTs(version, writer, rec.version, rec.writer);
-    if (order > 0) this.#adopt(rec, writer, version, writer, rmw, value, nowMs);
-    if (order >= 0 && committed && rec.state === KeyState.Invalid && rec.version === version && rec.writer === writer) {
-      this.#validate(rec, nowMs);
+    let taken = false;
+    if (order > 0) {
+      // A committed value of this version is known here: an uncommitted RMW of the same version,
+      // kept by the source, lost its race to it (see beginJoin) and must not replace it.
+      if (!committed && rmw && version === rec.version && rec.state === KeyState.Valid) return;
+      this.#adopt(rec, writer, version, writer, rmw, value, nowMs);
+      taken = true;
+    } else if (order < 0 && rec.stale && version === rec.version && (committed || !fromKeptState)) {
+      // What was kept unsettled gives way to an entry of its version even with a lower ts.
+      this.#replaceStale(rec, writer, version, writer, rmw, value, nowMs);
+      taken = true;
+    } else if (order < 0) {
+      return;
+    }
+    if (committed) {
+      if (rec.state === KeyState.Invalid) this.#validate(rec, nowMs);
+    } else if (taken && rec.state === KeyState.Invalid) {
+      // Loaded, not known committed, possibly from a source's kept state: stale like our own.
+      rec.stale = true;
+      rec.staleEpoch = -1;
     }
   }
 
-  /** State loaded: serve from now on. */
+  /** State loaded: serve from now on. A key still stale was superseded by nothing loaded: it settles as any Invalid key. */
   finishJoin(nowMs: number): void {
+    for (const rec of this.#unsettled) {
+      if (!rec.stale) continue;
+      rec.stale = false;
+      rec.invalidSinceMs = nowMs;
+    }
     this.#joining = false;
     this.#serveWaitingKeys(nowMs);
   }
@@ -487,7 +587,7 @@ export class Replica {
     }
     if (rec.waiting.length === 0) {
       this.#waitingKeys.delete(rec);
-    } else if (rec.state === KeyState.Invalid && !this.#isMemberId(rec.lastWriter)) {
+    } else if (rec.state === KeyState.Invalid && !rec.stale && !this.#isMemberId(rec.lastWriter)) {
       // An op finding the key Invalid with its writer gone replays the update (the table's A_BR).
       this.#startReplay(rec, nowMs);
     }
@@ -612,6 +712,16 @@ export class Replica {
     // Every update adds at least 1 to a version that starts at 0.
     assert(version > 0, "an INV carries an update's timestamp, above the initial 0.0");
     const rec = this.#keys.get(key) ?? this.#record(key);
+    if (rec.stale && rec.staleEpoch !== this.#epoch) {
+      // A live update of the same version replaces a stale key even with a lower ts. A lower
+      // version gets no answer until the join ends: a Reject with the stale state could spread a
+      // lost RMW, and an ACK would claim a state this replica may not have (see beginJoin). In the
+      // epoch in which the key went stale nothing committed without us: it answers as usual (its
+      // Reject may be all that stops a lower RMW racing the one it holds, whose coordinator it may be).
+      if (!this.#liveUpdateMeetsStale(rec, from, version, writer, rmw, value, nowMs)) return;
+      this.#outbox.send(from, MsgKind.Ack, key, version, writer, this.#epoch, false, null);
+      return;
+    }
     const order = compareTs(version, writer, rec.version, rec.writer);
     if (order < 0 && this.rejectsLowerInv(rmw)) {
       // HRRcvRMWInv: a stale RMW gets this node's newer state instead of an ACK. We answer a stale
@@ -676,6 +786,7 @@ export class Replica {
     rec.rmw = rmw;
     rec.lastWriter = from;
     rec.invalidSinceMs = nowMs;
+    rec.stale = false;
     switch (rec.state) {
       case KeyState.Valid:
       case KeyState.Invalid:
@@ -784,6 +895,7 @@ export class Replica {
     assert(!rec.hasPending(), "a key goes Valid only once its own pending update is finished");
     assert(rec.state !== KeyState.Valid, "only an unsettled key is validated");
     rec.state = KeyState.Valid;
+    rec.stale = false;
     this.#unsettled.delete(rec);
     this.#probe?.validated(this.self, rec.key, rec.version, rec.writer);
     this.#serveKey(rec, nowMs);
@@ -799,7 +911,7 @@ export class Replica {
     for (const rec of this.#unsettled) {
       if (rec.hasPending()) {
         if (nowMs - rec.invSentMs >= rec.retransmitWaitMs) this.#retransmitInv(rec, nowMs);
-      } else if (rec.state === KeyState.Invalid) {
+      } else if (rec.state === KeyState.Invalid && !rec.stale) {
         if (nowMs - rec.invalidSinceMs >= this.config.mltMs || !this.#isMemberId(rec.lastWriter)) {
           this.#startReplay(rec, nowMs);
         }
@@ -919,6 +1031,14 @@ export class Replica {
   }
   /** A coordinator's pending RMW aborts on seeing a higher ts. */
   protected abortsOwnRmw(): boolean {
+    return true;
+  }
+  /** beginJoin answers every client op held: none is retried after a lease loss (commit 42499e8). */
+  protected abandonsOpsOnJoin(): boolean {
+    return true;
+  }
+  /** beginJoin makes every unsettled key stale: a kept update that lost its race never spreads again. */
+  protected distrustsKeptUpdatesOnJoin(): boolean {
     return true;
   }
 

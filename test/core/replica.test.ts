@@ -344,8 +344,12 @@ describe("a coordinator that lost its lease", () => {
     const again = c.submit(0, OpKind.Incr, "n", null, undefined, 1);
     c.settle();
     expect(c.answers.get(again)).toMatchObject({ status: OpStatus.Ok, value: "2" });
-    // Node 2 comes back in a new epoch: its stale INV is rejected, and nothing is retried.
+    // Node 2 comes back in a new epoch and loads: its stale INV is not re-sent, nothing is retried.
     for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
+    c.settle();
+    expect(c.find({ from: 2 }).length).toBe(0);
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[2]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    c.replicas[2]!.finishJoin(c.nowMs);
     for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
     for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("2");
   });
@@ -427,5 +431,151 @@ describe("whole-state invariants (checkInvariants)", () => {
     expect(c.answers.get(b)!.status).toBe(OpStatus.Ok);
     for (const r of c.replicas) expect(r.keyCount).toBe(2); // a follower cannot refuse an INV
     expect(c.answers.get(c.submit(2, OpKind.Write, "c", "3"))!.status).toBe(OpStatus.StoreFull);
+  });
+});
+
+describe("a replica that rejoins with kept state (found by the simulator's rejoins)", () => {
+  // Two RMWs from one base: at most one may commit. While a node is out of the view, the others
+  // can commit the lower one (its higher INV never reached them, or only reached nodes now out
+  // too). Its kept, uncommitted higher INV must then never spread again: it is stale until the
+  // join loads the cluster's state (or a live update replaces it), and is not re-sent, replayed or
+  // answered with in the meantime.
+
+  test("its own pending RMW, superseded while it was out by a lower RMW from the same base, is not re-sent in the new epoch", () => {
+    const c = new ManualCluster(3);
+    const late = c.submit(1, OpKind.Create, "k", "from1"); // RMW 1.1 from 0.0
+    c.drop({ from: 1 }); // node 1 is cut off right after it issued: nobody holds 1.1
+    c.replicas[1]!.beginJoin(); // its lease ends: it stops serving, keeps its state
+    expect(c.answers.get(late)!.status).toBe(OpStatus.Unknown);
+    for (const id of [0, 2]) c.replicas[id]!.setMembership(2, [0, 2], c.nowMs);
+    const first = c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0 from 0.0
+    c.settle();
+    expect(c.answers.get(first)).toMatchObject({ status: OpStatus.Ok, version: 1, writer: 0 });
+    // Node 1 registers again: a new epoch with all three. It must not push 1.1 in it.
+    for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
+    c.settle();
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[1]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    c.replicas[1]!.finishJoin(c.nowMs);
+    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (const r of c.replicas) expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
+  });
+
+  test("an RMW INV it holds for a coordinator that is out too is not replayed after it returns", () => {
+    const c = new ManualCluster(5);
+    c.submit(4, OpKind.Create, "k", "from4"); // RMW 1.4 from 0.0
+    c.deliver({ from: 4, to: 3, kind: MsgKind.Inv }); // only node 3 holds it
+    c.drop({ from: 4 });
+    c.drop({ from: 3 });
+    for (const id of [3, 4]) c.replicas[id]!.beginJoin(); // both cut off: leases end
+    for (const id of [0, 1, 2]) c.replicas[id]!.setMembership(2, [0, 1, 2], c.nowMs);
+    const first = c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0 from 0.0 commits without them
+    c.settle();
+    expect(c.answers.get(first)).toMatchObject({ status: OpStatus.Ok, version: 1, writer: 0 });
+    // Nodes 3 and 4 come back; node 3's 1.4 is Invalid, its writer's INVs lost: it would replay it.
+    for (const r of c.replicas) r.setMembership(3, [0, 1, 2, 3, 4], c.nowMs);
+    for (let i = 0; i < 4; i++) c.settle(), c.tick(250);
+    for (const id of [3, 4]) {
+      for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[id]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+      c.replicas[id]!.finishJoin(c.nowMs);
+    }
+    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (const r of c.replicas) expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
+  });
+
+  test("in the epoch in which it lost its lease it still rejects a lower RMW racing its own (it may be the only one left to)", () => {
+    const c = new ManualCluster(3);
+    const high = c.submit(2, OpKind.Create, "k", "from2"); // RMW 1.2
+    const low = c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0, racing
+    c.deliver({ from: 0, to: 1, kind: MsgKind.Inv }); // node 1 ACKs 1.0 first...
+    c.deliver({ from: 2, to: 1, kind: MsgKind.Inv }); // ...then adopts 1.2 and ACKs it
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Ack });
+    c.drop({ from: 2, to: 0 }); // node 0 never hears of 1.2 from node 2
+    c.drop({ from: 1, to: 2 });
+    c.replicas[2]!.beginJoin(); // node 2 is evicted, not yet removed: still a member of epoch 1
+    expect(c.answers.get(high)!.status).toBe(OpStatus.Unknown);
+    c.deliver({ from: 0, to: 2, kind: MsgKind.Inv }); // 1.0 reaches the coordinator of 1.2
+    expect(c.find({ from: 2, to: 0 }).map((m) => [m.kind, m.version, m.writer])).toEqual([[MsgKind.Reject, 1, 2]]);
+    c.settle();
+    for (let i = 0; i < 10; i++) c.settle(), c.tick(250);
+    // 1.0 aborted (node 0 learned of 1.2); node 1 replays 1.2, which commits: one create only.
+    expect(c.answers.get(low)!.status).toBe(OpStatus.PreconditionFailed);
+    for (const id of [0, 1]) expect([c.replicas[id]!.inspect("k")!.state, text(c.replicas[id]!.inspect("k")!.value)]).toEqual([KeyState.Valid, "from2"]);
+  });
+
+  test("what a joining replica takes before it is removed and added again is stale too (it may have been superseded meanwhile)", () => {
+    const c = new ManualCluster(5);
+    c.replicas[4]!.beginJoin(); // evicted: joining, still a member of epoch 1; "k" is Valid, so not stale
+    c.submit(3, OpKind.Create, "k", "from3"); // RMW 1.3; its coordinator dies right after
+    c.deliver({ from: 3, to: 4, kind: MsgKind.Inv }); // only the joiner takes it (a live INV)
+    c.drop({ from: 3 });
+    c.drop({ from: 4 });
+    for (const id of [0, 1, 2, 4]) c.replicas[id]!.setMembership(2, [0, 1, 2], c.nowMs); // 3 and 4 removed
+    const first = c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0 from 0.0 commits without them
+    c.settle();
+    expect(c.answers.get(first)).toMatchObject({ status: OpStatus.Ok, version: 1, writer: 0 });
+    for (const id of [0, 1, 2, 4]) c.replicas[id]!.setMembership(3, [0, 1, 2, 4], c.nowMs); // 4 comes back
+    c.tick(c.replicas[4]!.config.mltMs);
+    expect(c.find({ from: 4, kind: MsgKind.Inv }).length).toBe(0); // 1.3 (writer gone) is not replayed
+    c.settle();
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[4]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    c.replicas[4]!.finishJoin(c.nowMs);
+    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (const id of [0, 1, 2, 4]) expect(text(c.replicas[id]!.inspect("k")!.value)).toBe("from0");
+  });
+
+  test("loading kept state: an uncommitted RMW never displaces a committed value of its version", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0, committed everywhere
+    c.settle();
+    const joiner = c.replicas[2]!;
+    joiner.beginJoin(); // no member serves: it merges the others' kept state
+    joiner.installSnapshotEntry("k", 1, 1, true, new TextEncoder().encode("lost"), false, c.nowMs, true); // 1.1 from 0.0: lost its race
+    expect([joiner.inspect("k")!.state, joiner.inspect("k")!.writer]).toEqual([KeyState.Valid, 0]);
+  });
+
+  test("a stale key takes a same-version entry from a serving source, but from kept state only a committed one", () => {
+    const setUp = () => {
+      const c = new ManualCluster(3);
+      c.submit(2, OpKind.Create, "k", "from2"); // RMW 1.2, cut off at once
+      c.drop({ from: 2 });
+      c.replicas[2]!.beginJoin();
+      for (const r of c.replicas) r.setMembership(2, [0, 1, 2], c.nowMs); // a new epoch: 1.2 is stale
+      c.drop({ from: 2 });
+      return c.replicas[2]!;
+    };
+    const lower = new TextEncoder().encode("from0");
+    // A serving source holds every committed update: its uncommitted 1.0 may be committed, 1.2 is not.
+    const fromServing = setUp();
+    fromServing.installSnapshotEntry("k", 1, 0, true, lower, false, 0);
+    expect([fromServing.inspect("k")!.writer, fromServing.inspect("k")!.stale]).toEqual([0, true]);
+    // Kept state is no such authority: two uncommitted RMWs of one version, the higher stays.
+    const fromKept = setUp();
+    fromKept.installSnapshotEntry("k", 1, 0, true, lower, false, 0, true);
+    expect(fromKept.inspect("k")!.writer).toBe(2);
+    // ...unless the other is known committed.
+    fromKept.installSnapshotEntry("k", 1, 0, true, lower, true, 0, true);
+    expect([fromKept.inspect("k")!.writer, fromKept.inspect("k")!.state]).toEqual([0, KeyState.Valid]);
+  });
+
+  test("a kept uncommitted entry does not answer a lower INV with itself (a Reject would spread it)", () => {
+    const c = new ManualCluster(3);
+    c.submit(1, OpKind.Create, "k", "from1"); // RMW 1.1
+    c.drop({ from: 1 });
+    c.replicas[1]!.beginJoin();
+    for (const id of [0, 2]) c.replicas[id]!.setMembership(2, [0, 2], c.nowMs);
+    c.submit(0, OpKind.Create, "k", "from0"); // RMW 1.0
+    c.deliver({ from: 0, to: 2, kind: MsgKind.Inv });
+    c.deliver({ from: 2, to: 0, kind: MsgKind.Ack }); // committed at node 0; node 2's VAL is lost
+    c.drop({ kind: MsgKind.Val });
+    expect(c.replicas[2]!.inspect("k")!.state).toBe(KeyState.Invalid);
+    for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
+    c.drop({ from: 1 });
+    c.tick(c.replicas[2]!.config.mltMs); // node 2 replays 1.0, to node 1 too
+    c.deliver({ from: 2, to: 1, kind: MsgKind.Inv });
+    // Node 1 takes the live update (ACK), and sends nothing carrying 1.1.
+    expect(c.find({ from: 1 }).map((m) => [m.kind, m.version, m.writer])).toEqual([[MsgKind.Ack, 1, 0]]);
+    expect([c.replicas[1]!.inspect("k")!.version, c.replicas[1]!.inspect("k")!.writer]).toEqual([1, 0]);
+    c.settle();
+    for (const r of c.replicas) expect(text(r.inspect("k")!.value)).toBe("from0");
   });
 });
