@@ -45,6 +45,47 @@ export interface SimOptions {
   /** The same when the update is an RMW racing another node's pending RMW on the same key. */
   crashInRmwRaceRate: number;
 
+  /** Chance that a node cut off from the RM and its peers right after it issues an RMW (its INVs
+   *  half delivered, its ACKs lost): the majority removes it and may commit the RMW by replay while
+   *  it is out; then it comes back (the double increment of commit 42499e8). */
+  isolateAfterRmwRate: number;
+
+  // Rejoin (test/sim/rejoin.ts) and the membership service (test/sim/rm.ts).
+  /** Chance that a crashed node restarts, empty, after restartDelayMs and joins again. */
+  restartRate: number;
+  restartDelayMsMax: number;
+  /**
+   * "fresh": a restarted (empty) process comes back under a node id never used before (the old id
+   * is retired); "same": under its old id, as hermes-kv does today, which lets it issue a timestamp
+   * (key, version, id) that its previous process issued with another value and never committed,
+   * and a replica holding that old INV then takes the new update for the same one
+   * (--restart-identity same: seed 4990 in core mode, 109 in shard mode).
+   */
+  restartIdentity: "fresh" | "same";
+  /** "f": the RM removes a member only while at most f nodes are faulty (crashed, removed or
+   *  empty); "none": as etcd, whenever a lease has surely expired (all members may go). */
+  removalBound: "f" | "none";
+  /**
+   * Which kept state a join merges when no member serves. "view" is src/node/etcd-join.ts today:
+   * every other member of the joiner's view that kept state; with etcd's unbounded removals it
+   * loses acknowledged updates, since a node removed earlier may hold the only committed copy
+   * (--merge-rule view --removal-bound none: seed 7 in core mode). "cluster": every live node of
+   * the cluster that kept state, members or not, once none serves.
+   */
+  mergeRule: "view" | "cluster";
+  /** A node notices its lost lease up to this long after the deadline (the RM may remove it first). */
+  leaseLossNoticeMsMax: number;
+  /** A join attempt that found no source waits this long before the next. */
+  joinRetryMs: number;
+  /** Entries per snapshot chunk (a source yields between chunks, so traffic interleaves). */
+  snapshotChunkEntries: number;
+  /** The failure detector and the eviction rule (src/membership/eviction-rule.ts). */
+  detector: boolean;
+  /** A member suspects a peer it has not heard for this long. */
+  suspicionMs: number;
+  /** The rule's answer must hold this long before the RM evicts. */
+  evictionSettleMs: number;
+
   /** After healing: ops invoked this long after the heal must finish within livenessMs. */
   settleMs: number;
   livenessMs: number;
@@ -92,7 +133,21 @@ export function defaultOptions(seed: number, random: Prng, overrides: Partial<Si
     crashes: random.chance(0.67),
     partitions: true,
     crashAfterIssueRate: random.pick([0, 0.005, 0.02]),
-    crashInRmwRaceRate: random.pick([0, 0.3, 0.6]),
+    crashInRmwRaceRate: random.pick([0.3, 0.6, 0.9]),
+    isolateAfterRmwRate: random.pick([0, 0.05, 0.2]),
+    restartRate: random.pick([0, 0.7, 1]),
+    restartDelayMsMax: random.pick([30, 150, 400]),
+    restartIdentity: "fresh",
+    removalBound: "f",
+    mergeRule: "cluster",
+    // A late notice (HermesNode forwards the lease every 20 ms; its process may pause): until
+    // then only the replica's own lease check keeps a removed node from serving stale reads.
+    leaseLossNoticeMsMax: random.pick([1, 100, 300]),
+    joinRetryMs: random.pick([2, 10]),
+    snapshotChunkEntries: random.pick([1, 2, 64]),
+    detector: random.chance(0.7),
+    suspicionMs: random.pick([10, 25, 50]),
+    evictionSettleMs: random.pick([0, 20]),
     settleMs: leaseMs * 2 + mltMs + 50,
     livenessMs: mltMs + 200,
     linStatesMax: 2_000_000,

@@ -66,7 +66,14 @@ export class Oracles implements Probe {
 
   // Per step -----------------------------------------------------------------------------------
 
-  /** Every live replica's invariants, then HConsistent over the live members of the RM's current view. */
+  /**
+   * Every live replica's invariants, then HConsistent over the live members of the RM's current
+   * view that are not joining (a joining replica serves nothing, and its kept state may be stale
+   * until it has loaded; once it finishes, it is checked like any other). Joining counts from the
+   * moment the node stops serving, and a stalled shard with control calls waiting is skipped: its
+   * replica hears of the node's decisions (join-begin, the load, join-finish) only when the stall
+   * ends, and meanwhile serves nothing past its lease, which the others wait out.
+   */
   checkStep(): void {
     const sim = this.#sim!;
     // Crashed replicas are frozen: checked up to their crash, nothing changes after.
@@ -75,7 +82,8 @@ export class Oracles implements Probe {
       let seen: Ts | null = null;
       let seenAt = -1;
       for (const node of sim.nodes) {
-        if (node.crashed || !sim.members.has(node.id)) continue;
+        if (node.crashed || !sim.rm.members.has(node.id) || node.joining || node.replica.joining || !node.replica.isMember) continue;
+        if (node.shard !== null && node.shard.controlsQueued > 0) continue;
         const rec = node.replica.inspect(key);
         const state = rec === undefined ? KeyState.Valid : rec.state;
         if (state !== KeyState.Valid) continue;

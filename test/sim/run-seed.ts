@@ -7,7 +7,7 @@ import { checkLinearizable } from "../lib/linearizability.ts";
 import { defaultOptions, type SimMode, type SimOptions } from "./options.ts";
 import { Oracles } from "./oracles.ts";
 import { Prng } from "../lib/prng.ts";
-import { Simulation, SimViolation, type ReplicaFactory } from "./simulation.ts";
+import { Simulation, SimViolation, type ReplicaFactory, type SimStats } from "./simulation.ts";
 import { Workload } from "./workload.ts";
 
 export interface SeedResult {
@@ -25,9 +25,16 @@ export interface SeedResult {
   statusCounts: Map<string, number>;
   /** The client history (invocations and answers in simulated time): equal on a replay. */
   history: HistoryOp[];
+  /** Restarts, lease losses, evictions and joins the run went through. */
+  stats: SimStats;
+  /** Command-line flags beyond seed, mode and replicas that the replay needs. */
+  flags: string;
 }
 
 export const defaultReplicaFactory: ReplicaFactory = (config, outbox, completions, probe) => new Replica(config, outbox, completions, probe);
+
+/** After healing and settling, every live node serves again within this long (it rejoined). */
+const rejoinBoundMs = 500;
 
 export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeReplica: ReplicaFactory = defaultReplicaFactory): SeedResult {
   const random = new Prng(seed);
@@ -37,7 +44,7 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
   const probe: Probe = {
     issued: (self, key, version, writer, rmw, baseVersion, baseWriter) => {
       oracles.issued(self, key, version, writer, rmw, baseVersion, baseWriter);
-      sim.maybeCrashAfterIssue(self, key, rmw);
+      sim.afterIssue(self, key, rmw);
     },
     ackCounted: (...args) => oracles.ackCounted(...args),
     committed: (...args) => oracles.committed(...args),
@@ -63,6 +70,9 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
     simulatedMs: 0,
     statusCounts: workload.statusCounts,
     history: [],
+    stats: sim.stats,
+    flags: (options.mergeRule === "cluster" ? "" : ` --merge-rule ${options.mergeRule}`) + (options.removalBound === "f" ? "" : ` --removal-bound ${options.removalBound}`) +
+      (options.restartIdentity === "fresh" ? "" : ` --restart-identity ${options.restartIdentity}`),
   };
   const fail = (oracle: string, detail: string) => {
     result.ok = false;
@@ -78,6 +88,9 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
     const limitMs = 120_000;
     if (!sim.run(() => workload.quiescent, limitMs)) {
       fail("liveness", `ops still unanswered at ${limitMs}ms simulated (issued ${workload.issued}, answered ${workload.answered})`);
+    } else if (!sim.run(() => sim.allServing(), Math.max(sim.nowMs, workload.healAtMs + options.settleMs) + rejoinBoundMs)) {
+      const out = sim.nodes.filter((n) => !n.crashed && !sim.allServingNode(n)).map((n) => n.id);
+      fail("rejoin-liveness", `after healing, nodes [${out}] still do not serve ${rejoinBoundMs}ms after the settle time`);
     } else {
       oracles.checkRmwSemantics();
     }
@@ -109,7 +122,7 @@ export function formatFailure(result: SeedResult): string {
     `  ${result.detail}`,
     `  last events before the violation:`,
     ...(result.trace ?? []).map((line) => `    ${line}`),
-    `  replay: bun test/sim/main.ts --seed ${result.seed} --seeds 1 --mode ${result.mode} --replicas ${result.replicas}`,
+    `  replay: bun test/sim/main.ts --seed ${result.seed} --seeds 1 --mode ${result.mode} --replicas ${result.replicas}${result.flags}`,
   ];
   return lines.join("\n");
 }

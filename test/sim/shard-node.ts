@@ -19,6 +19,7 @@
 import type { NodeId } from "../../src/base/ids.ts";
 import type { OpKind } from "../../src/base/kinds.ts";
 import type { Replica } from "../../src/core/replica.ts";
+import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
 import type { Completions, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import { OpCompletionReader, OpRequestWriter } from "../../src/ring/op-ring.ts";
 import { SimTransport, simAddress, type SimNetwork } from "../../src/transport/sim.ts";
@@ -50,7 +51,7 @@ export interface ShardNodeConfig {
   loopDelayMsMax: number;
   /** Receives every completion read back from the ring (the simulated HTTP thread). */
   completions: Completions;
-  /** True once the node crashed: its loop never turns again. */
+  /** True once this node process crashed: its loop never turns again (a restart builds a new one). */
   crashed: () => boolean;
 }
 
@@ -148,6 +149,11 @@ export class SimShardNode {
     return this.#world.nowMs < this.#stalledUntilMs;
   }
 
+  /** Control calls waiting for the stall to end: the replica is behind what its node has decided. */
+  get controlsQueued(): number {
+    return this.#controlsWaiting.length;
+  }
+
   /**
    * The loop stops for `durationMs`. Then it runs the control calls that arrived meanwhile and
    * turns, in either order (which of a posted message and the next turn runs first is up to the
@@ -174,7 +180,43 @@ export class SimShardNode {
     this.#control(() => this.shard.setLease(untilMs));
   }
 
+  /** "join-begin", as shard-worker.ts handles it: the replica's beginJoin; its answers go out with the next turn. */
+  beginJoin(): void {
+    this.#control(() => {
+      this.shard.replica.beginJoin();
+      this.wake();
+    });
+  }
+
+  /** "snapshot-import": Shard.importSnapshot. */
+  importSnapshot(entries: SnapshotEntry[]): void {
+    this.#control(() => this.shard.importSnapshot(entries));
+  }
+
+  /**
+   * A chunk of a member's kept state (a merge when no member serves). Shard.importSnapshot has no
+   * way to say so yet (the worker's snapshot-import message would need the flag), so this installs
+   * into the shard's replica as importSnapshot does, at the shard's clock, with fromKeptState.
+   */
+  importKeptState(entries: SnapshotEntry[]): void {
+    this.#control(() => {
+      const now = this.#world.nowMs;
+      for (const e of entries) this.shard.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now, true);
+    });
+  }
+
+  /** "join-finish": Shard.finishJoin. */
+  finishJoin(): void {
+    this.#control(() => this.shard.finishJoin());
+  }
+
+  /** Work the worker does between turns (a snapshot export's next chunk): waits while stalled. */
+  runControl(call: () => void): void {
+    this.#control(call);
+  }
+
   #control(call: () => void): void {
+    if (this.#crashed()) return;
     if (this.stalled) {
       this.#controlsWaiting.push(call);
       return;

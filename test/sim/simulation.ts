@@ -1,19 +1,24 @@
 // The simulated world: replicas running the real core, a network that loses, duplicates, delays,
-// reorders and partitions, a reliable membership service with leases, crash-stop faults, and a
+// reorders and partitions (both ways or one way), a reliable membership service with leases,
+// removals and the failure detector's evictions (rm.ts), crash-stop and crash-restart faults, nodes
+// that stop serving when they lose their lease and rejoin by state transfer (rejoin.ts), and a
 // trace of the last events for failure reports. Everything is driven by one seeded PRNG.
 // Two modes (options.mode): "core" calls the Replica directly and the network carries single
 // protocol messages; "shard" runs the real worker loop per node (shard-node.ts) and the network
-// carries the real encoded frames. Clients, RM, faults and oracles are the same in both.
+// carries the real encoded frames. Clients, RM, faults, rejoins and oracles are the same in both.
 
 import { Replica } from "../../src/core/replica.ts";
 import { MsgKind, OpStatus, type OpKind } from "../../src/base/kinds.ts";
 import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
-import type { NodeId } from "../../src/base/ids.ts";
+import { nodeIdMax, type NodeId } from "../../src/base/ids.ts";
+import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
 import { Prng } from "../lib/prng.ts";
 import { SimShardNode } from "./shard-node.ts";
+import { SimRm } from "./rm.ts";
+import { SimRejoiner } from "./rejoin.ts";
 
 export type ReplicaFactory = (config: ReplicaConfig, outbox: Outbox, completions: Completions, probe: Probe) => Replica;
 
@@ -25,13 +30,54 @@ export class SimViolation extends Error {
   }
 }
 
+export interface SimView {
+  epoch: number;
+  members: readonly NodeId[];
+}
+
 export interface SimNode {
-  id: NodeId;
+  readonly id: NodeId;
+  /** The replica of the current process (a restart makes a new one). */
   replica: Replica;
   /** The node's worker loop in shard mode (its `replica` is the shard's); null in core mode. */
   shard: SimShardNode | null;
   crashed: boolean;
-  crashedAtMs: number;
+  /** Crashed for good: its process restarted under a fresh id (options.restartIdentity "fresh"). */
+  retired: boolean;
+  /** The node process: incremented at every crash, so that events of a dead process do nothing. */
+  incarnation: number;
+  /** When each incarnation crashed (a crash loses part of what it sent just before). */
+  readonly crashedAtMs: number[];
+  // The node runtime around the replica (HermesNode and its membership client).
+  /** HermesNode.hasState: false from a restart until a join has loaded state. */
+  hasState: boolean;
+  /** HermesNode.joining: from beginJoin until a load finishes. */
+  joining: boolean;
+  /** The last view the node installed. */
+  view: SimView;
+  /** The node's lease deadline; 0 once it noticed the lease is lost. */
+  leaseUntilMs: number;
+  /** The registration it holds at the RM; 0 when it has dropped it (it then registers again). */
+  registration: number;
+  /**
+   * The process has registered once: it follows the membership from then on. A restarted process
+   * sees no view before (etcd refuses its start while the dead process's lease holds its key).
+   */
+  attached: boolean;
+  rejoiner: SimRejoiner;
+}
+
+export interface SimStats {
+  /** Crashed nodes restarted empty. */
+  restarts: number;
+  /** Serving nodes that stopped serving: lease lost, left the view or evicted (beginJoin with kept state). */
+  leaseLosses: number;
+  evictions: number;
+  /** Joins finished from a serving member: by a restarted (empty) node, by one that kept its state. */
+  joinsEmpty: number;
+  joinsKeepingState: number;
+  /** Joins finished by merging kept state (no member served). */
+  joinsByMerge: number;
 }
 
 /** A crash loses part of what the node sent just before it (its unsent send buffers). */
@@ -43,6 +89,12 @@ const shardValueBytesMax = 32;
 
 type CompletionHandler = (status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId) => void;
 
+interface PendingOp {
+  handler: CompletionHandler;
+  node: NodeId;
+  incarnation: number;
+}
+
 const msgNames = ["", "INV", "ACK", "VAL", "REJ"];
 /** SIM_TRACE_KEY=r0 prints every event of that key (and every fault) while a seed runs. */
 const traceFilter = process.env.SIM_TRACE_KEY;
@@ -53,23 +105,24 @@ export class Simulation {
   readonly events = new EventQueue();
   nowMs = 0;
   readonly nodes: SimNode[] = [];
+  readonly rm: SimRm;
 
-  // Reliable membership service state.
-  epoch = 1;
-  readonly members = new Set<NodeId>();
-  readonly #leaseGrantedUntil = new Map<NodeId, number>();
   /** Nodes cut off from the RM (their leases lapse). */
-  readonly #rmIsolated = new Set<NodeId>();
-  /** Data-plane partitions: "a,b" with a < b means no messages between a and b. */
-  readonly #cut = new Set<string>();
+  readonly #rmIsolated = new Map<NodeId, number>();
+  /** Data-plane cuts, one direction each: "a>b" means nothing from a reaches b (counted: cuts overlap). */
+  readonly #cut = new Map<string, number>();
   faultsActive = true;
   readonly faultTolerance: number;
+  /** What the run explored (summed over seeds by main.ts). */
+  readonly stats: SimStats = { restarts: 0, leaseLosses: 0, evictions: 0, joinsEmpty: 0, joinsKeepingState: 0, joinsByMerge: 0 };
 
-  readonly #pending = new Map<number, CompletionHandler>();
+  readonly #pending = new Map<number, PendingOp>();
   /** Shard mode: frames in flight per link "from,to" (sent, not yet delivered or lost), for credits. */
   readonly #linkFrames = new Map<string, number>();
   /** Shard mode: reads frames back into messages for the trace. */
   readonly #traceDecoder: FrameDecoder | null = null;
+  readonly #makeReplica: ReplicaFactory;
+  readonly #probe: Probe;
   #nextOpId = 1;
   readonly #trace: string[] = [];
   #traceNext = 0;
@@ -81,72 +134,99 @@ export class Simulation {
     this.options = options;
     this.random = random;
     this.faultTolerance = Math.floor((options.replicas - 1) / 2);
-    for (let id = 0; id < options.replicas; id++) {
-      const config: ReplicaConfig = {
-        self: id,
-        retransmitMs: options.retransmitMs,
-        mltMs: options.mltMs,
-        opTimeoutMs: options.opTimeoutMs,
-        keyQueueMax: 64,
-        opsMax: 1024,
-        keysMax: 1024,
-        valueBytesMax: 1024,
-        incrRetriesMax: 16,
-      };
-      const outbox: Outbox = {
-        send: (to, kind, key, version, writer, epoch, rmw, value) =>
-          this.#send(id, to, kind, key, version, writer, epoch, rmw, value === null ? null : value.slice()),
-      };
-      const completions: Completions = {
-        complete: (opId, status, value, version, writer) => {
-          const handler = this.#pending.get(opId);
-          if (handler === undefined) throw new SimViolation("answered-once", `op ${opId} answered twice or never submitted`);
-          this.#pending.delete(opId);
-          handler(status, value, version, writer);
-        },
-      };
-      if (options.mode === "shard") {
-        const node: SimNode = { id, replica: null as unknown as Replica, shard: null, crashed: false, crashedAtMs: Infinity };
-        const network = { send: (from: NodeId, to: NodeId, frame: Uint8Array) => this.#sendFrame(from, to, frame) };
-        // Values of the simulated clients are a few bytes: a small valueBytesMax lets small frames
-        // (options.frameBytesMax) hold only a few messages, so the "frame full" path runs often.
-        const shardConfig: ReplicaConfig = { ...config, valueBytesMax: shardValueBytesMax };
-        node.shard = new SimShardNode(this, {
-          id,
-          replica: shardConfig,
-          makeReplica,
-          probe,
-          network,
-          frameBytesMax: options.frameBytesMax,
-          keyBytesMax: shardKeyBytesMax,
-          loopDelayMsMax: options.loopDelayMsMax,
-          completions,
-          crashed: () => node.crashed,
-        });
-        node.replica = node.shard.replica;
-        this.nodes.push(node);
-        this.members.add(id);
-        continue;
-      }
-      this.nodes.push({ id, replica: makeReplica(config, outbox, completions, probe), shard: null, crashed: false, crashedAtMs: Infinity });
-      this.members.add(id);
-    }
+    this.#makeReplica = makeReplica;
+    this.#probe = probe;
+    for (let id = 0; id < options.replicas; id++) this.nodes.push(this.#newNode(id));
+    this.rm = new SimRm(this);
     if (options.mode === "shard") {
       this.#traceDecoder = new FrameDecoder({ clusterId: this.nodes[0]!.shard!.shard.init.clusterId, shardIndex: -1, frameBytesMax: options.frameBytesMax, keyBytesMax: shardKeyBytesMax, valueBytesMax: shardValueBytesMax });
     }
   }
 
+  #newNode(id: NodeId): SimNode {
+      const node: SimNode = {
+        id,
+        replica: null as unknown as Replica,
+        shard: null,
+        crashed: false,
+        retired: false,
+        incarnation: 0,
+        crashedAtMs: [],
+        hasState: true,
+        joining: false,
+        view: { epoch: 0, members: [] },
+        leaseUntilMs: 0,
+        registration: 0,
+        attached: false,
+        rejoiner: null as unknown as SimRejoiner,
+      };
+      this.#boot(node);
+      return node;
+  }
+
+  /** The nodes that are not retired: the cluster's current processes, live or crashed. */
+  current(): SimNode[] {
+    return this.nodes.filter((n) => !n.retired);
+  }
+
+  /** A new process for `node` (at the start, and at a restart): a fresh replica or shard. */
+  #boot(node: SimNode): void {
+    const o = this.options;
+    const id = node.id;
+    const incarnation = node.incarnation;
+    const config: ReplicaConfig = {
+      self: id,
+      retransmitMs: o.retransmitMs,
+      mltMs: o.mltMs,
+      opTimeoutMs: o.opTimeoutMs,
+      keyQueueMax: 64,
+      opsMax: 1024,
+      keysMax: 1024,
+      valueBytesMax: 1024,
+      incrRetriesMax: 16,
+    };
+    const completions: Completions = {
+      complete: (opId, status, value, version, writer) => {
+        const pending = this.#pending.get(opId);
+        if (pending === undefined) throw new SimViolation("answered-once", `op ${opId} answered twice or never submitted`);
+        if (pending.node !== id || pending.incarnation !== incarnation) throw new SimViolation("answered-once", `op ${opId} answered by another node or process`);
+        this.#pending.delete(opId);
+        pending.handler(status, value, version, writer);
+      },
+    };
+    node.rejoiner = new SimRejoiner(this, node);
+    if (o.mode === "shard") {
+      const network = { send: (from: NodeId, to: NodeId, frame: Uint8Array) => this.#sendFrame(from, to, frame) };
+      // Values of the simulated clients are a few bytes: a small valueBytesMax lets small frames
+      // (options.frameBytesMax) hold only a few messages, so the "frame full" path runs often.
+      const shardConfig: ReplicaConfig = { ...config, valueBytesMax: shardValueBytesMax };
+      node.shard = new SimShardNode(this, {
+        id,
+        replica: shardConfig,
+        makeReplica: this.#makeReplica,
+        probe: this.#probe,
+        network,
+        frameBytesMax: o.frameBytesMax,
+        keyBytesMax: shardKeyBytesMax,
+        loopDelayMsMax: o.loopDelayMsMax,
+        completions,
+        crashed: () => node.crashed || node.incarnation !== incarnation,
+      });
+      node.replica = node.shard.replica;
+      return;
+    }
+    const outbox: Outbox = {
+      send: (to, kind, key, version, writer, epoch, rmw, value) =>
+        this.#send(id, incarnation, to, kind, key, version, writer, epoch, rmw, value === null ? null : value.slice()),
+    };
+    node.replica = this.#makeReplica(config, outbox, completions, this.#probe);
+  }
+
   // ---------------------------------------------------------------------------------------------
 
   start(): void {
-    const all = [...this.members];
-    for (const node of this.nodes) {
-      this.#setMembership(node, this.epoch, all);
-      this.#setLease(node, this.options.leaseMs);
-      this.#leaseGrantedUntil.set(node.id, this.options.leaseMs);
-      this.#scheduleTick(node, this.random.range(0, this.options.tickMs));
-    }
-    this.events.push(this.options.leaseRenewEveryMs, () => this.#rmRound());
+    this.rm.start();
+    for (const node of this.nodes) this.#scheduleTick(node, this.random.range(0, this.options.tickMs));
   }
 
   /** Run events until `done()` or the simulated time limit. Returns false on the time limit. */
@@ -173,7 +253,7 @@ export class Simulation {
     onDone: CompletionHandler,
   ): void {
     const opId = this.#nextOpId++;
-    this.#pending.set(opId, onDone);
+    this.#pending.set(opId, { handler: onDone, node: node.id, incarnation: node.incarnation });
     if (node.shard === null) {
       node.replica.submit(opId, kind, key, value, expectedVersion, expectedWriter, by, this.nowMs);
     } else if (!node.shard.submit(opId, kind as OpKind, key, value, expectedVersion, expectedWriter, by)) {
@@ -182,6 +262,10 @@ export class Simulation {
       onDone(OpStatus.Busy, null, 0, 0);
     }
   }
+
+  // ---------------------------------------------------------------------------------------------
+  // Node control: what the node runtime tells its shard (core: the replica; shard: Shard's control
+  // methods, as shard-worker.ts handles membership, lease, join-begin, snapshot-import, join-finish).
 
   #setMembership(node: SimNode, epoch: number, members: readonly NodeId[]): void {
     if (node.shard === null) node.replica.setMembership(epoch, members, this.nowMs);
@@ -193,11 +277,116 @@ export class Simulation {
     else node.shard.setLease(untilMs);
   }
 
+  beginJoin(node: SimNode): void {
+    if (node.shard === null) node.replica.beginJoin();
+    else node.shard.beginJoin();
+  }
+
+  /** A chunk of a source's snapshot; `kept`: from a member's kept state (a merge, no member serves). */
+  importSnapshot(node: SimNode, entries: SnapshotEntry[], kept: boolean): void {
+    if (node.shard === null) {
+      for (const e of entries) node.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, this.nowMs, kept);
+    } else if (!kept) {
+      node.shard.importSnapshot(entries);
+    } else {
+      node.shard.importKeptState(entries);
+    }
+  }
+
+  finishJoin(node: SimNode): void {
+    if (node.shard === null) node.replica.finishJoin(this.nowMs);
+    else node.shard.finishJoin();
+  }
+
+  /** Run `call` at the source when its shard can (shard mode: not during a stall). */
+  atSource(node: SimNode, call: () => void): void {
+    if (node.shard === null) call();
+    else node.shard.runControl(call);
+  }
+
+  /**
+   * shard-worker.ts's exportSnapshot check: the source has installed epochMin, is a member, and is
+   * not joining. A merge of kept state (`kept`) takes any node's kept state under the "cluster"
+   * rule (members or not, any epoch), and a joining member's that kept state under the "view" rule.
+   */
+  exportReady(source: SimNode, epochMin: number, kept: boolean): boolean {
+    const r = source.replica;
+    if (kept && this.options.mergeRule === "cluster") return source.hasState;
+    return !(r.epoch < epochMin || !r.isMember || (r.joining && !(kept && source.hasState)));
+  }
+
+  /** HermesNode.serving: not joining, in its view, with a lease. */
+  serving(node: SimNode): boolean {
+    return !node.crashed && !node.joining && node.view.members.includes(node.id) && node.leaseUntilMs > this.nowMs;
+  }
+
+  /** The bootstrap view (installed at once, before any event). */
+  installView(node: SimNode, incarnation: number, epoch: number, members: readonly NodeId[], leaseUntilMs: number): void {
+    if (node.crashed || node.incarnation !== incarnation) return;
+    if (epoch > node.view.epoch) {
+      node.view = { epoch, members };
+      this.#setMembership(node, epoch, members);
+    }
+    if (node.registration !== 0) {
+      node.leaseUntilMs = leaseUntilMs;
+      this.#setLease(node, leaseUntilMs);
+      this.events.push(leaseUntilMs, () => this.#leaseDeadline(node, incarnation));
+    }
+    node.rejoiner.onChange();
+  }
+
+  /** A view (and a lease, unless null) from the RM, arriving a little later. */
+  deliverView(node: SimNode, epoch: number, members: readonly NodeId[], leaseUntilMs: number | null): void {
+    const incarnation = node.incarnation;
+    const registration = node.registration;
+    this.events.push(this.nowMs + this.random.range(0.05, 1), () => {
+      if (node.crashed || node.incarnation !== incarnation) return;
+      if (leaseUntilMs === null || node.registration !== registration) {
+        if (epoch > node.view.epoch) {
+          node.view = { epoch, members };
+          this.#setMembership(node, epoch, members);
+        }
+        node.rejoiner.onChange();
+        return;
+      }
+      this.installView(node, incarnation, epoch, members, leaseUntilMs);
+    });
+  }
+
+  /** A lease deadline: if it was not renewed, the node notices a little later (one delay per loss). */
+  #leaseDeadline(node: SimNode, incarnation: number): void {
+    if (node.crashed || node.incarnation !== incarnation) return;
+    if (node.leaseUntilMs === 0 || node.leaseUntilMs > this.nowMs) return;
+    this.events.push(this.nowMs + this.random.range(0, this.options.leaseLossNoticeMsMax), () => this.#noticeLeaseLoss(node, incarnation));
+  }
+
+  /** The node's lease deadline passed without a renewal: it drops the lease and registers again. */
+  #noticeLeaseLoss(node: SimNode, incarnation: number): void {
+    if (node.crashed || node.incarnation !== incarnation) return;
+    if (node.leaseUntilMs === 0 || node.leaseUntilMs > this.nowMs) return;
+    this.trace(`node ${node.id} notices its lease is lost`);
+    this.#dropLease(node);
+  }
+
+  /** An evicted node learns it: it drops its lease at once and stops serving. */
+  notifyEvicted(node: SimNode): void {
+    this.trace(`node ${node.id} learns it was evicted`);
+    this.#dropLease(node);
+  }
+
+  #dropLease(node: SimNode): void {
+    node.registration = 0;
+    node.leaseUntilMs = 0;
+    this.#setLease(node, 0);
+    node.rejoiner.onChange();
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Network
 
   #send(
     from: NodeId,
+    incarnation: number,
     to: NodeId,
     kind: MsgKind,
     key: string,
@@ -208,7 +397,7 @@ export class Simulation {
     value: Uint8Array | null,
   ): void {
     const describe = () => `${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`;
-    this.#transmit(from, to, describe, () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs), null);
+    this.#transmit(from, incarnation, to, describe, () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs), null);
   }
 
   /**
@@ -224,7 +413,7 @@ export class Simulation {
       return false;
     }
     const describe = () => this.#describeFrame(from, to, frame);
-    this.#transmit(from, to, describe, () => this.nodes[to]!.shard!.deliver(from, frame), link);
+    this.#transmit(from, this.nodes[from]!.incarnation, to, describe, () => this.nodes[to]!.shard!.deliver(from, frame), link);
     return true;
   }
 
@@ -242,7 +431,7 @@ export class Simulation {
    * duplication, slow (reordering) delays, partitions, and loss of what a node sent just before it
    * crashed. `link` counts frames in flight (shard mode), null for messages.
    */
-  #transmit(from: NodeId, to: NodeId, describe: () => string, deliver: () => void, link: string | null): void {
+  #transmit(from: NodeId, incarnation: number, to: NodeId, describe: () => string, deliver: () => void, link: string | null): void {
     const o = this.options;
     if (this.faultsActive && this.random.chance(o.lossRate)) {
       this.trace(`drop ${describe()}`);
@@ -258,8 +447,8 @@ export class Simulation {
         if (link !== null) this.#linkFrames.set(link, this.#linkFrames.get(link)! - 1);
         const target = this.nodes[to]!;
         if (target.crashed || this.#isCut(from, to)) return;
-        const sender = this.nodes[from]!;
-        if (sender.crashed && sentAtMs > sender.crashedAtMs - crashLossWindowMs && this.random.chance(0.5)) {
+        const crashedAtMs = this.nodes[from]!.crashedAtMs[incarnation];
+        if (crashedAtMs !== undefined && sentAtMs > crashedAtMs - crashLossWindowMs && this.random.chance(0.5)) {
           this.trace(`lost in crash ${describe()}`);
           return;
         }
@@ -269,67 +458,33 @@ export class Simulation {
     }
   }
 
-  #isCut(a: NodeId, b: NodeId): boolean {
-    return this.#cut.has(a < b ? `${a},${b}` : `${b},${a}`);
+  #isCut(from: NodeId, to: NodeId): boolean {
+    return this.#cut.has(`${from}>${to}`);
+  }
+
+  /** `listener` hears `speaker` now: the speaker is up and nothing cuts the link that way. */
+  hears(listener: NodeId, speaker: NodeId): boolean {
+    return !this.nodes[speaker]!.crashed && !this.#isCut(speaker, listener);
+  }
+
+  /** A request and its answer get through between two live nodes (the control network, HTTP). */
+  controlReachable(a: NodeId, b: NodeId): boolean {
+    return !this.nodes[a]!.crashed && !this.nodes[b]!.crashed && !this.#isCut(a, b) && !this.#isCut(b, a);
+  }
+
+  rmIsolated(id: NodeId): boolean {
+    return this.#rmIsolated.has(id);
   }
 
   #scheduleTick(node: SimNode, atMs: number): void {
+    const incarnation = node.incarnation;
     this.events.push(atMs, () => {
-      if (node.crashed) return;
+      if (node.crashed || node.incarnation !== incarnation) return;
       // Shard mode: the loop turns at least every tickMs (a turn ticks the replica's timers).
       if (node.shard === null) node.replica.tick(this.nowMs);
       else node.shard.turn();
       this.#scheduleTick(node, this.nowMs + this.options.tickMs);
     });
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Reliable membership: leases to reachable nodes, removal only after a lease has surely ended.
-
-  #reachable(id: NodeId): boolean {
-    return !this.nodes[id]!.crashed && !this.#rmIsolated.has(id);
-  }
-
-  #rmRound(): void {
-    const o = this.options;
-    for (const id of [...this.members]) {
-      if (this.#reachable(id)) continue;
-      const until = this.#leaseGrantedUntil.get(id) ?? 0;
-      if (this.nowMs <= until + o.removalMarginMs) continue;
-      if (!this.#canRemove(id)) continue;
-      this.members.delete(id);
-      this.epoch++;
-      this.trace(`RM removes ${id}: epoch ${this.epoch} members [${[...this.members].sort()}]`);
-    }
-    const view = [...this.members].sort((a, b) => a - b);
-    const epoch = this.epoch;
-    for (const node of this.nodes) {
-      if (!this.#reachable(node.id)) continue;
-      const isMember = this.members.has(node.id);
-      const grantedUntil = this.nowMs + o.leaseMs;
-      if (isMember) this.#leaseGrantedUntil.set(node.id, grantedUntil);
-      const delayMs = this.random.range(0.05, 1);
-      this.events.push(this.nowMs + delayMs, () => {
-        if (node.crashed) return;
-        this.#setMembership(node, epoch, view);
-        // The node counts its lease from when the RM granted it, as a real node counts from when it sent the renewal.
-        if (isMember) this.#setLease(node, grantedUntil);
-      });
-    }
-    this.events.push(this.nowMs + o.leaseRenewEveryMs, () => this.#rmRound());
-  }
-
-  /** Crash-stop and removal of a minority only: the faulty set may not exceed f. */
-  #faulty(): Set<NodeId> {
-    const faulty = new Set<NodeId>();
-    for (const node of this.nodes) if (node.crashed || !this.members.has(node.id)) faulty.add(node.id);
-    return faulty;
-  }
-
-  #canRemove(id: NodeId): boolean {
-    const faulty = this.#faulty();
-    faulty.add(id);
-    return faulty.size <= this.faultTolerance;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -346,34 +501,30 @@ export class Simulation {
 
   #injectFault(): void {
     const o = this.options;
-    const node = this.random.pick(this.nodes);
+    const current = this.current();
+    const node = this.random.pick(current);
     const roll = this.random.float();
-    if (roll < 0.4 && o.partitions) {
-      const others = this.nodes.filter((n) => n.id !== node.id && this.random.chance(0.5)).map((n) => n.id);
+    if (roll < 0.3 && o.partitions) {
+      const others = current.filter((n) => n.id !== node.id && this.random.chance(0.5)).map((n) => n.id);
       if (others.length === 0) return;
       const durationMs = this.random.range(5, 100);
-      const keys = others.map((b) => (node.id < b ? `${node.id},${b}` : `${b},${node.id}`));
-      for (const k of keys) this.#cut.add(k);
-      this.trace(`partition ${node.id} | [${others}] for ${durationMs.toFixed(0)}ms`);
-      this.events.push(this.nowMs + durationMs, () => {
-        for (const k of keys) this.#cut.delete(k);
-        this.trace(`partition ${node.id} | [${others}] healed`);
-      });
+      this.#cutFor(others.flatMap((b) => [`${node.id}>${b}`, `${b}>${node.id}`]), durationMs, `partition ${node.id} | [${others}]`);
+    } else if (roll < 0.42 && o.partitions) {
+      // One way only: the failure detector sees a member that hears but is not heard, or the reverse.
+      const others = current.filter((n) => n.id !== node.id && this.random.chance(0.6)).map((n) => n.id);
+      if (others.length === 0) return;
+      const outbound = this.random.chance(0.5);
+      const durationMs = this.random.range(5, 150);
+      const keys = others.map((b) => (outbound ? `${node.id}>${b}` : `${b}>${node.id}`));
+      this.#cutFor(keys, durationMs, outbound ? `one-way cut ${node.id} -> [${others}]` : `one-way cut [${others}] -> ${node.id}`);
+    } else if (roll < 0.62 && o.partitions) {
+      this.isolate(node, this.random.range(10, 200), "isolate");
     } else if (roll < 0.7 && o.partitions) {
-      if (this.#rmIsolated.has(node.id)) return;
-      const durationMs = this.random.range(10, 200);
-      const keys = this.nodes.filter((n) => n.id !== node.id).map((n) => (node.id < n.id ? `${node.id},${n.id}` : `${n.id},${node.id}`));
-      for (const k of keys) this.#cut.add(k);
-      this.#rmIsolated.add(node.id);
-      this.trace(`isolate ${node.id} for ${durationMs.toFixed(0)}ms`);
-      this.events.push(this.nowMs + durationMs, () => {
-        for (const k of keys) this.#cut.delete(k);
-        this.#rmIsolated.delete(node.id);
-        this.trace(`isolate ${node.id} healed`);
-      });
+      // Cut off from the RM only: it loses its lease while its peers still hear it.
+      this.#isolateFromRm(node.id, this.random.range(10, 200));
     } else if (roll < 0.85 && o.crashes) {
       if (node.crashed) return;
-      const faulty = this.#faulty();
+      const faulty = this.rm.faulty();
       faulty.add(node.id);
       if (faulty.size > this.faultTolerance) return;
       this.#crash(node, "");
@@ -385,21 +536,73 @@ export class Simulation {
     }
   }
 
-  /** The targeted nemesis: called when `id` has just issued an update. */
-  maybeCrashAfterIssue(id: NodeId, key: string, rmw: boolean): void {
+  #cutFor(keys: string[], durationMs: number, what: string): void {
+    for (const k of keys) this.#cut.set(k, (this.#cut.get(k) ?? 0) + 1);
+    this.trace(`${what} for ${durationMs.toFixed(0)}ms`);
+    this.events.push(this.nowMs + durationMs, () => {
+      for (const k of keys) {
+        const n = this.#cut.get(k);
+        if (n === undefined) continue; // healed by heal()
+        if (n <= 1) this.#cut.delete(k);
+        else this.#cut.set(k, n - 1);
+      }
+      this.trace(`${what} healed`);
+    });
+  }
+
+  #isolateFromRm(id: NodeId, durationMs: number): void {
+    this.#rmIsolated.set(id, (this.#rmIsolated.get(id) ?? 0) + 1);
+    this.trace(`node ${id} cut off from the RM for ${durationMs.toFixed(0)}ms`);
+    this.events.push(this.nowMs + durationMs, () => {
+      const n = this.#rmIsolated.get(id);
+      if (n === undefined) return;
+      if (n <= 1) this.#rmIsolated.delete(id);
+      else this.#rmIsolated.set(id, n - 1);
+    });
+  }
+
+  /** Cut `node` off from the RM and from every peer, both ways, for `durationMs`. */
+  isolate(node: SimNode, durationMs: number, what: string): void {
+    const keys = this.current().filter((n) => n.id !== node.id).flatMap((n) => [`${node.id}>${n.id}`, `${n.id}>${node.id}`]);
+    this.#cutFor(keys, durationMs, `${what} ${node.id}`);
+    this.#isolateFromRm(node.id, durationMs);
+  }
+
+  /** The targeted nemeses: called when `id` has just issued an update. */
+  afterIssue(id: NodeId, key: string, rmw: boolean): void {
     const o = this.options;
-    if (!this.faultsActive || !o.crashes) return;
+    if (!this.faultsActive) return;
+    if (rmw && o.partitions && this.random.chance(o.isolateAfterRmwRate)) {
+      // Right after the INVs left: some arrive (the majority may commit its RMW by replay while it
+      // is out, and it comes back with its client's op still held), or none (the others may commit
+      // another RMW from the same base, and it comes back with an RMW that lost its race).
+      const node = this.nodes[id]!;
+      const incarnation = node.incarnation;
+      const afterMs = this.random.chance(0.5) ? 0 : this.random.range(0.02, 1.2);
+      this.events.push(this.nowMs + afterMs, () => {
+        if (node.crashed || node.incarnation !== incarnation || !this.faultsActive) return;
+        this.isolate(node, this.random.range(60, 250), "isolate (right after it issued an RMW)");
+      });
+      return;
+    }
+    this.#maybeCrashAfterIssue(id, key, rmw);
+  }
+
+  #maybeCrashAfterIssue(id: NodeId, key: string, rmw: boolean): void {
+    const o = this.options;
+    if (!o.crashes) return;
     const racing = rmw && this.nodes.some((n) => n.id !== id && !n.crashed && n.replica.inspect(key)?.pendingRmw === true);
     if (!this.random.chance(racing ? o.crashInRmwRaceRate : o.crashAfterIssueRate)) return;
     const node = this.nodes[id]!;
-    const faulty = this.#faulty();
+    const faulty = this.rm.faulty();
     faulty.add(id);
     if (node.crashed || faulty.size > this.faultTolerance) return;
+    const incarnation = node.incarnation;
     // Before the first retransmission, so that lost INVs stay lost.
     // In a race, crash in the middle of the broadcast (the worst moment); otherwise soon after.
     this.events.push(this.nowMs + (racing ? 0.001 : this.random.range(0.01, 0.5)), () => {
-      if (node.crashed) return;
-      const now = this.#faulty();
+      if (node.crashed || node.incarnation !== incarnation) return;
+      const now = this.rm.faulty();
       now.add(id);
       if (now.size > this.faultTolerance) return;
       this.#crash(node, " (right after it issued an update)");
@@ -408,8 +611,45 @@ export class Simulation {
 
   #crash(node: SimNode, why: string): void {
     node.crashed = true;
-    node.crashedAtMs = this.nowMs;
+    node.crashedAtMs[node.incarnation] = this.nowMs;
+    node.incarnation++;
     this.trace(`crash ${node.id}${why}`);
+    // Its clients see their connections reset: whatever they had sent may or may not have happened.
+    for (const [opId, pending] of this.#pending) {
+      if (pending.node !== node.id) continue;
+      this.#pending.delete(opId);
+      pending.handler(OpStatus.Unknown, null, 0, 0);
+    }
+    if (this.random.chance(this.options.restartRate)) {
+      const incarnation = node.incarnation;
+      this.events.push(this.nowMs + this.random.range(10, this.options.restartDelayMsMax), () => {
+        if (node.incarnation === incarnation) this.#restart(node);
+      });
+    }
+  }
+
+  /** The process starts again with nothing: it registers and joins by state transfer. */
+  #restart(old: SimNode): void {
+    let node = old;
+    if (this.options.restartIdentity === "fresh") {
+      if (this.nodes.length > nodeIdMax) return; // no id left: it stays down
+      old.retired = true;
+      node = this.#newNode(this.nodes.length);
+      node.crashed = true; // until it boots below
+      this.nodes.push(node);
+      this.rm.addNode(node.id);
+      this.trace(`node ${old.id} retired: its process restarts as node ${node.id}`);
+    }
+    node.crashed = false;
+    node.view = { epoch: 0, members: [] };
+    node.leaseUntilMs = 0;
+    node.registration = 0;
+    node.attached = false;
+    if (node === old) this.#boot(node);
+    this.stats.restarts++;
+    this.trace(`restart ${node.id} (empty)`);
+    node.rejoiner.startEmpty();
+    this.#scheduleTick(node, this.nowMs + this.random.range(0, this.options.tickMs));
   }
 
   /** End of the fault phase: the network becomes reliable and every partition heals. */
@@ -418,6 +658,15 @@ export class Simulation {
     this.#cut.clear();
     this.#rmIsolated.clear();
     this.trace("heal: no more faults");
+  }
+
+  /** Every live node serves (after healing: every removed or restarted node has rejoined). */
+  allServing(): boolean {
+    return this.nodes.every((n) => n.crashed || this.allServingNode(n));
+  }
+
+  allServingNode(node: SimNode): boolean {
+    return this.serving(node) && this.rm.members.has(node.id) && !node.replica.joining;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -53,17 +53,25 @@ export class Workload {
     }
   }
 
-  /** Every op is issued and answered, except those stranded on crashed nodes. */
+  /** Every op is issued and answered (a crash answers the ops of its node: their connections reset). */
   get quiescent(): boolean {
     if (this.issued < this.#sim.options.ops) return false;
-    for (const client of this.#clients) if (client.busy && !client.node.crashed) return false;
+    for (const client of this.#clients) if (client.busy) return false;
     return true;
   }
 
   #next(client: SimClient): void {
     const sim = this.#sim;
-    if (client.node.crashed || this.issued >= sim.options.ops) return;
+    if (this.issued >= sim.options.ops) return;
     const random = sim.random;
+    if (client.node.crashed) {
+      // Its node is down: go to another one, or wait until one is up.
+      this.#failOver(client);
+      if (client.node.crashed) {
+        sim.events.push(sim.nowMs + 1 + random.range(0, sim.options.thinkMsMax), () => this.#next(client));
+        return;
+      }
+    }
     const useCounter = this.counterKeys.length > 0 && random.chance(0.25);
     const key = random.pick(useCounter ? this.counterKeys : this.registerKeys);
     const roll = random.float();
@@ -116,8 +124,8 @@ export class Workload {
         this.answered++;
         client.busy = false;
         this.#record(client, kind, key, value, historyId, status, answer, version, writer, invokedAtMs);
-        // Like a real client, go to another replica when this one does not serve.
-        if (status === OpStatus.Unavailable) this.#failOver(client);
+        // Like a real client, go to another replica when this one does not serve or is down.
+        if (status === OpStatus.Unavailable || client.node.crashed) this.#failOver(client);
         sim.events.push(sim.nowMs + random.range(0, sim.options.thinkMsMax), () => this.#next(client));
       },
     );
@@ -187,14 +195,15 @@ export class Workload {
 
   #failOver(client: SimClient): void {
     const sim = this.#sim;
-    const candidates = sim.nodes.filter((n) => !n.crashed && sim.members.has(n.id));
+    let candidates = sim.nodes.filter((n) => sim.serving(n));
+    if (candidates.length === 0) candidates = sim.nodes.filter((n) => !n.crashed);
     if (candidates.length > 0) client.node = sim.random.pick(candidates);
   }
 
   #checkLiveness(client: SimClient, kind: OpKind, key: string, status: OpStatus, invokedAtMs: number): void {
     const sim = this.#sim;
     if (invokedAtMs < this.healAtMs + sim.options.settleMs) return;
-    if (client.node.crashed || !sim.members.has(client.node.id)) return;
+    if (client.node.crashed || !sim.rm.members.has(client.node.id) || !sim.serving(client.node)) return;
     const tookMs = sim.nowMs - invokedAtMs;
     const definite = status === OpStatus.Ok || status === OpStatus.PreconditionFailed || status === OpStatus.NotANumber || status === OpStatus.Aborted;
     if (!definite || tookMs > sim.options.livenessMs) {
