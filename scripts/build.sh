@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 BUN=node_modules/.bin/bun
 mkdir -p dist
 "$BUN" build --compile --minify --sourcemap=none \
-  src/main.ts src/worker/shard-worker.ts \
+  src/main.ts src/worker/shard-worker.ts src/cli/http-bench-worker.ts \
   --outfile dist/hermes-kv
 ls -l dist/hermes-kv | awk '{print "built " $9 " (" int($5/1048576) " MiB)"}'

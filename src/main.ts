@@ -14,7 +14,7 @@ usage: hermes-kv <command> [flags]    (every command has --help)
 
   local     run a whole cluster of N replicas in this process (try it here)
   node      run one node of a real cluster, with etcd for membership
-  bench     closed-loop benchmark of a local cluster, bypassing HTTP
+  bench     benchmark: the engine in-process (bypassing HTTP), or any cluster over HTTP (--endpoints)
   get       read a key                     hermes-kv get KEY [--endpoint URL]
   put       write a key                    hermes-kv put KEY VALUE|- [--endpoint URL]
   delete    delete a key                   hermes-kv delete KEY
