@@ -27,7 +27,8 @@ const value32 = new Uint8Array(32).fill(0xab);
 function buildFrame(builder: FrameBuilder, kind: MsgKind, value: Uint8Array | null): Uint8Array {
   builder.reset();
   for (let i = 0; i < messagesPerFrame; i++) {
-    if (!builder.append(config.peer, kind, keys[i], 2 ** 33 + i * 2, 1, 7, false, value)) throw new Error("frame too small for the benchmark");
+    if (!builder.append(config.peer, kind, keys[i], 2 ** 33 + i * 2, 1, 7, false, value))
+      throw new Error("frame too small for the benchmark");
   }
   return builder.finish();
 }
@@ -35,7 +36,13 @@ function buildFrame(builder: FrameBuilder, kind: MsgKind, value: Uint8Array | nu
 const builder = new FrameBuilder(config);
 const ackFrame = buildFrame(builder, MsgKind.Ack, null).slice();
 const invFrame = buildFrame(builder, MsgKind.Inv, value32).slice();
-const decoder = new FrameDecoder({ clusterId: 1, shardIndex: 0, frameBytesMax, keyBytesMax, valueBytesMax: config.valueBytesMax });
+const decoder = new FrameDecoder({
+  clusterId: 1,
+  shardIndex: 0,
+  frameBytesMax,
+  keyBytesMax,
+  valueBytesMax: config.valueBytesMax,
+});
 let sink = 0;
 // A handler that touches what a replica would: the key, the version and the value length.
 const handler: MessageHandler = (_from, _kind, key, version, _writer, _epoch, _rmw, value) => {

@@ -24,14 +24,31 @@ interface Slot {
 class SlotQueue {
   readonly slots: Slot[] = [];
   size = 0;
-  push(from: NodeId, to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: number, rmw: boolean, value: Uint8Array | null): void {
+  push(
+    from: NodeId,
+    to: NodeId,
+    kind: MsgKind,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: number,
+    rmw: boolean,
+    value: Uint8Array | null,
+  ): void {
     let slot = this.slots[this.size];
     if (slot === undefined) {
       slot = { from, to, kind, key, version, writer, epoch, rmw, value };
       this.slots.push(slot);
     } else {
-      slot.from = from; slot.to = to; slot.kind = kind; slot.key = key; slot.version = version;
-      slot.writer = writer; slot.epoch = epoch; slot.rmw = rmw; slot.value = value;
+      slot.from = from;
+      slot.to = to;
+      slot.kind = kind;
+      slot.key = key;
+      slot.version = version;
+      slot.writer = writer;
+      slot.epoch = epoch;
+      slot.rmw = rmw;
+      slot.value = value;
     }
     this.size++;
   }
@@ -42,7 +59,18 @@ const completions = { complete: () => void completed++ };
 const queue = new SlotQueue();
 const replicas: Replica[] = [];
 for (let id = 0; id < 3; id++) {
-  const outbox = { send: (to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: number, rmw: boolean, value: Uint8Array | null) => queue.push(id, to, kind, key, version, writer, epoch, rmw, value) };
+  const outbox = {
+    send: (
+      to: NodeId,
+      kind: MsgKind,
+      key: string,
+      version: number,
+      writer: NodeId,
+      epoch: number,
+      rmw: boolean,
+      value: Uint8Array | null,
+    ) => queue.push(id, to, kind, key, version, writer, epoch, rmw, value),
+  };
   replicas.push(new Replica({ ...defaultReplicaConfig, self: id }, outbox, completions));
 }
 for (const r of replicas) {

@@ -51,7 +51,8 @@ async function measureTtl(ttlS: number, reps: number): Promise<Sample[]> {
             const call = performance.now();
             const answer = await request(url, { method: "PUT", body: `v${rep}-${seq}` }, writeTimeoutMs);
             const ret = performance.now();
-            if (answer.kind === "response" && answer.status === 200 && call > killedAt && ret < firstAckAt) firstAckAt = ret;
+            if (answer.kind === "response" && answer.status === 200 && call > killedAt && ret < firstAckAt)
+              firstAckAt = ret;
             if (answer.kind !== "response" || answer.status !== 200) await Bun.sleep(5);
           }
         }),
@@ -69,17 +70,25 @@ async function measureTtl(ttlS: number, reps: number): Promise<Sample[]> {
       await Bun.sleep(500); // writers warm up
       killedAt = performance.now();
       await cluster.node(victim).kill();
-      await waitFor("a write acknowledged after the kill", () => firstAckAt < Number.POSITIVE_INFINITY && viewChangedAt < Number.POSITIVE_INFINITY, 60_000, 5);
+      await waitFor(
+        "a write acknowledged after the kill",
+        () => firstAckAt < Number.POSITIVE_INFINITY && viewChangedAt < Number.POSITIVE_INFINITY,
+        60_000,
+        5,
+      );
       stop = true;
       await Promise.all([...writers, poller]);
       samples.push({ unavailableMs: firstAckAt - killedAt, viewChangeMs: viewChangedAt - killedAt });
-      console.error(`ttl ${ttlS}s rep ${rep + 1}/${reps}: writes unavailable ${(firstAckAt - killedAt).toFixed(0)} ms, survivors' view changed by ${(viewChangedAt - killedAt).toFixed(0)} ms`);
+      console.error(
+        `ttl ${ttlS}s rep ${rep + 1}/${reps}: writes unavailable ${(firstAckAt - killedAt).toFixed(0)} ms, survivors' view changed by ${(viewChangedAt - killedAt).toFixed(0)} ms`,
+      );
       // Restart the victim (its lease has expired: it left the survivors' view) for the next round.
       await cluster.node(victim).spawn();
       await cluster.node(victim).waitHealthy(60_000);
       await cluster.waitMembers([0, 1, 2], 30_000);
       const check = await request(`${cluster.node(victim).url}/v1/kv/failover-0-0`);
-      if (check.kind !== "response" || check.status !== 200) throw new Error(`restarted victim cannot read: ${JSON.stringify(check)}`);
+      if (check.kind !== "response" || check.status !== 200)
+        throw new Error(`restarted victim cannot read: ${JSON.stringify(check)}`);
     }
   } finally {
     await cluster.close();
@@ -94,11 +103,19 @@ for (const ttlS of ttlsS) {
   const u = samples.map((s) => s.unavailableMs);
   const v = samples.map((s) => s.viewChangeMs);
   rows.push(
-    `| ${String(ttlS).padStart(5)} | ${String(samples.length).padStart(4)} | ${Math.min(...u).toFixed(0).padStart(7)} | ${median(u).toFixed(0).padStart(7)} | ${Math.max(...u).toFixed(0).padStart(7)} | ${median(v).toFixed(0).padStart(14)} |`,
+    `| ${String(ttlS).padStart(5)} | ${String(samples.length).padStart(4)} | ${Math.min(...u)
+      .toFixed(0)
+      .padStart(7)} | ${median(u).toFixed(0).padStart(7)} | ${Math.max(...u)
+      .toFixed(0)
+      .padStart(7)} | ${median(v).toFixed(0).padStart(14)} |`,
   );
 }
-console.log("\nwrite unavailability after SIGKILL of one of 3 nodes (ms from the kill to the first acknowledged write invoked after it)");
+console.log(
+  "\nwrite unavailability after SIGKILL of one of 3 nodes (ms from the kill to the first acknowledged write invoked after it)",
+);
 console.log("| TTL s | reps |     min |  median |     max | view change md |");
 console.log("|------:|-----:|--------:|--------:|--------:|---------------:|");
 for (const row of rows) console.log(row);
-console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s in all; etcd election timeout 500 ms; node drift margin 10% of the TTL)`);
+console.log(
+  `(${((performance.now() - started) / 1000).toFixed(0)} s in all; etcd election timeout 500 ms; node drift margin 10% of the TTL)`,
+);

@@ -7,9 +7,16 @@ import { LocalCluster } from "../src/cli/local-cluster.ts";
 const seconds = Number(process.argv[2] ?? 5);
 const rounds = Number(process.argv[3] ?? 2);
 
-const trivial = Bun.spawn(["node_modules/.bin/bun", "-e", `
+const trivial = Bun.spawn(
+  [
+    "node_modules/.bin/bun",
+    "-e",
+    `
   const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello") });
-  console.log(s.port);`], { stdout: "pipe", stderr: "inherit" });
+  console.log(s.port);`,
+  ],
+  { stdout: "pipe", stderr: "inherit" },
+);
 const trivialPort = await firstLineNumber(trivial.stdout as ReadableStream<Uint8Array>);
 
 async function firstLineNumber(stream: ReadableStream<Uint8Array>): Promise<number> {
@@ -27,8 +34,14 @@ async function firstLineNumber(stream: ReadableStream<Uint8Array>): Promise<numb
 }
 
 const cluster = await LocalCluster.start({
-  replicas: 3, host: "127.0.0.1", httpPort: 0, shards: 1, transport: "tcp",
-  rm: { leaseMs: 2000, renewEveryMs: 200 }, node: {}, log: () => {},
+  replicas: 3,
+  host: "127.0.0.1",
+  httpPort: 0,
+  shards: 1,
+  transport: "tcp",
+  rm: { leaseMs: 2000, renewEveryMs: 200 },
+  node: {},
+  log: () => {},
 });
 await fetch(`${cluster.url(0)}/v1/kv/greeting`, { method: "PUT", body: "hello" });
 
@@ -45,7 +58,9 @@ console.log(`wrk -t1 -c32 -d${seconds}s, ${rounds} rounds; replica GET of a 5-by
 for (let r = 1; r <= rounds; r++) {
   const a = await wrk(`http://127.0.0.1:${trivialPort}/`);
   const b = await wrk(`${cluster.url(1)}/v1/kv/greeting`);
-  console.log(`round ${r}: trivial ${a.toFixed(0)} req/s, hermes-kv GET ${b.toFixed(0)} req/s, ratio ${(b / a).toFixed(2)}`);
+  console.log(
+    `round ${r}: trivial ${a.toFixed(0)} req/s, hermes-kv GET ${b.toFixed(0)} req/s, ratio ${(b / a).toFixed(2)}`,
+  );
 }
 trivial.kill();
 await cluster.close();

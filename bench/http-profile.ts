@@ -50,7 +50,15 @@ const runs = shards.map((s) => s.run());
 const control = new ControlClient(() => {});
 const metrics = new HttpMetrics();
 const server = serveHttp(
-  { type: "http-start", host: "127.0.0.1", port: 0, bodyBytesMax: 64 << 20, controlPathPrefixes: [], stopPaths: [], peerRings: null },
+  {
+    type: "http-start",
+    host: "127.0.0.1",
+    port: 0,
+    bodyBytesMax: 64 << 20,
+    controlPathPrefixes: [],
+    stopPaths: [],
+    peerRings: null,
+  },
   new WorkerBackend(shards[0]!, control),
   control,
   metrics,
@@ -60,7 +68,20 @@ const url = `http://127.0.0.1:${server.port}`;
 const requestsBefore = answered();
 const cpuBefore = process.cpuUsage();
 const wrk = Bun.spawn(
-  ["node_modules/.bin/bun", "bench/http-wrk.ts", "--endpoint", `shard0=${url}`, "--seconds", String(seconds), "--rounds", "1", "--put-pct", String(putPct), "--keys", putPct === 0 ? "1" : "1000"],
+  [
+    "node_modules/.bin/bun",
+    "bench/http-wrk.ts",
+    "--endpoint",
+    `shard0=${url}`,
+    "--seconds",
+    String(seconds),
+    "--rounds",
+    "1",
+    "--put-pct",
+    String(putPct),
+    "--keys",
+    putPct === 0 ? "1" : "1000",
+  ],
   { stdout: "inherit", stderr: "inherit" },
 );
 await wrk.exited;

@@ -87,11 +87,14 @@ async function wrk(name: string, url: string): Promise<WrkResult> {
   const non2xx = out.match(/Non-2xx or 3xx responses:\s+([0-9]+)/);
   const socketErrors = out.match(/Socket errors: connect ([0-9]+), read ([0-9]+), write ([0-9]+), timeout ([0-9]+)/);
   if (rate === null || p50 === null || p99 === null) throw new Error(`wrk output not understood:\n${out}`);
-  const errors = Number(non2xx?.[1] ?? 0) + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((a, b) => a + Number(b), 0));
+  const errors =
+    Number(non2xx?.[1] ?? 0) + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((a, b) => a + Number(b), 0));
   return { rate: Number(rate[1]), p50Ms: ms(p50[1]!), p99Ms: ms(p99[1]!), errors };
 }
 
-console.log(`wrk -t1 -c${connections} -d${seconds}s, ${rounds} rounds, ${putPct}% PUT over ${keys} key(s); load ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`);
+console.log(
+  `wrk -t1 -c${connections} -d${seconds}s, ${rounds} rounds, ${putPct}% PUT over ${keys} key(s); load ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`,
+);
 for (let round = 1; round <= rounds; round++) {
   const parts: string[] = [];
   let first: WrkResult | null = null;
@@ -99,7 +102,9 @@ for (let round = 1; round <= rounds; round++) {
     const r = await wrk(name, url);
     first ??= r;
     const ratio = r === first ? "" : ` (x${(r.rate / first.rate).toFixed(2)})`;
-    parts.push(`${name} ${(r.rate / 1000).toFixed(1)}k req/s${ratio} p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms${r.errors > 0 ? ` errors ${r.errors}` : ""}`);
+    parts.push(
+      `${name} ${(r.rate / 1000).toFixed(1)}k req/s${ratio} p50 ${r.p50Ms.toFixed(2)} ms p99 ${r.p99Ms.toFixed(2)} ms${r.errors > 0 ? ` errors ${r.errors}` : ""}`,
+    );
   }
   console.log(`round ${round}: ${parts.join(" | ")}`);
 }

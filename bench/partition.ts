@@ -98,7 +98,12 @@ async function measure(c: NetnsCluster, ttlS: number, shape: string, rep: number
     await waitFor("n2 serves again", () => healthy(c.node(cut).url), 60_000, 10);
     const servingAt = performance.now();
     await c.waitMembers([0, 1, 2], 30_000);
-    const sample = { resumeMs: firstAckAt - scriptAt, stoppedMs: stoppedAt - scriptAt, healToServingMs: servingAt - healAt, scriptMs: faultAt - scriptAt };
+    const sample = {
+      resumeMs: firstAckAt - scriptAt,
+      stoppedMs: stoppedAt - scriptAt,
+      healToServingMs: servingAt - healAt,
+      scriptMs: faultAt - scriptAt,
+    };
     console.error(
       `ttl ${ttlS}s ${shape} rep ${rep + 1}/${reps}: writes resume ${sample.resumeMs.toFixed(0)} ms, n2 stops serving ${sample.stoppedMs.toFixed(0)} ms, ` +
         `heal -> serving ${sample.healToServingMs.toFixed(0)} ms (the fault script took ${sample.scriptMs.toFixed(0)} ms)`,
@@ -137,8 +142,14 @@ for (const ttlS of ttlsS) {
     await c.close();
   }
 }
-console.log("\npeer-only partition of one of 3 nodes (ms; resume: from the cut to the first acknowledged write invoked after it on the majority)");
-console.log("| TTL s | shape | reps | resume min | resume median | resume max | n2 stops md | heal->serving md | heal->serving max |");
+console.log(
+  "\npeer-only partition of one of 3 nodes (ms; resume: from the cut to the first acknowledged write invoked after it on the majority)",
+);
+console.log(
+  "| TTL s | shape | reps | resume min | resume median | resume max | n2 stops md | heal->serving md | heal->serving max |",
+);
 console.log("|------:|:------|-----:|--------:|--------:|--------:|--------:|--------:|--------:|");
 for (const row of rows) console.log(row);
-console.log(`(${((performance.now() - started) / 1000).toFixed(0)} s in all; --suspect-ms default (one TTL); times from the fault script's start; shapes: both = n2 <-> peers, out = n2 -> peers, in = peers -> n2)`);
+console.log(
+  `(${((performance.now() - started) / 1000).toFixed(0)} s in all; --suspect-ms default (one TTL); times from the fault script's start; shapes: both = n2 <-> peers, out = n2 -> peers, in = peers -> n2)`,
+);

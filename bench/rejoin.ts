@@ -36,7 +36,9 @@ async function fill(cluster: ProcCluster, from: number, to: number): Promise<num
   const started = performance.now();
   const progress = setInterval(() => {
     const s = (performance.now() - started) / 1000;
-    console.error(`  fill: ${from + done}/${to} keys, ${(done / s).toFixed(0)} puts/s, ${failures} retries, lease losses so far ${leaseLosses(cluster)}`);
+    console.error(
+      `  fill: ${from + done}/${to} keys, ${(done / s).toFixed(0)} puts/s, ${failures} retries, lease losses so far ${leaseLosses(cluster)}`,
+    );
   }, 1000);
   try {
     await Promise.all(
@@ -46,10 +48,17 @@ async function fill(cluster: ProcCluster, from: number, to: number): Promise<num
           if (i >= to) return;
           for (let attempt = 0; ; attempt++) {
             // A retry goes to the next node: the one that failed may be rejoining for a while.
-            const answer = await request(`${urls[(i + lane + attempt) % urls.length]}/v1/kv/${keyOf(i)}`, { method: "PUT", body: valueOf(i) }, 30_000);
+            const answer = await request(
+              `${urls[(i + lane + attempt) % urls.length]}/v1/kv/${keyOf(i)}`,
+              { method: "PUT", body: valueOf(i) },
+              30_000,
+            );
             if (answer.kind === "response" && answer.status === 200) break;
             failures++;
-            if (attempt >= putAttemptsMax) throw new Error(`PUT ${keyOf(i)} failed ${putAttemptsMax} times: ${JSON.stringify(answer).slice(0, 300)}`);
+            if (attempt >= putAttemptsMax)
+              throw new Error(
+                `PUT ${keyOf(i)} failed ${putAttemptsMax} times: ${JSON.stringify(answer).slice(0, 300)}`,
+              );
             await Bun.sleep(100);
           }
           done++;
@@ -65,7 +74,11 @@ async function fill(cluster: ProcCluster, from: number, to: number): Promise<num
 /** Times any node logged losing its membership (lease) so far, from the kept log lines. */
 function leaseLosses(cluster: ProcCluster): number {
   let count = 0;
-  for (const n of cluster.nodes) count += n.logTail(400).split("\n").filter((line) => line.includes("lost the membership")).length;
+  for (const n of cluster.nodes)
+    count += n
+      .logTail(400)
+      .split("\n")
+      .filter((line) => line.includes("lost the membership")).length;
   return count;
 }
 
@@ -87,7 +100,9 @@ try {
     const fillMs = await fill(cluster, loaded, size);
     loaded = size;
     const statuses = await Promise.all(cluster.nodes.map((n) => n.status()));
-    console.error(`  filled in ${(fillMs / 1000).toFixed(1)} s; keys per node ${JSON.stringify(statuses.map((s) => s?.shards.reduce((a, b) => a + b.keys, 0)))}`);
+    console.error(
+      `  filled in ${(fillMs / 1000).toFixed(1)} s; keys per node ${JSON.stringify(statuses.map((s) => s?.shards.reduce((a, b) => a + b.keys, 0)))}`,
+    );
 
     const node = cluster.node(victim);
     await node.kill();
@@ -106,7 +121,14 @@ try {
         throw new Error(`rejoined node answers ${JSON.stringify(answer).slice(0, 200)} for ${keyOf(i)}`);
       }
     }
-    rows.push({ keys: size, fillMs, upMs, healthyMs, transferMs: joined ? Number(joined[2]) : null, entries: joined ? Number(joined[1]) : null });
+    rows.push({
+      keys: size,
+      fillMs,
+      upMs,
+      healthyMs,
+      transferMs: joined ? Number(joined[2]) : null,
+      entries: joined ? Number(joined[1]) : null,
+    });
     console.error(`  ${size} keys: rejoined in ${healthyMs.toFixed(0)} ms (${joined?.[0] ?? "no join line"})`);
   }
 } catch (error) {

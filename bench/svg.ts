@@ -56,7 +56,10 @@ const yTickCount = 6;
 const font = 'font-family="DejaVu Sans, Arial, Helvetica, sans-serif"';
 
 export function escapeXml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c]!);
+  return text.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;" })[c]!,
+  );
 }
 
 /** A number as short as it stays readable: 1234567 -> "1.23M", 0.8312 -> "0.831". */
@@ -113,12 +116,18 @@ function yAxis(f: Frame, ticks: number[], yOf: (v: number) => number, label: str
   for (const t of ticks) {
     const y = yOf(t).toFixed(1);
     out.push(`<line x1="${f.left}" y1="${y}" x2="${f.right}" y2="${y}" stroke="#dddddd" stroke-width="1"/>`);
-    out.push(`<text x="${f.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11" ${font}>${escapeXml(formatNumber(t))}</text>`);
+    out.push(
+      `<text x="${f.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" font-size="11" ${font}>${escapeXml(formatNumber(t))}</text>`,
+    );
   }
   const mid = ((f.top + f.bottom) / 2).toFixed(1);
-  out.push(`<text class="y-label" x="18" y="${mid}" text-anchor="middle" font-size="13" transform="rotate(-90 18 ${mid})" ${font}>${escapeXml(label)}</text>`);
+  out.push(
+    `<text class="y-label" x="18" y="${mid}" text-anchor="middle" font-size="13" transform="rotate(-90 18 ${mid})" ${font}>${escapeXml(label)}</text>`,
+  );
   out.push(`<line x1="${f.left}" y1="${f.top}" x2="${f.left}" y2="${f.bottom}" stroke="#333333" stroke-width="1"/>`);
-  out.push(`<line x1="${f.left}" y1="${f.bottom}" x2="${f.right}" y2="${f.bottom}" stroke="#333333" stroke-width="1"/>`);
+  out.push(
+    `<line x1="${f.left}" y1="${f.bottom}" x2="${f.right}" y2="${f.bottom}" stroke="#333333" stroke-width="1"/>`,
+  );
   return out;
 }
 
@@ -154,7 +163,8 @@ export function wrapNotes(notes: string[], width: number): string[] {
 
 function notesOf(f: Frame, notes: string[]): string[] {
   return notes.map(
-    (note, i) => `<text x="${f.left}" y="${f.bottom + 46 + i * 15}" font-size="10" fill="#555555" ${font}>${escapeXml(note)}</text>`,
+    (note, i) =>
+      `<text x="${f.left}" y="${f.bottom + 46 + i * 15}" font-size="10" fill="#555555" ${font}>${escapeXml(note)}</text>`,
   );
 }
 
@@ -175,18 +185,20 @@ export function lineChartSvg(chart: LineChart): string {
   const pad = 24;
   const xOf = (v: number): number => f.left + pad + ((v - xMin) / (xMax - xMin)) * (f.right - f.left - 2 * pad);
   const yOf = (v: number): number => f.bottom - (v / yMax) * (f.bottom - f.top);
-  const desc = chart.series
-    .map((s) => `${s.name}: ${s.points.map((p) => `(${p.x}, ${p.y})`).join(" ")}`)
-    .join("; ");
+  const desc = chart.series.map((s) => `${s.name}: ${s.points.map((p) => `(${p.x}, ${p.y})`).join(" ")}`).join("; ");
   const out = header(f, chart.title, `${chart.xLabel} vs ${chart.yLabel}. ${desc}`);
   out.push(...yAxis(f, yTicks, yOf, chart.yLabel));
   const xTicks = chart.xTicks ?? niceTicks(xMin, xMax).map((v) => ({ value: v, label: formatNumber(v) }));
   for (const t of xTicks) {
     const x = xOf(t.value).toFixed(1);
     out.push(`<line x1="${x}" y1="${f.bottom}" x2="${x}" y2="${f.bottom + 5}" stroke="#333333" stroke-width="1"/>`);
-    out.push(`<text x="${x}" y="${f.bottom + 18}" text-anchor="middle" font-size="11" ${font}>${escapeXml(t.label)}</text>`);
+    out.push(
+      `<text x="${x}" y="${f.bottom + 18}" text-anchor="middle" font-size="11" ${font}>${escapeXml(t.label)}</text>`,
+    );
   }
-  out.push(`<text class="x-label" x="${((f.left + f.right) / 2).toFixed(1)}" y="${f.bottom + 36}" text-anchor="middle" font-size="13" ${font}>${escapeXml(chart.xLabel)}</text>`);
+  out.push(
+    `<text class="x-label" x="${((f.left + f.right) / 2).toFixed(1)}" y="${f.bottom + 36}" text-anchor="middle" font-size="13" ${font}>${escapeXml(chart.xLabel)}</text>`,
+  );
   chart.series.forEach((s, i) => {
     const colour = palette[i % palette.length];
     const path = s.points.map((p) => `${xOf(p.x).toFixed(1)},${yOf(p.y).toFixed(1)}`).join(" ");
@@ -195,10 +207,17 @@ export function lineChartSvg(chart: LineChart): string {
       const x = xOf(p.x).toFixed(1);
       const y = yOf(p.y).toFixed(1);
       out.push(`<circle class="point" cx="${x}" cy="${y}" r="4" fill="${colour}"/>`);
-      out.push(`<text x="${x}" y="${(yOf(p.y) - 9).toFixed(1)}" text-anchor="middle" font-size="11" ${font}>${escapeXml(p.label ?? formatNumber(p.y))}</text>`);
+      out.push(
+        `<text x="${x}" y="${(yOf(p.y) - 9).toFixed(1)}" text-anchor="middle" font-size="11" ${font}>${escapeXml(p.label ?? formatNumber(p.y))}</text>`,
+      );
     }
   });
-  out.push(...legend(f, chart.series.map((s) => s.name)));
+  out.push(
+    ...legend(
+      f,
+      chart.series.map((s) => s.name),
+    ),
+  );
   out.push(...notesOf(f, notes));
   out.push(`</svg>`);
   return `${out.join("\n")}\n`;
@@ -212,7 +231,9 @@ export function barChartSvg(chart: BarChart): string {
   const yTicks = niceTicks(0, Math.max(0, ...values) * 1.1 || 1, yTickCount);
   const yMax = yTicks[yTicks.length - 1]!;
   const yOf = (v: number): number => f.bottom - (v / yMax) * (f.bottom - f.top);
-  const desc = chart.series.map((s) => `${s.name}: ${chart.categories.map((c, i) => `${c} ${s.values[i]}`).join(", ")}`).join("; ");
+  const desc = chart.series
+    .map((s) => `${s.name}: ${chart.categories.map((c, i) => `${c} ${s.values[i]}`).join(", ")}`)
+    .join("; ");
   const out = header(f, chart.title, `${chart.yLabel}. ${desc}`);
   out.push(...yAxis(f, yTicks, yOf, chart.yLabel));
   const groupWidth = (f.right - f.left) / Math.max(1, chart.categories.length);
@@ -227,13 +248,20 @@ export function barChartSvg(chart: BarChart): string {
         `<rect class="bar" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(f.bottom - y).toFixed(1)}" fill="${palette[i % palette.length]}"/>`,
       );
       const label = s.labels?.[c] ?? formatNumber(v);
-      out.push(`<text x="${(x + barWidth / 2 - 1).toFixed(1)}" y="${(y - 4).toFixed(1)}" text-anchor="middle" font-size="10" ${font}>${escapeXml(label)}</text>`);
+      out.push(
+        `<text x="${(x + barWidth / 2 - 1).toFixed(1)}" y="${(y - 4).toFixed(1)}" text-anchor="middle" font-size="10" ${font}>${escapeXml(label)}</text>`,
+      );
     });
     out.push(
       `<text x="${(f.left + (c + 0.5) * groupWidth).toFixed(1)}" y="${f.bottom + 18}" text-anchor="middle" font-size="12" ${font}>${escapeXml(category)}</text>`,
     );
   });
-  out.push(...legend(f, chart.series.map((s) => s.name)));
+  out.push(
+    ...legend(
+      f,
+      chart.series.map((s) => s.name),
+    ),
+  );
   out.push(...notesOf(f, notes));
   out.push(`</svg>`);
   return `${out.join("\n")}\n`;

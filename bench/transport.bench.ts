@@ -297,9 +297,15 @@ function printTable(rows: Row[]) {
 }
 
 async function main() {
-  const load = (await Bun.file("/proc/loadavg").text().catch(() => "?")).split(" ")[0];
-  console.log(`transport bench: ${durationMs} ms per case, loop ${loopMode}, window ${windowFrames ?? "default"}, ` +
-    `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, load ${load}`);
+  const load = (
+    await Bun.file("/proc/loadavg")
+      .text()
+      .catch(() => "?")
+  ).split(" ")[0];
+  console.log(
+    `transport bench: ${durationMs} ms per case, loop ${loopMode}, window ${windowFrames ?? "default"}, ` +
+      `bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, load ${load}`,
+  );
   const rows: Row[] = [];
   for (const kind of kinds) {
     for (const twoProcs of [false, true]) {

@@ -129,15 +129,24 @@ class EtcdCluster {
           proc = Bun.spawn(
             [
               etcdBin,
-              "--name", names[i]!,
-              "--data-dir", join(dir, names[i]!),
-              "--listen-client-urls", clientUrl,
-              "--advertise-client-urls", clientUrl,
-              "--listen-peer-urls", peer(i),
-              "--initial-advertise-peer-urls", peer(i),
-              "--initial-cluster", initial,
-              "--initial-cluster-state", "new",
-              "--initial-cluster-token", token,
+              "--name",
+              names[i]!,
+              "--data-dir",
+              join(dir, names[i]!),
+              "--listen-client-urls",
+              clientUrl,
+              "--advertise-client-urls",
+              clientUrl,
+              "--listen-peer-urls",
+              peer(i),
+              "--initial-advertise-peer-urls",
+              peer(i),
+              "--initial-cluster",
+              initial,
+              "--initial-cluster-state",
+              "new",
+              "--initial-cluster-token",
+              token,
             ],
             { stdin: "ignore", stdout: log, stderr: log },
           );
@@ -146,11 +155,14 @@ class EtcdCluster {
         }
         live.add(proc);
         // Reads a pipe only this process writes: EOF (this process died, even by SIGKILL) kills etcd.
-        const watchdog = Bun.spawn(["sh", "-c", `trap '' TERM INT HUP; read _ ; kill -9 ${proc.pid} 2>/dev/null; rm -rf '${dir}'`], {
-          stdin: "pipe",
-          stdout: "ignore",
-          stderr: "ignore",
-        });
+        const watchdog = Bun.spawn(
+          ["sh", "-c", `trap '' TERM INT HUP; read _ ; kill -9 ${proc.pid} 2>/dev/null; rm -rf '${dir}'`],
+          {
+            stdin: "pipe",
+            stdout: "ignore",
+            stderr: "ignore",
+          },
+        );
         live.add(watchdog);
         members.push({ name: names[i]!, clientUrl, proc, watchdog });
       }
@@ -158,7 +170,8 @@ class EtcdCluster {
         "the etcd members to be healthy",
         async () => {
           for (const m of members) {
-            if (m.proc.exitCode !== null) throw new Error(`etcd ${m.name} exited (${m.proc.exitCode}):\n${cluster.logTail(m.name)}`);
+            if (m.proc.exitCode !== null)
+              throw new Error(`etcd ${m.name} exited (${m.proc.exitCode}):\n${cluster.logTail(m.name)}`);
           }
           const health = await Promise.all(
             members.map(async (m) => {
@@ -188,7 +201,10 @@ class EtcdCluster {
 
   logTail(name: string, lines = 20): string {
     try {
-      return readFileSync(join(this.dir, `${name}.log`), "utf8").split("\n").slice(-lines).join("\n");
+      return readFileSync(join(this.dir, `${name}.log`), "utf8")
+        .split("\n")
+        .slice(-lines)
+        .join("\n");
     } catch {
       return "(no log)";
     }
@@ -218,7 +234,11 @@ class EtcdCluster {
 export async function runLoadTool(args: string[], log: (line: string) => void): Promise<SystemRun> {
   const proc = Bun.spawn([bunBin, "src/main.ts", "bench", ...args], { cwd: repoRoot, stdout: "pipe", stderr: "pipe" });
   live.add(proc);
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   live.delete(proc);
   const lines = out.trim().split("\n");
   const summary = parseSummaryLine(lines[lines.length - 1] ?? "");
@@ -243,7 +263,11 @@ async function wrk(url: string, connections: number, seconds: number): Promise<n
 
 async function trivialServer(): Promise<{ url: string; stop: () => Promise<void> }> {
   const proc = Bun.spawn(
-    [bunBin, "-e", `const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello") }); console.log(s.port);`],
+    [
+      bunBin,
+      "-e",
+      `const s = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("hello") }); console.log(s.port);`,
+    ],
     { stdout: "pipe", stderr: "inherit" },
   );
   live.add(proc);
@@ -274,11 +298,26 @@ async function calibrate(name: string, base: string, o: VsEtcdOptions, rounds: n
   for (let r = 0; r < rounds; r++) {
     c.wrk.push(await wrk(`${base}/v1/kv/bench-0`, o.connections, seconds));
     const run = await runLoadTool(
-      ["--endpoints", base, "-c", String(o.connections), "-k", "1", "--read-pct", "100", "-d", String(seconds), "--warmup", "0.5"],
+      [
+        "--endpoints",
+        base,
+        "-c",
+        String(o.connections),
+        "-k",
+        "1",
+        "--read-pct",
+        "100",
+        "-d",
+        String(seconds),
+        "--warmup",
+        "0.5",
+      ],
       () => {},
     );
     c.tool.push(run.summary.throughputReqs);
-    o.log(`  ${name}, round ${r + 1}: wrk ${c.wrk[r]!.toFixed(0)} req/s, load tool ${c.tool[r]!.toFixed(0)} req/s, ratio ${(c.tool[r]! / c.wrk[r]!).toFixed(2)}`);
+    o.log(
+      `  ${name}, round ${r + 1}: wrk ${c.wrk[r]!.toFixed(0)} req/s, load tool ${c.tool[r]!.toFixed(0)} req/s, ratio ${(c.tool[r]! / c.wrk[r]!).toFixed(2)}`,
+    );
   }
   return c;
 }
@@ -300,8 +339,13 @@ export async function runVsEtcd(o: VsEtcdOptions): Promise<VsEtcdResult> {
   let hermes: ProcCluster | null = null;
   const calibration: Calibration[] = [];
   try {
-    o.log(`starting a 3-member etcd ${etcdVersion} cluster (data under ${o.etcdDir}) and a 3-node hermes-kv cluster (membership in its own etcd)`);
-    [etcd, hermes] = await Promise.all([EtcdCluster.start(o.etcdDir, 3), ProcCluster.start({ nodes: 3, leaseMs: 2000 })]);
+    o.log(
+      `starting a 3-member etcd ${etcdVersion} cluster (data under ${o.etcdDir}) and a 3-node hermes-kv cluster (membership in its own etcd)`,
+    );
+    [etcd, hermes] = await Promise.all([
+      EtcdCluster.start(o.etcdDir, 3),
+      ProcCluster.start({ nodes: 3, leaseMs: 2000 }),
+    ]);
     const etcdUrls = etcd.urls().join(",");
     const hermesUrls = hermes.urls().join(",");
     o.log(`etcd: ${etcdUrls}\nhermes-kv: ${hermesUrls}`);
@@ -318,7 +362,18 @@ export async function runVsEtcd(o: VsEtcdOptions): Promise<VsEtcdResult> {
       calibration.push(await calibrate("hermes-kv node GET", hermes.urls()[0]!, o, 3));
     }
 
-    const common = ["-c", String(o.connections), "-k", String(o.keys), "-v", String(o.valueBytes), "-d", String(o.seconds), "--warmup", String(o.warmupSeconds)];
+    const common = [
+      "-c",
+      String(o.connections),
+      "-k",
+      String(o.keys),
+      "-v",
+      String(o.valueBytes),
+      "-d",
+      String(o.seconds),
+      "--warmup",
+      String(o.warmupSeconds),
+    ];
     const rows: VsEtcdRow[] = [];
     let first = true;
     for (const [i, readPct] of o.readPcts.entries()) {
@@ -362,7 +417,9 @@ export function tableLines(result: VsEtcdResult): string[] {
   }
   for (const c of result.calibration) {
     const ratios = c.tool.map((t, i) => (t / c.wrk[i]!).toFixed(2));
-    lines.push(`calibration, ${c.target}: wrk ${c.wrk.map((v) => v.toFixed(0)).join("/")} req/s, load tool ${c.tool.map((v) => v.toFixed(0)).join("/")} req/s, ratio ${ratios.join("/")}`);
+    lines.push(
+      `calibration, ${c.target}: wrk ${c.wrk.map((v) => v.toFixed(0)).join("/")} req/s, load tool ${c.tool.map((v) => v.toFixed(0)).join("/")} req/s, ratio ${ratios.join("/")}`,
+    );
   }
   return lines;
 }
@@ -375,7 +432,9 @@ function argValue(argv: string[], name: string): string | undefined {
 if (import.meta.main) {
   const argv = process.argv.slice(2);
   if (argv.includes("--help") || argv.includes("-h")) {
-    console.log("usage: bun bench/vs-etcd.ts [--seconds S (5)] [--warmup S (1)] [--quick (2 s each)] [--calibrate] [--etcd-dir DIR]");
+    console.log(
+      "usage: bun bench/vs-etcd.ts [--seconds S (5)] [--warmup S (1)] [--quick (2 s each)] [--calibrate] [--etcd-dir DIR]",
+    );
     process.exit(0);
   }
   const quick = argv.includes("--quick");
@@ -394,6 +453,8 @@ if (import.meta.main) {
   // A signal ends the run through the finally blocks (and the exit hook as a last resort).
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => process.exit(130));
   const result = await runVsEtcd(options);
-  console.log(`\netcd ${result.etcdVersion}; ${options.connections} connections, ${options.keys} keys, ${options.valueBytes} B values, ${options.seconds} s per run; load average at the end ${result.loadAverage}`);
+  console.log(
+    `\netcd ${result.etcdVersion}; ${options.connections} connections, ${options.keys} keys, ${options.valueBytes} B values, ${options.seconds} s per run; load average at the end ${result.loadAverage}`,
+  );
   for (const line of tableLines(result)) console.log(line);
 }

@@ -156,5 +156,9 @@ export function setSocketBufferBytes(fd: number, direction: BufferDirection, byt
 
 /** The socket buffer size the kernel reports for `fd`. */
 export function socketBufferBytes(fd: number, direction: BufferDirection): number {
-  return getInt(fd, direction === "receive" ? SO_RCVBUF : SO_SNDBUF, direction === "receive" ? "SO_RCVBUF" : "SO_SNDBUF");
+  return getInt(
+    fd,
+    direction === "receive" ? SO_RCVBUF : SO_SNDBUF,
+    direction === "receive" ? "SO_RCVBUF" : "SO_SNDBUF",
+  );
 }

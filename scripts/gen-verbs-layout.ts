@@ -172,9 +172,21 @@ export const structSpecs: StructSpec[] = [
   {
     c: "ibv_device_attr",
     ts: "ibvDeviceAttr",
-    fields: { max_mr_size: "u64", max_qp: "i32", max_qp_wr: "i32", max_sge: "i32", max_cq: "i32", max_cqe: "i32", phys_port_cnt: "u8" },
+    fields: {
+      max_mr_size: "u64",
+      max_qp: "i32",
+      max_qp_wr: "i32",
+      max_sge: "i32",
+      max_cq: "i32",
+      max_cqe: "i32",
+      phys_port_cnt: "u8",
+    },
   },
-  { c: "ibv_grh", ts: "ibvGrh", fields: { version_tclass_flow: "u32", paylen: "u16", next_hdr: "u8", hop_limit: "u8", sgid: "gid", dgid: "gid" } },
+  {
+    c: "ibv_grh",
+    ts: "ibvGrh",
+    fields: { version_tclass_flow: "u32", paylen: "u16", next_hdr: "u8", hop_limit: "u8", sgid: "gid", dgid: "gid" },
+  },
 ];
 
 /** Enum values and flags the FFI code uses (TypeScript name -> C expression). */
@@ -274,7 +286,8 @@ function probeSource(): string {
 /** Why the layout cannot be generated here (no gcc or no verbs headers), or null when it can. */
 export function layoutToolchainMissing(): string | null {
   if (Bun.which("gcc") === null) return "gcc is not installed";
-  if (!Bun.file("/usr/include/infiniband/verbs.h").size) return "libibverbs-dev headers (/usr/include/infiniband/verbs.h) are not installed";
+  if (!Bun.file("/usr/include/infiniband/verbs.h").size)
+    return "libibverbs-dev headers (/usr/include/infiniband/verbs.h) are not installed";
   return null;
 }
 
@@ -312,7 +325,9 @@ function parseProbeOutput(out: string): LayoutData {
       const width = s.fields[designator]!;
       // A width mismatch means the FFI code would read the field with the wrong accessor.
       if (width !== "struct" && widthBytes[width] !== bytes) {
-        throw new Error(`struct ${s.c}.${designator} is ${bytes} bytes in the headers; the FFI code reads it as ${width}`);
+        throw new Error(
+          `struct ${s.c}.${designator} is ${bytes} bytes in the headers; the FFI code reads it as ${width}`,
+        );
       }
       data.structs[s.ts]![fieldKey(designator)] = offset;
     } else if (parts[0] === "C") {
@@ -364,7 +379,11 @@ if (import.meta.main) {
   const text = renderLayout(measureLayout(), headerVersion());
   if (process.argv.includes("--check")) {
     // Compare everything but the header line, which names the package version.
-    const strip = (t: string) => t.split("\n").filter((l) => !l.startsWith("// Headers:")).join("\n");
+    const strip = (t: string) =>
+      t
+        .split("\n")
+        .filter((l) => !l.startsWith("// Headers:"))
+        .join("\n");
     const committed = readFileSync(layoutPath, "utf8");
     if (strip(committed) !== strip(text)) {
       console.error(`gen-verbs-layout: ${layoutPath} differs from the headers; run bun scripts/gen-verbs-layout.ts`);

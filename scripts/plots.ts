@@ -54,11 +54,31 @@ function machine(): string {
 async function engineSweep(): Promise<EnginePoint[]> {
   const points: EnginePoint[] = [];
   for (const w of writePerMilles) {
-    const args = ["src/main.ts", "bench", "-M", "3", "-W", "1", "-w", String(w), "-k", String(engineKeys), "-d", String(engineSeconds)];
+    const args = [
+      "src/main.ts",
+      "bench",
+      "-M",
+      "3",
+      "-W",
+      "1",
+      "-w",
+      String(w),
+      "-k",
+      String(engineKeys),
+      "-d",
+      String(engineSeconds),
+    ];
     console.log(`engine: bun ${args.join(" ")}`);
     const proc = Bun.spawn([process.execPath, ...args], { cwd: repoRoot, stdout: "pipe", stderr: "pipe" });
-    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    const m = /throughput_mreqs=([0-9.]+) read_p50_us=[0-9]+ read_p99_us=([0-9]+) write_p50_us=[0-9]+ write_p99_us=([0-9]+)/.exec(out);
+    const [out, err, code] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
+    const m =
+      /throughput_mreqs=([0-9.]+) read_p50_us=[0-9]+ read_p99_us=([0-9]+) write_p50_us=[0-9]+ write_p99_us=([0-9]+)/.exec(
+        out,
+      );
     if (code !== 0 || m === null) throw new Error(`engine bench failed (exit ${code}):\n${out}\n${err}`);
     const point = { writePerMille: w, mreqs: Number(m[1]), readP99Us: Number(m[2]), writeP99Us: Number(m[3]) };
     console.log(`  ${out.trim().split("\n").pop()}`);
@@ -70,7 +90,12 @@ async function engineSweep(): Promise<EnginePoint[]> {
 const engine = await engineSweep();
 const engineMachine = machine();
 console.log("\nHTTP: hermes-kv beside etcd (bench/vs-etcd.ts)");
-const vs = await runVsEtcd({ ...vsEtcdDefaults, seconds: httpSeconds, warmupSeconds: quick ? 0.5 : 1, log: (line) => console.log(line) });
+const vs = await runVsEtcd({
+  ...vsEtcdDefaults,
+  seconds: httpSeconds,
+  warmupSeconds: quick ? 0.5 : 1,
+  log: (line) => console.log(line),
+});
 const httpMachine = machine();
 
 mkdirSync(outDir, { recursive: true });
@@ -91,7 +116,11 @@ write(
     series: [
       {
         name: "hermes-kv bench -M 3 -W 1 (256 outstanding requests per worker)",
-        points: engine.map((p, i) => ({ x: i, y: p.mreqs, label: p.mreqs >= 1 ? `${p.mreqs.toFixed(2)}M` : `${Math.round(p.mreqs * 1000)}k` })),
+        points: engine.map((p, i) => ({
+          x: i,
+          y: p.mreqs,
+          label: p.mreqs >= 1 ? `${p.mreqs.toFixed(2)}M` : `${Math.round(p.mreqs * 1000)}k`,
+        })),
       },
     ],
     notes: [
@@ -119,7 +148,10 @@ write(
       {
         name: "hermes-kv",
         values: vs.rows.map((r) => Math.round(r.hermes.summary.throughputReqs)),
-        labels: vs.rows.map((r) => `${formatNumber(Math.round(r.hermes.summary.throughputReqs))} (${ratio(r.hermes.summary.throughputReqs, r.etcd.summary.throughputReqs)})`),
+        labels: vs.rows.map(
+          (r) =>
+            `${formatNumber(Math.round(r.hermes.summary.throughputReqs))} (${ratio(r.hermes.summary.throughputReqs, r.etcd.summary.throughputReqs)})`,
+        ),
       },
     ],
     notes: httpNotes,
@@ -143,9 +175,12 @@ console.log("\nengine sweep (hermes-kv bench -M 3 -W 1):");
 console.log("| write ratio | M req/s | read p99 | write p99 |");
 console.log("|---|---|---|---|");
 /** The engine's histograms stop at latencyBucketsUs: a value there means "at least". */
-const us = (v: number, any: boolean): string => (!any ? "–" : v >= latencyBucketsUs ? `≥${latencyBucketsUs / 1000} ms` : `${v} µs`);
+const us = (v: number, any: boolean): string =>
+  !any ? "–" : v >= latencyBucketsUs ? `≥${latencyBucketsUs / 1000} ms` : `${v} µs`;
 for (const p of engine) {
-  console.log(`| ${p.writePerMille / 10}% | ${p.mreqs.toFixed(3)} | ${us(p.readP99Us, p.writePerMille < 1000)} | ${us(p.writeP99Us, p.writePerMille > 0)} |`);
+  console.log(
+    `| ${p.writePerMille / 10}% | ${p.mreqs.toFixed(3)} | ${us(p.readP99Us, p.writePerMille < 1000)} | ${us(p.writeP99Us, p.writePerMille > 0)} |`,
+  );
 }
 console.log(`\nHTTP (etcd ${vs.etcdVersion}; load average at the end ${vs.loadAverage}):`);
 for (const line of tableLines(vs)) console.log(line);

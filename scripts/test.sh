@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): installs what the tests need, runs every suite and
 # ends with one line `N passed, N failed, N skipped`; exits non-zero if anything failed.
-#   scripts/test.sh        everything: type check, bun tests, 300 simulation seeds per mode, the RDMA guest
-#   scripts/test.sh fast   type check and bun tests only
+#   scripts/test.sh        everything: type check, format check, bun tests, 300 simulation seeds per mode, the RDMA guest
+#   scripts/test.sh fast   type check, format check and bun tests only
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-all}
@@ -20,6 +20,7 @@ step() {
 }
 
 step "type check" node_modules/.bin/tsc --noEmit -p .
+step "format (npm run format:check)" npm run -s format:check
 
 # bun test writes its counts to stderr as " N pass", " N fail", " N skip" lines.
 echo "=== bun test"

@@ -85,8 +85,10 @@ export function layerViolations(map: LayerMap, edges: ImportEdge[]): string[] {
     if (from === to) continue;
     const key = `${from}->${to}`;
     const why = forbidden.get(key);
-    if (why !== undefined) problems.push(`${edge.fromFile} imports ${edge.toFile}: ${from} never imports ${to} (${why})`);
-    else if (!declared.has(key)) problems.push(`${edge.fromFile} imports ${edge.toFile}: ${key} is not an arrow of the layer map`);
+    if (why !== undefined)
+      problems.push(`${edge.fromFile} imports ${edge.toFile}: ${from} never imports ${to} (${why})`);
+    else if (!declared.has(key))
+      problems.push(`${edge.fromFile} imports ${edge.toFile}: ${key} is not an arrow of the layer map`);
     if (!partEdges.has(from)) partEdges.set(from, new Set());
     partEdges.get(from)!.add(to);
   }
@@ -140,7 +142,10 @@ test("every import in src/ and ffi/ keeps to the layer map (docs/layers.json)", 
 
 test("every part of the map names at least one existing path, and every arrow names known parts", () => {
   for (const [name, part] of Object.entries(layerMap.parts)) {
-    for (const prefix of part.is) expect(`${name}: ${prefix} exists=${statSync(join(root, prefix), { throwIfNoEntry: false }) !== undefined}`).toBe(`${name}: ${prefix} exists=true`);
+    for (const prefix of part.is)
+      expect(`${name}: ${prefix} exists=${statSync(join(root, prefix), { throwIfNoEntry: false }) !== undefined}`).toBe(
+        `${name}: ${prefix} exists=true`,
+      );
   }
   for (const [a, b] of [...layerMap.arrows, ...layerMap.never.map(([x, y]) => [x, y] as [string, string])]) {
     expect(layerMap.parts[a] !== undefined && layerMap.parts[b] !== undefined).toBe(true);
@@ -169,7 +174,9 @@ test("the detector finds a forbidden edge, an undeclared edge, an unmapped file 
   expect(layerViolations(map, [edge("src/top/c.ts", "src/low/b.ts")])).toEqual([
     "src/top/c.ts imports src/low/b.ts: Top->Low is not an arrow of the layer map",
   ]);
-  expect(layerViolations(map, [edge("src/other.ts", "src/low/b.ts")])).toEqual(["src/other.ts: belongs to no part of the layer map"]);
+  expect(layerViolations(map, [edge("src/other.ts", "src/low/b.ts")])).toEqual([
+    "src/other.ts: belongs to no part of the layer map",
+  ]);
   expect(layerViolations(map, [edge("src/mid/a.ts", "src/low/b.ts"), edge("src/low/b.ts", "src/mid/a.ts")])).toEqual([
     "directory cycle: Mid -> Low -> Mid",
   ]);

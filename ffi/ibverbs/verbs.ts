@@ -96,7 +96,8 @@ export function openDevice(name?: string): Context {
   const list = pointerOrNull(l.ibv_get_device_list(count));
   if (list === null) {
     const code = errno();
-    if (code === ENOSYS || code === ENODEV || code === 0) throw new NativeError("ibv_get_device_list", ENODEV, "no RDMA devices");
+    if (code === ENOSYS || code === ENODEV || code === 0)
+      throw new NativeError("ibv_get_device_list", ENODEV, "no RDMA devices");
     throw new NativeError("ibv_get_device_list", code);
   }
   try {
@@ -111,7 +112,8 @@ export function openDevice(name?: string): Context {
       if (ctx === null) throw new NativeError("ibv_open_device", errno(), deviceName);
       return new Context(ctx, deviceName);
     }
-    const detail = name === undefined ? "no RDMA devices" : `no device named ${name} (have: ${names.join(", ") || "none"})`;
+    const detail =
+      name === undefined ? "no RDMA devices" : `no device named ${name} (have: ${names.join(", ") || "none"})`;
     throw new NativeError("ibv_open_device", ENODEV, detail);
   } finally {
     l.ibv_free_device_list(list);
@@ -216,7 +218,8 @@ export interface GidEntry {
 
 /** Bytes of an IBV_MTU_* enum value (IBV_MTU_256 = 1 ... IBV_MTU_4096 = 5). */
 export function mtuBytes(mtu: number): number {
-  if (!Number.isInteger(mtu) || mtu < ibv.MTU_256 || mtu > ibv.MTU_4096) throw new RangeError(`not an IBV_MTU value: ${mtu}`);
+  if (!Number.isInteger(mtu) || mtu < ibv.MTU_256 || mtu > ibv.MTU_4096)
+    throw new RangeError(`not an IBV_MTU value: ${mtu}`);
   return 256 << (mtu - ibv.MTU_256);
 }
 
@@ -318,9 +321,21 @@ export class OpsTable {
       return p as Pointer;
     };
     const { ptr, i32 } = FFIType;
-    this.postSend = CFunction({ ptr: fn(ibvContext.ops_post_send, "post_send"), args: [ptr, ptr, ptr], returns: i32 }) as unknown as DataPathFn;
-    this.postRecv = CFunction({ ptr: fn(ibvContext.ops_post_recv, "post_recv"), args: [ptr, ptr, ptr], returns: i32 }) as unknown as DataPathFn;
-    this.pollCq = CFunction({ ptr: fn(ibvContext.ops_poll_cq, "poll_cq"), args: [ptr, i32, ptr], returns: i32 }) as unknown as DataPathFn;
+    this.postSend = CFunction({
+      ptr: fn(ibvContext.ops_post_send, "post_send"),
+      args: [ptr, ptr, ptr],
+      returns: i32,
+    }) as unknown as DataPathFn;
+    this.postRecv = CFunction({
+      ptr: fn(ibvContext.ops_post_recv, "post_recv"),
+      args: [ptr, ptr, ptr],
+      returns: i32,
+    }) as unknown as DataPathFn;
+    this.pollCq = CFunction({
+      ptr: fn(ibvContext.ops_poll_cq, "poll_cq"),
+      args: [ptr, i32, ptr],
+      returns: i32,
+    }) as unknown as DataPathFn;
   }
 
   /** Frees the CFunction trampolines. Idempotent. */
@@ -404,7 +419,8 @@ export class Context extends VerbsHandle {
       activeMtuBytes: mtuBytes(activeMtu),
       gidTableLength: v.getInt32(ibvPortAttr.gid_tbl_len, true),
       lid: v.getUint16(ibvPortAttr.lid, true),
-      linkLayer: ll === ibv.LINK_LAYER_ETHERNET ? "ethernet" : ll === ibv.LINK_LAYER_INFINIBAND ? "infiniband" : "unspecified",
+      linkLayer:
+        ll === ibv.LINK_LAYER_ETHERNET ? "ethernet" : ll === ibv.LINK_LAYER_INFINIBAND ? "infiniband" : "unspecified",
       maxMessageBytes: v.getUint32(ibvPortAttr.max_msg_sz, true),
     };
   }
@@ -432,7 +448,11 @@ export class Context extends VerbsHandle {
       const gid = buf.slice(ibvGidEntry.gid, ibvGidEntry.gid + 16);
       if (gid.every((b) => b === 0)) continue;
       const t = v.getUint32(ibvGidEntry.gid_type, true);
-      entries.push({ index, gid, type: t === ibv.GID_TYPE_ROCE_V2 ? "roce-v2" : t === ibv.GID_TYPE_ROCE_V1 ? "roce-v1" : "ib" });
+      entries.push({
+        index,
+        gid,
+        type: t === ibv.GID_TYPE_ROCE_V2 ? "roce-v2" : t === ibv.GID_TYPE_ROCE_V1 ? "roce-v1" : "ib",
+      });
     }
     return entries;
   }
@@ -445,7 +465,8 @@ export class Context extends VerbsHandle {
 
   /** A completion queue with room for at least `entries` completions (no completion channel). */
   createCq(entries: number): CompletionQueue {
-    if (!Number.isInteger(entries) || entries < 1) throw new RangeError(`createCq: entries must be a positive integer, got ${entries}`);
+    if (!Number.isInteger(entries) || entries < 1)
+      throw new RangeError(`createCq: entries must be a positive integer, got ${entries}`);
     const p = pointerOrNull(lib().ibv_create_cq(this.address, entries, null, null, 0));
     if (p === null) throw new NativeError("ibv_create_cq", errno(), `${entries} entries on ${this.deviceName}`);
     return new CompletionQueue(p, this);
@@ -474,7 +495,8 @@ export class ProtectionDomain extends VerbsHandle {
    * outlive the region: close the region before freeing it. Default access: local write only.
    */
   registerMemory(address: Pointer, bytes: number, access: number = ibv.ACCESS_LOCAL_WRITE): MemoryRegion {
-    if (!Number.isInteger(bytes) || bytes <= 0) throw new RangeError(`registerMemory: bytes must be a positive integer, got ${bytes}`);
+    if (!Number.isInteger(bytes) || bytes <= 0)
+      throw new RangeError(`registerMemory: bytes must be a positive integer, got ${bytes}`);
     const p = pointerOrNull(lib().ibv_reg_mr(this.address, address, bytes, access));
     if (p === null) throw new NativeError("ibv_reg_mr", errno(), `${bytes} bytes`);
     return new MemoryRegion(p, this);
@@ -493,7 +515,12 @@ export class ProtectionDomain extends VerbsHandle {
     v.setUint32(ibvQpInitAttr.qp_type, options.type === "ud" ? ibv.QPT_UD : ibv.QPT_RC, true);
     v.setInt32(ibvQpInitAttr.sq_sig_all, options.signalAll ? 1 : 0, true);
     const p = pointerOrNull(lib().ibv_create_qp(this.address, attr));
-    if (p === null) throw new NativeError("ibv_create_qp", errno(), `${options.type} qp, ${options.sendWrMax} send / ${options.recvWrMax} recv WRs`);
+    if (p === null)
+      throw new NativeError(
+        "ibv_create_qp",
+        errno(),
+        `${options.type} qp, ${options.sendWrMax} send / ${options.recvWrMax} recv WRs`,
+      );
     return new QueuePair(p, this, options);
   }
 

@@ -82,7 +82,8 @@ export function currentCpu(): number {
 
 /** The node `cpu` belongs to. Throws NativeError (EINVAL) for a CPU that does not exist. */
 export function numaNodeOfCpu(cpu: number): number {
-  if (!Number.isInteger(cpu) || cpu < 0) throw new RangeError(`numaNodeOfCpu: cpu must be a non-negative integer, got ${cpu}`);
+  if (!Number.isInteger(cpu) || cpu < 0)
+    throw new RangeError(`numaNodeOfCpu: cpu must be a non-negative integer, got ${cpu}`);
   if (numa === null) return 0;
   const node = numa.numa_node_of_cpu(cpu);
   if (node < 0) throw new NativeError("numa_node_of_cpu", errno(), `cpu ${cpu}`);

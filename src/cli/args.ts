@@ -102,7 +102,8 @@ export function parseArgs<S extends FlagSpecs>(argv: readonly string[], specs: S
     }
     const next = argv[index];
     // A value that looks like a flag is almost always a forgotten value ("--etag --endpoint x").
-    if (next === undefined || (next.startsWith("--") && next !== "--")) throw new UsageError(`flag ${shown} needs a value`);
+    if (next === undefined || (next.startsWith("--") && next !== "--"))
+      throw new UsageError(`flag ${shown} needs a value`);
     flags[name] = next;
     index += 1;
   }

@@ -179,10 +179,11 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
     ops = reads + updates;
     let refused = 0;
     let retransmits = 0;
-    for (const node of last) for (const shard of node) {
-      refused += shard.counters.framesRefused ?? 0;
-      retransmits += shard.counters.invsRetransmitted ?? 0;
-    }
+    for (const node of last)
+      for (const shard of node) {
+        refused += shard.counters.framesRefused ?? 0;
+        retransmits += shard.counters.invsRetransmitted ?? 0;
+      }
     console.log(
       `done: ${ops} ops in ${elapsedS.toFixed(1)} s (reads ${reads}, updates ${updates}, realized update ratio ${((updates / Math.max(1, ops)) * 100).toFixed(1)}%, RMW aborts ${aborts}, ` +
         `frames refused for want of credit ${refused}, INV retransmissions ${retransmits})`,

@@ -174,7 +174,8 @@ ${exitHelp}
       expectPositionals(positionals, 1, 2, "KEY [BY]");
       const byArgument = positionals[1];
       const byFlag = flags.by;
-      if (byArgument !== undefined && typeof byFlag === "string") throw new UsageError("give BY as an argument or as --by, not both");
+      if (byArgument !== undefined && typeof byFlag === "string")
+        throw new UsageError("give BY as an argument or as --by, not both");
       const byText = byArgument ?? (typeof byFlag === "string" ? byFlag : "1");
       const by = parseIntegerFlag("BY", byText, -Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
       const response = await call(context, "POST", `${keyPath(positionals[0]!)}/incr?by=${by}`, undefined, true);
@@ -224,8 +225,10 @@ unreadable FILE, or a batch the node refused as invalid or too large).
     async run(context, _flags, positionals) {
       expectPositionals(positionals, 0, 1, "[FILE|-]");
       const source = positionals[0] ?? "-";
-      const body = source === "-" ? await context.io.readStdin(stdinBytesMax) : await readFileBounded(source, stdinBytesMax);
-      if (body === null) throw new UsageError(`the batch on ${source === "-" ? "stdin" : source} is longer than ${stdinBytesMax} bytes`);
+      const body =
+        source === "-" ? await context.io.readStdin(stdinBytesMax) : await readFileBounded(source, stdinBytesMax);
+      if (body === null)
+        throw new UsageError(`the batch on ${source === "-" ? "stdin" : source} is longer than ${stdinBytesMax} bytes`);
       const init = { body, headers: { "content-type": "application/json" } };
       const response = await call(context, "POST", "/v1/batch", init, true);
       if (typeof response === "number") return response;
@@ -239,7 +242,9 @@ unreadable FILE, or a batch the node refused as invalid or too large).
 export async function runClientCommand(argv: readonly string[], io: ClientIo = processIo()): Promise<number> {
   const name = argv[0];
   if (name === undefined || !allCommands.includes(name)) {
-    await io.stderr(`Error: unknown client command ${JSON.stringify(name ?? "")}; expected one of ${allCommands.join(", ")}\n`);
+    await io.stderr(
+      `Error: unknown client command ${JSON.stringify(name ?? "")}; expected one of ${allCommands.join(", ")}\n`,
+    );
     return ClientExit.usage;
   }
   const command = commands[name as ClientCommand];
@@ -256,7 +261,9 @@ export async function runClientCommand(argv: readonly string[], io: ClientIo = p
           ? parseEndpoint("--endpoint", flags.endpoint)
           : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint),
       timeoutMs:
-        typeof flags["timeout-ms"] === "string" ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax) : defaultTimeoutMs,
+        typeof flags["timeout-ms"] === "string"
+          ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax)
+          : defaultTimeoutMs,
     };
     return await command.run(context, flags, positionals);
   } catch (error) {
@@ -276,8 +283,10 @@ function parseEndpoint(source: string, text: string): string {
   } catch {
     throw new UsageError(`${source} must be a URL such as ${defaultEndpoint}, got ${JSON.stringify(text)}`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new UsageError(`${source} must be http:// or https://, got ${text}`);
-  if (url.search !== "" || url.hash !== "") throw new UsageError(`${source} must not have a query or fragment, got ${text}`);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    throw new UsageError(`${source} must be http:// or https://, got ${text}`);
+  if (url.search !== "" || url.hash !== "")
+    throw new UsageError(`${source} must not have a query or fragment, got ${text}`);
   return url.href.replace(/\/+$/, "");
 }
 
@@ -287,7 +296,8 @@ function parseEndpoint(source: string, text: string): string {
  */
 function keyPath(key: string): string {
   if (key === "") throw new UsageError("KEY is empty");
-  if (key === "." || key === "..") throw new UsageError(`KEY cannot be ${JSON.stringify(key)}: HTTP clients remove such path segments`);
+  if (key === "." || key === "..")
+    throw new UsageError(`KEY cannot be ${JSON.stringify(key)}: HTTP clients remove such path segments`);
   return `/v1/kv/${encodeURIComponent(key)}`;
 }
 
@@ -310,7 +320,12 @@ async function call(
 ): Promise<Response | number> {
   const url = context.endpoint + path;
   try {
-    return await fetch(url, { method, body: init?.body, headers: init?.headers, signal: AbortSignal.timeout(context.timeoutMs) });
+    return await fetch(url, {
+      method,
+      body: init?.body,
+      headers: init?.headers,
+      signal: AbortSignal.timeout(context.timeoutMs),
+    });
   } catch (error) {
     const err = error as { name?: string; code?: string; message?: string };
     const refused = err.code === "ConnectionRefused" || err.code === "ECONNREFUSED";
@@ -383,13 +398,18 @@ async function printBatch(context: Context, text: string): Promise<number> {
   let results: BatchResult[];
   try {
     const parsed = JSON.parse(text) as { results?: unknown };
-    if (!Array.isArray(parsed.results) || !parsed.results.every((r) => typeof r === "object" && r !== null && typeof r.status === "number")) {
+    if (
+      !Array.isArray(parsed.results) ||
+      !parsed.results.every((r) => typeof r === "object" && r !== null && typeof r.status === "number")
+    ) {
       throw new Error("no results");
     }
     results = parsed.results as BatchResult[];
   } catch {
     // The node answered 200, so it ran the ops; what became of them we cannot tell.
-    await context.io.stderr(`Error: the answer of ${context.endpoint} is not a batch result; the ops may or may not have taken effect\n`);
+    await context.io.stderr(
+      `Error: the answer of ${context.endpoint} is not a batch result; the ops may or may not have taken effect\n`,
+    );
     return ClientExit.unavailable;
   }
   await context.io.stdout(`{"results":[${results.map((r) => `\n${JSON.stringify(r)}`).join(",")}\n]}\n`);
@@ -404,7 +424,8 @@ async function printBatch(context: Context, text: string): Promise<number> {
     if (failed === 0) exit = exitCodeOf(code, status);
     failed += 1;
   }
-  if (failed > batchFailuresShownMax) await context.io.stderr(`Error: ... and ${failed - batchFailuresShownMax} more ops that did not succeed\n`);
+  if (failed > batchFailuresShownMax)
+    await context.io.stderr(`Error: ... and ${failed - batchFailuresShownMax} more ops that did not succeed\n`);
   return exit;
 }
 

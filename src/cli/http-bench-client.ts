@@ -36,7 +36,8 @@ export function parseEndpoint(text: string): Endpoint | string {
   } catch {
     return `not a URL: ${JSON.stringify(text)}`;
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") return `not an http:// or https:// URL: ${JSON.stringify(text)}`;
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    return `not an http:// or https:// URL: ${JSON.stringify(text)}`;
   if (url.pathname !== "/" || url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
     return `an endpoint is a scheme, host and port only (no path, query or credentials): ${JSON.stringify(text)}`;
   }
@@ -167,7 +168,9 @@ export class RawConnection implements HttpConnection {
         end: () => connection.#fail(new Error("connection closed by the server")),
         handshake: (_socket, success, authorizationError) => {
           if (!success || authorizationError !== null) {
-            connection.#fail(new Error(`TLS handshake with ${e.host} failed: ${authorizationError?.message ?? "not authorized"}`));
+            connection.#fail(
+              new Error(`TLS handshake with ${e.host} failed: ${authorizationError?.message ?? "not authorized"}`),
+            );
           }
         },
       },
@@ -294,7 +297,8 @@ export function parseResponse(buf: Buffer): Parsed | string | null {
   const d0 = buf[9]! - 0x30;
   const d1 = buf[10]! - 0x30;
   const d2 = buf[11]! - 0x30;
-  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return `bad status line: ${JSON.stringify(buf.toString("latin1", 0, Math.min(40, headEnd)))}`;
+  if (d0 < 1 || d0 > 9 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9)
+    return `bad status line: ${JSON.stringify(buf.toString("latin1", 0, Math.min(40, headEnd)))}`;
   const status = d0 * 100 + d1 * 10 + d2;
   let etag: [number, number] | null = null;
   let close = false;
@@ -326,7 +330,9 @@ export function parseResponse(buf: Buffer): Parsed | string | null {
     } else if (nameIs(buf, lineStart, colon, "connection")) {
       close = trimmedValue(buf, colon + 1, lineEnd).toLowerCase() === "close";
     } else if (nameIs(buf, lineStart, colon, "transfer-encoding")) {
-      chunked = trimmedValue(buf, colon + 1, lineEnd).toLowerCase().includes("chunked");
+      chunked = trimmedValue(buf, colon + 1, lineEnd)
+        .toLowerCase()
+        .includes("chunked");
     }
   }
   const bodyStart = headEnd + 4;
@@ -339,10 +345,20 @@ export function parseResponse(buf: Buffer): Parsed | string | null {
   }
   const end = bodyStart + length;
   if (buf.length < end) return null;
-  return { answer: new HttpAnswer(status, etag, buf, bodyStart, end), rest: end === buf.length ? null : buf.subarray(end), close };
+  return {
+    answer: new HttpAnswer(status, etag, buf, bodyStart, end),
+    rest: end === buf.length ? null : buf.subarray(end),
+    close,
+  };
 }
 
-function parseChunked(buf: Buffer, start: number, status: number, etag: [number, number] | null, close: boolean): Parsed | string | null {
+function parseChunked(
+  buf: Buffer,
+  start: number,
+  status: number,
+  etag: [number, number] | null,
+  close: boolean,
+): Parsed | string | null {
   const parts: Buffer[] = [];
   let at = start;
   let total = 0;
@@ -361,7 +377,11 @@ function parseChunked(buf: Buffer, start: number, status: number, etag: [number,
       if (end < 0) return null;
       const body = Buffer.concat(parts);
       const etagText = etag === null ? null : buf.toString("latin1", etag[0], etag[1]);
-      return { answer: new HttpAnswer(status, etagText, body, 0, body.length), rest: end + 4 === buf.length ? null : buf.subarray(end + 4), close };
+      return {
+        answer: new HttpAnswer(status, etagText, body, 0, body.length),
+        rest: end + 4 === buf.length ? null : buf.subarray(end + 4),
+        close,
+      };
     }
     if (buf.length < dataStart + size + 2) return null;
     parts.push(buf.subarray(dataStart, dataStart + size));
@@ -402,7 +422,8 @@ export class FetchConnection implements HttpConnection {
       const body = new Uint8Array(await response.arrayBuffer());
       return new HttpAnswer(response.status, response.headers.get("etag"), body, 0, body.length);
     } catch (error) {
-      if (controller.signal.aborted && controller.signal.reason instanceof RequestTimeout) throw controller.signal.reason;
+      if (controller.signal.aborted && controller.signal.reason instanceof RequestTimeout)
+        throw controller.signal.reason;
       throw error;
     } finally {
       this.#controller = null;
@@ -410,7 +431,8 @@ export class FetchConnection implements HttpConnection {
   }
 
   checkTimeout(nowMs: number, timeoutMs: number): void {
-    if (this.#controller !== null && nowMs - this.#startedMs > timeoutMs) this.#controller.abort(new RequestTimeout(timeoutMs));
+    if (this.#controller !== null && nowMs - this.#startedMs > timeoutMs)
+      this.#controller.abort(new RequestTimeout(timeoutMs));
   }
 
   close(): void {

@@ -94,7 +94,10 @@ export function valueTag(keyIndex: number, connection: number, seq: number): str
 }
 
 /** Reads back the tag of a value this tool wrote; null if `value` is not one. */
-export function parseValueTag(value: string, valueBytes: number): { keyIndex: number; connection: number; seq: number } | null {
+export function parseValueTag(
+  value: string,
+  valueBytes: number,
+): { keyIndex: number; connection: number; seq: number } | null {
   const m = /^([0-9a-z]+)\.([0-9a-z]+)\.([0-9a-z]+)\.(x*)$/.exec(value);
   if (m === null || value.length !== valueBytes) return null;
   return { keyIndex: parseInt(m[1]!, 36), connection: parseInt(m[2]!, 36), seq: parseInt(m[3]!, 36) };
@@ -169,7 +172,11 @@ class LoadConnection {
     // A connection the server closed after its last answer (Connection: close) is replaced quietly.
     if (this.conn !== null && this.conn.closed) this.conn = null;
     if (this.conn === null) {
-      this.conn = await openConnection(this.cfg.client, { endpoint: this.endpoint, tls: this.cfg.tls, commonHeaders: this.#common });
+      this.conn = await openConnection(this.cfg.client, {
+        endpoint: this.endpoint,
+        tls: this.cfg.tls,
+        commonHeaders: this.#common,
+      });
     }
     return this.conn;
   }
@@ -194,7 +201,9 @@ class LoadConnection {
   /** The key as a JSON string in ASCII (requests must be ASCII; see HttpRequest). */
   #keyJson(keyIndex: number): string {
     const json = JSON.stringify(this.cfg.keyPrefix + keyIndex);
-    return this.#asciiPrefix ? json : json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+    return this.#asciiPrefix
+      ? json
+      : json.replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
   }
 
   nextKey(): number {
@@ -214,7 +223,8 @@ class LoadConnection {
       const k = this.#key64(keyIndex);
       if (op === OpType.read) return { method: "POST", path: "/v3/kv/range", body: `{"key":"${k}"}`, headers: null };
       const v = btoa(this.#value(keyIndex));
-      if (op === OpType.write) return { method: "POST", path: "/v3/kv/put", body: `{"key":"${k}","value":"${v}"}`, headers: null };
+      if (op === OpType.write)
+        return { method: "POST", path: "/v3/kv/put", body: `{"key":"${k}","value":"${v}"}`, headers: null };
       const rev = this.versions.get(keyIndex) ?? "0";
       return {
         method: "POST",
@@ -230,7 +240,12 @@ class LoadConnection {
     const value = this.#value(keyIndex);
     if (op === OpType.write) return { method: "PUT", path, body: value, headers: null };
     const etag = this.versions.get(keyIndex);
-    return { method: "PUT", path, body: value, headers: [etag === undefined || etag === "" ? ["If-None-Match", "*"] : ["If-Match", etag]] };
+    return {
+      method: "PUT",
+      path,
+      body: value,
+      headers: [etag === undefined || etag === "" ? ["If-None-Match", "*"] : ["If-Match", etag]],
+    };
   }
 
   /**
@@ -267,7 +282,11 @@ class LoadConnection {
       if (op === OpType.write) items.push(`{"op":"put","key":${key},"value":"${value}"}`);
       else {
         const etag = this.versions.get(keyIndex)!;
-        items.push(etag === "" ? `{"op":"create","key":${key},"value":"${value}"}` : `{"op":"cas","key":${key},"etag":${JSON.stringify(etag)},"value":"${value}"}`);
+        items.push(
+          etag === ""
+            ? `{"op":"create","key":${key},"value":"${value}"}`
+            : `{"op":"cas","key":${key},"etag":${JSON.stringify(etag)},"value":"${value}"}`,
+        );
       }
     }
     return { method: "POST", path: "/v1/batch", body: `{"ops":[${items.join(",")}]}`, headers: null };
@@ -338,7 +357,8 @@ class LoadConnection {
     if (answer.status === 200) {
       try {
         const parsed = JSON.parse(answer.text()) as { results?: unknown };
-        if (Array.isArray(parsed.results) && parsed.results.length === ops.length) results = parsed.results as { status?: unknown }[];
+        if (Array.isArray(parsed.results) && parsed.results.length === ops.length)
+          results = parsed.results as { status?: unknown }[];
       } catch {
         // counted below
       }
@@ -390,7 +410,12 @@ class LoadConnection {
   /** The fill write of one key (single PUT or etcd put, whatever --batch). */
   fillRequest(keyIndex: number): HttpRequest {
     if (this.cfg.target === "etcd") {
-      return { method: "POST", path: "/v3/kv/put", body: `{"key":"${this.#key64(keyIndex)}","value":"${btoa(this.#value(keyIndex))}"}`, headers: null };
+      return {
+        method: "POST",
+        path: "/v3/kv/put",
+        body: `{"key":"${this.#key64(keyIndex)}","value":"${btoa(this.#value(keyIndex))}"}`,
+        headers: null,
+      };
     }
     return { method: "PUT", path: this.#pathPrefix + keyIndex, body: this.#value(keyIndex), headers: null };
   }
@@ -409,7 +434,9 @@ export async function runLoadThread(cfg: LoadConfig, thread: number, shared: Int
   const counts = newCounts();
   const endpoints = cfg.endpoints.length;
   const versions = new Map<number, string>();
-  const connections = connectionsOf(cfg, thread).map((g) => new LoadConnection(g, g % endpoints, cfg, counts, versions));
+  const connections = connectionsOf(cfg, thread).map(
+    (g) => new LoadConnection(g, g % endpoints, cfg, counts, versions),
+  );
   const scan = setInterval(() => {
     const now = performance.now();
     for (const c of connections) c.conn?.checkTimeout(now, cfg.timeoutMs);

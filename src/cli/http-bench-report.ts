@@ -135,7 +135,12 @@ export interface HttpBenchResult {
   maxUs: number;
 }
 
-export function summarize(counts: LoadCounts, seconds: number, connections: number, endpoints: string[]): HttpBenchResult {
+export function summarize(
+  counts: LoadCounts,
+  seconds: number,
+  connections: number,
+  endpoints: string[],
+): HttpBenchResult {
   const h = counts.histogram;
   let maxBucket = 0;
   for (let i = h.length - 1; i >= 0; i--) {

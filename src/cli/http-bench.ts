@@ -17,7 +17,14 @@ import {
   sharedInts,
   valueBytesMin,
 } from "./http-bench-load.ts";
-import { type HttpBenchResult, type LoadCounts, mergeCounts, newCounts, reportLines, summarize } from "./http-bench-report.ts";
+import {
+  type HttpBenchResult,
+  type LoadCounts,
+  mergeCounts,
+  newCounts,
+  reportLines,
+  summarize,
+} from "./http-bench-report.ts";
 
 export const httpBenchUsage = `usage: hermes-kv bench --endpoints URL[,URL…] [flags]
 
@@ -102,7 +109,8 @@ const fillTimeoutMs = 600_000;
 const stopGraceMs = 5000;
 
 function parseDecimal(flag: string, text: string, min: number, max: number): number {
-  if (!/^[0-9]{1,9}(\.[0-9]{1,6})?$/.test(text)) throw new UsageError(`${flag} must be a number, got ${JSON.stringify(text)}`);
+  if (!/^[0-9]{1,9}(\.[0-9]{1,6})?$/.test(text))
+    throw new UsageError(`${flag} must be a number, got ${JSON.stringify(text)}`);
   const value = Number(text);
   if (value < min || value > max) throw new UsageError(`${flag} must be between ${min} and ${max}, got ${text}`);
   return value;
@@ -126,9 +134,11 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
     endpoints.push(e);
   }
   const target = (flags.target ?? "hermes") as Target;
-  if (target !== "hermes" && target !== "etcd") throw new UsageError(`--target must be hermes or etcd, got ${JSON.stringify(flags.target)}`);
+  if (target !== "hermes" && target !== "etcd")
+    throw new UsageError(`--target must be hermes or etcd, got ${JSON.stringify(flags.target)}`);
   const client = (flags.client ?? "raw") as ClientKind;
-  if (client !== "raw" && client !== "fetch") throw new UsageError(`--client must be raw or fetch, got ${JSON.stringify(flags.client)}`);
+  if (client !== "raw" && client !== "fetch")
+    throw new UsageError(`--client must be raw or fetch, got ${JSON.stringify(flags.client)}`);
   const connections = flags.c === undefined ? 48 : parseIntegerFlag("-c", flags.c, 1, connectionsMax);
   const threads = flags.threads === undefined ? 1 : parseIntegerFlag("--threads", flags.threads, 1, threadsMax);
   if (threads > connections) throw new UsageError(`--threads (${threads}) cannot exceed -c (${connections})`);
@@ -136,19 +146,25 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
   const casPct = flags["cas-pct"] === undefined ? 0 : parseDecimal("--cas-pct", flags["cas-pct"], 0, 100);
   if (readPct + casPct > 100) throw new UsageError(`--read-pct + --cas-pct is ${readPct + casPct}, more than 100`);
   const keys = flags.k === undefined ? 10_000 : parseIntegerFlag("-k", flags.k, 1, keysMax);
-  const valueBytes = flags["value-bytes"] === undefined ? 32 : parseIntegerFlag("--value-bytes", flags["value-bytes"], 1, valueBytesMax);
+  const valueBytes =
+    flags["value-bytes"] === undefined ? 32 : parseIntegerFlag("--value-bytes", flags["value-bytes"], 1, valueBytesMax);
   const minimum = valueBytesMin(keys, connections);
   if (valueBytes < minimum) {
-    throw new UsageError(`--value-bytes must be at least ${minimum} with ${keys} keys and ${connections} connections: every value carries a unique tag`);
+    throw new UsageError(
+      `--value-bytes must be at least ${minimum} with ${keys} keys and ${connections} connections: every value carries a unique tag`,
+    );
   }
   const batch = flags.batch === undefined ? 1 : parseIntegerFlag("--batch", flags.batch, 1, batchMax);
-  if (batch > 1 && target !== "hermes") throw new UsageError("--batch above 1 is for --target hermes (POST /v1/batch) only");
+  if (batch > 1 && target !== "hermes")
+    throw new UsageError("--batch above 1 is for --target hermes (POST /v1/batch) only");
   const keyPrefix = flags["key-prefix"] ?? "bench-";
-  if (Buffer.byteLength(keyPrefix) > keyPrefixBytesMax) throw new UsageError(`--key-prefix is longer than ${keyPrefixBytesMax} bytes`);
+  if (Buffer.byteLength(keyPrefix) > keyPrefixBytesMax)
+    throw new UsageError(`--key-prefix is longer than ${keyPrefixBytesMax} bytes`);
   const seconds = flags.d === undefined ? 10 : parseDecimal("-d", flags.d, 0.1, secondsMax);
   const warmupSeconds = flags.warmup === undefined ? 1 : parseDecimal("--warmup", flags.warmup, 0, secondsMax);
   const seed = flags.seed === undefined ? Date.now() >>> 0 : parseIntegerFlag("--seed", flags.seed, 0, 2 ** 32 - 1);
-  const timeoutMs = flags["timeout-ms"] === undefined ? 10_000 : parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, 3_600_000);
+  const timeoutMs =
+    flags["timeout-ms"] === undefined ? 10_000 : parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, 3_600_000);
   const tlsGiven = flags.cacert !== undefined || flags.cert !== undefined || flags.key !== undefined;
   if (tlsGiven && !endpoints.every((e) => e.tls)) throw new UsageError("--cacert/--cert/--key need https:// endpoints");
   if ((flags.cert === undefined) !== (flags.key === undefined)) throw new UsageError("--cert and --key go together");
@@ -163,7 +179,8 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
     if (key !== undefined) tls.key = key;
   }
   const token = flags.token ?? null;
-  if (token !== null && !/^[\x21-\x7e]+$/.test(token)) throw new UsageError("--token must be printable ASCII with no spaces");
+  if (token !== null && !/^[\x21-\x7e]+$/.test(token))
+    throw new UsageError("--token must be printable ASCII with no spaces");
   return {
     target,
     endpoints,
@@ -200,7 +217,12 @@ async function probe(cfg: HttpBenchConfig): Promise<void> {
       cfg.target === "etcd"
         ? { method: "POST", path: "/v3/kv/range", body: `{"key":"${btoa(key)}"}`, headers: null }
         : cfg.batch > 1
-          ? { method: "POST", path: "/v1/batch", body: `{"ops":[{"op":"get","key":${JSON.stringify(key)}}]}`, headers: null }
+          ? {
+              method: "POST",
+              path: "/v1/batch",
+              body: `{"ops":[{"op":"get","key":${JSON.stringify(key)}}]}`,
+              headers: null,
+            }
           : { method: "GET", path: `/v1/kv/${encodeURIComponent(key)}`, body: null, headers: null };
     let status: number;
     let body: string;
@@ -216,16 +238,21 @@ async function probe(cfg: HttpBenchConfig): Promise<void> {
         conn.close();
       }
     } catch (error) {
-      throw new FatalError(`cannot reach ${endpoint.origin}: ${error instanceof Error ? error.message : String(error)}`);
+      throw new FatalError(
+        `cannot reach ${endpoint.origin}: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     if (cfg.batch > 1 && status === 404) {
       throw new FatalError(
         `${endpoint.origin} answered 404 to POST /v1/batch: this server has no batch endpoint. --batch above 1 needs a hermes-kv with POST /v1/batch; run with --batch 1`,
       );
     }
-    if (cfg.batch > 1 && status !== 200) throw new FatalError(`${endpoint.origin} answered ${status} to a one-op POST /v1/batch: ${body}`);
+    if (cfg.batch > 1 && status !== 200)
+      throw new FatalError(`${endpoint.origin} answered ${status} to a one-op POST /v1/batch: ${body}`);
     if (cfg.target === "etcd" && status !== 200) {
-      throw new FatalError(`${endpoint.origin} answered ${status} to POST /v3/kv/range: not an etcd v3 JSON gateway (etcd 3.4+)? ${body}`);
+      throw new FatalError(
+        `${endpoint.origin} answered ${status} to POST /v3/kv/range: not an etcd v3 JSON gateway (etcd 3.4+)? ${body}`,
+      );
     }
   }
 }
@@ -345,7 +372,9 @@ export async function runHttpBench(cfg: HttpBenchConfig, out: (line: string) => 
           parts.push(`${label(cfg.endpoints[e]!)} ${Math.round(answered / dt)}`);
         }
         previous.set(now);
-        out(`[${name}${(due / 1000).toFixed(due % 1000 === 0 ? 0 : 1)}s] ${Math.round(total / dt)} req/s | ${parts.join(" | ")} | errors ${errors}`);
+        out(
+          `[${name}${(due / 1000).toFixed(due % 1000 === 0 ? 0 : 1)}s] ${Math.round(total / dt)} req/s | ${parts.join(" | ")} | errors ${errors}`,
+        );
         if (due >= seconds * 1000) break;
       }
       return (performance.now() - started) / 1000;
@@ -363,7 +392,10 @@ export async function runHttpBench(cfg: HttpBenchConfig, out: (line: string) => 
 
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new FatalError(`the load threads did not stop within ${cfg.timeoutMs + stopGraceMs} ms`)), cfg.timeoutMs + stopGraceMs);
+      timer = setTimeout(
+        () => reject(new FatalError(`the load threads did not stop within ${cfg.timeoutMs + stopGraceMs} ms`)),
+        cfg.timeoutMs + stopGraceMs,
+      );
     });
     let perThread: LoadCounts[];
     try {
@@ -373,8 +405,14 @@ export async function runHttpBench(cfg: HttpBenchConfig, out: (line: string) => 
     }
     const counts = newCounts();
     for (const c of perThread) mergeCounts(counts, c);
-    if (cfg.fill && counts.fillErrors > 0) out(`fill: ${counts.filled} keys written, ${counts.fillErrors} fill writes failed`);
-    const result = summarize(counts, seconds, cfg.connections, cfg.endpoints.map((e) => e.origin));
+    if (cfg.fill && counts.fillErrors > 0)
+      out(`fill: ${counts.filled} keys written, ${counts.fillErrors} fill writes failed`);
+    const result = summarize(
+      counts,
+      seconds,
+      cfg.connections,
+      cfg.endpoints.map((e) => e.origin),
+    );
     for (const line of reportLines(result, cfg.batch)) out(line);
     return result;
   } finally {

@@ -59,7 +59,16 @@ class StoppedReplica implements KvBackend {
     return stoppedResult;
   }
   status(): NodeStatus {
-    return { nodeId: this.id, epoch: 0, members: [], serving: false, hasState: false, leaseRemainingMs: 0, transport: "stopped", shards: [] };
+    return {
+      nodeId: this.id,
+      epoch: 0,
+      members: [],
+      serving: false,
+      hasState: false,
+      leaseRemainingMs: 0,
+      transport: "stopped",
+      shards: [],
+    };
   }
   metrics(): string {
     return "# replica stopped\n";
@@ -106,7 +115,9 @@ export class LocalCluster {
       this.#rejoiners.push(null);
       this.#stoppedServers.push(null);
     }
-    const nodes = await Promise.all(this.#nodes.map((_, id) => this.#startNode(id, o.httpPort === 0 ? 0 : o.httpPort + id)));
+    const nodes = await Promise.all(
+      this.#nodes.map((_, id) => this.#startNode(id, o.httpPort === 0 ? 0 : o.httpPort + id)),
+    );
     for (let id = 0; id < o.replicas; id++) {
       this.#nodes[id] = nodes[id]!;
       this.ports.push(await this.#serve(nodes[id]!, id, o.httpPort === 0 ? 0 : o.httpPort + id));
@@ -172,7 +183,8 @@ export class LocalCluster {
       port: this.ports[id]!,
       reusePort: true,
       maxRequestBodySize: httpBodyBytesMax,
-      fetch: (request) => (splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request)),
+      fetch: (request) =>
+        splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request),
     });
   }
 
@@ -229,8 +241,12 @@ export class LocalCluster {
         node,
         membership,
         attempt: async (run) => {
-          entries = await node.loadFrom((index, epochMin, onChunk) => this.#exportFromLive(id, index, epochMin, onChunk));
-          this.options.log(`hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
+          entries = await node.loadFrom((index, epochMin, onChunk) =>
+            this.#exportFromLive(id, index, epochMin, onChunk),
+          );
+          this.options.log(
+            `hermes-kv local: replica ${id} rejoined: ${entries} entries loaded in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
+          );
           return true;
         },
         log: this.options.log,
@@ -259,7 +275,12 @@ export class LocalCluster {
    * Ask live replicas in turn until one is ready to be a source (it has installed epochMin). Only
    * "not ready" is waited out: any other error is a real failure and ends the start.
    */
-  async #exportFromLive(joiner: NodeId, index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
+  async #exportFromLive(
+    joiner: NodeId,
+    index: number,
+    epochMin: number,
+    onChunk: (entries: SnapshotEntry[]) => void,
+  ): Promise<number> {
     for (let round = 0; round < sourceRoundsMax; round++) {
       for (const [id, source] of this.#nodes.entries()) {
         if (id === joiner || source === null || source.joining) continue;

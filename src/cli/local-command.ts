@@ -45,9 +45,11 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   }
   expectPositionals(positionals, 0, 0, "");
   const replicas = flags.replicas === undefined ? 3 : parseIntegerFlag("--replicas", flags.replicas, 1, 7);
-  const httpPort = flags["http-port"] === undefined ? 8080 : parseIntegerFlag("--http-port", flags["http-port"], 0, 65535 - replicas);
+  const httpPort =
+    flags["http-port"] === undefined ? 8080 : parseIntegerFlag("--http-port", flags["http-port"], 0, 65535 - replicas);
   const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, 64);
-  const leaseMs = flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
+  const leaseMs =
+    flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
 
@@ -57,12 +59,18 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     httpPort,
     shards,
     transport,
-    rm: { leaseMs, renewEveryMs: Math.max(10, Math.floor(leaseMs / 10)), removalMarginMs: Math.max(10, Math.floor(leaseMs / 20)) },
+    rm: {
+      leaseMs,
+      renewEveryMs: Math.max(10, Math.floor(leaseMs / 10)),
+      removalMarginMs: Math.max(10, Math.floor(leaseMs / 20)),
+    },
     node: {},
     log: (line) => console.error(line),
   });
   for (let id = 0; id < replicas; id++) {
-    console.log(`replica ${id} ready: ${cluster.url(id)}  (node ${id}, ${shards} shard${shards > 1 ? "s" : ""}, ${transport})`);
+    console.log(
+      `replica ${id} ready: ${cluster.url(id)}  (node ${id}, ${shards} shard${shards > 1 ? "s" : ""}, ${transport})`,
+    );
   }
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -115,7 +115,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   let detector: PeerDetector | null = null;
   // The detector's view is part of /v1/status and /metrics: the node passes it to its workers.
   node.setStatusExtras(() => detectorStatus(membership, detector));
-  node.setExtraMetrics(() => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())));
+  node.setExtraMetrics(
+    () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
+  );
   try {
     await serveNode(node, http, options.testHooks, () => membership);
   } catch (error) {
@@ -136,14 +138,17 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
             detector: {
               settleMs: settleHeartbeats * heartbeatMs,
               // A crashed node is left to its lease (see EtcdDetectorOptions.silentTargetGraceMs).
-              silentTargetGraceMs: Math.max(0, options.leaseMs - options.suspectMs) + etcdExpiryCheckMs + settleHeartbeats * heartbeatMs,
+              silentTargetGraceMs:
+                Math.max(0, options.leaseMs - options.suspectMs) + etcdExpiryCheckMs + settleHeartbeats * heartbeatMs,
               reachesMembers: (sinceMs: number) => detector?.reachesMembers(sinceMs) ?? false,
             },
           }),
     });
   } catch (error) {
     await node.close();
-    throw new FatalError(`cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`);
+    throw new FatalError(
+      `cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
@@ -163,9 +168,16 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     detector.start();
   }
   // Joins now, and again after every lease loss (keeping the data, merged on load).
-  const rejoiner = new Rejoiner({ node, membership, attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }), log });
+  const rejoiner = new Rejoiner({
+    node,
+    membership,
+    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }),
+    log,
+  });
   rejoiner.start();
-  console.log(`node ${id} up: http://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`);
+  console.log(
+    `node ${id} up: http://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`,
+  );
 
   await untilSignalled(() => {
     rejoiner.stop();
@@ -201,12 +213,30 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
   const cluster = flags.cluster ?? "default";
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cluster)) throw new UsageError("--cluster must be 1-64 of A-Z a-z 0-9 . _ -");
   const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, shardsMax);
-  const leaseMs = flags["lease-ms"] === undefined ? leaseMsDefault : parseIntegerFlag("--lease-ms", flags["lease-ms"], leaseMsMin, leaseMsMax);
+  const leaseMs =
+    flags["lease-ms"] === undefined
+      ? leaseMsDefault
+      : parseIntegerFlag("--lease-ms", flags["lease-ms"], leaseMsMin, leaseMsMax);
   if (leaseMs % 1000 !== 0) throw new UsageError("--lease-ms must be whole seconds (etcd leases are in seconds)");
-  const suspectMs = flags["suspect-ms"] === undefined ? leaseMs : parseIntegerFlag("--suspect-ms", flags["suspect-ms"], 0, suspectMsMax);
-  if (suspectMs !== 0 && suspectMs < suspectMsMin) throw new UsageError(`--suspect-ms must be 0 (off) or at least ${suspectMsMin}`);
+  const suspectMs =
+    flags["suspect-ms"] === undefined
+      ? leaseMs
+      : parseIntegerFlag("--suspect-ms", flags["suspect-ms"], 0, suspectMsMax);
+  if (suspectMs !== 0 && suspectMs < suspectMsMin)
+    throw new UsageError(`--suspect-ms must be 0 (off) or at least ${suspectMsMin}`);
   const transport = resolveTransport(flags.transport ?? "auto", log);
-  return { id, http, listen, endpoints, cluster, shards, leaseMs, suspectMs, transport, testHooks: flags["test-hooks"] };
+  return {
+    id,
+    http,
+    listen,
+    endpoints,
+    cluster,
+    shards,
+    leaseMs,
+    suspectMs,
+    transport,
+    testHooks: flags["test-hooks"],
+  };
 }
 
 /** The heartbeat interval for a suspicion timeout (0: no heartbeats). */
@@ -239,7 +269,12 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
  * The node's shard workers serve the HTTP API on `http`; the routes that need the main thread
  * (state transfer to a joining node, test hooks) are forwarded to it and answered here.
  */
-function serveNode(node: HermesNode, http: { host: string; port: number }, testHooks: boolean, getMembership: () => EtcdMembership | null): Promise<number> {
+function serveNode(
+  node: HermesNode,
+  http: { host: string; port: number },
+  testHooks: boolean,
+  getMembership: () => EtcdMembership | null,
+): Promise<number> {
   const app = createControlApp();
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
@@ -249,7 +284,8 @@ function serveNode(node: HermesNode, http: { host: string; port: number }, testH
     }
     // A joining node gives its kept state only when asked for it (merge of kept states).
     const kept = c.req.query("kept") === "1";
-    if (node.joining && !(kept && node.hasState)) return c.json({ error: { code: "unavailable", message: "this node is joining" } }, 503);
+    if (node.joining && !(kept && node.hasState))
+      return c.json({ error: { code: "unavailable", message: "this node is joining" } }, 503);
     // Start the export first so that "not ready" (epoch below epochMin) is a clean 503.
     const chunks: Uint8Array[] = [];
     let wake: (() => void) | null = null;
@@ -274,7 +310,8 @@ function serveNode(node: HermesNode, http: { host: string; port: number }, testH
     if (failure !== null) return c.json({ error: { code: "unavailable", message: (failure as Error).message } }, 503);
     const stream = new ReadableStream<Uint8Array>({
       async pull(controller) {
-        while (chunks.length === 0 && !finished && failure === null) await new Promise<void>((resolve) => (wake = resolve));
+        while (chunks.length === 0 && !finished && failure === null)
+          await new Promise<void>((resolve) => (wake = resolve));
         if (chunks.length > 0) controller.enqueue(chunks.shift()!);
         else if (failure !== null) controller.error(failure);
         else controller.close();
@@ -293,7 +330,8 @@ function serveNode(node: HermesNode, http: { host: string; port: number }, testH
     // Cut this node off from etcd too (with /v1/test/drop: a full partition of this node).
     app.post("/v1/test/etcd", async (c) => {
       const body = (await c.req.json().catch(() => null)) as { partitioned?: unknown } | null;
-      if (typeof body?.partitioned !== "boolean") return c.json({ error: { code: "invalid", message: 'body must be {"partitioned": true|false}' } }, 400);
+      if (typeof body?.partitioned !== "boolean")
+        return c.json({ error: { code: "invalid", message: 'body must be {"partitioned": true|false}' } }, 400);
       const membership = getMembership();
       if (membership === null) return c.json({ error: { code: "unavailable", message: "not registered yet" } }, 503);
       membership.simulatePartition(body.partitioned);
@@ -301,7 +339,12 @@ function serveNode(node: HermesNode, http: { host: string; port: number }, testH
     });
   }
   const controlPathPrefixes = testHooks ? ["/v1/internal/", "/v1/test/"] : ["/v1/internal/"];
-  return node.serveHttp({ host: http.host, port: http.port, controlPathPrefixes, control: (request) => app.fetch(request) });
+  return node.serveHttp({
+    host: http.host,
+    port: http.port,
+    controlPathPrefixes,
+    control: (request) => app.fetch(request),
+  });
 }
 
 /** The node's status with the failure detector's view added (when it runs). */
@@ -321,8 +364,26 @@ function detectorStatus(membership: EtcdMembership | null, detector: PeerDetecto
       candidate: d.candidate,
       pending: d.pending,
       holding: d.holding,
-      last: last === null ? null : { member: last.member, lease: last.lease, by: last.by, reason: last.reason, suspectedBy: last.suspectedBy, epoch: last.epoch },
-      decision: d.decision === null ? null : { target: d.decision.target, decider: d.decision.decider, reason: d.decision.reason, suspectedBy: d.decision.suspectedBy },
+      last:
+        last === null
+          ? null
+          : {
+              member: last.member,
+              lease: last.lease,
+              by: last.by,
+              reason: last.reason,
+              suspectedBy: last.suspectedBy,
+              epoch: last.epoch,
+            },
+      decision:
+        d.decision === null
+          ? null
+          : {
+              target: d.decision.target,
+              decider: d.decision.decider,
+              reason: d.decision.reason,
+              suspectedBy: d.decision.suspectedBy,
+            },
     },
   };
 }
@@ -330,12 +391,14 @@ function detectorStatus(membership: EtcdMembership | null, detector: PeerDetecto
 function etcdMetrics(membership: EtcdMembership | null): string {
   if (membership === null) return "";
   const c = membership.counters() as unknown as Record<string, number>;
-  return Object.entries(c)
-    .map(([name, value]) => {
-      const metric = `hermes_membership_${name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase()}_total`;
-      return `# HELP ${metric} etcd membership counter ${name}.\n# TYPE ${metric} counter\n${metric} ${value}`;
-    })
-    .join("\n") + "\n";
+  return (
+    Object.entries(c)
+      .map(([name, value]) => {
+        const metric = `hermes_membership_${name.replace(/([a-z0-9])([A-Z])/g, "$1_$2").toLowerCase()}_total`;
+        return `# HELP ${metric} etcd membership counter ${name}.\n# TYPE ${metric} counter\n${metric} ${value}`;
+      })
+      .join("\n") + "\n"
+  );
 }
 
 function parseHostPortFlag(flag: string, text: string): { host: string; port: number } {

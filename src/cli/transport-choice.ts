@@ -12,13 +12,18 @@ export function resolveTransport(choice: string, log: (line: string) => void): T
       return choice;
     case "rdma": {
       const device = rdmaDeviceAvailable();
-      if (device === null) throw new FatalError("--transport rdma: no RDMA device found (ibv_get_device_list returned none)");
+      if (device === null)
+        throw new FatalError("--transport rdma: no RDMA device found (ibv_get_device_list returned none)");
       log(`hermes-kv: transport rdma on ${device}`);
       return "rdma";
     }
     case "auto": {
       const device = rdmaDeviceAvailable();
-      log(device === null ? "hermes-kv: transport auto: no RDMA device, using tcp" : `hermes-kv: transport auto: using rdma on ${device}`);
+      log(
+        device === null
+          ? "hermes-kv: transport auto: no RDMA device, using tcp"
+          : `hermes-kv: transport auto: using rdma on ${device}`,
+      );
       return device === null ? "tcp" : "rdma";
     }
     default:

@@ -172,14 +172,22 @@ export class Replica {
       assert(this.#unsettled.size === unsettled, "the unsettled set holds exactly the keys that are not Valid");
       assert(this.#waitingKeys.size === waitingKeys, "the waiting-keys set holds exactly the keys with waiting ops");
       this.#pool.checkInvariants();
-      assert(this.#pool.live === liveOps, "every live op is waiting on its key or is its key's pending op (none leaks, none is lost)");
-      assert(this.#deadlines.checkInvariants() === liveOps, "every live op has exactly one deadline entry (so every op times out)");
+      assert(
+        this.#pool.live === liveOps,
+        "every live op is waiting on its key or is its key's pending op (none leaks, none is lost)",
+      );
+      assert(
+        this.#deadlines.checkInvariants() === liveOps,
+        "every live op has exactly one deadline entry (so every op times out)",
+      );
       if (!this.#member || this.#stopped || this.#joining) {
         assert(liveOps === 0, "a replica that serves no one (not a member, stopped or joining) holds no client op");
       }
     } catch (error) {
       if (!(error instanceof AssertionError)) throw error;
-      throw new AssertionError(`replica ${this.self}${rec === null ? "" : ` key ${JSON.stringify(rec.key)}`}: ${error.message}`);
+      throw new AssertionError(
+        `replica ${this.self}${rec === null ? "" : ` key ${JSON.stringify(rec.key)}`}: ${error.message}`,
+      );
     }
   }
 
@@ -213,10 +221,19 @@ export class Replica {
       assert(state === KeyState.Valid, "at the initial timestamp 0.0 the key is Valid");
     }
     const pendingState = state === KeyState.Write || state === KeyState.Replay || state === KeyState.Trans;
-    assert(pendingState || state === KeyState.Valid || state === KeyState.Invalid, "the state is one of Valid, Invalid, Trans, Write, Replay");
+    assert(
+      pendingState || state === KeyState.Valid || state === KeyState.Invalid,
+      "the state is one of Valid, Invalid, Trans, Write, Replay",
+    );
     assert(rec.hasPending() === pendingState, "a key has a pending update iff its state is Write, Replay or Trans");
-    assert(this.#unsettled.has(rec) === (state !== KeyState.Valid), "a key is in the unsettled set iff it is not Valid");
-    assert(this.#waitingKeys.has(rec) === rec.waiting.length > 0, "a key is in the waiting-keys set iff ops wait on it");
+    assert(
+      this.#unsettled.has(rec) === (state !== KeyState.Valid),
+      "a key is in the unsettled set iff it is not Valid",
+    );
+    assert(
+      this.#waitingKeys.has(rec) === rec.waiting.length > 0,
+      "a key is in the waiting-keys set iff ops wait on it",
+    );
     if (rec.stale) {
       assert(this.#joining, "a key is stale only while its replica joins (finishJoin ends it)");
       assert(state === KeyState.Invalid, "a stale key is Invalid (what it holds is not known committed)");
@@ -230,7 +247,10 @@ export class Replica {
     // The queue is checked before an op joins it; an aborted RMW moves from pending to the front of
     // the queue, so waiting plus pending stays within keyQueueMax + 1 (a full queue may hold one more).
     const pendingOps = rec.pendingOp === null ? 0 : 1;
-    assert(rec.waiting.length + pendingOps <= config.keyQueueMax + 1, "a key holds at most keyQueueMax waiting ops besides the one in flight");
+    assert(
+      rec.waiting.length + pendingOps <= config.keyQueueMax + 1,
+      "a key holds at most keyQueueMax waiting ops besides the one in flight",
+    );
     for (let i = 0; i < rec.waiting.length; i++) {
       const op = rec.waiting[i]!;
       assert(!op.done, "a waiting op has not been answered");
@@ -384,7 +404,15 @@ export class Replica {
    * a lower tie-breaker: it may be the commit the stale update lost to) or is the same update (it
    * is live: no longer stale); false for a lower version, which says nothing about it.
    */
-  #liveUpdateMeetsStale(rec: KeyRecord, from: NodeId, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): boolean {
+  #liveUpdateMeetsStale(
+    rec: KeyRecord,
+    from: NodeId,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): boolean {
     assert(rec.stale, "only a stale key is met this way");
     const order = compareTs(version, writer, rec.version, rec.writer);
     if (order > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
@@ -396,7 +424,15 @@ export class Replica {
   }
 
   /** A stale key takes an update of its own version with a lower tie-breaker (see beginJoin). */
-  #replaceStale(rec: KeyRecord, from: NodeId, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): void {
+  #replaceStale(
+    rec: KeyRecord,
+    from: NodeId,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
     assert(rec.stale, "only a stale key is replaced by a lower timestamp");
     assert(version === rec.version, "a stale key is replaced only by an update of its version");
     assert(rec.state === KeyState.Invalid, "a stale key is Invalid");
@@ -471,7 +507,14 @@ export class Replica {
   *snapshot(entriesMax: number): Generator<SnapshotEntry[]> {
     let chunk: SnapshotEntry[] = [];
     for (const rec of this.#keys.values()) {
-      chunk.push({ key: rec.key, version: rec.version, writer: rec.writer, rmw: rec.rmw, value: rec.value, committed: rec.state === KeyState.Valid });
+      chunk.push({
+        key: rec.key,
+        version: rec.version,
+        writer: rec.writer,
+        rmw: rec.rmw,
+        value: rec.value,
+        committed: rec.state === KeyState.Valid,
+      });
       if (chunk.length >= entriesMax) {
         yield chunk;
         chunk = [];
@@ -708,7 +751,15 @@ export class Replica {
     }
   }
 
-  #onInv(from: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, value: Uint8Array | null, nowMs: number): void {
+  #onInv(
+    from: NodeId,
+    key: string,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    nowMs: number,
+  ): void {
     // Every update adds at least 1 to a version that starts at 0.
     assert(version > 0, "an INV carries an update's timestamp, above the initial 0.0");
     const rec = this.#keys.get(key) ?? this.#record(key);
@@ -760,7 +811,8 @@ export class Replica {
     const rec = this.#keys.get(key);
     if (rec === undefined) return;
     // Treated like an INV with a higher ts (the spec's RINV), without an ACK back.
-    if (compareTs(version, writer, rec.version, rec.writer) > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
+    if (compareTs(version, writer, rec.version, rec.writer) > 0)
+      this.#adopt(rec, from, version, writer, rmw, value, nowMs);
     // For a pending write (not an RMW), the sender holds a ts above it, which is all an ACK of a
     // write says: count it. A pending RMW has been aborted by the adoption above.
     if (rec.hasPending() && !rec.pendingRmw && compareTs(version, writer, rec.pendingVersion, rec.pendingWriter) > 0) {
@@ -963,7 +1015,16 @@ export class Replica {
     rec.retransmitWaitMs = this.config.retransmitMs;
     for (const to of this.#others) {
       this.counters.invsSent++;
-      this.#outbox.send(to, MsgKind.Inv, rec.key, rec.pendingVersion, rec.pendingWriter, this.#epoch, rec.pendingRmw, rec.pendingValue);
+      this.#outbox.send(
+        to,
+        MsgKind.Inv,
+        rec.key,
+        rec.pendingVersion,
+        rec.pendingWriter,
+        this.#epoch,
+        rec.pendingRmw,
+        rec.pendingValue,
+      );
     }
   }
 
@@ -976,7 +1037,16 @@ export class Replica {
     for (const to of this.#others) {
       if ((rec.acks & (1 << to)) !== 0) continue;
       this.counters.invsRetransmitted++;
-      this.#outbox.send(to, MsgKind.Inv, rec.key, rec.pendingVersion, rec.pendingWriter, this.#epoch, rec.pendingRmw, rec.pendingValue);
+      this.#outbox.send(
+        to,
+        MsgKind.Inv,
+        rec.key,
+        rec.pendingVersion,
+        rec.pendingWriter,
+        this.#epoch,
+        rec.pendingRmw,
+        rec.pendingValue,
+      );
     }
   }
 

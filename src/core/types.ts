@@ -68,7 +68,15 @@ export interface Completions {
 /** Optional observer used by the simulator's oracles; the runtime passes none. */
 export interface Probe {
   /** This node started an own update `version.writer` from the Valid base `baseVersion.baseWriter`. */
-  issued(self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, baseVersion: number, baseWriter: NodeId): void;
+  issued(
+    self: NodeId,
+    key: string,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    baseVersion: number,
+    baseWriter: NodeId,
+  ): void;
   /** An ACK was counted towards a pending update of `key`. */
   ackCounted(self: NodeId, key: string, from: NodeId, ackEpoch: Epoch, currentEpoch: Epoch): void;
   /** This node collected every ACK for its pending update `version.writer` in W or R and sent VALs. */
@@ -107,4 +115,3 @@ export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {
   valueBytesMax: 64 * 1024,
   incrRetriesMax: 16,
 };
-

@@ -24,7 +24,8 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
     ["keyBytesMax", backend.keyBytesMax],
     ["valueBytesMax", backend.valueBytesMax],
   ] as const) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new AssertionError(`backend.${name} must be a positive integer, got ${limit}`);
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new AssertionError(`backend.${name} must be a positive integer, got ${limit}`);
   }
   const app = new Hono();
   const metrics = options.metrics ?? new HttpMetrics();
@@ -35,8 +36,15 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
   // No handler matched: either the path exists with other methods (405) or it does not (404).
   app.notFound((c) => {
     const path = splitTarget(c.req.url).path;
-    const allow = path.startsWith("/v1/kv/") ? kvAllow : opsPaths.includes(path) ? opsAllow : path === batchPath ? batchAllow : null;
-    const response = allow === null ? unknownRoute(c.req.method, path.slice(0, 200)) : methodNotAllowed(c.req.method, allow);
+    const allow = path.startsWith("/v1/kv/")
+      ? kvAllow
+      : opsPaths.includes(path)
+        ? opsAllow
+        : path === batchPath
+          ? batchAllow
+          : null;
+    const response =
+      allow === null ? unknownRoute(c.req.method, path.slice(0, 200)) : methodNotAllowed(c.req.method, allow);
     metrics.begin();
     metrics.end(Route.other, response.status, 0);
     return response;
@@ -62,7 +70,11 @@ export interface HttpHandler {
  * `fallback` takes whatever the fast path does not (by default the app; a shard worker first
  * forwards the main thread's routes, see src/worker/http-server.ts).
  */
-export function createHttpHandler(backend: KvBackend, metrics = new HttpMetrics(), fallback?: (app: Hono) => FetchHandler): HttpHandler {
+export function createHttpHandler(
+  backend: KvBackend,
+  metrics = new HttpMetrics(),
+  fallback?: (app: Hono) => FetchHandler,
+): HttpHandler {
   const app = createApp(backend, { metrics });
   const rest: FetchHandler = fallback === undefined ? (request, server) => app.fetch(request, server) : fallback(app);
   return { app, metrics, fetch: createFastFetch(backend, metrics, rest) };

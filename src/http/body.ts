@@ -47,7 +47,9 @@ export async function readBodyBounded(
         buffer.set(single!, 0);
         single = null;
       } else if (length + value.byteLength > buffer.byteLength) {
-        const grown: Uint8Array = new Uint8Array(Math.min(bytesMax, Math.max(2 * buffer.byteLength, length + value.byteLength)));
+        const grown: Uint8Array = new Uint8Array(
+          Math.min(bytesMax, Math.max(2 * buffer.byteLength, length + value.byteLength)),
+        );
         grown.set(buffer.subarray(0, length), 0);
         buffer = grown;
       }

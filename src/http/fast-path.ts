@@ -52,7 +52,11 @@ export function createFastFetch(backend: KvBackend, metrics: HttpMetrics, fallba
       const c = url.charCodeAt(i);
       if (c < printableMin || c > printableMax || c === charPercent || c === charQuestion) return null;
     }
-    if (url.charCodeAt(keyStart) === charDot && (keyLength === 1 || (keyLength === 2 && url.charCodeAt(keyStart + 1) === charDot))) return null;
+    if (
+      url.charCodeAt(keyStart) === charDot &&
+      (keyLength === 1 || (keyLength === 2 && url.charCodeAt(keyStart + 1) === charDot))
+    )
+      return null;
     return url.slice(keyStart);
   }
 
@@ -96,7 +100,8 @@ export function createFastFetch(backend: KvBackend, metrics: HttpMetrics, fallba
       }
       // Bun delivers exactly Content-Length bytes; a Request built in-process (app.request) may
       // carry more than its header says, and the app counts what arrives, so this does too.
-      if (value.length > valueBytesMax) return finish(Route.kvPut, startMs, tooLarge("body", `the value is larger than ${valueBytesMax} bytes`));
+      if (value.length > valueBytesMax)
+        return finish(Route.kvPut, startMs, tooLarge("body", `the value is larger than ${valueBytesMax} bytes`));
       const result: OpResult = await backend.submit({ kind: OpKind.Write, key, value });
       return finish(Route.kvPut, startMs, updateResponse(OpKind.Write, result));
     } catch (error) {

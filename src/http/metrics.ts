@@ -25,7 +25,17 @@ export const Route = {
 
 export type RouteId = (typeof Route)[keyof typeof Route];
 
-const routeNames = ["kv_get", "kv_put", "kv_delete", "kv_incr", "status", "health", "metrics", "other", "batch"] as const;
+const routeNames = [
+  "kv_get",
+  "kv_put",
+  "kv_delete",
+  "kv_incr",
+  "status",
+  "health",
+  "metrics",
+  "other",
+  "batch",
+] as const;
 const routeCount = routeNames.length;
 
 /** The ops of a batch, by the name a client sends in `"op"`; an index into batchOpNames. */
@@ -37,7 +47,9 @@ const batchOpCount = batchOpNames.length;
 const statusCodesMax = 600;
 
 /** Upper bounds in seconds, Prometheus' defaults shifted down: a local KV op is sub-millisecond. */
-const durationBucketsS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const durationBucketsS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 const bucketCount = durationBucketsS.length;
 
 const requestsWords = routeCount * statusCodesMax;
@@ -63,7 +75,8 @@ export class HttpMetrics {
   #all: Float64Array[];
 
   constructor(buffer: SharedArrayBuffer = new SharedArrayBuffer(httpMetricsBytes)) {
-    if (buffer.byteLength !== httpMetricsBytes) throw new RangeError(`HTTP metrics buffer of ${buffer.byteLength} bytes, expected ${httpMetricsBytes}`);
+    if (buffer.byteLength !== httpMetricsBytes)
+      throw new RangeError(`HTTP metrics buffer of ${buffer.byteLength} bytes, expected ${httpMetricsBytes}`);
     this.buffer = buffer;
     this.#words = new Float64Array(buffer);
     this.#all = [this.#words];
@@ -74,7 +87,8 @@ export class HttpMetrics {
    * node, this one's at `ownIndex` (a buffer that went through postMessage is another object).
    */
   shareWith(buffers: readonly SharedArrayBuffer[], ownIndex: number): void {
-    if (buffers[ownIndex]?.byteLength !== httpMetricsBytes) throw new RangeError("shareWith: no metrics buffer at ownIndex");
+    if (buffers[ownIndex]?.byteLength !== httpMetricsBytes)
+      throw new RangeError("shareWith: no metrics buffer at ownIndex");
     this.#all = buffers.map((b, i) => (i === ownIndex ? this.#words : new HttpMetrics(b).#words));
   }
 

@@ -90,13 +90,28 @@ export interface Failure {
   readonly outcomeUnknown: boolean;
 }
 
-function fixed(status: number, code: ErrorCodeName, message: string, retryAfter = false, outcomeUnknown = false): Failure {
+function fixed(
+  status: number,
+  code: ErrorCodeName,
+  message: string,
+  retryAfter = false,
+  outcomeUnknown = false,
+): Failure {
   return Object.freeze({ status, code, message, etag: undefined, etagInBody: false, retryAfter, outcomeUnknown });
 }
 
 // The failures that depend on nothing but the status are built once.
-const notANumber = fixed(409, ErrorCode.notANumber, "the value is not a decimal safe integer, or the result would not be one; nothing was written");
-const aborted = fixed(409, ErrorCode.aborted, "the increment lost too many concurrent races; nothing was written, retry", true);
+const notANumber = fixed(
+  409,
+  ErrorCode.notANumber,
+  "the value is not a decimal safe integer, or the result would not be one; nothing was written",
+);
+const aborted = fixed(
+  409,
+  ErrorCode.aborted,
+  "the increment lost too many concurrent races; nothing was written, retry",
+  true,
+);
 const readTimeout = fixed(504, ErrorCode.timeout, "the read did not complete in time");
 const updateUnknown = fixed(504, ErrorCode.outcomeUnknown, "the update may or may not have taken effect", false, true);
 const unavailable = fixed(
@@ -134,7 +149,15 @@ export function failureOf(kind: OpKind, result: OpResult): Failure | null {
           : etag === undefined
             ? "precondition failed: the key has never been written (If-Match)"
             : `precondition failed: the key's current ETag is ${etag} (If-Match)`;
-      return { status: 412, code: ErrorCode.preconditionFailed, message, etag, etagInBody: etag !== undefined, retryAfter: false, outcomeUnknown: false };
+      return {
+        status: 412,
+        code: ErrorCode.preconditionFailed,
+        message,
+        etag,
+        etagInBody: etag !== undefined,
+        retryAfter: false,
+        outcomeUnknown: false,
+      };
     }
     case OpStatus.NotANumber:
       return notANumber;
@@ -191,7 +214,10 @@ export function updateResponse(kind: OpKind, result: OpResult): Response {
   if (failure !== null) return failureResponse(failure);
   if (result.version <= 0) throw new AssertionError("a completed update has version 0");
   // The ETag is `"v.w"` (digits, a dot, digits): as a JSON string its quotes are escaped.
-  return new Response(`{"etag":"\\"${formatTs(result.version, result.writer)}\\""}`, { status: 200, headers: updateOkHeaders.get(result.version, result.writer) });
+  return new Response(`{"etag":"\\"${formatTs(result.version, result.writer)}\\""}`, {
+    status: 200,
+    headers: updateOkHeaders.get(result.version, result.writer),
+  });
 }
 
 /** Incr: 200 with `{ "value": N, "etag" }`; the backend gives the new value as decimal ASCII. */

@@ -45,7 +45,14 @@ import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
 import { ErrorCode, errorResponse, invalidInput, retryAfterSeconds, tooLarge, unknownRoute } from "./errors.ts";
 import { type HttpMetrics, Route, batchOpNames, counted } from "./metrics.ts";
 import { failureOf, incrValueOf, okEtag } from "./outcomes.ts";
-import { type KeySchema, batchKeyRulesText, contentLengthSchema, createKeySchema, etagSchema, parseConfig } from "./schemas.ts";
+import {
+  type KeySchema,
+  batchKeyRulesText,
+  contentLengthSchema,
+  createKeySchema,
+  etagSchema,
+  parseConfig,
+} from "./schemas.ts";
 import { checkQuery, splitTarget } from "./target.ts";
 
 export const batchPath = "/v1/batch";
@@ -113,20 +120,29 @@ function createOpSchema(keys: KeySchema, valueBytesMax: number) {
   const key = v.pipe(
     v.string("the key must be a JSON string"),
     // JSON can spell a lone surrogate ("\ud800"), which has no UTF-8 form: a URL could not name it.
-    v.check((text: string) => text.isWellFormed(), `the key is not valid Unicode (it has a lone surrogate); ${batchKeyRulesText}`),
+    v.check(
+      (text: string) => text.isWellFormed(),
+      `the key is not valid Unicode (it has a lone surrogate); ${batchKeyRulesText}`,
+    ),
     keys.schema,
   );
   const fitsValueBytes = (text: string): boolean => base64DecodedLength(text) <= valueBytesMax;
   const value = v.pipe(
     v.string(`the value must be a JSON string holding ${base64Text}`),
     v.regex(base64Pattern, `the value is not ${base64Text}`),
-    v.check(fitsValueBytes, (issue) => `the value is ${base64DecodedLength(issue.input as string)} bytes; the largest accepted is ${valueBytesMax}`),
+    v.check(
+      fitsValueBytes,
+      (issue) =>
+        `the value is ${base64DecodedLength(issue.input as string)} bytes; the largest accepted is ${valueBytesMax}`,
+    ),
     v.rawTransform(({ dataset, addIssue, NEVER }) => {
       try {
         return base64Codec.fromBase64(dataset.value, { lastChunkHandling: "strict" });
       } catch {
         // Only non-zero padding bits get here ("QR=="): such text is not what any encoder writes.
-        addIssue({ message: `the value is not canonical ${base64Text}: its last character has bits set beyond the data` });
+        addIssue({
+          message: `the value is not canonical ${base64Text}: its last character has bits set beyond the data`,
+        });
         return NEVER;
       }
     }),
@@ -148,7 +164,10 @@ function createOpSchema(keys: KeySchema, valueBytesMax: number) {
       [
         v.strictObject({ op: v.literal("get"), key }, objectMessage("get", ["op", "key"])),
         v.strictObject({ op: v.literal("put"), key, value }, objectMessage("put", ["op", "key", "value"])),
-        v.strictObject({ op: v.literal("cas"), key, etag, value }, objectMessage("cas", ["op", "key", "etag", "value"])),
+        v.strictObject(
+          { op: v.literal("cas"), key, etag, value },
+          objectMessage("cas", ["op", "key", "etag", "value"]),
+        ),
         v.strictObject({ op: v.literal("create"), key, value }, objectMessage("create", ["op", "key", "value"])),
         v.strictObject({ op: v.literal("delete"), key }, objectMessage("delete", ["op", "key"])),
         v.strictObject({ op: v.literal("incr"), key, by }, objectMessage("incr", ["op", "key", "by"])),
@@ -157,7 +176,10 @@ function createOpSchema(keys: KeySchema, valueBytesMax: number) {
       (issue) => {
         if (issue.path === undefined) return `an op must be a JSON object; ${formatHint}`;
         if (issue.input === undefined) return `the op has no "op" field; ${formatHint}`;
-        const shown = typeof issue.input === "string" ? JSON.stringify(issue.input.slice(0, 64)) : `of type ${issue.input === null ? "null" : typeof issue.input}`;
+        const shown =
+          typeof issue.input === "string"
+            ? JSON.stringify(issue.input.slice(0, 64))
+            : `of type ${issue.input === null ? "null" : typeof issue.input}`;
         return `unknown op ${shown}; expected one of ${opsText}`;
       },
     ),
@@ -168,7 +190,13 @@ function createOpSchema(keys: KeySchema, valueBytesMax: number) {
         case "put":
           return { kind: OpKind.Write, key: o.key, value: o.value };
         case "cas":
-          return { kind: OpKind.Cas, key: o.key, value: o.value, expectedVersion: o.etag.version, expectedWriter: o.etag.writer };
+          return {
+            kind: OpKind.Cas,
+            key: o.key,
+            value: o.value,
+            expectedVersion: o.etag.version,
+            expectedWriter: o.etag.writer,
+          };
         case "create":
           return { kind: OpKind.Create, key: o.key, value: o.value };
         case "delete":
@@ -185,18 +213,21 @@ function createOpSchema(keys: KeySchema, valueBytesMax: number) {
 const envelopeSchema = v.pipe(
   v.custom<unknown>((input) => !Array.isArray(input), `the body must be a JSON object; ${formatHint}`),
   v.strictObject(
-  {
-    ops: v.pipe(
-      v.array(v.unknown(), `"ops" must be a JSON array; ${formatHint}`),
-      v.maxLength(batchOpsMax, (issue) => `the batch has ${(issue.input as unknown[]).length} ops; the most accepted is ${batchOpsMax}`),
-    ),
-  },
-  (issue) =>
-    issue.path === undefined
-      ? `the body must be a JSON object; ${formatHint}`
-      : issue.input === undefined
-        ? `the body has no "ops" field; ${formatHint}`
-        : `unknown field ${JSON.stringify(String(issue.path[issue.path.length - 1]?.key).slice(0, 64))} in the body; ${formatHint}`,
+    {
+      ops: v.pipe(
+        v.array(v.unknown(), `"ops" must be a JSON array; ${formatHint}`),
+        v.maxLength(
+          batchOpsMax,
+          (issue) => `the batch has ${(issue.input as unknown[]).length} ops; the most accepted is ${batchOpsMax}`,
+        ),
+      ),
+    },
+    (issue) =>
+      issue.path === undefined
+        ? `the body must be a JSON object; ${formatHint}`
+        : issue.input === undefined
+          ? `the body has no "ops" field; ${formatHint}`
+          : `unknown field ${JSON.stringify(String(issue.path[issue.path.length - 1]?.key).slice(0, 64))} in the body; ${formatHint}`,
   ),
 );
 
@@ -232,7 +263,10 @@ function resultJson(op: OpRequest, result: OpResult): { json: string; status: nu
           status: 200,
         };
       case OpKind.Incr:
-        return { json: `{"status":200,"value":${incrValueOf(result)},"etag":${JSON.stringify(okEtag(result, "a completed incr"))}}`, status: 200 };
+        return {
+          json: `{"status":200,"value":${incrValueOf(result)},"etag":${JSON.stringify(okEtag(result, "a completed incr"))}}`,
+          status: 200,
+        };
       default:
         return { json: `{"status":200,"etag":${JSON.stringify(okEtag(result, "a completed update"))}}`, status: 200 };
     }
@@ -261,7 +295,8 @@ export function registerBatchRoutes(app: Hono, backend: KvBackend, metrics: Http
         const issue = parsed.issues[0];
         const field = fieldOf(index, issue);
         const message = `${field}: ${issue.message}`;
-        if (issue.requirement === keys.fitsKeyBytes || issue.requirement === fitsValueBytes) return tooLarge(field, message);
+        if (issue.requirement === keys.fitsKeyBytes || issue.requirement === fitsValueBytes)
+          return tooLarge(field, message);
         return invalidInput(field, message);
       }
       requests[index] = parsed.output;
@@ -279,8 +314,10 @@ export function registerBatchRoutes(app: Hono, backend: KvBackend, metrics: Http
     const headers = request.headers;
     // As on the single routes other than PUT: a condition that would be ignored is refused. A
     // batch has per-op conditions (cas, create) instead.
-    if (headers.has("if-match")) return invalidInput("if-match", "If-Match is not supported on POST /v1/batch; use a cas op with an etag");
-    if (headers.has("if-none-match")) return invalidInput("if-none-match", "If-None-Match is not supported on POST /v1/batch; use a create op");
+    if (headers.has("if-match"))
+      return invalidInput("if-match", "If-Match is not supported on POST /v1/batch; use a cas op with an etag");
+    if (headers.has("if-none-match"))
+      return invalidInput("if-none-match", "If-None-Match is not supported on POST /v1/batch; use a create op");
     const contentType = headers.get("content-type");
     if (contentType !== null && !isJsonMediaType(contentType)) {
       return errorResponse(

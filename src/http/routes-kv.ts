@@ -53,9 +53,16 @@ function parseKey(keys: KeySchema, rawKey: string): string | Response {
  */
 function rejectConditionals(request: Request, method: string): Response | null {
   const headers = request.headers;
-  if (headers.has("if-match")) return invalidInput("if-match", `If-Match is not supported on ${method}; a conditional write is a PUT with If-Match`);
+  if (headers.has("if-match"))
+    return invalidInput(
+      "if-match",
+      `If-Match is not supported on ${method}; a conditional write is a PUT with If-Match`,
+    );
   if (headers.has("if-none-match")) {
-    return invalidInput("if-none-match", `If-None-Match is not supported on ${method}; a create-only write is a PUT with If-None-Match: *`);
+    return invalidInput(
+      "if-none-match",
+      `If-None-Match is not supported on ${method}; a create-only write is a PUT with If-None-Match: *`,
+    );
   }
   return null;
 }

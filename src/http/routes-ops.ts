@@ -8,7 +8,10 @@ import type { HttpMetrics } from "./metrics.ts";
 import { Route, counted } from "./metrics.ts";
 
 const jsonHeaders = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" } as const;
-const prometheusHeaders = { "content-type": "text/plain; version=0.0.4; charset=utf-8", "cache-control": "no-store" } as const;
+const prometheusHeaders = {
+  "content-type": "text/plain; version=0.0.4; charset=utf-8",
+  "cache-control": "no-store",
+} as const;
 
 export function registerOpsRoutes(app: Hono, backend: KvBackend, metrics: HttpMetrics): void {
   app.get(
@@ -21,9 +24,14 @@ export function registerOpsRoutes(app: Hono, backend: KvBackend, metrics: HttpMe
     "/health",
     counted(metrics, Route.health, () => {
       if (backend.status().serving) return new Response('{"status":"ok"}', { headers: jsonHeaders });
-      return errorResponse(503, ErrorCode.unavailable, "this node is not serving (no lease, not a member, or shutting down)", {
-        headers: { "retry-after": String(retryAfterSeconds) },
-      });
+      return errorResponse(
+        503,
+        ErrorCode.unavailable,
+        "this node is not serving (no lease, not a member, or shutting down)",
+        {
+          headers: { "retry-after": String(retryAfterSeconds) },
+        },
+      );
     }),
   );
 

@@ -76,10 +76,12 @@ function etagMessage(issue: { input: unknown }): string {
   const input = typeof issue.input === "string" ? issue.input : "";
   const shown = JSON.stringify(input.length > 64 ? `${input.slice(0, 64)}...` : input);
   const suffix = `; expected one strong ETag as sent by GET or PUT, e.g. "3.1" (quotes included), got ${shown}`;
-  if (input.trim() === "*") return `If-Match: * is not supported (use If-None-Match: * to create only if absent)${suffix}`;
+  if (input.trim() === "*")
+    return `If-Match: * is not supported (use If-None-Match: * to create only if absent)${suffix}`;
   if (input.startsWith("W/")) return `weak ETags cannot be used for a compare-and-set${suffix}`;
   if (input.includes(",")) return `only one ETag is accepted${suffix}`;
-  if (/^"?0\.[0-9]+"?$/.test(input)) return `version 0 means never written; to create a key only if absent use If-None-Match: *${suffix}`;
+  if (/^"?0\.[0-9]+"?$/.test(input))
+    return `version 0 means never written; to create a key only if absent use If-None-Match: *${suffix}`;
   if (/^[0-9]+\.[0-9]+$/.test(input)) return `the ETag must be quoted${suffix}`;
   return `malformed ETag${suffix}`;
 }

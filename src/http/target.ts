@@ -38,7 +38,8 @@ export const queryCharsMax = 1024;
 
 export function checkQuery(query: string, allowed: readonly string[]): QueryCheck {
   if (query === "") return { ok: true, params: null };
-  if (query.length > queryCharsMax) return { ok: false, message: `the query string is longer than ${queryCharsMax} characters` };
+  if (query.length > queryCharsMax)
+    return { ok: false, message: `the query string is longer than ${queryCharsMax} characters` };
   const params = new URLSearchParams(query);
   const seen = new Set<string>();
   for (const name of params.keys()) {

@@ -33,7 +33,8 @@ export class ClusterKeys {
   readonly candidates: string;
 
   constructor(readonly cluster: string) {
-    if (!cluster.startsWith("/") || !cluster.endsWith("/")) throw new RangeError("a cluster prefix starts and ends with '/'");
+    if (!cluster.startsWith("/") || !cluster.endsWith("/"))
+      throw new RangeError("a cluster prefix starts and ends with '/'");
     this.members = `${cluster}members/`;
     this.suspects = `${cluster}suspects/`;
     this.evictions = `${cluster}evictions/`;
@@ -116,7 +117,15 @@ export function parseEviction(value: string): EvictionRecord | null {
   if (typeof v.epoch !== "number" || !Number.isSafeInteger(v.epoch) || v.epoch < 0) return null;
   if (v.reason !== "majority" && v.reason !== "links") return null;
   if (!Array.isArray(v.suspectedBy) || !v.suspectedBy.every(isNodeId)) return null;
-  return { member: v.member, lease: v.lease, ttlMs: v.ttlMs, epoch: v.epoch, by: v.by, reason: v.reason, suspectedBy: [...(v.suspectedBy as NodeId[])] };
+  return {
+    member: v.member,
+    lease: v.lease,
+    ttlMs: v.ttlMs,
+    epoch: v.epoch,
+    by: v.by,
+    reason: v.reason,
+    suspectedBy: [...(v.suspectedBy as NodeId[])],
+  };
 }
 
 export interface SuspectsRecord {
@@ -146,7 +155,9 @@ export class ClusterRecords {
 
   /** True for a key this table keeps (suspects, evictions, candidates). */
   owns(key: string): boolean {
-    return key.startsWith(this.keys.suspects) || key.startsWith(this.keys.evictions) || key.startsWith(this.keys.candidates);
+    return (
+      key.startsWith(this.keys.suspects) || key.startsWith(this.keys.evictions) || key.startsWith(this.keys.candidates)
+    );
   }
 
   get revision(): number {
@@ -244,9 +255,15 @@ export class ClusterRecords {
         return this.onInvalid(kv.key, "value is not JSON");
       }
       const problem = memberInfoProblem(parsed);
-      if (problem !== null || (parsed as MemberInfo).id !== id) return this.onInvalid(kv.key, problem ?? "record id differs from the key's");
+      if (problem !== null || (parsed as MemberInfo).id !== id)
+        return this.onInvalid(kv.key, problem ?? "record id differs from the key's");
       const info = parsed as MemberInfo;
-      this.#candidates.set(id, { id: info.id, http: info.http, transport: info.transport, shardAddresses: [...info.shardAddresses] });
+      this.#candidates.set(id, {
+        id: info.id,
+        http: info.http,
+        transport: info.transport,
+        shardAddresses: [...info.shardAddresses],
+      });
     }
   }
 

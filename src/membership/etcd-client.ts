@@ -66,8 +66,7 @@ export interface RequestOptions {
 }
 
 export type RegisterResult =
-  | { created: true; revision: number; kvs: EtcdKv[] }
-  | { created: false; revision: number; existing: EtcdKv | null };
+  { created: true; revision: number; kvs: EtcdKv[] } | { created: false; revision: number; existing: EtcdKv | null };
 
 /** One comparison of a transaction; `prefix` applies it to every key starting with `key` (etcd 3.3+). */
 export interface TxnCompare {
@@ -282,7 +281,10 @@ export class EtcdClient {
       text = await response.text();
     } catch (err) {
       this.rotate(endpoint);
-      const why = controller.signal.aborted && options.signal?.aborted !== true ? `timed out after ${timeoutMs} ms` : errorMessage(err);
+      const why =
+        controller.signal.aborted && options.signal?.aborted !== true
+          ? `timed out after ${timeoutMs} ms`
+          : errorMessage(err);
       throw new EtcdError(`etcd ${endpoint}${path}: ${why}`, "network");
     } finally {
       clearTimeout(timer);
@@ -294,7 +296,11 @@ export class EtcdClient {
       parsed = asObject(JSON.parse(text), "response");
     } catch (err) {
       if (status >= 500) this.rotate(endpoint);
-      throw new EtcdError(`etcd ${endpoint}${path}: HTTP ${status}: ${text.slice(0, 200)}`, status >= 500 ? "network" : "server", status);
+      throw new EtcdError(
+        `etcd ${endpoint}${path}: HTTP ${status}: ${text.slice(0, 200)}`,
+        status >= 500 ? "network" : "server",
+        status,
+      );
     }
     if (status !== 200) {
       const code = typeof parsed.code === "number" ? parsed.code : 0;
@@ -307,9 +313,11 @@ export class EtcdClient {
 
   /** Grants a lease; etcd may grant a longer TTL than asked (its minimum), so use the returned one. */
   async leaseGrant(ttlS: number, options?: RequestOptions): Promise<{ id: string; ttlS: number }> {
-    if (!Number.isSafeInteger(ttlS) || ttlS < 1) throw new RangeError(`leaseGrant: ttlS must be a positive integer, got ${ttlS}`);
+    if (!Number.isSafeInteger(ttlS) || ttlS < 1)
+      throw new RangeError(`leaseGrant: ttlS must be a positive integer, got ${ttlS}`);
     const res = await this.call("/v3/lease/grant", { TTL: String(ttlS) }, options);
-    if (typeof res.error === "string" && res.error !== "") throw new EtcdError(`etcd lease grant: ${res.error}`, "server");
+    if (typeof res.error === "string" && res.error !== "")
+      throw new EtcdError(`etcd lease grant: ${res.error}`, "server");
     const id = id64(res, "ID");
     const granted = int64(res, "TTL");
     if (id === "0" || granted < 1) throw new EtcdError(`etcd lease grant: bad answer ${JSON.stringify(res)}`, "server");
@@ -341,7 +349,10 @@ export class EtcdClient {
   }
 
   /** Reads `key`, or every key with prefix `key` when `prefix` is set; at `revision` when > 0. */
-  async range(key: string, opts: { prefix?: boolean; revision?: number } & RequestOptions = {}): Promise<{ revision: number; kvs: EtcdKv[] }> {
+  async range(
+    key: string,
+    opts: { prefix?: boolean; revision?: number } & RequestOptions = {},
+  ): Promise<{ revision: number; kvs: EtcdKv[] }> {
     const body: Json = { key: encodeBase64(key) };
     if (opts.prefix === true) body.range_end = rangeEndBase64(key);
     if (opts.revision !== undefined && opts.revision > 0) body.revision = String(opts.revision);
@@ -349,7 +360,10 @@ export class EtcdClient {
     return { revision: headerRevision(res), kvs: parseKvs(res) };
   }
 
-  async deleteRange(key: string, opts: { prefix?: boolean } & RequestOptions = {}): Promise<{ revision: number; deleted: number }> {
+  async deleteRange(
+    key: string,
+    opts: { prefix?: boolean } & RequestOptions = {},
+  ): Promise<{ revision: number; deleted: number }> {
     const body: Json = { key: encodeBase64(key) };
     if (opts.prefix === true) body.range_end = rangeEndBase64(key);
     const res = await this.call("/v3/kv/deleterange", body, opts);
@@ -368,17 +382,28 @@ export class EtcdClient {
   }
 
   /** If every comparison holds, do the puts, atomically. Returns whether it did, and the revision. */
-  async txn(compare: readonly TxnCompare[], puts: readonly TxnPut[], options?: RequestOptions): Promise<{ succeeded: boolean; revision: number }> {
+  async txn(
+    compare: readonly TxnCompare[],
+    puts: readonly TxnPut[],
+    options?: RequestOptions,
+  ): Promise<{ succeeded: boolean; revision: number }> {
     const res = await this.call(
       "/v3/kv/txn",
       {
         compare: compare.map((c) => {
           const field = c.target === "MOD" ? "mod_revision" : "create_revision";
-          const one: Json = { key: encodeBase64(c.key), target: c.target, result: c.result, [field]: String(c.revision) };
+          const one: Json = {
+            key: encodeBase64(c.key),
+            target: c.target,
+            result: c.result,
+            [field]: String(c.revision),
+          };
           if (c.prefix === true) one.range_end = rangeEndBase64(c.key);
           return one;
         }),
-        success: puts.map((p) => ({ request_put: { key: encodeBase64(p.key), value: encodeBase64(p.value), lease: p.lease ?? "0" } })),
+        success: puts.map((p) => ({
+          request_put: { key: encodeBase64(p.key), value: encodeBase64(p.value), lease: p.lease ?? "0" },
+        })),
         failure: [],
       },
       options,
@@ -391,7 +416,13 @@ export class EtcdClient {
    * `rangePrefix` (so the caller learns the exact set at the revision of its own put); otherwise
    * read the existing key.
    */
-  async registerWithLease(key: string, value: string, lease: string, rangePrefix: string, options?: RequestOptions): Promise<RegisterResult> {
+  async registerWithLease(
+    key: string,
+    value: string,
+    lease: string,
+    rangePrefix: string,
+    options?: RequestOptions,
+  ): Promise<RegisterResult> {
     const k = encodeBase64(key);
     const res = await this.call(
       "/v3/kv/txn",
@@ -433,7 +464,11 @@ export class EtcdClient {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({
-          create_request: { key: encodeBase64(prefix), range_end: rangeEndBase64(prefix), start_revision: String(startRevision) },
+          create_request: {
+            key: encodeBase64(prefix),
+            range_end: rangeEndBase64(prefix),
+            start_revision: String(startRevision),
+          },
         }),
         signal,
       });
@@ -444,7 +479,11 @@ export class EtcdClient {
     if (response.status !== 200 || response.body === null) {
       const text = await response.text().catch(() => "");
       if (response.status >= 500) this.rotate(endpoint);
-      throw new EtcdError(`etcd ${endpoint}/v3/watch: HTTP ${response.status}: ${text.slice(0, 200)}`, "server", response.status);
+      throw new EtcdError(
+        `etcd ${endpoint}/v3/watch: HTTP ${response.status}: ${text.slice(0, 200)}`,
+        "server",
+        response.status,
+      );
     }
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
@@ -467,7 +506,8 @@ export class EtcdClient {
           if (line !== "") yield parseWatchMessage(line);
           newline = buffered.indexOf("\n");
         }
-        if (buffered.length > watchLineCharsMax) throw new EtcdError("etcd watch: line longer than watchLineCharsMax", "server");
+        if (buffered.length > watchLineCharsMax)
+          throw new EtcdError("etcd watch: line longer than watchLineCharsMax", "server");
       }
     } finally {
       await reader.cancel().catch(() => {});

@@ -74,7 +74,10 @@ export function evictionInput(registrations: readonly Registration[], records: C
 }
 
 /** A recorded eviction whose registration is still a member: its lease must still be revoked. */
-export function pendingEviction(registrations: readonly Registration[], records: ClusterRecords): EvictionRecord | null {
+export function pendingEviction(
+  registrations: readonly Registration[],
+  records: ClusterRecords,
+): EvictionRecord | null {
   for (const r of registrations) {
     const record = records.evictionOf(r.id);
     if (record !== null && record.lease === r.lease) return record;
@@ -145,16 +148,25 @@ export class Evictor {
       return;
     }
     const targetSpeaks = (input.suspicions.get(decision.target)?.length ?? 0) > 0;
-    if (nowMs - this.#candidate.sinceMs < (targetSpeaks ? o.settleMs : Math.max(o.settleMs, o.silentTargetGraceMs))) return;
+    if (nowMs - this.#candidate.sinceMs < (targetSpeaks ? o.settleMs : Math.max(o.settleMs, o.silentTargetGraceMs)))
+      return;
     this.#candidate = null;
-    const guard = { membersRevision: o.table.revision, suspectsRevision: o.records.suspectsRevision, evictionsRevision: o.records.evictionsRevision };
+    const guard = {
+      membersRevision: o.table.revision,
+      suspectsRevision: o.records.suspectsRevision,
+      evictionsRevision: o.records.evictionsRevision,
+    };
     this.#run(() => this.#evict(decision, registrations, guard, targetSpeaks));
   }
 
   #run(action: () => Promise<void>): void {
     this.#busy = true;
     action()
-      .catch((error) => this.#o.log(`eviction: etcd request failed (retrying): ${error instanceof Error ? error.message : String(error)}`))
+      .catch((error) =>
+        this.#o.log(
+          `eviction: etcd request failed (retrying): ${error instanceof Error ? error.message : String(error)}`,
+        ),
+      )
       .finally(() => (this.#busy = false));
   }
 
@@ -180,11 +192,18 @@ export class Evictor {
     };
     const compare: TxnCompare[] = [
       { key: keys.members, prefix: true, target: "MOD", result: "LESS", revision: guard.membersRevision + 1 },
-      ...registrations.map((r): TxnCompare => ({ key: keys.member(r.id), target: "CREATE", result: "EQUAL", revision: r.createRevision })),
+      ...registrations.map((r): TxnCompare => ({
+        key: keys.member(r.id),
+        target: "CREATE",
+        result: "EQUAL",
+        revision: r.createRevision,
+      })),
       { key: keys.suspects, prefix: true, target: "MOD", result: "LESS", revision: guard.suspectsRevision + 1 },
       { key: keys.evictions, prefix: true, target: "MOD", result: "LESS", revision: guard.evictionsRevision + 1 },
     ];
-    const { succeeded } = await o.client.txn(compare, [{ key: keys.evictionOf(target.id), value: encodeEviction(record) }]);
+    const { succeeded } = await o.client.txn(compare, [
+      { key: keys.evictionOf(target.id), value: encodeEviction(record) },
+    ]);
     if (!succeeded) return; // etcd moved on since: decide again on the new state
     o.log(
       `evicting node ${target.id} (lease ${target.lease}, ttl ${record.ttlMs} ms): ${decision.reason === "majority" ? "suspected by a majority" : "endpoint of the most broken links"}, ` +

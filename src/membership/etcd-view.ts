@@ -37,13 +37,20 @@ export interface MemberEntry {
 export function memberInfoProblem(value: unknown): string | null {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return "not an object";
   const v = value as Record<string, unknown>;
-  if (typeof v.id !== "number" || !Number.isInteger(v.id) || v.id < 0 || v.id > nodeIdMax) return `id must be an integer in 0..${nodeIdMax}`;
+  if (typeof v.id !== "number" || !Number.isInteger(v.id) || v.id < 0 || v.id > nodeIdMax)
+    return `id must be an integer in 0..${nodeIdMax}`;
   if (typeof v.http !== "string" || v.http === "") return "http must be a non-empty string";
-  if (typeof v.transport !== "string" || !transportKinds.includes(v.transport as TransportKind)) return "unknown transport";
-  if (!Array.isArray(v.shardAddresses) || v.shardAddresses.length === 0 || v.shardAddresses.length > shardAddressesMax) {
+  if (typeof v.transport !== "string" || !transportKinds.includes(v.transport as TransportKind))
+    return "unknown transport";
+  if (
+    !Array.isArray(v.shardAddresses) ||
+    v.shardAddresses.length === 0 ||
+    v.shardAddresses.length > shardAddressesMax
+  ) {
     return `shardAddresses must hold 1..${shardAddressesMax} addresses`;
   }
-  if (!v.shardAddresses.every((a) => typeof a === "string" && a !== "")) return "shardAddresses must be non-empty strings";
+  if (!v.shardAddresses.every((a) => typeof a === "string" && a !== ""))
+    return "shardAddresses must be non-empty strings";
   return null;
 }
 
@@ -51,13 +58,24 @@ export function memberInfoProblem(value: unknown): string | null {
 export function encodeMemberInfo(info: MemberInfo): string {
   const problem = memberInfoProblem(info);
   if (problem !== null) throw new RangeError(`invalid MemberInfo: ${problem}`);
-  const json = JSON.stringify({ id: info.id, http: info.http, transport: info.transport, shardAddresses: info.shardAddresses });
-  if (Buffer.byteLength(json) > memberInfoBytesMax) throw new RangeError(`MemberInfo is larger than ${memberInfoBytesMax} bytes`);
+  const json = JSON.stringify({
+    id: info.id,
+    http: info.http,
+    transport: info.transport,
+    shardAddresses: info.shardAddresses,
+  });
+  if (Buffer.byteLength(json) > memberInfoBytesMax)
+    throw new RangeError(`MemberInfo is larger than ${memberInfoBytesMax} bytes`);
   return json;
 }
 
 function freezeInfo(info: MemberInfo): MemberInfo {
-  return Object.freeze({ id: info.id, http: info.http, transport: info.transport, shardAddresses: Object.freeze([...info.shardAddresses]) as string[] });
+  return Object.freeze({
+    id: info.id,
+    http: info.http,
+    transport: info.transport,
+    shardAddresses: Object.freeze([...info.shardAddresses]) as string[],
+  });
 }
 
 export class MemberTable {
@@ -92,7 +110,9 @@ export class MemberTable {
 
   /** The current registrations (etcd's membership as of `revision`), ascending by id. */
   registrations(): { id: NodeId; lease: string; createRevision: number }[] {
-    return [...this.entries.values()].map((e) => ({ id: e.info.id, lease: e.lease, createRevision: e.createRevision })).sort((a, b) => a.id - b.id);
+    return [...this.entries.values()]
+      .map((e) => ({ id: e.info.id, lease: e.lease, createRevision: e.createRevision }))
+      .sort((a, b) => a.id - b.id);
   }
 
   /**
@@ -105,7 +125,8 @@ export class MemberTable {
     if (revision <= this.revisionValue) return null;
     let changedAtRevision = false;
     for (const kv of kvs) {
-      if (kv.modRevision > revision) throw new Error(`snapshot at ${revision} holds key ${kv.key} modified at ${kv.modRevision}`);
+      if (kv.modRevision > revision)
+        throw new Error(`snapshot at ${revision} holds key ${kv.key} modified at ${kv.modRevision}`);
       if (kv.modRevision === revision) changedAtRevision = true;
     }
     // Without a change at `revision` the epoch would not be the revision of the last change.

@@ -254,13 +254,17 @@ class EtcdMembershipImpl implements EtcdMembership {
   private closing: Promise<void> | null = null;
 
   constructor(private readonly options: EtcdMembershipOptions) {
-    if (!clusterPattern.test(options.cluster)) throw new RangeError(`cluster name must match ${clusterPattern}, got ${JSON.stringify(options.cluster)}`);
+    if (!clusterPattern.test(options.cluster))
+      throw new RangeError(`cluster name must match ${clusterPattern}, got ${JSON.stringify(options.cluster)}`);
     const keyPrefix = options.keyPrefix ?? defaultKeyPrefix;
     if (!clusterPattern.test(keyPrefix)) throw new RangeError(`keyPrefix must match ${clusterPattern}`);
     if (!Number.isSafeInteger(options.leaseTtlMs) || options.leaseTtlMs < 1000 || options.leaseTtlMs % 1000 !== 0) {
       throw new RangeError(`leaseTtlMs must be a whole number of seconds (etcd's unit), got ${options.leaseTtlMs}`);
     }
-    if (options.driftMarginMs !== undefined && !(options.driftMarginMs >= 0 && options.driftMarginMs < options.leaseTtlMs)) {
+    if (
+      options.driftMarginMs !== undefined &&
+      !(options.driftMarginMs >= 0 && options.driftMarginMs < options.leaseTtlMs)
+    ) {
       throw new RangeError("driftMarginMs must be in [0, leaseTtlMs)");
     }
     this.requestedTtlS = options.leaseTtlMs / 1000;
@@ -270,7 +274,9 @@ class EtcdMembershipImpl implements EtcdMembership {
     const logger = options.log ?? ((line: string) => console.error(line));
     const tag = `membership[${options.cluster}/${options.self.id}]`;
     this.log = (line) => logger(`${tag} ${line}`);
-    this.table = new MemberTable(this.keys.members, (key, problem) => this.log(`ignoring member key ${key}: ${problem}`));
+    this.table = new MemberTable(this.keys.members, (key, problem) =>
+      this.log(`ignoring member key ${key}: ${problem}`),
+    );
     this.records = new ClusterRecords(this.keys, (key, problem) => this.log(`ignoring key ${key}: ${problem}`));
     this.published = this.table.view();
     this.requestTimeoutMs = options.requestTimeoutMs ?? Math.min(2000, options.leaseTtlMs / 3);
@@ -286,7 +292,8 @@ class EtcdMembershipImpl implements EtcdMembership {
             records: this.records,
             settleMs: detector.settleMs,
             silentTargetGraceMs: detector.silentTargetGraceMs,
-            registered: () => this.lease !== null && this.lease.registered && this.table.leaseOf(options.self.id) === this.lease.id,
+            registered: () =>
+              this.lease !== null && this.lease.registered && this.table.leaseOf(options.self.id) === this.lease.id,
             installing: () => this.held.length > 0,
             log: this.log,
             onEvicted: () => this.stats.evictionsDecided++,
@@ -344,7 +351,12 @@ class EtcdMembershipImpl implements EtcdMembership {
     const suspectedBy: NodeId[] = [];
     const selfCreated = leases.get(self)?.createRevision ?? Number.POSITIVE_INFINITY;
     for (const [author, record] of this.records.suspicions()) {
-      if (leases.get(author)?.lease === record.lease && record.modRevision > selfCreated && record.suspects.includes(self)) suspectedBy.push(author);
+      if (
+        leases.get(author)?.lease === record.lease &&
+        record.modRevision > selfCreated &&
+        record.suspects.includes(self)
+      )
+        suspectedBy.push(author);
     }
     let pending: EtcdDetectorStatus["pending"] = null;
     let lastEviction: EvictionRecord | null = null;
@@ -356,7 +368,13 @@ class EtcdMembershipImpl implements EtcdMembership {
       suspectedBy: suspectedBy.sort((a, b) => a - b),
       candidate: this.evicted !== null,
       pending,
-      holding: this.held.filter((h) => h.removed.length > 0).map((h) => ({ epoch: h.view.epoch, removed: h.removed, releaseInMs: Math.max(0, Math.round(h.releaseAtMs - now)) })),
+      holding: this.held
+        .filter((h) => h.removed.length > 0)
+        .map((h) => ({
+          epoch: h.view.epoch,
+          removed: h.removed,
+          releaseInMs: Math.max(0, Math.round(h.releaseAtMs - now)),
+        })),
       lastEviction,
       decision: this.evictor?.lastDecision ?? null,
     };
@@ -399,7 +417,9 @@ class EtcdMembershipImpl implements EtcdMembership {
       } catch (err) {
         if (err instanceof DuplicateMemberError || this.closed) throw err;
         if (monotonicMs() - startedAt + backoffMs > startTimeoutMs) {
-          throw new Error(`could not register with etcd (${this.options.endpoints.join(", ")}) within ${startTimeoutMs} ms: ${errorMessage(err)}`);
+          throw new Error(
+            `could not register with etcd (${this.options.endpoints.join(", ")}) within ${startTimeoutMs} ms: ${errorMessage(err)}`,
+          );
         }
         if (err instanceof StaleRegistrationError) continue;
         await sleep(backoffMs, this.stop.signal);
@@ -407,7 +427,8 @@ class EtcdMembershipImpl implements EtcdMembership {
       }
     }
     this.loops.push(this.watchLoop(), this.leaseLoop());
-    if (this.options.detector !== undefined) this.detectorTimer = setInterval(() => this.detectorTick(), detectorTickMs);
+    if (this.options.detector !== undefined)
+      this.detectorTimer = setInterval(() => this.detectorTick(), detectorTickMs);
   }
 
   private detectorTick(): void {
@@ -441,7 +462,8 @@ class EtcdMembershipImpl implements EtcdMembership {
 
   private refreshLease(): void {
     const lease = this.lease;
-    this.effectiveLeaseUntilMs = lease !== null && this.table.leaseOf(this.options.self.id) === lease.id ? lease.deadlineMs : 0;
+    this.effectiveLeaseUntilMs =
+      lease !== null && this.table.leaseOf(this.options.self.id) === lease.id ? lease.deadlineMs : 0;
   }
 
   private notify(view: MembershipView): void {
@@ -510,7 +532,9 @@ class EtcdMembershipImpl implements EtcdMembership {
     this.refreshLease();
     if (holdMs > 0) {
       this.stats.evictionHolds++;
-      this.log(`epoch ${view.epoch} removes evicted node(s) [${evicted.map((r) => r.member).join(",")}]: installing it in ${holdMs} ms, once their lease has surely expired`);
+      this.log(
+        `epoch ${view.epoch} removes evicted node(s) [${evicted.map((r) => r.member).join(",")}]: installing it in ${holdMs} ms, once their lease has surely expired`,
+      );
     }
     this.held.push({ view, releaseAtMs: monotonicMs() + holdMs, removed: evicted.map((r) => r.member) });
     this.releaseHeld();
@@ -528,7 +552,8 @@ class EtcdMembershipImpl implements EtcdMembership {
       this.log(`${describe(view)} lease=${this.effectiveLeaseUntilMs > 0 ? "held" : "none"}`);
       this.notify(view);
     }
-    if (this.held.length > 0 && !this.closed) this.heldTimer = setTimeout(() => this.releaseHeld(), this.held[0]!.releaseAtMs - now);
+    if (this.held.length > 0 && !this.closed)
+      this.heldTimer = setTimeout(() => this.releaseHeld(), this.held[0]!.releaseAtMs - now);
   }
 
   /** Our registration was evicted (a record names our current lease): stop serving now. */
@@ -539,7 +564,9 @@ class EtcdMembershipImpl implements EtcdMembership {
     if (record === null || record.lease !== lease.id) return;
     this.evicted = { lease: lease.id, atMs: monotonicMs(), ttlMs: record.ttlMs };
     this.stats.evictionsOfSelf++;
-    this.log(`evicted by node ${record.by} (${record.reason}; suspected by [${record.suspectedBy.join(",")}]): serving stops now; registering again once this node reaches every member`);
+    this.log(
+      `evicted by node ${record.by} (${record.reason}; suspected by [${record.suspectedBy.join(",")}]): serving stops now; registering again once this node reaches every member`,
+    );
     this.dropLease(lease, "evicted", true);
   }
 
@@ -578,7 +605,13 @@ class EtcdMembershipImpl implements EtcdMembership {
     this.rememberLease(grant.id);
     this.grantedTtlS = grant.ttlS;
     const ttlMs = grant.ttlS * 1000;
-    const lease: Lease = { id: grant.id, ttlMs, deadlineMs: sentAt + ttlMs - this.marginMs(ttlMs), registered: false, abort: new AbortController() };
+    const lease: Lease = {
+      id: grant.id,
+      ttlMs,
+      deadlineMs: sentAt + ttlMs - this.marginMs(ttlMs),
+      registered: false,
+      abort: new AbortController(),
+    };
     if (this.closed) {
       await this.revokeQuietly(grant.id);
       throw new Error("closed");
@@ -667,7 +700,8 @@ class EtcdMembershipImpl implements EtcdMembership {
       if (this.closed) return "closed";
       if (this.lease !== lease) return "dropped";
       const now = monotonicMs();
-      if (now >= lease.deadlineMs) return `no successful keepalive before the deadline${failing ? " (etcd unreachable)" : ""}`;
+      if (now >= lease.deadlineMs)
+        return `no successful keepalive before the deadline${failing ? " (etcd unreachable)" : ""}`;
       if (now < nextAtMs) {
         await sleep(Math.min(nextAtMs, lease.deadlineMs) - now, lease.abort.signal);
         continue;
@@ -716,7 +750,8 @@ class EtcdMembershipImpl implements EtcdMembership {
         return;
       } catch (err) {
         if (this.closed) return;
-        if (!reported || err instanceof DuplicateMemberError) this.log(`rejoin failed (retrying): ${errorMessage(err)}`);
+        if (!reported || err instanceof DuplicateMemberError)
+          this.log(`rejoin failed (retrying): ${errorMessage(err)}`);
         reported = true;
         // At once: the stale registration is gone (bounded: each one found is revoked).
         if (err instanceof StaleRegistrationError) continue;
@@ -740,7 +775,9 @@ class EtcdMembershipImpl implements EtcdMembership {
     if (record !== null && record.lease === this.lostLease) {
       this.evicted = { lease: record.lease, atMs: monotonicMs(), ttlMs: record.ttlMs };
       this.stats.evictionsOfSelf++;
-      this.log(`evicted by node ${record.by} (${record.reason}), learned after the lease was lost; registering again once this node reaches every member`);
+      this.log(
+        `evicted by node ${record.by} (${record.reason}), learned after the lease was lost; registering again once this node reaches every member`,
+      );
     }
   }
 
@@ -751,12 +788,16 @@ class EtcdMembershipImpl implements EtcdMembership {
    * (detector.reachesMembers): sent at our removal's epoch or later, so after the sender installed
    * our removal (until then it sent to us as a member), and never stale bytes from before.
    */
-  private async candidacy(evicted: { lease: string; atMs: number; ttlMs: number }, detector: EtcdDetectorOptions): Promise<void> {
+  private async candidacy(
+    evicted: { lease: string; atMs: number; ttlMs: number },
+    detector: EtcdDetectorOptions,
+  ): Promise<void> {
     const self = this.options.self.id;
     // Our key goes when the lease is revoked (by us, after the drop, or by the decider); it has
     // surely gone one TTL after we stopped renewing, even if the watch cannot tell us.
     const waitUntilMs = evicted.atMs + evicted.ttlMs;
-    while (!this.closed && this.table.leaseOf(self) === evicted.lease && monotonicMs() < waitUntilMs) await sleep(detectorTickMs, this.stop.signal);
+    while (!this.closed && this.table.leaseOf(self) === evicted.lease && monotonicMs() < waitUntilMs)
+      await sleep(detectorTickMs, this.stop.signal);
     const heardSinceMs = monotonicMs() + candidacySlackMs;
     this.log(`candidate: waiting to exchange heartbeats with every member`);
     let lease: { id: string; renewAtMs: number; intervalMs: number } | null = null;

@@ -8,12 +8,22 @@ import type { ControlRequest } from "./shard-handle.ts";
 
 export type ControlHandler = (request: Request) => Response | Promise<Response>;
 
-export async function answerControlRequest(handler: ControlHandler, message: ControlRequest, post: (message: ToShard) => void): Promise<void> {
+export async function answerControlRequest(
+  handler: ControlHandler,
+  message: ControlRequest,
+  post: (message: ToShard) => void,
+): Promise<void> {
   const { requestId } = message;
   let response: Response;
   try {
     const hasBody = message.body !== null && message.method !== "GET" && message.method !== "HEAD";
-    response = await handler(new Request(message.url, { method: message.method, headers: message.headers, body: hasBody ? message.body : null }));
+    response = await handler(
+      new Request(message.url, {
+        method: message.method,
+        headers: message.headers,
+        body: hasBody ? message.body : null,
+      }),
+    );
   } catch (error) {
     // The handler is the CLI's Hono app, which answers its own errors; this is a bug.
     console.error(`hermes-kv node: ${message.method} ${message.url.slice(0, 200)} failed on the main thread:`, error);

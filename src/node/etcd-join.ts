@@ -40,20 +40,31 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     }
     for (const source of others) {
       try {
-        const entries = await node.loadFrom((index, epochMin, onChunk) => fetchSnapshot(node, source.http, index, epochMin, false, onChunk));
-        log(`hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
+        const entries = await node.loadFrom((index, epochMin, onChunk) =>
+          fetchSnapshot(node, source.http, index, epochMin, false, onChunk),
+        );
+        log(
+          `hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
+        );
         return true;
       } catch (error) {
         run.report(`cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
     // Nobody serves: merge what every member that kept its state has.
-    const merged = await mergeFromKeptState(node, others.map((m) => m.http));
+    const merged = await mergeFromKeptState(
+      node,
+      others.map((m) => m.http),
+    );
     if (merged !== null) {
-      log(`hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - run.startedMs).toFixed(0)} ms`);
+      log(
+        `hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
+      );
       return true;
     }
-    run.report(`no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`);
+    run.report(
+      `no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`,
+    );
     return false;
   };
 }
@@ -88,8 +99,17 @@ async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<nu
 }
 
 /** Stream one shard of `http`'s replica into `onChunk`; `kept`: also from a joining member that kept its state. */
-async function fetchSnapshot(node: HermesNode, http: string, index: number, epochMin: number, kept: boolean, onChunk: (entries: SnapshotEntry[]) => void): Promise<number> {
-  const response = await fetch(`http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`);
+async function fetchSnapshot(
+  node: HermesNode,
+  http: string,
+  index: number,
+  epochMin: number,
+  kept: boolean,
+  onChunk: (entries: SnapshotEntry[]) => void,
+): Promise<number> {
+  const response = await fetch(
+    `http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
+  );
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   const decoder = new SnapshotDecoder(node.keyBytesMax, node.valueBytesMax);
   let count = 0;

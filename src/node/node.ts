@@ -19,7 +19,11 @@ import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
-export type SnapshotSource = (index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void) => Promise<number>;
+export type SnapshotSource = (
+  index: number,
+  epochMin: number,
+  onChunk: (entries: SnapshotEntry[]) => void,
+) => Promise<number>;
 
 export interface NodeOptions {
   nodeId: NodeId;
@@ -111,9 +115,15 @@ export class HermesNode {
   static async start(options: NodeOptions): Promise<HermesNode> {
     const valueCap = frameValueBytesMax(options.frameBytesMax, options.keyBytesMax);
     if (options.valueBytesMax > valueCap) {
-      throw new RangeError(`valueBytesMax ${options.valueBytesMax} exceeds what one ${options.frameBytesMax}-byte frame carries (${valueCap})`);
+      throw new RangeError(
+        `valueBytesMax ${options.valueBytesMax} exceeds what one ${options.frameBytesMax}-byte frame carries (${valueCap})`,
+      );
     }
-    const replica: Omit<ReplicaConfig, "self"> = { ...defaultReplicaConfig, ...options.replica, valueBytesMax: options.valueBytesMax };
+    const replica: Omit<ReplicaConfig, "self"> = {
+      ...defaultReplicaConfig,
+      ...options.replica,
+      valueBytesMax: options.valueBytesMax,
+    };
     const boardBuffer = createNodeBoard(options.shards);
     const board = new NodeBoard(boardBuffer, options.nodeId, options.transport);
     let node: HermesNode | null = null;
@@ -121,7 +131,8 @@ export class HermesNode {
     const heartbeatMs = options.heartbeatMs ?? 0;
     const lastHeard: BigInt64Array[] = [];
     for (let i = 0; i < options.shards; i++) {
-      const liveness = heartbeatMs > 0 ? { heartbeatMs, lastHeard: new SharedArrayBuffer(8 * livenessSlots) } : undefined;
+      const liveness =
+        heartbeatMs > 0 ? { heartbeatMs, lastHeard: new SharedArrayBuffer(8 * livenessSlots) } : undefined;
       if (liveness !== undefined) lastHeard.push(new BigInt64Array(liveness.lastHeard));
       shards.push(
         new ShardHandle({
@@ -129,7 +140,12 @@ export class HermesNode {
             nodeId: options.nodeId,
             shardIndex: i,
             clusterId: options.clusterId,
-            transport: { kind: options.transport, host: options.host, port: options.basePort === 0 ? 0 : options.basePort + i, frameBytesMax: options.frameBytesMax },
+            transport: {
+              kind: options.transport,
+              host: options.host,
+              port: options.basePort === 0 ? 0 : options.basePort + i,
+              frameBytesMax: options.frameBytesMax,
+            },
             replica: { ...replica, self: options.nodeId },
             keyBytesMax: options.keyBytesMax,
             board: boardBuffer,
@@ -142,7 +158,8 @@ export class HermesNode {
             console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);
             // The node stops serving, and the other workers answer what they forwarded to it.
             board.setFailed();
-            for (const other of shards) if (other.index !== index) other.post({ type: "peer-failed", shardIndex: index });
+            for (const other of shards)
+              if (other.index !== index) other.post({ type: "peer-failed", shardIndex: index });
           },
           onControlRequest: (shard, message) => {
             const control = node === null ? null : node.#control;
@@ -179,14 +196,17 @@ export class HermesNode {
       bodyBytesMax: httpBodyBytesMax,
       controlPathPrefixes: options.controlPathPrefixes,
       stopPaths: options.stopPaths ?? [],
-      peerRings: this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
+      peerRings:
+        this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
     };
     const where = `${options.host}:${options.port}`;
     const failed = (error: Error): never => {
       throw new Error(`cannot serve HTTP on ${where}: ${error.message}`);
     };
     const first = await this.shards[0]!.startHttp({ ...start, port: options.port }).catch(failed);
-    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port }))).catch(failed);
+    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port }))).catch(
+      failed,
+    );
     const buffers = [first, ...rest].map((r) => r.metricsBuffer);
     for (const shard of this.shards) shard.post({ type: "http-metrics-buffers", buffers });
     this.#httpPort = first.port;
@@ -203,7 +223,10 @@ export class HermesNode {
     return {
       id: this.options.nodeId,
       // An address given with port 0 gets the port the workers bound.
-      http: this.#httpPort !== 0 && this.options.httpAddress.endsWith(":0") ? `${this.options.httpAddress.slice(0, -2)}:${this.#httpPort}` : this.options.httpAddress,
+      http:
+        this.#httpPort !== 0 && this.options.httpAddress.endsWith(":0")
+          ? `${this.options.httpAddress.slice(0, -2)}:${this.#httpPort}`
+          : this.options.httpAddress,
       transport: this.options.transport,
       shardAddresses: this.shards.map((s) => s.address),
     };
@@ -230,7 +253,10 @@ export class HermesNode {
   applyView(view: MembershipView): void {
     if (view.epoch <= this.#view.epoch) return;
     this.#view = view;
-    this.board.setView(view.epoch, view.members.map((m) => m.id));
+    this.board.setView(
+      view.epoch,
+      view.members.map((m) => m.id),
+    );
     this.membershipChanges.count++;
     for (const shard of this.shards) {
       shard.post({
@@ -329,7 +355,9 @@ export class HermesNode {
     for (const shard of this.shards) {
       shard.post({
         type: "probes",
-        peers: candidates.filter((c) => c.shardAddresses.length === this.shards.length).map((c) => ({ id: c.id, address: c.shardAddresses[shard.index]! })),
+        peers: candidates
+          .filter((c) => c.shardAddresses.length === this.shards.length)
+          .map((c) => ({ id: c.id, address: c.shardAddresses[shard.index]! })),
       });
     }
   }
@@ -354,7 +382,9 @@ export class HermesNode {
   async loadFrom(source: SnapshotSource): Promise<number> {
     let entries = 0;
     for (const shard of this.shards) {
-      entries += await source(shard.index, this.#view.epoch, (chunk) => shard.post({ type: "snapshot-import", entries: chunk }));
+      entries += await source(shard.index, this.#view.epoch, (chunk) =>
+        shard.post({ type: "snapshot-import", entries: chunk }),
+      );
     }
     for (const shard of this.shards) shard.post({ type: "join-finish" });
     this.board.setJoining(false);
@@ -366,7 +396,12 @@ export class HermesNode {
    * Export shard `index` to a joiner (see loadFrom); `allowJoining` also while this node joins with
    * kept state. Rejects with NotReadyError while this replica cannot be a source yet.
    */
-  exportShard(index: number, epochMin: number, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>, allowJoining = false): Promise<number> {
+  exportShard(
+    index: number,
+    epochMin: number,
+    onChunk: (entries: SnapshotEntry[]) => void | Promise<void>,
+    allowJoining = false,
+  ): Promise<number> {
     return this.shards[index]!.exportSnapshot(epochMin, allowJoining && this.board.hasState, onChunk);
   }
 

@@ -24,7 +24,11 @@ import { probeEchoIntervals } from "../worker/messages.ts";
 export const peerDetectorTickMs = 50;
 
 /** The members `self` suspects at `nowMs`: not heard for more than suspectMs since they entered its view. */
-export function suspectsAt(nowMs: number, peers: readonly { id: NodeId; heardMs: number; sinceMs: number }[], suspectMs: number): NodeId[] {
+export function suspectsAt(
+  nowMs: number,
+  peers: readonly { id: NodeId; heardMs: number; sinceMs: number }[],
+  suspectMs: number,
+): NodeId[] {
   return peers.filter((p) => nowMs - Math.max(p.heardMs, p.sinceMs) > suspectMs).map((p) => p.id);
 }
 
@@ -68,7 +72,8 @@ export class PeerDetector {
   readonly counters: PeerDetectorCounters = { suspicionsRaised: 0, suspicionsRefuted: 0 };
 
   constructor(options: PeerDetectorOptions) {
-    if (!(options.heartbeatMs > 0 && options.suspectMs > options.heartbeatMs)) throw new RangeError("a suspicion timeout must exceed the heartbeat interval");
+    if (!(options.heartbeatMs > 0 && options.suspectMs > options.heartbeatMs))
+      throw new RangeError("a suspicion timeout must exceed the heartbeat interval");
     this.#o = options;
     this.#clock = options.clock ?? monotonicMs;
   }
@@ -115,12 +120,16 @@ export class PeerDetector {
       if (this.#suspects.includes(id)) continue;
       this.counters.suspicionsRaised++;
       const heard = o.lastHeardMs(id);
-      o.log(`hermes-kv node ${o.self}: suspects node ${id}: ${heard === 0 ? "never heard" : `not heard for ${Math.round(now - heard)} ms`} (suspicion timeout ${o.suspectMs} ms)`);
+      o.log(
+        `hermes-kv node ${o.self}: suspects node ${id}: ${heard === 0 ? "never heard" : `not heard for ${Math.round(now - heard)} ms`} (suspicion timeout ${o.suspectMs} ms)`,
+      );
     }
     for (const id of this.#suspects) {
       if (suspects.includes(id)) continue;
       if (peers.includes(id)) this.counters.suspicionsRefuted++;
-      o.log(`hermes-kv node ${o.self}: no longer suspects node ${id} (${peers.includes(id) ? "heard again" : "not a member any more"})`);
+      o.log(
+        `hermes-kv node ${o.self}: no longer suspects node ${id} (${peers.includes(id) ? "heard again" : "not a member any more"})`,
+      );
     }
     this.#suspects = suspects;
   }

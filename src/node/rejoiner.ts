@@ -140,7 +140,9 @@ export class Rejoiner {
       // replay), so every client op we hold is answered now and none is retried later. A node that
       // is joining serves nothing and holds no op; its run sees #rejoinNeeded when it ends.
       if (!this.#rejoinNeeded && !this.#node.joining) {
-        this.#log(`hermes-kv node ${this.#node.options.nodeId}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`);
+        this.#log(
+          `hermes-kv node ${this.#node.options.nodeId}: lost the membership (epoch ${view.epoch}): stops serving, will rejoin`,
+        );
         this.#node.rejoinKeepingState();
       }
       this.#rejoinNeeded = true;
@@ -179,7 +181,9 @@ export class Rejoiner {
       } catch (error) {
         failedAttempts++;
         if (failedAttempts >= this.#failedAttemptsMax) {
-          this.#log(`hermes-kv node ${this.#node.options.nodeId}: join gave up after ${failedAttempts} failed attempts: ${messageOf(error)}`);
+          this.#log(
+            `hermes-kv node ${this.#node.options.nodeId}: join gave up after ${failedAttempts} failed attempts: ${messageOf(error)}`,
+          );
           this.#failure = error;
           this.#stopped = true;
           return;

@@ -29,7 +29,10 @@ export class ShardHandle {
   #statsRequests = new Map<number, (stats: ShardStats) => void>();
   #nextRequest = 1;
   #snapshotRequests = new Map<number, (entries: SnapshotEntry[], done: boolean, notReady: string | null) => void>();
-  #httpReady: { resolve: (ready: { port: number; metricsBuffer: SharedArrayBuffer }) => void; reject: (error: Error) => void } | null = null;
+  #httpReady: {
+    resolve: (ready: { port: number; metricsBuffer: SharedArrayBuffer }) => void;
+    reject: (error: Error) => void;
+  } | null = null;
   #httpStopped: (() => void) | null = null;
   #stopped: Promise<void>;
   #ready: Promise<void>;
@@ -117,7 +120,11 @@ export class ShardHandle {
   }
 
   /** Stream this shard's snapshot to `onChunk`; rejects with NotReadyError if the replica cannot be a source yet. */
-  exportSnapshot(epochMin: number, allowJoining: boolean, onChunk: (entries: SnapshotEntry[]) => void | Promise<void>): Promise<number> {
+  exportSnapshot(
+    epochMin: number,
+    allowJoining: boolean,
+    onChunk: (entries: SnapshotEntry[]) => void | Promise<void>,
+  ): Promise<number> {
     const requestId = this.#nextRequest++;
     let count = 0;
     return new Promise((resolve, reject) => {

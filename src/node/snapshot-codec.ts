@@ -73,7 +73,8 @@ export class SnapshotDecoder {
       const version = view.getFloat64(body, true);
       const writer = view.getUint8(body + 8);
       const flags = view.getUint8(body + 9);
-      if (!Number.isSafeInteger(version) || version < 0 || writer > 31 || flags > 7) throw new Error("snapshot: bad record");
+      if (!Number.isSafeInteger(version) || version < 0 || writer > 31 || flags > 7)
+        throw new Error("snapshot: bad record");
       const value = (flags & 4) !== 0 ? bytes.slice(body + 14, body + 14 + valueBytes) : null;
       entries.push({ key, version, writer, rmw: (flags & 1) !== 0, committed: (flags & 2) !== 0, value });
       at = body + 14 + valueBytes;
@@ -83,7 +84,8 @@ export class SnapshotDecoder {
   }
 
   finish(): void {
-    if (this.#pending.length !== 0) throw new Error(`snapshot: stream ended inside a record (${this.#pending.length} bytes left)`);
+    if (this.#pending.length !== 0)
+      throw new Error(`snapshot: stream ended inside a record (${this.#pending.length} bytes left)`);
   }
 }
 

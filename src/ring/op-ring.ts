@@ -117,8 +117,14 @@ export class OpRequestWriter {
   ): boolean {
     assert(opId >>> 0 === opId, "opId must be a u32");
     assert(kind >= opKindMin && kind <= opKindMax, "request kind is not an OpKind");
-    assert(Number.isSafeInteger(expectedVersion) && expectedVersion >= 0, "expectedVersion must be a safe integer >= 0");
-    assert(Number.isInteger(expectedWriter) && expectedWriter >= 0 && expectedWriter <= nodeIdMax, "expectedWriter must be a NodeId");
+    assert(
+      Number.isSafeInteger(expectedVersion) && expectedVersion >= 0,
+      "expectedVersion must be a safe integer >= 0",
+    );
+    assert(
+      Number.isInteger(expectedWriter) && expectedWriter >= 0 && expectedWriter <= nodeIdMax,
+      "expectedWriter must be a NodeId",
+    );
     assert(Number.isSafeInteger(by), "by must be a safe integer");
     const valueBytes = value === null ? 0 : value.length;
     const ring = this.ring;
@@ -129,7 +135,10 @@ export class OpRequestWriter {
     let keyBytes = key.length;
     let payloadBytes = opRequestBytes(keyBytes, valueBytes);
     assert(keyBytes <= opKeyBytesMax, "request key longer than opKeyBytesMax");
-    assert(payloadBytes <= ring.recordBytesMax, "request larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin");
+    assert(
+      payloadBytes <= ring.recordBytesMax,
+      "request larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin",
+    );
     let at = ring.reserve(payloadBytes);
     if (at < 0) return false;
     let keyAt = at + opRequestFixedBytes;
@@ -139,7 +148,10 @@ export class OpRequestWriter {
       keyBytes = utf8Length(key);
       payloadBytes = opRequestBytes(keyBytes, valueBytes);
       assert(keyBytes <= opKeyBytesMax, "request key longer than opKeyBytesMax");
-      assert(payloadBytes <= ring.recordBytesMax, "request larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin");
+      assert(
+        payloadBytes <= ring.recordBytesMax,
+        "request larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin",
+      );
       at = ring.reserve(payloadBytes);
       if (at < 0) return false;
       keyAt = at + opRequestFixedBytes;
@@ -241,7 +253,6 @@ export class OpRequestReader extends RecordReader {
     this.value = valueWord === valueAbsent ? null : copyBytes(bytes, keyEnd, keyEnd + valueBytes);
     return true;
   }
-
 }
 
 /**
@@ -263,7 +274,10 @@ export class OpCompletionWriter {
     assert(Number.isInteger(writer) && writer >= 0 && writer <= nodeIdMax, "writer must be a NodeId");
     const valueBytes = value === null ? 0 : value.length;
     const payloadBytes = opCompletionBytes(valueBytes);
-    assert(payloadBytes <= this.ring.recordBytesMax, "completion larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin");
+    assert(
+      payloadBytes <= this.ring.recordBytesMax,
+      "completion larger than the ring's recordBytesMax: size the ring with opRingCapacityBytesMin",
+    );
     const ring = this.ring;
     const at = ring.reserve(payloadBytes);
     if (at < 0) return false;
@@ -313,5 +327,4 @@ export class OpCompletionReader extends RecordReader {
     this.value = valueWord === valueAbsent ? null : copyBytes(ring.bytes, valueAt, valueAt + valueBytes);
     return true;
   }
-
 }

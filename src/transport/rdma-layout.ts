@@ -67,7 +67,10 @@ const align = (n: number) => Math.ceil(n / slotAlignBytes) * slotAlignBytes;
 
 export function rdmaLayout(input: RdmaLayoutInput): RdmaLayout {
   const mtu = input.datagramBytesMax;
-  assert(Number.isInteger(mtu) && mtu >= datagramBytesMin && mtu <= datagramBytesMax, "a port's MTU is 256..4096 bytes");
+  assert(
+    Number.isInteger(mtu) && mtu >= datagramBytesMin && mtu <= datagramBytesMax,
+    "a port's MTU is 256..4096 bytes",
+  );
   assert(input.windowDatagrams >= rdmaWindowDatagramsMin, "the window was validated (minimum)");
   assert(input.windowDatagrams <= rdmaWindowDatagramsMax, "the window was validated (maximum)");
   assert(Number.isInteger(input.peersMax) && input.peersMax >= 1, "the peer count was validated");
@@ -152,7 +155,13 @@ export function store64(w32: Uint32Array, byteOffset: number, value: number): vo
  * lengths, address handles and `next` links. wr_id is the slot index. The receive requests are
  * chained in slot order, ready to be posted all at once.
  */
-export function writeWorkRequests(w32: Uint32Array, workBase: number, dataBase: number, lkey: number, layout: RdmaLayout): void {
+export function writeWorkRequests(
+  w32: Uint32Array,
+  workBase: number,
+  dataBase: number,
+  lkey: number,
+  layout: RdmaLayout,
+): void {
   assert(w32.byteLength >= layout.workBytes, "the work buffer holds the layout");
   const L = layout;
   for (let i = 0; i < L.recvSlots; i++) {

@@ -402,10 +402,18 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     const old = this.#peers[peer];
     if (old !== undefined && old.address === address) return;
     if (old === undefined && this.#peerCount >= this.peersMax) {
-      throw new RangeError(`rdma connect: already ${this.#peerCount} peers, the limit (peersMax) the receive ring is sized for`);
+      throw new RangeError(
+        `rdma connect: already ${this.#peerCount} peers, the limit (peersMax) the receive ring is sized for`,
+      );
     }
     if (old !== undefined) this.#forget(old);
-    const ah = this.#qp.pd.createAh({ port: this.#settings.port, dlid: a.lid, dgid: a.gid, sgidIndex: this.gidIndex, hopLimit });
+    const ah = this.#qp.pd.createAh({
+      port: this.#settings.port,
+      dlid: a.lid,
+      dgid: a.gid,
+      sgidIndex: this.gidIndex,
+      hopLimit,
+    });
     const ahAddress = ah.address as number;
     const layout = this.#layout;
     this.#peers[peer] = {
@@ -423,7 +431,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
       queued: 0,
       acks: new AckDebt(layout.ackEveryDatagrams),
       // Connecting is the control path: the reassembly buffer is allocated here, once per peer.
-      reassembly: new Reassembly(layout.frameBytesMax > layout.wholeFrameBytesMax ? layout.frameBytesMax : 0, this.#stats),
+      reassembly: new Reassembly(
+        layout.frameBytesMax > layout.wholeFrameBytesMax ? layout.frameBytesMax : 0,
+        this.#stats,
+      ),
     };
     this.#peerCount++;
     assert(this.#peerCount <= this.peersMax, "never more peers than the receive ring is sized for");
@@ -447,7 +458,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
     this.#pendingCount = kept;
     // Posted sends may still use the handle: destroy it once they have completed.
     if (this.#retired.length >= retiredAddressHandlesMax) this.#reapSends();
-    assert(this.#retired.length < retiredAddressHandlesMax, "send completions keep coming, so retired handles get destroyed");
+    assert(
+      this.#retired.length < retiredAddressHandlesMax,
+      "send completions keep coming, so retired handles get destroyed",
+    );
     this.#retired.push({ ah: p.ah, postedBefore: this.#postedCount });
     this.#peers[p.id] = undefined;
     this.#peerCount--;
@@ -695,7 +709,8 @@ export class RdmaTransport implements Transport, DropRuleTarget {
         // Still in error: later sends complete with errors and are counted; nothing else to do.
       }
     }
-    while (this.#retired.length > 0 && this.#retired[0]!.postedBefore <= this.#completedCount) this.#retired.shift()!.ah.close();
+    while (this.#retired.length > 0 && this.#retired[0]!.postedBefore <= this.#completedCount)
+      this.#retired.shift()!.ah.close();
   }
 
   poll(handler: FrameHandler): number {
@@ -891,7 +906,10 @@ export class RdmaTransport implements Transport, DropRuleTarget {
   /** True when a receive completion is waiting; takes up to one batch into the stash. */
   #peekRecv(): boolean {
     if (this.#stashCount === 0) {
-      this.#stashCount = this.#recvCq.poll(completionsPerPollMax, (this.#workBase + this.#layout.wcStashOff) as Pointer);
+      this.#stashCount = this.#recvCq.poll(
+        completionsPerPollMax,
+        (this.#workBase + this.#layout.wcStashOff) as Pointer,
+      );
     }
     return this.#stashCount > 0;
   }

@@ -81,7 +81,14 @@ export class Reassembly {
    * call), else null. `dropped`: a test's drop rule removes this piece, which is then lost exactly
    * as if the network had lost it.
    */
-  accept(seq: number, index: number, count: number, frameBytes: number, piece: Uint8Array, dropped: boolean): Uint8Array | null {
+  accept(
+    seq: number,
+    index: number,
+    count: number,
+    frameBytes: number,
+    piece: Uint8Array,
+    dropped: boolean,
+  ): Uint8Array | null {
     const last = index === count - 1;
     if (index === 0) {
       // A new frame; one still incomplete lost its last pieces.

@@ -61,11 +61,21 @@ export class SimTransport implements Transport, DropRuleTarget {
   #closed = false;
   #wake: (() => void) | null = null;
   #readable: Promise<void> | null = null;
-  readonly #stats: TransportStats = { framesSent: 0, framesReceived: 0, bytesSent: 0, bytesReceived: 0, sendsRefused: 0, framesDropped: 0 };
+  readonly #stats: TransportStats = {
+    framesSent: 0,
+    framesReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    sendsRefused: 0,
+    framesDropped: 0,
+  };
 
   constructor(options: SimTransportOptions) {
     assert(Number.isInteger(options.self) && options.self >= 0 && options.self <= nodeIdMax, "self must be a NodeId");
-    assert(Number.isInteger(options.frameBytesMax) && options.frameBytesMax > 0, "frameBytesMax must be a positive integer");
+    assert(
+      Number.isInteger(options.frameBytesMax) && options.frameBytesMax > 0,
+      "frameBytesMax must be a positive integer",
+    );
     const inboxFramesMax = options.inboxFramesMax ?? simInboxFramesMaxDefault;
     assert(Number.isInteger(inboxFramesMax) && inboxFramesMax > 0, "inboxFramesMax must be a positive integer");
     this.self = options.self;
@@ -76,7 +86,10 @@ export class SimTransport implements Transport, DropRuleTarget {
   }
 
   connect(peer: NodeId, address: string): void {
-    assert(Number.isInteger(peer) && peer >= 0 && peer <= nodeIdMax && peer !== this.self, "peer must be another NodeId");
+    assert(
+      Number.isInteger(peer) && peer >= 0 && peer <= nodeIdMax && peer !== this.self,
+      "peer must be another NodeId",
+    );
     assert(address === simAddress(peer), "a sim peer's address names its node id");
     this.#peers.add(peer);
   }

@@ -39,13 +39,7 @@ import type { FrameHandler, Transport } from "./transport.ts";
 import type { DropRule, DropRuleTarget } from "./drop-rule.ts";
 import { RecvQueue } from "./recv-queue.ts";
 import { assertNodeId, formatHostPort, parseHostPort } from "./net-address.ts";
-import {
-  assertSendable,
-  commodityLimits,
-  zeroStats,
-  type CommodityOptions,
-  type CommodityStats,
-} from "./commodity.ts";
+import { assertSendable, commodityLimits, zeroStats, type CommodityOptions, type CommodityStats } from "./commodity.ts";
 
 export const tcpFrameBytesLimit = 16 << 20;
 export const tcpHelloMagic = 0x54564b48; // "HKVT" read as a little-endian u32
@@ -614,8 +608,12 @@ export class TcpTransport implements Transport, DropRuleTarget {
     if (link.helloLen < tcpHelloBytes) return i + take;
     const h = link.hello;
     const from = h.readUInt16LE(6);
-    const ok = h.readUInt32LE(0) === tcpHelloMagic && h.readUInt16LE(4) === tcpHelloVersion &&
-      from <= nodeIdMax && from !== this.self && h.readUInt16LE(8) === this.self;
+    const ok =
+      h.readUInt32LE(0) === tcpHelloMagic &&
+      h.readUInt16LE(4) === tcpHelloVersion &&
+      from <= nodeIdMax &&
+      from !== this.self &&
+      h.readUInt16LE(8) === this.self;
     if (!ok) {
       this.#protocolError(link);
       return chunk.length;

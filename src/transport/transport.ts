@@ -5,7 +5,6 @@
 import type { NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 
-
 /** Called for each received frame. `frame` is only valid during the call: copy what you keep. */
 export type FrameHandler = (from: NodeId, frame: Uint8Array) => void;
 

@@ -151,8 +151,12 @@ export class UdpTransport implements Transport, DropRuleTarget {
     this.#qLen = new Int32Array(sendFrames);
     this.#sock = sock;
     this.address = formatHostPort(opts.host, sock.port);
-    const granted = enlargeBuffers(sock.port, opts.host, opts.rcvbufBytes ?? udpRcvbufBytesDefault,
-      opts.sndbufBytes ?? udpSndbufBytesDefault);
+    const granted = enlargeBuffers(
+      sock.port,
+      opts.host,
+      opts.rcvbufBytes ?? udpRcvbufBytesDefault,
+      opts.sndbufBytes ?? udpSndbufBytesDefault,
+    );
     this.rcvbufBytes = granted.rcvbufBytes;
     this.sndbufBytes = granted.sndbufBytes;
   }
@@ -198,7 +202,11 @@ export class UdpTransport implements Transport, DropRuleTarget {
       return true;
     }
     const len = frame.length;
-    if (p.queued >= this.windowFrames || this.#qCount === this.#qPeer.length || this.#sendTop + len > this.#sendSlab.length) {
+    if (
+      p.queued >= this.windowFrames ||
+      this.#qCount === this.#qPeer.length ||
+      this.#sendTop + len > this.#sendSlab.length
+    ) {
       s.sendsRefused++;
       return false;
     }
@@ -409,8 +417,11 @@ function enlargeBuffers(port: number, host: string, rcvBytes: number, sndBytes: 
   // getsockname reports IPv6 uncompressed, so match IPv6 sockets on port and type only.
   const fds = findBoundSocketFds(SOCK_DGRAM, port, isIP(host) === 4 ? host : undefined);
   if (fds.length !== 1) {
-    warnOnce("udp-rcvbuf-fd", `udp: cannot size socket buffers: found ${fds.length} UDP fds bound to port ${port}` +
-      " (need exactly one); the OS default receive buffer drops bursts");
+    warnOnce(
+      "udp-rcvbuf-fd",
+      `udp: cannot size socket buffers: found ${fds.length} UDP fds bound to port ${port}` +
+        " (need exactly one); the OS default receive buffer drops bursts",
+    );
     return result;
   }
   const fd = fds[0]!;
@@ -418,8 +429,11 @@ function enlargeBuffers(port: number, host: string, rcvBytes: number, sndBytes: 
     const r = setSocketBufferBytes(fd, "receive", rcvBytes);
     result.rcvbufBytes = r.bytes;
     if (!r.forced) {
-      warnOnce("udp-rcvbuf-cap", `udp: SO_RCVBUFFORCE refused (not root?); receive buffer is ${r.bytes} bytes, ` +
-        `capped by net.core.rmem_max (asked ${rcvBytes})`);
+      warnOnce(
+        "udp-rcvbuf-cap",
+        `udp: SO_RCVBUFFORCE refused (not root?); receive buffer is ${r.bytes} bytes, ` +
+          `capped by net.core.rmem_max (asked ${rcvBytes})`,
+      );
     }
     result.sndbufBytes = setSocketBufferBytes(fd, "send", sndBytes).bytes;
   } catch (e) {

@@ -75,11 +75,17 @@ export class FrameBuilder {
     assert(Number.isInteger(peer) && peer >= 0 && peer <= nodeIdMax, "peer must be a NodeId");
     assert(Number.isInteger(shardIndex) && shardIndex >= 0 && shardIndex <= shardIndexMax, "shardIndex must be a u8");
     assert(Number.isInteger(frameBytesMax) && frameBytesMax >>> 0 === frameBytesMax, "frameBytesMax must be a u32");
-    assert(Number.isInteger(keyBytesMax) && keyBytesMax >= 1 && keyBytesMax <= wireKeyBytesMax, "keyBytesMax must fit the u16 key length");
+    assert(
+      Number.isInteger(keyBytesMax) && keyBytesMax >= 1 && keyBytesMax <= wireKeyBytesMax,
+      "keyBytesMax must fit the u16 key length",
+    );
     assert(Number.isInteger(valueBytesMax) && valueBytesMax >= 0, "valueBytesMax must be >= 0");
     // The boundary guarantee: any message within the limits fits an empty frame, so `append`
     // returning false always means "flush and retry", never "this can never be sent".
-    assert(valueBytesMax <= frameValueBytesMax(frameBytesMax, keyBytesMax), "valueBytesMax too large for one INV per frame: see frameValueBytesMax");
+    assert(
+      valueBytesMax <= frameValueBytesMax(frameBytesMax, keyBytesMax),
+      "valueBytesMax too large for one INV per frame: see frameValueBytesMax",
+    );
     this.config = { ...config };
     this.#bytes = new Uint8Array(frameBytesMax);
     this.#view = new DataView(this.#bytes.buffer);

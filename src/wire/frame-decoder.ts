@@ -170,9 +170,18 @@ export class FrameDecoder {
 
   constructor(config: FrameDecoderConfig, stats: WireStats = new WireStats()) {
     assert(config.clusterId >>> 0 === config.clusterId, "clusterId must be a u32");
-    assert(Number.isInteger(config.shardIndex) && config.shardIndex >= -1 && config.shardIndex <= shardIndexMax, "shardIndex must be a u8 or -1");
-    assert(Number.isInteger(config.frameBytesMax) && config.frameBytesMax >= frameHeaderBytes, "frameBytesMax below the header size");
-    assert(Number.isInteger(config.keyBytesMax) && config.keyBytesMax >= 0 && config.keyBytesMax <= wireKeyBytesMax, "keyBytesMax must fit the u16 key length");
+    assert(
+      Number.isInteger(config.shardIndex) && config.shardIndex >= -1 && config.shardIndex <= shardIndexMax,
+      "shardIndex must be a u8 or -1",
+    );
+    assert(
+      Number.isInteger(config.frameBytesMax) && config.frameBytesMax >= frameHeaderBytes,
+      "frameBytesMax below the header size",
+    );
+    assert(
+      Number.isInteger(config.keyBytesMax) && config.keyBytesMax >= 0 && config.keyBytesMax <= wireKeyBytesMax,
+      "keyBytesMax must fit the u16 key length",
+    );
     assert(Number.isInteger(config.valueBytesMax) && config.valueBytesMax >= 0, "valueBytesMax must be >= 0");
     this.config = { ...config };
     this.stats = stats;
@@ -210,7 +219,12 @@ export class FrameDecoder {
       const keyBytes = u16(bytes, at + msgKeyBytesOffset);
       const keyAt = at + messageFixedBytes;
       const keyEnd = keyAt + keyBytes;
-      const key = utf8Decode(bytes, keyAt, keyEnd, keysAscii || isAscii(bytes, keyAt, keyEnd) ? Utf8Kind.Ascii : Utf8Kind.Valid);
+      const key = utf8Decode(
+        bytes,
+        keyAt,
+        keyEnd,
+        keysAscii || isAscii(bytes, keyAt, keyEnd) ? Utf8Kind.Ascii : Utf8Kind.Valid,
+      );
       const value = (flags & msgFlagValue) !== 0 ? bytes.subarray(keyEnd, keyEnd + valueBytes) : null;
       at = keyEnd + valueBytes;
       handler(from, kind, key, version, writer, epoch, (flags & msgFlagRmw) !== 0, value);
@@ -250,7 +264,8 @@ export class FrameDecoder {
       if (u32(bytes, at + msgVersionHighOffset) > versionHighMax) return Drop.BadMessage;
       // Every message names an update's timestamp, which is above the initial 0.0: the core asserts
       // it, so a forged version 0 must stop here rather than kill the worker.
-      if (u32(bytes, at + msgVersionHighOffset) === 0 && u32(bytes, at + msgVersionLowOffset) === 0) return Drop.BadMessage;
+      if (u32(bytes, at + msgVersionHighOffset) === 0 && u32(bytes, at + msgVersionLowOffset) === 0)
+        return Drop.BadMessage;
       const valueBytes = u32(bytes, at + msgValueBytesOffset);
       if ((flags & msgFlagValue) === 0) {
         if (valueBytes !== 0) return Drop.BadMessage;
@@ -276,20 +291,47 @@ export class FrameDecoder {
   #count(drop: Drop): void {
     const s = this.stats;
     switch (drop) {
-      case Drop.Truncated: s.droppedTruncated++; break;
-      case Drop.Oversized: s.droppedOversized++; break;
-      case Drop.Trailing: s.droppedTrailing++; break;
-      case Drop.BadMagic: s.droppedBadMagic++; break;
-      case Drop.BadVersion: s.droppedBadVersion++; break;
-      case Drop.ForeignCluster: s.droppedForeignCluster++; break;
-      case Drop.WrongShard: s.droppedWrongShard++; break;
-      case Drop.BadSender: s.droppedBadSender++; break;
-      case Drop.BadHeader: s.droppedBadHeader++; break;
-      case Drop.BadMessage: s.droppedBadMessage++; break;
-      case Drop.KeyTooLong: s.droppedKeyTooLong++; break;
-      case Drop.ValueTooLong: s.droppedValueTooLong++; break;
-      case Drop.BadUtf8: s.droppedBadUtf8++; break;
-      default: assert(false, "unknown drop reason");
+      case Drop.Truncated:
+        s.droppedTruncated++;
+        break;
+      case Drop.Oversized:
+        s.droppedOversized++;
+        break;
+      case Drop.Trailing:
+        s.droppedTrailing++;
+        break;
+      case Drop.BadMagic:
+        s.droppedBadMagic++;
+        break;
+      case Drop.BadVersion:
+        s.droppedBadVersion++;
+        break;
+      case Drop.ForeignCluster:
+        s.droppedForeignCluster++;
+        break;
+      case Drop.WrongShard:
+        s.droppedWrongShard++;
+        break;
+      case Drop.BadSender:
+        s.droppedBadSender++;
+        break;
+      case Drop.BadHeader:
+        s.droppedBadHeader++;
+        break;
+      case Drop.BadMessage:
+        s.droppedBadMessage++;
+        break;
+      case Drop.KeyTooLong:
+        s.droppedKeyTooLong++;
+        break;
+      case Drop.ValueTooLong:
+        s.droppedValueTooLong++;
+        break;
+      case Drop.BadUtf8:
+        s.droppedBadUtf8++;
+        break;
+      default:
+        assert(false, "unknown drop reason");
     }
   }
 }

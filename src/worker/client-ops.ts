@@ -18,7 +18,14 @@ const ownerLocal = -1;
 const ownerNone = -2;
 
 /** Answers an op that another shard worker forwarded (see PeerLinks.answer). */
-export type AnswerForwarded = (peer: number, peerOpId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId) => void;
+export type AnswerForwarded = (
+  peer: number,
+  peerOpId: number,
+  status: OpStatus,
+  value: Uint8Array | null,
+  version: number,
+  writer: NodeId,
+) => void;
 
 export const busyResult: OpResult = Object.freeze({ status: OpStatus.Busy, value: null, version: 0, writer: 0 });
 

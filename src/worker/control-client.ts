@@ -30,12 +30,18 @@ export class ControlClient {
   /** Have the main thread answer `request`; the body is streamed back as it comes. */
   async forward(request: Request): Promise<Response> {
     if (this.#requests.size >= controlRequestsMax) {
-      return errorResponse(429, ErrorCode.busy, "too many requests wait for the node's main thread; nothing was started", { headers: { "retry-after": String(retryAfterSeconds) } });
+      return errorResponse(
+        429,
+        ErrorCode.busy,
+        "too many requests wait for the node's main thread; nothing was started",
+        { headers: { "retry-after": String(retryAfterSeconds) } },
+      );
     }
     let body: Uint8Array | null = null;
     if (request.body !== null) {
       const read = await readBodyBounded(request.body, controlBodyBytesMax, 0);
-      if (read === bodyTooLarge) return tooLarge("body", `the request body is larger than ${controlBodyBytesMax} bytes`);
+      if (read === bodyTooLarge)
+        return tooLarge("body", `the request body is larger than ${controlBodyBytesMax} bytes`);
       if (read === bodyUnreadable) return invalidInput("body", "the request body could not be read");
       body = read;
     }

@@ -11,7 +11,12 @@ import type { WorkerBackend } from "./worker-backend.ts";
 
 export type HttpServer = ReturnType<typeof Bun.serve>;
 
-export function serveHttp(start: HttpStart, backend: WorkerBackend, control: ControlClient, metrics: HttpMetrics): HttpServer {
+export function serveHttp(
+  start: HttpStart,
+  backend: WorkerBackend,
+  control: ControlClient,
+  metrics: HttpMetrics,
+): HttpServer {
   const prefixes = start.controlPathPrefixes;
   const forward = (request: Request, path: string): Promise<Response> => {
     if (request.method === "POST" && start.stopPaths.includes(path)) backend.stopServing();
@@ -24,5 +29,11 @@ export function serveHttp(start: HttpStart, backend: WorkerBackend, control: Con
     }
     return app.fetch(request, server);
   });
-  return Bun.serve({ hostname: start.host, port: start.port, reusePort: true, fetch, maxRequestBodySize: start.bodyBytesMax });
+  return Bun.serve({
+    hostname: start.host,
+    port: start.port,
+    reusePort: true,
+    fetch,
+    maxRequestBodySize: start.bodyBytesMax,
+  });
 }

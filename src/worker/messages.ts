@@ -155,7 +155,14 @@ export type FromShard =
   | { type: "http-failed"; shardIndex: number; message: string }
   | { type: "http-stopped"; shardIndex: number }
   /** An HTTP request under a control path prefix, for the main thread to answer (see control-head). */
-  | { type: "control-request"; requestId: number; method: string; url: string; headers: HeaderList; body: Uint8Array | null }
+  | {
+      type: "control-request";
+      requestId: number;
+      method: string;
+      url: string;
+      headers: HeaderList;
+      body: Uint8Array | null;
+    }
   /** The node's Prometheus series, for this worker's /metrics. */
   | { type: "node-metrics-request"; requestId: number }
   | { type: "stats"; requestId: number; stats: ShardStats }

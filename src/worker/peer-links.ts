@@ -14,7 +14,13 @@ import { assert } from "../base/assert.ts";
 import type { NodeId } from "../base/ids.ts";
 import { OpStatus, type OpKind } from "../base/kinds.ts";
 import type { OpResult } from "../base/kv-backend.ts";
-import { OpCompletionReader, OpCompletionWriter, OpRequestReader, OpRequestWriter, opRingCapacityBytesMin } from "../ring/op-ring.ts";
+import {
+  OpCompletionReader,
+  OpCompletionWriter,
+  OpRequestReader,
+  OpRequestWriter,
+  opRingCapacityBytesMin,
+} from "../ring/op-ring.ts";
 import { createRing } from "../ring/spsc-ring.ts";
 import { busyResult } from "./client-ops.ts";
 
@@ -33,10 +39,17 @@ export interface PeerRings {
 export const peerRingBytesMin = 1 << 20;
 
 /** The rings of a node of `shards` workers; `ringBytesMin` below the default only for tests (the smallest ring that holds any record). */
-export function createPeerRings(shards: number, keyBytesMax: number, valueBytesMax: number, ringBytesMin = peerRingBytesMin): PeerRings {
+export function createPeerRings(
+  shards: number,
+  keyBytesMax: number,
+  valueBytesMax: number,
+  ringBytesMin = peerRingBytesMin,
+): PeerRings {
   const bytes = Math.max(ringBytesMin, opRingCapacityBytesMin(keyBytesMax, valueBytesMax));
   const square = (): (SharedArrayBuffer | null)[][] =>
-    Array.from({ length: shards }, (_, from) => Array.from({ length: shards }, (_, to) => (from === to ? null : createRing(bytes))));
+    Array.from({ length: shards }, (_, from) =>
+      Array.from({ length: shards }, (_, to) => (from === to ? null : createRing(bytes))),
+    );
   return { requests: square(), completions: square() };
 }
 
@@ -90,7 +103,10 @@ export class PeerLinks {
     this.self = self;
     this.shards = rings.requests.length;
     assert(self >= 0 && self < this.shards, "peer links of a shard outside the node");
-    assert(Number.isInteger(forwardsMax) && forwardsMax >= 1 && forwardsMax <= 0x7fff_ffff, "forwardsMax must be a positive integer");
+    assert(
+      Number.isInteger(forwardsMax) && forwardsMax >= 1 && forwardsMax <= 0x7fff_ffff,
+      "forwardsMax must be a positive integer",
+    );
     for (let peer = 0; peer < this.shards; peer++) {
       const own = peer === self;
       this.#requestsOut.push(own ? null : new OpRequestWriter(rings.requests[self]![peer]!));
@@ -123,7 +139,15 @@ export class PeerLinks {
    * Forward an op to shard `peer`'s worker. It is published at the next `flush`. Busy when this
    * worker has forwardsMax ops out or the ring is full (nothing was started).
    */
-  forward(peer: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number): OpResult | Promise<OpResult> {
+  forward(
+    peer: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+  ): OpResult | Promise<OpResult> {
     const ring = this.#requestsOut[peer];
     assert(ring !== null && ring !== undefined, "forward to this worker itself or to a shard outside the node");
     if (this.#stopped || this.#failed[peer]) return unavailableResult;
@@ -173,7 +197,10 @@ export class PeerLinks {
 
   readonly #resolveCompletion = (c: OpCompletionReader): void => {
     const resolve = this.#resolvers[c.opId];
-    assert(resolve !== null && resolve !== undefined && this.#target[c.opId] !== -1, "an answer for an op this worker did not forward");
+    assert(
+      resolve !== null && resolve !== undefined && this.#target[c.opId] !== -1,
+      "an answer for an op this worker did not forward",
+    );
     this.#release(c.opId);
     resolve({ status: c.status, value: c.value, version: c.version, writer: c.writer });
   };
@@ -185,7 +212,14 @@ export class PeerLinks {
   }
 
   /** Answer an op that `peer` forwarded (its id `opId`); published at the next `flush`. */
-  answer(peer: number, opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
+  answer(
+    peer: number,
+    opId: number,
+    status: OpStatus,
+    value: Uint8Array | null,
+    version: number,
+    writer: NodeId,
+  ): void {
     const ring = this.#completionsOut[peer];
     assert(ring !== null && ring !== undefined, "answer to this worker itself or to a shard outside the node");
     if (this.#failed[peer]) return; // nobody is there to read it
@@ -194,7 +228,10 @@ export class PeerLinks {
     // Every op gets exactly one answer: keep it until the ring has room. Values are owned by the
     // replica and never mutated, so keeping the reference is safe. Every worker of a node has the
     // same forwardsMax, so the peer has at most that many ops out, and at most that many answers wait.
-    assert(backlog.length < this.#resolvers.length, "completion backlog holds at most forwardsMax answers (a peer keeps at most forwardsMax ops out)");
+    assert(
+      backlog.length < this.#resolvers.length,
+      "completion backlog holds at most forwardsMax answers (a peer keeps at most forwardsMax ops out)",
+    );
     backlog.push({ opId, status, value, version, writer });
   }
 

@@ -37,7 +37,8 @@ export class PeerLiveness {
     private readonly shared: BigInt64Array | null,
   ) {
     if (!(heartbeatMs > 0)) throw new RangeError("heartbeatMs must be > 0");
-    if (shared !== null && shared.length !== livenessSlots) throw new RangeError(`the shared times hold ${livenessSlots} slots`);
+    if (shared !== null && shared.length !== livenessSlots)
+      throw new RangeError(`the shared times hold ${livenessSlots} slots`);
   }
 
   /**

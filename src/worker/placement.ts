@@ -1,7 +1,13 @@
 // Where a worker thread runs. With libnuma (ffi/numa) the worker pins itself to a NUMA node so that
 // its transport buffers are node-local; without it, it runs unpinned and says so once.
 
-import { currentCpu, numaAvailable, numaNodeOfCpu, numaUnavailableReason, pinThreadToNode } from "../../ffi/numa/numa.ts";
+import {
+  currentCpu,
+  numaAvailable,
+  numaNodeOfCpu,
+  numaUnavailableReason,
+  pinThreadToNode,
+} from "../../ffi/numa/numa.ts";
 
 export interface Placement {
   node: number | null;

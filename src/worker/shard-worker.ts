@@ -33,7 +33,11 @@ function startHttp(source: Shard, start: HttpStart): void {
     server = serveHttp(start, backend, control, metrics);
   } catch (error) {
     // An operating error, not a broken invariant: the node says why and does not serve.
-    post({ type: "http-failed", shardIndex: source.init.shardIndex, message: error instanceof Error ? error.message : String(error) });
+    post({
+      type: "http-failed",
+      shardIndex: source.init.shardIndex,
+      message: error instanceof Error ? error.message : String(error),
+    });
     return;
   }
   http = { server, metrics, backend };
@@ -69,18 +73,33 @@ async function start(init: ShardInit): Promise<void> {
 
 function fatal(shardIndex: number, error: unknown): void {
   // A broken invariant kills the worker; the node reports it and stops serving this shard.
-  post({ type: "fatal", shardIndex, message: error instanceof Error ? `${error.name}: ${error.message}\n${error.stack}` : String(error) });
+  post({
+    type: "fatal",
+    shardIndex,
+    message: error instanceof Error ? `${error.name}: ${error.message}\n${error.stack}` : String(error),
+  });
   process.exit(1);
 }
 
 /** Entries per snapshot chunk: bounds one postMessage and one pause of the shard loop. */
 const snapshotChunkEntries = 4096;
 
-async function exportSnapshot(source: Shard, requestId: number, epochMin: number, allowJoining: boolean): Promise<void> {
+async function exportSnapshot(
+  source: Shard,
+  requestId: number,
+  epochMin: number,
+  allowJoining: boolean,
+): Promise<void> {
   // A joiner may load from this replica only once it holds the epoch that added the joiner: from
   // then on every commit needs the joiner's ACK, and everything committed before is here.
   if (source.replica.epoch < epochMin || !source.replica.isMember || (source.replica.joining && !allowJoining)) {
-    post({ type: "snapshot-chunk", requestId, entries: [], done: true, notReady: `not ready: epoch ${source.replica.epoch} < ${epochMin}, member ${source.replica.isMember}, joining ${source.replica.joining}` });
+    post({
+      type: "snapshot-chunk",
+      requestId,
+      entries: [],
+      done: true,
+      notReady: `not ready: epoch ${source.replica.epoch} < ${epochMin}, member ${source.replica.isMember}, joining ${source.replica.joining}`,
+    });
     return;
   }
   for (const entries of source.replica.snapshot(snapshotChunkEntries)) {
@@ -122,7 +141,9 @@ function handle(message: ToShard): void {
       return;
     case "drop": {
       const peers = new Set(message.peers);
-      dropRuleTarget(shard.transport).setDropRule(peers.size === 0 ? null : (from, to) => peers.has(from) || peers.has(to));
+      dropRuleTarget(shard.transport).setDropRule(
+        peers.size === 0 ? null : (from, to) => peers.has(from) || peers.has(to),
+      );
       return;
     }
     case "snapshot-import":

@@ -146,7 +146,16 @@ export class Shard {
       this.#links!.answer(peer, request.opId, busyResult.status, null, 0, 0);
       return;
     }
-    this.#submitClientOp(slot, request.kind, request.key, request.value, request.expectedVersion, request.expectedWriter, request.by, this.#now);
+    this.#submitClientOp(
+      slot,
+      request.kind,
+      request.key,
+      request.value,
+      request.expectedVersion,
+      request.expectedWriter,
+      request.by,
+      this.#now,
+    );
   };
 
   /**
@@ -166,7 +175,16 @@ export class Shard {
     return this.replica.epoch < this.board.epoch || (this.replica.joining && !this.board.joining);
   }
 
-  #submitClientOp(slot: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number, nowMs: number): void {
+  #submitClientOp(
+    slot: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): void {
     if (!this.#stopped && this.#lagsBoard()) {
       this.#held.push({ slot, kind, key, value, expectedVersion, expectedWriter, by });
       return;
@@ -179,15 +197,26 @@ export class Shard {
     if (this.#held.length === 0) return;
     const held = this.#held.splice(0);
     const now = this.#clock();
-    for (const op of held) this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
+    for (const op of held)
+      this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
   }
 
-  readonly #onMessage = (from: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void => {
+  readonly #onMessage = (
+    from: NodeId,
+    kind: MsgKind,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+  ): void => {
     this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
   };
 
   readonly #onFrame = (from: NodeId, frame: Uint8Array): void => {
-    if (this.decoder.decode(frame, this.#onMessage, from) >= 0) this.#liveness?.heard(from, this.decoder.frameEpoch, this.#epoch, this.#now);
+    if (this.decoder.decode(frame, this.#onMessage, from) >= 0)
+      this.#liveness?.heard(from, this.decoder.frameEpoch, this.#epoch, this.#now);
   };
 
   constructor(init: ShardInit, transport: Transport, env: Partial<ShardEnv> = {}) {
@@ -209,11 +238,17 @@ export class Shard {
     });
     for (let id = 0; id <= nodeIdMax; id++) this.#builders.push(null);
     for (let id = 0; id <= nodeIdMax; id++) this.#probes.push(null);
-    this.#liveness = init.liveness === undefined ? null : new PeerLiveness(init.liveness.heartbeatMs, new BigInt64Array(init.liveness.lastHeard));
+    this.#liveness =
+      init.liveness === undefined
+        ? null
+        : new PeerLiveness(init.liveness.heartbeatMs, new BigInt64Array(init.liveness.lastHeard));
     this.bench = init.bench === null ? null : new BenchClients(init.bench, init.nodeId, init.shardIndex);
     this.replica = newReplica(
       init.replica,
-      { send: (to, kind, key, version, writer, epoch, rmw, value) => this.#send(to, kind, key, version, writer, epoch, rmw, value) },
+      {
+        send: (to, kind, key, version, writer, epoch, rmw, value) =>
+          this.#send(to, kind, key, version, writer, epoch, rmw, value),
+      },
       {
         complete: (opId, status, value, version, writer) => {
           if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
@@ -299,7 +334,8 @@ export class Shard {
 
   importSnapshot(entries: SnapshotEntry[]): void {
     const now = this.#clock();
-    for (const e of entries) this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
+    for (const e of entries)
+      this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
     this.#flushNetwork();
   }
 
@@ -341,7 +377,15 @@ export class Shard {
    * Returns the result itself when the replica answers at once (a read of a Valid key), else a
    * promise of it; Busy when the shard holds opsInFlightMax client ops.
    */
-  submitLocal(kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number, nowMs: number): OpResult | Promise<OpResult> {
+  submitLocal(
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): OpResult | Promise<OpResult> {
     const slot = this.clientOps.beginLocal();
     if (slot < 0) return busyResult;
     this.#submitClientOp(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
@@ -353,7 +397,15 @@ export class Shard {
   }
 
   /** An op of this thread's HTTP server for another shard of this node: over the rings to its worker. */
-  forward(shard: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number): OpResult | Promise<OpResult> {
+  forward(
+    shard: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+  ): OpResult | Promise<OpResult> {
     const links = this.#links;
     assert(links !== null, "forward before the peer rings are connected");
     const result = links.forward(shard, kind, key, value, expectedVersion, expectedWriter, by);
@@ -430,7 +482,16 @@ export class Shard {
 
   // Effects ----------------------------------------------------------------------------------
 
-  #send(to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: Epoch, rmw: boolean, value: Uint8Array | null): void {
+  #send(
+    to: NodeId,
+    kind: MsgKind,
+    key: string,
+    version: number,
+    writer: NodeId,
+    epoch: Epoch,
+    rmw: boolean,
+    value: Uint8Array | null,
+  ): void {
     const builder = this.#builders[to];
     if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
     if (builder.isEmpty) {
@@ -521,4 +582,3 @@ export class Shard {
 function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
-

@@ -41,7 +41,8 @@ export class WorkerBackend implements KvBackend {
     const expectedVersion = request.expectedVersion ?? 0;
     const expectedWriter = request.expectedWriter ?? 0;
     const by = request.by ?? 0;
-    if (target === this.#self) return this.#shard.submitLocal(request.kind, request.key, value, expectedVersion, expectedWriter, by, now);
+    if (target === this.#self)
+      return this.#shard.submitLocal(request.kind, request.key, value, expectedVersion, expectedWriter, by, now);
     return this.#shard.forward(target, request.kind, request.key, value, expectedVersion, expectedWriter, by);
   }
 

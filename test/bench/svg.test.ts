@@ -72,7 +72,13 @@ describe("lineChartSvg", () => {
     xTicks: [0, 1, 5, 20, 100].map((v, i) => ({ value: i, label: `${v}%` })),
     series: [
       { name: "hermes-kv", points: [0, 1, 2, 3, 4].map((i) => ({ x: i, y: [6.6, 1.5, 0.83, 0.46, 0.15][i]! })) },
-      { name: "other", points: [{ x: 0, y: 1 }, { x: 4, y: 0.1, label: "0.1 M" }] },
+      {
+        name: "other",
+        points: [
+          { x: 0, y: 1 },
+          { x: 4, y: 0.1, label: "0.1 M" },
+        ],
+      },
     ],
     notes: ["measured on a 2-core machine"],
   });
@@ -101,7 +107,9 @@ describe("lineChartSvg", () => {
   });
 
   test("points keep their order left to right and higher values sit higher", () => {
-    const points = [...svg.matchAll(/<circle class="point" cx="([0-9.]+)" cy="([0-9.]+)"/g)].slice(0, 5).map((m) => [Number(m[1]), Number(m[2])]);
+    const points = [...svg.matchAll(/<circle class="point" cx="([0-9.]+)" cy="([0-9.]+)"/g)]
+      .slice(0, 5)
+      .map((m) => [Number(m[1]), Number(m[2])]);
     for (let i = 1; i < points.length; i++) {
       expect(points[i]![0]!).toBeGreaterThan(points[i - 1]![0]!);
       expect(points[i]![1]!).toBeGreaterThan(points[i - 1]![1]!); // falling values: larger y in SVG
@@ -123,7 +131,8 @@ describe("barChartSvg", () => {
   test("is well-formed, with one bar per value, category labels and the legend", () => {
     expect(xmlProblems(svg)).toEqual([]);
     expect(svg.match(/<rect class="bar"/g)?.length).toBe(6);
-    for (const c of ["100% reads", "95% reads", "50% reads", "etcd", "hermes-kv", "req/s"]) expect(svg).toContain(`>${c}</text>`);
+    for (const c of ["100% reads", "95% reads", "50% reads", "etcd", "hermes-kv", "req/s"])
+      expect(svg).toContain(`>${c}</text>`);
     expect(svg).toContain(">27.6k (7.0x)</text>");
     expect(svg).toContain(">3930</text>");
   });

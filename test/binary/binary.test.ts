@@ -16,8 +16,17 @@ let cluster: ReturnType<typeof Bun.spawn> | null = null;
 const urls: string[] = [];
 
 async function run(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const proc = Bun.spawn([binary, ...args], { cwd: workDir, stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin), stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const proc = Bun.spawn([binary, ...args], {
+    cwd: workDir,
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   return { code, out, err };
 }
 
@@ -25,7 +34,11 @@ beforeAll(async () => {
   const build = Bun.spawnSync(["bash", "scripts/build.sh"], { cwd: root, stdout: "pipe", stderr: "pipe" });
   if (build.exitCode !== 0) throw new Error(`build failed: ${build.stderr.toString()}`);
   // Port 0: the OS picks free ports; the ready lines tell where each replica listens.
-  cluster = Bun.spawn([binary, "local", "--replicas", "3", "--http-port", "0", "--lease-ms", "500"], { cwd: workDir, stdout: "pipe", stderr: "pipe" });
+  cluster = Bun.spawn([binary, "local", "--replicas", "3", "--http-port", "0", "--lease-ms", "500"], {
+    cwd: workDir,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
   const reader = (cluster.stdout as ReadableStream<Uint8Array>).getReader();
   let text = "";
   const deadline = Date.now() + 20_000;
@@ -88,8 +101,12 @@ test("concurrent clients on all replicas of the binary: the history is lineariza
           const value = `c${client}-${i}`;
           const id = history.invoke(client, key, { type: "write", value });
           try {
-            const r = await fetch(`${url}/v1/kv/${key}`, { method: "PUT", body: value, signal: AbortSignal.timeout(5000) });
-            if (r.status === 200) history.ok(id, { type: "write" }), okCount++;
+            const r = await fetch(`${url}/v1/kv/${key}`, {
+              method: "PUT",
+              body: value,
+              signal: AbortSignal.timeout(5000),
+            });
+            if (r.status === 200) (history.ok(id, { type: "write" }), okCount++);
             else if (r.status === 504) history.unknown(id);
             else history.failed(id);
           } catch {
@@ -99,8 +116,8 @@ test("concurrent clients on all replicas of the binary: the history is lineariza
           const id = history.invoke(client, key, { type: "read" });
           try {
             const r = await fetch(`${url}/v1/kv/${key}`, { signal: AbortSignal.timeout(5000) });
-            if (r.status === 200) history.ok(id, { type: "read", value: await r.text() }), okCount++;
-            else if (r.status === 404) history.ok(id, { type: "read", value: null }), okCount++;
+            if (r.status === 200) (history.ok(id, { type: "read", value: await r.text() }), okCount++);
+            else if (r.status === 404) (history.ok(id, { type: "read", value: null }), okCount++);
             else history.failed(id);
           } catch {
             history.failed(id);

@@ -36,9 +36,13 @@ interface Run {
 }
 
 const encoder = new TextEncoder();
-const b64 = (bytes: string | Uint8Array): string => Buffer.from(typeof bytes === "string" ? encoder.encode(bytes) : bytes).toString("base64");
+const b64 = (bytes: string | Uint8Array): string =>
+  Buffer.from(typeof bytes === "string" ? encoder.encode(bytes) : bytes).toString("base64");
 
-async function run(argv: string[], options: { stdin?: string | Uint8Array; endpoint?: string | null } = {}): Promise<Run> {
+async function run(
+  argv: string[],
+  options: { stdin?: string | Uint8Array; endpoint?: string | null } = {},
+): Promise<Run> {
   let stdout = "";
   let stderr = "";
   const decoder = new TextDecoder();
@@ -50,7 +54,8 @@ async function run(argv: string[], options: { stdin?: string | Uint8Array; endpo
       stderr += text;
     },
     readStdin: async (bytesMax) => {
-      const input = typeof options.stdin === "string" ? encoder.encode(options.stdin) : (options.stdin ?? new Uint8Array(0));
+      const input =
+        typeof options.stdin === "string" ? encoder.encode(options.stdin) : (options.stdin ?? new Uint8Array(0));
       return input.length > bytesMax ? null : input;
     },
     env: {},
@@ -116,7 +121,12 @@ describe("batch from a file and from stdin", () => {
   });
 
   test("stdin, with - and with no FILE at all", async () => {
-    const body = JSON.stringify({ ops: [{ op: "put", key: "s/k", value: b64("from stdin") }, { op: "get", key: "s/k" }] });
+    const body = JSON.stringify({
+      ops: [
+        { op: "put", key: "s/k", value: b64("from stdin") },
+        { op: "get", key: "s/k" },
+      ],
+    });
     for (const argv of [["batch", "-"], ["batch"]]) {
       const result = await run(argv, { stdin: body });
       expect(result.code).toBe(0);
@@ -126,13 +136,25 @@ describe("batch from a file and from stdin", () => {
   });
 
   test("the real entry point reads the batch from its stdin", async () => {
-    const body = JSON.stringify({ ops: [{ op: "incr", key: "p/n", by: 7 }, { op: "get", key: "p/absent" }] });
-    const child = Bun.spawn([process.execPath, join(import.meta.dir, "../../src/main.ts"), "batch", "-", "--endpoint", endpoint], {
-      stdin: new Blob([body]),
-      stdout: "pipe",
-      stderr: "pipe",
+    const body = JSON.stringify({
+      ops: [
+        { op: "incr", key: "p/n", by: 7 },
+        { op: "get", key: "p/absent" },
+      ],
     });
-    const [stdout, stderr, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+    const child = Bun.spawn(
+      [process.execPath, join(import.meta.dir, "../../src/main.ts"), "batch", "-", "--endpoint", endpoint],
+      {
+        stdin: new Blob([body]),
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
+    const [stdout, stderr, code] = await Promise.all([
+      new Response(child.stdout).text(),
+      new Response(child.stderr).text(),
+      child.exited,
+    ]);
     // The get of an absent key is the first op that did not succeed: exit 1, as `get` would.
     expect(code).toBe(1);
     expect(resultsOf(stdout).map((r) => r.status)).toEqual([200, 404]);
@@ -152,7 +174,9 @@ describe("exit codes", () => {
     });
     const result = await run(["batch"], { stdin: body });
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe(`Error: op 1: 412 precondition failed: the key's current ETag is "2.1" (If-Match)\nError: op 2: 404 key not found\n`);
+    expect(result.stderr).toBe(
+      `Error: op 1: 412 precondition failed: the key's current ETag is "2.1" (If-Match)\nError: op 2: 404 key not found\n`,
+    );
     expect(resultsOf(result.stdout).map((r) => r.status)).toEqual([200, 412, 404]);
   });
 
@@ -165,7 +189,14 @@ describe("exit codes", () => {
     [OpStatus.StoreFull, 4],
   ])("an op answered with OpStatus %d exits %d", async (status, exit) => {
     backend.failNext(status);
-    const result = await run(["batch"], { stdin: JSON.stringify({ ops: [{ op: "incr", key: "e/n" }, { op: "incr", key: "e/n" }] }) });
+    const result = await run(["batch"], {
+      stdin: JSON.stringify({
+        ops: [
+          { op: "incr", key: "e/n" },
+          { op: "incr", key: "e/n" },
+        ],
+      }),
+    });
     expect(result.code).toBe(exit);
     expect(resultsOf(result.stdout)[1]?.status).toBe(200);
   });
@@ -182,11 +213,20 @@ describe("exit codes", () => {
 
   test("a batch the node refuses (invalid, too many ops) exits 64 with the node's message, and runs nothing", async () => {
     const before = backend.submitCount;
-    const badKey = await run(["batch"], { stdin: JSON.stringify({ ops: [{ op: "put", key: "ok", value: "" }, { op: "get", key: "" }] }) });
+    const badKey = await run(["batch"], {
+      stdin: JSON.stringify({
+        ops: [
+          { op: "put", key: "ok", value: "" },
+          { op: "get", key: "" },
+        ],
+      }),
+    });
     expect(badKey.code).toBe(64);
     expect(badKey.stderr).toStartWith("Error: ops[1].key: the key is empty");
     expect(badKey.stdout).toBe("");
-    const tooMany = await run(["batch"], { stdin: JSON.stringify({ ops: Array.from({ length: batchOpsMax + 1 }, () => ({ op: "get", key: "k" })) }) });
+    const tooMany = await run(["batch"], {
+      stdin: JSON.stringify({ ops: Array.from({ length: batchOpsMax + 1 }, () => ({ op: "get", key: "k" })) }),
+    });
     expect(tooMany.code).toBe(64);
     expect(tooMany.stderr).toContain(`the most accepted is ${batchOpsMax}`);
     const notJson = await run(["batch"], { stdin: "put k v" });

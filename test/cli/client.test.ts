@@ -29,7 +29,10 @@ interface Run {
   stderr: string;
 }
 
-async function run(argv: string[], options: { stdin?: Uint8Array; env?: Record<string, string>; noEndpoint?: boolean } = {}): Promise<Run> {
+async function run(
+  argv: string[],
+  options: { stdin?: Uint8Array; env?: Record<string, string>; noEndpoint?: boolean } = {},
+): Promise<Run> {
   const out: Uint8Array[] = [];
   let stderr = "";
   const encoder = new TextEncoder();
@@ -254,7 +257,11 @@ describe("usage", () => {
 });
 
 describe("parseArgs", () => {
-  const specs = { name: { kind: "string" }, verbose: { kind: "boolean", short: "v" }, count: { kind: "string", short: "n" } } as const;
+  const specs = {
+    name: { kind: "string" },
+    verbose: { kind: "boolean", short: "v" },
+    count: { kind: "string", short: "n" },
+  } as const;
 
   test("long, inline, short, boolean, --, - and negative numbers", () => {
     const parsed = parseArgs(["a", "--name", "x", "-v", "-n=3".slice(0, 2), "3", "-", "-5", "--", "--name"], specs);

@@ -108,7 +108,10 @@ async function checkClusterHolds(r: Run): Promise<number> {
       }),
     );
     // The tool waited for its last requests, so the replicas agree (same timestamp, same value).
-    for (const a of answers) expect(`${a.status} ${a.etag} ${a.status === 200 ? a.body : ""}`).toBe(`${answers[0]!.status} ${answers[0]!.etag} ${answers[0]!.status === 200 ? answers[0]!.body : ""}`);
+    for (const a of answers)
+      expect(`${a.status} ${a.etag} ${a.status === 200 ? a.body : ""}`).toBe(
+        `${answers[0]!.status} ${answers[0]!.etag} ${answers[0]!.status === 200 ? answers[0]!.body : ""}`,
+      );
     const a = answers[0]!;
     expect([200, 404]).toContain(a.status);
     if (a.status === 200) {
@@ -122,11 +125,27 @@ async function checkClusterHolds(r: Run): Promise<number> {
 describe("hermes-kv bench --endpoints against a local 3-replica cluster", () => {
   test("reads, writes and CAS over 3 endpoints, 2 Worker threads: summary, statuses, and the data", async () => {
     const r = await run([
-      "--endpoints", urls.join(","),
-      "-c", "12", "-t", "2",
-      "-k", "40", "--key-prefix", "hb-mix-",
-      "--read-pct", "50", "--cas-pct", "25",
-      "-d", "1", "--warmup", "0.2", "--fill", "--seed", "7",
+      "--endpoints",
+      urls.join(","),
+      "-c",
+      "12",
+      "-t",
+      "2",
+      "-k",
+      "40",
+      "--key-prefix",
+      "hb-mix-",
+      "--read-pct",
+      "50",
+      "--cas-pct",
+      "25",
+      "-d",
+      "1",
+      "--warmup",
+      "0.2",
+      "--fill",
+      "--seed",
+      "7",
     ]);
     const statuses = checkReport(r, ["200", "404", "412"]);
     // Filled first, never deleted: no read finds a key absent.
@@ -144,7 +163,24 @@ describe("hermes-kv bench --endpoints against a local 3-replica cluster", () => 
   });
 
   test("blind writes without a fill: keys never written read as absent, the others hold the tool's values", async () => {
-    const r = await run(["--endpoints", urls.join(","), "-c", "6", "-k", "2000", "--key-prefix", "hb-sparse-", "--read-pct", "50", "-d", "1", "--warmup", "0", "--seed", "11"]);
+    const r = await run([
+      "--endpoints",
+      urls.join(","),
+      "-c",
+      "6",
+      "-k",
+      "2000",
+      "--key-prefix",
+      "hb-sparse-",
+      "--read-pct",
+      "50",
+      "-d",
+      "1",
+      "--warmup",
+      "0",
+      "--seed",
+      "11",
+    ]);
     checkReport(r, ["200", "404"]);
     expect(r.result.counts.readsAbsent).toBeGreaterThan(0);
     const present = await checkClusterHolds({ ...r, cfg: { ...r.cfg, keys: 300 } });
@@ -152,20 +188,47 @@ describe("hermes-kv bench --endpoints against a local 3-replica cluster", () => 
   });
 
   test("--batch 4 uses POST /v1/batch when the server has it", async () => {
-    const probe = await fetch(`${urls[0]}/v1/batch`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"ops":[]}' });
+    const probe = await fetch(`${urls[0]}/v1/batch`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"ops":[]}',
+    });
     if (probe.status === 404) {
       // This tree has no batch endpoint yet: the tool must refuse at once (see the next test).
-      await expect(run(["--endpoints", urls[0]!, "--batch", "4", "-d", "1"])).rejects.toThrow(/404 to POST \/v1\/batch/);
+      await expect(run(["--endpoints", urls[0]!, "--batch", "4", "-d", "1"])).rejects.toThrow(
+        /404 to POST \/v1\/batch/,
+      );
       return;
     }
     const r = await run([
-      "--endpoints", urls.join(","), "-c", "6", "-k", "30", "--key-prefix", "hb-batch-",
-      "--batch", "4", "--read-pct", "50", "--cas-pct", "20", "-d", "1", "--warmup", "0", "--fill", "--seed", "3",
+      "--endpoints",
+      urls.join(","),
+      "-c",
+      "6",
+      "-k",
+      "30",
+      "--key-prefix",
+      "hb-batch-",
+      "--batch",
+      "4",
+      "--read-pct",
+      "50",
+      "--cas-pct",
+      "20",
+      "-d",
+      "1",
+      "--warmup",
+      "0",
+      "--fill",
+      "--seed",
+      "3",
     ]);
     checkReport(r, ["200"]);
     const c = r.result.counts;
     expect(c.ops).toBe(c.requests * 4);
-    const opStatuses = parseStatusesLine((r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"));
+    const opStatuses = parseStatusesLine(
+      (r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"),
+    );
     if (opStatuses === null) throw new Error(`no op_statuses line:\n${r.lines.join("\n")}`);
     for (const s of Object.keys(opStatuses)) expect(["200", "404", "412"]).toContain(s);
     expect(Object.values(opStatuses).reduce((a, b) => a + b, 0)).toBe(c.ops);
@@ -178,10 +241,20 @@ describe("failures the tool reports instead of running", () => {
     const server = Bun.serve({
       hostname: "127.0.0.1",
       port: 0,
-      fetch: (request) => (new URL(request.url).pathname === "/v1/batch" ? new Response('{"error":{"code":"unknown_route"}}', { status: 404 }) : new Response("x")),
+      fetch: (request) =>
+        new URL(request.url).pathname === "/v1/batch"
+          ? new Response('{"error":{"code":"unknown_route"}}', { status: 404 })
+          : new Response("x"),
     });
     try {
-      const cfg = await parseHttpBenchArgs(["--endpoints", `http://127.0.0.1:${server.port}`, "--batch", "8", "-d", "1"]);
+      const cfg = await parseHttpBenchArgs([
+        "--endpoints",
+        `http://127.0.0.1:${server.port}`,
+        "--batch",
+        "8",
+        "-d",
+        "1",
+      ]);
       const error = await runHttpBench(cfg, () => {}).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(FatalError);
       expect(String(error)).toContain("answered 404 to POST /v1/batch");
@@ -192,9 +265,24 @@ describe("failures the tool reports instead of running", () => {
   });
 
   test("a server that closes the connection after every answer: the tool reconnects, with no error", async () => {
-    const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("x", { headers: { connection: "close" } }) });
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: () => new Response("x", { headers: { connection: "close" } }),
+    });
     try {
-      const cfg = await parseHttpBenchArgs(["--endpoints", `http://127.0.0.1:${server.port}`, "-c", "4", "-d", "0.5", "--warmup", "0", "--read-pct", "100"]);
+      const cfg = await parseHttpBenchArgs([
+        "--endpoints",
+        `http://127.0.0.1:${server.port}`,
+        "-c",
+        "4",
+        "-d",
+        "0.5",
+        "--warmup",
+        "0",
+        "--read-pct",
+        "100",
+      ]);
       const result = await runHttpBench(cfg, () => {});
       expect(result.counts.requests).toBeGreaterThan(0);
       expect(result.counts.errors).toBe(0);
@@ -235,46 +323,81 @@ describe("failures the tool reports instead of running", () => {
   });
 });
 
-describe.skipIf(Bun.which("openssl") === null)("--cacert and --token are passed through (the server side of both comes later)", () => {
-  let dir: string;
-  let server: ReturnType<typeof Bun.serve>;
-  beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), "hermes-bench-tls-"));
-    const made = Bun.spawnSync(
-      ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-      { stdout: "ignore", stderr: "pipe" },
-    );
-    if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`);
-    server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
-      fetch: (request) => new Response("v", { status: request.headers.get("authorization") === "Bearer t0ken" ? 200 : 401 }),
+describe.skipIf(Bun.which("openssl") === null)(
+  "--cacert and --token are passed through (the server side of both comes later)",
+  () => {
+    let dir: string;
+    let server: ReturnType<typeof Bun.serve>;
+    beforeAll(() => {
+      dir = mkdtempSync(join(tmpdir(), "hermes-bench-tls-"));
+      const made = Bun.spawnSync(
+        [
+          "openssl",
+          "req",
+          "-x509",
+          "-newkey",
+          "rsa:2048",
+          "-nodes",
+          "-keyout",
+          join(dir, "key.pem"),
+          "-out",
+          join(dir, "cert.pem"),
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        { stdout: "ignore", stderr: "pipe" },
+      );
+      if (made.exitCode !== 0) throw new Error(`openssl failed: ${made.stderr.toString()}`);
+      server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        tls: { cert: readFileSync(join(dir, "cert.pem"), "utf8"), key: readFileSync(join(dir, "key.pem"), "utf8") },
+        fetch: (request) =>
+          new Response("v", { status: request.headers.get("authorization") === "Bearer t0ken" ? 200 : 401 }),
+      });
     });
-  });
-  afterAll(() => {
-    server?.stop(true);
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  for (const client of ["raw", "fetch"]) {
-    test(`${client} client: https with the CA and the bearer token`, async () => {
-      const cfg = await parseHttpBenchArgs([
-        "--endpoints", `https://127.0.0.1:${server.port}`, "--cacert", join(dir, "cert.pem"), "--token", "t0ken",
-        "--client", client, "-c", "2", "-d", "0.3", "--warmup", "0", "--read-pct", "100",
-      ]);
-      const result = await runHttpBench(cfg, () => {});
-      expect(result.counts.requests).toBeGreaterThan(0);
-      expect(Object.keys(result.counts.statuses)).toEqual(["200"]);
-      expect(result.counts.errors).toBe(0);
+    afterAll(() => {
+      server?.stop(true);
+      rmSync(dir, { recursive: true, force: true });
     });
-  }
 
-  test("without the CA the certificate is refused", async () => {
-    const cfg = await parseHttpBenchArgs(["--endpoints", `https://127.0.0.1:${server.port}`, "-d", "0.3"]);
-    await expect(runHttpBench(cfg, () => {})).rejects.toThrow(/TLS handshake .* failed/);
-  });
-});
+    for (const client of ["raw", "fetch"]) {
+      test(`${client} client: https with the CA and the bearer token`, async () => {
+        const cfg = await parseHttpBenchArgs([
+          "--endpoints",
+          `https://127.0.0.1:${server.port}`,
+          "--cacert",
+          join(dir, "cert.pem"),
+          "--token",
+          "t0ken",
+          "--client",
+          client,
+          "-c",
+          "2",
+          "-d",
+          "0.3",
+          "--warmup",
+          "0",
+          "--read-pct",
+          "100",
+        ]);
+        const result = await runHttpBench(cfg, () => {});
+        expect(result.counts.requests).toBeGreaterThan(0);
+        expect(Object.keys(result.counts.statuses)).toEqual(["200"]);
+        expect(result.counts.errors).toBe(0);
+      });
+    }
+
+    test("without the CA the certificate is refused", async () => {
+      const cfg = await parseHttpBenchArgs(["--endpoints", `https://127.0.0.1:${server.port}`, "-d", "0.3"]);
+      await expect(runHttpBench(cfg, () => {})).rejects.toThrow(/TLS handshake .* failed/);
+    });
+  },
+);
 
 describe.skipIf(!etcdAvailable())("--target etcd against a real etcd", () => {
   let etcd: EtcdServer;
@@ -287,9 +410,27 @@ describe.skipIf(!etcdAvailable())("--target etcd against a real etcd", () => {
 
   test("range / put / txn: summary, statuses, and every key holds a value the tool wrote to it", async () => {
     const r = await run([
-      "--target", "etcd", "--endpoints", etcd.clientUrl,
-      "-c", "8", "-k", "30", "--key-prefix", "hb-etcd-",
-      "--read-pct", "50", "--cas-pct", "25", "-d", "1", "--warmup", "0", "--fill", "--seed", "5",
+      "--target",
+      "etcd",
+      "--endpoints",
+      etcd.clientUrl,
+      "-c",
+      "8",
+      "-k",
+      "30",
+      "--key-prefix",
+      "hb-etcd-",
+      "--read-pct",
+      "50",
+      "--cas-pct",
+      "25",
+      "-d",
+      "1",
+      "--warmup",
+      "0",
+      "--fill",
+      "--seed",
+      "5",
     ]);
     checkReport(r, ["200"]);
     const c = r.result.counts;
@@ -297,7 +438,10 @@ describe.skipIf(!etcdAvailable())("--target etcd against a real etcd", () => {
     expect(c.cas).toBeGreaterThan(0);
     expect(c.readsAbsent).toBe(0);
     for (let k = 0; k < 30; k++) {
-      const response = await fetch(`${etcd.clientUrl}/v3/kv/range`, { method: "POST", body: JSON.stringify({ key: btoa(`hb-etcd-${k}`) }) });
+      const response = await fetch(`${etcd.clientUrl}/v3/kv/range`, {
+        method: "POST",
+        body: JSON.stringify({ key: btoa(`hb-etcd-${k}`) }),
+      });
       const body = (await response.json()) as { kvs?: { value: string }[] };
       expect(body.kvs?.length).toBe(1);
       checkValue(atob(body.kvs![0]!.value), k, r);
@@ -314,7 +458,9 @@ describe("pieces", () => {
   });
 
   test("response parser: Content-Length, chunked, split arrival, ETag in any case, keep-alive rest", () => {
-    const one = Buffer.from('HTTP/1.1 200 OK\r\ncontent-type: x\r\nETAG: "3.1"\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 404');
+    const one = Buffer.from(
+      'HTTP/1.1 200 OK\r\ncontent-type: x\r\nETAG: "3.1"\r\nContent-Length: 5\r\n\r\nhelloHTTP/1.1 404',
+    );
     const parsed = parseResponse(one);
     if (parsed === null || typeof parsed === "string") throw new Error(String(parsed));
     expect(parsed.answer.status).toBe(200);
@@ -323,7 +469,9 @@ describe("pieces", () => {
     expect(parsed.rest?.toString()).toBe("HTTP/1.1 404");
     expect(parseResponse(one.subarray(0, 40))).toBeNull();
     expect(parseResponse(Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel"))).toBeNull();
-    const chunked = Buffer.from("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+    const chunked = Buffer.from(
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+    );
     const c = parseResponse(chunked);
     if (c === null || typeof c === "string") throw new Error(String(c));
     expect(c.answer.text()).toBe("abcde");
@@ -355,7 +503,12 @@ describe("pieces", () => {
   });
 
   test("summary line round-trip", () => {
-    expect(parseSummaryLine("throughput_reqs=1234.5 p50_us=100 p99_us=900 errors=2")).toEqual({ throughputReqs: 1234.5, p50Us: 100, p99Us: 900, errors: 2 });
+    expect(parseSummaryLine("throughput_reqs=1234.5 p50_us=100 p99_us=900 errors=2")).toEqual({
+      throughputReqs: 1234.5,
+      p50Us: 100,
+      p99Us: 900,
+      errors: 2,
+    });
     expect(parseSummaryLine("done: x")).toBeNull();
     expect(parseStatusesLine("statuses: 200=5 412=1 net_error=2")).toEqual({ "200": 5, "412": 1, net_error: 2 });
   });

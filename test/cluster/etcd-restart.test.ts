@@ -13,7 +13,18 @@
 // - the history, final reads included, is linearizable; no answer was outside the HTTP contract.
 
 import { afterAll, expect, test } from "bun:test";
-import { LoadClient, type OpRecord, ProcCluster, Recorder, ackedUpdates, convergeAndReadAll, expectLinearizable, startLoad, testSeed, waitFor } from "./helpers.ts";
+import {
+  LoadClient,
+  type OpRecord,
+  ProcCluster,
+  Recorder,
+  ackedUpdates,
+  convergeAndReadAll,
+  expectLinearizable,
+  startLoad,
+  testSeed,
+  waitFor,
+} from "./helpers.ts";
 
 const seed = testSeed(0xe7cd_0001);
 const leaseMs = 1000;
@@ -52,7 +63,16 @@ async function outageScenario(outage: Outage, seed: number): Promise<void> {
   const urls = c.urls();
   const recorder = new Recorder();
   let stopLoad = false;
-  const load = startLoad({ urls, recorder, keys, counters, clientsPerNode: 3, seed, stop: () => stopLoad, opsMax: 40_000 });
+  const load = startLoad({
+    urls,
+    recorder,
+    keys,
+    counters,
+    clientsPerNode: 3,
+    seed,
+    stop: () => stopLoad,
+    opsMax: 40_000,
+  });
 
   const polls: Poll[][] = c.nodes.map(() => []);
   let polling = true;
@@ -60,13 +80,25 @@ async function outageScenario(outage: Outage, seed: number): Promise<void> {
     while (polling && polls[n.id]!.length < pollsMax) {
       const sent = performance.now();
       const s = await n.status();
-      if (s !== null) polls[n.id]!.push({ node: n.id, sent, ret: performance.now(), epoch: s.epoch, serving: s.serving, members: JSON.stringify(s.members) });
+      if (s !== null)
+        polls[n.id]!.push({
+          node: n.id,
+          sent,
+          ret: performance.now(),
+          epoch: s.epoch,
+          serving: s.serving,
+          members: JSON.stringify(s.members),
+        });
       await Bun.sleep(20);
     }
   });
 
   try {
-    await waitFor("150 acknowledged updates before etcd goes away", () => ackedUpdates(recorder, () => true).length >= 150, 30_000);
+    await waitFor(
+      "150 acknowledged updates before etcd goes away",
+      () => ackedUpdates(recorder, () => true).length >= 150,
+      30_000,
+    );
     await outage.begin(c);
     const killedAt = performance.now();
 
@@ -140,7 +172,8 @@ async function outageScenario(outage: Outage, seed: number): Promise<void> {
       if (!membersOfEpoch.has(p.epoch)) membersOfEpoch.set(p.epoch, new Set());
       membersOfEpoch.get(p.epoch)!.add(p.members);
     }
-    for (const [epoch, lists] of membersOfEpoch) expect({ epoch, lists: [...lists] }).toEqual({ epoch, lists: [[...lists][0]!] });
+    for (const [epoch, lists] of membersOfEpoch)
+      expect({ epoch, lists: [...lists] }).toEqual({ epoch, lists: [[...lists][0]!] });
     const { converged, answers } = await convergeAndReadAll(urls, [...keys, ...counters], recorder, 1000);
     expect(converged, `nodes disagree: ${JSON.stringify([...answers])}\n${c.logs()}`).toBe(true);
     const epochs = c.nodes.map((n) => polls[n.id]!.at(-1)?.epoch);

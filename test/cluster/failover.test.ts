@@ -45,9 +45,22 @@ test(`SIGKILL a node under load: writes resume on the others, it rejoins with cu
   const urls = c.urls();
   const recorder = new Recorder();
   let stopLoad = false;
-  const load = startLoad({ urls, recorder, keys, counters, clientsPerNode: 3, seed, stop: () => stopLoad, opsMax: 40_000 });
+  const load = startLoad({
+    urls,
+    recorder,
+    keys,
+    counters,
+    clientsPerNode: 3,
+    seed,
+    stop: () => stopLoad,
+    opsMax: 40_000,
+  });
   try {
-    await waitFor("200 acknowledged updates before the kill", () => ackedUpdates(recorder, () => true).length >= 200, 30_000);
+    await waitFor(
+      "200 acknowledged updates before the kill",
+      () => ackedUpdates(recorder, () => true).length >= 200,
+      30_000,
+    );
 
     // Acknowledged by the victim right before it dies: must survive it.
     const marker = load.clients.find((client) => client.node === victim)!;
@@ -68,7 +81,8 @@ test(`SIGKILL a node under load: writes resume on the others, it rejoins with cu
           survivors.map(async (id) => {
             const sent = performance.now();
             const status = await c.node(id).status();
-            if (status !== null && status.members.includes(victim)) lastSeenWithVictim.set(id, Math.max(lastSeenWithVictim.get(id)!, sent));
+            if (status !== null && status.members.includes(victim))
+              lastSeenWithVictim.set(id, Math.max(lastSeenWithVictim.get(id)!, sent));
           }),
         );
         await Bun.sleep(10);
@@ -113,7 +127,12 @@ test(`SIGKILL a node under load: writes resume on the others, it rejoins with cu
     stopLoad = true;
     await load.done;
 
-    const { converged, answers, finalReads } = await convergeAndReadAll(urls, [...keys, ...counters, ...markerKeys], recorder, 1000);
+    const { converged, answers, finalReads } = await convergeAndReadAll(
+      urls,
+      [...keys, ...counters, ...markerKeys],
+      recorder,
+      1000,
+    );
     expect(converged, `nodes disagree: ${JSON.stringify([...answers])}\n${c.logs()}`).toBe(true);
     // The rejoined node answers what the others answer (converged compares status, ETag, value).
     for (const key of [...keys, ...counters, ...markerKeys]) {

@@ -7,7 +7,17 @@
 // - the whole history, final reads on every node included, is linearizable.
 
 import { afterAll, expect, test } from "bun:test";
-import { ProcCluster, Recorder, ackedUpdates, convergeAndReadAll, expectLinearizable, request, startLoad, testSeed, waitFor } from "./helpers.ts";
+import {
+  ProcCluster,
+  Recorder,
+  ackedUpdates,
+  convergeAndReadAll,
+  expectLinearizable,
+  request,
+  startLoad,
+  testSeed,
+  waitFor,
+} from "./helpers.ts";
 
 const seed = testSeed(0x9a27_0101);
 const leaseMs = 1000;
@@ -21,8 +31,13 @@ afterAll(async () => {
 }, 30_000);
 
 async function cutFromEtcd(url: string, partitioned: boolean): Promise<void> {
-  const answer = await request(`${url}/v1/test/etcd`, { method: "POST", body: JSON.stringify({ partitioned }), headers: { "content-type": "application/json" } }, 5000);
-  if (answer.kind !== "response" || answer.status !== 200) throw new Error(`etcd partition hook failed: ${JSON.stringify(answer)}`);
+  const answer = await request(
+    `${url}/v1/test/etcd`,
+    { method: "POST", body: JSON.stringify({ partitioned }), headers: { "content-type": "application/json" } },
+    5000,
+  );
+  if (answer.kind !== "response" || answer.status !== 200)
+    throw new Error(`etcd partition hook failed: ${JSON.stringify(answer)}`);
 }
 
 test(`a node cut off from its peers and from etcd stops serving; the majority goes on; it rejoins on heal (seed ${seed})`, async () => {
@@ -31,15 +46,32 @@ test(`a node cut off from its peers and from etcd stops serving; the majority go
   const urls = c.urls();
   const recorder = new Recorder();
   let stopLoad = false;
-  const load = startLoad({ urls, recorder, keys, counters, clientsPerNode: 3, seed, stop: () => stopLoad, opsMax: 40_000 });
+  const load = startLoad({
+    urls,
+    recorder,
+    keys,
+    counters,
+    clientsPerNode: 3,
+    seed,
+    stop: () => stopLoad,
+    opsMax: 40_000,
+  });
   try {
-    await waitFor("100 acknowledged updates before the partition", () => ackedUpdates(recorder, () => true).length >= 100, 30_000);
+    await waitFor(
+      "100 acknowledged updates before the partition",
+      () => ackedUpdates(recorder, () => true).length >= 100,
+      30_000,
+    );
 
     await c.isolate(isolated);
     await cutFromEtcd(c.node(isolated).url, true);
 
     // The isolated side loses its lease and says so; from then on it answers nothing but 503.
-    await waitFor("the isolated node to stop serving", async () => (await c.node(isolated).status())?.serving === false, 10_000);
+    await waitFor(
+      "the isolated node to stop serving",
+      async () => (await c.node(isolated).status())?.serving === false,
+      10_000,
+    );
     const stoppedAt = performance.now();
     // The majority side: etcd removed the isolated node, and the others serve without it.
     await c.waitMembers([0, 1], 15_000, [0, 1]);
@@ -59,7 +91,9 @@ test(`a node cut off from its peers and from etcd stops serving; the majority go
       }
     }
     expect(probes).toEqual(probes.map(() => 503));
-    const fromIsolated = recorder.records.filter((r) => r.node === isolated && r.call > stoppedAt && typeof r.status === "number");
+    const fromIsolated = recorder.records.filter(
+      (r) => r.node === isolated && r.call > stoppedAt && typeof r.status === "number",
+    );
     for (const r of fromIsolated) expect(r.status).toBe(503);
 
     // Heal: it re-registers, merges, and serves again with current data.

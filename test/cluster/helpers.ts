@@ -58,7 +58,12 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `probe` every `everyMs` until it returns true; throws after `timeoutMs` saying what it waited for. */
-export async function waitFor(what: string, probe: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<number> {
+export async function waitFor(
+  what: string,
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<number> {
   const started = performance.now();
   for (;;) {
     if (await probe()) return performance.now() - started;
@@ -78,7 +83,13 @@ export async function request(url: string, init: RequestInit = {}, timeoutMs = r
   try {
     const response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
     const body = await response.text();
-    return { kind: "response", status: response.status, etag: response.headers.get("etag"), body, outcome: response.headers.get("x-outcome") };
+    return {
+      kind: "response",
+      status: response.status,
+      etag: response.headers.get("etag"),
+      body,
+      outcome: response.headers.get("x-outcome"),
+    };
   } catch (error) {
     const e = error as { name?: string; code?: string };
     if (e.name === "TimeoutError" || e.name === "AbortError") return { kind: "timeout" };
@@ -145,7 +156,14 @@ export class NodeProcess {
     readonly id: number,
     readonly httpPort: number,
     readonly listenPort: number,
-    private readonly options: { etcdUrl: string; cluster: string; leaseMs: number; shards: number; testHooks: boolean; nodeArgs?: readonly string[] },
+    private readonly options: {
+      etcdUrl: string;
+      cluster: string;
+      leaseMs: number;
+      shards: number;
+      testHooks: boolean;
+      nodeArgs?: readonly string[];
+    },
   ) {
     this.url = `http://127.0.0.1:${httpPort}`;
   }
@@ -210,15 +228,25 @@ export class NodeProcess {
     this.spawns++;
     const o = this.options;
     const args = [
-      bunBin, "src/main.ts", "node",
-      "--id", String(this.id),
-      "--http", `127.0.0.1:${this.httpPort}`,
-      "--listen", `127.0.0.1:${this.listenPort}`,
-      "--etcd", o.etcdUrl,
-      "--cluster", o.cluster,
-      "--lease-ms", String(o.leaseMs),
-      "--shards", String(o.shards),
-      "--transport", "tcp",
+      bunBin,
+      "src/main.ts",
+      "node",
+      "--id",
+      String(this.id),
+      "--http",
+      `127.0.0.1:${this.httpPort}`,
+      "--listen",
+      `127.0.0.1:${this.listenPort}`,
+      "--etcd",
+      o.etcdUrl,
+      "--cluster",
+      o.cluster,
+      "--lease-ms",
+      String(o.leaseMs),
+      "--shards",
+      String(o.shards),
+      "--transport",
+      "tcp",
     ];
     if (o.testHooks) args.push("--test-hooks");
     args.push(...(o.nodeArgs ?? []));
@@ -226,14 +254,19 @@ export class NodeProcess {
     this.proc = proc;
     trackProcess(proc);
     // Reads a pipe only this process writes: EOF (this process died) kills the node.
-    this.watchdog = Bun.spawn(["sh", "-c", `trap '' TERM INT HUP; read _ ; kill -9 ${proc.pid} 2>/dev/null`], { stdin: "pipe", stdout: "ignore", stderr: "ignore" });
+    this.watchdog = Bun.spawn(["sh", "-c", `trap '' TERM INT HUP; read _ ; kill -9 ${proc.pid} 2>/dev/null`], {
+      stdin: "pipe",
+      stdout: "ignore",
+      stderr: "ignore",
+    });
     trackProcess(this.watchdog);
     void this.pump(proc.stdout as ReadableStream<Uint8Array>, true);
     void this.pump(proc.stderr as ReadableStream<Uint8Array>, false);
     await waitFor(
       `node ${this.id} to print "node ${this.id} up" (${this.exitInfo})`,
       () => {
-        if (!this.running) throw new Error(`node ${this.id} exited during start-up (${this.exitInfo}):\n${this.logTail()}`);
+        if (!this.running)
+          throw new Error(`node ${this.id} exited during start-up (${this.exitInfo}):\n${this.logTail()}`);
         return this.upSeen;
       },
       nodeUpTimeoutMs,
@@ -273,7 +306,9 @@ export class NodeProcess {
     }
     if (signal === "SIGTERM") {
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), stopTimeoutMs)));
+      const timedOut = new Promise<"timeout">(
+        (resolve) => (timer = setTimeout(() => resolve("timeout"), stopTimeoutMs)),
+      );
       const outcome = await Promise.race([proc.exited, timedOut]);
       clearTimeout(timer);
       if (outcome === "timeout") proc.kill("SIGKILL");
@@ -314,8 +349,13 @@ export class NodeProcess {
 
   /** Test hook: drop transport traffic to/from `peers` on this node ([] heals). */
   async drop(peers: number[]): Promise<void> {
-    const answer = await request(`${this.url}/v1/test/drop`, { method: "POST", body: JSON.stringify({ peers }), headers: { "content-type": "application/json" } }, 5000);
-    if (answer.kind !== "response" || answer.status !== 200) throw new Error(`node ${this.id}: drop ${JSON.stringify(peers)} failed: ${JSON.stringify(answer)}`);
+    const answer = await request(
+      `${this.url}/v1/test/drop`,
+      { method: "POST", body: JSON.stringify({ peers }), headers: { "content-type": "application/json" } },
+      5000,
+    );
+    if (answer.kind !== "response" || answer.status !== 200)
+      throw new Error(`node ${this.id}: drop ${JSON.stringify(peers)} failed: ${JSON.stringify(answer)}`);
   }
 }
 
@@ -372,7 +412,10 @@ export class ProcCluster {
       // All at once: the lowest id bootstraps, the others load its (empty) state.
       await Promise.all(nodes.map((n) => n.spawn()));
       await Promise.all(nodes.map((n) => n.waitHealthy()));
-      await cluster.waitMembers(nodes.map((n) => n.id), 15_000);
+      await cluster.waitMembers(
+        nodes.map((n) => n.id),
+        15_000,
+      );
       return cluster;
     } catch (error) {
       const logs = cluster.logs();
@@ -416,7 +459,11 @@ export class ProcCluster {
   }
 
   logs(lines = 60): string {
-    return [`--- etcd`, this.etcd.logTail(20), ...this.nodes.map((n) => `--- node ${n.id} (${n.exitInfo})\n${n.logTail(lines)}`)].join("\n");
+    return [
+      `--- etcd`,
+      this.etcd.logTail(20),
+      ...this.nodes.map((n) => `--- node ${n.id} (${n.exitInfo})\n${n.logTail(lines)}`),
+    ].join("\n");
   }
 
   /** Stops every node (SIGTERM, then SIGKILL) and etcd. Idempotent. */
@@ -465,7 +512,10 @@ export class Recorder {
   }
 
   tallyText(): string {
-    return [...this.tally.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${v}`).join(" ");
+    return [...this.tally.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : 1))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(" ");
   }
 
   push(record: OpRecord): void {
@@ -519,7 +569,17 @@ export class LoadClient {
     const answer = await request(this.#url(key), {}, timeoutMs);
     const ret = performance.now();
     this.rec.count(this.#label("read", answer));
-    const record: OpRecord = { client: this.id, node, kind: "read", key, call, ret, status: answer.kind === "response" ? answer.status : answer.kind, value: null, outcome: "failed" };
+    const record: OpRecord = {
+      client: this.id,
+      node,
+      kind: "read",
+      key,
+      call,
+      ret,
+      status: answer.kind === "response" ? answer.status : answer.kind,
+      value: null,
+      outcome: "failed",
+    };
     if (answer.kind === "response" && answer.status === 200) {
       if (answer.etag === null) this.rec.note(`read ${key} on node ${node}: 200 without an ETag`);
       this.rec.history.ok(id, { type: "read", value: answer.body }, ret);
@@ -546,11 +606,25 @@ export class LoadClient {
 
   /** CAS on the ETag of `expected` (a value this client read or wrote). */
   cas(key: string, expected: Known, value: string): Promise<OpRecord> {
-    return this.#update("cas", key, { type: "cas", expected: expected.value, value }, this.#url(key), { method: "PUT", body: value, headers: { "if-match": expected.etag } }, value);
+    return this.#update(
+      "cas",
+      key,
+      { type: "cas", expected: expected.value, value },
+      this.#url(key),
+      { method: "PUT", body: value, headers: { "if-match": expected.etag } },
+      value,
+    );
   }
 
   create(key: string, value: string): Promise<OpRecord> {
-    return this.#update("create", key, { type: "cas", expected: null, value }, this.#url(key), { method: "PUT", body: value, headers: { "if-none-match": "*" } }, value);
+    return this.#update(
+      "create",
+      key,
+      { type: "cas", expected: null, value },
+      this.#url(key),
+      { method: "PUT", body: value, headers: { "if-none-match": "*" } },
+      value,
+    );
   }
 
   remove(key: string): Promise<OpRecord> {
@@ -561,7 +635,14 @@ export class LoadClient {
     return this.#update("incr", key, { type: "incr", by }, this.#url(key, `/incr?by=${by}`), { method: "POST" }, null);
   }
 
-  async #update(kind: OpRecord["kind"], key: string, input: KvInput, url: string, init: RequestInit, written: string | null): Promise<OpRecord> {
+  async #update(
+    kind: OpRecord["kind"],
+    key: string,
+    input: KvInput,
+    url: string,
+    init: RequestInit,
+    written: string | null,
+  ): Promise<OpRecord> {
     const node = this.node;
     const history = this.rec.history;
     const call = performance.now();
@@ -569,7 +650,17 @@ export class LoadClient {
     const answer = await request(url, init);
     const ret = performance.now();
     this.rec.count(this.#label(kind, answer));
-    const record: OpRecord = { client: this.id, node, kind, key, call, ret, status: answer.kind === "response" ? answer.status : answer.kind, value: written, outcome: "unknown" };
+    const record: OpRecord = {
+      client: this.id,
+      node,
+      kind,
+      key,
+      call,
+      ret,
+      status: answer.kind === "response" ? answer.status : answer.kind,
+      value: written,
+      outcome: "unknown",
+    };
     this.rec.push(record);
     if (answer.kind === "refused") {
       // connect() was refused: no byte of the request left this process.
@@ -652,7 +743,8 @@ export function startLoad(o: LoadOptions): Load {
   const clients: LoadClient[] = [];
   const base = o.clientIdBase ?? 0;
   for (let n = 0; n < o.urls.length; n++) {
-    for (let c = 0; c < o.clientsPerNode; c++) clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder));
+    for (let c = 0; c < o.clientsPerNode; c++)
+      clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder));
   }
   const finished = (): boolean => o.stop() || o.recorder.history.invokedCount >= o.opsMax;
   const done = Promise.all(
@@ -736,7 +828,10 @@ export async function convergeAndReadAll(
 /** Asserts the verdict; prints the witness and the cluster's logs when it is not ok. */
 export function expectLinearizable(result: LinResult, logs: () => string): void {
   if (result.ok !== true) {
-    const lines = result.ok === false ? [`key ${result.key}: ${result.message}`, ...result.witness] : [`key ${result.key}: ${result.message}`];
+    const lines =
+      result.ok === false
+        ? [`key ${result.key}: ${result.message}`, ...result.witness]
+        : [`key ${result.key}: ${result.message}`];
     console.error(`linearizability check failed:\n${lines.join("\n")}\n${logs()}`);
   }
   expect(result.ok).toBe(true);

@@ -53,11 +53,24 @@ test(`a node paused past its lease serves no stale read when it continues, then 
   const recorder = new Recorder();
   let stopLoad = false;
   // Client ids 0.. are the load; 500.. the sentinel clients; 1000.. the final readers; 2000.. the pause readers.
-  const load = startLoad({ urls, recorder, keys, counters, clientsPerNode: 3, seed, stop: () => stopLoad, opsMax: 40_000 });
+  const load = startLoad({
+    urls,
+    recorder,
+    keys,
+    counters,
+    clientsPerNode: 3,
+    seed,
+    stop: () => stopLoad,
+    opsMax: 40_000,
+  });
   const onVictim = new LoadClient(500, victim, urls, recorder);
   const onSurvivor = new LoadClient(501, 0, urls, recorder);
   try {
-    await waitFor("150 acknowledged updates before the pause", () => ackedUpdates(recorder, () => true).length >= 150, 30_000);
+    await waitFor(
+      "150 acknowledged updates before the pause",
+      () => ackedUpdates(recorder, () => true).length >= 150,
+      30_000,
+    );
     const oldValue = `sentinel-old-${seed}`;
     expect((await onSurvivor.write(sentinel, oldValue)).status).toBe(200);
     // The paused node holds the old value Valid: without leases it would answer it.
@@ -111,11 +124,17 @@ test(`a node paused past its lease serves no stale read when it continues, then 
     // answered just before SIGSTOP took hold and delivered only after SIGCONT (its bytes still in
     // the server's write buffer); it was linearized before the new write, so the old value is its
     // correct answer: a stale read is one sent after the new value was acknowledged.
-    const victimSentinelReads = recorder.records.filter((r) => r.node === victim && r.key === sentinel && r.kind === "read" && r.ret > resumedAt);
+    const victimSentinelReads = recorder.records.filter(
+      (r) => r.node === victim && r.key === sentinel && r.kind === "read" && r.ret > resumedAt,
+    );
     const readsAfterNewValue = victimSentinelReads.filter((r) => r.call > sentinelWrite.ret);
     expect(readsAfterNewValue.length).toBeGreaterThan(0);
     expect(readsAfterNewValue.filter((r) => r.status === 200 && r.value !== newValue)).toEqual([]);
-    expect(victimSentinelReads.filter((r) => r.status === 200 && r.value === oldValue && r.call > pausedAt + pauseTakesHoldMs)).toEqual([]);
+    expect(
+      victimSentinelReads.filter(
+        (r) => r.status === 200 && r.value === oldValue && r.call > pausedAt + pauseTakesHoldMs,
+      ),
+    ).toEqual([]);
 
     // It rejoins (wiping its state and loading a live member's) and then serves current data.
     await c.node(victim).waitHealthy(30_000);
@@ -131,7 +150,9 @@ test(`a node paused past its lease serves no stale read when it continues, then 
     stopLoad = true;
     await load.done;
 
-    const queuedReads = recorder.records.filter((r) => r.node === victim && r.kind === "read" && r.call > pausedAt && r.call < resumedAt);
+    const queuedReads = recorder.records.filter(
+      (r) => r.node === victim && r.kind === "read" && r.call > pausedAt && r.call < resumedAt,
+    );
     const statuses = new Map<string, number>();
     for (const r of answers) statuses.set(String(r.status), (statuses.get(String(r.status)) ?? 0) + 1);
     console.error(
@@ -139,7 +160,12 @@ test(`a node paused past its lease serves no stale read when it continues, then 
         `(${queuedReads.filter((r) => r.status === 200 || r.status === 404).length} answered ok); sentinel reads after SIGCONT ${JSON.stringify([...statuses])}; ` +
         `${recorder.history.invokedCount} ops; ${recorder.tallyText()}`,
     );
-    const { converged, answers: finalAnswers } = await convergeAndReadAll(urls, [...keys, ...counters, sentinel], recorder, 1000);
+    const { converged, answers: finalAnswers } = await convergeAndReadAll(
+      urls,
+      [...keys, ...counters, sentinel],
+      recorder,
+      1000,
+    );
     expect(converged, `nodes disagree: ${JSON.stringify([...finalAnswers])}\n${c.logs()}`).toBe(true);
     expect(recorder.unexpected).toEqual([]);
     expectLinearizable(recorder.check(), () => c.logs());

@@ -54,7 +54,16 @@ test(`a node cut off the transport stalls writes (504 allowed), keeps correct re
   const urls = c.urls();
   const recorder = new Recorder();
   let stopLoad = false;
-  const load = startLoad({ urls, recorder, keys, counters, clientsPerNode: 3, seed, stop: () => stopLoad, opsMax: 40_000 });
+  const load = startLoad({
+    urls,
+    recorder,
+    keys,
+    counters,
+    clientsPerNode: 3,
+    seed,
+    stop: () => stopLoad,
+    opsMax: 40_000,
+  });
   try {
     const writer = new LoadClient(500, 0, urls, recorder);
     const stableValues = new Map<string, string>();
@@ -64,7 +73,11 @@ test(`a node cut off the transport stalls writes (504 allowed), keeps correct re
       expect((await writer.write(key, value)).status).toBe(200);
       stableValues.set(key, value);
     }
-    await waitFor("150 acknowledged updates before the partition", () => ackedUpdates(recorder, () => true).length >= 150, 30_000);
+    await waitFor(
+      "150 acknowledged updates before the partition",
+      () => ackedUpdates(recorder, () => true).length >= 150,
+      30_000,
+    );
     const before = await Promise.all(c.nodes.map((n) => n.status()));
     const epoch = before[0]!.epoch;
     expect(before.map((s) => [s?.epoch, s?.members])).toEqual(c.nodes.map(() => [epoch, [0, 1, 2]]));
@@ -76,7 +89,11 @@ test(`a node cut off the transport stalls writes (504 allowed), keeps correct re
     // collect every ACK, so after the op timeout (5 s) they answer 504 (started: outcome unknown)
     // or, if they waited behind another stalled update on the key and never started, 503 timeout.
     await Bun.sleep(dropRuleSlackMs);
-    const probes = Promise.all(c.nodes.map((n) => new LoadClient(510 + n.id, n.id, urls, recorder).write(keys[n.id % keys.length]!, `probe-${n.id}-${seed}`)));
+    const probes = Promise.all(
+      c.nodes.map((n) =>
+        new LoadClient(510 + n.id, n.id, urls, recorder).write(keys[n.id % keys.length]!, `probe-${n.id}-${seed}`),
+      ),
+    );
     // Meanwhile, reads of the stable keys on the isolated node, spread over the partition.
     const reader = new LoadClient(501, isolated, urls, recorder);
     const stableReads = [];
@@ -106,14 +123,21 @@ test(`a node cut off the transport stalls writes (504 allowed), keeps correct re
     }
     const stalled = ackedUpdates(recorder, (r) => r.call > isolatedAt + dropRuleSlackMs && r.ret < healingAt);
     expect(stalled).toEqual([]);
-    const stalledUnknown = recorder.records.filter((r) => r.kind !== "read" && r.call > isolatedAt && r.ret < healingAt && r.status === 504);
+    const stalledUnknown = recorder.records.filter(
+      (r) => r.kind !== "read" && r.call > isolatedAt && r.ret < healingAt && r.status === 504,
+    );
     // Every probe stalled: 504 (outcome unknown) or 503 "timeout" (never started); none was acknowledged.
     for (const probe of probeAnswers) {
       expect([503, 504]).toContain(probe.status as number);
       expect(probe.outcome).toBe(probe.status === 504 ? "unknown" : "failed");
     }
 
-    const { converged, answers } = await convergeAndReadAll(urls, [...keys, ...counters, ...stableKeys], recorder, 1000);
+    const { converged, answers } = await convergeAndReadAll(
+      urls,
+      [...keys, ...counters, ...stableKeys],
+      recorder,
+      1000,
+    );
     expect(converged, `nodes disagree: ${JSON.stringify([...answers])}\n${c.logs()}`).toBe(true);
     console.error(
       `cluster partition: partition ${(healingAt - isolatedAt).toFixed(0)} ms, ${stalledUnknown.length} updates answered 504; ` +

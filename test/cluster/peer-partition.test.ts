@@ -11,7 +11,19 @@
 //   and the whole history, final reads included, is linearizable.
 
 import { afterAll, expect, test } from "bun:test";
-import { LoadClient, ProcCluster, Recorder, ackedUpdates, convergeAndReadAll, expectLinearizable, request, startLoad, testSeed, waitFor, type OpRecord } from "./helpers.ts";
+import {
+  LoadClient,
+  ProcCluster,
+  Recorder,
+  ackedUpdates,
+  convergeAndReadAll,
+  expectLinearizable,
+  request,
+  startLoad,
+  testSeed,
+  waitFor,
+  type OpRecord,
+} from "./helpers.ts";
 
 const seed = testSeed(0x9a27_0201);
 const leaseMs = 1000;
@@ -49,21 +61,40 @@ test(`a node cut off from its peers but not from etcd is evicted; the majority g
     }),
   );
   try {
-    await waitFor("100 acknowledged updates before the cut", () => ackedUpdates(recorder, () => true).length >= 100, 30_000);
+    await waitFor(
+      "100 acknowledged updates before the cut",
+      () => ackedUpdates(recorder, () => true).length >= 100,
+      30_000,
+    );
 
     const cutAt = performance.now();
     await c.isolate(cut);
     // The cut node learns of its eviction from etcd and stops serving.
-    await waitFor("the cut node to stop serving", async () => (await c.node(cut).status())?.serving === false, evictionBoundMs + slackMs);
+    await waitFor(
+      "the cut node to stop serving",
+      async () => (await c.node(cut).status())?.serving === false,
+      evictionBoundMs + slackMs,
+    );
     const stoppedAt = performance.now();
     await c.waitMembers([0, 1], evictionBoundMs + slackMs, [0, 1]);
     const removedAt = performance.now();
-    await waitFor("an update invoked after the cut acknowledged by the majority", () => ackedUpdates(recorder, (r) => r.node !== cut && r.call > cutAt).length > 0, evictionBoundMs + slackMs);
+    await waitFor(
+      "an update invoked after the cut acknowledged by the majority",
+      () => ackedUpdates(recorder, (r) => r.node !== cut && r.call > cutAt).length > 0,
+      evictionBoundMs + slackMs,
+    );
     const firstAck = Math.min(...ackedUpdates(recorder, (r) => r.node !== cut && r.call > cutAt).map((r) => r.ret));
-    await waitFor("50 more updates acknowledged by the majority", () => ackedUpdates(recorder, (r) => r.node !== cut && r.call > removedAt).length >= 50, 30_000);
+    await waitFor(
+      "50 more updates acknowledged by the majority",
+      () => ackedUpdates(recorder, (r) => r.node !== cut && r.call > removedAt).length >= 50,
+      30_000,
+    );
 
     // What the nodes say about it.
-    const [s0, s2] = [(await c.node(0).status()) as unknown as Record<string, unknown>, (await c.node(cut).status()) as unknown as Record<string, unknown>];
+    const [s0, s2] = [
+      (await c.node(0).status()) as unknown as Record<string, unknown>,
+      (await c.node(cut).status()) as unknown as Record<string, unknown>,
+    ];
     expect(s0.suspectedBy).toEqual([]);
     expect((s0.evictions as { decided: number }).decided).toBe(1);
     expect((s0.evictions as { last: { member: number; by: number } }).last).toMatchObject({ member: cut, by: 0 });
@@ -81,7 +112,9 @@ test(`a node cut off from its peers but not from etcd is evicted; the majority g
       }
     }
     expect(probes).toEqual(probes.map(() => 503));
-    const afterStop = recorder.records.filter((r) => r.node === cut && r.call > stoppedAt && typeof r.status === "number");
+    const afterStop = recorder.records.filter(
+      (r) => r.node === cut && r.call > stoppedAt && typeof r.status === "number",
+    );
     for (const r of afterStop) expect(r.status).toBe(503);
 
     // Heal: the candidate reaches every member again, registers, loads, serves.
@@ -89,10 +122,16 @@ test(`a node cut off from its peers but not from etcd is evicted; the majority g
     await c.heal();
     await c.waitMembers([0, 1, 2], 30_000);
     const servingAt = performance.now();
-    await waitFor("20 updates acknowledged by the rejoined node", () => ackedUpdates(recorder, (r) => r.node === cut && r.call > healedAt).length >= 20, 30_000);
+    await waitFor(
+      "20 updates acknowledged by the rejoined node",
+      () => ackedUpdates(recorder, (r) => r.node === cut && r.call > healedAt).length >= 20,
+      30_000,
+    );
     stop = true;
     await Promise.all([load.done, ledger]);
-    expect(((await c.node(cut).status()) as unknown as { evictions: { candidate: boolean } }).evictions.candidate).toBe(false);
+    expect(((await c.node(cut).status()) as unknown as { evictions: { candidate: boolean } }).evictions.candidate).toBe(
+      false,
+    );
 
     const { converged, answers } = await convergeAndReadAll(urls, [...keys, ...counters], recorder, 1000);
     expect(converged, `nodes disagree: ${JSON.stringify([...answers])}\n${c.logs()}`).toBe(true);
@@ -103,7 +142,9 @@ test(`a node cut off from its peers but not from etcd is evicted; the majority g
     for (const write of ledgerWrites) {
       const reads = await Promise.all(readers.map((reader) => reader.read(write.key)));
       if (write.outcome !== "ok") continue;
-      for (const read of reads) if (read.outcome !== "ok" || read.value !== write.value) lost.push(`${write.key} acked by n${write.node}, n${read.node} reads ${read.status} ${read.value}`);
+      for (const read of reads)
+        if (read.outcome !== "ok" || read.value !== write.value)
+          lost.push(`${write.key} acked by n${write.node}, n${read.node} reads ${read.status} ${read.value}`);
     }
     expect(lost.slice(0, 20)).toEqual([]);
     console.error(

@@ -84,9 +84,7 @@ export class ManualCluster {
   constructor(size: number, make?: MakeReplica, overrides: Partial<ReplicaConfig> = {}) {
     for (let id = 0; id < size; id++) {
       const config: ReplicaConfig = { ...defaultReplicaConfig, ...overrides, self: id };
-      const replica = make
-        ? make(config, this)
-        : new CheckedReplica(config, this.outboxFor(id), this.completions);
+      const replica = make ? make(config, this) : new CheckedReplica(config, this.outboxFor(id), this.completions);
       this.replicas.push(replica);
     }
     const all = this.replicas.map((_, i) => i);
@@ -104,8 +102,27 @@ export class ManualCluster {
 
   outboxFor(from: NodeId) {
     return {
-      send: (to: NodeId, kind: MsgKind, key: string, version: number, writer: NodeId, epoch: number, rmw: boolean, value: Uint8Array | null) => {
-        this.inFlight.push({ from, to, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
+      send: (
+        to: NodeId,
+        kind: MsgKind,
+        key: string,
+        version: number,
+        writer: NodeId,
+        epoch: number,
+        rmw: boolean,
+        value: Uint8Array | null,
+      ) => {
+        this.inFlight.push({
+          from,
+          to,
+          kind,
+          key,
+          version,
+          writer,
+          epoch,
+          rmw,
+          value: value === null ? null : value.slice(),
+        });
       },
     };
   }
@@ -117,16 +134,34 @@ export class ManualCluster {
     },
   };
 
-  submit(node: NodeId, kind: OpKind, key: string, value: string | null = null, expected?: { version: number; writer: NodeId }, by = 0): number {
+  submit(
+    node: NodeId,
+    kind: OpKind,
+    key: string,
+    value: string | null = null,
+    expected?: { version: number; writer: NodeId },
+    by = 0,
+  ): number {
     const opId = this.#nextOp++;
-    this.replicas[node]!.submit(opId, kind, key, value === null ? null : encoder.encode(value), expected?.version ?? 0, expected?.writer ?? 0, by, this.nowMs);
+    this.replicas[node]!.submit(
+      opId,
+      kind,
+      key,
+      value === null ? null : encoder.encode(value),
+      expected?.version ?? 0,
+      expected?.writer ?? 0,
+      by,
+      this.nowMs,
+    );
     this.checkInvariants();
     return opId;
   }
 
   /** Messages in flight matching a filter, e.g. { from: 0, kind: MsgKind.Inv }. */
   find(filter: Partial<Sent>): Sent[] {
-    return this.inFlight.filter((m) => Object.entries(filter).every(([k, v]) => (m as unknown as Record<string, unknown>)[k] === v));
+    return this.inFlight.filter((m) =>
+      Object.entries(filter).every(([k, v]) => (m as unknown as Record<string, unknown>)[k] === v),
+    );
   }
 
   /** Deliver (and remove) every in-flight message matching the filter, in send order. Returns how many. */

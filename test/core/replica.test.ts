@@ -102,7 +102,7 @@ describe("RMWs", () => {
     const a = c.submit(0, OpKind.Cas, "k", "A", { version: 0, writer: 0 });
     const b = c.submit(2, OpKind.Cas, "k", "B", { version: 0, writer: 0 });
     c.settle();
-    for (let i = 0; i < 5; i++) c.tick(50), c.settle();
+    for (let i = 0; i < 5; i++) (c.tick(50), c.settle());
     const statuses = [c.answers.get(a)!.status, c.answers.get(b)!.status].sort();
     expect(statuses).toEqual([OpStatus.Ok, OpStatus.PreconditionFailed]);
     expect(text(c.replicas[1]!.inspect("k")!.value)).toBe("B"); // 1.2 beats 1.0
@@ -112,7 +112,7 @@ describe("RMWs", () => {
     const c = new ManualCluster(3);
     const a = c.submit(0, OpKind.Incr, "n", null, undefined, 1);
     const b = c.submit(2, OpKind.Incr, "n", null, undefined, 10);
-    for (let i = 0; i < 5; i++) c.settle(), c.tick(50);
+    for (let i = 0; i < 5; i++) (c.settle(), c.tick(50));
     expect(c.answers.get(a)!.status).toBe(OpStatus.Ok);
     expect(c.answers.get(b)!.status).toBe(OpStatus.Ok);
     for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("11");
@@ -266,8 +266,9 @@ describe("leases, timeouts and limits", () => {
   test("every op is answered exactly once across a full run", () => {
     const c = new ManualCluster(3);
     const ids = [] as number[];
-    for (let i = 0; i < 50; i++) ids.push(c.submit(i % 3, i % 4 === 0 ? OpKind.Read : OpKind.Write, `k${i % 5}`, `v${i}`));
-    for (let i = 0; i < 20; i++) c.settle(), c.tick(30);
+    for (let i = 0; i < 50; i++)
+      ids.push(c.submit(i % 3, i % 4 === 0 ? OpKind.Read : OpKind.Write, `k${i % 5}`, `v${i}`));
+    for (let i = 0; i < 20; i++) (c.settle(), c.tick(30));
     expect(ids.every((id) => c.answers.has(id))).toBe(true);
     expect(c.replicas.every((r: Replica) => r.opsInFlight === 0)).toBe(true);
   });
@@ -323,7 +324,12 @@ describe("rejoin with state transfer", () => {
     const chunks = [...c.replicas[0]!.snapshot(2)];
     expect(chunks.map((chunk) => chunk.length)).toEqual([2, 2, 2]);
     const entries = chunks.flat();
-    expect(entries.filter((e) => e.committed).map((e) => e.key).sort()).toEqual(["k0", "k1", "k2", "k3", "k4"]);
+    expect(
+      entries
+        .filter((e) => e.committed)
+        .map((e) => e.key)
+        .sort(),
+    ).toEqual(["k0", "k1", "k2", "k3", "k4"]);
     expect(entries.find((e) => e.key === "pending")!.committed).toBe(false);
   });
 });
@@ -348,9 +354,10 @@ describe("a coordinator that lost its lease", () => {
     for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
     c.settle();
     expect(c.find({ from: 2 }).length).toBe(0);
-    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[2]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat())
+      c.replicas[2]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
     c.replicas[2]!.finishJoin(c.nowMs);
-    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (let i = 0; i < 20; i++) (c.settle(), c.tick(250));
     for (const r of c.replicas) expect(text(r.inspect("n")!.value)).toBe("2");
   });
 });
@@ -370,14 +377,38 @@ describe("whole-state invariants (checkInvariants)", () => {
     return c;
   };
   const cases: [string, (rec: KeyRecord, c: ManualCluster) => void, RegExp][] = [
-    ["a Valid key marked Invalid outside the unsettled set", (_rec, c) => ((c.replicas[0]!.inspect("done") as KeyRecord).state = KeyState.Invalid), /key "done": a key is in the unsettled set iff it is not Valid/],
-    ["a pending update that lost its state", (rec) => (rec.state = KeyState.Invalid), /a key has a pending update iff its state is Write, Replay or Trans/],
-    ["a pending update's client op forgotten", (rec) => (rec.pendingOp = null), /every live op is waiting on its key or is its key's pending op/],
-    ["a waiting op dropped from its queue", (rec) => rec.waiting.pop(), /a key is in the waiting-keys set iff ops wait on it/],
-    ["a pending op also put in the queue", (rec) => rec.waiting.push(rec.pendingOp!), /only the front op of a key queue may have been issued/],
+    [
+      "a Valid key marked Invalid outside the unsettled set",
+      (_rec, c) => ((c.replicas[0]!.inspect("done") as KeyRecord).state = KeyState.Invalid),
+      /key "done": a key is in the unsettled set iff it is not Valid/,
+    ],
+    [
+      "a pending update that lost its state",
+      (rec) => (rec.state = KeyState.Invalid),
+      /a key has a pending update iff its state is Write, Replay or Trans/,
+    ],
+    [
+      "a pending update's client op forgotten",
+      (rec) => (rec.pendingOp = null),
+      /every live op is waiting on its key or is its key's pending op/,
+    ],
+    [
+      "a waiting op dropped from its queue",
+      (rec) => rec.waiting.pop(),
+      /a key is in the waiting-keys set iff ops wait on it/,
+    ],
+    [
+      "a pending op also put in the queue",
+      (rec) => rec.waiting.push(rec.pendingOp!),
+      /only the front op of a key queue may have been issued/,
+    ],
     ["an ACK from itself", (rec) => (rec.acks |= 1), /a replica never ACKs its own update/],
     ["a timestamp with an impossible writer", (rec) => (rec.writer = 32), /a timestamp's writer is a node id/],
-    ["a Write holding another ts than its pending update", (rec) => rec.version++, /in W and R the key holds the pending update's timestamp \(version\)/],
+    [
+      "a Write holding another ts than its pending update",
+      (rec) => rec.version++,
+      /in W and R the key holds the pending update's timestamp \(version\)/,
+    ],
   ];
   for (const [what, corrupt, message] of cases) {
     test(`catches ${what}`, () => {
@@ -393,9 +424,15 @@ describe("whole-state invariants (checkInvariants)", () => {
     const c = new ManualCluster(3);
     const r = c.replicas[1]!;
     expect(() => r.receive(1, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a replica never sends to itself");
-    expect(() => r.receive(32, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a message comes from a node id 0..31");
-    expect(() => r.receive(0, MsgKind.Inv, "k", 2, 32, 1, false, null, 0)).toThrow("a timestamp's writer is a node id 0..31");
-    expect(() => r.receive(0, MsgKind.Inv, "k", 0, 0, 1, false, null, 0)).toThrow("an INV carries an update's timestamp, above the initial 0.0");
+    expect(() => r.receive(32, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow(
+      "a message comes from a node id 0..31",
+    );
+    expect(() => r.receive(0, MsgKind.Inv, "k", 2, 32, 1, false, null, 0)).toThrow(
+      "a timestamp's writer is a node id 0..31",
+    );
+    expect(() => r.receive(0, MsgKind.Inv, "k", 0, 0, 1, false, null, 0)).toThrow(
+      "an INV carries an update's timestamp, above the initial 0.0",
+    );
     r.receive(0, MsgKind.Inv, "k", 2, 0, 1, false, null, 0); // the same message from a valid sender is taken
     expect(r.inspect("k")!.state).toBe(KeyState.Invalid);
   });
@@ -454,10 +491,12 @@ describe("a replica that rejoins with kept state (found by the simulator's rejoi
     // Node 1 registers again: a new epoch with all three. It must not push 1.1 in it.
     for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
     c.settle();
-    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[1]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat())
+      c.replicas[1]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
     c.replicas[1]!.finishJoin(c.nowMs);
-    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
-    for (const r of c.replicas) expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
+    for (let i = 0; i < 20; i++) (c.settle(), c.tick(250));
+    for (const r of c.replicas)
+      expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
   });
 
   test("an RMW INV it holds for a coordinator that is out too is not replayed after it returns", () => {
@@ -473,13 +512,15 @@ describe("a replica that rejoins with kept state (found by the simulator's rejoi
     expect(c.answers.get(first)).toMatchObject({ status: OpStatus.Ok, version: 1, writer: 0 });
     // Nodes 3 and 4 come back; node 3's 1.4 is Invalid, its writer's INVs lost: it would replay it.
     for (const r of c.replicas) r.setMembership(3, [0, 1, 2, 3, 4], c.nowMs);
-    for (let i = 0; i < 4; i++) c.settle(), c.tick(250);
+    for (let i = 0; i < 4; i++) (c.settle(), c.tick(250));
     for (const id of [3, 4]) {
-      for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[id]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+      for (const e of [...c.replicas[0]!.snapshot(100)].flat())
+        c.replicas[id]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
       c.replicas[id]!.finishJoin(c.nowMs);
     }
-    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
-    for (const r of c.replicas) expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
+    for (let i = 0; i < 20; i++) (c.settle(), c.tick(250));
+    for (const r of c.replicas)
+      expect([r.inspect("k")!.version, r.inspect("k")!.writer, text(r.inspect("k")!.value)]).toEqual([1, 0, "from0"]);
   });
 
   test("in the epoch in which it lost its lease it still rejects a lower RMW racing its own (it may be the only one left to)", () => {
@@ -496,10 +537,14 @@ describe("a replica that rejoins with kept state (found by the simulator's rejoi
     c.deliver({ from: 0, to: 2, kind: MsgKind.Inv }); // 1.0 reaches the coordinator of 1.2
     expect(c.find({ from: 2, to: 0 }).map((m) => [m.kind, m.version, m.writer])).toEqual([[MsgKind.Reject, 1, 2]]);
     c.settle();
-    for (let i = 0; i < 10; i++) c.settle(), c.tick(250);
+    for (let i = 0; i < 10; i++) (c.settle(), c.tick(250));
     // 1.0 aborted (node 0 learned of 1.2); node 1 replays 1.2, which commits: one create only.
     expect(c.answers.get(low)!.status).toBe(OpStatus.PreconditionFailed);
-    for (const id of [0, 1]) expect([c.replicas[id]!.inspect("k")!.state, text(c.replicas[id]!.inspect("k")!.value)]).toEqual([KeyState.Valid, "from2"]);
+    for (const id of [0, 1])
+      expect([c.replicas[id]!.inspect("k")!.state, text(c.replicas[id]!.inspect("k")!.value)]).toEqual([
+        KeyState.Valid,
+        "from2",
+      ]);
   });
 
   test("what a joining replica takes before it is removed and added again is stale too (it may have been superseded meanwhile)", () => {
@@ -517,9 +562,10 @@ describe("a replica that rejoins with kept state (found by the simulator's rejoi
     c.tick(c.replicas[4]!.config.mltMs);
     expect(c.find({ from: 4, kind: MsgKind.Inv }).length).toBe(0); // 1.3 (writer gone) is not replayed
     c.settle();
-    for (const e of [...c.replicas[0]!.snapshot(100)].flat()) c.replicas[4]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat())
+      c.replicas[4]!.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
     c.replicas[4]!.finishJoin(c.nowMs);
-    for (let i = 0; i < 20; i++) c.settle(), c.tick(250);
+    for (let i = 0; i < 20; i++) (c.settle(), c.tick(250));
     for (const id of [0, 1, 2, 4]) expect(text(c.replicas[id]!.inspect("k")!.value)).toBe("from0");
   });
 

@@ -16,7 +16,16 @@ import { nodeDefaults } from "../../src/node/node.ts";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { tcpHelloBytes, tcpHelloMagic, tcpHelloVersion } from "../../src/transport/tcp.ts";
 import { codecVersion, frameHeaderBytes, frameMagic, messageFixedBytes } from "../../src/wire/layout.ts";
-import { errorCode, eventually, prng, request, startCluster, testSeed, type Answer, type TestCluster } from "./harness.ts";
+import {
+  errorCode,
+  eventually,
+  prng,
+  request,
+  startCluster,
+  testSeed,
+  type Answer,
+  type TestCluster,
+} from "./harness.ts";
 
 const seed = testSeed(0xbad_1);
 const replicas = 3;
@@ -43,7 +52,8 @@ beforeAll(async () => {
   await put("data-b", "beta");
   await put("data-gone", "soon deleted");
   expect(await statusOf(request(`${urls[1]}/v1/kv/data-gone`, { method: "DELETE" }))).toBe(200);
-  for (let i = 0; i < 5; i++) expect(await statusOf(request(`${urls[i % replicas]}/v1/kv/data-n/incr?by=7`, { method: "POST" }))).toBe(200);
+  for (let i = 0; i < 5; i++)
+    expect(await statusOf(request(`${urls[i % replicas]}/v1/kv/data-n/incr?by=7`, { method: "POST" }))).toBe(200);
   for (const key of ["data-a", "data-b", "data-gone", "data-n"]) {
     const answer = await request(`${urls[0]}/v1/kv/${key}`);
     if (answer.kind !== "response") throw new Error(`seeding ${key}: ${answer.kind}`);
@@ -68,7 +78,12 @@ async function expectNodeUpAndDataUnchanged(probe: string): Promise<void> {
     expect(await statusOf(request(`${url}/health`))).toBe(200);
     for (const [key, expected] of seeded) {
       const answer = await request(`${url}/v1/kv/${key}`);
-      expect(answer.kind === "response" ? `${answer.status} ${answer.etag} ${answer.status === 200 ? answer.body : ""}` : answer.kind, `${key} on ${url}`).toBe(expected);
+      expect(
+        answer.kind === "response"
+          ? `${answer.status} ${answer.etag} ${answer.status === 200 ? answer.body : ""}`
+          : answer.kind,
+        `${key} on ${url}`,
+      ).toBe(expected);
     }
   }
   expect(await statusOf(request(`${urls[0]}/v1/kv/${probe}`, { method: "PUT", body: probe }))).toBe(200);
@@ -105,12 +120,33 @@ function appCases(random: () => number): Case[] {
   };
 
   // Keys: malformed escapes, invalid UTF-8, control characters (NUL included), empty, overlong.
-  for (const key of ["%", "%G1", "%1", "abc%", "%FF", "%C0%AF", "%ED%A0%80", "%E2%82", "%F8%88%80%80%80", "a%00b", "%00", "%7F", "%C2%85", "%C2%9F"]) {
+  for (const key of [
+    "%",
+    "%G1",
+    "%1",
+    "abc%",
+    "%FF",
+    "%C0%AF",
+    "%ED%A0%80",
+    "%E2%82",
+    "%F8%88%80%80%80",
+    "a%00b",
+    "%00",
+    "%7F",
+    "%C2%85",
+    "%C2%9F",
+  ]) {
     onKey(`key ${key}`, key, 400, "invalid_input");
   }
   for (let byte = 0; byte < 0x20; byte++) onKey(`key k${hex(byte)}`, `k${hex(byte)}`, 400, "invalid_input");
   cases.push({ label: "GET empty key", path: "/v1/kv/", status: 400, code: "invalid_input" });
-  cases.push({ label: "PUT empty key", path: "/v1/kv/", init: { method: "PUT", body: "v" }, status: 400, code: "invalid_input" });
+  cases.push({
+    label: "PUT empty key",
+    path: "/v1/kv/",
+    init: { method: "PUT", body: "v" },
+    status: 400,
+    code: "invalid_input",
+  });
   onKey("key of keyBytesMax+1 ASCII bytes", "a".repeat(keyBytesMax + 1), 413, "too_large");
   onKey("key of 2-byte characters", "%C3%A9".repeat(keyBytesMax / 2 + 1), 413, "too_large");
   onKey("key of 4-byte characters", "%F0%9F%98%80".repeat(keyBytesMax / 4 + 1), 413, "too_large");
@@ -136,44 +172,160 @@ function appCases(random: () => number): Case[] {
   }
 
   // Bad If-Match headers, aimed at a key that exists: none may overwrite it.
-  const badEtags = ["garbage", "*", "2.0", '"2.0', '2.0"', 'W/"2.0"', '"2.0", "4.1"', '"0.0"', '"02.0"', '"2.00"', '"2.32"', '"-2.0"', '"2"', '"2.0.0"', '"a.b"', '""', '" 2.0"', '"99999999999999999.0"', '"9007199254740993.0"'];
+  const badEtags = [
+    "garbage",
+    "*",
+    "2.0",
+    '"2.0',
+    '2.0"',
+    'W/"2.0"',
+    '"2.0", "4.1"',
+    '"0.0"',
+    '"02.0"',
+    '"2.00"',
+    '"2.32"',
+    '"-2.0"',
+    '"2"',
+    '"2.0.0"',
+    '"a.b"',
+    '""',
+    '" 2.0"',
+    '"99999999999999999.0"',
+    '"9007199254740993.0"',
+  ];
   for (let i = 0; i < 30; i++) {
     let text = "";
     for (let j = 0, n = 1 + int(12); j < n; j++) text += String.fromCharCode(0x21 + int(0x5e));
     if (!/^"[1-9][0-9]*\.[0-9]+"$/.test(text)) badEtags.push(text);
   }
   for (const etag of badEtags) {
-    cases.push({ label: `If-Match ${etag}`, path: "/v1/kv/data-a", init: { method: "PUT", body: "overwritten", headers: { "if-match": etag } }, status: 400, code: "invalid_input" });
+    cases.push({
+      label: `If-Match ${etag}`,
+      path: "/v1/kv/data-a",
+      init: { method: "PUT", body: "overwritten", headers: { "if-match": etag } },
+      status: 400,
+      code: "invalid_input",
+    });
   }
   const a = '"2.0"';
-  cases.push({ label: "If-Match and If-None-Match", path: "/v1/kv/data-a", init: { method: "PUT", body: "overwritten", headers: { "if-match": a, "if-none-match": "*" } }, status: 400, code: "invalid_input" });
-  cases.push({ label: "If-Match and If-None-Match on an absent key", path: "/v1/kv/data-gone", init: { method: "PUT", body: "overwritten", headers: { "if-match": a, "if-none-match": "*" } }, status: 400, code: "invalid_input" });
+  cases.push({
+    label: "If-Match and If-None-Match",
+    path: "/v1/kv/data-a",
+    init: { method: "PUT", body: "overwritten", headers: { "if-match": a, "if-none-match": "*" } },
+    status: 400,
+    code: "invalid_input",
+  });
+  cases.push({
+    label: "If-Match and If-None-Match on an absent key",
+    path: "/v1/kv/data-gone",
+    init: { method: "PUT", body: "overwritten", headers: { "if-match": a, "if-none-match": "*" } },
+    status: 400,
+    code: "invalid_input",
+  });
   for (const value of [a, "W/*", "**", "*, *", ""]) {
-    cases.push({ label: `If-None-Match ${value}`, path: "/v1/kv/data-gone", init: { method: "PUT", body: "overwritten", headers: { "if-none-match": value } }, status: 400, code: "invalid_input" });
+    cases.push({
+      label: `If-None-Match ${value}`,
+      path: "/v1/kv/data-gone",
+      init: { method: "PUT", body: "overwritten", headers: { "if-none-match": value } },
+      status: 400,
+      code: "invalid_input",
+    });
   }
   for (const method of ["GET", "DELETE", "POST"] as const) {
     const path = method === "POST" ? "/v1/kv/data-n/incr" : "/v1/kv/data-b";
     for (const header of ["if-match", "if-none-match"]) {
-      for (const value of [a, "*"]) cases.push({ label: `${method} with ${header}: ${value}`, path, init: { method, headers: { [header]: value } }, status: 400, code: "invalid_input" });
+      for (const value of [a, "*"])
+        cases.push({
+          label: `${method} with ${header}: ${value}`,
+          path,
+          init: { method, headers: { [header]: value } },
+          status: 400,
+          code: "invalid_input",
+        });
     }
   }
 
   // Increments that are not safe integers, and queries that would change the meaning if ignored.
-  for (const by of ["", "abc", "1.5", "1e3", "0x10", "+", "-", "--1", "9007199254740992", "-9007199254740992", "99999999999999999", " 1", "1 ", "Infinity", "NaN", "1_000", "%00"]) {
-    cases.push({ label: `by=${by}`, path: `/v1/kv/data-n/incr?by=${encodeURIComponent(by)}`, init: { method: "POST" }, status: 400, code: "invalid_input" });
+  for (const by of [
+    "",
+    "abc",
+    "1.5",
+    "1e3",
+    "0x10",
+    "+",
+    "-",
+    "--1",
+    "9007199254740992",
+    "-9007199254740992",
+    "99999999999999999",
+    " 1",
+    "1 ",
+    "Infinity",
+    "NaN",
+    "1_000",
+    "%00",
+  ]) {
+    cases.push({
+      label: `by=${by}`,
+      path: `/v1/kv/data-n/incr?by=${encodeURIComponent(by)}`,
+      init: { method: "POST" },
+      status: 400,
+      code: "invalid_input",
+    });
   }
-  cases.push({ label: "by twice", path: "/v1/kv/data-n/incr?by=1&by=2", init: { method: "POST" }, status: 400, code: "invalid_input" });
-  cases.push({ label: "incr with an unknown parameter", path: "/v1/kv/data-n/incr?by=1&x=2", init: { method: "POST" }, status: 400, code: "invalid_input" });
+  cases.push({
+    label: "by twice",
+    path: "/v1/kv/data-n/incr?by=1&by=2",
+    init: { method: "POST" },
+    status: 400,
+    code: "invalid_input",
+  });
+  cases.push({
+    label: "incr with an unknown parameter",
+    path: "/v1/kv/data-n/incr?by=1&x=2",
+    init: { method: "POST" },
+    status: 400,
+    code: "invalid_input",
+  });
   for (const query of ["cas=0", "recurse", "by=1", `x=${"y".repeat(2000)}`]) {
-    cases.push({ label: `GET ?${query.slice(0, 16)}`, path: `/v1/kv/data-a?${query}`, status: 400, code: "invalid_input" });
-    cases.push({ label: `PUT ?${query.slice(0, 16)}`, path: `/v1/kv/data-a?${query}`, init: { method: "PUT", body: "overwritten" }, status: 400, code: "invalid_input" });
-    cases.push({ label: `DELETE ?${query.slice(0, 16)}`, path: `/v1/kv/data-b?${query}`, init: { method: "DELETE" }, status: 400, code: "invalid_input" });
+    cases.push({
+      label: `GET ?${query.slice(0, 16)}`,
+      path: `/v1/kv/data-a?${query}`,
+      status: 400,
+      code: "invalid_input",
+    });
+    cases.push({
+      label: `PUT ?${query.slice(0, 16)}`,
+      path: `/v1/kv/data-a?${query}`,
+      init: { method: "PUT", body: "overwritten" },
+      status: 400,
+      code: "invalid_input",
+    });
+    cases.push({
+      label: `DELETE ?${query.slice(0, 16)}`,
+      path: `/v1/kv/data-b?${query}`,
+      init: { method: "DELETE" },
+      status: 400,
+      code: "invalid_input",
+    });
   }
   // POST is routed for /v1/kv/*, but only /{key}/incr takes it.
-  cases.push({ label: "POST without /incr", path: "/v1/kv/data-a", init: { method: "POST", body: "x" }, status: 405, code: "method_not_allowed" });
+  cases.push({
+    label: "POST without /incr",
+    path: "/v1/kv/data-a",
+    init: { method: "POST", body: "x" },
+    status: 405,
+    code: "method_not_allowed",
+  });
   // Values over valueBytesMax that Bun's server limit lets through to the app.
   for (const size of [valueBytesMax + 1, serverBodyBytesMax - 1]) {
-    cases.push({ label: `value of ${size} bytes`, path: "/v1/kv/data-a", init: { method: "PUT", body: new Uint8Array(size) }, status: 413, code: "too_large" });
+    cases.push({
+      label: `value of ${size} bytes`,
+      path: "/v1/kv/data-a",
+      init: { method: "PUT", body: new Uint8Array(size) },
+      status: 413,
+      code: "too_large",
+    });
   }
   cases.push({
     label: "chunked value over valueBytesMax",
@@ -212,7 +364,9 @@ async function runCases(cases: Case[]): Promise<string[]> {
         const code = errorCode(answer.body);
         const json = answer.contentType?.startsWith("application/json") === true;
         if (answer.status !== c.status || code !== c.code || !json) {
-          wrong.push(`${c.label}: expected ${c.status} ${c.code}, got ${answer.status} ${answer.contentType} ${JSON.stringify(answer.body.slice(0, 80))}`);
+          wrong.push(
+            `${c.label}: expected ${c.status} ${c.code}, got ${answer.status} ${answer.contentType} ${JSON.stringify(answer.body.slice(0, 80))}`,
+          );
         }
       }
     }),
@@ -236,10 +390,17 @@ test(`hundreds of malformed requests each get their 4xx JSON error and change no
 test("wrong methods and unknown routes get a JSON 405 or 404", async () => {
   const cases: Case[] = [];
   for (const method of ["PATCH", "OPTIONS", "PROPFIND"]) {
-    cases.push({ label: `${method} /v1/kv/data-a`, path: "/v1/kv/data-a", init: { method }, status: 405, code: "method_not_allowed" });
+    cases.push({
+      label: `${method} /v1/kv/data-a`,
+      path: "/v1/kv/data-a",
+      init: { method },
+      status: 405,
+      code: "method_not_allowed",
+    });
   }
   for (const path of ["/v1/status", "/health", "/metrics"]) {
-    for (const method of ["PUT", "POST", "DELETE"]) cases.push({ label: `${method} ${path}`, path, init: { method }, status: 405, code: "method_not_allowed" });
+    for (const method of ["PUT", "POST", "DELETE"])
+      cases.push({ label: `${method} ${path}`, path, init: { method }, status: 405, code: "method_not_allowed" });
   }
   for (const path of ["/", "/v1", "/v1/kv", "/v2/kv/data-a", "/v1/kvx/data-a", "/api/%FF%00"]) {
     cases.push({ label: `GET ${path}`, path, status: 404, code: "unknown_route" });
@@ -257,16 +418,33 @@ test("wrong methods and unknown routes get a JSON 405 or 404", async () => {
 test("values of any size over the limit get a JSON 413", async () => {
   const cases: Case[] = [];
   for (const size of [serverBodyBytesMax + 1, 100_000, 1 << 20, 4 << 20]) {
-    cases.push({ label: `value of ${size} bytes`, path: "/v1/kv/data-a", init: { method: "PUT", body: new Uint8Array(size) }, status: 413, code: "too_large" });
+    cases.push({
+      label: `value of ${size} bytes`,
+      path: "/v1/kv/data-a",
+      init: { method: "PUT", body: new Uint8Array(size) },
+      status: 413,
+      code: "too_large",
+    });
   }
-  cases.push({ label: "chunked value of 1 MiB", path: "/v1/kv/data-b", init: { method: "PUT", body: chunkedBody(1 << 20) }, status: 413, code: "too_large" });
+  cases.push({
+    label: "chunked value of 1 MiB",
+    path: "/v1/kv/data-b",
+    init: { method: "PUT", body: chunkedBody(1 << 20) },
+    status: 413,
+    code: "too_large",
+  });
   const wrong = await runCases(cases);
   expect(wrong).toEqual([]);
   await expectNodeUpAndDataUnchanged("probe-after-bodies");
 }, 60_000);
 
 /** Sends bytes on a new TCP connection; collects what comes back until the peer closes or `waitMs`. */
-async function rawExchange(host: string, port: number, bytes: Uint8Array, waitMs = 2000): Promise<{ reply: string; peerClosed: boolean }> {
+async function rawExchange(
+  host: string,
+  port: number,
+  bytes: Uint8Array,
+  waitMs = 2000,
+): Promise<{ reply: string; peerClosed: boolean }> {
   return await new Promise((resolve, reject) => {
     let reply = "";
     let settled = false;
@@ -316,19 +494,43 @@ test(`malformed HTTP on the raw socket is refused and the node stays up (seed ${
     { label: "control byte in the path", bytes: bytesOf("GET /v1/kv/a\x01b HTTP/1.1\r\n", end) },
     { label: "NUL in the path", bytes: bytesOf("GET /v1/kv/a", [0], "b HTTP/1.1\r\n", end) },
     { label: "space in the path", bytes: bytesOf("GET /v1/kv/a b HTTP/1.1\r\n", end) },
-    { label: "PUT with NUL in the path", bytes: bytesOf("PUT /v1/kv/data-a", [0], " HTTP/1.1\r\nContent-Length: 1\r\n", end, "x") },
-    { label: "bad Content-Length", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: abc\r\n", end, "abc") },
-    { label: "negative Content-Length", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: -1\r\n", end, "abc") },
-    { label: "two Content-Lengths", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n", end, "ab") },
-    { label: "Content-Length and chunked", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n", end, "abc") },
-    { label: "broken chunked body", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", end, "zz\r\nabc\r\n0\r\n\r\n") },
-    { label: "huge Content-Length", bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 99999999999\r\n", end, "abc") },
+    {
+      label: "PUT with NUL in the path",
+      bytes: bytesOf("PUT /v1/kv/data-a", [0], " HTTP/1.1\r\nContent-Length: 1\r\n", end, "x"),
+    },
+    {
+      label: "bad Content-Length",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: abc\r\n", end, "abc"),
+    },
+    {
+      label: "negative Content-Length",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: -1\r\n", end, "abc"),
+    },
+    {
+      label: "two Content-Lengths",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n", end, "ab"),
+    },
+    {
+      label: "Content-Length and chunked",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n", end, "abc"),
+    },
+    {
+      label: "broken chunked body",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n", end, "zz\r\nabc\r\n0\r\n\r\n"),
+    },
+    {
+      label: "huge Content-Length",
+      bytes: bytesOf("PUT /v1/kv/data-a HTTP/1.1\r\nContent-Length: 99999999999\r\n", end, "abc"),
+    },
     { label: "relative request target", bytes: bytesOf("GET v1/kv/data-a HTTP/1.1\r\n", end) },
     { label: "asterisk request target", bytes: bytesOf("GET * HTTP/1.1\r\n", end) },
     { label: "HTTP/9.9", bytes: bytesOf("GET /v1/kv/data-a HTTP/9.9\r\n", end) },
     { label: "no version", bytes: bytesOf("GET /v1/kv/data-a\r\n", end) },
     { label: "header without a colon", bytes: bytesOf("GET /v1/kv/data-a HTTP/1.1\r\nBroken header\r\n", end) },
-    { label: "header of 100 kB", bytes: bytesOf(`GET /v1/kv/data-a HTTP/1.1\r\nX-Big: ${"b".repeat(100_000)}\r\n`, end) },
+    {
+      label: "header of 100 kB",
+      bytes: bytesOf(`GET /v1/kv/data-a HTTP/1.1\r\nX-Big: ${"b".repeat(100_000)}\r\n`, end),
+    },
     { label: "request line of 100 kB", bytes: bytesOf(`GET /v1/kv/${"k".repeat(100_000)} HTTP/1.1\r\n`, end) },
     { label: "bare LF line ends", bytes: bytesOf("GET /v1/kv/data-a HTTP/1.1\nHost: x\nConnection: close\n\n") },
     { label: "only garbage", bytes: bytesOf([0, 1, 2, 3, 0xff, 0xfe], "\r\n\r\n") },
@@ -353,10 +555,13 @@ test(`malformed HTTP on the raw socket is refused and the node stays up (seed ${
     const bodyAt = reply.indexOf("\r\n\r\n");
     const body = bodyAt < 0 ? "" : reply.slice(bodyAt + 4);
     const json = errorCode(body) !== null;
-    seen.push(`${c.label}: ${status ?? "no answer"}${json ? ` ${errorCode(body)}` : ""}${peerClosed ? "" : " (left open)"}`);
+    seen.push(
+      `${c.label}: ${status ?? "no answer"}${json ? ` ${errorCode(body)}` : ""}${peerClosed ? "" : " (left open)"}`,
+    );
     // Refused by the parser (a bare 4xx, or Bun's 505 for bytes it cannot parse as a version),
     // by the app (a 4xx JSON error), or the connection closed without an answer. Never a 2xx.
-    const refused = status === undefined ? peerClosed : (status.startsWith("4") && (json || body === "")) || status === "505";
+    const refused =
+      status === undefined ? peerClosed : (status.startsWith("4") && (json || body === "")) || status === "505";
     if (!refused) wrong.push(`${c.label}: ${JSON.stringify(reply.slice(0, 200))}`);
   }
   console.error(`e2e raw HTTP answers:\n  ${seen.join("\n  ")}`);
@@ -420,7 +625,8 @@ function message(kind: number, key: Uint8Array, epoch: number, version: number, 
 function metric(text: string, name: string): number {
   let sum = 0;
   for (const line of text.split("\n")) {
-    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `))
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
 }
@@ -468,16 +674,40 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
   for (let i = 0; i < 5; i++) {
     const junk = crypto.getRandomValues(new Uint8Array(64 + i * 100));
     junk[0] = 0; // never the hello magic
-    sends.push({ label: `garbage before the hello ${i}`, bytes: junk, counts: { hermes_transport_protocol_errors_total: 1 } });
+    sends.push({
+      label: `garbage before the hello ${i}`,
+      bytes: junk,
+      counts: { hermes_transport_protocol_errors_total: 1 },
+    });
   }
-  sends.push({ label: "hello addressed to another node", bytes: hello(peer, 2), counts: { hermes_transport_protocol_errors_total: 1 } });
-  sends.push({ label: "hello with a bad version", bytes: hello(peer, target, tcpHelloMagic, 99), counts: { hermes_transport_protocol_errors_total: 1 } });
-  sends.push({ label: "hello from the node itself", bytes: hello(target, target), counts: { hermes_transport_protocol_errors_total: 1 } });
+  sends.push({
+    label: "hello addressed to another node",
+    bytes: hello(peer, 2),
+    counts: { hermes_transport_protocol_errors_total: 1 },
+  });
+  sends.push({
+    label: "hello with a bad version",
+    bytes: hello(peer, target, tcpHelloMagic, 99),
+    counts: { hermes_transport_protocol_errors_total: 1 },
+  });
+  sends.push({
+    label: "hello from the node itself",
+    bytes: hello(target, target),
+    counts: { hermes_transport_protocol_errors_total: 1 },
+  });
   sends.push({ label: "truncated hello", bytes: hello(peer, target).subarray(0, 7), counts: {} });
-  sends.push({ label: "zero-length frame", bytes: Buffer.concat([hello(peer, target), Buffer.alloc(4)]), counts: { hermes_transport_protocol_errors_total: 1 } });
+  sends.push({
+    label: "zero-length frame",
+    bytes: Buffer.concat([hello(peer, target), Buffer.alloc(4)]),
+    counts: { hermes_transport_protocol_errors_total: 1 },
+  });
   sends.push({
     label: "frame longer than frameBytesMax",
-    bytes: Buffer.concat([hello(peer, target), Buffer.from([0, 0, 0, 0x10]), crypto.getRandomValues(new Uint8Array(2000))]),
+    bytes: Buffer.concat([
+      hello(peer, target),
+      Buffer.from([0, 0, 0, 0x10]),
+      crypto.getRandomValues(new Uint8Array(2000)),
+    ]),
     counts: { hermes_transport_oversize_drops_total: 1, hermes_transport_frames_dropped_total: 1 },
   });
   sends.push({
@@ -485,7 +715,11 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
     bytes: Buffer.concat([hello(9, target), record(frame({ sender: 9 }, []))]),
     counts: { hermes_transport_unknown_sender_drops_total: 1, hermes_transport_frames_dropped_total: 1 },
   });
-  sends.push({ label: "frame cut short by the close", bytes: Buffer.concat([hello(peer, target), Buffer.from([100, 0, 0, 0]), Buffer.alloc(10)]), counts: {} });
+  sends.push({
+    label: "frame cut short by the close",
+    bytes: Buffer.concat([hello(peer, target), Buffer.from([100, 0, 0, 0]), Buffer.alloc(10)]),
+    counts: {},
+  });
   const asPeer = (frames: Buffer[]): Buffer => Buffer.concat([hello(peer, target), ...frames.map(record)]);
   const junkFrame = crypto.getRandomValues(new Uint8Array(100));
   junkFrame[0] = 0;
@@ -498,16 +732,35 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
     ["sender is not the hello's", frame({ sender: 2 }, []), "hermes_wire_dropped_bad_sender_total"],
     ["trailing bytes", frame({}, [], 5), "hermes_wire_dropped_trailing_total"],
     ["unknown message kind", frame({ epoch }, [message(99, key, epoch, 1)]), "hermes_wire_dropped_bad_message_total"],
-    ["key longer than keyBytesMax", frame({ epoch }, [message(MsgKind.Ack, new Uint8Array(keyBytesMax + 1).fill(0x61), epoch, 1)]), "hermes_wire_dropped_key_too_long_total"],
-    ["key that is not UTF-8", frame({ epoch }, [message(MsgKind.Ack, new Uint8Array([0xff, 0xfe]), epoch, 1)]), "hermes_wire_dropped_bad_utf8_total"],
-    ["message running past the end", frame({ epoch }, [message(MsgKind.Ack, key, epoch, 1, 500)]), "hermes_wire_dropped_truncated_total"],
+    [
+      "key longer than keyBytesMax",
+      frame({ epoch }, [message(MsgKind.Ack, new Uint8Array(keyBytesMax + 1).fill(0x61), epoch, 1)]),
+      "hermes_wire_dropped_key_too_long_total",
+    ],
+    [
+      "key that is not UTF-8",
+      frame({ epoch }, [message(MsgKind.Ack, new Uint8Array([0xff, 0xfe]), epoch, 1)]),
+      "hermes_wire_dropped_bad_utf8_total",
+    ],
+    [
+      "message running past the end",
+      frame({ epoch }, [message(MsgKind.Ack, key, epoch, 1, 500)]),
+      "hermes_wire_dropped_truncated_total",
+    ],
   ];
-  for (const [label, bytes, name] of wireCases) sends.push({ label, bytes: asPeer([bytes]), counts: { [name]: 1, hermes_wire_frames_dropped_total: 1 } });
+  for (const [label, bytes, name] of wireCases)
+    sends.push({ label, bytes: asPeer([bytes]), counts: { [name]: 1, hermes_wire_frames_dropped_total: 1 } });
   // Well-formed frames with messages no replica expects (ACK, VAL, Reject of a key nobody writes):
   // accepted by the codec and ignored by the replica, which must not trip an assertion.
   sends.push({
     label: "stray ACK, VAL and Reject",
-    bytes: asPeer([frame({ epoch }, [message(MsgKind.Ack, key, epoch, 3), message(MsgKind.Val, key, epoch, 3), message(MsgKind.Reject, key, epoch, 3)])]),
+    bytes: asPeer([
+      frame({ epoch }, [
+        message(MsgKind.Ack, key, epoch, 3),
+        message(MsgKind.Val, key, epoch, 3),
+        message(MsgKind.Reject, key, epoch, 3),
+      ]),
+    ]),
     counts: { hermes_wire_frames_accepted_total: 1 },
   });
   // Random bytes, with and without a valid hello first, cut at random points.
@@ -515,7 +768,11 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
   for (let i = 0; i < 30; i++) {
     const junk = new Uint8Array(1 + Math.floor(random() * 3000));
     for (let j = 0; j < junk.length; j++) junk[j] = Math.floor(random() * 256);
-    sends.push({ label: `random bytes ${i}`, bytes: i % 2 === 0 ? junk : Buffer.concat([hello(peer, target), junk]), counts: {} });
+    sends.push({
+      label: `random bytes ${i}`,
+      bytes: i % 2 === 0 ? junk : Buffer.concat([hello(peer, target), junk]),
+      counts: {},
+    });
   }
 
   const expected = new Map<string, number>();
@@ -525,7 +782,9 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
     if (peerClosed) closedByNode.push(s.label);
     for (const [name, count] of Object.entries(s.counts)) expected.set(name, (expected.get(name) ?? 0) + count);
   }
-  console.error(`e2e transport garbage: ${sends.length} connections; closed by the node: ${closedByNode.length} (${closedByNode.filter((l) => !l.startsWith("random")).join("; ")})`);
+  console.error(
+    `e2e transport garbage: ${sends.length} connections; closed by the node: ${closedByNode.length} (${closedByNode.filter((l) => !l.startsWith("random")).join("; ")})`,
+  );
 
   // Metrics are refreshed from the workers every second: poll until every counter has moved.
   let after = "";
@@ -541,7 +800,12 @@ test(`garbage on a replica's transport port is dropped and counted; the node kee
   console.error(`e2e transport counters: ${deltas.join(" ")}`);
   expect(counted, `expected at least ${JSON.stringify([...expected])}; got ${deltas.join(" ")}`).toBe(true);
   // The node refused the bad hellos by closing the connection.
-  for (const label of ["hello addressed to another node", "hello with a bad version", "hello from the node itself", "zero-length frame"]) {
+  for (const label of [
+    "hello addressed to another node",
+    "hello with a bad version",
+    "hello from the node itself",
+    "zero-length frame",
+  ]) {
     expect(closedByNode).toContain(label);
   }
   expect(metric(after, "hermes_serving")).toBe(1);
@@ -598,13 +862,23 @@ test("connections that never finish their hello cannot lock a restarted peer out
     while (held.length < heldMax && refusals < 3) if (!(await holdOne())) refusals++;
     expect(await cluster.startReplica(peer)).not.toBeNull();
     // The restarted peer dials every member; its link to the target must come up (metrics lag 1 s).
-    const connected = await eventually(async () => metric(await metricsText(urls[peer]!), "hermes_transport_connections_up_total") === replicas - 1, 100, 100);
-    console.error(`e2e hello slots: held ${held.length} half-open connections; restarted peer connected to all: ${connected}`);
+    const connected = await eventually(
+      async () => metric(await metricsText(urls[peer]!), "hermes_transport_connections_up_total") === replicas - 1,
+      100,
+      100,
+    );
+    console.error(
+      `e2e hello slots: held ${held.length} half-open connections; restarted peer connected to all: ${connected}`,
+    );
     expect(connected).toBe(true);
   } finally {
     for (const socket of held) socket.end();
   }
   // The restarted peer loaded the seeded data, and everything works once the connections are gone.
-  await eventually(async () => metric(await metricsText(urls[peer]!), "hermes_transport_connections_up_total") === replicas - 1, 100, 100);
+  await eventually(
+    async () => metric(await metricsText(urls[peer]!), "hermes_transport_connections_up_total") === replicas - 1,
+    100,
+    100,
+  );
   await expectNodeUpAndDataUnchanged("probe-after-half-open-hellos");
 }, 60_000);

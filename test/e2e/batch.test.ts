@@ -244,7 +244,8 @@ class BatchClient {
       history.ok(id, { type: "incr-nan" }, ret);
       return { outcome: "ok", status, value: null };
     }
-    const definitelyNothing = status === 503 || status === 429 || (status === 409 && op.op === "incr" && code === "aborted");
+    const definitelyNothing =
+      status === 503 || status === 429 || (status === 409 && op.op === "incr" && code === "aborted");
     if (definitelyNothing && code !== null) {
       history.failed(id);
       return { outcome: "failed", status, value: null };
@@ -286,7 +287,11 @@ async function runBatchWorkload(options: {
           else if (r < 0.57) ops.push({ op: "delete", key });
           else if (r < 0.75) {
             const known = client.known(key);
-            ops.push(known === null ? { op: "get", key } : { op: "cas", key, etag: known.etag, value: fresh(), expected: known.value });
+            ops.push(
+              known === null
+                ? { op: "get", key }
+                : { op: "cas", key, etag: known.etag, value: fresh(), expected: known.value },
+            );
           } else if (r < 0.83) ops.push({ op: "create", key, value: fresh() });
           else ops.push({ op: "incr", key: counterKeys[int(counterKeys.length)]!, by: 1 + int(5) });
         }
@@ -374,7 +379,15 @@ describe("batches and single ops together are linearizable", () => {
       expect(overwritten).toBeDefined();
       const end = performance.now();
       const staleValue = (overwritten!.input as { value: string }).value;
-      const stale = { id: ops.length + 1_000_000, client: 999, key: overwritten!.key, call: end, ret: end + 1, input: { type: "read" as const }, output: { type: "read" as const, value: staleValue } };
+      const stale = {
+        id: ops.length + 1_000_000,
+        client: 999,
+        key: overwritten!.key,
+        call: end,
+        ret: end + 1,
+        input: { type: "read" as const },
+        output: { type: "read" as const, value: staleValue },
+      };
       expect(checkLinearizable([...ops, stale]).ok).toBe(false);
     }, 120_000);
   }
@@ -386,7 +399,10 @@ test("CAS and create races inside batches have at most one winner; incr inside b
   const urls = urlsOf(cluster);
   const recorder = new Recorder();
   const racersPerReplica = 2;
-  const racers = Array.from({ length: replicas * racersPerReplica }, (_, i) => new BatchClient(i, i % replicas, urls, recorder));
+  const racers = Array.from(
+    { length: replicas * racersPerReplica },
+    (_, i) => new BatchClient(i, i % replicas, urls, recorder),
+  );
   const setter = new Client(50, 0, (r) => urls[r]!, recorder);
   const [casKey, createKey] = keysOnEveryShard("race-", 2, 1) as [string, string];
   const rounds = 8;
@@ -454,9 +470,13 @@ test("CAS and create races inside batches have at most one winner; incr inside b
   const extra = final - ackedSum;
   const reachable = new Set([0]);
   for (const by of unknownBys) for (const s of [...reachable]) reachable.add(s + by);
-  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(true);
+  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(
+    true,
+  );
   expect(Math.max(...returned)).toBeLessThanOrEqual(final);
-  console.error(`e2e batch races: ${rounds} rounds; incr final=${final} acked=${ackedSum} unknown=${unknownBys.length}; ${recorder.tally}`);
+  console.error(
+    `e2e batch races: ${rounds} rounds; incr final=${final} acked=${ackedSum} unknown=${unknownBys.length}; ${recorder.tally}`,
+  );
 
   expect(recorder.unexpected).toEqual([]);
   expectLinearizable(recorder.check(), log);
@@ -497,7 +517,12 @@ test("binary values written by a batch read back byte for byte from every replic
   const refused = await request(`${urls[1]}/v1/batch`, {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ops: [{ op: "delete", key: keys[0] }, { op: "put", key: "", value: "" }] }),
+    body: JSON.stringify({
+      ops: [
+        { op: "delete", key: keys[0] },
+        { op: "put", key: "", value: "" },
+      ],
+    }),
   });
   expect(refused.kind === "response" && refused.status).toBe(400);
   expect(errorCode(refused.kind === "response" ? refused.body : "")).toBe("invalid_input");

@@ -7,7 +7,16 @@
 
 import { afterEach, expect, test } from "bun:test";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
-import { Client, Recorder, convergeAndReadAll, expectLinearizable, request, startCluster, testSeed, type TestCluster } from "./harness.ts";
+import {
+  Client,
+  Recorder,
+  convergeAndReadAll,
+  expectLinearizable,
+  request,
+  startCluster,
+  testSeed,
+  type TestCluster,
+} from "./harness.ts";
 import { runWorkload } from "./workload.ts";
 
 const seed = testSeed(0x5eed_0003);
@@ -44,7 +53,14 @@ test(`replicas crash and rejoin under load; every replica converges and the hist
   // The controller moves through the rounds as the clients make progress; the clients keep going
   // until it is done (or opsMax, a bound the test then fails on).
   let done = false;
-  const rounds: { victim: number; stoppedAt: number; restartedAt: number; keysLoaded: number | null; survivorsAcked: number; victimAcked: number }[] = [];
+  const rounds: {
+    victim: number;
+    stoppedAt: number;
+    restartedAt: number;
+    keysLoaded: number | null;
+    survivorsAcked: number;
+    victimAcked: number;
+  }[] = [];
   const controller = (async () => {
     try {
       for (const victim of victims) {
@@ -60,20 +76,32 @@ test(`replicas crash and rejoin under load; every replica converges and the hist
           expect(await cluster.stopReplica(victim)).toBe(true);
         }
         // The survivors must take updates again once the RM has removed the victim.
-        while (ackedAfter(stoppedAt, (r) => r !== victim) < 100 && recorder.history.invokedCount < controllerOpsMax) await Bun.sleep(5);
+        while (ackedAfter(stoppedAt, (r) => r !== victim) < 100 && recorder.history.invokedCount < controllerOpsMax)
+          await Bun.sleep(5);
         const survivorsAcked = ackedAfter(stoppedAt, (r) => r !== victim);
         let keysLoaded: number | null;
         if (viaHttp) {
           const started = await request(`${urls[victim]}/v1/admin/start`, { method: "POST" });
-          const body = started.kind === "response" ? (JSON.parse(started.body) as { replica: number; started: boolean; keysLoaded: number }) : null;
+          const body =
+            started.kind === "response"
+              ? (JSON.parse(started.body) as { replica: number; started: boolean; keysLoaded: number })
+              : null;
           expect(body?.started).toBe(true);
           keysLoaded = body?.keysLoaded ?? null;
         } else {
           keysLoaded = await cluster.startReplica(victim);
         }
         const restartedAt = performance.now();
-        while (ackedAfter(restartedAt, (r) => r === victim) < 50 && recorder.history.invokedCount < controllerOpsMax) await Bun.sleep(5);
-        rounds.push({ victim, stoppedAt, restartedAt, keysLoaded, survivorsAcked, victimAcked: ackedAfter(restartedAt, (r) => r === victim) });
+        while (ackedAfter(restartedAt, (r) => r === victim) < 50 && recorder.history.invokedCount < controllerOpsMax)
+          await Bun.sleep(5);
+        rounds.push({
+          victim,
+          stoppedAt,
+          restartedAt,
+          keysLoaded,
+          survivorsAcked,
+          victimAcked: ackedAfter(restartedAt, (r) => r === victim),
+        });
       }
     } finally {
       done = true;
@@ -91,7 +119,9 @@ test(`replicas crash and rejoin under load; every replica converges and the hist
     keepGoing: () => !done,
   });
   await controller;
-  console.error(`e2e failover: ${invoked} ops; rounds ${JSON.stringify(rounds.map(({ stoppedAt, restartedAt, ...r }) => ({ ...r, downMs: Math.round(restartedAt - stoppedAt) })))}; ${recorder.tally}`);
+  console.error(
+    `e2e failover: ${invoked} ops; rounds ${JSON.stringify(rounds.map(({ stoppedAt, restartedAt, ...r }) => ({ ...r, downMs: Math.round(restartedAt - stoppedAt) })))}; ${recorder.tally}`,
+  );
 
   expect(rounds.length).toBe(victims.length);
   for (const round of rounds) {
@@ -100,7 +130,9 @@ test(`replicas crash and rejoin under load; every replica converges and the hist
     expect(round.survivorsAcked).toBeGreaterThanOrEqual(100);
     expect(round.victimAcked).toBeGreaterThanOrEqual(50);
     // A stopped replica acknowledges nothing that was sent to it after it stopped.
-    const whileDown = recorder.acked.filter((a) => a.replica === round.victim && a.call > round.stoppedAt && a.ret < round.restartedAt);
+    const whileDown = recorder.acked.filter(
+      (a) => a.replica === round.victim && a.call > round.stoppedAt && a.ret < round.restartedAt,
+    );
     expect(whileDown).toEqual([]);
   }
   // Clients of a stopped replica were refused with 503 (nothing started); `unexpected` below
@@ -109,7 +141,11 @@ test(`replicas crash and rejoin under load; every replica converges and the hist
 
   for (const url of urls) {
     const status = await request(`${url}/v1/status`);
-    expect(status.kind === "response" && JSON.parse(status.body)).toMatchObject({ members: [0, 1, 2], serving: true, epoch: 1 + 2 * victims.length });
+    expect(status.kind === "response" && JSON.parse(status.body)).toMatchObject({
+      members: [0, 1, 2],
+      serving: true,
+      epoch: 1 + 2 * victims.length,
+    });
     const health = await request(`${url}/health`);
     expect(health.kind === "response" && health.status).toBe(200);
   }

@@ -60,7 +60,14 @@ export { prng, testSeed };
 
 /** One HTTP answer, or why there was none. */
 export type Answer =
-  | { kind: "response"; status: number; etag: string | null; body: string; contentType: string | null; outcome: string | null }
+  | {
+      kind: "response";
+      status: number;
+      etag: string | null;
+      body: string;
+      contentType: string | null;
+      outcome: string | null;
+    }
   | { kind: "timeout" }
   | { kind: "network"; message: string };
 
@@ -161,7 +168,13 @@ export class Client {
   /** Headers sent with every request (e.g. `connection: close`, a new connection per request). */
   readonly #headers: Record<string, string>;
 
-  constructor(id: number, replica: number, urls: (i: number) => string, recorder: Recorder, options: { freshConnections?: boolean } = {}) {
+  constructor(
+    id: number,
+    replica: number,
+    urls: (i: number) => string,
+    recorder: Recorder,
+    options: { freshConnections?: boolean } = {},
+  ) {
     this.id = id;
     this.replica = replica;
     this.#urls = urls;
@@ -211,7 +224,11 @@ export class Client {
   }
 
   /** PUT a value: blind (write), If-Match (cas on `expected`'s ETag) or If-None-Match: * (create). */
-  async put(key: string, value: string, condition: { ifMatch: Known } | { ifNoneMatch: true } | null = null): Promise<Outcome> {
+  async put(
+    key: string,
+    value: string,
+    condition: { ifMatch: Known } | { ifNoneMatch: true } | null = null,
+  ): Promise<Outcome> {
     let input: KvInput;
     const headers: Record<string, string> = {};
     let kind: string;
@@ -237,10 +254,18 @@ export class Client {
   /** Returns the outcome and, when ok, the new value. */
   async incr(key: string, by: number): Promise<{ outcome: Outcome; value: number | null }> {
     let result: number | null = null;
-    const outcome = await this.#update("incr", key, { type: "incr", by }, this.#url(key, `/incr?by=${by}`), { method: "POST" }, null, (body) => {
-      result = (JSON.parse(body) as { value: number }).value;
-      return result;
-    });
+    const outcome = await this.#update(
+      "incr",
+      key,
+      { type: "incr", by },
+      this.#url(key, `/incr?by=${by}`),
+      { method: "POST" },
+      null,
+      (body) => {
+        result = (JSON.parse(body) as { value: number }).value;
+        return result;
+      },
+    );
     return { outcome, value: result };
   }
 
@@ -257,7 +282,10 @@ export class Client {
     const history = this.#rec.history;
     const call = performance.now();
     const id = history.invoke(this.id, key, input, call);
-    const answer = await request(url, { ...init, headers: { ...this.#headers, ...(init.headers as Record<string, string> | undefined) } });
+    const answer = await request(url, {
+      ...init,
+      headers: { ...this.#headers, ...(init.headers as Record<string, string> | undefined) },
+    });
     this.#rec.tally.add(this.#label(kind, answer));
     if (answer.kind !== "response") {
       // The request may have reached the node and been applied: the outcome is unknown.
@@ -291,7 +319,8 @@ export class Client {
       history.ok(id, { type: "incr-nan" });
       return "ok";
     }
-    const definitelyNothing = status === 503 || status === 429 || (status === 409 && input.type === "incr" && code === "aborted");
+    const definitelyNothing =
+      status === 503 || status === 429 || (status === 409 && input.type === "incr" && code === "aborted");
     if (definitelyNothing && code !== null) {
       history.failed(id);
       return "failed";

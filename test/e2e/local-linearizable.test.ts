@@ -5,7 +5,15 @@
 
 import { afterEach, expect, test } from "bun:test";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
-import { Client, Recorder, convergeAndReadAll, expectLinearizable, startCluster, testSeed, type TestCluster } from "./harness.ts";
+import {
+  Client,
+  Recorder,
+  convergeAndReadAll,
+  expectLinearizable,
+  startCluster,
+  testSeed,
+  type TestCluster,
+} from "./harness.ts";
 import { checkLinearizable } from "../lib/linearizability.ts";
 import { runWorkload } from "./workload.ts";
 
@@ -31,7 +39,15 @@ test(`mixed workload of 8 clients over 3 replicas is linearizable (seed ${seed})
   const recorder = new Recorder();
   const clients = Array.from({ length: 8 }, (_, id) => new Client(id, id % replicas, (i) => urls[i]!, recorder));
 
-  const { invoked } = await runWorkload({ clients, recorder, registerKeys, counterKeys, seed, opsMin: 1500, opsMax: 1500 });
+  const { invoked } = await runWorkload({
+    clients,
+    recorder,
+    registerKeys,
+    counterKeys,
+    seed,
+    opsMin: 1500,
+    opsMax: 1500,
+  });
   const { converged, answers } = await convergeAndReadAll(urls, [...registerKeys, ...counterKeys], recorder, 100);
   console.error(`e2e mixed: ${invoked} ops; ${recorder.tally}`);
 
@@ -46,7 +62,9 @@ test(`mixed workload of 8 clients over 3 replicas is linearizable (seed ${seed})
   expect(recorder.tally.get("create:200")).toBeGreaterThan(0);
   expect(recorder.tally.get("incr:200")).toBeGreaterThan(50);
   // A healthy cluster answers every op (an incr may still give up after losing too many RMW races).
-  const notOk = [...recorder.tally.counts].filter(([name]) => !/:(200|404|412)/.test(name) && name !== "incr:409:aborted");
+  const notOk = [...recorder.tally.counts].filter(
+    ([name]) => !/:(200|404|412)/.test(name) && name !== "incr:409:aborted",
+  );
   expect(notOk).toEqual([]);
   const ops = recorder.ops();
   expectLinearizable(recorder.check(), log);
@@ -56,11 +74,24 @@ test(`mixed workload of 8 clients over 3 replicas is linearizable (seed ${seed})
   const key = registerKeys[0];
   const finalAnswer = answers.get(key)![0]!;
   const overwritten = ops.find(
-    (op) => op.key === key && op.input.type === "write" && op.input.value !== null && op.output !== null && !finalAnswer.includes(JSON.stringify(op.input.value)),
+    (op) =>
+      op.key === key &&
+      op.input.type === "write" &&
+      op.input.value !== null &&
+      op.output !== null &&
+      !finalAnswer.includes(JSON.stringify(op.input.value)),
   );
   expect(overwritten).toBeDefined();
   const staleValue = (overwritten!.input as { value: string }).value;
   const end = performance.now();
-  const stale = { id: ops.length + 1_000_000, client: 999, key, call: end, ret: end + 1, input: { type: "read" as const }, output: { type: "read" as const, value: staleValue } };
+  const stale = {
+    id: ops.length + 1_000_000,
+    client: 999,
+    key,
+    call: end,
+    ret: end + 1,
+    input: { type: "read" as const },
+    output: { type: "read" as const, value: staleValue },
+  };
   expect(checkLinearizable([...ops, stale]).ok).toBe(false);
 }, 60_000);

@@ -5,7 +5,15 @@
 
 import { afterEach, expect, test } from "bun:test";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
-import { Client, Recorder, convergeAndReadAll, expectLinearizable, request, startCluster, type TestCluster } from "./harness.ts";
+import {
+  Client,
+  Recorder,
+  convergeAndReadAll,
+  expectLinearizable,
+  request,
+  startCluster,
+  type TestCluster,
+} from "./harness.ts";
 
 const replicas = 3;
 
@@ -25,7 +33,10 @@ test("CAS, create and incr races from every replica", async () => {
   const urls = urlsOf(cluster);
   const recorder = new Recorder();
   const racersPerReplica = 3;
-  const racers = Array.from({ length: replicas * racersPerReplica }, (_, id) => new Client(id, id % replicas, (i) => urls[i]!, recorder));
+  const racers = Array.from(
+    { length: replicas * racersPerReplica },
+    (_, id) => new Client(id, id % replicas, (i) => urls[i]!, recorder),
+  );
   const setter = new Client(50, 0, (i) => urls[i]!, recorder);
   const rounds = 10;
   let unknownRounds = 0;
@@ -95,10 +106,14 @@ test("CAS, create and incr races from every replica", async () => {
   const extra = final - ackedSum;
   const reachable = new Set([0]);
   for (const by of unknownBys) for (const s of [...reachable]) reachable.add(s + by);
-  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(true);
+  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(
+    true,
+  );
   expect(Math.max(...returned)).toBeLessThanOrEqual(final);
 
-  console.error(`e2e races: ${rounds} rounds (${unknownRounds} with unknown outcomes); incr final=${final} acked=${ackedSum} unknown=${unknownBys.length}; ${recorder.tally}`);
+  console.error(
+    `e2e races: ${rounds} rounds (${unknownRounds} with unknown outcomes); incr final=${final} acked=${ackedSum} unknown=${unknownBys.length}; ${recorder.tally}`,
+  );
   expect(recorder.unexpected).toEqual([]);
   expectLinearizable(recorder.check(), log);
 }, 60_000);

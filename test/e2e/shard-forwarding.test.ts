@@ -9,7 +9,17 @@
 import { afterEach, expect, test } from "bun:test";
 import { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { shardOf } from "../../src/worker/key-shard.ts";
-import { Client, Recorder, clusterLogLinesMax, convergeAndReadAll, eventually, expectLinearizable, request, testSeed, type TestCluster } from "./harness.ts";
+import {
+  Client,
+  Recorder,
+  clusterLogLinesMax,
+  convergeAndReadAll,
+  eventually,
+  expectLinearizable,
+  request,
+  testSeed,
+  type TestCluster,
+} from "./harness.ts";
 import { runWorkload } from "./workload.ts";
 
 const replicas = 3;
@@ -58,7 +68,8 @@ async function metricSum(urls: readonly string[], name: string): Promise<number>
   for (const url of urls) {
     const answer = await request(`${url}/metrics`);
     if (answer.kind !== "response" || answer.status !== 200) continue;
-    for (const line of answer.body.split("\n")) if (line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+    for (const line of answer.body.split("\n"))
+      if (line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(" ") + 1));
   }
   return sum;
 }
@@ -71,9 +82,20 @@ for (const shards of [2, 4]) {
     const registerKeys = keysOnEveryShard("reg-", shards, 2);
     const counterKeys = keysOnEveryShard("ctr-", shards, 1);
     const recorder = new Recorder();
-    const clients = Array.from({ length: 8 }, (_, id) => new Client(id, id % replicas, (i) => urls[i]!, recorder, { freshConnections: id % 2 === 0 }));
+    const clients = Array.from(
+      { length: 8 },
+      (_, id) => new Client(id, id % replicas, (i) => urls[i]!, recorder, { freshConnections: id % 2 === 0 }),
+    );
 
-    const { invoked } = await runWorkload({ clients, recorder, registerKeys, counterKeys, seed: seed + shards, opsMin: 1500, opsMax: 1500 });
+    const { invoked } = await runWorkload({
+      clients,
+      recorder,
+      registerKeys,
+      counterKeys,
+      seed: seed + shards,
+      opsMin: 1500,
+      opsMax: 1500,
+    });
     const { converged, answers } = await convergeAndReadAll(urls, [...registerKeys, ...counterKeys], recorder, 100);
     console.error(`e2e forwarding W=${shards}: ${invoked} ops; ${recorder.tally}`);
 
@@ -82,12 +104,18 @@ for (const shards of [2, 4]) {
     expect(recorder.tally.get("write:200")).toBeGreaterThan(100);
     expect(recorder.tally.get("incr:200")).toBeGreaterThan(50);
     // A healthy cluster answers every op (an incr may still give up after losing too many RMW races).
-    const notOk = [...recorder.tally.counts].filter(([name]) => !/:(200|404|412)/.test(name) && name !== "incr:409:aborted");
+    const notOk = [...recorder.tally.counts].filter(
+      ([name]) => !/:(200|404|412)/.test(name) && name !== "incr:409:aborted",
+    );
     if (notOk.length > 0) console.error(`cluster log:\n${log.join("\n")}`);
     expect(notOk).toEqual([]);
     expectLinearizable(recorder.check(), log);
     // Ops did go from worker to worker, both ways of the count (the node's stats lag up to 1 s).
-    const forwarded = await eventually(async () => (await metricSum(urls, "hermes_ops_forwarded_out_total")) > 100, 50, 100);
+    const forwarded = await eventually(
+      async () => (await metricSum(urls, "hermes_ops_forwarded_out_total")) > 100,
+      50,
+      100,
+    );
     expect(forwarded).toBe(true);
     expect(await metricSum(urls, "hermes_ops_forwarded_in_total")).toBeGreaterThan(100);
   }, 120_000);

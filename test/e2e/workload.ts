@@ -51,7 +51,8 @@ export async function runWorkload(options: WorkloadOptions): Promise<WorkloadRes
           outcome = await client.remove(key);
         } else if (r < 0.75) {
           const known = client.known(key);
-          outcome = known === null ? (await client.read(key)).outcome : await client.put(key, fresh(), { ifMatch: known });
+          outcome =
+            known === null ? (await client.read(key)).outcome : await client.put(key, fresh(), { ifMatch: known });
         } else if (r < 0.83) {
           outcome = await client.put(key, fresh(), { ifNoneMatch: true });
         } else {

@@ -40,7 +40,18 @@ export function buildFakeProvider(): FakeProvider {
   try {
     const so = join(dir, "libfakeverbs.so");
     const cc = Bun.spawnSync(
-      ["gcc", "-std=gnu11", "-O2", "-Wall", "-Werror", "-shared", "-fPIC", "-o", so, join(import.meta.dir, "fake-provider.c")],
+      [
+        "gcc",
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Werror",
+        "-shared",
+        "-fPIC",
+        "-o",
+        so,
+        join(import.meta.dir, "fake-provider.c"),
+      ],
       { stderr: "pipe" },
     );
     if (cc.exitCode !== 0) throw new Error(`gcc failed on fake-provider.c:\n${cc.stderr.toString()}`);

@@ -123,20 +123,29 @@ describe.skipIf(fakeProviderMissing() !== null)("data path through the ops table
 
 if (device === null && deviceRequired) {
   test("an RDMA device is present (RDMA_TEST_REQUIRE_DEVICE=1)", () => {
-    throw new Error(`no RDMA device found (RDMA_DEVICE=${process.env.RDMA_DEVICE ?? ""}, devices: ${listDevices().join(", ") || "none"})`);
+    throw new Error(
+      `no RDMA device found (RDMA_DEVICE=${process.env.RDMA_DEVICE ?? ""}, devices: ${listDevices().join(", ") || "none"})`,
+    );
   });
 }
 
 /** Picks the GID to address this port with: RoCE v2 over IPv4 first, then RoCE v2, then any. */
 function pickGid(entries: GidEntry[]): GidEntry {
   const g =
-    entries.find((e) => e.type === "roce-v2" && gidIsIpv4Mapped(e.gid)) ?? entries.find((e) => e.type === "roce-v2") ?? entries[0];
+    entries.find((e) => e.type === "roce-v2" && gidIsIpv4Mapped(e.gid)) ??
+    entries.find((e) => e.type === "roce-v2") ??
+    entries[0];
   if (g === undefined) throw new Error("the port has no GID");
   return g;
 }
 
 /** Waits for `n` completions on `cq`, bounded by a poll count, failing on any error status. */
-function pollUntil(cq: { poll(n: number, wc: Pointer): number }, n: number, wcMem: NativeBuffer, pollsMax = 5_000_000): DataView[] {
+function pollUntil(
+  cq: { poll(n: number, wc: Pointer): number },
+  n: number,
+  wcMem: NativeBuffer,
+  pollsMax = 5_000_000,
+): DataView[] {
   const out: DataView[] = [];
   const v = new DataView(wcMem.buffer);
   for (let polls = 0; out.length < n; polls++) {
@@ -166,7 +175,9 @@ describe.skipIf(device === null)(`real device ${device ?? "(none)"}`, () => {
     expect(gids.length).toBeGreaterThan(0);
     const g = pickGid(gids);
     expect(gidToHex(ctx.queryGid(1, g.index))).toBe(gidToHex(g.gid));
-    console.log(`device ${device}: port mtu ${port.activeMtuBytes}, link ${port.linkLayer}, gids ${gids.map((e) => `${e.index}:${e.type}:${gidToHex(e.gid)}`).join(" ")}`);
+    console.log(
+      `device ${device}: port mtu ${port.activeMtuBytes}, link ${port.linkLayer}, gids ${gids.map((e) => `${e.index}:${e.type}:${gidToHex(e.gid)}`).join(" ")}`,
+    );
   });
 
   test("opening an unknown device names the devices that exist", () => {

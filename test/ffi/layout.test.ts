@@ -5,7 +5,15 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import * as layout from "../../ffi/ibverbs/layout.ts";
-import { layoutPath, layoutToolchainMissing, measureLayout, renderLayout, structSpecs, constantSpecs, fieldKey } from "../../scripts/gen-verbs-layout.ts";
+import {
+  layoutPath,
+  layoutToolchainMissing,
+  measureLayout,
+  renderLayout,
+  structSpecs,
+  constantSpecs,
+  fieldKey,
+} from "../../scripts/gen-verbs-layout.ts";
 
 const missing = layoutToolchainMissing();
 if (missing !== null) console.log(`layout.test: regeneration skipped: ${missing}`);
@@ -24,12 +32,19 @@ describe.skipIf(missing !== null)("verbs layout generated from the C headers", (
 
   test("every constant matches", () => {
     for (const name of Object.keys(constantSpecs)) {
-      expect({ name, value: (layout.ibv as Record<string, number>)[name] }).toEqual({ name, value: measured!.constants[name]! });
+      expect({ name, value: (layout.ibv as Record<string, number>)[name] }).toEqual({
+        name,
+        value: measured!.constants[name]!,
+      });
     }
   });
 
   test("the committed file is exactly what the generator renders (apart from the version line)", () => {
-    const strip = (t: string) => t.split("\n").filter((l) => !l.startsWith("// Headers:")).join("\n");
+    const strip = (t: string) =>
+      t
+        .split("\n")
+        .filter((l) => !l.startsWith("// Headers:"))
+        .join("\n");
     expect(strip(readFileSync(layoutPath, "utf8"))).toBe(strip(renderLayout(measured!, "")));
   });
 });

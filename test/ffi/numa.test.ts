@@ -31,7 +31,9 @@ test("the current CPU belongs to an existing node", () => {
 
 test("argument errors name the function", () => {
   expect(() => numaNodeOfCpu(-1)).toThrow(/numaNodeOfCpu/);
-  expect(() => pinThreadToNode(numaMaxNode() + 1)).toThrow(numaAvailable() ? /node \d+ does not exist/ : /NUMA is not available/);
+  expect(() => pinThreadToNode(numaMaxNode() + 1)).toThrow(
+    numaAvailable() ? /node \d+ does not exist/ : /NUMA is not available/,
+  );
   expect(() => allocNativeBuffer(0)).toThrow(/allocNativeBuffer/);
   expect(() => allocNativeBuffer(nativeBufferBytesMax + 1)).toThrow(/allocNativeBuffer/);
 });

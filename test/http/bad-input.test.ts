@@ -8,7 +8,6 @@ import { prng } from "../lib/prng.ts";
 
 const seed = Number(process.env.SEED ?? 20240611) >>> 0;
 
-
 interface Case {
   label: string;
   path: string;
@@ -55,7 +54,12 @@ function buildCases(random: () => number): Case[] {
     cases.push({ label: `GET key ${label}`, path: `/v1/kv/${key}`, status });
     cases.push({ label: `PUT key ${label}`, path: `/v1/kv/${key}`, init: { method: "PUT", body: "v" }, status });
     cases.push({ label: `DELETE key ${label}`, path: `/v1/kv/${key}`, init: { method: "DELETE" }, status });
-    cases.push({ label: `INCR key ${label}`, path: `/v1/kv/${key}/incr`, init: { method: "POST" }, status: incrStatus ?? status });
+    cases.push({
+      label: `INCR key ${label}`,
+      path: `/v1/kv/${key}/incr`,
+      init: { method: "POST" },
+      status: incrStatus ?? status,
+    });
   }
 
   // Random bytes in the path, with at least one broken element so that no case is a valid key.
@@ -78,7 +82,12 @@ function buildCases(random: () => number): Case[] {
 
   // Bodies too large: declared, streamed without a length, and with a Content-Length that lies.
   for (const size of [valueBytesMax + 1, valueBytesMax * 4, 1 << 20]) {
-    cases.push({ label: `body ${size}`, path: "/v1/kv/k", init: { method: "PUT", body: new Uint8Array(size) }, status: 413 });
+    cases.push({
+      label: `body ${size}`,
+      path: "/v1/kv/k",
+      init: { method: "PUT", body: new Uint8Array(size) },
+      status: 413,
+    });
     cases.push({
       label: `streamed body ${size}`,
       path: "/v1/kv/k",
@@ -107,7 +116,12 @@ function buildCases(random: () => number): Case[] {
     status: 413,
   });
   for (const length of ["abc", "-1", "1e3", "0x10", "1.5", " "]) {
-    cases.push({ label: `content-length ${length}`, path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "content-length": length } }, status: 400 });
+    cases.push({
+      label: `content-length ${length}`,
+      path: "/v1/kv/k",
+      init: { method: "PUT", body: "v", headers: { "content-length": length } },
+      status: 400,
+    });
   }
 
   // ETags that are not ours.
@@ -141,7 +155,12 @@ function buildCases(random: () => number): Case[] {
     if (!/^"[1-9][0-9]*\.[0-9]+"$/.test(text)) badEtags.push(text);
   }
   for (const etag of badEtags) {
-    cases.push({ label: `If-Match ${etag}`, path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-match": etag } }, status: 400 });
+    cases.push({
+      label: `If-Match ${etag}`,
+      path: "/v1/kv/k",
+      init: { method: "PUT", body: "v", headers: { "if-match": etag } },
+      status: 400,
+    });
   }
 
   // Conditional headers where they mean nothing, or combined.
@@ -149,27 +168,75 @@ function buildCases(random: () => number): Case[] {
     const path = method === "POST" ? "/v1/kv/k/incr" : "/v1/kv/k";
     for (const header of ["if-match", "if-none-match"]) {
       for (const value of ['"2.1"', "*"]) {
-        cases.push({ label: `${method} with ${header}: ${value}`, path, init: { method, headers: { [header]: value } }, status: 400 });
+        cases.push({
+          label: `${method} with ${header}: ${value}`,
+          path,
+          init: { method, headers: { [header]: value } },
+          status: 400,
+        });
       }
     }
   }
-  cases.push({ label: "If-Match and If-None-Match", path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-match": '"2.1"', "if-none-match": "*" } }, status: 400 });
+  cases.push({
+    label: "If-Match and If-None-Match",
+    path: "/v1/kv/k",
+    init: { method: "PUT", body: "v", headers: { "if-match": '"2.1"', "if-none-match": "*" } },
+    status: 400,
+  });
   for (const value of ['"2.1"', "W/*", "**", "*, *", ""]) {
-    cases.push({ label: `If-None-Match ${value}`, path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-none-match": value } }, status: 400 });
+    cases.push({
+      label: `If-None-Match ${value}`,
+      path: "/v1/kv/k",
+      init: { method: "PUT", body: "v", headers: { "if-none-match": value } },
+      status: 400,
+    });
   }
 
   // Numbers that are not safe integers.
-  const badBys = ["", "abc", "1.5", "1e3", "0x10", "+", "-", "--1", "9007199254740992", "-9007199254740992", "99999999999999999", " 1", "1 ", "%2B%2B1", "Infinity", "NaN", "1_000"];
+  const badBys = [
+    "",
+    "abc",
+    "1.5",
+    "1e3",
+    "0x10",
+    "+",
+    "-",
+    "--1",
+    "9007199254740992",
+    "-9007199254740992",
+    "99999999999999999",
+    " 1",
+    "1 ",
+    "%2B%2B1",
+    "Infinity",
+    "NaN",
+    "1_000",
+  ];
   for (const by of badBys) {
-    cases.push({ label: `by=${by}`, path: `/v1/kv/k/incr?by=${encodeURIComponent(by)}`, init: { method: "POST" }, status: 400 });
+    cases.push({
+      label: `by=${by}`,
+      path: `/v1/kv/k/incr?by=${encodeURIComponent(by)}`,
+      init: { method: "POST" },
+      status: 400,
+    });
   }
   cases.push({ label: "by twice", path: "/v1/kv/k/incr?by=1&by=2", init: { method: "POST" }, status: 400 });
 
   // Query parameters that would change the meaning if they were ignored.
   for (const query of ["cas=0", "cas=5", "recurse", "format=json", "by=1", "a=1&b=2", `x=${"y".repeat(2000)}`]) {
     cases.push({ label: `GET ?${query.slice(0, 20)}`, path: `/v1/kv/k?${query}`, status: 400 });
-    cases.push({ label: `PUT ?${query.slice(0, 20)}`, path: `/v1/kv/k?${query}`, init: { method: "PUT", body: "v" }, status: 400 });
-    cases.push({ label: `DELETE ?${query.slice(0, 20)}`, path: `/v1/kv/k?${query}`, init: { method: "DELETE" }, status: 400 });
+    cases.push({
+      label: `PUT ?${query.slice(0, 20)}`,
+      path: `/v1/kv/k?${query}`,
+      init: { method: "PUT", body: "v" },
+      status: 400,
+    });
+    cases.push({
+      label: `DELETE ?${query.slice(0, 20)}`,
+      path: `/v1/kv/k?${query}`,
+      init: { method: "DELETE" },
+      status: 400,
+    });
   }
   cases.push({ label: "incr ?foo", path: "/v1/kv/k/incr?foo=1", init: { method: "POST" }, status: 400 });
 
@@ -181,7 +248,12 @@ function buildCases(random: () => number): Case[] {
   for (let index = 0; index < 30; index += 1) {
     let segment = "";
     for (let j = 0; j < 1 + int(10); j += 1) segment += hex(int(256));
-    cases.push({ label: `unknown route ${index}`, path: `/${pick(["v1", "v2", "api", "x"])}/${segment}`, init: { method: pick(["GET", "PUT", "DELETE", "POST"]) }, status: 404 });
+    cases.push({
+      label: `unknown route ${index}`,
+      path: `/${pick(["v1", "v2", "api", "x"])}/${segment}`,
+      init: { method: pick(["GET", "PUT", "DELETE", "POST"]) },
+      status: 404,
+    });
   }
   return cases;
 }
@@ -201,9 +273,12 @@ test(`malformed requests get a 4xx JSON error and submit nothing (seed ${seed})`
     } catch {
       code = undefined;
     }
-    const statusOk = item.status === undefined ? response.status >= 400 && response.status < 500 : response.status === item.status;
+    const statusOk =
+      item.status === undefined ? response.status >= 400 && response.status < 500 : response.status === item.status;
     if (!statusOk || !contentType.startsWith("application/json") || typeof code !== "string") {
-      wrong.push(`${item.label}: ${item.init?.method ?? "GET"} ${item.path.slice(0, 80)} -> ${response.status} ${String(code)} (want ${item.status ?? "4xx"})`);
+      wrong.push(
+        `${item.label}: ${item.init?.method ?? "GET"} ${item.path.slice(0, 80)} -> ${response.status} ${String(code)} (want ${item.status ?? "4xx"})`,
+      );
     }
   }
   expect(wrong).toEqual([]);

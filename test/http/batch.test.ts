@@ -29,7 +29,8 @@ interface Result {
 }
 
 const encoder = new TextEncoder();
-const b64 = (text: string | Uint8Array): string => Buffer.from(typeof text === "string" ? encoder.encode(text) : text).toString("base64");
+const b64 = (text: string | Uint8Array): string =>
+  Buffer.from(typeof text === "string" ? encoder.encode(text) : text).toString("base64");
 const unb64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"));
 
 function setup(options?: ConstructorParameters<typeof MemoryBackend>[0]) {
@@ -39,7 +40,11 @@ function setup(options?: ConstructorParameters<typeof MemoryBackend>[0]) {
 
 type App = ReturnType<typeof createApp>;
 
-function post(app: App, body: string | Uint8Array | ReadableStream<Uint8Array>, headers: Record<string, string> = { "content-type": "application/json" }) {
+function post(
+  app: App,
+  body: string | Uint8Array | ReadableStream<Uint8Array>,
+  headers: Record<string, string> = { "content-type": "application/json" },
+) {
   return app.request("/v1/batch", { method: "POST", body, headers });
 }
 
@@ -56,26 +61,31 @@ async function batch(app: App, ops: Json[]): Promise<Result[]> {
 describe("every op kind", () => {
   test("put, get, cas, create, delete and incr do what their single routes do", async () => {
     const { app, backend } = setup({ nodeId: 3 });
-    const [put, get, casOk, casStale, createTaken, createNew, incrNew, incrAgain, del, getDeleted, getNever] = await batch(app, [
-      { op: "put", key: "k", value: b64("hello") },
-      { op: "get", key: "k" },
-      { op: "cas", key: "k", etag: '"2.3"', value: b64("bye") },
-      { op: "cas", key: "k", etag: '"2.3"', value: b64("late") },
-      { op: "create", key: "k", value: b64("x") },
-      { op: "create", key: "fresh", value: b64("first") },
-      { op: "incr", key: "n", by: 5 },
-      { op: "incr", key: "n" },
-      { op: "delete", key: "k" },
-      { op: "get", key: "k" },
-      { op: "get", key: "never" },
-    ]);
+    const [put, get, casOk, casStale, createTaken, createNew, incrNew, incrAgain, del, getDeleted, getNever] =
+      await batch(app, [
+        { op: "put", key: "k", value: b64("hello") },
+        { op: "get", key: "k" },
+        { op: "cas", key: "k", etag: '"2.3"', value: b64("bye") },
+        { op: "cas", key: "k", etag: '"2.3"', value: b64("late") },
+        { op: "create", key: "k", value: b64("x") },
+        { op: "create", key: "fresh", value: b64("first") },
+        { op: "incr", key: "n", by: 5 },
+        { op: "incr", key: "n" },
+        { op: "delete", key: "k" },
+        { op: "get", key: "k" },
+        { op: "get", key: "never" },
+      ]);
     expect(put).toEqual({ status: 200, etag: '"2.3"' });
     expect(get).toEqual({ status: 200, value: b64("hello"), etag: '"2.3"' });
     expect(casOk).toEqual({ status: 200, etag: '"3.3"' });
     expect(casStale).toEqual({
       status: 412,
       etag: '"3.3"',
-      error: { code: "precondition_failed", message: 'precondition failed: the key\'s current ETag is "3.3" (If-Match)', etag: '"3.3"' },
+      error: {
+        code: "precondition_failed",
+        message: 'precondition failed: the key\'s current ETag is "3.3" (If-Match)',
+        etag: '"3.3"',
+      },
     });
     expect(createTaken?.status).toBe(412);
     expect(createTaken?.error?.message).toBe("precondition failed: the key exists (If-None-Match: *)");
@@ -115,7 +125,10 @@ describe("every op kind", () => {
 
   test("the same key may appear many times: each op stands alone", async () => {
     const { app } = setup();
-    const results = await batch(app, Array.from({ length: 10 }, () => ({ op: "incr", key: "same" })));
+    const results = await batch(
+      app,
+      Array.from({ length: 10 }, () => ({ op: "incr", key: "same" })),
+    );
     expect(results.map((r) => r.value)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
   });
 
@@ -176,7 +189,10 @@ describe("binary values", () => {
     const { app, backend } = setup({ valueBytesMax: 300 });
     const [ok] = await batch(app, [{ op: "put", key: "big", value: b64(new Uint8Array(300).fill(7)) }]);
     expect(ok?.status).toBe(200);
-    const response = await post(app, JSON.stringify({ ops: [{ op: "put", key: "big2", value: b64(new Uint8Array(301)) }] }));
+    const response = await post(
+      app,
+      JSON.stringify({ ops: [{ op: "put", key: "big2", value: b64(new Uint8Array(301)) }] }),
+    );
     expect(response.status).toBe(413);
     expect(((await response.json()) as { error: ErrorBody }).error).toEqual({
       code: "too_large",
@@ -196,7 +212,8 @@ describe("binary values", () => {
     expect(results.every((r) => r.status === 200)).toBe(true);
     keys.forEach((key, i) => expect(backend.peek(key)?.value).toEqual(encoder.encode(String(i))));
     // The same keys through the single route, percent-encoded.
-    for (const [i, key] of keys.entries()) expect(await (await app.request(`/v1/kv/${encodeURIComponent(key)}`)).text()).toBe(String(i));
+    for (const [i, key] of keys.entries())
+      expect(await (await app.request(`/v1/kv/${encodeURIComponent(key)}`)).text()).toBe(String(i));
   });
 });
 
@@ -214,7 +231,12 @@ interface OpForm {
 
 const forms: OpForm[] = [
   { name: "get", kind: OpKind.Read, batch: { op: "get", key: "k" }, single: { path: "/v1/kv/k", init: {} } },
-  { name: "put", kind: OpKind.Write, batch: { op: "put", key: "k", value: b64("v") }, single: { path: "/v1/kv/k", init: { method: "PUT", body: "v" } } },
+  {
+    name: "put",
+    kind: OpKind.Write,
+    batch: { op: "put", key: "k", value: b64("v") },
+    single: { path: "/v1/kv/k", init: { method: "PUT", body: "v" } },
+  },
   {
     name: "cas",
     kind: OpKind.Cas,
@@ -227,8 +249,18 @@ const forms: OpForm[] = [
     batch: { op: "create", key: "k", value: b64("v") },
     single: { path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-none-match": "*" } } },
   },
-  { name: "delete", kind: OpKind.Delete, batch: { op: "delete", key: "k" }, single: { path: "/v1/kv/k", init: { method: "DELETE" } } },
-  { name: "incr", kind: OpKind.Incr, batch: { op: "incr", key: "k", by: 3 }, single: { path: "/v1/kv/k/incr?by=3", init: { method: "POST" } } },
+  {
+    name: "delete",
+    kind: OpKind.Delete,
+    batch: { op: "delete", key: "k" },
+    single: { path: "/v1/kv/k", init: { method: "DELETE" } },
+  },
+  {
+    name: "incr",
+    kind: OpKind.Incr,
+    batch: { op: "incr", key: "k", by: 3 },
+    single: { path: "/v1/kv/k/incr?by=3", init: { method: "POST" } },
+  },
 ];
 
 /** The single route's answer in the shape of a batch result. */
@@ -319,7 +351,14 @@ describe("every status maps as on the single routes", () => {
       }
       // Unknown outcome: only for updates, flagged as on the single route (X-Outcome: unknown).
       if (script.status === OpStatus.Unknown) {
-        expect(results.map((r) => r.outcome ?? null)).toEqual([null, "unknown", "unknown", "unknown", "unknown", "unknown"]);
+        expect(results.map((r) => r.outcome ?? null)).toEqual([
+          null,
+          "unknown",
+          "unknown",
+          "unknown",
+          "unknown",
+          "unknown",
+        ]);
         expect(results.map((r) => r.error?.code)).toEqual(["timeout", ...Array(5).fill("outcome_unknown")]);
       }
       expect(backend.peek("k")).toBeUndefined();
@@ -424,7 +463,8 @@ interface BadCase {
 const keyBytesMax = 64;
 const valueBytesMax = 256;
 const ok = (ops: Json[]): string => JSON.stringify({ ops });
-const goodOps = (n: number): Json[] => Array.from({ length: n }, (_, i) => ({ op: "put", key: `k${i}`, value: b64(`v${i}`) }));
+const goodOps = (n: number): Json[] =>
+  Array.from({ length: n }, (_, i) => ({ op: "put", key: `k${i}`, value: b64(`v${i}`) }));
 const withOp = (n: number, at: number, bad: Json): string => {
   const ops = goodOps(n);
   ops[at] = bad;
@@ -446,85 +486,500 @@ function streamOf(chunks: number, chunkBytes: number): () => ReadableStream<Uint
 
 const bad: BadCase[] = [
   // The body as a whole.
-  { label: "malformed JSON", body: '{"ops":[{"op":"get","key":"k"}', status: 400, code: "invalid_input", field: "body", message: "not valid JSON" },
+  {
+    label: "malformed JSON",
+    body: '{"ops":[{"op":"get","key":"k"}',
+    status: 400,
+    code: "invalid_input",
+    field: "body",
+    message: "not valid JSON",
+  },
   { label: "trailing garbage", body: '{"ops":[]} x', status: 400, code: "invalid_input", field: "body" },
   { label: "empty body", body: "", status: 400, code: "invalid_input", field: "body" },
-  { label: "not UTF-8", body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]), status: 400, code: "invalid_input", field: "body", message: "UTF-8" },
+  {
+    label: "not UTF-8",
+    body: new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x7d]),
+    status: 400,
+    code: "invalid_input",
+    field: "body",
+    message: "UTF-8",
+  },
   { label: "a JSON string", body: '"ops"', status: 400, code: "invalid_input", field: "body" },
-  { label: "a JSON array", body: "[]", status: 400, code: "invalid_input", field: "body", message: "must be a JSON object" },
+  {
+    label: "a JSON array",
+    body: "[]",
+    status: 400,
+    code: "invalid_input",
+    field: "body",
+    message: "must be a JSON object",
+  },
   { label: "null", body: "null", status: 400, code: "invalid_input", field: "body" },
   { label: "no ops field", body: "{}", status: 400, code: "invalid_input", field: "ops", message: 'no "ops" field' },
-  { label: "ops is an object", body: '{"ops":{}}', status: 400, code: "invalid_input", field: "ops", message: "must be a JSON array" },
-  { label: "unknown top-level field", body: '{"ops":[],"atomic":true}', status: 400, code: "invalid_input", field: "ops", message: '"atomic"' },
-  { label: "deeply nested JSON", body: `{"ops":[${"[".repeat(50_000)}${"]".repeat(50_000)}]}`, status: 400, code: "invalid_input", field: "ops[0]", message: "must be a JSON object" },
+  {
+    label: "ops is an object",
+    body: '{"ops":{}}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops",
+    message: "must be a JSON array",
+  },
+  {
+    label: "unknown top-level field",
+    body: '{"ops":[],"atomic":true}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops",
+    message: '"atomic"',
+  },
+  {
+    label: "deeply nested JSON",
+    body: `{"ops":[${"[".repeat(50_000)}${"]".repeat(50_000)}]}`,
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0]",
+    message: "must be a JSON object",
+  },
   // An op's shape.
-  { label: "unknown op", body: ok([{ op: "scan", key: "k" }]), status: 400, code: "invalid_input", field: "ops[0].op", message: 'unknown op "scan"' },
-  { label: "op name in another case", body: ok([{ op: "GET", key: "k" }]), status: 400, code: "invalid_input", field: "ops[0].op" },
+  {
+    label: "unknown op",
+    body: ok([{ op: "scan", key: "k" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].op",
+    message: 'unknown op "scan"',
+  },
+  {
+    label: "op name in another case",
+    body: ok([{ op: "GET", key: "k" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].op",
+  },
   { label: "op is a number", body: ok([{ op: 1, key: "k" }]), status: 400, code: "invalid_input", field: "ops[0].op" },
-  { label: "no op field", body: ok([{ key: "k" }]), status: 400, code: "invalid_input", field: "ops[0].op", message: 'no "op" field' },
-  { label: "op is not an object", body: '{"ops":["get k"]}', status: 400, code: "invalid_input", field: "ops[0]", message: "must be a JSON object" },
+  {
+    label: "no op field",
+    body: ok([{ key: "k" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].op",
+    message: 'no "op" field',
+  },
+  {
+    label: "op is not an object",
+    body: '{"ops":["get k"]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0]",
+    message: "must be a JSON object",
+  },
   { label: "op is null", body: '{"ops":[null]}', status: 400, code: "invalid_input", field: "ops[0]" },
-  { label: "op is an array", body: '{"ops":[["get","k"]]}', status: 400, code: "invalid_input", field: "ops[0]", message: "must be a JSON object" },
-  { label: "missing key", body: ok([{ op: "get" }]), status: 400, code: "invalid_input", field: "ops[0].key", message: 'needs the field "key"' },
-  { label: "missing value", body: ok([{ op: "put", key: "k" }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "missing etag", body: ok([{ op: "cas", key: "k", value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
-  { label: "value on a get", body: ok([{ op: "get", key: "k", value: "" }]), status: 400, code: "invalid_input", field: "ops[0].value", message: "unknown field" },
-  { label: "etag on a put (a blind write must not pass for a cas)", body: ok([{ op: "put", key: "k", etag: '"2.1"', value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
-  { label: "by on a delete", body: ok([{ op: "delete", key: "k", by: 1 }]), status: 400, code: "invalid_input", field: "ops[0].by" },
+  {
+    label: "op is an array",
+    body: '{"ops":[["get","k"]]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0]",
+    message: "must be a JSON object",
+  },
+  {
+    label: "missing key",
+    body: ok([{ op: "get" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: 'needs the field "key"',
+  },
+  {
+    label: "missing value",
+    body: ok([{ op: "put", key: "k" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "missing etag",
+    body: ok([{ op: "cas", key: "k", value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
+  {
+    label: "value on a get",
+    body: ok([{ op: "get", key: "k", value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+    message: "unknown field",
+  },
+  {
+    label: "etag on a put (a blind write must not pass for a cas)",
+    body: ok([{ op: "put", key: "k", etag: '"2.1"', value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
+  {
+    label: "by on a delete",
+    body: ok([{ op: "delete", key: "k", by: 1 }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+  },
   // Keys: the rules of the single routes.
-  { label: "key is a number", body: ok([{ op: "get", key: 5 }]), status: 400, code: "invalid_input", field: "ops[0].key", message: "JSON string" },
-  { label: "empty key", body: ok([{ op: "get", key: "" }]), status: 400, code: "invalid_input", field: "ops[0].key", message: "the key is empty" },
-  { label: "key '.'", body: ok([{ op: "put", key: ".", value: "" }]), status: 400, code: "invalid_input", field: "ops[0].key", message: "'.' or '..'" },
-  { label: "key '..'", body: ok([{ op: "delete", key: ".." }]), status: 400, code: "invalid_input", field: "ops[0].key" },
-  { label: "key with NUL", body: ok([{ op: "get", key: "a\u0000b" }]), status: 400, code: "invalid_input", field: "ops[0].key", message: "control character" },
-  { label: "key with newline", body: ok([{ op: "get", key: "a\nb" }]), status: 400, code: "invalid_input", field: "ops[0].key" },
-  { label: "key with DEL", body: ok([{ op: "get", key: "a\u007f" }]), status: 400, code: "invalid_input", field: "ops[0].key" },
-  { label: "key with a C1 control", body: ok([{ op: "get", key: "a\u0085" }]), status: 400, code: "invalid_input", field: "ops[0].key" },
-  { label: "key with a lone surrogate", body: '{"ops":[{"op":"get","key":"a\\ud800"}]}', status: 400, code: "invalid_input", field: "ops[0].key", message: "lone surrogate" },
-  { label: "key too long", body: ok([{ op: "get", key: "a".repeat(keyBytesMax + 1) }]), status: 413, code: "too_large", field: "ops[0].key" },
-  { label: "key too long in UTF-8 bytes", body: ok([{ op: "get", key: "é".repeat(keyBytesMax / 2 + 1) }]), status: 413, code: "too_large", field: "ops[0].key" },
+  {
+    label: "key is a number",
+    body: ok([{ op: "get", key: 5 }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: "JSON string",
+  },
+  {
+    label: "empty key",
+    body: ok([{ op: "get", key: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: "the key is empty",
+  },
+  {
+    label: "key '.'",
+    body: ok([{ op: "put", key: ".", value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: "'.' or '..'",
+  },
+  {
+    label: "key '..'",
+    body: ok([{ op: "delete", key: ".." }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+  },
+  {
+    label: "key with NUL",
+    body: ok([{ op: "get", key: "a\u0000b" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: "control character",
+  },
+  {
+    label: "key with newline",
+    body: ok([{ op: "get", key: "a\nb" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+  },
+  {
+    label: "key with DEL",
+    body: ok([{ op: "get", key: "a\u007f" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+  },
+  {
+    label: "key with a C1 control",
+    body: ok([{ op: "get", key: "a\u0085" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+  },
+  {
+    label: "key with a lone surrogate",
+    body: '{"ops":[{"op":"get","key":"a\\ud800"}]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].key",
+    message: "lone surrogate",
+  },
+  {
+    label: "key too long",
+    body: ok([{ op: "get", key: "a".repeat(keyBytesMax + 1) }]),
+    status: 413,
+    code: "too_large",
+    field: "ops[0].key",
+  },
+  {
+    label: "key too long in UTF-8 bytes",
+    body: ok([{ op: "get", key: "é".repeat(keyBytesMax / 2 + 1) }]),
+    status: 413,
+    code: "too_large",
+    field: "ops[0].key",
+  },
   // Values: base64 only.
-  { label: "bad base64 character", body: ok([{ op: "put", key: "k", value: "aGk*" }]), status: 400, code: "invalid_input", field: "ops[0].value", message: "not base64" },
-  { label: "base64 without padding", body: ok([{ op: "put", key: "k", value: "aGk" }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "base64 with whitespace", body: ok([{ op: "put", key: "k", value: "aG k=" }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "base64url alphabet", body: ok([{ op: "put", key: "k", value: "-_8=" }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "non-canonical base64", body: ok([{ op: "put", key: "k", value: "QR==" }]), status: 400, code: "invalid_input", field: "ops[0].value", message: "canonical" },
-  { label: "value is raw text, not base64", body: ok([{ op: "put", key: "k", value: "hello world" }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "value is a number", body: ok([{ op: "create", key: "k", value: 5 }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "value null (a delete is an op of its own)", body: ok([{ op: "put", key: "k", value: null }]), status: 400, code: "invalid_input", field: "ops[0].value" },
-  { label: "value too large", body: ok([{ op: "put", key: "k", value: b64(new Uint8Array(valueBytesMax + 1)) }]), status: 413, code: "too_large", field: "ops[0].value" },
+  {
+    label: "bad base64 character",
+    body: ok([{ op: "put", key: "k", value: "aGk*" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+    message: "not base64",
+  },
+  {
+    label: "base64 without padding",
+    body: ok([{ op: "put", key: "k", value: "aGk" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "base64 with whitespace",
+    body: ok([{ op: "put", key: "k", value: "aG k=" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "base64url alphabet",
+    body: ok([{ op: "put", key: "k", value: "-_8=" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "non-canonical base64",
+    body: ok([{ op: "put", key: "k", value: "QR==" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+    message: "canonical",
+  },
+  {
+    label: "value is raw text, not base64",
+    body: ok([{ op: "put", key: "k", value: "hello world" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "value is a number",
+    body: ok([{ op: "create", key: "k", value: 5 }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "value null (a delete is an op of its own)",
+    body: ok([{ op: "put", key: "k", value: null }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].value",
+  },
+  {
+    label: "value too large",
+    body: ok([{ op: "put", key: "k", value: b64(new Uint8Array(valueBytesMax + 1)) }]),
+    status: 413,
+    code: "too_large",
+    field: "ops[0].value",
+  },
   // ETags: the rules of If-Match.
-  { label: "etag unquoted", body: ok([{ op: "cas", key: "k", etag: "2.1", value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag", message: "must be quoted" },
-  { label: "etag weak", body: ok([{ op: "cas", key: "k", etag: 'W/"2.1"', value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag", message: "weak" },
-  { label: "etag version 0", body: ok([{ op: "cas", key: "k", etag: '"0.1"', value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag", message: "never written" },
-  { label: "etag *", body: ok([{ op: "cas", key: "k", etag: "*", value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
-  { label: "etag list", body: ok([{ op: "cas", key: "k", etag: '"2.1", "3.1"', value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
-  { label: "etag writer too large", body: ok([{ op: "cas", key: "k", etag: '"2.99"', value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
-  { label: "etag is a number", body: ok([{ op: "cas", key: "k", etag: 2.1, value: "" }]), status: 400, code: "invalid_input", field: "ops[0].etag" },
+  {
+    label: "etag unquoted",
+    body: ok([{ op: "cas", key: "k", etag: "2.1", value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+    message: "must be quoted",
+  },
+  {
+    label: "etag weak",
+    body: ok([{ op: "cas", key: "k", etag: 'W/"2.1"', value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+    message: "weak",
+  },
+  {
+    label: "etag version 0",
+    body: ok([{ op: "cas", key: "k", etag: '"0.1"', value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+    message: "never written",
+  },
+  {
+    label: "etag *",
+    body: ok([{ op: "cas", key: "k", etag: "*", value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
+  {
+    label: "etag list",
+    body: ok([{ op: "cas", key: "k", etag: '"2.1", "3.1"', value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
+  {
+    label: "etag writer too large",
+    body: ok([{ op: "cas", key: "k", etag: '"2.99"', value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
+  {
+    label: "etag is a number",
+    body: ok([{ op: "cas", key: "k", etag: 2.1, value: "" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].etag",
+  },
   // by: a safe integer.
-  { label: "by fractional", body: ok([{ op: "incr", key: "k", by: 1.5 }]), status: 400, code: "invalid_input", field: "ops[0].by", message: "decimal integer" },
-  { label: "by a string", body: ok([{ op: "incr", key: "k", by: "3" }]), status: 400, code: "invalid_input", field: "ops[0].by" },
-  { label: "by beyond 2^53-1", body: '{"ops":[{"op":"incr","key":"k","by":9007199254740992}]}', status: 400, code: "invalid_input", field: "ops[0].by", message: "2^53-1" },
-  { label: "by below -(2^53-1)", body: '{"ops":[{"op":"incr","key":"k","by":-9007199254740992}]}', status: 400, code: "invalid_input", field: "ops[0].by" },
-  { label: "by 1e400 (Infinity)", body: '{"ops":[{"op":"incr","key":"k","by":1e400}]}', status: 400, code: "invalid_input", field: "ops[0].by" },
-  { label: "by null", body: ok([{ op: "incr", key: "k", by: null }]), status: 400, code: "invalid_input", field: "ops[0].by" },
+  {
+    label: "by fractional",
+    body: ok([{ op: "incr", key: "k", by: 1.5 }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+    message: "decimal integer",
+  },
+  {
+    label: "by a string",
+    body: ok([{ op: "incr", key: "k", by: "3" }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+  },
+  {
+    label: "by beyond 2^53-1",
+    body: '{"ops":[{"op":"incr","key":"k","by":9007199254740992}]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+    message: "2^53-1",
+  },
+  {
+    label: "by below -(2^53-1)",
+    body: '{"ops":[{"op":"incr","key":"k","by":-9007199254740992}]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+  },
+  {
+    label: "by 1e400 (Infinity)",
+    body: '{"ops":[{"op":"incr","key":"k","by":1e400}]}',
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+  },
+  {
+    label: "by null",
+    body: ok([{ op: "incr", key: "k", by: null }]),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[0].by",
+  },
   // A bad op deep in a batch: the good ops before it must not run either.
-  { label: "bad key in op #500 of 600", body: withOp(600, 499, { op: "put", key: "bad\u0001", value: "" }), status: 400, code: "invalid_input", field: "ops[499].key" },
-  { label: "unknown op at the end of 1024", body: withOp(1024, 1023, { op: "zap", key: "k" }), status: 400, code: "invalid_input", field: "ops[1023].op" },
-  { label: "oversize value in op #300 of 400", body: withOp(400, 299, { op: "put", key: "k", value: b64(new Uint8Array(valueBytesMax + 1)) }), status: 413, code: "too_large", field: "ops[299].value" },
+  {
+    label: "bad key in op #500 of 600",
+    body: withOp(600, 499, { op: "put", key: "bad\u0001", value: "" }),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[499].key",
+  },
+  {
+    label: "unknown op at the end of 1024",
+    body: withOp(1024, 1023, { op: "zap", key: "k" }),
+    status: 400,
+    code: "invalid_input",
+    field: "ops[1023].op",
+  },
+  {
+    label: "oversize value in op #300 of 400",
+    body: withOp(400, 299, { op: "put", key: "k", value: b64(new Uint8Array(valueBytesMax + 1)) }),
+    status: 413,
+    code: "too_large",
+    field: "ops[299].value",
+  },
   // Size limits.
-  { label: "too many ops", body: ok(goodOps(batchOpsMax + 1)), status: 413, code: "too_large", field: "ops", message: `the most accepted is ${batchOpsMax}` },
-  { label: "too many ops, one of them bad", body: withOp(batchOpsMax + 1, 0, { op: "zap" }), status: 413, code: "too_large", field: "ops" },
-  { label: "too many bytes (Content-Length)", body: `${ok(goodOps(1))}${" ".repeat(batchBodyBytesMax)}`, status: 413, code: "too_large", field: "body" },
-  { label: "too many bytes (chunked, no Content-Length)", body: streamOf(batchBodyBytesMax / 4096 + 1, 4096), status: 413, code: "too_large", field: "body" },
-  { label: "absurd Content-Length", body: "{}", headers: { "content-type": "application/json", "content-length": "99999999999999999999" }, status: 413, code: "too_large", field: "body" },
-  { label: "malformed Content-Length", body: "{}", headers: { "content-type": "application/json", "content-length": "12abc" }, status: 400, code: "invalid_input", field: "content-length" },
+  {
+    label: "too many ops",
+    body: ok(goodOps(batchOpsMax + 1)),
+    status: 413,
+    code: "too_large",
+    field: "ops",
+    message: `the most accepted is ${batchOpsMax}`,
+  },
+  {
+    label: "too many ops, one of them bad",
+    body: withOp(batchOpsMax + 1, 0, { op: "zap" }),
+    status: 413,
+    code: "too_large",
+    field: "ops",
+  },
+  {
+    label: "too many bytes (Content-Length)",
+    body: `${ok(goodOps(1))}${" ".repeat(batchBodyBytesMax)}`,
+    status: 413,
+    code: "too_large",
+    field: "body",
+  },
+  {
+    label: "too many bytes (chunked, no Content-Length)",
+    body: streamOf(batchBodyBytesMax / 4096 + 1, 4096),
+    status: 413,
+    code: "too_large",
+    field: "body",
+  },
+  {
+    label: "absurd Content-Length",
+    body: "{}",
+    headers: { "content-type": "application/json", "content-length": "99999999999999999999" },
+    status: 413,
+    code: "too_large",
+    field: "body",
+  },
+  {
+    label: "malformed Content-Length",
+    body: "{}",
+    headers: { "content-type": "application/json", "content-length": "12abc" },
+    status: 400,
+    code: "invalid_input",
+    field: "content-length",
+  },
   // The request around the body.
-  { label: "form Content-Type (curl -d without -H)", body: ok(goodOps(1)), headers: { "content-type": "application/x-www-form-urlencoded" }, status: 415, code: "unsupported_media_type", field: "content-type" },
-  { label: "octet-stream Content-Type", body: ok(goodOps(1)), headers: { "content-type": "application/octet-stream" }, status: 415, code: "unsupported_media_type" },
-  { label: "query parameter", path: "/v1/batch?atomic=1", body: ok(goodOps(1)), status: 400, code: "invalid_input", field: "query" },
-  { label: "If-Match header", body: ok(goodOps(1)), headers: { "content-type": "application/json", "if-match": '"2.1"' }, status: 400, code: "invalid_input", field: "if-match" },
-  { label: "If-None-Match header", body: ok(goodOps(1)), headers: { "content-type": "application/json", "if-none-match": "*" }, status: 400, code: "invalid_input", field: "if-none-match" },
+  {
+    label: "form Content-Type (curl -d without -H)",
+    body: ok(goodOps(1)),
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    status: 415,
+    code: "unsupported_media_type",
+    field: "content-type",
+  },
+  {
+    label: "octet-stream Content-Type",
+    body: ok(goodOps(1)),
+    headers: { "content-type": "application/octet-stream" },
+    status: 415,
+    code: "unsupported_media_type",
+  },
+  {
+    label: "query parameter",
+    path: "/v1/batch?atomic=1",
+    body: ok(goodOps(1)),
+    status: 400,
+    code: "invalid_input",
+    field: "query",
+  },
+  {
+    label: "If-Match header",
+    body: ok(goodOps(1)),
+    headers: { "content-type": "application/json", "if-match": '"2.1"' },
+    status: 400,
+    code: "invalid_input",
+    field: "if-match",
+  },
+  {
+    label: "If-None-Match header",
+    body: ok(goodOps(1)),
+    headers: { "content-type": "application/json", "if-none-match": "*" },
+    status: 400,
+    code: "invalid_input",
+    field: "if-none-match",
+  },
 ];
 
 describe("bad batches are refused whole, and nothing is submitted", () => {
@@ -532,7 +987,11 @@ describe("bad batches are refused whole, and nothing is submitted", () => {
     test(`${c.label}: ${c.status}`, async () => {
       const { app, backend } = setup({ keyBytesMax, valueBytesMax });
       const body = typeof c.body === "function" ? c.body() : c.body;
-      const response = await app.request(c.path ?? "/v1/batch", { method: "POST", body, headers: c.headers ?? { "content-type": "application/json" } });
+      const response = await app.request(c.path ?? "/v1/batch", {
+        method: "POST",
+        body,
+        headers: c.headers ?? { "content-type": "application/json" },
+      });
       expect(response.status).toBe(c.status);
       expect(response.headers.get("content-type")).toBe("application/json; charset=utf-8");
       const { error } = (await response.json()) as { error: ErrorBody };
@@ -578,7 +1037,11 @@ describe("routing and metrics", () => {
     }
     expect((await post(app, ok([]))).status).toBe(200);
     for (const path of ["/v1/batch/", "/v1/batches", "/v1/b%61tch"]) {
-      const response = await app.request(path, { method: "POST", body: ok([]), headers: { "content-type": "application/json" } });
+      const response = await app.request(path, {
+        method: "POST",
+        body: ok([]),
+        headers: { "content-type": "application/json" },
+      });
       expect(response.status).toBe(404);
       expect(((await response.json()) as { error: ErrorBody }).error.code).toBe("unknown_route");
     }

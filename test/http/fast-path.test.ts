@@ -32,11 +32,42 @@ afterAll(() => {
 });
 
 const keys = [
-  "a", "k-1", "a/b", "a/b/c", ".", "..", "...", ".a", "a.", "~!$&'()*+,;=:@", "a%2Fb", "%41", "%", "%zz", "a%20b",
-  "x?y=1", "x?", "é", "ключ", "12345678901", "123456789012", "1234567890123", "a/incr", "", "-_", "%2e", "%2E%2E",
+  "a",
+  "k-1",
+  "a/b",
+  "a/b/c",
+  ".",
+  "..",
+  "...",
+  ".a",
+  "a.",
+  "~!$&'()*+,;=:@",
+  "a%2Fb",
+  "%41",
+  "%",
+  "%zz",
+  "a%20b",
+  "x?y=1",
+  "x?",
+  "é",
+  "ключ",
+  "12345678901",
+  "123456789012",
+  "1234567890123",
+  "a/incr",
+  "",
+  "-_",
+  "%2e",
+  "%2E%2E",
 ];
 const headerSets: Record<string, string>[] = [
-  {}, {}, {}, { "if-match": '"2.1"' }, { "if-match": "2.1" }, { "if-none-match": "*" }, { "if-none-match": '"2.1"' },
+  {},
+  {},
+  {},
+  { "if-match": '"2.1"' },
+  { "if-match": "2.1" },
+  { "if-none-match": "*" },
+  { "if-none-match": '"2.1"' },
   { "if-modified-since": "Tue, 01 Jan 2030 00:00:00 GMT" },
 ];
 const bodySizes = [0, 1, 5, 63, 64, 65, 1000];
@@ -48,9 +79,17 @@ interface Seen {
   body: string;
 }
 
-async function send(port: number, method: string, path: string, headers: Record<string, string>, body: Uint8Array | null): Promise<Seen> {
+async function send(
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body: Uint8Array | null,
+): Promise<Seen> {
   const response = await fetch(`http://127.0.0.1:${port}${path}`, { method, headers, body });
-  const shown = ["content-type", "etag", "cache-control", "retry-after", "x-outcome", "allow", "content-length"].map((name) => `${name}=${response.headers.get(name)}`);
+  const shown = ["content-type", "etag", "cache-control", "retry-after", "x-outcome", "allow", "content-length"].map(
+    (name) => `${name}=${response.headers.get(name)}`,
+  );
   return { status: response.status, headers: shown.join(" "), body: await response.text() };
 }
 
@@ -59,7 +98,10 @@ function counts(metrics: HttpMetrics): string {
   return metrics
     .render()
     .split("\n")
-    .filter((line) => line.startsWith("hermes_http_requests_total") || line.startsWith("hermes_http_request_duration_seconds_count"))
+    .filter(
+      (line) =>
+        line.startsWith("hermes_http_requests_total") || line.startsWith("hermes_http_request_duration_seconds_count"),
+    )
     .join("\n");
 }
 
@@ -79,7 +121,8 @@ test(`the fast path answers exactly as the app (seed ${seed})`, async () => {
     const before = fallbackCalls;
     const a = await send(plain.port!, method, path, headers, body);
     const b = await send(fast.port!, method, path, headers, body);
-    if (JSON.stringify(a) !== JSON.stringify(b)) differences.push(`${label}:\n  app  ${JSON.stringify(a)}\n  fast ${JSON.stringify(b)}`);
+    if (JSON.stringify(a) !== JSON.stringify(b))
+      differences.push(`${label}:\n  app  ${JSON.stringify(a)}\n  fast ${JSON.stringify(b)}`);
     if (fallbackCalls === before) trivial++;
   }
   expect(differences).toEqual([]);
@@ -90,7 +133,12 @@ test(`the fast path answers exactly as the app (seed ${seed})`, async () => {
 });
 
 test("trivially valid GET and PUT bypass the app; escapes, queries, conditionals and HEAD do not", async () => {
-  const bypasses = async (method: string, path: string, headers: Record<string, string> = {}, body: string | null = null): Promise<boolean> => {
+  const bypasses = async (
+    method: string,
+    path: string,
+    headers: Record<string, string> = {},
+    body: string | null = null,
+  ): Promise<boolean> => {
     const before = fallbackCalls;
     await fetch(`http://127.0.0.1:${fast.port}${path}`, { method, headers, body });
     return fallbackCalls === before;

@@ -143,7 +143,8 @@ describe("PUT /v1/kv/{key}", () => {
     const expected = new Uint8Array(3000).map((_, i) => i % 251);
     const streamed = new ReadableStream<Uint8Array>({
       start(controller) {
-        for (let offset = 0; offset < expected.length; offset += 7) controller.enqueue(expected.slice(offset, offset + 7));
+        for (let offset = 0; offset < expected.length; offset += 7)
+          controller.enqueue(expected.slice(offset, offset + 7));
         controller.close();
       },
     });

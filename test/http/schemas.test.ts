@@ -67,7 +67,8 @@ test("bySchema takes signed decimal safe integers only", () => {
   expect(v.parse(bySchema, "-42")).toBe(-42);
   expect(v.parse(bySchema, "+7")).toBe(7);
   expect(v.parse(bySchema, "9007199254740991")).toBe(9007199254740991);
-  for (const bad of ["", "1.0", "1e2", "9007199254740992", "0x1", " 1"]) expect(v.safeParse(bySchema, bad).success).toBe(false);
+  for (const bad of ["", "1.0", "1e2", "9007199254740992", "0x1", " 1"])
+    expect(v.safeParse(bySchema, bad).success).toBe(false);
 });
 
 test("the key size check is the one answered 413", () => {

@@ -16,8 +16,18 @@ interface OpCase {
 const ops: OpCase[] = [
   { name: "read", kind: OpKind.Read, path: "/v1/kv/k", init: {} },
   { name: "write", kind: OpKind.Write, path: "/v1/kv/k", init: { method: "PUT", body: "v" } },
-  { name: "cas", kind: OpKind.Cas, path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-match": '"4.2"' } } },
-  { name: "create", kind: OpKind.Create, path: "/v1/kv/k", init: { method: "PUT", body: "v", headers: { "if-none-match": "*" } } },
+  {
+    name: "cas",
+    kind: OpKind.Cas,
+    path: "/v1/kv/k",
+    init: { method: "PUT", body: "v", headers: { "if-match": '"4.2"' } },
+  },
+  {
+    name: "create",
+    kind: OpKind.Create,
+    path: "/v1/kv/k",
+    init: { method: "PUT", body: "v", headers: { "if-none-match": "*" } },
+  },
   { name: "delete", kind: OpKind.Delete, path: "/v1/kv/k", init: { method: "DELETE" } },
   { name: "incr", kind: OpKind.Incr, path: "/v1/kv/k/incr?by=3", init: { method: "POST" } },
 ];

@@ -110,16 +110,26 @@ class EtcdProcess implements EtcdServer {
       this.proc = Bun.spawn(
         [
           etcdBin,
-          "--name", "hermes-test",
-          "--data-dir", join(this.dataDir, "data"),
-          "--listen-client-urls", this.clientUrl,
-          "--advertise-client-urls", this.clientUrl,
-          "--listen-peer-urls", this.peerUrl,
-          "--initial-advertise-peer-urls", this.peerUrl,
-          "--initial-cluster", `hermes-test=${this.peerUrl}`,
-          "--initial-cluster-state", "new",
-          "--heartbeat-interval", String(testHeartbeatMs),
-          "--election-timeout", String(testElectionMs),
+          "--name",
+          "hermes-test",
+          "--data-dir",
+          join(this.dataDir, "data"),
+          "--listen-client-urls",
+          this.clientUrl,
+          "--advertise-client-urls",
+          this.clientUrl,
+          "--listen-peer-urls",
+          this.peerUrl,
+          "--initial-advertise-peer-urls",
+          this.peerUrl,
+          "--initial-cluster",
+          `hermes-test=${this.peerUrl}`,
+          "--initial-cluster-state",
+          "new",
+          "--heartbeat-interval",
+          String(testHeartbeatMs),
+          "--election-timeout",
+          String(testElectionMs),
         ],
         { stdin: "ignore", stdout: logFd, stderr: logFd },
       );
@@ -150,7 +160,9 @@ class EtcdProcess implements EtcdServer {
     const proc = this.proc;
     while (performance.now() - startedAt < timeoutMs) {
       if (proc === null || proc.exitCode !== null || proc.signalCode !== null) {
-        throw new Error(`etcd exited during start-up (code ${proc?.exitCode}, signal ${proc?.signalCode}):\n${this.logTail()}`);
+        throw new Error(
+          `etcd exited during start-up (code ${proc?.exitCode}, signal ${proc?.signalCode}):\n${this.logTail()}`,
+        );
       }
       try {
         const response = await fetch(`${this.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });

@@ -67,11 +67,14 @@ function validateKvInput(input: KvInput, where: string): void {
     case "read":
       return;
     case "write":
-      if (input.value !== null && typeof input.value !== "string") throw new Error(`${where}: write value must be a string or null`);
+      if (input.value !== null && typeof input.value !== "string")
+        throw new Error(`${where}: write value must be a string or null`);
       return;
     case "cas":
-      if (input.expected !== null && typeof input.expected !== "string") throw new Error(`${where}: cas expected must be a string or null`);
-      if (input.value !== null && typeof input.value !== "string") throw new Error(`${where}: cas value must be a string or null`);
+      if (input.expected !== null && typeof input.expected !== "string")
+        throw new Error(`${where}: cas expected must be a string or null`);
+      if (input.value !== null && typeof input.value !== "string")
+        throw new Error(`${where}: cas value must be a string or null`);
       return;
     case "incr":
       if (!Number.isSafeInteger(input.by)) throw new Error(`${where}: incr by must be a safe integer`);
@@ -156,7 +159,8 @@ export class HistoryRecorder {
 
   constructor(options: { opsMax?: number } = {}) {
     const opsMax = options.opsMax ?? historyOpsMaxDefault;
-    if (!Number.isSafeInteger(opsMax) || opsMax <= 0) throw new Error(`HistoryRecorder: opsMax must be a positive integer, got ${String(opsMax)}`);
+    if (!Number.isSafeInteger(opsMax) || opsMax <= 0)
+      throw new Error(`HistoryRecorder: opsMax must be a positive integer, got ${String(opsMax)}`);
     this.opsMax = opsMax;
   }
 
@@ -166,7 +170,8 @@ export class HistoryRecorder {
   }
 
   invoke(client: number, key: string, input: KvInput, now: number = performance.now()): number {
-    if (this.#ops.length >= this.opsMax) throw new Error(`HistoryRecorder: more than opsMax=${String(this.opsMax)} ops`);
+    if (this.#ops.length >= this.opsMax)
+      throw new Error(`HistoryRecorder: more than opsMax=${String(this.opsMax)} ops`);
     const id = this.#ops.length;
     const op: HistoryOp = { id, client, key, call: now, ret: null, input, output: null };
     validateHistoryOp(op);
@@ -181,7 +186,9 @@ export class HistoryRecorder {
       throw new Error(`HistoryRecorder: op #${String(id)} ${op.input.type} cannot have output ${output.type}`);
     }
     if (!Number.isFinite(now) || now < op.call) {
-      throw new Error(`HistoryRecorder: op #${String(id)} returns at ${String(now)}, before its call at ${String(op.call)}`);
+      throw new Error(
+        `HistoryRecorder: op #${String(id)} returns at ${String(now)}, before its call at ${String(op.call)}`,
+      );
     }
     op.ret = now;
     op.output = output;
@@ -212,9 +219,12 @@ export class HistoryRecorder {
 
   #pending(id: number, completion: string): HistoryOp {
     const op = this.#ops[id];
-    if (!Number.isSafeInteger(id) || op === undefined) throw new Error(`HistoryRecorder.${completion}: no op #${String(id)}`);
+    if (!Number.isSafeInteger(id) || op === undefined)
+      throw new Error(`HistoryRecorder.${completion}: no op #${String(id)}`);
     if (this.#status[id] !== RecordStatus.Pending) {
-      throw new Error(`HistoryRecorder.${completion}: op #${String(id)} was already completed (${recordStatusNames[this.#status[id] as RecordStatus]})`);
+      throw new Error(
+        `HistoryRecorder.${completion}: op #${String(id)} was already completed (${recordStatusNames[this.#status[id] as RecordStatus]})`,
+      );
     }
     return op;
   }

@@ -25,11 +25,20 @@ class H {
   read(client: number, call: number, ret: number, value: string | null, key = "k"): this {
     return this.add(client, call, ret, { type: "read" }, { type: "read", value }, key);
   }
-  cas(client: number, call: number, ret: number | null, expected: string | null, value: string | null, ok: boolean | null, key = "k"): this {
+  cas(
+    client: number,
+    call: number,
+    ret: number | null,
+    expected: string | null,
+    value: string | null,
+    ok: boolean | null,
+    key = "k",
+  ): this {
     return this.add(client, call, ret, { type: "cas", expected, value }, ok === null ? null : { type: "cas", ok }, key);
   }
   incr(client: number, call: number, ret: number | null, by: number, result: number | "nan" | null, key = "k"): this {
-    const output: KvOutput | null = result === null ? null : result === "nan" ? { type: "incr-nan" } : { type: "incr", value: result };
+    const output: KvOutput | null =
+      result === null ? null : result === "nan" ? { type: "incr-nan" } : { type: "incr", value: result };
     return this.add(client, call, ret, { type: "incr", by }, output, key);
   }
 }
@@ -45,7 +54,8 @@ interface Violation {
 }
 
 function violationOf(result: LinResult, key: string, how: string): Violation {
-  if (result.ok !== false) throw new Error(`expected a violation on key ${key} (${how}), got ${JSON.stringify(result)}`);
+  if (result.ok !== false)
+    throw new Error(`expected a violation on key ${key} (${how}), got ${JSON.stringify(result)}`);
   expect(result.key).toBe(key);
   expect(result.message.length).toBeGreaterThan(0);
   expect(result.witness.length).toBeGreaterThan(0);
@@ -76,10 +86,22 @@ describe("kv model", () => {
     expect(kvApply(null, { type: "read" })).toEqual({ state: null, output: { type: "read", value: null } });
     expect(kvApply("a", { type: "write", value: "b" })).toEqual({ state: "b", output: { type: "write" } });
     expect(kvApply("a", { type: "write", value: null })).toEqual({ state: null, output: { type: "write" } });
-    expect(kvApply("a", { type: "cas", expected: "a", value: "b" })).toEqual({ state: "b", output: { type: "cas", ok: true } });
-    expect(kvApply("a", { type: "cas", expected: "x", value: "b" })).toEqual({ state: "a", output: { type: "cas", ok: false } });
-    expect(kvApply(null, { type: "cas", expected: null, value: "b" })).toEqual({ state: "b", output: { type: "cas", ok: true } });
-    expect(kvApply("a", { type: "cas", expected: null, value: "b" })).toEqual({ state: "a", output: { type: "cas", ok: false } });
+    expect(kvApply("a", { type: "cas", expected: "a", value: "b" })).toEqual({
+      state: "b",
+      output: { type: "cas", ok: true },
+    });
+    expect(kvApply("a", { type: "cas", expected: "x", value: "b" })).toEqual({
+      state: "a",
+      output: { type: "cas", ok: false },
+    });
+    expect(kvApply(null, { type: "cas", expected: null, value: "b" })).toEqual({
+      state: "b",
+      output: { type: "cas", ok: true },
+    });
+    expect(kvApply("a", { type: "cas", expected: null, value: "b" })).toEqual({
+      state: "a",
+      output: { type: "cas", ok: false },
+    });
     expect(kvApply(null, { type: "incr", by: 3 })).toEqual({ state: "3", output: { type: "incr", value: 3 } });
     expect(kvApply("-4", { type: "incr", by: 3 })).toEqual({ state: "-1", output: { type: "incr", value: -1 } });
     expect(kvApply("x", { type: "incr", by: 3 })).toEqual({ state: "x", output: { type: "incr-nan" } });
@@ -92,7 +114,8 @@ describe("kv model", () => {
     expect(parseKvInteger("42")).toBe(42);
     expect(parseKvInteger("-17")).toBe(-17);
     // Leading zeros are refused, as the core refuses them (NotANumber).
-    for (const bad of ["0042", "00", "", "-", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "abc", "9007199254740992"]) expect(parseKvInteger(bad)).toBeNull();
+    for (const bad of ["0042", "00", "", "-", "+1", " 1", "1 ", "1.0", "1e3", "0x10", "abc", "9007199254740992"])
+      expect(parseKvInteger(bad)).toBeNull();
   });
 
   test("kvStep agrees with kvApply and kvOutputsEqual on random states, inputs and outputs", () => {
@@ -102,7 +125,13 @@ describe("kv model", () => {
       const state = pick(rng, values);
       const kind = rng();
       const input: KvInput =
-        kind < 0.25 ? { type: "read" } : kind < 0.5 ? { type: "write", value: pick(rng, values) } : kind < 0.75 ? { type: "cas", expected: pick(rng, values), value: pick(rng, values) } : { type: "incr", by: pick(rng, [-8, -1, 0, 1, 7]) };
+        kind < 0.25
+          ? { type: "read" }
+          : kind < 0.5
+            ? { type: "write", value: pick(rng, values) }
+            : kind < 0.75
+              ? { type: "cas", expected: pick(rng, values), value: pick(rng, values) }
+              : { type: "incr", by: pick(rng, [-8, -1, 0, 1, 7]) };
       const outputs: (KvOutput | null)[] = [
         null,
         { type: "read", value: pick(rng, values) },
@@ -113,7 +142,8 @@ describe("kv model", () => {
       ];
       const output = pick(rng, outputs);
       const applied = kvApply(state, input);
-      const expected = output === null ? applied.state : kvOutputsEqual(applied.output, output) ? applied.state : undefined;
+      const expected =
+        output === null ? applied.state : kvOutputsEqual(applied.output, output) ? applied.state : undefined;
       expect(kvStep(state, input, output)).toBe(expected);
     }
   });
@@ -146,7 +176,15 @@ describe("HistoryRecorder", () => {
     expect(rec.invokedCount).toBe(5);
     const ops = rec.ops();
     expect(ops.map((o) => o.id)).toEqual([w, r, u, p]);
-    expect(ops[0]).toEqual({ id: w, client: 1, key: "k", call: 10, ret: 20, input: { type: "write", value: "a" }, output: { type: "write" } });
+    expect(ops[0]).toEqual({
+      id: w,
+      client: 1,
+      key: "k",
+      call: 10,
+      ret: 20,
+      input: { type: "write", value: "a" },
+      output: { type: "write" },
+    });
     expect(ops[2]?.ret).toBeNull();
     expect(ops[2]?.output).toBeNull();
     // Never completed: counts as unknown.
@@ -191,15 +229,28 @@ describe("linearizable histories pass", () => {
   });
 
   test("sequential writes, reads and deletes", () => {
-    const h = new H().read(1, 0, 1, null).write(1, 2, 3, "a").read(2, 4, 5, "a").write(2, 6, 7, null).read(1, 8, 9, null).write(1, 10, 11, "b").read(2, 12, 13, "b");
+    const h = new H()
+      .read(1, 0, 1, null)
+      .write(1, 2, 3, "a")
+      .read(2, 4, 5, "a")
+      .write(2, 6, 7, null)
+      .read(1, 8, 9, null)
+      .write(1, 10, 11, "b")
+      .read(2, 12, 13, "b");
     expect(checkLinearizable(h.ops)).toEqual({ ok: true, keys: 1, ops: 7 });
   });
 
   test("a read concurrent with a write may see the old or the new value", () => {
-    expectOk(checkLinearizable(new H().write(1, 0, 1, "a").write(2, 2, 10, "b").read(3, 3, 4, "a").read(4, 5, 6, "b").read(3, 11, 12, "b").ops));
+    expectOk(
+      checkLinearizable(
+        new H().write(1, 0, 1, "a").write(2, 2, 10, "b").read(3, 3, 4, "a").read(4, 5, 6, "b").read(3, 11, 12, "b").ops,
+      ),
+    );
     // Both reads overlap the write but the later one sees the old value: still fine, as long as the
     // earlier one did not already see the new value (see the non-monotonic case below).
-    expectOk(checkLinearizable(new H().write(1, 0, 1, "a").write(2, 2, 10, "b").read(3, 3, 4, "a").read(4, 5, 6, "a").ops));
+    expectOk(
+      checkLinearizable(new H().write(1, 0, 1, "a").write(2, 2, 10, "b").read(3, 3, 4, "a").read(4, 5, 6, "a").ops),
+    );
   });
 
   test("concurrent writes may take effect in either order", () => {
@@ -212,12 +263,20 @@ describe("linearizable histories pass", () => {
   });
 
   test("an unknown write that is later read", () => {
-    expectOk(checkLinearizable(new H().write(1, 0, 1, "a").write(2, 2, null, "b").read(3, 50, 51, "b").read(3, 52, 53, "b").ops));
+    expectOk(
+      checkLinearizable(
+        new H().write(1, 0, 1, "a").write(2, 2, null, "b").read(3, 50, 51, "b").read(3, 52, 53, "b").ops,
+      ),
+    );
   });
 
   test("an unknown write may take effect long after its client gave up", () => {
     // Client 2's write times out at (unrecorded) time ~5; reads at 10 still see "a", one at 30 sees "b".
-    expectOk(checkLinearizable(new H().write(1, 0, 1, "a").write(2, 2, null, "b").read(3, 10, 11, "a").read(3, 30, 31, "b").ops));
+    expectOk(
+      checkLinearizable(
+        new H().write(1, 0, 1, "a").write(2, 2, null, "b").read(3, 10, 11, "a").read(3, 30, 31, "b").ops,
+      ),
+    );
   });
 
   test("unknown writes that are never read", () => {
@@ -251,12 +310,22 @@ describe("linearizable histories pass", () => {
   });
 
   test("a cas race from the same expected value: exactly one wins", () => {
-    const h = new H().write(1, 0, 1, "a").cas(2, 2, 10, "a", "b", true).cas(3, 3, 9, "a", "c", false).read(1, 11, 12, "b");
+    const h = new H()
+      .write(1, 0, 1, "a")
+      .cas(2, 2, 10, "a", "b", true)
+      .cas(3, 3, 9, "a", "c", false)
+      .read(1, 11, 12, "b");
     expectOk(checkLinearizable(h.ops));
   });
 
   test("create-if-absent (cas from absent) and cas after delete", () => {
-    const h = new H().cas(1, 0, 5, null, "a", true).cas(2, 1, 4, null, "b", false).read(3, 6, 7, "a").write(1, 8, 9, null).cas(2, 10, 11, null, "c", true).read(3, 12, 13, "c");
+    const h = new H()
+      .cas(1, 0, 5, null, "a", true)
+      .cas(2, 1, 4, null, "b", false)
+      .read(3, 6, 7, "a")
+      .write(1, 8, 9, null)
+      .cas(2, 10, 11, null, "c", true)
+      .read(3, 12, 13, "c");
     expectOk(checkLinearizable(h.ops));
   });
 
@@ -269,7 +338,12 @@ describe("linearizable histories pass", () => {
   });
 
   test("concurrent increments", () => {
-    const h = new H().incr(1, 0, 10, 1, 2).incr(2, 1, 9, 1, 1).incr(3, 2, 8, 5, 7).read(1, 11, 12, "7").incr(2, 13, 14, -7, 0);
+    const h = new H()
+      .incr(1, 0, 10, 1, 2)
+      .incr(2, 1, 9, 1, 1)
+      .incr(3, 2, 8, 5, 7)
+      .read(1, 11, 12, "7")
+      .incr(2, 13, 14, -7, 0);
     expectOk(checkLinearizable(h.ops));
   });
 
@@ -279,11 +353,21 @@ describe("linearizable histories pass", () => {
   });
 
   test("incr on a non-integer value answers not-a-number and writes nothing", () => {
-    expectOk(checkLinearizable(new H().write(1, 0, 1, "x").incr(2, 2, 3, 1, "nan").read(1, 4, 5, "x").write(1, 6, 7, "41").incr(2, 8, 9, 1, 42).ops));
+    expectOk(
+      checkLinearizable(
+        new H().write(1, 0, 1, "x").incr(2, 2, 3, 1, "nan").read(1, 4, 5, "x").write(1, 6, 7, "41").incr(2, 8, 9, 1, 42)
+          .ops,
+      ),
+    );
   });
 
   test("independent keys are checked independently", () => {
-    const h = new H().write(1, 0, 10, "a", "x").write(2, 0, 10, "b", "y").read(1, 11, 12, "a", "x").read(2, 11, 12, "b", "y").read(3, 1, 2, null, "y");
+    const h = new H()
+      .write(1, 0, 10, "a", "x")
+      .write(2, 0, 10, "b", "y")
+      .read(1, 11, 12, "a", "x")
+      .read(2, 11, 12, "b", "y")
+      .read(3, 1, 2, null, "y");
     expect(checkLinearizable(h.ops)).toEqual({ ok: true, keys: 2, ops: 5 });
   });
 });
@@ -291,18 +375,23 @@ describe("linearizable histories pass", () => {
 describe("violations are caught", () => {
   test("stale read after a completed write", () => {
     const r = expectViolation(new H().write(1, 0, 1, "a").write(2, 2, 3, "b").read(3, 4, 5, "a").ops);
-    expect(r.search.message).toContain("#2 c3 [4, 5] read -> \"a\"");
-    expect(r.search.message).toContain("model answers \"b\"");
+    expect(r.search.message).toContain('#2 c3 [4, 5] read -> "a"');
+    expect(r.search.message).toContain('model answers "b"');
     // The quick check names the writer and the op that overwrote it.
     expect(r.quick.message).toContain("which only #0 writes, but #1 changed the value");
-    expect(r.quick.witness).toEqual([expect.stringContaining("key \"k\""), "  #0 c1 [0, 1] write(\"a\") -> ok", "  #1 c2 [2, 3] write(\"b\") -> ok", "  #2 c3 [4, 5] read -> \"a\""]);
+    expect(r.quick.witness).toEqual([
+      expect.stringContaining('key "k"'),
+      '  #0 c1 [0, 1] write("a") -> ok',
+      '  #1 c2 [2, 3] write("b") -> ok',
+      '  #2 c3 [4, 5] read -> "a"',
+    ]);
   });
 
   test("read of a value never written", () => {
     const r = expectViolation(new H().write(1, 0, 1, "a").read(2, 2, 3, "ghost").ops);
-    expect(r.quick.message).toContain("\"ghost\", which no op of this key writes");
-    expect(r.quick.witness.join("\n")).toContain("#1 c2 [2, 3] read -> \"ghost\"");
-    expect(r.search.message).toContain("model answers \"a\"");
+    expect(r.quick.message).toContain('"ghost", which no op of this key writes');
+    expect(r.quick.witness.join("\n")).toContain('#1 c2 [2, 3] read -> "ghost"');
+    expect(r.search.message).toContain('model answers "a"');
   });
 
   test("read of a value before its write was invoked", () => {
@@ -328,8 +417,10 @@ describe("violations are caught", () => {
   });
 
   test("a read sees a write, then a later read sees the older value (non-monotonic)", () => {
-    const r = expectViolation(new H().write(1, 0, 1, "a").write(2, 2, 20, "b").read(3, 3, 4, "b").read(4, 5, 6, "a").ops);
-    expect(r.search.witness.some((line) => line.includes("read -> \"a\""))).toBe(true);
+    const r = expectViolation(
+      new H().write(1, 0, 1, "a").write(2, 2, 20, "b").read(3, 3, 4, "b").read(4, 5, 6, "a").ops,
+    );
+    expect(r.search.witness.some((line) => line.includes('read -> "a"'))).toBe(true);
   });
 
   test("an unknown write is read, then a later read misses it", () => {
@@ -354,24 +445,31 @@ describe("violations are caught", () => {
   });
 
   test("the violating key is reported among linearizable ones, with a readable witness", () => {
-    const h = new H().write(1, 0, 1, "a", "good").read(2, 2, 3, "a", "good").write(1, 0, 1, "a", "bad").write(1, 2, 3, "b", "bad").read(2, 4, 5, "a", "bad");
+    const h = new H()
+      .write(1, 0, 1, "a", "good")
+      .read(2, 2, 3, "a", "good")
+      .write(1, 0, 1, "a", "bad")
+      .write(1, 2, 3, "b", "bad")
+      .read(2, 4, 5, "a", "bad");
     const r = expectViolation(h.ops, "bad");
     const text = r.search.witness.join("\n");
     // The prefix that fits, the value it leaves, and the op that cannot follow, one op per line.
-    expect(text).toContain("#3 c1 [2, 3] write(\"b\") -> ok   => \"b\"");
-    expect(text).toContain("value after the prefix: \"b\"");
-    expect(text).toContain("#4 c2 [4, 5] read -> \"a\"   <- model answers \"b\" here");
+    expect(text).toContain('#3 c1 [2, 3] write("b") -> ok   => "b"');
+    expect(text).toContain('value after the prefix: "b"');
+    expect(text).toContain('#4 c2 [4, 5] read -> "a"   <- model answers "b" here');
     const printed = formatLinResult(checkLinearizable(h.ops, { quickChecks: false }));
-    expect(printed.split("\n")[0]).toStartWith("key \"bad\": not linearizable");
+    expect(printed.split("\n")[0]).toStartWith('key "bad": not linearizable');
     expect(printed).toContain(text);
   });
 
   test("the witness shows real values, including ones nobody read", () => {
     // "x" and "y" are never read, so the search treats them as one state; the report must not.
-    const r = expectViolation(new H().write(1, 0, 1, "a").write(1, 2, 3, "x").write(1, 4, 5, "y").read(2, 6, 7, "a").ops);
-    expect(r.search.message).toContain("value \"y\"");
-    expect(r.search.witness).toContain("value after the prefix: \"y\"");
-    expect(r.search.witness.join("\n")).toContain("#3 c2 [6, 7] read -> \"a\"   <- model answers \"y\" here");
+    const r = expectViolation(
+      new H().write(1, 0, 1, "a").write(1, 2, 3, "x").write(1, 4, 5, "y").read(2, 6, 7, "a").ops,
+    );
+    expect(r.search.message).toContain('value "y"');
+    expect(r.search.witness).toContain('value after the prefix: "y"');
+    expect(r.search.witness.join("\n")).toContain('#3 c2 [6, 7] read -> "a"   <- model answers "y" here');
   });
 
   test("the search stops at statesMax and answers unknown", () => {
@@ -390,11 +488,25 @@ describe("violations are caught", () => {
 describe("malformed histories throw", () => {
   test("ret before call, half-unknown ops, duplicate ids, mismatched outputs", () => {
     expect(() => checkLinearizable(new H().write(1, 5, 4, "a").ops)).toThrow(/before call/);
-    expect(() => checkLinearizable([{ id: 0, client: 1, key: "k", call: 0, ret: null, input: { type: "read" }, output: { type: "read", value: null } }])).toThrow(/both be null/);
+    expect(() =>
+      checkLinearizable([
+        {
+          id: 0,
+          client: 1,
+          key: "k",
+          call: 0,
+          ret: null,
+          input: { type: "read" },
+          output: { type: "read", value: null },
+        },
+      ]),
+    ).toThrow(/both be null/);
     const dup = new H().write(1, 0, 1, "a").write(1, 2, 3, "b").ops;
     (dup[1] as HistoryOp).id = 0;
     expect(() => checkLinearizable(dup)).toThrow(/appears twice/);
-    expect(() => checkLinearizable(new H().add(1, 0, 1, { type: "read" }, { type: "write" }).ops)).toThrow(/does not fit/);
+    expect(() => checkLinearizable(new H().add(1, 0, 1, { type: "read" }, { type: "write" }).ops)).toThrow(
+      /does not fit/,
+    );
     expect(() => checkLinearizable(new H().incr(1, 0, 1, 0.5, 1).ops)).toThrow(/safe integer/);
   });
 });
@@ -442,7 +554,8 @@ function randomSmallHistory(rng: () => number): HistoryOp[] {
     if (counter && kind < 0.5) input = { type: "incr", by: pick(rng, [1, 1, 2, -1]) };
     else if (kind < 0.35) input = { type: "read" };
     else if (kind < 0.65) input = { type: "write", value: rng() < 0.15 ? null : pick(rng, values) };
-    else if (kind < 0.9) input = { type: "cas", expected: rng() < 0.2 ? null : pick(rng, values), value: pick(rng, values) };
+    else if (kind < 0.9)
+      input = { type: "cas", expected: rng() < 0.2 ? null : pick(rng, values), value: pick(rng, values) };
     else input = { type: "incr", by: 1 };
     let output: KvOutput | null;
     if (rng() < 0.2 && input.type !== "read") output = null;
@@ -472,7 +585,8 @@ function smallExecution(rng: () => number): HistoryOp[] {
       let input: KvInput;
       if (kind < 0.3) input = { type: "read" };
       else if (kind < 0.55) input = { type: "write", value: rng() < 0.15 ? null : pick(rng, values) };
-      else if (kind < 0.8) input = { type: "cas", expected: rng() < 0.2 ? null : pick(rng, values), value: pick(rng, values) };
+      else if (kind < 0.8)
+        input = { type: "cas", expected: rng() < 0.2 ? null : pick(rng, values), value: pick(rng, values) };
       else input = { type: "incr", by: pick(rng, [1, 1, 2]) };
       const call = now;
       const at = call + rng() * 3;
@@ -511,7 +625,9 @@ function crossCheck(seed: number, ops: HistoryOp[]): boolean {
   for (const quickChecks of [true, false]) {
     const got = checkLinearizable(ops, { quickChecks });
     if ((got.ok === true) !== expected) {
-      throw new Error(`seed ${String(seed)}: brute force says ${String(expected)}, checker (quickChecks ${String(quickChecks)}) says ${JSON.stringify(got)}\n${ops.map((op) => formatHistoryOp(op)).join("\n")}`);
+      throw new Error(
+        `seed ${String(seed)}: brute force says ${String(expected)}, checker (quickChecks ${String(quickChecks)}) says ${JSON.stringify(got)}\n${ops.map((op) => formatHistoryOp(op)).join("\n")}`,
+      );
     }
   }
   return expected;
@@ -596,7 +712,8 @@ function generateHistory(rng: () => number, opts: GenOptions): HistoryOp[] {
       } else {
         input = { type: "cas", expected: pick(rng, recent.slice(-3)), value: `${key}:${String(client)}:${String(id)}` };
       }
-      if ((input.type === "write" || input.type === "cas") && input.value !== null) recentValues.set(key, [...recent, input.value].slice(-8));
+      if ((input.type === "write" || input.type === "cas") && input.value !== null)
+        recentValues.set(key, [...recent, input.value].slice(-8));
       const call = now;
       const at = call + rng() * 5;
       const ret = at + rng() * 5;
@@ -635,13 +752,29 @@ function corruptOneRead(rng: () => number, ops: HistoryOp[], registerKeys: strin
   for (let t = 0; t < reads.length; t++) {
     const read = reads[(offset + t) % reads.length] as HistoryOp;
     const current = (read.output as { value: string | null }).value;
-    const writers = ops.filter((op) => op.key === read.key && (op.input.type === "write" || op.input.type === "cas") && op.input.value !== null && op.input.value !== current);
-    const overwrites = ops.filter((op) => op.key === read.key && op.ret !== null && op.ret < read.call && (op.input.type === "write" || (op.input.type === "cas" && op.output?.type === "cas" && op.output.ok)));
+    const writers = ops.filter(
+      (op) =>
+        op.key === read.key &&
+        (op.input.type === "write" || op.input.type === "cas") &&
+        op.input.value !== null &&
+        op.input.value !== current,
+    );
+    const overwrites = ops.filter(
+      (op) =>
+        op.key === read.key &&
+        op.ret !== null &&
+        op.ret < read.call &&
+        (op.input.type === "write" || (op.input.type === "cas" && op.output?.type === "cas" && op.output.ok)),
+    );
     const candidates: { value: string; why: string }[] = [];
     for (const w of writers) {
       const value = (w.input as { value: string }).value;
       if (w.call > read.ret!) candidates.push({ value, why: `future value from #${String(w.id)}` });
-      if (w.ret !== null && w.output !== null && overwrites.some((x) => x !== w && w.ret! < x.call && (x.input as { value: string | null }).value !== value)) {
+      if (
+        w.ret !== null &&
+        w.output !== null &&
+        overwrites.some((x) => x !== w && w.ret! < x.call && (x.input as { value: string | null }).value !== value)
+      ) {
         candidates.push({ value, why: `stale value from #${String(w.id)}` });
       }
     }
@@ -654,7 +787,15 @@ function corruptOneRead(rng: () => number, ops: HistoryOp[], registerKeys: strin
 }
 
 describe("histories from real executions", () => {
-  const options: GenOptions = { clients: 6, opsPerClient: 40, registerKeys: ["r0", "r1"], counterKeys: ["n0"], unknownRate: 0.08, failedRate: 0.04, counterWrites: true };
+  const options: GenOptions = {
+    clients: 6,
+    opsPerClient: 40,
+    registerKeys: ["r0", "r1"],
+    counterKeys: ["n0"],
+    unknownRate: 0.08,
+    failedRate: 0.04,
+    counterWrites: true,
+  };
 
   test("pass, and fail once one read is corrupted", () => {
     let corrupted = 0;
@@ -662,13 +803,17 @@ describe("histories from real executions", () => {
       const rng = prng(seed);
       const ops = generateHistory(rng, options);
       const good = checkLinearizable(ops);
-      if (good.ok !== true) throw new Error(`seed ${String(seed)}: a generated history was rejected: ${JSON.stringify(good, null, 2)}`);
+      if (good.ok !== true)
+        throw new Error(`seed ${String(seed)}: a generated history was rejected: ${JSON.stringify(good, null, 2)}`);
       const what = corruptOneRead(rng, ops, options.registerKeys);
       if (what === null) continue;
       corrupted++;
       for (const quickChecks of [true, false]) {
         const bad = checkLinearizable(ops, { quickChecks });
-        if (bad.ok !== false) throw new Error(`seed ${String(seed)}: ${what}, but the checker (quickChecks ${String(quickChecks)}) said ${JSON.stringify(bad)}`);
+        if (bad.ok !== false)
+          throw new Error(
+            `seed ${String(seed)}: ${what}, but the checker (quickChecks ${String(quickChecks)}) said ${JSON.stringify(bad)}`,
+          );
       }
     }
     if (seedOverride === null) expect(corrupted).toBeGreaterThan(100);
@@ -677,7 +822,15 @@ describe("histories from real executions", () => {
   test("a long, highly concurrent history (2000 ops on one key, 10 clients) passes, and fails once corrupted", () => {
     for (const seed of seedsFor(500, 2)) {
       const rng = prng(seed);
-      const ops = generateHistory(rng, { clients: 10, opsPerClient: 200, registerKeys: ["r"], counterKeys: [], unknownRate: 0.02, failedRate: 0.01, counterWrites: false });
+      const ops = generateHistory(rng, {
+        clients: 10,
+        opsPerClient: 200,
+        registerKeys: ["r"],
+        counterKeys: [],
+        unknownRate: 0.02,
+        failedRate: 0.01,
+        counterWrites: false,
+      });
       const good = checkKeyLinearizable("r", ops);
       if (good.kind !== "ok") throw new Error(`seed ${String(seed)}: rejected: ${JSON.stringify(good, null, 2)}`);
       const what = corruptOneRead(rng, ops, ["r"]);
@@ -689,7 +842,15 @@ describe("histories from real executions", () => {
   test("a long history with many unknown outcomes (15%) passes, and fails once corrupted", () => {
     for (const seed of seedsFor(600, 2)) {
       const rng = prng(seed);
-      const ops = generateHistory(rng, { clients: 10, opsPerClient: 150, registerKeys: ["r"], counterKeys: [], unknownRate: 0.15, failedRate: 0.02, counterWrites: false });
+      const ops = generateHistory(rng, {
+        clients: 10,
+        opsPerClient: 150,
+        registerKeys: ["r"],
+        counterKeys: [],
+        unknownRate: 0.15,
+        failedRate: 0.02,
+        counterWrites: false,
+      });
       expectOk(checkLinearizable(ops));
       const what = corruptOneRead(rng, ops, ["r"]);
       expect(what).not.toBeNull();
@@ -700,13 +861,25 @@ describe("histories from real executions", () => {
   test("a long counter history with concurrent increments passes, and fails with a lost increment", () => {
     for (const seed of seedsFor(700, 2)) {
       const rng = prng(seed);
-      const ops = generateHistory(rng, { clients: 8, opsPerClient: 150, registerKeys: [], counterKeys: ["n"], unknownRate: 0.02, failedRate: 0.01, counterWrites: false });
+      const ops = generateHistory(rng, {
+        clients: 8,
+        opsPerClient: 150,
+        registerKeys: [],
+        counterKeys: ["n"],
+        unknownRate: 0.02,
+        failedRate: 0.01,
+        counterWrites: false,
+      });
       expectOk(checkLinearizable(ops));
       // With only positive increments the counter never goes down, so an incr that begins after
       // another one returned e must answer at least e + by. Answering e + by - 1 loses an increment.
       const incrs = ops.filter((op) => op.output?.type === "incr");
-      const victim = incrs.filter((op) => incrs.some((earlier) => (earlier.ret as number) < op.call)).at(-1) as HistoryOp;
-      const before = Math.max(...incrs.filter((op) => (op.ret as number) < victim.call).map((op) => (op.output as { value: number }).value));
+      const victim = incrs
+        .filter((op) => incrs.some((earlier) => (earlier.ret as number) < op.call))
+        .at(-1) as HistoryOp;
+      const before = Math.max(
+        ...incrs.filter((op) => (op.ret as number) < victim.call).map((op) => (op.output as { value: number }).value),
+      );
       victim.output = { type: "incr", value: before + (victim.input as { by: number }).by - 1 };
       expectViolation(ops, "n");
     }

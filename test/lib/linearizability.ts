@@ -96,7 +96,6 @@ export type KeyCheck =
  * Throws on a malformed history (that is a bug in the test, not in the store).
  */
 export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinResult {
-
   const ids = new Set<number>();
   const byKey = new Map<string, HistoryOp[]>();
   for (const op of ops) {
@@ -117,7 +116,8 @@ export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinR
   for (const key of keys) {
     const check = checkKeyLinearizable(key, byKey.get(key) as HistoryOp[], opts);
     if (check.kind === "fail") return { ok: false, key, message: check.message, witness: check.witness };
-    if (check.kind === "unknown" && firstUnknown === null) firstUnknown = { ok: "unknown", key, message: check.message };
+    if (check.kind === "unknown" && firstUnknown === null)
+      firstUnknown = { ok: "unknown", key, message: check.message };
   }
   return firstUnknown ?? { ok: true, keys: keys.length, ops: ops.length };
 }
@@ -125,8 +125,13 @@ export function checkLinearizable(ops: HistoryOp[], opts: LinOptions = {}): LinR
 /** Checks the sub-history of one key. `ops` must all be of `key` and valid (see validateHistoryOp). */
 export function checkKeyLinearizable(key: string, ops: HistoryOp[], opts: LinOptions = {}): KeyCheck {
   const statesMax = opts.statesMax ?? linStatesMaxDefault;
-  if (!Number.isSafeInteger(statesMax) || statesMax <= 0) throw new Error(`checkLinearizable: statesMax must be a positive integer, got ${String(statesMax)}`);
-  for (const op of ops) if (op.key !== key) throw new Error(`checkKeyLinearizable: op #${String(op.id)} is of key ${JSON.stringify(op.key)}, not ${JSON.stringify(key)}`);
+  if (!Number.isSafeInteger(statesMax) || statesMax <= 0)
+    throw new Error(`checkLinearizable: statesMax must be a positive integer, got ${String(statesMax)}`);
+  for (const op of ops)
+    if (op.key !== key)
+      throw new Error(
+        `checkKeyLinearizable: op #${String(op.id)} is of key ${JSON.stringify(op.key)}, not ${JSON.stringify(key)}`,
+      );
   const searched = dropUnobservableOps(ops);
   if (opts.quickChecks ?? true) {
     const quick = findImpossibleObservation(key, searched) ?? findStaleOrFutureObservation(key, searched);
@@ -159,7 +164,8 @@ function dropUnobservableOps(ops: HistoryOp[]): HistoryOp[] {
     if (op.output !== null && op.output.type === "read") observed.add(op.output.value);
     if (op.input.type === "cas") observed.add(op.input.expected);
     const failedCas = op.output !== null && op.output.type === "cas" && !op.output.ok;
-    if (failedCas || op.input.type === "incr") observerRetMax = Math.max(observerRetMax, op.ret ?? Number.POSITIVE_INFINITY);
+    if (failedCas || op.input.type === "incr")
+      observerRetMax = Math.max(observerRetMax, op.ret ?? Number.POSITIVE_INFINITY);
   }
   return kept.filter((op) => {
     if (op.output !== null) return true;
@@ -179,18 +185,23 @@ function findImpossibleObservation(key: string, ops: HistoryOp[]): KeyCheck | nu
     if (op.input.type === "write" || op.input.type === "cas") written.add(op.input.value);
     if (op.input.type === "incr") counter = true;
   }
-  const producible = (value: KvState): boolean => written.has(value) || (counter && value !== null && parseKvInteger(value) !== null);
+  const producible = (value: KvState): boolean =>
+    written.has(value) || (counter && value !== null && parseKvInteger(value) !== null);
   for (const op of ops) {
     let seen: KvState | undefined;
     if (op.output !== null && op.output.type === "read") seen = op.output.value;
-    if (op.output !== null && op.output.type === "cas" && op.output.ok && op.input.type === "cas") seen = op.input.expected;
+    if (op.output !== null && op.output.type === "cas" && op.output.ok && op.input.type === "cas")
+      seen = op.input.expected;
     if (seen === undefined || producible(seen)) continue;
     const what = op.input.type === "read" ? "read" : "successful cas expected";
     return {
       kind: "fail",
       states: 0,
       message: `key ${JSON.stringify(key)}: not linearizable: ${formatHistoryOp(op)} ${what} ${formatKvValue(seen)}, which no op of this key writes`,
-      witness: [`key ${JSON.stringify(key)}: no write, cas or incr of this key produces ${formatKvValue(seen)}, but this op observed it:`, `  ${formatHistoryOp(op)}`],
+      witness: [
+        `key ${JSON.stringify(key)}: no write, cas or incr of this key produces ${formatKvValue(seen)}, but this op observed it:`,
+        `  ${formatHistoryOp(op)}`,
+      ],
     };
   }
   return null;
@@ -220,7 +231,11 @@ function findStaleOrFutureObservation(key: string, ops: HistoryOp[]): KeyCheck |
   }
   // Known ops that change the value, by call; suffixRetMin[k] = the earliest return among changers[k..].
   const changers = ops
-    .filter((op) => op.output !== null && (op.output.type === "write" || (op.output.type === "cas" && op.output.ok) || op.output.type === "incr"))
+    .filter(
+      (op) =>
+        op.output !== null &&
+        (op.output.type === "write" || (op.output.type === "cas" && op.output.ok) || op.output.type === "incr"),
+    )
     .sort((a, b) => a.call - b.call);
   const suffixRetMin = new Float64Array(changers.length + 1).fill(Number.POSITIVE_INFINITY);
   const suffixRetMinOp = new Int32Array(changers.length + 1).fill(-1);
@@ -240,7 +255,11 @@ function findStaleOrFutureObservation(key: string, ops: HistoryOp[]): KeyCheck |
     const writer = only[0] as HistoryOp;
     const observerRet = op.ret as number;
     if (writer.call > observerRet) {
-      return quickFailure(key, `${formatHistoryOp(op)} observed ${formatKvValue(seen)}, which only #${String(writer.id)} writes, and that was called after it returned`, [op, writer]);
+      return quickFailure(
+        key,
+        `${formatHistoryOp(op)} observed ${formatKvValue(seen)}, which only #${String(writer.id)} writes, and that was called after it returned`,
+        [op, writer],
+      );
     }
     if (writer.ret === null) continue;
     // The first changer called after the writer returned, then the earliest return from there on.
@@ -451,7 +470,8 @@ class KeySearch {
       const op = sorted[i] as HistoryOp;
       if (op.input.type === "write") this.#blindWrite[i] = 1;
       if (op.output?.type === "read") this.#needs[i] = this.#intern(op.output.value);
-      if (op.output?.type === "cas" && op.output.ok && op.input.type === "cas") this.#needs[i] = this.#intern(op.input.expected);
+      if (op.output?.type === "cas" && op.output.ok && op.input.type === "cas")
+        this.#needs[i] = this.#intern(op.input.expected);
       if (op.input.type === "write" || op.input.type === "cas") {
         const id = this.#intern(op.input.value);
         const list = this.#producers.get(id);
@@ -628,7 +648,10 @@ class KeySearch {
       if (g === this.#groupOf[u]) {
         // u's own group: the member after u is next once u is placed.
         const position = (this.#groupStart[g] as number) + (this.#groupPlaced[g] as number) + 1;
-        c = position < (this.#groupStart[g] as number) + (this.#groupSize[g] as number) ? (this.#groupMembers[position] as number) : -1;
+        c =
+          position < (this.#groupStart[g] as number) + (this.#groupSize[g] as number)
+            ? (this.#groupMembers[position] as number)
+            : -1;
       }
       if (c < 0) continue;
       const op = sorted[c] as HistoryOp;
@@ -715,7 +738,8 @@ class KeySearch {
     if (this.#counterKey && need !== 0 && parseKvInteger(this.#stateValues[need] as string) !== null) return false;
     for (const p of this.#producers.get(need) ?? noProducers) {
       if ((this.#sorted[p] as HistoryOp).call > this.#firstReturnTime) break;
-      if (this.#known[p] === 1 ? this.#placedKnown[this.#slot[p] as number] === 0 : !this.#isPlacedUnknown(p)) return false;
+      if (this.#known[p] === 1 ? this.#placedKnown[this.#slot[p] as number] === 0 : !this.#isPlacedUnknown(p))
+        return false;
     }
     return true;
   }
@@ -763,7 +787,8 @@ class KeySearch {
       this.#placedKnown[s] = 1;
       this.#placedKnownCount++;
       this.#placedHash ^= this.#zobrist[s] as number;
-      while (this.#firstUnplaced < this.#knownCount && this.#placedKnown[this.#firstUnplaced] === 1) this.#firstUnplaced++;
+      while (this.#firstUnplaced < this.#knownCount && this.#placedKnown[this.#firstUnplaced] === 1)
+        this.#firstUnplaced++;
     } else {
       const g = this.#groupOf[i] as number;
       assertInvariant(this.#groupNext(g) === i, "placing an unknown op out of its group's order");
@@ -793,7 +818,9 @@ class KeySearch {
   /** The next unplaced op of group g, or -1. */
   #groupNext(g: number): number {
     const placed = this.#groupPlaced[g] as number;
-    return placed < (this.#groupSize[g] as number) ? (this.#groupMembers[(this.#groupStart[g] as number) + placed] as number) : -1;
+    return placed < (this.#groupSize[g] as number)
+      ? (this.#groupMembers[(this.#groupStart[g] as number) + placed] as number)
+      : -1;
   }
 
   #isPlacedUnknown(i: number): boolean {
@@ -833,9 +860,13 @@ class KeySearch {
     for (let j = this.#firstUnplaced + 1; j < this.#knownCount && (this.#knownCall[j] as number) <= retFirst; j++) {
       if (this.#placedKnown[j] === 1) this.#above[aboveCount++] = j;
     }
-    assertInvariant(this.#firstUnplaced + aboveCount === this.#placedKnownCount, "a placed op is not in flight with the first unplaced op");
+    assertInvariant(
+      this.#firstUnplaced + aboveCount === this.#placedKnownCount,
+      "a placed op is not in flight with the first unplaced op",
+    );
     const hash = (this.#placedHash ^ Math.imul(stateId, 0x9e3779b1) ^ Math.imul(window + 1, 0x85ebca6b)) | 0;
-    if (this.#visits.covers(hash, this.#firstUnplaced, stateId, window, this.#above, aboveCount, this.#unknownBits)) return -1;
+    if (this.#visits.covers(hash, this.#firstUnplaced, stateId, window, this.#above, aboveCount, this.#unknownBits))
+      return -1;
     return this.#visits.add(hash, this.#firstUnplaced, stateId, window, this.#above, aboveCount, this.#unknownBits);
   }
 
@@ -887,7 +918,10 @@ class KeySearch {
     // Replayed with the real values (the search's state may be a stand-in, see #intern).
     let state: KvState = null;
     for (const i of this.#bestPath) state = kvApply(state, (sorted[i] as HistoryOp).input).state;
-    assertInvariant(this.#intern(state) === this.#bestStateId, "witness replay of the prefix does not reach the recorded state");
+    assertInvariant(
+      this.#intern(state) === this.#bestStateId,
+      "witness replay of the prefix does not reach the recorded state",
+    );
     const why = (op: HistoryOp): string => {
       if (op.output === null) return "outcome unknown; no order of the remaining ops fits after it";
       const applied = kvApply(state, op.input);
@@ -895,10 +929,17 @@ class KeySearch {
       return "fits here, but no order of the remaining ops fits after it";
     };
     const lines: string[] = [];
-    const dropped = this.#droppedCount > 0 ? `; ${String(this.#droppedCount)} unknown-outcome ops that nothing observes were set aside` : "";
-    lines.push(`key ${JSON.stringify(this.#key)}: ${String(this.#knownCount)} ops with known outcomes, ${String(this.#unknownCount)} unknown${dropped}; ${String(this.#states)} search states`);
+    const dropped =
+      this.#droppedCount > 0
+        ? `; ${String(this.#droppedCount)} unknown-outcome ops that nothing observes were set aside`
+        : "";
+    lines.push(
+      `key ${JSON.stringify(this.#key)}: ${String(this.#knownCount)} ops with known outcomes, ${String(this.#unknownCount)} unknown${dropped}; ${String(this.#states)} search states`,
+    );
     const path = this.#bestPath;
-    lines.push(`longest linearizable prefix: ${String(path.length)} ops (${String(this.#bestKnown)} with known outcomes); its last ${String(Math.min(witnessPrefixOpsMax, path.length))}, with the value after each:`);
+    lines.push(
+      `longest linearizable prefix: ${String(path.length)} ops (${String(this.#bestKnown)} with known outcomes); its last ${String(Math.min(witnessPrefixOpsMax, path.length))}, with the value after each:`,
+    );
     let value: KvState = null;
     const shownFrom = Math.max(0, path.length - witnessPrefixOpsMax);
     for (let d = 0; d < path.length; d++) {
@@ -916,7 +957,9 @@ class KeySearch {
     }
     const others = this.#bestCandidates.filter((i) => i !== this.#bestBlocking);
     if (others.length > 0) {
-      lines.push(`other ops that could have come next (${others.length > witnessCandidateOpsMax ? "some of them" : String(others.length)}):`);
+      lines.push(
+        `other ops that could have come next (${others.length > witnessCandidateOpsMax ? "some of them" : String(others.length)}):`,
+      );
       for (const i of others.slice(0, witnessCandidateOpsMax)) {
         const op = sorted[i] as HistoryOp;
         lines.push(`  ${formatHistoryOp(op)}   <- ${why(op)}`);
@@ -975,10 +1018,25 @@ class VisitTable {
     this.#bits = new Uint32Array(Math.max(1, bitsWords) * VisitTable.#entriesInitial);
   }
 
-  covers(hash: number, first: number, stateId: number, window: number, above: Int32Array, aboveCount: number, bits: Uint32Array): boolean {
+  covers(
+    hash: number,
+    first: number,
+    stateId: number,
+    window: number,
+    above: Int32Array,
+    aboveCount: number,
+    bits: Uint32Array,
+  ): boolean {
     const words = this.#bitsWords;
     for (let e = this.#heads[hash & (this.#heads.length - 1)] as number; e >= 0; e = this.#chain[e] as number) {
-      if (this.#hash[e] !== hash || this.#first[e] !== first || this.#stateId[e] !== stateId || this.#window[e] !== window || this.#aboveCount[e] !== aboveCount) continue;
+      if (
+        this.#hash[e] !== hash ||
+        this.#first[e] !== first ||
+        this.#stateId[e] !== stateId ||
+        this.#window[e] !== window ||
+        this.#aboveCount[e] !== aboveCount
+      )
+        continue;
       const start = this.#aboveStart[e] as number;
       let same = true;
       for (let k = 0; k < aboveCount && same; k++) same = this.#abovePool[start + k] === above[k];
@@ -987,15 +1045,25 @@ class VisitTable {
       if (this.#done[e] === 0) continue;
       const base = e * words;
       let subset = true;
-      for (let w = 0; w < words && subset; w++) subset = ((this.#bits[base + w] as number) & ~(bits[w] as number)) === 0;
+      for (let w = 0; w < words && subset; w++)
+        subset = ((this.#bits[base + w] as number) & ~(bits[w] as number)) === 0;
       if (subset) return true;
     }
     return false;
   }
 
-  add(hash: number, first: number, stateId: number, window: number, above: Int32Array, aboveCount: number, bits: Uint32Array): number {
+  add(
+    hash: number,
+    first: number,
+    stateId: number,
+    window: number,
+    above: Int32Array,
+    aboveCount: number,
+    bits: Uint32Array,
+  ): number {
     if (this.#count === this.#hash.length) this.#growEntries();
-    while (this.#abovePoolUsed + aboveCount > this.#abovePool.length) this.#abovePool = grown(this.#abovePool, this.#abovePool.length * 2);
+    while (this.#abovePoolUsed + aboveCount > this.#abovePool.length)
+      this.#abovePool = grown(this.#abovePool, this.#abovePool.length * 2);
     const e = this.#count++;
     this.#hash[e] = hash;
     this.#first[e] = first;

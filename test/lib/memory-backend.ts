@@ -51,7 +51,11 @@ export class MemoryBackend implements KvBackend {
   }
 
   /** The next submit answers `status` (with this ts and value) without touching the map. */
-  failNext(status: OpStatus, ts: { version: number; writer: NodeId } = { version: 0, writer: 0 }, value: Uint8Array | null = null): void {
+  failNext(
+    status: OpStatus,
+    ts: { version: number; writer: NodeId } = { version: 0, writer: 0 },
+    value: Uint8Array | null = null,
+  ): void {
     if (this.#scripted.length >= scriptedResultsMax) throw new Error("too many scripted results");
     this.#scripted.push({ status, value, version: ts.version, writer: ts.writer });
   }
@@ -74,7 +78,12 @@ export class MemoryBackend implements KvBackend {
     const version = entry?.version ?? 0;
     const writer = entry?.writer ?? 0;
     const current = entry?.value ?? null;
-    const result = (status: OpStatus, value: Uint8Array | null, v: number, w: NodeId): OpResult => ({ status, value, version: v, writer: w });
+    const result = (status: OpStatus, value: Uint8Array | null, v: number, w: NodeId): OpResult => ({
+      status,
+      value,
+      version: v,
+      writer: w,
+    });
     switch (request.kind) {
       case OpKind.Read:
         return result(OpStatus.Ok, current, version, writer);
@@ -93,7 +102,8 @@ export class MemoryBackend implements KvBackend {
         const text = current === null ? "0" : decoder.decode(current);
         if (!decimal.test(text)) return result(OpStatus.NotANumber, null, version, writer);
         const next = Number(text) + request.by!;
-        if (!Number.isSafeInteger(Number(text)) || !Number.isSafeInteger(next)) return result(OpStatus.NotANumber, null, version, writer);
+        if (!Number.isSafeInteger(Number(text)) || !Number.isSafeInteger(next))
+          return result(OpStatus.NotANumber, null, version, writer);
         return this.#store(request.key, entry, encoder.encode(String(next)), version + 1);
       }
       default:
@@ -102,7 +112,8 @@ export class MemoryBackend implements KvBackend {
   }
 
   #store(key: string, entry: Entry | undefined, value: Uint8Array | null, version: number): OpResult {
-    if (entry === undefined && this.#entries.size >= this.keysMax) return { status: OpStatus.StoreFull, value: null, version: 0, writer: 0 };
+    if (entry === undefined && this.#entries.size >= this.keysMax)
+      return { status: OpStatus.StoreFull, value: null, version: 0, writer: 0 };
     // Copy: the caller's buffer is borrowed.
     const stored = value === null ? null : value.slice();
     this.#entries.set(key, { value: stored, version, writer: this.nodeId });

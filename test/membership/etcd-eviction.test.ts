@@ -55,7 +55,8 @@ async function waitFor(what: string, condition: () => boolean, onPoll?: () => vo
   for (;;) {
     onPoll?.();
     if (condition()) return monotonicMs();
-    if (monotonicMs() - startedAt > waitMaxMs) throw new Error(`timed out waiting for: ${what}\n${logs.slice(-30).join("\n")}`);
+    if (monotonicMs() - startedAt > waitMaxMs)
+      throw new Error(`timed out waiting for: ${what}\n${logs.slice(-30).join("\n")}`);
     await Bun.sleep(5);
   }
 }
@@ -83,7 +84,9 @@ describe("evictions through etcd", () => {
       return m;
     };
     const [a, b, c] = [await join(1), await join(2), await join(3)];
-    await waitFor("all see [1,2,3]", () => [a, b, c].every((m) => JSON.stringify(ids(m)) === "[1,2,3]" && m.leaseUntilMs() > 0));
+    await waitFor("all see [1,2,3]", () =>
+      [a, b, c].every((m) => JSON.stringify(ids(m)) === "[1,2,3]" && m.leaseUntilMs() > 0),
+    );
     // Views must agree per epoch on every node, and removal comes after node 3's last deadline.
     const membersByEpoch = new Map<number, string>();
     let lastDeadlineOf3 = c.leaseUntilMs();
@@ -119,7 +122,11 @@ describe("evictions through etcd", () => {
       expect(at - suspectedAt).toBeGreaterThanOrEqual(leaseTtlMs);
     }
     expect(logs.some((l) => l.includes(`membership[${cluster}/1] evicting node 3`))).toBe(true);
-    expect(logs.filter((l) => l.includes(`[${cluster}/`) && l.includes("removes evicted node(s) [3]: installing it in 1100 ms")).length).toBe(2);
+    expect(
+      logs.filter(
+        (l) => l.includes(`[${cluster}/`) && l.includes("removes evicted node(s) [3]: installing it in 1100 ms"),
+      ).length,
+    ).toBe(2);
     expect(a.counters()).toMatchObject({ evictionsDecided: 1, evictionHolds: 1, evictionsOfSelf: 0 });
     expect(b.counters()).toMatchObject({ evictionsDecided: 0, evictionHolds: 1 });
     expect(c.counters().evictionsOfSelf).toBe(1);
@@ -127,12 +134,17 @@ describe("evictions through etcd", () => {
     expect(record).toMatchObject({ member: 3, by: 1, reason: "majority", suspectedBy: [1, 2], ttlMs: leaseTtlMs });
 
     // A candidate until it reaches every member: its candidate key is there, it does not register.
-    await waitFor("node 3 is a candidate the others see", () => c.detectorStatus().candidate && a.candidates().some((x) => x.id === 3));
+    await waitFor(
+      "node 3 is a candidate the others see",
+      () => c.detectorStatus().candidate && a.candidates().some((x) => x.id === 3),
+    );
     await Bun.sleep(3 * leaseTtlMs);
     expect(ids(a)).toEqual([1, 2]);
     expect(c.leaseUntilMs()).toBe(0);
     reaches.set(3, true);
-    await waitFor("all see [1,2,3] again", () => [a, b, c].every((m) => JSON.stringify(ids(m)) === "[1,2,3]" && m.leaseUntilMs() > 0));
+    await waitFor("all see [1,2,3] again", () =>
+      [a, b, c].every((m) => JSON.stringify(ids(m)) === "[1,2,3]" && m.leaseUntilMs() > 0),
+    );
     expect(c.detectorStatus().candidate).toBe(false);
     await waitFor("the candidate key is gone", () => a.candidates().length === 0);
     // Nodes 1 and 2 still publish [3], but those records predate its new registration.
@@ -149,14 +161,24 @@ describe("evictions through etcd", () => {
   test("fewer than 3 members: suspicions evict nobody", async () => {
     const cluster = newCluster();
     const make = async (id: number) => {
-      const m = await createEtcdMembership({ endpoints: [etcd.clientUrl], cluster, self: info(id), leaseTtlMs, log, detector: { settleMs: 0, silentTargetGraceMs: 0, reachesMembers: () => true } });
+      const m = await createEtcdMembership({
+        endpoints: [etcd.clientUrl],
+        cluster,
+        self: info(id),
+        leaseTtlMs,
+        log,
+        detector: { settleMs: 0, silentTargetGraceMs: 0, reachesMembers: () => true },
+      });
       opened.push(m);
       return m;
     };
     const [a, b] = [await make(1), await make(2)];
     a.publishSuspects([2]);
     b.publishSuspects([1]);
-    await waitFor("both records are seen", () => a.detectorStatus().suspectedBy.length === 1 && b.detectorStatus().suspectedBy.length === 1);
+    await waitFor(
+      "both records are seen",
+      () => a.detectorStatus().suspectedBy.length === 1 && b.detectorStatus().suspectedBy.length === 1,
+    );
     await Bun.sleep(500);
     expect([ids(a), ids(b)]).toEqual([
       [1, 2],
@@ -182,7 +204,8 @@ async function fixture(n: number, suspicions: Record<number, number[]>): Promise
     leases.set(id, lease.id);
     await client.put(keys.member(id), encodeMemberInfo(info(id)), lease.id);
   }
-  for (const [id, suspects] of Object.entries(suspicions)) await client.put(keys.suspectsOf(Number(id)), encodeSuspects(suspects), leases.get(Number(id))!);
+  for (const [id, suspects] of Object.entries(suspicions))
+    await client.put(keys.suspectsOf(Number(id)), encodeSuspects(suspects), leases.get(Number(id))!);
   return { keys, leases };
 }
 
@@ -197,8 +220,25 @@ async function tables(keys: ClusterKeys): Promise<{ table: MemberTable; records:
   return { table, records };
 }
 
-function evictor(self: number, t: { table: MemberTable; records: ClusterRecords }, onEvicted: () => void, etcdClient = client, silentTargetGraceMs = 0): Evictor {
-  return new Evictor({ self, client: etcdClient, table: t.table, records: t.records, settleMs: 0, silentTargetGraceMs, registered: () => true, installing: () => false, log, onEvicted });
+function evictor(
+  self: number,
+  t: { table: MemberTable; records: ClusterRecords },
+  onEvicted: () => void,
+  etcdClient = client,
+  silentTargetGraceMs = 0,
+): Evictor {
+  return new Evictor({
+    self,
+    client: etcdClient,
+    table: t.table,
+    records: t.records,
+    settleMs: 0,
+    silentTargetGraceMs,
+    registered: () => true,
+    installing: () => false,
+    log,
+    onEvicted,
+  });
 }
 
 /** The shared client, recording transaction outcomes, with revokes delayed by `revokeDelayMs`. */
@@ -224,7 +264,10 @@ describe("the eviction transaction's guard", () => {
     // already without node 3: only the guard on the evictions prefix can stop it.
     const txns: boolean[] = [];
     const spy = spyClient(txns, 300);
-    const deciders = [evictor(0, await tables(f.keys), () => evictions++, spy), evictor(0, await tables(f.keys), () => evictions++, spy)];
+    const deciders = [
+      evictor(0, await tables(f.keys), () => evictions++, spy),
+      evictor(0, await tables(f.keys), () => evictions++, spy),
+    ];
     for (const d of deciders) d.tick(0); // the rule's answer starts to hold
     for (const d of deciders) d.tick(1); // settled (settleMs 0): both act
     await waitFor("both transactions answered", () => txns.length === 2);
@@ -234,7 +277,11 @@ describe("the eviction transaction's guard", () => {
     await Bun.sleep(200);
     expect(evictions).toBe(1);
     expect((await client.range(f.keys.member(3))).kvs).toEqual([]);
-    expect(parseEviction((await client.range(f.keys.evictionOf(3))).kvs[0]!.value)).toMatchObject({ member: 3, lease: f.leases.get(3), by: 0 });
+    expect(parseEviction((await client.range(f.keys.evictionOf(3))).kvs[0]!.value)).toMatchObject({
+      member: 3,
+      lease: f.leases.get(3),
+      by: 0,
+    });
   });
 
   test("a decision made on a membership that has changed since is not carried out", async () => {
@@ -276,7 +323,18 @@ describe("the eviction transaction's guard", () => {
   test("a decider that died between the record and the revoke: the next decider revokes", async () => {
     const f = await fixture(4, { 0: [3], 1: [3], 2: [3] });
     // The record, as the dead decider wrote it; the lease was never revoked.
-    await client.put(f.keys.evictionOf(3), JSON.stringify({ member: 3, lease: f.leases.get(3), ttlMs: 30_000, epoch: 1, by: 0, reason: "majority", suspectedBy: [0, 1, 2] }));
+    await client.put(
+      f.keys.evictionOf(3),
+      JSON.stringify({
+        member: 3,
+        lease: f.leases.get(3),
+        ttlMs: 30_000,
+        epoch: 1,
+        by: 0,
+        reason: "majority",
+        suspectedBy: [0, 1, 2],
+      }),
+    );
     let evictions = 0;
     const next = evictor(0, await tables(f.keys), () => evictions++);
     next.tick(0);

@@ -22,7 +22,10 @@ function kv(id: number | string, modRevision: number, lease = "7", value?: strin
 }
 
 const put = (id: number, rev: number, lease = "7"): EtcdEvent => ({ type: "put", kv: kv(id, rev, lease) });
-const del = (id: number, rev: number): EtcdEvent => ({ type: "delete", kv: { key: prefix + id, value: "", createRevision: 0, modRevision: rev, lease: "0" } });
+const del = (id: number, rev: number): EtcdEvent => ({
+  type: "delete",
+  kv: { key: prefix + id, value: "", createRevision: 0, modRevision: rev, lease: "0" },
+});
 const ids = (t: MemberTable): number[] => t.view().members.map((m) => m.id);
 
 describe("MemberTable", () => {
@@ -65,7 +68,11 @@ describe("MemberTable", () => {
     t.applySnapshot(5, [kv(1, 5)]);
     const views = t.applyEvents([put(2, 6), put(3, 7), del(1, 8)]);
     expect(views.map((v) => v.epoch)).toEqual([6, 7, 8]);
-    expect(views.map((v) => v.members.map((m) => m.id))).toEqual([[1, 2], [1, 2, 3], [2, 3]]);
+    expect(views.map((v) => v.members.map((m) => m.id))).toEqual([
+      [1, 2],
+      [1, 2, 3],
+      [2, 3],
+    ]);
     expect(t.view()).toBe(views[2]);
   });
 
@@ -73,7 +80,10 @@ describe("MemberTable", () => {
     const t = new MemberTable(prefix);
     t.applySnapshot(5, [kv(1, 5), kv(2, 5)]);
     const views = t.applyEvents([del(1, 6), del(2, 6), put(4, 7)]);
-    expect(views.map((v) => [v.epoch, v.members.map((m) => m.id)])).toEqual([[6, []], [7, [4]]]);
+    expect(views.map((v) => [v.epoch, v.members.map((m) => m.id)])).toEqual([
+      [6, []],
+      [7, [4]],
+    ]);
   });
 
   test("two tables fed the same history from different starting points agree on every epoch", () => {
@@ -81,11 +91,19 @@ describe("MemberTable", () => {
     const history: EtcdEvent[] = [put(1, 3), put(2, 5), del(1, 6), put(3, 7), del(2, 9)];
     const a = new MemberTable(prefix);
     const seenA = new Map<number, number[]>();
-    for (const v of a.applyEvents(history)) seenA.set(v.epoch, v.members.map((m) => m.id));
+    for (const v of a.applyEvents(history))
+      seenA.set(
+        v.epoch,
+        v.members.map((m) => m.id),
+      );
     const b = new MemberTable(prefix);
     const first = b.applySnapshot(7, [kv(2, 5), kv(3, 7)])!;
     const seenB = new Map<number, number[]>([[first.epoch, first.members.map((m) => m.id)]]);
-    for (const v of b.applyEvents(history)) seenB.set(v.epoch, v.members.map((m) => m.id));
+    for (const v of b.applyEvents(history))
+      seenB.set(
+        v.epoch,
+        v.members.map((m) => m.id),
+      );
     for (const [epoch, members] of seenB) expect(seenA.get(epoch)).toEqual(members);
     expect([...seenB.keys()]).toEqual([7, 9]);
     expect(a.view()).toEqual(b.view());

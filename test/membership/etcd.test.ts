@@ -6,7 +6,12 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { startEtcd, type EtcdServer } from "../lib/etcd.ts";
-import { createEtcdMembership, DuplicateMemberError, memberKey, type EtcdMembership } from "../../src/membership/etcd.ts";
+import {
+  createEtcdMembership,
+  DuplicateMemberError,
+  memberKey,
+  type EtcdMembership,
+} from "../../src/membership/etcd.ts";
 import { EtcdClient } from "../../src/membership/etcd-client.ts";
 import type { MemberInfo, MembershipView } from "../../src/membership/membership.ts";
 import { monotonicMs } from "../../src/base/clock.ts";
@@ -39,7 +44,12 @@ afterAll(async () => {
 });
 
 function info(id: number): MemberInfo {
-  return { id, http: `127.0.0.1:${8000 + id}`, transport: "udp", shardAddresses: [`127.0.0.1:${9000 + id}`, `127.0.0.1:${9100 + id}`] };
+  return {
+    id,
+    http: `127.0.0.1:${8000 + id}`,
+    transport: "udp",
+    shardAddresses: [`127.0.0.1:${9000 + id}`, `127.0.0.1:${9100 + id}`],
+  };
 }
 
 function newCluster(): string {
@@ -62,10 +72,16 @@ class Recorder {
     const list: Observation[] = [];
     this.byNode.set(id, list);
     const record = (view: MembershipView): void => {
-      list.push({ at: monotonicMs(), epoch: view.epoch, ids: view.members.map((x) => x.id), leaseUntilMs: m.leaseUntilMs() });
+      list.push({
+        at: monotonicMs(),
+        epoch: view.epoch,
+        ids: view.members.map((x) => x.id),
+        leaseUntilMs: m.leaseUntilMs(),
+      });
       const members = JSON.stringify(view.members);
       const known = this.membersByEpoch.get(view.epoch);
-      if (known !== undefined && known !== members) throw new Error(`two memberships for epoch ${view.epoch}: ${known} vs ${members}`);
+      if (known !== undefined && known !== members)
+        throw new Error(`two memberships for epoch ${view.epoch}: ${known} vs ${members}`);
       this.membersByEpoch.set(view.epoch, members);
     };
     record(m.view());
@@ -91,7 +107,12 @@ class Recorder {
   }
 }
 
-async function join(cluster: string, id: number, recorder: Recorder, endpoint = etcd.clientUrl): Promise<EtcdMembership> {
+async function join(
+  cluster: string,
+  id: number,
+  recorder: Recorder,
+  endpoint = etcd.clientUrl,
+): Promise<EtcdMembership> {
   const m = await createEtcdMembership({ endpoints: [endpoint], cluster, self: info(id), leaseTtlMs, log });
   opened.push(m);
   recorder.attach(id, m);
@@ -103,7 +124,8 @@ async function waitFor(what: string, condition: () => boolean, onPoll?: () => vo
   for (;;) {
     onPoll?.();
     if (condition()) return;
-    if (monotonicMs() - startedAt > waitMaxMs) throw new Error(`timed out waiting for: ${what}\n${logs.slice(-20).join("\n")}`);
+    if (monotonicMs() - startedAt > waitMaxMs)
+      throw new Error(`timed out waiting for: ${what}\n${logs.slice(-20).join("\n")}`);
     await Bun.sleep(5);
   }
 }
@@ -112,7 +134,9 @@ const ids = (m: EtcdMembership): number[] => m.view().members.map((x) => x.id);
 
 function converged(members: EtcdMembership[], expected: number[]): boolean {
   const epoch = members[0].view().epoch;
-  return members.every((m) => m.view().epoch === epoch && JSON.stringify(ids(m)) === JSON.stringify(expected) && m.leaseUntilMs() > 0);
+  return members.every(
+    (m) => m.view().epoch === epoch && JSON.stringify(ids(m)) === JSON.stringify(expected) && m.leaseUntilMs() > 0,
+  );
 }
 
 describe("etcd membership", () => {
@@ -189,7 +213,12 @@ describe("etcd membership", () => {
     expect(removedSeenAt).toBeGreaterThanOrEqual(lastDeadlineOfC);
     expect(c.leaseUntilMs()).toBe(0);
     // Cut off, node 3 keeps its last view: exactly one report since (the lease loss), same epoch.
-    expect(r.of(3).slice(partitionedFrom).map((o) => [o.epoch, o.leaseUntilMs])).toEqual([[epochBefore, 0]]);
+    expect(
+      r
+        .of(3)
+        .slice(partitionedFrom)
+        .map((o) => [o.epoch, o.leaseUntilMs]),
+    ).toEqual([[epochBefore, 0]]);
     expect(c.view().epoch).toBe(epochBefore);
     await waitFor("b sees [1,2]", () => converged([a, b], [1, 2]));
     const removalEpoch = a.view().epoch;
@@ -197,7 +226,10 @@ describe("etcd membership", () => {
 
     c.simulatePartition(false);
     // The watch may show our put before the registration's reply arrives: wait for the count too.
-    await waitFor("all see [1,2,3] again, rejoin counted", () => converged([a, b, c], [1, 2, 3]) && c.counters().rejoins === 1);
+    await waitFor(
+      "all see [1,2,3] again, rejoin counted",
+      () => converged([a, b, c], [1, 2, 3]) && c.counters().rejoins === 1,
+    );
     expect(c.view().epoch).toBeGreaterThan(removalEpoch);
     expect(c.counters()).toMatchObject({ leaseLosses: 1, rejoins: 1 });
     expect(c.counters().keepaliveFailures).toBeGreaterThan(0);
@@ -231,9 +263,13 @@ describe("etcd membership", () => {
     const r = new Recorder();
     const a = await join(cluster, 1, r);
     const epoch = a.view().epoch;
-    const err = await createEtcdMembership({ endpoints: [etcd.clientUrl], cluster, self: info(1), leaseTtlMs, log }).catch(
-      (e: unknown) => e,
-    );
+    const err = await createEtcdMembership({
+      endpoints: [etcd.clientUrl],
+      cluster,
+      self: info(1),
+      leaseTtlMs,
+      log,
+    }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DuplicateMemberError);
     expect((err as Error).message).toContain(memberKey(cluster, 1));
     expect((err as DuplicateMemberError).id).toBe(1);
@@ -312,7 +348,12 @@ describe("etcd membership across an etcd crash", () => {
         expect(lostAt.get(i)).toBeGreaterThanOrEqual(lastDeadline.get(i)!);
         // The view stays as it was: one report (the lease loss) at the old epoch.
         expect(m.view().epoch).toBe(epochBefore);
-        expect(r.of(i + 1).slice(from[i]).map((o) => [o.epoch, o.leaseUntilMs])).toEqual([[epochBefore, 0]]);
+        expect(
+          r
+            .of(i + 1)
+            .slice(from[i])
+            .map((o) => [o.epoch, o.leaseUntilMs]),
+        ).toEqual([[epochBefore, 0]]);
       }
       // Leaving while etcd is down: close() is bounded and leaves the key to expire.
       await d.close();
@@ -321,7 +362,10 @@ describe("etcd membership across an etcd crash", () => {
       await server.start();
       // etcd restores (and refreshes) the old leases: 1-3 revoke theirs and re-register; 4's
       // key goes when its lease expires.
-      await waitFor("1,2,3 re-registered", () => converged([a, b, c], [1, 2, 3]) && [a, b, c].every((m) => m.counters().rejoins === 1));
+      await waitFor(
+        "1,2,3 re-registered",
+        () => converged([a, b, c], [1, 2, 3]) && [a, b, c].every((m) => m.counters().rejoins === 1),
+      );
       expect(a.view().epoch).toBeGreaterThan(epochBefore);
       for (const m of [a, b, c]) expect(m.counters()).toMatchObject({ leaseLosses: 1, rejoins: 1 });
       for (const m of [a, b, c]) expect(m.counters().keepaliveFailures).toBeGreaterThan(0);

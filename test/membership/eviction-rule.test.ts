@@ -4,9 +4,21 @@
 // (evictionInput: dead or re-registered suspecters, suspicions older than a registration).
 
 import { describe, expect, test } from "bun:test";
-import { decideEviction, evictionMembersMin, tallySuspicions, type EvictionInput } from "../../src/membership/eviction-rule.ts";
+import {
+  decideEviction,
+  evictionMembersMin,
+  tallySuspicions,
+  type EvictionInput,
+} from "../../src/membership/eviction-rule.ts";
 import { evictionInput, pendingEviction } from "../../src/membership/etcd-eviction.ts";
-import { ClusterKeys, ClusterRecords, encodeEviction, encodeSuspects, parseEviction, parseSuspects } from "../../src/membership/cluster-records.ts";
+import {
+  ClusterKeys,
+  ClusterRecords,
+  encodeEviction,
+  encodeSuspects,
+  parseEviction,
+  parseSuspects,
+} from "../../src/membership/cluster-records.ts";
 import type { EtcdKv } from "../../src/membership/etcd-client.ts";
 import { prng, testSeed } from "../lib/prng.ts";
 
@@ -54,7 +66,11 @@ describe("eviction rule", () => {
     test(`${n} members: a both-ways cut of x, however much of the evidence is published: x`, () => {
       for (const x of members) {
         // x's own record alone, the peers' records alone, or both.
-        const variants: Record<number, number[]>[] = [{ [x]: others(x) }, Object.fromEntries(others(x).map((p) => [p, [x]])), { [x]: others(x), ...Object.fromEntries(others(x).map((p) => [p, [x]])) }];
+        const variants: Record<number, number[]>[] = [
+          { [x]: others(x) },
+          Object.fromEntries(others(x).map((p) => [p, [x]])),
+          { [x]: others(x), ...Object.fromEntries(others(x).map((p) => [p, [x]])) },
+        ];
         for (const suspicions of variants) expect(decideEviction(input(members, suspicions))!.target).toBe(x);
       }
     });
@@ -82,14 +98,19 @@ describe("eviction rule", () => {
       for (let trial = 0; trial < 200; trial++) {
         const members = range(n);
         const size = 1 + Math.floor(r() * Math.floor((n - 1) / 2));
-        const minority = [...members].sort(() => r() - 0.5).slice(0, size).sort((a, b) => a - b);
+        const minority = [...members]
+          .sort(() => r() - 0.5)
+          .slice(0, size)
+          .sort((a, b) => a - b);
         const majority = members.filter((m) => !minority.includes(m));
         // Every cross pair is broken; each side's records may or may not be in yet, but every
         // member of at least one side has published (the suspicions of one side name every link).
         const suspicions: Record<number, number[]> = {};
         const majorityPublished = r() < 0.5;
-        for (const m of majorityPublished ? majority : minority) suspicions[m] = majorityPublished ? minority : majority;
-        for (const m of majorityPublished ? minority : majority) if (r() < 0.5) suspicions[m] = majorityPublished ? majority : minority;
+        for (const m of majorityPublished ? majority : minority)
+          suspicions[m] = majorityPublished ? minority : majority;
+        for (const m of majorityPublished ? minority : majority)
+          if (r() < 0.5) suspicions[m] = majorityPublished ? majority : minority;
         // One eviction at a time, each decided on the membership the previous one left.
         let current = members;
         const evicted: number[] = [];
@@ -186,14 +207,25 @@ describe("evictionInput: which records count", () => {
 
   test("a suspicion written before the suspected member registered (its previous life) does not count", () => {
     const records = new ClusterRecords(keys);
-    records.applySnapshot(60, [kv(keys.suspectsOf(0), encodeSuspects([1, 2]), "100", 40), kv(keys.suspectsOf(1), encodeSuspects([2]), "101", 45)]);
+    records.applySnapshot(60, [
+      kv(keys.suspectsOf(0), encodeSuspects([1, 2]), "100", 40),
+      kv(keys.suspectsOf(1), encodeSuspects([2]), "101", 45),
+    ]);
     // Node 2 registered at 50: both suspicions of it predate it. 0's suspicion of 1 (registered at 11) counts.
     expect([...evictionInput(registrations, records).suspicions]).toEqual([[0, [1]]]);
   });
 
   test("a recorded eviction whose registration is still there is pending; a stale record (old lease) is not", () => {
     const records = new ClusterRecords(keys);
-    const record = { member: 2, lease: "102", ttlMs: 1000, epoch: 52, by: 0, reason: "majority" as const, suspectedBy: [0, 1] };
+    const record = {
+      member: 2,
+      lease: "102",
+      ttlMs: 1000,
+      epoch: 52,
+      by: 0,
+      reason: "majority" as const,
+      suspectedBy: [0, 1],
+    };
     records.applySnapshot(60, [kv(keys.evictionOf(2), encodeEviction(record), "0", 58)]);
     expect(pendingEviction(registrations, records)).toEqual(record);
     records.applySnapshot(70, [kv(keys.evictionOf(2), encodeEviction({ ...record, lease: "77" }), "0", 65)]);
@@ -213,9 +245,25 @@ describe("evictionInput: which records count", () => {
     expect(records.suspectsRevision).toBe(11);
     records.applyEvent({ type: "delete", kv: kv(keys.suspectsOf(1), "", "0", 12) });
     expect(records.suspicions().size).toBe(0);
-    records.applyEvent({ type: "put", kv: kv(keys.candidate(3), JSON.stringify({ id: 3, http: "h:1", transport: "tcp", shardAddresses: ["a:1"] }), "103", 13) });
+    records.applyEvent({
+      type: "put",
+      kv: kv(
+        keys.candidate(3),
+        JSON.stringify({ id: 3, http: "h:1", transport: "tcp", shardAddresses: ["a:1"] }),
+        "103",
+        13,
+      ),
+    });
     expect(records.candidates().map((c) => c.id)).toEqual([3]);
-    records.applyEvent({ type: "put", kv: kv(keys.candidate(4), JSON.stringify({ id: 5, http: "h:1", transport: "tcp", shardAddresses: ["a:1"] }), "104", 14) });
+    records.applyEvent({
+      type: "put",
+      kv: kv(
+        keys.candidate(4),
+        JSON.stringify({ id: 5, http: "h:1", transport: "tcp", shardAddresses: ["a:1"] }),
+        "104",
+        14,
+      ),
+    });
     expect(records.candidates().map((c) => c.id)).toEqual([3]);
   });
 });

@@ -9,7 +9,18 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { testSeed, waitFor } from "../cluster/helpers.ts";
-import { NetnsCluster, acked, ensureBinary, finalChecks, firstAckAfter, longestAckGap, ms, netnsSupport, probeStatuses, startWorkload } from "./harness.ts";
+import {
+  NetnsCluster,
+  acked,
+  ensureBinary,
+  finalChecks,
+  firstAckAfter,
+  longestAckGap,
+  ms,
+  netnsSupport,
+  probeStatuses,
+  startWorkload,
+} from "./harness.ts";
 
 const seed = testSeed(0xe7cd_0001);
 const leaseMs = 1000;
@@ -32,7 +43,11 @@ describe.skipIf(!support.ok)(`netns: etcd-only isolation${support.ok ? "" : ` (s
     const w = startWorkload({ urls: c.urls(), keys, counters, seed });
     const onMajority = (r: { node: number }) => r.node !== cut;
     try {
-      await waitFor("100 acknowledged updates before the fault", () => acked(w.recorder, () => true).length >= 100, 30_000);
+      await waitFor(
+        "100 acknowledged updates before the fault",
+        () => acked(w.recorder, () => true).length >= 100,
+        30_000,
+      );
 
       const faultAt = performance.now();
       await c.cut(`n${cut}`, ["etcd"]);
@@ -43,10 +58,16 @@ describe.skipIf(!support.ok)(`netns: etcd-only isolation${support.ok ? "" : ` (s
       // etcd removes it; the others serve without it.
       await c.waitMembers(majority, 15_000, majority);
       const removedAt = performance.now();
-      await waitFor("50 updates acknowledged on the majority after the removal", () => acked(w.recorder, (r) => onMajority(r) && r.call > removedAt).length >= 50, 30_000);
+      await waitFor(
+        "50 updates acknowledged on the majority after the removal",
+        () => acked(w.recorder, (r) => onMajority(r) && r.call > removedAt).length >= 50,
+        30_000,
+      );
       const probes = await probeStatuses(c.node(cut).url, keys, `${seed}`);
       expect(probes).toEqual(probes.map(() => 503));
-      const fromCut = w.recorder.records.filter((r) => r.node === cut && r.call > stoppedAt && typeof r.status === "number");
+      const fromCut = w.recorder.records.filter(
+        (r) => r.node === cut && r.call > stoppedAt && typeof r.status === "number",
+      );
       expect(fromCut.filter((r) => r.status !== 503).map((r) => `${r.kind} ${r.key} ${r.status}`)).toEqual([]);
       // The cut node still reaches its peers: they must not have waited on it beyond its lease.
       const healAt = performance.now();
@@ -57,7 +78,11 @@ describe.skipIf(!support.ok)(`netns: etcd-only isolation${support.ok ? "" : ` (s
       await c.heal();
       await c.waitMembers([0, 1, 2], 30_000);
       const servingAt = performance.now();
-      await waitFor(`20 updates acknowledged by n${cut} after the heal`, () => acked(w.recorder, (r) => r.node === cut && r.call > healAt).length >= 20, 30_000);
+      await waitFor(
+        `20 updates acknowledged by n${cut} after the heal`,
+        () => acked(w.recorder, (r) => r.node === cut && r.call > healAt).length >= 20,
+        30_000,
+      );
       const firstCutAck = firstAckAfter(w.recorder, healAt, (r) => r.node === cut);
       await w.stop();
 

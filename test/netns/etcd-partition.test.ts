@@ -9,7 +9,17 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { testSeed, waitFor } from "../cluster/helpers.ts";
-import { NetnsCluster, acked, ensureBinary, finalChecks, firstAckAfter, ms, netnsSupport, probeStatuses, startWorkload } from "./harness.ts";
+import {
+  NetnsCluster,
+  acked,
+  ensureBinary,
+  finalChecks,
+  firstAckAfter,
+  ms,
+  netnsSupport,
+  probeStatuses,
+  startWorkload,
+} from "./harness.ts";
 
 const seed = testSeed(0xe7cd_0002);
 const leaseMs = 1000;
@@ -32,7 +42,11 @@ describe.skipIf(!support.ok)(`netns: etcd isolated${support.ok ? "" : ` (skipped
     const c = cluster;
     const w = startWorkload({ urls: c.urls(), keys, counters, seed });
     try {
-      await waitFor("100 acknowledged updates before the fault", () => acked(w.recorder, () => true).length >= 100, 30_000);
+      await waitFor(
+        "100 acknowledged updates before the fault",
+        () => acked(w.recorder, () => true).length >= 100,
+        30_000,
+      );
 
       const faultAt = performance.now();
       await c.linkDown("etcd", "ctl");
@@ -49,7 +63,9 @@ describe.skipIf(!support.ok)(`netns: etcd isolated${support.ok ? "" : ` (skipped
       expect(probes).toEqual(probes.map(() => 503));
       const healAt = performance.now();
       // Nothing invoked once every lease had surely ended was answered 200 (no read, no update).
-      const late = w.recorder.records.filter((r) => r.call > faultAt + leaseBoundMs && r.call < healAt && r.status === 200);
+      const late = w.recorder.records.filter(
+        (r) => r.call > faultAt + leaseBoundMs && r.call < healAt && r.status === 200,
+      );
       expect(late.map((r) => `${r.kind} ${r.key} on n${r.node} at +${(r.call - faultAt).toFixed(0)} ms`)).toEqual([]);
       const lastAck = Math.max(0, ...acked(w.recorder, (r) => r.call < healAt).map((r) => r.ret));
       const servedAfterFault = acked(w.recorder, (r) => r.call >= faultAt && r.call < healAt).length;
@@ -57,7 +73,11 @@ describe.skipIf(!support.ok)(`netns: etcd isolated${support.ok ? "" : ` (skipped
       await c.heal();
       await c.waitMembers(all, 30_000);
       const servingAt = performance.now();
-      await waitFor("20 updates acknowledged by every node after the heal", () => all.every((id) => acked(w.recorder, (r) => r.node === id && r.call > healAt).length >= 20), 30_000);
+      await waitFor(
+        "20 updates acknowledged by every node after the heal",
+        () => all.every((id) => acked(w.recorder, (r) => r.node === id && r.call > healAt).length >= 20),
+        30_000,
+      );
       const firstAcks = all.map((id) => firstAckAfter(w.recorder, healAt, (r) => r.node === id));
       await w.stop();
 

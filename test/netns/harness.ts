@@ -72,14 +72,23 @@ export function netnsSupport(): NetnsSupport {
   if (process.platform !== "linux") support = { ok: false, reason: `not Linux (${process.platform})` };
   else if (process.getuid?.() !== 0) support = { ok: false, reason: `not root (uid ${process.getuid?.()})` };
   else {
-    const probe = Bun.spawnSync(["bash", netnsScript, "check"], { stdout: "pipe", stderr: "pipe", timeout: scriptTimeoutMs });
+    const probe = Bun.spawnSync(["bash", netnsScript, "check"], {
+      stdout: "pipe",
+      stderr: "pipe",
+      timeout: scriptTimeoutMs,
+    });
     const why = `${probe.stdout.toString()}${probe.stderr.toString()}`.trim();
-    support = probe.exitCode === 0 ? { ok: true, reason: "" } : { ok: false, reason: why || `netns-cluster.sh check failed (exit ${probe.exitCode})` };
+    support =
+      probe.exitCode === 0
+        ? { ok: true, reason: "" }
+        : { ok: false, reason: why || `netns-cluster.sh check failed (exit ${probe.exitCode})` };
   }
   const g = globalThis as { __hermesNetnsSkipSaid?: boolean };
   if (!support.ok && !g.__hermesNetnsSkipSaid) {
     g.__hermesNetnsSkipSaid = true;
-    console.warn(`netns tests skipped: network namespaces are not usable here (${support.reason}); they need root, iproute2 and nftables`);
+    console.warn(
+      `netns tests skipped: network namespaces are not usable here (${support.reason}); they need root, iproute2 and nftables`,
+    );
   }
   return support;
 }
@@ -114,7 +123,11 @@ export async function ensureBinary(): Promise<string> {
   if (existsSync(distBinary) && statSync(distBinary).mtimeMs >= sourcesMtimeMs()) return distBinary;
   const started = performance.now();
   const build = Bun.spawn(["bash", "scripts/build.sh"], { cwd: repoRoot, stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(build.stdout).text(), new Response(build.stderr).text(), build.exited]);
+  const [out, err, code] = await Promise.all([
+    new Response(build.stdout).text(),
+    new Response(build.stderr).text(),
+    build.exited,
+  ]);
   if (code !== 0) throw new Error(`scripts/build.sh failed (exit ${code}):\n${out}\n${err}`);
   console.error(`netns: built ${distBinary} in ${(performance.now() - started).toFixed(0)} ms`);
   return distBinary;
@@ -123,8 +136,17 @@ export async function ensureBinary(): Promise<string> {
 // --- the script ------------------------------------------------------------------------------
 
 async function script(...args: string[]): Promise<string> {
-  const proc = Bun.spawn(["bash", netnsScript, ...args], { stdout: "pipe", stderr: "pipe", stdin: "ignore", timeout: scriptTimeoutMs });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const proc = Bun.spawn(["bash", netnsScript, ...args], {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+    timeout: scriptTimeoutMs,
+  });
+  const [out, err, code] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   if (code !== 0) throw new Error(`netns-cluster.sh ${args.join(" ")} failed (exit ${code}): ${err.trim()}`);
   return out;
 }
@@ -266,14 +288,22 @@ export class NetnsNode {
     this.log.note(`--- spawn #${this.spawns}`);
     const o = this.options;
     const args = [
-      o.bin, "node",
-      "--id", String(this.id),
-      "--http", `${this.address}:${httpPort}`,
-      "--listen", `${this.address}:${listenPort}`,
-      "--etcd", o.etcdUrl,
-      "--cluster", o.cluster,
-      "--lease-ms", String(o.leaseMs),
-      "--transport", "tcp",
+      o.bin,
+      "node",
+      "--id",
+      String(this.id),
+      "--http",
+      `${this.address}:${httpPort}`,
+      "--listen",
+      `${this.address}:${listenPort}`,
+      "--etcd",
+      o.etcdUrl,
+      "--cluster",
+      o.cluster,
+      "--lease-ms",
+      String(o.leaseMs),
+      "--transport",
+      "tcp",
     ];
     if (o.testHooks) args.push("--test-hooks");
     this.proc = spawnInNs(this.ns, args, this.log, (line) => {
@@ -282,7 +312,8 @@ export class NetnsNode {
     await waitFor(
       `node ${this.id} to print "node ${this.id} up"`,
       () => {
-        if (!this.running) throw new Error(`node ${this.id} exited during start-up (${this.exitInfo}):\n${this.logTail()}`);
+        if (!this.running)
+          throw new Error(`node ${this.id} exited during start-up (${this.exitInfo}):\n${this.logTail()}`);
         return this.upSeen;
       },
       nodeUpTimeoutMs,
@@ -375,7 +406,10 @@ export class NetnsCluster {
     if (!s.ok) throw new Error(`network namespaces not usable: ${s.reason}`);
     const bin = await ensureBinary();
     await script("sweep");
-    const run = Array.from(crypto.getRandomValues(new Uint8Array(5)), (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
+    const run = Array.from(
+      crypto.getRandomValues(new Uint8Array(5)),
+      (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36],
+    ).join("");
     // Tracked before it exists: a signal from here on destroys whatever was made.
     trackRun(run);
     let env: Record<string, string>;
@@ -393,24 +427,36 @@ export class NetnsCluster {
     }
     const cluster = new NetnsCluster(run, Number(env.NET), env.DIR!, options);
     try {
-      cluster.watchdog = Bun.spawn(["sh", "-c", `trap '' TERM INT HUP; read _ ; exec bash '${netnsScript}' destroy ${run}`], {
-        stdin: "pipe",
-        stdout: "ignore",
-        stderr: "ignore",
-      });
+      cluster.watchdog = Bun.spawn(
+        ["sh", "-c", `trap '' TERM INT HUP; read _ ; exec bash '${netnsScript}' destroy ${run}`],
+        {
+          stdin: "pipe",
+          stdout: "ignore",
+          stderr: "ignore",
+        },
+      );
       const runBin = join(cluster.dir, "hermes-kv");
       copyFileSync(bin, runBin);
       await cluster.startEtcd();
       const clusterName = `netns-${run}`;
       for (let id = 0; id < options.nodes; id++) {
         cluster.nodes.push(
-          new NetnsNode(id, run, cluster.net, { bin: runBin, etcdUrl: cluster.etcdUrl, cluster: clusterName, leaseMs: options.leaseMs, testHooks: options.testHooks ?? false }),
+          new NetnsNode(id, run, cluster.net, {
+            bin: runBin,
+            etcdUrl: cluster.etcdUrl,
+            cluster: clusterName,
+            leaseMs: options.leaseMs,
+            testHooks: options.testHooks ?? false,
+          }),
         );
       }
       // All at once: the lowest id bootstraps, the others load its (empty) state.
       await Promise.all(cluster.nodes.map((n) => n.spawn()));
       await Promise.all(cluster.nodes.map((n) => n.waitHealthy()));
-      await cluster.waitMembers(cluster.nodes.map((n) => n.id), 15_000);
+      await cluster.waitMembers(
+        cluster.nodes.map((n) => n.id),
+        15_000,
+      );
       return cluster;
     } catch (error) {
       const logs = cluster.logs();
@@ -426,16 +472,26 @@ export class NetnsCluster {
       `hkv-${this.run}-etcd`,
       [
         etcdBin,
-        "--name", "hkv",
-        "--data-dir", join(this.dir, "etcd"),
-        "--listen-client-urls", url,
-        "--advertise-client-urls", url,
-        "--listen-peer-urls", "http://127.0.0.1:2380",
-        "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-        "--initial-cluster", "hkv=http://127.0.0.1:2380",
-        "--initial-cluster-state", "new",
-        "--heartbeat-interval", String(testHeartbeatMs),
-        "--election-timeout", String(testElectionMs),
+        "--name",
+        "hkv",
+        "--data-dir",
+        join(this.dir, "etcd"),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "hkv=http://127.0.0.1:2380",
+        "--initial-cluster-state",
+        "new",
+        "--heartbeat-interval",
+        String(testHeartbeatMs),
+        "--election-timeout",
+        String(testElectionMs),
       ],
       this.etcdLog,
       (line) => {
@@ -665,7 +721,12 @@ async function pool<T>(items: readonly T[], limit: number, fn: (item: T, i: numb
  * (no acknowledged write lost); no answer was outside the HTTP contract; the whole history, final
  * reads included, is linearizable.
  */
-export async function finalChecks(c: NetnsCluster, w: Workload, hotKeys: readonly string[], label: string): Promise<{ ledgerAcked: number }> {
+export async function finalChecks(
+  c: NetnsCluster,
+  w: Workload,
+  hotKeys: readonly string[],
+  label: string,
+): Promise<{ ledgerAcked: number }> {
   const urls = c.urls();
   const recorder = w.recorder;
   const { converged, answers, finalReads } = await convergeAndReadAll(urls, hotKeys, recorder, finalReaderBase);
@@ -679,7 +740,10 @@ export async function finalChecks(c: NetnsCluster, w: Workload, hotKeys: readonl
     const reads = await Promise.all(readers.map((reader) => reader.read(write.key)));
     if (write.outcome !== "ok") return;
     for (const read of reads) {
-      if (read.outcome !== "ok" || read.value !== write.value) lost.push(`${write.key}=${write.value} acked by n${write.node}, n${read.node} reads ${read.status} ${read.value}`);
+      if (read.outcome !== "ok" || read.value !== write.value)
+        lost.push(
+          `${write.key}=${write.value} acked by n${write.node}, n${read.node} reads ${read.status} ${read.value}`,
+        );
     }
   });
   expect(lost.slice(0, 20), `acknowledged ledger writes not read back (${lost.length})`).toEqual([]);

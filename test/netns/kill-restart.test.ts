@@ -7,7 +7,17 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { LoadClient, request, testSeed, waitFor } from "../cluster/helpers.ts";
-import { NetnsCluster, acked, ensureBinary, finalChecks, firstAckAfter, longestAckGap, ms, netnsSupport, startWorkload } from "./harness.ts";
+import {
+  NetnsCluster,
+  acked,
+  ensureBinary,
+  finalChecks,
+  firstAckAfter,
+  longestAckGap,
+  ms,
+  netnsSupport,
+  startWorkload,
+} from "./harness.ts";
 
 const seed = testSeed(0xe7cd_0003);
 const leaseMs = 1000;
@@ -32,7 +42,11 @@ describe.skipIf(!support.ok)(`netns: SIGKILL and restart${support.ok ? "" : ` (s
     const w = startWorkload({ urls, keys, counters, seed });
     const onSurvivors = (r: { node: number }) => r.node !== victim;
     try {
-      await waitFor("100 acknowledged updates before the kill", () => acked(w.recorder, () => true).length >= 100, 30_000);
+      await waitFor(
+        "100 acknowledged updates before the kill",
+        () => acked(w.recorder, () => true).length >= 100,
+        30_000,
+      );
       // Acknowledged by the victim right before it dies: must survive it.
       const marker = new LoadClient(900, victim, urls, w.recorder);
       const markerValues = new Map<string, string>();
@@ -46,7 +60,11 @@ describe.skipIf(!support.ok)(`netns: SIGKILL and restart${support.ok ? "" : ` (s
       await c.node(victim).kill();
       await c.waitMembers(survivors, 15_000, survivors);
       const removedAt = performance.now();
-      await waitFor("50 updates acknowledged on the survivors after the kill", () => acked(w.recorder, (r) => onSurvivors(r) && r.call > killedAt).length >= 50, 30_000);
+      await waitFor(
+        "50 updates acknowledged on the survivors after the kill",
+        () => acked(w.recorder, (r) => onSurvivors(r) && r.call > killedAt).length >= 50,
+        30_000,
+      );
       const firstSurvivorAck = firstAckAfter(w.recorder, killedAt, onSurvivors);
       const gap = longestAckGap(w.recorder, killedAt, performance.now(), onSurvivors);
       expect(acked(w.recorder, (r) => r.node === victim && r.call > killedAt)).toEqual([]);
@@ -62,7 +80,11 @@ describe.skipIf(!support.ok)(`netns: SIGKILL and restart${support.ok ? "" : ` (s
       await c.node(victim).waitHealthy(30_000);
       await c.waitMembers([0, 1, 2], 15_000);
       const servingAt = performance.now();
-      await waitFor(`20 updates acknowledged by the restarted n${victim}`, () => acked(w.recorder, (r) => r.node === victim && r.call > restartedAt).length >= 20, 30_000);
+      await waitFor(
+        `20 updates acknowledged by the restarted n${victim}`,
+        () => acked(w.recorder, (r) => r.node === victim && r.call > restartedAt).length >= 20,
+        30_000,
+      );
       const firstVictimAck = firstAckAfter(w.recorder, restartedAt, (r) => r.node === victim);
       await w.stop();
 

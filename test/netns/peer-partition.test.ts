@@ -15,7 +15,17 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { testSeed, waitFor } from "../cluster/helpers.ts";
-import { NetnsCluster, acked, ensureBinary, finalChecks, firstAckAfter, longestAckGap, ms, netnsSupport, startWorkload } from "./harness.ts";
+import {
+  NetnsCluster,
+  acked,
+  ensureBinary,
+  finalChecks,
+  firstAckAfter,
+  longestAckGap,
+  ms,
+  netnsSupport,
+  startWorkload,
+} from "./harness.ts";
 
 const leaseMs = 1000;
 /**
@@ -42,7 +52,11 @@ interface Shape {
 
 const shapes: Shape[] = [
   { name: "both directions", seed: testSeed(0xe7cd_0005), apply: (c) => c.cut(`n${cutNode}`, ["n0", "n1"]) },
-  { name: "n2 -> peers lost (peers -> n2 delivered)", seed: testSeed(0xe7cd_0006), apply: (c) => c.drop(`n${cutNode}`, ["n0", "n1"]) },
+  {
+    name: "n2 -> peers lost (peers -> n2 delivered)",
+    seed: testSeed(0xe7cd_0006),
+    apply: (c) => c.drop(`n${cutNode}`, ["n0", "n1"]),
+  },
   {
     name: "peers -> n2 lost (n2 -> peers delivered)",
     seed: testSeed(0xe7cd_0007),
@@ -58,61 +72,81 @@ afterAll(async () => {
   await Promise.all([...clusters].map((c) => c.close()));
 }, 60_000);
 
-describe.skipIf(!support.ok)(`netns: peer-only partition of one node${support.ok ? "" : ` (skipped: ${support.reason})`}`, () => {
-  beforeAll(ensureBinary, 180_000);
-  for (const shape of shapes) {
-    test(`peer-only cut of n${cutNode}, ${shape.name}: the majority goes on without it, safe (no stale read, nothing lost), full recovery after the heal (seed ${shape.seed})`, async () => {
-      const c = await NetnsCluster.start({ nodes: 3, leaseMs });
-      clusters.add(c);
-      const w = startWorkload({ urls: c.urls(), keys, counters, seed: shape.seed });
-      const onMajority = (r: { node: number }) => r.node !== cutNode;
-      try {
-        await waitFor("100 acknowledged updates before the cut", () => acked(w.recorder, () => true).length >= 100, 30_000);
+describe.skipIf(!support.ok)(
+  `netns: peer-only partition of one node${support.ok ? "" : ` (skipped: ${support.reason})`}`,
+  () => {
+    beforeAll(ensureBinary, 180_000);
+    for (const shape of shapes) {
+      test(`peer-only cut of n${cutNode}, ${shape.name}: the majority goes on without it, safe (no stale read, nothing lost), full recovery after the heal (seed ${shape.seed})`, async () => {
+        const c = await NetnsCluster.start({ nodes: 3, leaseMs });
+        clusters.add(c);
+        const w = startWorkload({ urls: c.urls(), keys, counters, seed: shape.seed });
+        const onMajority = (r: { node: number }) => r.node !== cutNode;
+        try {
+          await waitFor(
+            "100 acknowledged updates before the cut",
+            () => acked(w.recorder, () => true).length >= 100,
+            30_000,
+          );
 
-        const faultAt = performance.now();
-        await shape.apply(c);
-        const appliedAt = performance.now();
-        // Watch the cut node's own view during the cut: it must stop serving.
-        let keptLease = true;
-        while (performance.now() - faultAt < cutMs) {
-          const s = await c.node(cutNode).status();
-          if (s === null || !s.serving || !s.members.includes(cutNode)) keptLease = false;
-          await Bun.sleep(200);
+          const faultAt = performance.now();
+          await shape.apply(c);
+          const appliedAt = performance.now();
+          // Watch the cut node's own view during the cut: it must stop serving.
+          let keptLease = true;
+          while (performance.now() - faultAt < cutMs) {
+            const s = await c.node(cutNode).status();
+            if (s === null || !s.serving || !s.members.includes(cutNode)) keptLease = false;
+            await Bun.sleep(200);
+          }
+          const healAt = performance.now();
+          // Invoked once the rules were in place, acknowledged before the heal.
+          const duringMajority = acked(
+            w.recorder,
+            (r) => onMajority(r) && r.call >= appliedAt && r.ret < healAt,
+          ).length;
+          const duringCut = acked(
+            w.recorder,
+            (r) => r.node === cutNode && r.call >= appliedAt && r.ret < healAt,
+          ).length;
+          const gap = longestAckGap(w.recorder, faultAt, healAt, onMajority);
+          const resumedAfterBound = acked(
+            w.recorder,
+            (r) => onMajority(r) && r.call > faultAt + detectorBoundMs + leaseMs && r.ret < healAt,
+          ).length;
+
+          await c.heal();
+          await c.waitMembers(all, 30_000);
+          const servingAt = performance.now();
+          await waitFor(
+            "20 updates acknowledged by every node after the heal",
+            () => all.every((id) => acked(w.recorder, (r) => r.node === id && r.call > healAt).length >= 20),
+            30_000,
+          );
+          const allAckedAt = performance.now();
+          const firstAcks = all.map((id) => firstAckAfter(w.recorder, healAt, (r) => r.node === id));
+          await w.stop();
+
+          console.error(
+            `netns peer-only (${shape.name}): cut ${ms(healAt - faultAt)}; n${cutNode} kept its lease and membership throughout: ${keptLease}; ` +
+              `updates invoked and acknowledged during the cut: ${duringMajority} on the majority, ${duringCut} on n${cutNode}; longest majority ack gap ${ms(gap)}; ` +
+              `heal->all serving ${ms(servingAt - healAt)}, heal->first ack on n0,n1,n2 ` +
+              `${firstAcks.map((t) => ms(t === null ? null : t - healAt)).join(", ")}, heal->20 acks on every node ${ms(allAckedAt - healAt)}`,
+          );
+          await finalChecks(c, w, [...keys, ...counters], `peer-only ${shape.name}`);
+          expect(firstAcks.every((t) => t !== null)).toBe(true);
+          expect(gap).toBeLessThan(detectorBoundMs + leaseMs + 1000);
+          expect(resumedAfterBound).toBeGreaterThan(0);
+          expect(keptLease).toBe(false); // the cut node stopped serving (503) during the cut
+        } catch (error) {
+          console.error(c.logs(80));
+          throw error;
+        } finally {
+          await w.stop();
+          await c.close();
+          clusters.delete(c);
         }
-        const healAt = performance.now();
-        // Invoked once the rules were in place, acknowledged before the heal.
-        const duringMajority = acked(w.recorder, (r) => onMajority(r) && r.call >= appliedAt && r.ret < healAt).length;
-        const duringCut = acked(w.recorder, (r) => r.node === cutNode && r.call >= appliedAt && r.ret < healAt).length;
-        const gap = longestAckGap(w.recorder, faultAt, healAt, onMajority);
-        const resumedAfterBound = acked(w.recorder, (r) => onMajority(r) && r.call > faultAt + detectorBoundMs + leaseMs && r.ret < healAt).length;
-
-        await c.heal();
-        await c.waitMembers(all, 30_000);
-        const servingAt = performance.now();
-        await waitFor("20 updates acknowledged by every node after the heal", () => all.every((id) => acked(w.recorder, (r) => r.node === id && r.call > healAt).length >= 20), 30_000);
-        const allAckedAt = performance.now();
-        const firstAcks = all.map((id) => firstAckAfter(w.recorder, healAt, (r) => r.node === id));
-        await w.stop();
-
-        console.error(
-          `netns peer-only (${shape.name}): cut ${ms(healAt - faultAt)}; n${cutNode} kept its lease and membership throughout: ${keptLease}; ` +
-            `updates invoked and acknowledged during the cut: ${duringMajority} on the majority, ${duringCut} on n${cutNode}; longest majority ack gap ${ms(gap)}; ` +
-            `heal->all serving ${ms(servingAt - healAt)}, heal->first ack on n0,n1,n2 ` +
-            `${firstAcks.map((t) => ms(t === null ? null : t - healAt)).join(", ")}, heal->20 acks on every node ${ms(allAckedAt - healAt)}`,
-        );
-        await finalChecks(c, w, [...keys, ...counters], `peer-only ${shape.name}`);
-        expect(firstAcks.every((t) => t !== null)).toBe(true);
-        expect(gap).toBeLessThan(detectorBoundMs + leaseMs + 1000);
-        expect(resumedAfterBound).toBeGreaterThan(0);
-        expect(keptLease).toBe(false); // the cut node stopped serving (503) during the cut
-      } catch (error) {
-        console.error(c.logs(80));
-        throw error;
-      } finally {
-        await w.stop();
-        await c.close();
-        clusters.delete(c);
-      }
-    }, 150_000);
-  }
-});
+      }, 150_000);
+    }
+  },
+);

@@ -142,7 +142,14 @@ function setup(options: { registered?: boolean; rejoiner?: Partial<RejoinerOptio
   const seat = new Seat(options.registered ?? true);
   const attempts = new ScriptedAttempts(node);
   const logs: string[] = [];
-  const rejoiner = new Rejoiner({ node, membership: seat, attempt: attempts.attempt, log: (line) => logs.push(line), retryDelayMs, ...options.rejoiner });
+  const rejoiner = new Rejoiner({
+    node,
+    membership: seat,
+    attempt: attempts.attempt,
+    log: (line) => logs.push(line),
+    retryDelayMs,
+    ...options.rejoiner,
+  });
   current = { node, seat, attempts, rejoiner, logs };
   return current;
 }
@@ -233,10 +240,21 @@ test("a failed join attempt is retried in the same run, and reported once", asyn
   attempts.then("throw", "wait", "throw");
   rejoiner.start();
   expect(await rejoiner.settled()).toBe("joined");
-  expect(node.calls).toEqual(["attempt", "attempt throw", "attempt", "attempt wait", "attempt", "attempt throw", "attempt", "attempt load"]);
+  expect(node.calls).toEqual([
+    "attempt",
+    "attempt throw",
+    "attempt",
+    "attempt wait",
+    "attempt",
+    "attempt throw",
+    "attempt",
+    "attempt load",
+  ]);
   expect(new Set(attempts.runs).size).toBe(1);
   // Reports are throttled: two failures within joinReportEveryMs make one line.
-  expect(logs.filter((line) => line.includes("join attempt failed, retrying: the source reset the connection"))).toHaveLength(1);
+  expect(
+    logs.filter((line) => line.includes("join attempt failed, retrying: the source reset the connection")),
+  ).toHaveLength(1);
 });
 
 test("with failedAttemptsMax, a run gives up: the Rejoiner fails and keeps the error", async () => {

@@ -26,12 +26,31 @@ test(`mixed workload over a running cluster (${transport}) is linearizable (seed
   for (const url of urls) {
     const answer = await request(`${url}/v1/status`);
     expect(answer.kind).toBe("response");
-    const status = JSON.parse(answer.kind === "response" ? answer.body : "{}") as { transport?: string; members?: number[]; serving?: boolean };
-    expect({ url, transport: status.transport, members: status.members?.length }).toEqual({ url, transport, members: urls.length });
+    const status = JSON.parse(answer.kind === "response" ? answer.body : "{}") as {
+      transport?: string;
+      members?: number[];
+      serving?: boolean;
+    };
+    expect({ url, transport: status.transport, members: status.members?.length }).toEqual({
+      url,
+      transport,
+      members: urls.length,
+    });
   }
   const recorder = new Recorder();
-  const clients = Array.from({ length: clientsPerCluster }, (_, id) => new Client(id, id % urls.length, (i) => urls[i]!, recorder));
-  const { invoked } = await runWorkload({ clients, recorder, registerKeys, counterKeys, seed, opsMin: ops, opsMax: ops });
+  const clients = Array.from(
+    { length: clientsPerCluster },
+    (_, id) => new Client(id, id % urls.length, (i) => urls[i]!, recorder),
+  );
+  const { invoked } = await runWorkload({
+    clients,
+    recorder,
+    registerKeys,
+    counterKeys,
+    seed,
+    opsMin: ops,
+    opsMax: ops,
+  });
   const { converged, answers } = await convergeAndReadAll(urls, [...registerKeys, ...counterKeys], recorder, 100);
   console.error(`cluster check (${transport}, ${urls.length} replicas): ${invoked} ops; ${recorder.tally}`);
 

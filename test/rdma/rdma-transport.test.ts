@@ -40,7 +40,13 @@ if (device === null) {
   // Again with frames larger than a datagram (the node's default frame size), sent in pieces, and
   // built the way a worker builds its endpoint: through the transport factory.
   const makeLarge = (self: number) =>
-    createTransport("rdma", { host: "", port: 0, self, frameBytesMax: largeFrameBytes, rdma: { device: deviceName, gidIndex } });
+    createTransport("rdma", {
+      host: "",
+      port: 0,
+      self,
+      frameBytesMax: largeFrameBytes,
+      rdma: { device: deviceName, gidIndex },
+    });
   transportSuite(`rdma (UD over ${device}, ${largeFrameBytes}-byte frames in pieces)`, makeLarge, { reliable: false });
 
   describe(`rdma only (${device})`, () => {
@@ -62,7 +68,11 @@ if (device === null) {
       return [a, b];
     }
     /** Rounds of flush, 1 ms, poll on `ts` until `done`; frames b... are collected per receiver. */
-    async function pumpUntil(ts: RdmaTransport[], done: () => boolean, got?: Map<RdmaTransport, [number, number][]>): Promise<boolean> {
+    async function pumpUntil(
+      ts: RdmaTransport[],
+      done: () => boolean,
+      got?: Map<RdmaTransport, [number, number][]>,
+    ): Promise<boolean> {
       for (let r = 0; r < roundsMax && !done(); r++) {
         for (const t of ts) t.flush();
         await Bun.sleep(1);
@@ -94,10 +104,16 @@ if (device === null) {
       const sizes = [64, largeFrameBytes, 100, whole, whole + 1, 64, 2 * (a.datagramBytesMax - 24) + 1, 20];
       const got = new Map([[b, [] as [number, number][]]]);
       let next = 0;
-      expect(await pumpUntil([a, b], () => {
-        while (next < sizes.length && a.send(2, makeFrame(1, 2, next, sizes[next]!))) next++;
-        return got.get(b)!.length >= sizes.length;
-      }, got)).toBe(true);
+      expect(
+        await pumpUntil(
+          [a, b],
+          () => {
+            while (next < sizes.length && a.send(2, makeFrame(1, 2, next, sizes[next]!))) next++;
+            return got.get(b)!.length >= sizes.length;
+          },
+          got,
+        ),
+      ).toBe(true);
       // checkFrame verified every byte; order is kept across pieces and whole frames.
       expect(got.get(b)!).toEqual(sizes.map((_, i) => [1, i]));
       expect(a.stats().framesFragmentedSent).toBe(3);
@@ -113,10 +129,16 @@ if (device === null) {
       const sizes = [64, 3 * (a.datagramBytesMax - 24), 64, 3 * (a.datagramBytesMax - 24)];
       const got = new Map([[b, [] as [number, number][]]]);
       let next = 0;
-      expect(await pumpUntil([a, b], () => {
-        while (next < sizes.length && a.send(2, makeFrame(1, 2, next, sizes[next]!))) next++;
-        return got.get(b)!.length >= 3;
-      }, got)).toBe(true);
+      expect(
+        await pumpUntil(
+          [a, b],
+          () => {
+            while (next < sizes.length && a.send(2, makeFrame(1, 2, next, sizes[next]!))) next++;
+            return got.get(b)!.length >= 3;
+          },
+          got,
+        ),
+      ).toBe(true);
       expect(got.get(b)!.map(([, seq]) => seq)).toEqual([0, 2, 3]);
       expect(b.stats().fragmentLosses).toBe(1);
       expect(b.stats().framesDropped).toBe(1);
@@ -154,7 +176,9 @@ if (device === null) {
       }
       // b takes the datagrams; the last one asked for credit, so b's next flush acks at once.
       const got = new Map([[b, [] as [number, number][]]]);
-      expect(await pumpUntil([a, b], () => got.get(b)!.length >= window && a.send(2, makeFrame(1, 2, accepted, max)), got)).toBe(true);
+      expect(
+        await pumpUntil([a, b], () => got.get(b)!.length >= window && a.send(2, makeFrame(1, 2, accepted, max)), got),
+      ).toBe(true);
       expect(got.get(b)!.map(([, seq]) => seq)).toEqual([0, 1, 2, 3]);
       expect(a.stats().peersStarved).toBe(0);
       expect(b.stats().controlSent).toBeGreaterThanOrEqual(1);
@@ -184,18 +208,26 @@ if (device === null) {
       a.connect(2, b.address);
       // b does not know a yet: a's window of datagrams is dropped there, and no ack comes back.
       let sent = 0;
-      expect(await pumpUntil([a, b], () => {
-        if (a.send(2, makeFrame(1, 2, sent, a.frameBytesMax))) sent++;
-        return b.stats().unknownSenderDrops >= window && a.stats().peersStarved === 1;
-      })).toBe(true);
+      expect(
+        await pumpUntil([a, b], () => {
+          if (a.send(2, makeFrame(1, 2, sent, a.frameBytesMax))) sent++;
+          return b.stats().unknownSenderDrops >= window && a.stats().peersStarved === 1;
+        }),
+      ).toBe(true);
       expect(sent).toBe(window);
       // Once b learns a, a's next credit request tells b where a's sequence is; b's ack frees a.
       b.connect(1, a.address);
       const got = new Map([[b, [] as [number, number][]]]);
-      expect(await pumpUntil([a, b], () => {
-        if (sent < window + 3 && a.send(2, makeFrame(1, 2, sent, 64))) sent++;
-        return got.get(b)!.length >= 3;
-      }, got)).toBe(true);
+      expect(
+        await pumpUntil(
+          [a, b],
+          () => {
+            if (sent < window + 3 && a.send(2, makeFrame(1, 2, sent, 64))) sent++;
+            return got.get(b)!.length >= 3;
+          },
+          got,
+        ),
+      ).toBe(true);
       expect(got.get(b)!.map(([, seq]) => seq)).toEqual([window, window + 1, window + 2]);
       expect(a.stats().controlSent).toBeGreaterThanOrEqual(1);
     });
@@ -208,7 +240,9 @@ if (device === null) {
       expect(b.send(1, makeFrame(2, 1, 1, 64))).toBe(true); // the old incarnation
       expect(b2.send(1, makeFrame(2, 1, 2, 64))).toBe(true);
       const got = new Map([[a, [] as [number, number][]]]);
-      expect(await pumpUntil([a, b, b2], () => got.get(a)!.length >= 1 && a.stats().unknownSenderDrops >= 1, got)).toBe(true);
+      expect(await pumpUntil([a, b, b2], () => got.get(a)!.length >= 1 && a.stats().unknownSenderDrops >= 1, got)).toBe(
+        true,
+      );
       expect(got.get(a)!).toEqual([[2, 2]]);
     });
 

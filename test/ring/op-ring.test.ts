@@ -25,13 +25,61 @@ interface Req {
 
 const requests: Req[] = [
   { opId: 0, kind: OpKind.Read, key: "a", value: null, expectedVersion: 0, expectedWriter: 0, by: 0 },
-  { opId: 1, kind: OpKind.Write, key: "user:42", value: new Uint8Array([1, 2, 3]), expectedVersion: 0, expectedWriter: 0, by: 0 },
-  { opId: 2, kind: OpKind.Write, key: "empty-value", value: new Uint8Array(0), expectedVersion: 0, expectedWriter: 0, by: 0 },
+  {
+    opId: 1,
+    kind: OpKind.Write,
+    key: "user:42",
+    value: new Uint8Array([1, 2, 3]),
+    expectedVersion: 0,
+    expectedWriter: 0,
+    by: 0,
+  },
+  {
+    opId: 2,
+    kind: OpKind.Write,
+    key: "empty-value",
+    value: new Uint8Array(0),
+    expectedVersion: 0,
+    expectedWriter: 0,
+    by: 0,
+  },
   { opId: 3, kind: OpKind.Delete, key: "ключ", value: null, expectedVersion: 0, expectedWriter: 0, by: 0 },
-  { opId: 0xffff_ffff, kind: OpKind.Cas, key: "κλειδί🔑", value: new Uint8Array([255]), expectedVersion: 2 ** 53 - 1, expectedWriter: 31, by: 0 },
-  { opId: 5, kind: OpKind.Create, key: "new", value: new Uint8Array([7, 7]), expectedVersion: 0, expectedWriter: 0, by: 0 },
-  { opId: 6, kind: OpKind.Incr, key: "counter", value: null, expectedVersion: 0, expectedWriter: 0, by: -(2 ** 53 - 1) },
-  { opId: 7, kind: OpKind.Incr, key: "counter", value: null, expectedVersion: 2 ** 32 + 2, expectedWriter: 3, by: 2 ** 40 },
+  {
+    opId: 0xffff_ffff,
+    kind: OpKind.Cas,
+    key: "κλειδί🔑",
+    value: new Uint8Array([255]),
+    expectedVersion: 2 ** 53 - 1,
+    expectedWriter: 31,
+    by: 0,
+  },
+  {
+    opId: 5,
+    kind: OpKind.Create,
+    key: "new",
+    value: new Uint8Array([7, 7]),
+    expectedVersion: 0,
+    expectedWriter: 0,
+    by: 0,
+  },
+  {
+    opId: 6,
+    kind: OpKind.Incr,
+    key: "counter",
+    value: null,
+    expectedVersion: 0,
+    expectedWriter: 0,
+    by: -(2 ** 53 - 1),
+  },
+  {
+    opId: 7,
+    kind: OpKind.Incr,
+    key: "counter",
+    value: null,
+    expectedVersion: 2 ** 32 + 2,
+    expectedWriter: 3,
+    by: 2 ** 40,
+  },
   { opId: 8, kind: OpKind.Read, key: "", value: null, expectedVersion: 0, expectedWriter: 0, by: 0 },
 ];
 
@@ -49,7 +97,15 @@ describe("op ring: requests", () => {
     const kept: (Uint8Array | null)[] = [];
     for (const q of requests) {
       expect(r.next()).toBe(true);
-      expect({ opId: r.opId, kind: r.kind, key: r.key, value: r.value, expectedVersion: r.expectedVersion, expectedWriter: r.expectedWriter, by: r.by }).toEqual(q);
+      expect({
+        opId: r.opId,
+        kind: r.kind,
+        key: r.key,
+        value: r.value,
+        expectedVersion: r.expectedVersion,
+        expectedWriter: r.expectedWriter,
+        by: r.by,
+      }).toEqual(q);
       if (r.value !== null) expect(r.value.buffer).not.toBeInstanceOf(SharedArrayBuffer);
       kept.push(r.value);
     }
@@ -58,7 +114,9 @@ describe("op ring: requests", () => {
     // Reuse the ring space: the values taken before must not change.
     for (let i = 0; i < 30; i++) pushReq(w, { ...requests[1], value: new Uint8Array(100).fill(0xee) });
     w.commit();
-    expect(kept.map((v) => (v === null ? null : Array.from(v)))).toEqual(requests.map((q) => (q.value === null ? null : Array.from(q.value))));
+    expect(kept.map((v) => (v === null ? null : Array.from(v)))).toEqual(
+      requests.map((q) => (q.value === null ? null : Array.from(q.value))),
+    );
   });
 
   test("drain hands the reused decoded object to the handler", () => {
@@ -68,10 +126,12 @@ describe("op ring: requests", () => {
     for (const q of requests) pushReq(w, q);
     w.commit();
     const keys: string[] = [];
-    expect(r.drain((req) => {
-      expect(req).toBe(r);
-      keys.push(req.key);
-    }, 100)).toBe(requests.length);
+    expect(
+      r.drain((req) => {
+        expect(req).toBe(r);
+        keys.push(req.key);
+      }, 100),
+    ).toBe(requests.length);
     expect(keys).toEqual(requests.map((q) => q.key));
   });
 

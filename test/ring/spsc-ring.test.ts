@@ -77,16 +77,24 @@ describe("spsc ring", () => {
     for (let seq = 0; seq < 50; seq++) pushSeq(w, seq, 8);
     w.commit();
     const seen: number[] = [];
-    expect(r.drain((bytes, at, length) => {
-      expect(length).toBe(8);
-      seen.push(new DataView(bytes.buffer, bytes.byteOffset).getUint32(at, true));
-    }, 30)).toBe(30);
-    expect(r.drain((bytes, at) => seen.push(new DataView(bytes.buffer, bytes.byteOffset).getUint32(at, true)), 1000)).toBe(20);
+    expect(
+      r.drain((bytes, at, length) => {
+        expect(length).toBe(8);
+        seen.push(new DataView(bytes.buffer, bytes.byteOffset).getUint32(at, true));
+      }, 30),
+    ).toBe(30);
+    expect(
+      r.drain((bytes, at) => seen.push(new DataView(bytes.buffer, bytes.byteOffset).getUint32(at, true)), 1000),
+    ).toBe(20);
     expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => i));
     expect(w.freeBytes()).toBe(4096);
   });
 
-  for (const [name, start] of [["from 0", 0], ["across the int32 sign boundary", 0x7fff_ff00], ["across 2^32", -0x100]] as const) {
+  for (const [name, start] of [
+    ["from 0", 0],
+    ["across the int32 sign boundary", 0x7fff_ff00],
+    ["across 2^32", -0x100],
+  ] as const) {
     test(`wraparound with random record sizes and batches (${name})`, () => {
       const rand = prng(11);
       const capacityBytes = 1024;

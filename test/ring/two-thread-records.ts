@@ -75,7 +75,8 @@ export function checkRequest(r: OpRequestReader, seq: number): void {
   if (r.kind !== requestKind(seq)) throw new Error(`request ${seq}: kind ${r.kind}`);
   if (r.key !== requestKey(seq)) throw new Error(`request ${seq}: key ${r.key}`);
   if (!sameBytes(r.value, requestValue(seq))) throw new Error(`request ${seq}: value differs`);
-  if (r.expectedVersion !== requestExpectedVersion(seq)) throw new Error(`request ${seq}: expectedVersion ${r.expectedVersion}`);
+  if (r.expectedVersion !== requestExpectedVersion(seq))
+    throw new Error(`request ${seq}: expectedVersion ${r.expectedVersion}`);
   if (r.expectedWriter !== seq % 32) throw new Error(`request ${seq}: expectedWriter ${r.expectedWriter}`);
   if (r.by !== requestBy(seq)) throw new Error(`request ${seq}: by ${r.by}`);
 }

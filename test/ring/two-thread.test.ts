@@ -68,7 +68,18 @@ test("100k sequenced requests and completions between two threads, sleep/notify 
       // A full request ring (push false) is backpressure: stop and come back after completions.
       while (sent < total && sent < pauseAt && sent - completed < windowOps) {
         const seq = sent;
-        if (!requests.push(seq, requestKind(seq), requestKey(seq), requestValue(seq), requestExpectedVersion(seq), seq % 32, requestBy(seq))) break;
+        if (
+          !requests.push(
+            seq,
+            requestKind(seq),
+            requestKey(seq),
+            requestValue(seq),
+            requestExpectedVersion(seq),
+            seq % 32,
+            requestBy(seq),
+          )
+        )
+          break;
         sent++;
       }
       requests.commit();

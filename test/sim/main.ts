@@ -124,7 +124,9 @@ for (const mode of args.modes) {
     }
     if (!args.quiet && performance.now() - lastReport > 1000) {
       lastReport = performance.now();
-      console.log(`  ${mode}: ${i + 1}/${args.seeds} seeds, ${modeOps} ops, ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`);
+      console.log(
+        `  ${mode}: ${i + 1}/${args.seeds} seeds, ${modeOps} ops, ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`,
+      );
     }
   }
   totalOps += modeOps;
@@ -132,9 +134,14 @@ for (const mode of args.modes) {
   console.log(
     `explored (${mode}): ${e.leaseLosses} lease losses and evictions (${e.evictions} evictions), ${e.restarts} restarts; joins: ${e.joinsEmpty} empty, ${e.joinsKeepingState} keeping state, ${e.joinsByMerge} by merge`,
   );
-  if (linUnknown > 0) console.log(`note: ${mode} mode: the linearizability search hit its bound on ${linUnknown} seed(s) (counted as checked-unknown, not violations)`);
+  if (linUnknown > 0)
+    console.log(
+      `note: ${mode} mode: the linearizability search hit its bound on ${linUnknown} seed(s) (counted as checked-unknown, not violations)`,
+    );
   if (args.modes.length > 1) {
-    console.log(`mode=${mode} seeds=${violations > 0 ? "stopped" : args.seeds} ops=${modeOps} violations=${violations} ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`);
+    console.log(
+      `mode=${mode} seeds=${violations > 0 ? "stopped" : args.seeds} ops=${modeOps} violations=${violations} ${((performance.now() - modeStarted) / 1000).toFixed(1)}s`,
+    );
   }
   if (violations > 0) break;
 }

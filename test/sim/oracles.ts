@@ -37,7 +37,15 @@ export class Oracles implements Probe {
 
   // Probe --------------------------------------------------------------------------------------
 
-  issued(_self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean, baseVersion: number, baseWriter: NodeId): void {
+  issued(
+    _self: NodeId,
+    key: string,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    baseVersion: number,
+    baseWriter: NodeId,
+  ): void {
     if (!rmw) return;
     let bases = this.#rmwBase.get(key);
     if (bases === undefined) this.#rmwBase.set(key, (bases = new Map()));
@@ -46,7 +54,10 @@ export class Oracles implements Probe {
 
   ackCounted(self: NodeId, key: string, from: NodeId, ackEpoch: Epoch, currentEpoch: Epoch): void {
     if (ackEpoch !== currentEpoch) {
-      throw new SimViolation("ack-epoch", `node ${self} counted an ACK from ${from} for ${key} sent in epoch ${ackEpoch} while in epoch ${currentEpoch}`);
+      throw new SimViolation(
+        "ack-epoch",
+        `node ${self} counted an ACK from ${from} for ${key} sent in epoch ${ackEpoch} while in epoch ${currentEpoch}`,
+      );
     }
   }
 
@@ -82,7 +93,14 @@ export class Oracles implements Probe {
       let seen: Ts | null = null;
       let seenAt = -1;
       for (const node of sim.nodes) {
-        if (node.crashed || !sim.rm.members.has(node.id) || node.joining || node.replica.joining || !node.replica.isMember) continue;
+        if (
+          node.crashed ||
+          !sim.rm.members.has(node.id) ||
+          node.joining ||
+          node.replica.joining ||
+          !node.replica.isMember
+        )
+          continue;
         if (node.shard !== null && node.shard.controlsQueued > 0) continue;
         const rec = node.replica.inspect(key);
         const state = rec === undefined ? KeyState.Valid : rec.state;
@@ -117,7 +135,9 @@ export class Oracles implements Probe {
   /** HRSemanticsRMW: each committed RMW's base is the greatest committed ts below it. */
   checkRmwSemantics(): void {
     for (const [key, bases] of this.#rmwBase) {
-      const committed = [...(this.#committed.get(key)?.values() ?? [])].sort((a, b) => a.version - b.version || a.writer - b.writer);
+      const committed = [...(this.#committed.get(key)?.values() ?? [])].sort(
+        (a, b) => a.version - b.version || a.writer - b.writer,
+      );
       for (let i = 1; i < committed.length; i++) {
         const ts = committed[i]!;
         const base = bases.get(tsKey(ts.version, ts.writer));

@@ -31,12 +31,17 @@ export interface SeedResult {
   flags: string;
 }
 
-export const defaultReplicaFactory: ReplicaFactory = (config, outbox, completions, probe) => new Replica(config, outbox, completions, probe);
+export const defaultReplicaFactory: ReplicaFactory = (config, outbox, completions, probe) =>
+  new Replica(config, outbox, completions, probe);
 
 /** After healing and settling, every live node serves again within this long (it rejoined). */
 const rejoinBoundMs = 500;
 
-export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeReplica: ReplicaFactory = defaultReplicaFactory): SeedResult {
+export function runSeed(
+  seed: number,
+  overrides: Partial<SimOptions> = {},
+  makeReplica: ReplicaFactory = defaultReplicaFactory,
+): SeedResult {
   const random = new Prng(seed);
   const options = defaultOptions(seed, random, overrides);
   const oracles = new Oracles();
@@ -71,7 +76,9 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
     statusCounts: workload.statusCounts,
     history: [],
     stats: sim.stats,
-    flags: (options.mergeRule === "cluster" ? "" : ` --merge-rule ${options.mergeRule}`) + (options.removalBound === "f" ? "" : ` --removal-bound ${options.removalBound}`) +
+    flags:
+      (options.mergeRule === "cluster" ? "" : ` --merge-rule ${options.mergeRule}`) +
+      (options.removalBound === "f" ? "" : ` --removal-bound ${options.removalBound}`) +
       (options.restartIdentity === "fresh" ? "" : ` --restart-identity ${options.restartIdentity}`),
   };
   const fail = (oracle: string, detail: string) => {
@@ -87,10 +94,18 @@ export function runSeed(seed: number, overrides: Partial<SimOptions> = {}, makeR
     // Bound: every op must be answered within its timeout once issued, so this is generous.
     const limitMs = 120_000;
     if (!sim.run(() => workload.quiescent, limitMs)) {
-      fail("liveness", `ops still unanswered at ${limitMs}ms simulated (issued ${workload.issued}, answered ${workload.answered})`);
-    } else if (!sim.run(() => sim.allServing(), Math.max(sim.nowMs, workload.healAtMs + options.settleMs) + rejoinBoundMs)) {
+      fail(
+        "liveness",
+        `ops still unanswered at ${limitMs}ms simulated (issued ${workload.issued}, answered ${workload.answered})`,
+      );
+    } else if (
+      !sim.run(() => sim.allServing(), Math.max(sim.nowMs, workload.healAtMs + options.settleMs) + rejoinBoundMs)
+    ) {
       const out = sim.nodes.filter((n) => !n.crashed && !sim.allServingNode(n)).map((n) => n.id);
-      fail("rejoin-liveness", `after healing, nodes [${out}] still do not serve ${rejoinBoundMs}ms after the settle time`);
+      fail(
+        "rejoin-liveness",
+        `after healing, nodes [${out}] still do not serve ${rejoinBoundMs}ms after the settle time`,
+      );
     } else {
       oracles.checkRmwSemantics();
     }

@@ -99,10 +99,15 @@ export class SimShardNode {
       numaNode: -1,
       bench: null,
     };
-    this.transport = new SimTransport({ self: config.id, frameBytesMax: config.frameBytesMax, network: config.network });
+    this.transport = new SimTransport({
+      self: config.id,
+      frameBytesMax: config.frameBytesMax,
+      network: config.network,
+    });
     this.shard = new Shard(init, this.transport, {
       clock: () => world.nowMs,
-      newReplica: (replicaConfig, outbox, completions) => config.makeReplica(replicaConfig, outbox, completions, config.probe),
+      newReplica: (replicaConfig, outbox, completions) =>
+        config.makeReplica(replicaConfig, outbox, completions, config.probe),
     });
     this.shard.connectPeers(rings);
     this.#requests = new OpRequestWriter(rings.requests[clientShard]![0]!);
@@ -114,7 +119,15 @@ export class SimShardNode {
   }
 
   /** A client op, written into the request ring as a forwarding shard worker does. False when the ring is full. */
-  submit(opId: number, kind: OpKind, key: string, value: Uint8Array | null, expectedVersion: number, expectedWriter: NodeId, by: number): boolean {
+  submit(
+    opId: number,
+    kind: OpKind,
+    key: string,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+  ): boolean {
     if (!this.#requests.push(opId, kind, key, value, expectedVersion, expectedWriter, by)) return false;
     this.#requests.commit();
     this.wake();
@@ -173,7 +186,12 @@ export class SimShardNode {
   }
 
   setMembership(epoch: number, members: readonly NodeId[]): void {
-    this.#control(() => this.shard.setMembership(epoch, members.map((id) => ({ id, address: simAddress(id) }))));
+    this.#control(() =>
+      this.shard.setMembership(
+        epoch,
+        members.map((id) => ({ id, address: simAddress(id) })),
+      ),
+    );
   }
 
   setLease(untilMs: number): void {
@@ -201,7 +219,8 @@ export class SimShardNode {
   importKeptState(entries: SnapshotEntry[]): void {
     this.#control(() => {
       const now = this.#world.nowMs;
-      for (const e of entries) this.shard.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now, true);
+      for (const e of entries)
+        this.shard.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now, true);
     });
   }
 
@@ -229,7 +248,8 @@ export class SimShardNode {
   #readAnswers(): void {
     const answers = this.#answers;
     const completions = this.#completions;
-    while (answers.next()) completions.complete(answers.opId, answers.status, answers.value, answers.version, answers.writer);
+    while (answers.next())
+      completions.complete(answers.opId, answers.status, answers.value, answers.version, answers.writer);
     answers.release();
   }
 }

@@ -114,7 +114,14 @@ export class Simulation {
   faultsActive = true;
   readonly faultTolerance: number;
   /** What the run explored (summed over seeds by main.ts). */
-  readonly stats: SimStats = { restarts: 0, leaseLosses: 0, evictions: 0, joinsEmpty: 0, joinsKeepingState: 0, joinsByMerge: 0 };
+  readonly stats: SimStats = {
+    restarts: 0,
+    leaseLosses: 0,
+    evictions: 0,
+    joinsEmpty: 0,
+    joinsKeepingState: 0,
+    joinsByMerge: 0,
+  };
 
   readonly #pending = new Map<number, PendingOp>();
   /** Shard mode: frames in flight per link "from,to" (sent, not yet delivered or lost), for credits. */
@@ -139,29 +146,35 @@ export class Simulation {
     for (let id = 0; id < options.replicas; id++) this.nodes.push(this.#newNode(id));
     this.rm = new SimRm(this);
     if (options.mode === "shard") {
-      this.#traceDecoder = new FrameDecoder({ clusterId: this.nodes[0]!.shard!.shard.init.clusterId, shardIndex: -1, frameBytesMax: options.frameBytesMax, keyBytesMax: shardKeyBytesMax, valueBytesMax: shardValueBytesMax });
+      this.#traceDecoder = new FrameDecoder({
+        clusterId: this.nodes[0]!.shard!.shard.init.clusterId,
+        shardIndex: -1,
+        frameBytesMax: options.frameBytesMax,
+        keyBytesMax: shardKeyBytesMax,
+        valueBytesMax: shardValueBytesMax,
+      });
     }
   }
 
   #newNode(id: NodeId): SimNode {
-      const node: SimNode = {
-        id,
-        replica: null as unknown as Replica,
-        shard: null,
-        crashed: false,
-        retired: false,
-        incarnation: 0,
-        crashedAtMs: [],
-        hasState: true,
-        joining: false,
-        view: { epoch: 0, members: [] },
-        leaseUntilMs: 0,
-        registration: 0,
-        attached: false,
-        rejoiner: null as unknown as SimRejoiner,
-      };
-      this.#boot(node);
-      return node;
+    const node: SimNode = {
+      id,
+      replica: null as unknown as Replica,
+      shard: null,
+      crashed: false,
+      retired: false,
+      incarnation: 0,
+      crashedAtMs: [],
+      hasState: true,
+      joining: false,
+      view: { epoch: 0, members: [] },
+      leaseUntilMs: 0,
+      registration: 0,
+      attached: false,
+      rejoiner: null as unknown as SimRejoiner,
+    };
+    this.#boot(node);
+    return node;
   }
 
   /** The nodes that are not retired: the cluster's current processes, live or crashed. */
@@ -188,8 +201,10 @@ export class Simulation {
     const completions: Completions = {
       complete: (opId, status, value, version, writer) => {
         const pending = this.#pending.get(opId);
-        if (pending === undefined) throw new SimViolation("answered-once", `op ${opId} answered twice or never submitted`);
-        if (pending.node !== id || pending.incarnation !== incarnation) throw new SimViolation("answered-once", `op ${opId} answered by another node or process`);
+        if (pending === undefined)
+          throw new SimViolation("answered-once", `op ${opId} answered twice or never submitted`);
+        if (pending.node !== id || pending.incarnation !== incarnation)
+          throw new SimViolation("answered-once", `op ${opId} answered by another node or process`);
         this.#pending.delete(opId);
         pending.handler(status, value, version, writer);
       },
@@ -285,7 +300,8 @@ export class Simulation {
   /** A chunk of a source's snapshot; `kept`: from a member's kept state (a merge, no member serves). */
   importSnapshot(node: SimNode, entries: SnapshotEntry[], kept: boolean): void {
     if (node.shard === null) {
-      for (const e of entries) node.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, this.nowMs, kept);
+      for (const e of entries)
+        node.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, this.nowMs, kept);
     } else if (!kept) {
       node.shard.importSnapshot(entries);
     } else {
@@ -321,7 +337,13 @@ export class Simulation {
   }
 
   /** The bootstrap view (installed at once, before any event). */
-  installView(node: SimNode, incarnation: number, epoch: number, members: readonly NodeId[], leaseUntilMs: number): void {
+  installView(
+    node: SimNode,
+    incarnation: number,
+    epoch: number,
+    members: readonly NodeId[],
+    leaseUntilMs: number,
+  ): void {
     if (node.crashed || node.incarnation !== incarnation) return;
     if (epoch > node.view.epoch) {
       node.view = { epoch, members };
@@ -357,7 +379,9 @@ export class Simulation {
   #leaseDeadline(node: SimNode, incarnation: number): void {
     if (node.crashed || node.incarnation !== incarnation) return;
     if (node.leaseUntilMs === 0 || node.leaseUntilMs > this.nowMs) return;
-    this.events.push(this.nowMs + this.random.range(0, this.options.leaseLossNoticeMsMax), () => this.#noticeLeaseLoss(node, incarnation));
+    this.events.push(this.nowMs + this.random.range(0, this.options.leaseLossNoticeMsMax), () =>
+      this.#noticeLeaseLoss(node, incarnation),
+    );
   }
 
   /** The node's lease deadline passed without a renewal: it drops the lease and registers again. */
@@ -397,7 +421,14 @@ export class Simulation {
     value: Uint8Array | null,
   ): void {
     const describe = () => `${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`;
-    this.#transmit(from, incarnation, to, describe, () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs), null);
+    this.#transmit(
+      from,
+      incarnation,
+      to,
+      describe,
+      () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs),
+      null,
+    );
   }
 
   /**
@@ -413,7 +444,14 @@ export class Simulation {
       return false;
     }
     const describe = () => this.#describeFrame(from, to, frame);
-    this.#transmit(from, this.nodes[from]!.incarnation, to, describe, () => this.nodes[to]!.shard!.deliver(from, frame), link);
+    this.#transmit(
+      from,
+      this.nodes[from]!.incarnation,
+      to,
+      describe,
+      () => this.nodes[to]!.shard!.deliver(from, frame),
+      link,
+    );
     return true;
   }
 
@@ -431,7 +469,14 @@ export class Simulation {
    * duplication, slow (reordering) delays, partitions, and loss of what a node sent just before it
    * crashed. `link` counts frames in flight (shard mode), null for messages.
    */
-  #transmit(from: NodeId, incarnation: number, to: NodeId, describe: () => string, deliver: () => void, link: string | null): void {
+  #transmit(
+    from: NodeId,
+    incarnation: number,
+    to: NodeId,
+    describe: () => string,
+    deliver: () => void,
+    link: string | null,
+  ): void {
     const o = this.options;
     if (this.faultsActive && this.random.chance(o.lossRate)) {
       this.trace(`drop ${describe()}`);
@@ -508,7 +553,11 @@ export class Simulation {
       const others = current.filter((n) => n.id !== node.id && this.random.chance(0.5)).map((n) => n.id);
       if (others.length === 0) return;
       const durationMs = this.random.range(5, 100);
-      this.#cutFor(others.flatMap((b) => [`${node.id}>${b}`, `${b}>${node.id}`]), durationMs, `partition ${node.id} | [${others}]`);
+      this.#cutFor(
+        others.flatMap((b) => [`${node.id}>${b}`, `${b}>${node.id}`]),
+        durationMs,
+        `partition ${node.id} | [${others}]`,
+      );
     } else if (roll < 0.42 && o.partitions) {
       // One way only: the failure detector sees a member that hears but is not heard, or the reverse.
       const others = current.filter((n) => n.id !== node.id && this.random.chance(0.6)).map((n) => n.id);
@@ -516,7 +565,11 @@ export class Simulation {
       const outbound = this.random.chance(0.5);
       const durationMs = this.random.range(5, 150);
       const keys = others.map((b) => (outbound ? `${node.id}>${b}` : `${b}>${node.id}`));
-      this.#cutFor(keys, durationMs, outbound ? `one-way cut ${node.id} -> [${others}]` : `one-way cut [${others}] -> ${node.id}`);
+      this.#cutFor(
+        keys,
+        durationMs,
+        outbound ? `one-way cut ${node.id} -> [${others}]` : `one-way cut [${others}] -> ${node.id}`,
+      );
     } else if (roll < 0.62 && o.partitions) {
       this.isolate(node, this.random.range(10, 200), "isolate");
     } else if (roll < 0.7 && o.partitions) {
@@ -563,7 +616,9 @@ export class Simulation {
 
   /** Cut `node` off from the RM and from every peer, both ways, for `durationMs`. */
   isolate(node: SimNode, durationMs: number, what: string): void {
-    const keys = this.current().filter((n) => n.id !== node.id).flatMap((n) => [`${node.id}>${n.id}`, `${n.id}>${node.id}`]);
+    const keys = this.current()
+      .filter((n) => n.id !== node.id)
+      .flatMap((n) => [`${node.id}>${n.id}`, `${n.id}>${node.id}`]);
     this.#cutFor(keys, durationMs, `${what} ${node.id}`);
     this.#isolateFromRm(node.id, durationMs);
   }
@@ -591,7 +646,8 @@ export class Simulation {
   #maybeCrashAfterIssue(id: NodeId, key: string, rmw: boolean): void {
     const o = this.options;
     if (!o.crashes) return;
-    const racing = rmw && this.nodes.some((n) => n.id !== id && !n.crashed && n.replica.inspect(key)?.pendingRmw === true);
+    const racing =
+      rmw && this.nodes.some((n) => n.id !== id && !n.crashed && n.replica.inspect(key)?.pendingRmw === true);
     if (!this.random.chance(racing ? o.crashInRmwRaceRate : o.crashAfterIssueRate)) return;
     const node = this.nodes[id]!;
     const faulty = this.rm.faulty();

@@ -146,10 +146,18 @@ export class Workload {
     const sim = this.#sim;
     const statusName = OpStatusNames[status] ?? String(status);
     this.statusCounts.set(statusName, (this.statusCounts.get(statusName) ?? 0) + 1);
-    sim.trace(`client ${client.id}@${client.node.id} ${OpKindNames[kind]} ${key} -> ${statusName} ${version}.${writer}`);
+    sim.trace(
+      `client ${client.id}@${client.node.id} ${OpKindNames[kind]} ${key} -> ${statusName} ${version}.${writer}`,
+    );
     const isWrite = kind === OpKind.Write || kind === OpKind.Delete;
-    if (isWrite && (status === OpStatus.PreconditionFailed || status === OpStatus.Aborted || status === OpStatus.NotANumber)) {
-      throw new SimViolation("writes-never-abort", `client ${client.id} ${OpKindNames[kind]} ${key} answered ${statusName}`);
+    if (
+      isWrite &&
+      (status === OpStatus.PreconditionFailed || status === OpStatus.Aborted || status === OpStatus.NotANumber)
+    ) {
+      throw new SimViolation(
+        "writes-never-abort",
+        `client ${client.id} ${OpKindNames[kind]} ${key} answered ${statusName}`,
+      );
     }
     this.#checkLiveness(client, kind, key, status, invokedAtMs);
     const now = sim.nowMs;
@@ -205,7 +213,11 @@ export class Workload {
     if (invokedAtMs < this.healAtMs + sim.options.settleMs) return;
     if (client.node.crashed || !sim.rm.members.has(client.node.id) || !sim.serving(client.node)) return;
     const tookMs = sim.nowMs - invokedAtMs;
-    const definite = status === OpStatus.Ok || status === OpStatus.PreconditionFailed || status === OpStatus.NotANumber || status === OpStatus.Aborted;
+    const definite =
+      status === OpStatus.Ok ||
+      status === OpStatus.PreconditionFailed ||
+      status === OpStatus.NotANumber ||
+      status === OpStatus.Aborted;
     if (!definite || tookMs > sim.options.livenessMs) {
       throw new SimViolation(
         "liveness",
@@ -227,7 +239,14 @@ class SimClient {
   }
 }
 
-export const OpKindNames: Record<number, string> = { 1: "read", 2: "write", 3: "delete", 4: "cas", 5: "create", 6: "incr" };
+export const OpKindNames: Record<number, string> = {
+  1: "read",
+  2: "write",
+  3: "delete",
+  4: "cas",
+  5: "create",
+  6: "incr",
+};
 export const OpStatusNames: Record<number, string> = {
   0: "ok",
   1: "precondition-failed",

@@ -95,7 +95,8 @@ function expectDisjointWithin(regions: [string, number, number][], bytes: number
     expect(end, name).toBeGreaterThanOrEqual(start);
     expect(end, name).toBeLessThanOrEqual(bytes);
   }
-  for (let i = 1; i < sorted.length; i++) expect(sorted[i]![1], `${sorted[i]![0]} after ${sorted[i - 1]![0]}`).toBeGreaterThanOrEqual(sorted[i - 1]![2]);
+  for (let i = 1; i < sorted.length; i++)
+    expect(sorted[i]![1], `${sorted[i]![0]} after ${sorted[i - 1]![0]}`).toBeGreaterThanOrEqual(sorted[i - 1]![2]);
 }
 
 function expectSound(L: RdmaLayout): void {
@@ -161,14 +162,24 @@ describe("rdmaLayout", () => {
       expect(L.windowDatagrams).toBe(2 * Math.ceil(frameBytesMax / (mtu - 24)));
       expectSound(L);
       // A window already large enough stays.
-      const wide = rdmaLayout({ datagramBytesMax: mtu, frameBytesMax, windowDatagrams: rdmaWindowDatagramsMax, peersMax: 1 });
+      const wide = rdmaLayout({
+        datagramBytesMax: mtu,
+        frameBytesMax,
+        windowDatagrams: rdmaWindowDatagramsMax,
+        peersMax: 1,
+      });
       expect(wide.windowDatagrams).toBe(rdmaWindowDatagramsMax);
     }
     // One byte over a whole frame already needs two pieces per frame.
     const L = rdmaLayout({ datagramBytesMax: 1024, frameBytesMax: 1024 - 18 + 1, windowDatagrams: 2, peersMax: 1 });
     expect(L.windowDatagrams).toBe(4);
     // The largest frame in the smallest datagrams still fits the window limit.
-    const worst = rdmaLayout({ datagramBytesMax: 256, frameBytesMax: rdmaFrameBytesLimit, windowDatagrams: 2, peersMax: 1 });
+    const worst = rdmaLayout({
+      datagramBytesMax: 256,
+      frameBytesMax: rdmaFrameBytesLimit,
+      windowDatagrams: 2,
+      peersMax: 1,
+    });
     expect(worst.windowDatagrams).toBe(2 * Math.ceil(rdmaFrameBytesLimit / 232));
     expect(worst.windowDatagrams).toBeLessThanOrEqual(rdmaWindowDatagramsMax);
   });

@@ -210,7 +210,11 @@ describe("Reassembly", () => {
     const tooLong = { ...a[1]!, bytes: new Uint8Array(25) };
     const shortLast = { ...a[2]!, bytes: a[2]!.bytes.subarray(0, 5) };
     const emptyMiddle = { ...a[1]!, bytes: new Uint8Array(0) };
-    for (const [bad, at] of [[tooLong, 1], [shortLast, 2], [emptyMiddle, 1]] as const) {
+    for (const [bad, at] of [
+      [tooLong, 1],
+      [shortLast, 2],
+      [emptyMiddle, 1],
+    ] as const) {
       const order = a.map((p, i) => (i === at ? bad : p));
       const { frames, counts } = feed([...order, ...piecesOf(ok)]);
       expect(frames).toEqual([ok]);
@@ -233,7 +237,9 @@ describe("Reassembly", () => {
       nextSeq = rand() * 2 ** 32;
       // Few distinct sizes, so that frames of equal size (and piece count) follow each other often.
       const sizes = [11, 30, 30, 47, 100];
-      const sent = Array.from({ length: 1 + below(rand, 12) }, (_, id) => frameOf(run * 100 + id, sizes[below(rand, sizes.length)]!));
+      const sent = Array.from({ length: 1 + below(rand, 12) }, (_, id) =>
+        frameOf(run * 100 + id, sizes[below(rand, sizes.length)]!),
+      );
       const arriving: Piece[] = [];
       const dropped: boolean[] = [];
       const expected: Uint8Array[] = [];

@@ -43,17 +43,23 @@ test("a polled frame is overwritten after the handler returns (as a reused recei
   b.connect(1, a.address);
   expect(a.send(2, new Uint8Array([1, 2, 3]))).toBe(true);
   let kept: Uint8Array | null = null;
-  expect(b.poll((from, frame) => {
-    expect(from).toBe(1);
-    expect([...frame]).toEqual([1, 2, 3]);
-    kept = frame;
-  })).toBe(1);
+  expect(
+    b.poll((from, frame) => {
+      expect(from).toBe(1);
+      expect([...frame]).toEqual([1, 2, 3]);
+      kept = frame;
+    }),
+  ).toBe(1);
   expect([...kept!]).toEqual([0xa5, 0xa5, 0xa5]);
 });
 
 test("the network gets its own copy: the sender may reuse its buffer at once", () => {
   const got: Uint8Array[] = [];
-  const a = new SimTransport({ self: 1, frameBytesMax, network: { send: (_from, _to, frame) => (got.push(frame), true) } });
+  const a = new SimTransport({
+    self: 1,
+    frameBytesMax,
+    network: { send: (_from, _to, frame) => (got.push(frame), true) },
+  });
   a.connect(2, "sim:2");
   const buffer = new Uint8Array([7, 7]);
   a.send(2, buffer);

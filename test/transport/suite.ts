@@ -231,293 +231,356 @@ export function transportSuite(
       return eps;
     }
 
-    test("two endpoints exchange frames both ways, intact and identified by sender", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      const flows = [
-        { src: a, dst: b, lo: 0, hi: 300 },
-        { src: b, dst: a, lo: 0, hi: 300 },
-      ];
-      await deliverAll(eps, flows, caps);
-      for (const f of flows) expectFlow(f, caps);
-      expectConsistent(eps);
-    }, testTimeoutMs);
-
-    test("three endpoints: every directed pair carries frames, each identified by sender", async () => {
-      // Ids at both ends of the NodeId range.
-      const eps = await mesh([0, 17, 31]);
-      await warmUp(eps, allLinks(eps));
-      const flows = allLinks(eps).map(([src, dst]) => ({ src, dst, lo: 0, hi: 120 }));
-      await deliverAll(eps, flows, caps);
-      for (const f of flows) expectFlow(f, caps);
-      for (const e of eps) expect(e.seqs(e.id)).toEqual([]); // nothing to self
-      expectConsistent(eps);
-    }, testTimeoutMs);
-
-    test("many frames queued before one flush arrive intact, identified by sender", async () => {
-      const eps = await mesh([1, 2, 3]);
-      const [a, b, c] = eps as [Endpoint, Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      // Fill a's window to b and c's window to b, then flush each once.
-      let na = 0;
-      while (na < 10_000 && a.send(b, na, sizeFor(na, a.t.frameBytesMax))) na++;
-      let nc = 0;
-      while (nc < 10_000 && c.send(b, nc, sizeFor(nc, c.t.frameBytesMax))) nc++;
-      expect(na).toBeGreaterThanOrEqual(windowFramesMin);
-      expect(nc).toBeGreaterThanOrEqual(windowFramesMin);
-      a.t.flush();
-      c.t.flush();
-      await pumpUntil(eps, () => b.count(a.id) >= na && b.count(c.id) >= nc, 10 * resendAfterRounds);
-      if (caps.reliable) {
-        expect(b.seqs(a.id)).toEqual(Array.from({ length: na }, (_, i) => i));
-        expect(b.seqs(c.id)).toEqual(Array.from({ length: nc }, (_, i) => i));
-      } else {
-        // One window into a sized socket buffer on loopback loses nothing; half leaves a wide margin.
-        expect(b.count(a.id)).toBeGreaterThanOrEqual(na / 2);
-        expect(b.count(c.id)).toBeGreaterThanOrEqual(nc / 2);
-        const rest = [
-          { src: a, dst: b, lo: 0, hi: na, sentTo: na },
-          { src: c, dst: b, lo: 0, hi: nc, sentTo: nc },
+    test(
+      "two endpoints exchange frames both ways, intact and identified by sender",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        const flows = [
+          { src: a, dst: b, lo: 0, hi: 300 },
+          { src: b, dst: a, lo: 0, hi: 300 },
         ];
-        await deliverAll(eps, rest, caps);
-      }
-      expectFlow({ src: a, dst: b, lo: 0, hi: na }, caps);
-      expectFlow({ src: c, dst: b, lo: 0, hi: nc }, caps);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+        await deliverAll(eps, flows, caps);
+        for (const f of flows) expectFlow(f, caps);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("poll never blocks: it returns 0 when idle and the count it handed out otherwise", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      let calls = 0;
-      const counting: FrameHandler = () => void calls++;
-      // Idle endpoints: poll returns at once with nothing.
-      for (let i = 0; i < 100; i++) expect(b.t.poll(counting)).toBe(0);
-      expect(calls).toBe(0);
-      await warmUp(eps, allLinks(eps));
-      await deliverAll(eps, [{ src: a, dst: b, lo: 0, hi: 50 }], caps);
-      // Everything was drained by the rounds: polling again hands out nothing.
-      await pump(eps, 5);
-      expect(b.t.poll(counting)).toBe(0);
-      expect(calls).toBe(0);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "three endpoints: every directed pair carries frames, each identified by sender",
+      async () => {
+        // Ids at both ends of the NodeId range.
+        const eps = await mesh([0, 17, 31]);
+        await warmUp(eps, allLinks(eps));
+        const flows = allLinks(eps).map(([src, dst]) => ({ src, dst, lo: 0, hi: 120 }));
+        await deliverAll(eps, flows, caps);
+        for (const f of flows) expectFlow(f, caps);
+        for (const e of eps) expect(e.seqs(e.id)).toEqual([]); // nothing to self
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("whenReadable, where offered, resolves once poll has a frame to hand out", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      const readable = (b.t as Partial<{ whenReadable(): Promise<void> }>).whenReadable?.bind(b.t);
-      if (readable === undefined) return; // an optional extension of Transport
-      await warmUp(eps, allLinks(eps));
-      let woke = false;
-      const waiting = readable().then(() => void (woke = true));
-      await pump([a], 5); // a sends nothing and b is not polled: nothing to hand out
-      expect(woke).toBe(false);
-      a.send(b, 0, 64);
-      a.t.flush();
-      for (let r = 0; r < roundsMax && !woke; r++) await Bun.sleep(1);
-      expect(woke).toBe(true);
-      await waiting;
-      // Already readable: resolves without waiting for any I/O.
-      let atOnce = false;
-      const again = readable().then(() => void (atOnce = true));
-      await Promise.resolve();
-      expect(atOnce).toBe(true);
-      await again;
-      b.pollReturned += b.t.poll(b.handler);
-      expect(b.seqs(a.id)).toEqual([0]);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "many frames queued before one flush arrive intact, identified by sender",
+      async () => {
+        const eps = await mesh([1, 2, 3]);
+        const [a, b, c] = eps as [Endpoint, Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        // Fill a's window to b and c's window to b, then flush each once.
+        let na = 0;
+        while (na < 10_000 && a.send(b, na, sizeFor(na, a.t.frameBytesMax))) na++;
+        let nc = 0;
+        while (nc < 10_000 && c.send(b, nc, sizeFor(nc, c.t.frameBytesMax))) nc++;
+        expect(na).toBeGreaterThanOrEqual(windowFramesMin);
+        expect(nc).toBeGreaterThanOrEqual(windowFramesMin);
+        a.t.flush();
+        c.t.flush();
+        await pumpUntil(eps, () => b.count(a.id) >= na && b.count(c.id) >= nc, 10 * resendAfterRounds);
+        if (caps.reliable) {
+          expect(b.seqs(a.id)).toEqual(Array.from({ length: na }, (_, i) => i));
+          expect(b.seqs(c.id)).toEqual(Array.from({ length: nc }, (_, i) => i));
+        } else {
+          // One window into a sized socket buffer on loopback loses nothing; half leaves a wide margin.
+          expect(b.count(a.id)).toBeGreaterThanOrEqual(na / 2);
+          expect(b.count(c.id)).toBeGreaterThanOrEqual(nc / 2);
+          const rest = [
+            { src: a, dst: b, lo: 0, hi: na, sentTo: na },
+            { src: c, dst: b, lo: 0, hi: nc, sentTo: nc },
+          ];
+          await deliverAll(eps, rest, caps);
+        }
+        expectFlow({ src: a, dst: b, lo: 0, hi: na }, caps);
+        expectFlow({ src: c, dst: b, lo: 0, hi: nc }, caps);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("send throws on frames larger than frameBytesMax and on empty frames; frameBytesMax fits", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      const max = a.t.frameBytesMax;
-      const before = a.t.stats();
-      expect(() => a.t.send(b.id, new Uint8Array(max + 1))).toThrow();
-      expect(() => a.t.send(b.id, new Uint8Array(0))).toThrow();
-      expect(a.t.stats().sendsRefused).toBe(before.sendsRefused);
-      await warmUp(eps, allLinks(eps));
-      // Sequence numbers whose size is exactly frameBytesMax (sizeFor's last slot).
-      const flow = { src: a, dst: b, lo: 5, hi: 6 };
-      expect(sizeFor(5, max)).toBe(max);
-      await deliverAll(eps, [flow], caps);
-      expectFlow(flow, caps);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "poll never blocks: it returns 0 when idle and the count it handed out otherwise",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        let calls = 0;
+        const counting: FrameHandler = () => void calls++;
+        // Idle endpoints: poll returns at once with nothing.
+        for (let i = 0; i < 100; i++) expect(b.t.poll(counting)).toBe(0);
+        expect(calls).toBe(0);
+        await warmUp(eps, allLinks(eps));
+        await deliverAll(eps, [{ src: a, dst: b, lo: 0, hi: 50 }], caps);
+        // Everything was drained by the rounds: polling again hands out nothing.
+        await pump(eps, 5);
+        expect(b.t.poll(counting)).toBe(0);
+        expect(calls).toBe(0);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("close is idempotent, and a closed endpoint neither delivers nor sends", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      a.t.close();
-      a.t.close();
-      // Every operation on a closed endpoint is harmless.
-      a.send(b, 0, 64);
-      a.t.flush();
-      a.t.connect(b.id, b.t.address);
-      a.t.disconnect(b.id);
-      expect(a.t.poll(a.handler)).toBe(0);
-      const aBefore = a.handlerCalls;
-      for (let i = 0; i < 20; i++) b.send(a, 100 + i, 64);
-      await pump([b], settleRounds);
-      expect(a.t.poll(a.handler)).toBe(0);
-      expect(a.handlerCalls).toBe(aBefore);
-      expect(b.count(a.id)).toBe(0);
-      b.t.close();
-      b.t.close();
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "whenReadable, where offered, resolves once poll has a frame to hand out",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        const readable = (b.t as Partial<{ whenReadable(): Promise<void> }>).whenReadable?.bind(b.t);
+        if (readable === undefined) return; // an optional extension of Transport
+        await warmUp(eps, allLinks(eps));
+        let woke = false;
+        const waiting = readable().then(() => void (woke = true));
+        await pump([a], 5); // a sends nothing and b is not polled: nothing to hand out
+        expect(woke).toBe(false);
+        a.send(b, 0, 64);
+        a.t.flush();
+        for (let r = 0; r < roundsMax && !woke; r++) await Bun.sleep(1);
+        expect(woke).toBe(true);
+        await waiting;
+        // Already readable: resolves without waiting for any I/O.
+        let atOnce = false;
+        const again = readable().then(() => void (atOnce = true));
+        await Promise.resolve();
+        expect(atOnce).toBe(true);
+        await again;
+        b.pollReturned += b.t.poll(b.handler);
+        expect(b.seqs(a.id)).toEqual([0]);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("disconnect stops delivery both ways, and connect restores it", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      // b forgets a: frames a still sends must arrive and be dropped, never delivered.
-      b.t.disconnect(a.id);
-      const droppedBefore = b.t.stats().framesDropped;
-      let sent = 0;
-      const arrivedAndDropped = await pumpUntil(eps, () => {
-        if (a.send(b, sent, 64)) sent++;
-        return b.t.stats().framesDropped - droppedBefore >= 5;
-      });
-      expect(arrivedAndDropped).toBe(true);
-      expect(b.count(a.id)).toBe(0);
-      // a forgets b too: sending to a forgotten peer is harmless and delivers nothing.
-      a.t.disconnect(b.id);
-      for (let i = 0; i < 20; i++) a.send(b, 1000 + i, 64);
-      await pump(eps, settleRounds);
-      expect(b.count(a.id)).toBe(0);
-      // Reconnect both ways: delivery resumes.
-      a.t.connect(b.id, b.t.address);
-      b.t.connect(a.id, a.t.address);
-      const flows = [
-        { src: a, dst: b, lo: 2000, hi: 2100 },
-        { src: b, dst: a, lo: 2000, hi: 2100 },
-      ];
-      await warmUp(eps, allLinks(eps));
-      await deliverAll(eps, flows, caps);
-      for (const f of flows) expectFlow(f, caps);
-      expect(b.count(a.id, 0, 2000)).toBe(0);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "send throws on frames larger than frameBytesMax and on empty frames; frameBytesMax fits",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        const max = a.t.frameBytesMax;
+        const before = a.t.stats();
+        expect(() => a.t.send(b.id, new Uint8Array(max + 1))).toThrow();
+        expect(() => a.t.send(b.id, new Uint8Array(0))).toThrow();
+        expect(a.t.stats().sendsRefused).toBe(before.sendsRefused);
+        await warmUp(eps, allLinks(eps));
+        // Sequence numbers whose size is exactly frameBytesMax (sizeFor's last slot).
+        const flow = { src: a, dst: b, lo: 5, hi: 6 };
+        expect(sizeFor(5, max)).toBe(max);
+        await deliverAll(eps, [flow], caps);
+        expectFlow(flow, caps);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("a drop rule partitions endpoints, and removing it heals the partition", async () => {
-      const eps = await mesh([1, 2, 3]);
-      const [a, b, c] = eps as [Endpoint, Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      const droppedBefore = sum(eps, (e) => e.t.stats().framesDropped);
-      setDropRuleAll(eps.map((e) => e.t), partition([a.id], [b.id, c.id]));
-      // Across the cut (a <-> b, a <-> c): accepted by send, never delivered.
-      let crossing = 0;
-      for (let seq = 0; seq < 20; seq++) {
-        for (const [src, dst] of [[a, b], [b, a], [a, c], [c, a]] as const) if (src.send(dst, seq, 64)) crossing++;
-      }
-      // Inside a side (b <-> c): delivered as usual.
-      const inside = [
-        { src: b, dst: c, lo: 0, hi: 50 },
-        { src: c, dst: b, lo: 0, hi: 50 },
-      ];
-      await deliverAll(eps, inside, caps);
-      for (const f of inside) expectFlow(f, caps);
-      const dropsCounted = await pumpUntil(eps, () => sum(eps, (e) => e.t.stats().framesDropped) - droppedBefore >= crossing);
-      expect(dropsCounted).toBe(true);
-      await pump(eps, settleRounds);
-      expect(b.count(a.id) + c.count(a.id) + a.count(b.id) + a.count(c.id)).toBe(0);
-      // Heal: frames cross again.
-      setDropRuleAll(eps.map((e) => e.t), null);
-      const healed = [
-        { src: a, dst: b, lo: 100, hi: 150 },
-        { src: c, dst: a, lo: 100, hi: 150 },
-      ];
-      await deliverAll(eps, healed, caps);
-      for (const f of healed) expectFlow(f, caps);
-      // A one-way rule on the receiver alone: b stops hearing c, c still hears b.
-      dropRuleTarget(b.t).setDropRule((from, to) => from === c.id && to === b.id);
-      for (let seq = 200; seq < 220; seq++) c.send(b, seq, 64);
-      const oneWay = { src: b, dst: c, lo: 200, hi: 220 };
-      await deliverAll(eps, [oneWay], caps);
-      expectFlow(oneWay, caps);
-      await pump(eps, settleRounds);
-      expect(b.count(c.id, 200, 220)).toBe(0);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "close is idempotent, and a closed endpoint neither delivers nor sends",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        a.t.close();
+        a.t.close();
+        // Every operation on a closed endpoint is harmless.
+        a.send(b, 0, 64);
+        a.t.flush();
+        a.t.connect(b.id, b.t.address);
+        a.t.disconnect(b.id);
+        expect(a.t.poll(a.handler)).toBe(0);
+        const aBefore = a.handlerCalls;
+        for (let i = 0; i < 20; i++) b.send(a, 100 + i, 64);
+        await pump([b], settleRounds);
+        expect(a.t.poll(a.handler)).toBe(0);
+        expect(a.handlerCalls).toBe(aBefore);
+        expect(b.count(a.id)).toBe(0);
+        b.t.close();
+        b.t.close();
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("frames from a sender that was never connected are dropped and counted", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      // c knows b, but b does not know c.
-      const tc = await make(3);
-      opened.push(tc);
-      const c = new Endpoint(3, tc);
-      c.t.connect(b.id, b.t.address);
-      const all = [a, b, c];
-      const droppedBefore = b.t.stats().framesDropped;
-      let sent = 0;
-      const counted = await pumpUntil(all, () => {
-        if (c.send(b, sent, 64)) sent++;
-        return b.t.stats().framesDropped - droppedBefore >= 5;
-      });
-      expect(counted).toBe(true);
-      await pump(all, settleRounds);
-      expect(b.count(c.id)).toBe(0);
-      // The others are unaffected.
-      await warmUp(eps, allLinks(eps));
-      const flow = { src: a, dst: b, lo: 0, hi: 30 };
-      await deliverAll(all, [flow], caps);
-      expectFlow(flow, caps);
-      expectConsistent(all);
-    }, testTimeoutMs);
+    test(
+      "disconnect stops delivery both ways, and connect restores it",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        // b forgets a: frames a still sends must arrive and be dropped, never delivered.
+        b.t.disconnect(a.id);
+        const droppedBefore = b.t.stats().framesDropped;
+        let sent = 0;
+        const arrivedAndDropped = await pumpUntil(eps, () => {
+          if (a.send(b, sent, 64)) sent++;
+          return b.t.stats().framesDropped - droppedBefore >= 5;
+        });
+        expect(arrivedAndDropped).toBe(true);
+        expect(b.count(a.id)).toBe(0);
+        // a forgets b too: sending to a forgotten peer is harmless and delivers nothing.
+        a.t.disconnect(b.id);
+        for (let i = 0; i < 20; i++) a.send(b, 1000 + i, 64);
+        await pump(eps, settleRounds);
+        expect(b.count(a.id)).toBe(0);
+        // Reconnect both ways: delivery resumes.
+        a.t.connect(b.id, b.t.address);
+        b.t.connect(a.id, a.t.address);
+        const flows = [
+          { src: a, dst: b, lo: 2000, hi: 2100 },
+          { src: b, dst: a, lo: 2000, hi: 2100 },
+        ];
+        await warmUp(eps, allLinks(eps));
+        await deliverAll(eps, flows, caps);
+        for (const f of flows) expectFlow(f, caps);
+        expect(b.count(a.id, 0, 2000)).toBe(0);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("flow control: send refuses once a peer's window is full, and accepts again after draining", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      await warmUp(eps, allLinks(eps));
-      const refusedBefore = a.t.stats().sendsRefused;
-      let accepted = 0;
-      while (accepted < 100_000 && a.send(b, accepted, 64)) accepted++;
-      expect(accepted).toBeGreaterThanOrEqual(windowFramesMin);
-      expect(accepted).toBeLessThan(100_000);
-      // Refused sends keep refusing until the window drains, and each one is counted.
-      let refusals = 1;
-      for (let i = 0; i < 5; i++) if (!a.send(b, accepted, 64)) refusals++;
-      expect(refusals).toBe(6);
-      expect(a.t.stats().sendsRefused - refusedBefore).toBe(refusals);
-      const reopened = await pumpUntil(eps, () => a.send(b, accepted, 64));
-      expect(reopened).toBe(true);
-      const flow = { src: a, dst: b, lo: 0, hi: accepted + 1, sentTo: accepted + 1 };
-      await deliverAll(eps, [flow], caps);
-      expectFlow(flow, caps);
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "a drop rule partitions endpoints, and removing it heals the partition",
+      async () => {
+        const eps = await mesh([1, 2, 3]);
+        const [a, b, c] = eps as [Endpoint, Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        const droppedBefore = sum(eps, (e) => e.t.stats().framesDropped);
+        setDropRuleAll(
+          eps.map((e) => e.t),
+          partition([a.id], [b.id, c.id]),
+        );
+        // Across the cut (a <-> b, a <-> c): accepted by send, never delivered.
+        let crossing = 0;
+        for (let seq = 0; seq < 20; seq++) {
+          for (const [src, dst] of [
+            [a, b],
+            [b, a],
+            [a, c],
+            [c, a],
+          ] as const)
+            if (src.send(dst, seq, 64)) crossing++;
+        }
+        // Inside a side (b <-> c): delivered as usual.
+        const inside = [
+          { src: b, dst: c, lo: 0, hi: 50 },
+          { src: c, dst: b, lo: 0, hi: 50 },
+        ];
+        await deliverAll(eps, inside, caps);
+        for (const f of inside) expectFlow(f, caps);
+        const dropsCounted = await pumpUntil(
+          eps,
+          () => sum(eps, (e) => e.t.stats().framesDropped) - droppedBefore >= crossing,
+        );
+        expect(dropsCounted).toBe(true);
+        await pump(eps, settleRounds);
+        expect(b.count(a.id) + c.count(a.id) + a.count(b.id) + a.count(c.id)).toBe(0);
+        // Heal: frames cross again.
+        setDropRuleAll(
+          eps.map((e) => e.t),
+          null,
+        );
+        const healed = [
+          { src: a, dst: b, lo: 100, hi: 150 },
+          { src: c, dst: a, lo: 100, hi: 150 },
+        ];
+        await deliverAll(eps, healed, caps);
+        for (const f of healed) expectFlow(f, caps);
+        // A one-way rule on the receiver alone: b stops hearing c, c still hears b.
+        dropRuleTarget(b.t).setDropRule((from, to) => from === c.id && to === b.id);
+        for (let seq = 200; seq < 220; seq++) c.send(b, seq, 64);
+        const oneWay = { src: b, dst: c, lo: 200, hi: 220 };
+        await deliverAll(eps, [oneWay], caps);
+        expectFlow(oneWay, caps);
+        await pump(eps, settleRounds);
+        expect(b.count(c.id, 200, 220)).toBe(0);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
 
-    test("stats count frames and bytes sent, received and refused", async () => {
-      const eps = await mesh([1, 2]);
-      const [a, b] = eps as [Endpoint, Endpoint];
-      const zero = a.t.stats();
-      expect([zero.framesSent, zero.framesReceived, zero.bytesSent, zero.bytesReceived]).toEqual([0, 0, 0, 0]);
-      await warmUp(eps, allLinks(eps));
-      const flows = [
-        { src: a, dst: b, lo: 0, hi: 200 },
-        { src: b, dst: a, lo: 0, hi: 100 },
-      ];
-      await deliverAll(eps, flows, caps);
-      await pump(eps, settleRounds); // let stray resends and probes land before comparing
-      const sa = a.t.stats();
-      const sb = b.t.stats();
-      // Every delivered frame was sent; the receiver counts exactly what poll handed out.
-      expect(sa.framesSent).toBeGreaterThanOrEqual(b.handlerCalls);
-      expect(sb.framesSent).toBeGreaterThanOrEqual(a.handlerCalls);
-      expect(sa.bytesSent).toBeGreaterThanOrEqual(b.handlerBytes);
-      expect(b.handlerCalls).toBeGreaterThanOrEqual(200);
-      if (caps.reliable) {
-        expect(sb.framesReceived).toBe(sa.framesSent);
-        expect(sb.bytesReceived).toBe(sa.bytesSent);
-        expect(sa.framesReceived).toBe(sb.framesSent);
-        expect(sa.bytesReceived).toBe(sb.bytesSent);
-      }
-      expectConsistent(eps);
-    }, testTimeoutMs);
+    test(
+      "frames from a sender that was never connected are dropped and counted",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        // c knows b, but b does not know c.
+        const tc = await make(3);
+        opened.push(tc);
+        const c = new Endpoint(3, tc);
+        c.t.connect(b.id, b.t.address);
+        const all = [a, b, c];
+        const droppedBefore = b.t.stats().framesDropped;
+        let sent = 0;
+        const counted = await pumpUntil(all, () => {
+          if (c.send(b, sent, 64)) sent++;
+          return b.t.stats().framesDropped - droppedBefore >= 5;
+        });
+        expect(counted).toBe(true);
+        await pump(all, settleRounds);
+        expect(b.count(c.id)).toBe(0);
+        // The others are unaffected.
+        await warmUp(eps, allLinks(eps));
+        const flow = { src: a, dst: b, lo: 0, hi: 30 };
+        await deliverAll(all, [flow], caps);
+        expectFlow(flow, caps);
+        expectConsistent(all);
+      },
+      testTimeoutMs,
+    );
+
+    test(
+      "flow control: send refuses once a peer's window is full, and accepts again after draining",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        await warmUp(eps, allLinks(eps));
+        const refusedBefore = a.t.stats().sendsRefused;
+        let accepted = 0;
+        while (accepted < 100_000 && a.send(b, accepted, 64)) accepted++;
+        expect(accepted).toBeGreaterThanOrEqual(windowFramesMin);
+        expect(accepted).toBeLessThan(100_000);
+        // Refused sends keep refusing until the window drains, and each one is counted.
+        let refusals = 1;
+        for (let i = 0; i < 5; i++) if (!a.send(b, accepted, 64)) refusals++;
+        expect(refusals).toBe(6);
+        expect(a.t.stats().sendsRefused - refusedBefore).toBe(refusals);
+        const reopened = await pumpUntil(eps, () => a.send(b, accepted, 64));
+        expect(reopened).toBe(true);
+        const flow = { src: a, dst: b, lo: 0, hi: accepted + 1, sentTo: accepted + 1 };
+        await deliverAll(eps, [flow], caps);
+        expectFlow(flow, caps);
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
+
+    test(
+      "stats count frames and bytes sent, received and refused",
+      async () => {
+        const eps = await mesh([1, 2]);
+        const [a, b] = eps as [Endpoint, Endpoint];
+        const zero = a.t.stats();
+        expect([zero.framesSent, zero.framesReceived, zero.bytesSent, zero.bytesReceived]).toEqual([0, 0, 0, 0]);
+        await warmUp(eps, allLinks(eps));
+        const flows = [
+          { src: a, dst: b, lo: 0, hi: 200 },
+          { src: b, dst: a, lo: 0, hi: 100 },
+        ];
+        await deliverAll(eps, flows, caps);
+        await pump(eps, settleRounds); // let stray resends and probes land before comparing
+        const sa = a.t.stats();
+        const sb = b.t.stats();
+        // Every delivered frame was sent; the receiver counts exactly what poll handed out.
+        expect(sa.framesSent).toBeGreaterThanOrEqual(b.handlerCalls);
+        expect(sb.framesSent).toBeGreaterThanOrEqual(a.handlerCalls);
+        expect(sa.bytesSent).toBeGreaterThanOrEqual(b.handlerBytes);
+        expect(b.handlerCalls).toBeGreaterThanOrEqual(200);
+        if (caps.reliable) {
+          expect(sb.framesReceived).toBe(sa.framesSent);
+          expect(sb.bytesReceived).toBe(sa.bytesSent);
+          expect(sa.framesReceived).toBe(sb.framesSent);
+          expect(sa.bytesReceived).toBe(sb.bytesSent);
+        }
+        expectConsistent(eps);
+      },
+      testTimeoutMs,
+    );
   });
 }

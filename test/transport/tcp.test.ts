@@ -120,7 +120,11 @@ describe("tcp only", () => {
     const t = await open(1);
     t.connect(5, "127.0.0.1:9");
     const raw = await dialRaw(portOf(t.address));
-    const frames = [makeFrame(5, 1, 0, 100), makeFrame(5, 1, 1, frameBytesMax + 1000), makeFrame(5, 1, 2, frameBytesMax)];
+    const frames = [
+      makeFrame(5, 1, 0, 100),
+      makeFrame(5, 1, 1, frameBytesMax + 1000),
+      makeFrame(5, 1, 2, frameBytesMax),
+    ];
     raw.sock.write(Buffer.concat([hello(5, 1), ...frames.map(framed)]));
     for (let i = 3; i < 16; i++) raw.sock.write(framed(makeFrame(5, 1, i, 64)));
     const c = collector(t);
@@ -180,7 +184,12 @@ describe("tcp only", () => {
     expect(a.send(2, makeFrame(1, 2, 3, 1000))).toBe(true);
     a.flush();
     expect(await until(() => c.got.length >= 4, c.poll)).toBe(true);
-    expect(c.got).toEqual([[1, 0], [1, 1], [1, 2], [1, 3]]);
+    expect(c.got).toEqual([
+      [1, 0],
+      [1, 1],
+      [1, 2],
+      [1, 3],
+    ]);
   });
 
   test("when the peer goes away frames are dropped and counted; when it comes back the link is redialled", async () => {
@@ -195,7 +204,12 @@ describe("tcp only", () => {
       if (a.send(2, makeFrame(1, 2, seq, 64))) seq++;
       a.flush();
     };
-    expect(await until(() => c.got.length >= 5, () => (sendOne(), c.poll()))).toBe(true);
+    expect(
+      await until(
+        () => c.got.length >= 5,
+        () => (sendOne(), c.poll()),
+      ),
+    ).toBe(true);
     b.close();
     // a notices, drops what it is given meanwhile, and keeps redialling with backoff.
     expect(await until(() => a.stats().sendDrops >= 5 && a.stats().reconnects >= 2, sendOne)).toBe(true);
@@ -205,7 +219,12 @@ describe("tcp only", () => {
     b.connect(1, a.address);
     c = collector(b);
     const resumedAt = seq;
-    expect(await until(() => c.got.some(([, s]) => s >= resumedAt), () => (sendOne(), c.poll()))).toBe(true);
+    expect(
+      await until(
+        () => c.got.some(([, s]) => s >= resumedAt),
+        () => (sendOne(), c.poll()),
+      ),
+    ).toBe(true);
     expect(a.stats().connectionsUp).toBe(1);
     // Whatever arrived on the new connection is in order and from a.
     const seqs = c.got.map(([from, s]) => (expect(from).toBe(1), s));

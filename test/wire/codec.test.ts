@@ -44,7 +44,13 @@ const baseConfig: FrameBuilderConfig = {
 
 function decoderFor(config: FrameBuilderConfig, stats = new WireStats()): FrameDecoder {
   return new FrameDecoder(
-    { clusterId: config.clusterId, shardIndex: config.shardIndex, frameBytesMax: config.frameBytesMax, keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax },
+    {
+      clusterId: config.clusterId,
+      shardIndex: config.shardIndex,
+      frameBytesMax: config.frameBytesMax,
+      keyBytesMax: config.keyBytesMax,
+      valueBytesMax: config.valueBytesMax,
+    },
     stats,
   );
 }
@@ -52,9 +58,13 @@ function decoderFor(config: FrameBuilderConfig, stats = new WireStats()): FrameD
 /** Decodes into plain objects, copying values (they are views into the frame). */
 function collect(decoder: FrameDecoder, frame: Uint8Array, transportFrom = -1): { count: number; msgs: Msg[] } {
   const msgs: Msg[] = [];
-  const count = decoder.decode(frame, (from, kind, key, version, writer, epoch, rmw, value) => {
-    msgs.push({ from, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
-  }, transportFrom);
+  const count = decoder.decode(
+    frame,
+    (from, kind, key, version, writer, epoch, rmw, value) => {
+      msgs.push({ from, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
+    },
+    transportFrom,
+  );
   return { count, msgs };
 }
 
@@ -63,13 +73,40 @@ function append(b: FrameBuilder, m: Msg): boolean {
 }
 
 const samples: Msg[] = [
-  { from: 3, kind: MsgKind.Inv, key: "user:1", version: 2, writer: 3, epoch: 1, rmw: false, value: new Uint8Array([1, 2, 3]) },
+  {
+    from: 3,
+    kind: MsgKind.Inv,
+    key: "user:1",
+    version: 2,
+    writer: 3,
+    epoch: 1,
+    rmw: false,
+    value: new Uint8Array([1, 2, 3]),
+  },
   { from: 3, kind: MsgKind.Inv, key: "tomb", version: 4, writer: 0, epoch: 1, rmw: false, value: null },
-  { from: 3, kind: MsgKind.Inv, key: "empty", version: 6, writer: 31, epoch: 0xffff_ffff, rmw: true, value: new Uint8Array(0) },
+  {
+    from: 3,
+    kind: MsgKind.Inv,
+    key: "empty",
+    version: 6,
+    writer: 31,
+    epoch: 0xffff_ffff,
+    rmw: true,
+    value: new Uint8Array(0),
+  },
   { from: 3, kind: MsgKind.Ack, key: "user:1", version: 2 ** 32, writer: 3, epoch: 7, rmw: false, value: null },
   { from: 3, kind: MsgKind.Ack, key: "rmw-ack", version: 2 ** 32 - 1, writer: 3, epoch: 7, rmw: true, value: null },
   { from: 3, kind: MsgKind.Val, key: "ключ🔑", version: 2 ** 53 - 1, writer: 30, epoch: 0, rmw: false, value: null },
-  { from: 3, kind: MsgKind.Reject, key: "κλειδί", version: 2 ** 53 - 2, writer: 1, epoch: 9, rmw: true, value: new Uint8Array([0, 255, 0]) },
+  {
+    from: 3,
+    kind: MsgKind.Reject,
+    key: "κλειδί",
+    version: 2 ** 53 - 2,
+    writer: 1,
+    epoch: 9,
+    rmw: true,
+    value: new Uint8Array([0, 255, 0]),
+  },
   { from: 3, kind: MsgKind.Reject, key: "", version: 1, writer: 0, epoch: 0, rmw: false, value: null },
 ];
 
@@ -110,9 +147,11 @@ describe("wire codec", () => {
     const frame = b.finish();
     expect(frame.length).toBe(frameHeaderBytes);
     const d = decoderFor(baseConfig);
-    expect(d.decode(frame, () => {
-      throw new Error("no message expected");
-    })).toBe(0);
+    expect(
+      d.decode(frame, () => {
+        throw new Error("no message expected");
+      }),
+    ).toBe(0);
     expect(d.frameEpoch).toBe(0xffff_ffff);
   });
 
@@ -141,7 +180,16 @@ describe("wire codec", () => {
     const received: Msg[] = [];
     let frames = 0;
     for (let i = 0; i < 500; i++) {
-      const m: Msg = { from: 3, kind: MsgKind.Inv, key: `key-${i}`, version: i * 2 + 2, writer: i % 32, epoch: 5, rmw: i % 3 === 0, value: new Uint8Array(i % 50).fill(i & 0xff) };
+      const m: Msg = {
+        from: 3,
+        kind: MsgKind.Inv,
+        key: `key-${i}`,
+        version: i * 2 + 2,
+        writer: i % 32,
+        epoch: 5,
+        rmw: i % 3 === 0,
+        value: new Uint8Array(i % 50).fill(i & 0xff),
+      };
       all.push(m);
       if (!append(b, m)) {
         const before = b.byteLength;
@@ -174,9 +222,15 @@ describe("wire codec", () => {
   test("boundary assertions: limits, kinds, value on Ack/Val, wrong peer, config", () => {
     const b = new FrameBuilder(baseConfig);
     const peer = baseConfig.peer;
-    expect(() => b.append(peer, MsgKind.Inv, "k".repeat(keyBytesMax + 1), 2, 1, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Inv, "é".repeat(keyBytesMax / 2 + 1), 2, 1, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Inv, "k", 2, 1, 1, false, new Uint8Array(baseConfig.valueBytesMax + 1))).toThrow(AssertionError);
+    expect(() => b.append(peer, MsgKind.Inv, "k".repeat(keyBytesMax + 1), 2, 1, 1, false, null)).toThrow(
+      AssertionError,
+    );
+    expect(() => b.append(peer, MsgKind.Inv, "é".repeat(keyBytesMax / 2 + 1), 2, 1, 1, false, null)).toThrow(
+      AssertionError,
+    );
+    expect(() =>
+      b.append(peer, MsgKind.Inv, "k", 2, 1, 1, false, new Uint8Array(baseConfig.valueBytesMax + 1)),
+    ).toThrow(AssertionError);
     expect(() => b.append(peer, MsgKind.Ack, "k", 2, 1, 1, false, new Uint8Array(1))).toThrow(AssertionError);
     expect(() => b.append(peer, MsgKind.Val, "k", 2, 1, 1, false, new Uint8Array(0))).toThrow(AssertionError);
     expect(() => b.append(peer, 0 as MsgKind, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
@@ -187,7 +241,9 @@ describe("wire codec", () => {
     expect(() => b.append(peer + 1, MsgKind.Ack, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
     expect(b.isEmpty).toBe(true);
     // The node must cap values so that one INV always fits: a larger cap is refused up front.
-    expect(() => new FrameBuilder({ ...baseConfig, valueBytesMax: baseConfig.valueBytesMax + 1 })).toThrow(AssertionError);
+    expect(() => new FrameBuilder({ ...baseConfig, valueBytesMax: baseConfig.valueBytesMax + 1 })).toThrow(
+      AssertionError,
+    );
     expect(() => new FrameBuilder({ ...baseConfig, sender: 32 })).toThrow(AssertionError);
     expect(() => new FrameBuilder({ ...baseConfig, shardIndex: 256 })).toThrow(AssertionError);
     expect(() => new FrameBuilder({ ...baseConfig, keyBytesMax: 0x10000 })).toThrow(AssertionError);
@@ -286,13 +342,19 @@ describe("wire codec", () => {
     expect(d.decode(bad, fail)).toBe(-1);
     expect(stats.droppedBadUtf8).toBe(1);
     // Keys and values over this receiver's (smaller) limits.
-    const strict = new FrameDecoder({ clusterId, shardIndex: 1, frameBytesMax, keyBytesMax: 3, valueBytesMax: 2 }, stats);
+    const strict = new FrameDecoder(
+      { clusterId, shardIndex: 1, frameBytesMax, keyBytesMax: 3, valueBytesMax: 2 },
+      stats,
+    );
     expect(strict.decode(one({ ...samples[0], key: "abcd", value: null }), fail)).toBe(-1);
     expect(stats.droppedKeyTooLong).toBe(1);
     expect(strict.decode(one({ ...samples[0], key: "abc", value: new Uint8Array(3) }), fail)).toBe(-1);
     expect(stats.droppedValueTooLong).toBe(1);
     // A frame over this receiver's frameBytesMax is not even parsed.
-    const small = new FrameDecoder({ clusterId, shardIndex: 1, frameBytesMax: 30, keyBytesMax, valueBytesMax: 100 }, stats);
+    const small = new FrameDecoder(
+      { clusterId, shardIndex: 1, frameBytesMax: 30, keyBytesMax, valueBytesMax: 100 },
+      stats,
+    );
     expect(small.decode(one(samples[0]), fail)).toBe(-1);
     expect(stats.droppedOversized).toBe(1);
     expect(stats.framesAccepted).toBe(0);

@@ -11,7 +11,13 @@ import { describe, expect, test } from "bun:test";
 import { MsgKind } from "../../src/base/kinds.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import { FrameDecoder, WireStats } from "../../src/wire/frame-decoder.ts";
-import { codecVersion, frameBytesOffset, frameHeaderBytes, frameMagic, frameValueBytesMax } from "../../src/wire/layout.ts";
+import {
+  codecVersion,
+  frameBytesOffset,
+  frameHeaderBytes,
+  frameMagic,
+  frameValueBytesMax,
+} from "../../src/wire/layout.ts";
 import { below, prng } from "../lib/prng.ts";
 
 const clusterId = 77;
@@ -45,7 +51,15 @@ function randomKey(rand: () => number): string {
 
 /** A valid frame of up to 12 random messages. */
 function randomFrame(rand: () => number): Uint8Array {
-  const b = new FrameBuilder({ clusterId, sender: below(rand, 32), peer: below(rand, 32), shardIndex: below(rand, 4), frameBytesMax, keyBytesMax, valueBytesMax });
+  const b = new FrameBuilder({
+    clusterId,
+    sender: below(rand, 32),
+    peer: below(rand, 32),
+    shardIndex: below(rand, 4),
+    frameBytesMax,
+    keyBytesMax,
+    valueBytesMax,
+  });
   b.senderEpoch = below(rand, 2 ** 32);
   const count = below(rand, 13);
   for (let i = 0; i < count; i++) {
@@ -60,10 +74,19 @@ function randomFrame(rand: () => number): Uint8Array {
 
 /** Re-encodes decoded messages with the header fields of `frame`. */
 function reencode(frame: Uint8Array, decoder: FrameDecoder, msgs: Decoded[]): Uint8Array {
-  const b = new FrameBuilder({ clusterId, sender: decoder.frameSender, peer: 0, shardIndex: frame[6], frameBytesMax, keyBytesMax, valueBytesMax });
+  const b = new FrameBuilder({
+    clusterId,
+    sender: decoder.frameSender,
+    peer: 0,
+    shardIndex: frame[6],
+    frameBytesMax,
+    keyBytesMax,
+    valueBytesMax,
+  });
   b.senderEpoch = decoder.frameEpoch;
   for (const m of msgs) {
-    if (!b.append(0, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value)) throw new Error("re-encoding did not fit");
+    if (!b.append(0, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value))
+      throw new Error("re-encoding did not fit");
   }
   return b.finish().slice();
 }
@@ -76,14 +99,16 @@ function check(decoder: FrameDecoder, frame: Uint8Array): boolean {
   const count = decoder.decode(frame, (from, kind, key, version, writer, epoch, rmw, value) => {
     msgs.push({ from, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
   });
-  if (stats.framesAccepted + stats.framesDropped !== before + 1) throw new Error("a frame was neither accepted nor counted once");
+  if (stats.framesAccepted + stats.framesDropped !== before + 1)
+    throw new Error("a frame was neither accepted nor counted once");
   if (count < 0) {
     if (msgs.length !== 0) throw new Error("dispatched from a dropped frame");
     return false;
   }
   if (msgs.length !== count) throw new Error("dispatched count differs from the returned count");
   const again = reencode(frame, decoder, msgs);
-  if (again.length !== frame.length || !again.every((x, i) => x === frame[i])) throw new Error("accepted frame does not re-encode to the same bytes");
+  if (again.length !== frame.length || !again.every((x, i) => x === frame[i]))
+    throw new Error("accepted frame does not re-encode to the same bytes");
   return true;
 }
 

@@ -25,7 +25,13 @@ class FakeTransport implements Transport {
   readonly dials: NodeId[] = [];
   readonly connected = new Set<NodeId>();
   readonly incoming: { from: NodeId; frame: Uint8Array }[] = [];
-  readonly #decoder = new FrameDecoder({ clusterId, shardIndex: 0, frameBytesMax: 4096, keyBytesMax: 8, valueBytesMax: 16 });
+  readonly #decoder = new FrameDecoder({
+    clusterId,
+    shardIndex: 0,
+    frameBytesMax: 4096,
+    keyBytesMax: 8,
+    valueBytesMax: 16,
+  });
   connect(peer: NodeId): void {
     if (!this.connected.has(peer)) this.dials.push(peer);
     this.connected.add(peer);
@@ -55,7 +61,15 @@ class FakeTransport implements Transport {
 
 /** An empty frame from `from` to node 0 carrying `epoch` (what a peer's heartbeat looks like). */
 function heartbeatFrom(from: NodeId, epoch: number): Uint8Array {
-  const b = new FrameBuilder({ clusterId, sender: from, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax: 8, valueBytesMax: 16 });
+  const b = new FrameBuilder({
+    clusterId,
+    sender: from,
+    peer: 0,
+    shardIndex: 0,
+    frameBytesMax: 4096,
+    keyBytesMax: 8,
+    valueBytesMax: 16,
+  });
   b.senderEpoch = epoch;
   return b.finish().slice();
 }
@@ -110,7 +124,9 @@ describe("shard liveness", () => {
     expect(to1.length).toBeLessThanOrEqual(11);
     expect(to1.every((s) => s.messages === 0 && s.epoch === 5)).toBe(true);
     expect(h.transport.sent.filter((s) => s.to === 2).length).toBe(to1.length);
-    expect(h.shard.stats({ node: null, cpu: null, pinned: false }).counters.heartbeatsSent).toBe(h.transport.sent.length);
+    expect(h.shard.stats({ node: null, cpu: null, pinned: false }).counters.heartbeatsSent).toBe(
+      h.transport.sent.length,
+    );
 
     const off = harness(false);
     off.shard.setMembership(5, [

@@ -31,7 +31,13 @@ function workers(shards: number, forwardsMax = 64) {
     { length: shards },
     (_, self) =>
       new PeerLinks(self, rings, forwardsMax, (peer: number, r: OpRequestReader) => {
-        received[self]!.push({ peer, opId: r.opId, kind: r.kind, key: r.key, value: r.value === null ? null : decoder.decode(r.value) });
+        received[self]!.push({
+          peer,
+          opId: r.opId,
+          kind: r.kind,
+          key: r.key,
+          value: r.value === null ? null : decoder.decode(r.value),
+        });
       }),
   );
   return { rings, links, received };
@@ -39,7 +45,10 @@ function workers(shards: number, forwardsMax = 64) {
 
 /** A promise's outcome if it has settled by now, else "pending". */
 async function settled<T>(value: T | Promise<T>): Promise<T | "pending"> {
-  return Promise.race([Promise.resolve(value), new Promise<"pending">((resolve) => setTimeout(() => resolve("pending"), 0))]);
+  return Promise.race([
+    Promise.resolve(value),
+    new Promise<"pending">((resolve) => setTimeout(() => resolve("pending"), 0)),
+  ]);
 }
 
 describe("PeerLinks", () => {
@@ -68,7 +77,12 @@ describe("PeerLinks", () => {
     const [a, b] = links as [PeerLinks, PeerLinks];
     const first = a.forward(1, OpKind.Read, "x", null, 0, 0, 0);
     a.forward(1, OpKind.Read, "y", null, 0, 0, 0);
-    expect(a.forward(1, OpKind.Read, "z", null, 0, 0, 0)).toEqual({ status: OpStatus.Busy, value: null, version: 0, writer: 0 });
+    expect(a.forward(1, OpKind.Read, "z", null, 0, 0, 0)).toEqual({
+      status: OpStatus.Busy,
+      value: null,
+      version: 0,
+      writer: 0,
+    });
     a.flush();
     b.drainRequests(100);
     expect(received[1]!.map((r) => r.key)).toEqual(["x", "y"]);
@@ -88,7 +102,8 @@ describe("PeerLinks", () => {
     const a = new PeerLinks(0, rings, forwards, () => {});
     const b = new PeerLinks(1, rings, forwards, (_peer, r) => ids.push(r.opId));
     const results: Promise<OpResult>[] = [];
-    for (let i = 0; i < forwards; i++) results.push(a.forward(1, OpKind.Read, `k${i}`, null, 0, 0, 0) as Promise<OpResult>);
+    for (let i = 0; i < forwards; i++)
+      results.push(a.forward(1, OpKind.Read, `k${i}`, null, 0, 0, 0) as Promise<OpResult>);
     a.flush();
     expect(b.drainRequests(1000)).toBe(forwards);
     // Each answer carries its index in its version, to check the order they come back in.
@@ -122,7 +137,12 @@ describe("PeerLinks", () => {
     b.answer(0, received[1]![0]!.opId, OpStatus.Ok, null, 2, 1);
     b.flush();
     expect(a.drainCompletions(10)).toBe(0);
-    expect(a.forward(1, OpKind.Read, "k", null, 0, 0, 0)).toEqual({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
+    expect(a.forward(1, OpKind.Read, "k", null, 0, 0, 0)).toEqual({
+      status: OpStatus.Unavailable,
+      value: null,
+      version: 0,
+      writer: 0,
+    });
     c.answer(0, received[2]![0]!.opId, OpStatus.Ok, null, 2, 2);
     c.flush();
     expect(a.drainCompletions(10)).toBe(1);
@@ -136,7 +156,12 @@ describe("PeerLinks", () => {
     a.flush();
     a.stop();
     expect((await pending).status).toBe(OpStatus.Unknown);
-    expect(a.forward(1, OpKind.Read, "n", null, 0, 0, 0)).toEqual({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
+    expect(a.forward(1, OpKind.Read, "n", null, 0, 0, 0)).toEqual({
+      status: OpStatus.Unavailable,
+      value: null,
+      version: 0,
+      writer: 0,
+    });
     b.forward(0, OpKind.Read, "q", null, 0, 0, 0);
     b.flush();
     expect(a.drainRequests(10)).toBe(0);

@@ -35,7 +35,14 @@ class FakeTransport implements Transport {
   flushes = 0;
   /** send() returns false while this is positive (and counts it down). */
   refuseNext = 0;
-  readonly #stats: TransportStats = { framesSent: 0, framesReceived: 0, bytesSent: 0, bytesReceived: 0, sendsRefused: 0, framesDropped: 0 };
+  readonly #stats: TransportStats = {
+    framesSent: 0,
+    framesReceived: 0,
+    bytesSent: 0,
+    bytesReceived: 0,
+    sendsRefused: 0,
+    framesDropped: 0,
+  };
 
   constructor(frameBytesMax: number) {
     this.frameBytesMax = frameBytesMax;
@@ -84,7 +91,12 @@ interface Harness {
   readAnswers(): { opId: number; status: OpStatus; value: string | null }[];
 }
 
-function harness(options: { frameBytesMax: number; completionRingBytes?: number; opsMax?: number; members?: NodeId[] }): Harness {
+function harness(options: {
+  frameBytesMax: number;
+  completionRingBytes?: number;
+  opsMax?: number;
+  members?: NodeId[];
+}): Harness {
   // Shard 0 is the one under test; the test forwards to it as shard worker 1 would.
   const rings = createPeerRings(2, keyBytesMax, valueBytesMax, 1 << 16);
   rings.completions[1]![0] = createRing(options.completionRingBytes ?? 1 << 16);
@@ -105,7 +117,10 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
   let nowMs = 1000;
   const shard = new Shard(init, transport, { clock: () => nowMs });
   const members = options.members ?? [0, 1];
-  shard.setMembership(1, members.map((id) => ({ id, address: `peer-${id}` })));
+  shard.setMembership(
+    1,
+    members.map((id) => ({ id, address: `peer-${id}` })),
+  );
   shard.setLease(nowMs + 60_000);
   nowMs += 1;
   shard.connectPeers(rings);
@@ -122,7 +137,12 @@ function harness(options: { frameBytesMax: number; completionRingBytes?: number;
     answers,
     readAnswers() {
       const out: { opId: number; status: OpStatus; value: string | null }[] = [];
-      while (answers.next()) out.push({ opId: answers.opId, status: answers.status, value: answers.value === null ? null : decoder.decode(answers.value) });
+      while (answers.next())
+        out.push({
+          opId: answers.opId,
+          status: answers.status,
+          value: answers.value === null ? null : decoder.decode(answers.value),
+        });
       answers.release();
       return out;
     },
@@ -164,22 +184,33 @@ describe("Shard.turn", () => {
     // Room for three messages with a 2-byte key and a 4-byte value per frame.
     const perMessage = messageBytes(2, 4);
     const frameBytesMax = frameHeaderBytes + 3 * perMessage + 10;
-    const h = harness({ frameBytesMax: Math.max(frameBytesMax, frameHeaderBytes + messageBytes(keyBytesMax, valueBytesMax)) });
+    const h = harness({
+      frameBytesMax: Math.max(frameBytesMax, frameHeaderBytes + messageBytes(keyBytesMax, valueBytesMax)),
+    });
     const frameBytes = h.transport.frameBytesMax;
     const perFrame = Math.floor((frameBytes - frameHeaderBytes) / perMessage);
     const writes = 10;
-    for (let i = 0; i < writes; i++) h.requests.push(i + 1, OpKind.Write, `k${i}`, encoder.encode(`v${String(i).padStart(3, "0")}`), 0, 0, 0);
+    for (let i = 0; i < writes; i++)
+      h.requests.push(i + 1, OpKind.Write, `k${i}`, encoder.encode(`v${String(i).padStart(3, "0")}`), 0, 0, 0);
     h.requests.commit();
     const flushesBefore = h.transport.flushes;
     expect(h.shard.turn(1002)).toBe(writes);
     const sent = h.transport.sent;
     // Full frames went out during the turn, before its one flush; the last frame at the flush.
     expect(sent.length).toBe(Math.ceil(writes / perFrame));
-    expect(sent.every((s) => s.to === 1 && s.frame.length <= frameBytes && s.flushesBefore === flushesBefore)).toBe(true);
+    expect(sent.every((s) => s.to === 1 && s.frame.length <= frameBytes && s.flushesBefore === flushesBefore)).toBe(
+      true,
+    );
     expect(h.transport.flushes).toBe(flushesBefore + 1);
     const messages = decodeAll(sent.map((s) => s.frame));
     expect(messages.slice(0, -1).every((m) => m.length === perFrame)).toBe(true);
-    expect(messages.flat()).toEqual(Array.from({ length: writes }, (_, i) => ({ kind: MsgKind.Inv, key: `k${i}`, value: `v${String(i).padStart(3, "0")}` })));
+    expect(messages.flat()).toEqual(
+      Array.from({ length: writes }, (_, i) => ({
+        kind: MsgKind.Inv,
+        key: `k${i}`,
+        value: `v${String(i).padStart(3, "0")}`,
+      })),
+    );
     // The writes wait for peer 1's ACKs: nothing answered yet.
     expect(h.readAnswers()).toEqual([]);
   });
@@ -249,7 +280,15 @@ describe("Shard.turn", () => {
 
   test("received frames are decoded and stepped at the turn's time; the answers go back in the same turn", () => {
     const h = harness({ frameBytesMax: 4096 });
-    const builder = new FrameBuilder({ clusterId, sender: 1, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax, valueBytesMax });
+    const builder = new FrameBuilder({
+      clusterId,
+      sender: 1,
+      peer: 0,
+      shardIndex: 0,
+      frameBytesMax: 4096,
+      keyBytesMax,
+      valueBytesMax,
+    });
     builder.senderEpoch = 1;
     builder.append(0, MsgKind.Inv, "x", 5, 1, 1, false, encoder.encode("hello"));
     h.transport.incoming.push({ from: 1, frame: builder.finish().slice() });
@@ -261,7 +300,15 @@ describe("Shard.turn", () => {
 
   test("a frame claiming to come from this node is dropped and counted, never stepped", () => {
     const h = harness({ frameBytesMax: 4096 });
-    const builder = new FrameBuilder({ clusterId, sender: 0, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax, valueBytesMax });
+    const builder = new FrameBuilder({
+      clusterId,
+      sender: 0,
+      peer: 0,
+      shardIndex: 0,
+      frameBytesMax: 4096,
+      keyBytesMax,
+      valueBytesMax,
+    });
     builder.senderEpoch = 1;
     builder.append(0, MsgKind.Inv, "x", 5, 0, 1, false, encoder.encode("forged"));
     h.transport.incoming.push({ from: 0, frame: builder.finish().slice() });
@@ -281,7 +328,8 @@ describe("Shard.turn", () => {
   test("stats are plain numbers", () => {
     const h = harness({ frameBytesMax: 4096 });
     const stats = h.shard.stats({ node: null, cpu: null, pinned: false });
-    for (const group of [stats.transport, stats.wire, stats.counters]) for (const value of Object.values(group)) expect(typeof value).toBe("number");
+    for (const group of [stats.transport, stats.wire, stats.counters])
+      for (const value of Object.values(group)) expect(typeof value).toBe("number");
     expect(stats.wire.framesDropped).toBe(0);
     expect(stats.transport.framesSent).toBe(0);
   });
@@ -304,7 +352,15 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
     const [inv] = decodeAll(h.transport.sent.map((s) => s.frame)).flat();
     expect(inv).toEqual({ kind: MsgKind.Inv, key: "k", value: "v" });
     const version = h.shard.replica.inspect("k")!.pendingVersion;
-    const ack = new FrameBuilder({ clusterId, sender: 1, peer: 0, shardIndex: 0, frameBytesMax: 4096, keyBytesMax, valueBytesMax });
+    const ack = new FrameBuilder({
+      clusterId,
+      sender: 1,
+      peer: 0,
+      shardIndex: 0,
+      frameBytesMax: 4096,
+      keyBytesMax,
+      valueBytesMax,
+    });
     ack.senderEpoch = 1;
     ack.append(0, MsgKind.Ack, "k", version, 0, 1, false, null);
     h.transport.incoming.push({ from: 1, frame: ack.finish().slice() });
@@ -317,7 +373,12 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
     const h = harness({ frameBytesMax: 4096, opsMax: 2 });
     h.shard.submitLocal(OpKind.Write, "a", encoder.encode("1"), 0, 0, 0, 1002);
     h.shard.submitLocal(OpKind.Write, "b", encoder.encode("2"), 0, 0, 0, 1002);
-    expect(h.shard.submitLocal(OpKind.Write, "c", encoder.encode("3"), 0, 0, 0, 1002)).toEqual({ status: OpStatus.Busy, value: null, version: 0, writer: 0 });
+    expect(h.shard.submitLocal(OpKind.Write, "c", encoder.encode("3"), 0, 0, 0, 1002)).toEqual({
+      status: OpStatus.Busy,
+      value: null,
+      version: 0,
+      writer: 0,
+    });
     expect(h.shard.replica.inspect("c")).toBeUndefined();
   });
 
