@@ -72,6 +72,28 @@ export async function waitFor(
   }
 }
 
+/**
+ * Waits until every node in `among` (its status read by `statusOf`) reports exactly `members` and
+ * serves; returns how long that took.
+ */
+export function waitServingMembers(
+  statusOf: (id: number) => Promise<NodeStatusBody | null>,
+  members: number[],
+  timeoutMs: number,
+  among: number[],
+): Promise<number> {
+  const want = JSON.stringify([...members].sort((a, b) => a - b));
+  return waitFor(
+    `nodes ${among.join(",")} to serve with members ${want}`,
+    async () => {
+      const statuses = await Promise.all(among.map(statusOf));
+      return statuses.every((s) => s !== null && s.serving && JSON.stringify(s.members) === want);
+    },
+    timeoutMs,
+    50,
+  );
+}
+
 /** One HTTP answer, or why there was none. `refused`: the TCP connection was refused, so nothing was sent. */
 export type Answer =
   | { kind: "response"; status: number; etag: string | null; body: string; outcome: string | null }
@@ -436,16 +458,7 @@ export class ProcCluster {
 
   /** Waits until every running, unpaused node reports exactly `members` and serves. */
   async waitMembers(members: number[], timeoutMs: number, among: number[] = members): Promise<void> {
-    const want = JSON.stringify([...members].sort((a, b) => a - b));
-    await waitFor(
-      `nodes ${among.join(",")} to serve with members ${want}`,
-      async () => {
-        const statuses = await Promise.all(among.map((id) => this.node(id).status()));
-        return statuses.every((s) => s !== null && s.serving && JSON.stringify(s.members) === want);
-      },
-      timeoutMs,
-      50,
-    );
+    await waitServingMembers((id) => this.node(id).status(), members, timeoutMs, among);
   }
 
   /** Cuts node `id` off the transport (not from etcd): it drops traffic to/from everyone, and everyone drops it. */

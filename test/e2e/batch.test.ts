@@ -21,13 +21,14 @@ import {
   Client,
   type Outcome,
   Recorder,
-  clusterLogLinesMax,
   convergeAndReadAll,
   errorCode,
   eventually,
+  expectIncrementsAccountedFor,
   expectLinearizable,
   prng,
   request,
+  startSteadyCluster,
   testSeed,
   type TestCluster,
 } from "./harness.ts";
@@ -41,31 +42,6 @@ afterEach(async () => {
   await current?.cluster.close();
   current = null;
 });
-
-/**
- * No replica is stopped here, so leases need not be short (harness.ts's testRm is for failover):
- * with 3 x W shard workers on a shared 2-core machine, a 300 ms lease can lapse for a moment when
- * renewals are starved of CPU, and the node then answers 503 (correctly, but the tests below
- * require a healthy cluster to answer every op). A lapse of this lease needs a 5 s stall.
- */
-const steadyRm = { leaseMs: 5000, renewEveryMs: 50, removalMarginMs: 50 } as const;
-
-async function startCluster(shards: number): Promise<TestCluster> {
-  const log: string[] = [];
-  const cluster = await LocalCluster.start({
-    replicas,
-    host: "127.0.0.1",
-    httpPort: 0,
-    shards,
-    transport: "tcp",
-    rm: steadyRm,
-    node: {},
-    log: (line) => {
-      if (log.length < clusterLogLinesMax) log.push(`${performance.now().toFixed(1)} ${line}`);
-    },
-  });
-  return { cluster, log };
-}
 
 function urlsOf(cluster: LocalCluster): string[] {
   return Array.from({ length: replicas }, (_, i) => cluster.url(i));
@@ -328,7 +304,7 @@ async function keysOnEveryShardOf(urls: readonly string[], shards: number): Prom
 describe("batches and single ops together are linearizable", () => {
   for (const shards of [2, 4]) {
     test(`W=${shards}: 3 batch clients and 3 single-op clients on 3 replicas (seed ${seed})`, async () => {
-      current = await startCluster(shards);
+      current = await startSteadyCluster(shards);
       const { cluster, log } = current;
       const urls = urlsOf(cluster);
       const registerKeys = keysOnEveryShard("reg-", shards, 2);
@@ -394,7 +370,7 @@ describe("batches and single ops together are linearizable", () => {
 });
 
 test("CAS and create races inside batches have at most one winner; incr inside batches sums (W=2)", async () => {
-  current = await startCluster(2);
+  current = await startSteadyCluster(2);
   const { cluster, log } = current;
   const urls = urlsOf(cluster);
   const recorder = new Recorder();
@@ -460,20 +436,16 @@ test("CAS and create races inside batches have at most one winner; incr inside b
       }
     }),
   );
-  // Every increment is positive, so no two acknowledged increments return the same value.
-  expect(new Set(returned).size).toBe(returned.length);
-  const { converged, answers } = await convergeAndReadAll(urls, [casKey, createKey, counter], recorder, 100);
-  expect(converged, JSON.stringify([...answers])).toBe(true);
-  const finalRead = await request(`${urls[1]}/v1/kv/${counter}`);
-  expect(finalRead.kind === "response" && finalRead.status).toBe(200);
-  const final = Number(finalRead.kind === "response" ? finalRead.body : Number.NaN);
-  const extra = final - ackedSum;
-  const reachable = new Set([0]);
-  for (const by of unknownBys) for (const s of [...reachable]) reachable.add(s + by);
-  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(
-    true,
-  );
-  expect(Math.max(...returned)).toBeLessThanOrEqual(final);
+  const final = await expectIncrementsAccountedFor({
+    urls,
+    keys: [casKey, createKey, counter],
+    counter,
+    recorder,
+    readUrl: urls[1]!,
+    ackedSum,
+    unknownBys,
+    returned,
+  });
   console.error(
     `e2e batch races: ${rounds} rounds; incr final=${final} acked=${ackedSum} unknown=${unknownBys.length}; ${recorder.tally}`,
   );
@@ -483,7 +455,7 @@ test("CAS and create races inside batches have at most one winner; incr inside b
 }, 120_000);
 
 test("binary values written by a batch read back byte for byte from every replica (W=4)", async () => {
-  current = await startCluster(4);
+  current = await startSteadyCluster(4);
   const urls = urlsOf(current.cluster);
   const allBytes = Uint8Array.from({ length: 256 }, (_, i) => i);
   const keys = keysOnEveryShard("bin-", 4, 1);

@@ -38,21 +38,38 @@ export interface TestCluster {
   log: string[];
 }
 
-export async function startCluster(replicas = 3): Promise<TestCluster> {
+/**
+ * For tests that stop no replica, so leases need not be short (testRm is for failover): with
+ * 3 x W shard workers on a shared 2-core machine, a 300 ms lease can lapse for a moment when
+ * renewals are starved of CPU, and the node then answers 503 (correctly, but such tests require a
+ * healthy cluster to answer every op). A lapse of this lease needs a 5 s stall.
+ */
+export const steadyRm = { leaseMs: 5000, renewEveryMs: 50, removalMarginMs: 50 } as const;
+
+/** `replicas` replicas of `shards` shard workers each, over TCP on 127.0.0.1, with leases `rm`. */
+export async function startCluster(
+  replicas = 3,
+  { shards = 1, rm = testRm }: { shards?: number; rm?: typeof testRm | typeof steadyRm } = {},
+): Promise<TestCluster> {
   const log: string[] = [];
   const cluster = await LocalCluster.start({
     replicas,
     host: "127.0.0.1",
     httpPort: 0,
-    shards: 1,
+    shards,
     transport: "tcp",
-    rm: testRm,
+    rm,
     node: {},
     log: (line) => {
       if (log.length < clusterLogLinesMax) log.push(`${performance.now().toFixed(1)} ${line}`);
     },
   });
   return { cluster, log };
+}
+
+/** A cluster for a test that stops no replica: `shards` shard workers per replica, leases steadyRm. */
+export function startSteadyCluster(shards: number, replicas = 3): Promise<TestCluster> {
+  return startCluster(replicas, { shards, rm: steadyRm });
 }
 
 // Every random choice of a test comes from one seeded PRNG, so seeds replay the choices.
@@ -392,4 +409,38 @@ export async function convergeAndReadAll(
   const readers = urls.map((_, i) => new Client(clientIdBase + i, i, (r) => urls[r]!, recorder));
   for (const key of keys) await Promise.all(readers.map((reader) => reader.read(key)));
   return { converged, answers };
+}
+
+/**
+ * The checks after concurrent increments of `counter` (every one positive) and other updates of
+ * `keys`: no two acknowledged increments returned the same value; the replicas converge on every
+ * key; and the final value, read from `readUrl`, is the acknowledged sum plus the sum of some
+ * subset of the increments whose outcome is unknown, and no smaller than any returned value.
+ * Returns the final value.
+ */
+export async function expectIncrementsAccountedFor(o: {
+  urls: readonly string[];
+  keys: readonly string[];
+  counter: string;
+  recorder: Recorder;
+  readUrl: string;
+  ackedSum: number;
+  unknownBys: readonly number[];
+  returned: readonly number[];
+}): Promise<number> {
+  const { counter, ackedSum, unknownBys, returned } = o;
+  expect(new Set(returned).size).toBe(returned.length);
+  const { converged, answers } = await convergeAndReadAll(o.urls, o.keys, o.recorder, 100);
+  expect(converged, JSON.stringify([...answers])).toBe(true);
+  const finalRead = await request(`${o.readUrl}/v1/kv/${counter}`);
+  expect(finalRead.kind === "response" && finalRead.status).toBe(200);
+  const final = Number(finalRead.kind === "response" ? finalRead.body : Number.NaN);
+  const extra = final - ackedSum;
+  const reachable = new Set([0]);
+  for (const by of unknownBys) for (const s of [...reachable]) reachable.add(s + by);
+  expect(reachable.has(extra), `final ${final}, acknowledged sum ${ackedSum}, unknown ${unknownBys.join(",")}`).toBe(
+    true,
+  );
+  expect(Math.max(...returned)).toBeLessThanOrEqual(final);
+  return final;
 }

@@ -7,16 +7,15 @@
 // of a node accept connections on the one port. No timing assertions.
 
 import { afterEach, expect, test } from "bun:test";
-import { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { shardOf } from "../../src/worker/key-shard.ts";
 import {
   Client,
   Recorder,
-  clusterLogLinesMax,
   convergeAndReadAll,
   eventually,
   expectLinearizable,
   request,
+  startSteadyCluster,
   testSeed,
   type TestCluster,
 } from "./harness.ts";
@@ -30,26 +29,6 @@ afterEach(async () => {
   await current?.cluster.close();
   current = null;
 });
-
-/** No replica stops here: a lease long enough that CPU starvation of 3 x W threads on 2 cores cannot lapse it. */
-const steadyRm = { leaseMs: 5000, renewEveryMs: 50, removalMarginMs: 50 } as const;
-
-async function startCluster(shards: number): Promise<TestCluster> {
-  const log: string[] = [];
-  const cluster = await LocalCluster.start({
-    replicas,
-    host: "127.0.0.1",
-    httpPort: 0,
-    shards,
-    transport: "tcp",
-    rm: steadyRm,
-    node: {},
-    log: (line) => {
-      if (log.length < clusterLogLinesMax) log.push(`${performance.now().toFixed(1)} ${line}`);
-    },
-  });
-  return { cluster, log };
-}
 
 /** `perShard` keys named `${prefix}${n}` on each of the `shards` shards. */
 function keysOnEveryShard(prefix: string, shards: number, perShard: number): string[] {
@@ -76,7 +55,7 @@ async function metricSum(urls: readonly string[], name: string): Promise<number>
 
 for (const shards of [2, 4]) {
   test(`W=${shards}: ops forwarded between shard workers are linearizable, keys on every shard (seed ${seed})`, async () => {
-    current = await startCluster(shards);
+    current = await startSteadyCluster(shards);
     const { cluster, log } = current;
     const urls = Array.from({ length: replicas }, (_, i) => cluster.url(i));
     const registerKeys = keysOnEveryShard("reg-", shards, 2);
@@ -123,7 +102,7 @@ for (const shards of [2, 4]) {
 
 test("all shard workers of a node accept connections on its one HTTP port", async () => {
   const shards = 4;
-  current = await startCluster(shards);
+  current = await startSteadyCluster(shards);
   const url = current.cluster.url(0);
   // New connections spread over the sockets bound with SO_REUSEPORT by the kernel's hash of the
   // client's port: with 64 of them, a worker that accepted none means it is not listening

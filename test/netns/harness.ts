@@ -40,6 +40,7 @@ import {
   request,
   startLoad,
   waitFor,
+  waitServingMembers,
   type Load,
   type NodeStatusBody,
   type OpRecord,
@@ -522,16 +523,7 @@ export class NetnsCluster {
 
   /** Waits until every node in `among` reports exactly `members` and serves. */
   async waitMembers(members: number[], timeoutMs: number, among: number[] = members): Promise<number> {
-    const want = JSON.stringify([...members].sort((a, b) => a - b));
-    return waitFor(
-      `nodes ${among.join(",")} to serve with members ${want}`,
-      async () => {
-        const statuses = await Promise.all(among.map((id) => this.node(id).status()));
-        return statuses.every((s) => s !== null && s.serving && JSON.stringify(s.members) === want);
-      },
-      timeoutMs,
-      50,
-    );
+    return waitServingMembers((id) => this.node(id).status(), members, timeoutMs, among);
   }
 
   // --- faults (all undone by heal()) ---
