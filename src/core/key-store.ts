@@ -24,7 +24,15 @@ import { assert } from "../base/assert.ts";
 import { utf8Decode, Utf8Kind } from "../base/utf8.ts";
 import { hashKey } from "./key-hash.ts";
 import { KeyIndex, tagOf } from "./key-index.ts";
-import { arenaPageOffsetMask, classOf, locNone, pageAddressBits, pageBytesMax, SlabArena } from "./slab-arena.ts";
+import {
+  arenaPageOffsetMask,
+  classCount,
+  classOf,
+  locNone,
+  pageAddressBits,
+  pageBytesMax,
+  SlabArena,
+} from "./slab-arena.ts";
 
 export const itemHeaderBytes = 22;
 const hValueBytes = 8;
@@ -72,6 +80,8 @@ export class KeyStore<S extends StoreSide> {
   /** Set by a find() that missed: where the key would go. Valid until the next store call. */
   #missSlot = -1;
   #missTag = 0;
+  /** Scratch of checkInvariants: items per size class. */
+  readonly #usedByClass = new Float64Array(256);
 
   constructor(limits: KeyStoreLimits) {
     assert(Number.isSafeInteger(limits.valueBytesMax), "valueBytesMax is an integer");
@@ -136,33 +146,50 @@ export class KeyStore<S extends StoreSide> {
   }
 
   /**
-   * Insert the key that the last find() missed (no store call in between): Valid, absent, at 0.0.
-   * Returns its slot, or -1 when the index is full or the arena has no slot for it while keeping
-   * `reserveBytes` free (clients leave a reserve to the protocol's own inserts).
+   * Insert the key that the last find() missed (no store call in between): Valid at 0.0, with the
+   * value `value[valueAt..valueAt+valueLength)` (null: absent), which a caller that has it at once
+   * gives here rather than to setValue (one slot of the right class, not two). Returns its slot,
+   * or -1 when the index is full or the arena has no slot for it while keeping `reserveBytes` free
+   * (clients leave a reserve to the protocol's own inserts).
    */
-  insertMissed(bytes: Uint8Array, at: number, length: number, reserveBytes: number): number {
+  insertMissed(
+    bytes: Uint8Array,
+    at: number,
+    length: number,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    reserveBytes: number,
+  ): number {
     assert(this.#missSlot >= 0, "insertMissed follows a find() that missed");
     assert(length <= storeKeyBytesMax, "a key fits the u16 keyBytes field");
+    const valueBytes = value === null ? 0 : valueLength;
+    assert(valueBytes <= this.limits.valueBytesMax, "a stored value is at most valueBytesMax");
     const slot = this.#missSlot;
     const tag = this.#missTag;
     this.#missSlot = -1;
     if (this.#index.full) return -1;
-    const loc = this.#arena.allocate(classOf(itemHeaderBytes + length), reserveBytes);
+    const loc = this.#arena.allocate(classOf(itemHeaderBytes + length + valueBytes), reserveBytes);
     if (loc === locNone) return -1;
     const page = loc >>> pageAddressBits;
     const offset = loc & arenaPageOffsetMask;
     const u8 = this.#arena.u8[page];
     this.#arena.f64[page][offset >>> 3] = 0;
     const u32 = this.#arena.u32[page];
-    u32[(offset + hValueBytes) >>> 2] = 0;
+    u32[(offset + hValueBytes) >>> 2] = valueBytes;
     u32[(offset + hSideId) >>> 2] = 0;
     this.#arena.u16[page][(offset + hKeyBytes) >>> 1] = length;
     u8[offset + hState] = stateOfNewKey;
     u8[offset + hWriter] = 0;
     u8[offset + hLastWriter] = 0;
-    u8[offset + hFlags] = 0;
+    u8[offset + hFlags] = value === null ? 0 : flagValue;
     const keyAt = offset + itemHeaderBytes;
     for (let i = 0; i < length; i++) u8[keyAt + i] = bytes[at + i];
+    if (value !== null) {
+      const to = keyAt + length;
+      if (valueBytes <= copyLoopBytesMax) for (let i = 0; i < valueBytes; i++) u8[to + i] = value[valueAt + i];
+      else u8.set(value.subarray(valueAt, valueAt + valueBytes), to);
+    }
     if (!this.#index.growsOnNextFill) {
       this.#index.fill(slot, tag, loc);
       return slot;
@@ -380,7 +407,7 @@ export class KeyStore<S extends StoreSide> {
    */
   checkInvariants(): void {
     const arena = this.#arena;
-    const usedByClass = new Float64Array(256);
+    const usedByClass = this.#usedByClass.fill(0, 0, classCount);
     let sidesSeen = 0;
     this.#index.checkInvariants((slot, tag, loc) => {
       assert(arena.isSlot(loc), "an index entry names a carved arena slot");

@@ -92,6 +92,8 @@ export class SlabArena {
   readonly f64: Float64Array[] = [];
   /** Each page's class. */
   readonly #pageClass: number[] = [];
+  /** Classes that got at least one page (the others have no slot at all), for the checks. */
+  readonly #classesWithPages: number[] = [];
   #pageBytes = 0;
   /** Per class: head of the free list (its next link is the slot's first u32), and its length. */
   readonly #freeHead = new Uint32Array(classCount).fill(locNone);
@@ -157,6 +159,7 @@ export class SlabArena {
     this.u32.push(new Uint32Array(buffer));
     this.f64.push(new Float64Array(buffer));
     this.#pageClass.push(cls);
+    if (this.#carvedCount[cls] === 0) this.#classesWithPages.push(cls);
     this.#pageBytes += bytes;
     const start = page * pageSpanBytes;
     this.#carveNext[cls] = start;
@@ -193,31 +196,38 @@ export class SlabArena {
     let pageBytes = 0;
     for (let p = 0; p < this.u8.length; p++) pageBytes += this.u8[p]!.length;
     assert(pageBytes === this.#pageBytes, "the arena counts the bytes of every page");
-    for (let c = 0; c < classCount; c++) {
-      assert(
-        this.#usedCount[c] === usedByClass[c],
-        "a class's used slots are exactly the items of that class in the index",
-      );
-      assert(
-        this.#carvedCount[c] === this.#usedCount[c] + this.#freeCount[c],
-        "every carved slot is used or free (free-space accounting)",
-      );
+    const used = this.#usedCount;
+    const carved = this.#carvedCount;
+    const freeCount = this.#freeCount;
+    const freeHead = this.#freeHead;
+    // Only classes that ever got a page have slots; the items the caller counted must all be in them.
+    let items = 0;
+    let usedInClasses = 0;
+    for (let c = 0; c < classCount; c++) items += usedByClass[c];
+    for (const c of this.#classesWithPages) {
+      usedInClasses += used[c];
+      assert(used[c] === usedByClass[c], "a class's used slots are exactly the items of that class in the index");
+      assert(carved[c] === used[c] + freeCount[c], "every carved slot is used or free (free-space accounting)");
       let free = 0;
-      const size = classSlotBytes[c]!;
+      const size = classSlotBytes[c];
       for (
-        let loc = this.#freeHead[c]!;
+        let loc = freeHead[c];
         loc !== locNone;
-        loc = this.u32[loc >>> pageAddressBits]![(loc & pageOffsetMask) >>> 2]!
+        loc = this.u32[loc >>> pageAddressBits][(loc & pageOffsetMask) >>> 2]
       ) {
-        assert(free < this.#freeCount[c]!, "a free list is as long as its count (no cycle)");
+        assert(free < freeCount[c], "a free list is as long as its count (no cycle)");
         const page = loc >>> pageAddressBits;
         assert(page < this.u8.length, "a free slot lies on a page");
         assert(this.#pageClass[page] === c, "a free slot lies on a page of its class");
         assert((loc & pageOffsetMask) % size === 0, "a free slot starts on its class's slot grid");
         free++;
       }
-      assert(free === this.#freeCount[c], "a free list holds exactly its count of slots");
+      assert(free === freeCount[c], "a free list holds exactly its count of slots");
     }
+    assert(
+      usedInClasses === items,
+      "a class's used slots are exactly the items of that class in the index (no item in a class without pages)",
+    );
   }
 
   /** The class of the page holding `loc` (for the store's checks). */

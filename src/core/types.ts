@@ -60,7 +60,10 @@ export interface Outbox {
   ): void;
 }
 
-/** Where the core puts client completions. `opId` is the caller's handle given to `submit`. */
+/**
+ * Where the core puts client completions. `opId` is the caller's handle given to `submit`.
+ * Neither this nor the Outbox may call back into the replica during the call.
+ */
 export interface Completions {
   complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void;
 }
@@ -97,8 +100,14 @@ export interface ReplicaConfig {
   keyQueueMax: number;
   /** Ops in the replica at once (waiting or in flight). */
   opsMax: number;
-  /** Keys the replica stores (tombstones included); a write that would create more is StoreFull. */
+  /** Keys this node's clients may create (tombstones included); a write that would create more is StoreFull. */
   keysMax: number;
+  /**
+   * Bytes of the key store's slab pages (keys, values and their 22-byte headers). A client update
+   * that needs a new slot while the pages are within 1/8 of this is StoreFull; the last 1/8 is for
+   * updates from other replicas, which cannot be refused. At most about 4 GiB (u32 addresses).
+   */
+  storeBytesMax: number;
   /** Largest value accepted from a client. */
   valueBytesMax: number;
   /** How many times an Incr retries after a final RMW abort before answering Aborted. */
@@ -112,6 +121,7 @@ export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {
   keyQueueMax: 256,
   opsMax: 65536,
   keysMax: 4_000_000,
+  storeBytesMax: 2 * 1024 * 1024 * 1024,
   valueBytesMax: 64 * 1024,
   incrRetriesMax: 16,
 };

@@ -3,8 +3,9 @@
 // They bypass HTTP and the rings, so `hermes-kv bench` measures the protocol, the worker loop and
 // the transport. Latencies go into 1 µs histograms (as the reference's) with an overflow bucket.
 
-import type { Replica } from "../core/replica.ts";
+import type { KeyStamp, Replica } from "../core/replica.ts";
 import { OpKind, OpStatus } from "../base/kinds.ts";
+import { KeyState } from "../core/types.ts";
 import type { NodeId } from "../base/ids.ts";
 import { monotonicMs } from "../base/clock.ts";
 import type { ShardBenchConfig, ShardBenchStats } from "./messages.ts";
@@ -17,6 +18,8 @@ export class BenchClients {
   readonly #config: ShardBenchConfig;
   readonly #keys: string[];
   readonly #value: Uint8Array;
+  /** Reused for the CAS ops' expected timestamp. */
+  readonly #stamp: KeyStamp = { state: KeyState.Valid, version: 0, writer: 0 };
   /** Per slot: when its op started (ms) and whether it is a read. */
   readonly #startedMs: Float64Array;
   readonly #isRead: Uint8Array;
@@ -77,9 +80,10 @@ export class BenchClients {
       this.#isRead[slot] = 0;
       if (this.#next() % 1000 < this.#config.rmwPerMille) {
         // An RMW: CAS against the timestamp this replica holds now (usually current).
-        const rec = replica.inspect(key);
+        const stamp = this.#stamp;
+        replica.timestampOf(key, stamp);
         this.#kind[slot] = OpKind.Cas;
-        replica.submit(opIdBase + slot, OpKind.Cas, key, this.#value, rec?.version ?? 0, rec?.writer ?? 0, 0, nowMs);
+        replica.submit(opIdBase + slot, OpKind.Cas, key, this.#value, stamp.version, stamp.writer, 0, nowMs);
       } else {
         this.#kind[slot] = OpKind.Write;
         replica.submit(opIdBase + slot, OpKind.Write, key, this.#value, 0, 0, 0, nowMs);

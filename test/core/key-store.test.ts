@@ -55,13 +55,26 @@ class Pair {
     return this.store.find(bytes, at, key.length);
   }
 
-  insert(key: Uint8Array, reserveBytes = 0): number {
+  /** Insert if absent, with `value` given to the insert itself (null: absent). */
+  insert(key: Uint8Array, reserveBytes = 0, value: Uint8Array | null = null): number {
     const { bytes, at } = this.framed(key);
     const found = this.store.find(bytes, at, key.length);
     if (found >= 0) return found;
-    const slot = this.store.insertMissed(bytes, at, key.length, reserveBytes);
+    const valueAt = this.random.int(4);
+    const framedValue = value === null ? null : new Uint8Array(valueAt + value.length + 2).fill(0xcc);
+    framedValue?.set(value!, valueAt);
+    const slot = this.store.insertMissed(bytes, at, key.length, framedValue, valueAt, value?.length ?? 0, reserveBytes);
+    framedValue?.fill(0x44);
     if (slot >= 0)
-      this.model.set(hex(key), { value: null, version: 0, writer: 0, lastWriter: 0, rmw: false, state: 1, side: null });
+      this.model.set(hex(key), {
+        value: value === null ? null : value.slice(),
+        version: 0,
+        writer: 0,
+        lastWriter: 0,
+        rmw: false,
+        state: 1,
+        side: null,
+      });
     return slot;
   }
 
@@ -148,7 +161,8 @@ describe("KeyStore against a Map model", () => {
         const key = randomKey(random, pool);
         const roll = random.float();
         if (!pair.model.has(hex(key)) || roll < 0.2) {
-          expect(pair.insert(key)).toBeGreaterThanOrEqual(0);
+          const value = random.chance(0.5) ? randomValue(random, pair.valueBytesMax, null) : null;
+          expect(pair.insert(key, 0, value)).toBeGreaterThanOrEqual(0);
         } else if (roll < 0.7) {
           expect(pair.setValue(key, randomValue(random, pair.valueBytesMax, pair.model.get(hex(key))!.value))).toBe(
             true,
@@ -272,7 +286,7 @@ describe("KeyStore against a Map model", () => {
     const store = new KeyStore<Side>({ keysMax: 10, bytesMax: 1 << 20, valueBytesMax: 16 });
     const key = Uint8Array.of(1, 2, 3);
     expect(store.find(key, 0, 3)).toBe(-1);
-    const slot = store.insertMissed(key, 0, 3, 0);
+    const slot = store.insertMissed(key, 0, 3, null, 0, 0, 0);
     for (const v of [0, 1, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 53 - 2, 2 ** 53 - 1]) {
       store.setTs(slot, v, 31, true, 30);
       expect(store.version(slot)).toBe(v);
@@ -287,7 +301,7 @@ describe("KeyStore against a Map model", () => {
       for (let i = 0; i < 10; i++) {
         const key = Uint8Array.of(i, 9);
         store.find(key, 0, 2);
-        slot = store.insertMissed(key, 0, 2, 0);
+        slot = store.insertMissed(key, 0, 2, null, 0, 0, 0);
         store.setValue(slot, new Uint8Array(i * 5), 0, i * 5, 0);
       }
       store.checkInvariants();

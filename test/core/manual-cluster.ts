@@ -5,6 +5,8 @@
 // checks all of them after each of its own steps (which covers replicas from a custom `make`).
 
 import { Replica } from "../../src/core/replica.ts";
+import type { KeySide } from "../../src/core/key-side.ts";
+import type { KeyStore } from "../../src/core/key-store.ts";
 import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import type { NodeId } from "../../src/base/ids.ts";
@@ -36,6 +38,13 @@ export type MakeReplica = (config: ReplicaConfig, cluster: ManualCluster) => Rep
 
 /** A replica that checks its invariants after every input (every public method that changes it). */
 export class CheckedReplica extends Replica {
+  /** The state behind the replica's back, for tests that corrupt it on purpose. */
+  internals(key: string): { store: KeyStore<KeySide>; slot: number; side: KeySide | null } {
+    const bytes = encoder.encode(key);
+    const slot = this.store.find(bytes, 0, bytes.length);
+    return { store: this.store, slot, side: slot < 0 ? null : this.store.side(slot) };
+  }
+
   override setMembership(...args: Parameters<Replica["setMembership"]>): void {
     super.setMembership(...args);
     this.checkInvariants();

@@ -6,7 +6,9 @@ import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { ManualCluster } from "./manual-cluster.ts";
 import { AssertionError } from "../../src/base/assert.ts";
-import type { KeyRecord } from "../../src/core/key-record.ts";
+import type { KeySide } from "../../src/core/key-side.ts";
+import type { KeyStore } from "../../src/core/key-store.ts";
+import type { CheckedReplica } from "./manual-cluster.ts";
 
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
 
@@ -364,50 +366,82 @@ describe("a coordinator that lost its lease", () => {
 
 describe("whole-state invariants (checkInvariants)", () => {
   // Every ManualCluster step checks every replica, so the scenarios above all run under the check.
-  // Here the state is corrupted behind the replica's back (records are mutable objects) and the
-  // check must name the broken invariant, the replica and the key.
-  const corrupted = (corrupt: (rec: KeyRecord, c: ManualCluster) => void): ManualCluster => {
+  // Here the state is corrupted behind the replica's back (through the store and the key's side
+  // object) and the check must name the broken invariant, the replica and the key.
+  interface Internals {
+    store: KeyStore<KeySide>;
+    slot: number;
+    side: KeySide;
+  }
+  const internals = (c: ManualCluster, key: string): Internals =>
+    (c.replicas[0] as CheckedReplica).internals(key) as Internals;
+  const corrupted = (corrupt: (k: Internals, c: ManualCluster) => void): ManualCluster => {
     const c = new ManualCluster(3);
     c.submit(0, OpKind.Write, "done", "v");
     c.settle();
     c.submit(0, OpKind.Write, "k", "v1"); // pending at node 0 (Write), its INVs in flight
     c.submit(0, OpKind.Write, "k", "v2"); // waits behind it
     expect(() => c.checkInvariants()).not.toThrow();
-    corrupt(c.replicas[0]!.inspect("k") as KeyRecord, c);
+    corrupt(internals(c, "k"), c);
     return c;
   };
-  const cases: [string, (rec: KeyRecord, c: ManualCluster) => void, RegExp][] = [
+  const cases: [string, (k: Internals, c: ManualCluster) => void, RegExp][] = [
     [
-      "a Valid key marked Invalid outside the unsettled set",
-      (_rec, c) => ((c.replicas[0]!.inspect("done") as KeyRecord).state = KeyState.Invalid),
-      /key "done": a key is in the unsettled set iff it is not Valid/,
+      "a Valid key marked Invalid without a side object (outside the unsettled set)",
+      (_k, c) => internals(c, "done").store.setState(internals(c, "done").slot, KeyState.Invalid),
+      /key "done": a key without a side object is Valid/,
     ],
     [
       "a pending update that lost its state",
-      (rec) => (rec.state = KeyState.Invalid),
+      (k) => k.store.setState(k.slot, KeyState.Invalid),
       /a key has a pending update iff its state is Write, Replay or Trans/,
     ],
     [
       "a pending update's client op forgotten",
-      (rec) => (rec.pendingOp = null),
+      (k) => (k.side.pendingOp = null),
       /every live op is waiting on its key or is its key's pending op/,
     ],
     [
       "a waiting op dropped from its queue",
-      (rec) => rec.waiting.pop(),
+      (k) => k.side.waiting.pop(),
       /a key is in the waiting-keys set iff ops wait on it/,
     ],
     [
       "a pending op also put in the queue",
-      (rec) => rec.waiting.push(rec.pendingOp!),
+      (k) => k.side.waiting.push(k.side.pendingOp!),
       /only the front op of a key queue may have been issued/,
     ],
-    ["an ACK from itself", (rec) => (rec.acks |= 1), /a replica never ACKs its own update/],
-    ["a timestamp with an impossible writer", (rec) => (rec.writer = 32), /a timestamp's writer is a node id/],
+    ["an ACK from itself", (k) => (k.side.acks |= 1), /a replica never ACKs its own update/],
+    [
+      "a timestamp with an impossible writer",
+      (k) => k.store.setTs(k.slot, k.store.version(k.slot), 32, false, 0),
+      /a timestamp's writer is a node id/,
+    ],
     [
       "a Write holding another ts than its pending update",
-      (rec) => rec.version++,
+      (k) =>
+        k.store.setTs(
+          k.slot,
+          k.store.version(k.slot) + 1,
+          k.store.writer(k.slot),
+          k.store.rmw(k.slot),
+          k.store.lastWriter(k.slot),
+        ),
       /in W and R the key holds the pending update's timestamp \(version\)/,
+    ],
+    [
+      "a side object on a settled key",
+      (_k, c) =>
+        internals(c, "done").store.attachSide(
+          internals(c, "done").slot,
+          new (internals(c, "k").side.constructor as new () => KeySide)(),
+        ),
+      /key "done": a key has a side object only while it is not Valid or ops wait on it/,
+    ],
+    [
+      "a stored key's bytes changed (the index no longer finds it)",
+      (k) => (k.store.page(k.slot)[k.store.keyAt(k.slot)] = 0x78),
+      /an index entry's tag is its key's hash/,
     ],
   ];
   for (const [what, corrupt, message] of cases) {
@@ -438,7 +472,7 @@ describe("whole-state invariants (checkInvariants)", () => {
   });
 
   test("ManualCluster checks after every step: a corrupted replica fails the next tick", () => {
-    const c = corrupted((rec) => (rec.pendingOp = null));
+    const c = corrupted((k) => (k.side.pendingOp = null));
     expect(() => c.tick(1)).toThrow(/every live op is waiting on its key or is its key's pending op/);
   });
 
@@ -451,7 +485,7 @@ describe("whole-state invariants (checkInvariants)", () => {
     c.deliver({ from: 1, to: 0, kind: MsgKind.Inv }); // node 0's RMW aborts and goes back to the front
     const rec = c.replicas[0]!.inspect("k")!;
     expect(rec.state).toBe(KeyState.Invalid);
-    expect(rec.waiting.length).toBe(3); // keyQueueMax + 1, and checkInvariants (run by deliver) accepts it
+    expect(rec.waitingOps).toBe(3); // keyQueueMax + 1, and checkInvariants (run by deliver) accepts it
     expect(c.answers.get(c.submit(0, OpKind.Write, "k", "refused"))!.status).toBe(OpStatus.Busy);
     c.settle();
     expect(c.answers.get(cas)).toMatchObject({ status: OpStatus.PreconditionFailed, version: 2, writer: 1 });

@@ -195,6 +195,7 @@ export class Simulation {
       keyQueueMax: 64,
       opsMax: 1024,
       keysMax: 1024,
+      storeBytesMax: 1024 * 1024,
       valueBytesMax: 1024,
       incrRetriesMax: 16,
     };
