@@ -60,6 +60,23 @@ export interface StoreSide {
   slot: number;
 }
 
+/**
+ * A key's fields read at once (KeyStore.read): one index and page lookup for the hot paths instead
+ * of one per field. `page[valueAt..valueAt+valueBytes)` is the value, lent until the store changes.
+ */
+export class ItemView {
+  page: Uint8Array = new Uint8Array(0);
+  keyAt = 0;
+  keyBytes = 0;
+  valueAt = 0;
+  valueBytes = 0;
+  hasValue = false;
+  version = 0;
+  writer = 0;
+  state = 0;
+  sideId = 0;
+}
+
 export interface KeyStoreLimits {
   /** Keys the index holds (a hard bound: the protocol's own inserts stop here). */
   keysMax: number;
@@ -80,6 +97,13 @@ export class KeyStore<S extends StoreSide> {
   /** Set by a find() that missed: where the key would go. Valid until the next store call. */
   #missSlot = -1;
   #missTag = 0;
+  /** The index's slots and mask, and the arena's page views, held here for the hot paths (refreshed when the index grows). */
+  #slots: Uint32Array;
+  #mask: number;
+  readonly #u8: Uint8Array[];
+  readonly #u16: Uint16Array[];
+  readonly #u32: Uint32Array[];
+  readonly #f64: Float64Array[];
   /** Scratch of checkInvariants: items per size class. */
   readonly #usedByClass = new Float64Array(256);
 
@@ -93,6 +117,12 @@ export class KeyStore<S extends StoreSide> {
     this.limits = { ...limits };
     this.#arena = new SlabArena(limits.bytesMax);
     this.#index = new KeyIndex(limits.keysMax);
+    this.#slots = this.#index.slots;
+    this.#mask = this.#index.mask;
+    this.#u8 = this.#arena.u8;
+    this.#u16 = this.#arena.u16;
+    this.#u32 = this.#arena.u32;
+    this.#f64 = this.#arena.f64;
   }
 
   get keyCount(): number {
@@ -121,10 +151,10 @@ export class KeyStore<S extends StoreSide> {
   /** The slot of the key `bytes[at..at+length)`, or -1 (then insertMissed may insert it). */
   find(bytes: Uint8Array, at: number, length: number): number {
     const tag = tagOf(hashKey(bytes, at, length));
-    const slots = this.#index.slots;
-    const mask = this.#index.mask;
-    const u8 = this.#arena.u8;
-    const u16 = this.#arena.u16;
+    const slots = this.#slots;
+    const mask = this.#mask;
+    const u8 = this.#u8;
+    const u16 = this.#u16;
     for (let s = tag & mask; ; s = (s + 1) & mask) {
       const t = slots[2 * s];
       if (t === 0) {
@@ -194,7 +224,12 @@ export class KeyStore<S extends StoreSide> {
       this.#index.fill(slot, tag, loc);
       return slot;
     }
-    // The index grows: every slot moves. Note where each side's key is, then find it again.
+    return this.#fillGrowing(slot, tag, loc);
+  }
+
+  /** Fill `slot` when that grows the index: every slot moves, side objects follow their keys. */
+  #fillGrowing(slot: number, tag: number, loc: number): number {
+    // Every slot moves. Note where each side's key is, then find it again.
     const sideTags = new Map<S, number>();
     const sideLocs = new Map<S, number>();
     const slots = this.#index.slots;
@@ -204,52 +239,74 @@ export class KeyStore<S extends StoreSide> {
       sideLocs.set(side, slots[2 * side.slot + 1]);
     }
     this.#index.fill(slot, tag, loc);
+    this.#slots = this.#index.slots;
+    this.#mask = this.#index.mask;
     for (const [side, sideTag] of sideTags) side.slot = this.#index.slotOf(sideTag, sideLocs.get(side)!);
     return this.#index.slotOf(tag, loc);
   }
 
   // Fields of a key (by slot) ------------------------------------------------------------------
 
+  /** Read the fields of `slot` into `view`. */
+  read(slot: number, view: ItemView): void {
+    const loc = this.#slots[2 * slot + 1];
+    const page = loc >>> pageAddressBits;
+    const offset = loc & arenaPageOffsetMask;
+    const u8 = this.#u8[page];
+    const u32 = this.#u32[page];
+    const keyBytes = this.#u16[page][(offset + hKeyBytes) >>> 1];
+    view.page = u8;
+    view.keyAt = offset + itemHeaderBytes;
+    view.keyBytes = keyBytes;
+    view.valueAt = offset + itemHeaderBytes + keyBytes;
+    view.valueBytes = u32[(offset + hValueBytes) >>> 2];
+    view.hasValue = (u8[offset + hFlags] & flagValue) !== 0;
+    view.version = this.#f64[page][offset >>> 3];
+    view.writer = u8[offset + hWriter];
+    view.state = u8[offset + hState];
+    view.sideId = u32[(offset + hSideId) >>> 2];
+  }
+
   /** The item's loc (for the page views below). */
   #loc(slot: number): number {
-    return this.#index.slots[2 * slot + 1];
+    return this.#slots[2 * slot + 1];
   }
 
   state(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hState];
+    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hState];
   }
   setState(slot: number, state: number): void {
     const loc = this.#loc(slot);
-    this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hState] = state;
+    this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hState] = state;
   }
   version(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.f64[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) >>> 3];
+    return this.#f64[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) >>> 3];
   }
   writer(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hWriter];
+    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hWriter];
   }
   lastWriter(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter];
+    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter];
   }
   setLastWriter(slot: number, lastWriter: number): void {
     const loc = this.#loc(slot);
-    this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter] = lastWriter;
+    this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter] = lastWriter;
   }
   rmw(slot: number): boolean {
     const loc = this.#loc(slot);
-    return (this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hFlags] & flagRmw) !== 0;
+    return (this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hFlags] & flagRmw) !== 0;
   }
   /** Set the timestamp (and its RMW flag) and the INV's sender; the value is set apart. */
   setTs(slot: number, version: number, writer: number, rmw: boolean, lastWriter: number): void {
     const loc = this.#loc(slot);
     const page = loc >>> pageAddressBits;
     const offset = loc & arenaPageOffsetMask;
-    const u8 = this.#arena.u8[page];
-    this.#arena.f64[page][offset >>> 3] = version;
+    const u8 = this.#u8[page];
+    this.#f64[page][offset >>> 3] = version;
     u8[offset + hWriter] = writer;
     u8[offset + hLastWriter] = lastWriter;
     u8[offset + hFlags] = (u8[offset + hFlags] & ~flagRmw) | (rmw ? flagRmw : 0);
@@ -257,19 +314,19 @@ export class KeyStore<S extends StoreSide> {
   /** A value is present (false: never written, or a tombstone). */
   hasValue(slot: number): boolean {
     const loc = this.#loc(slot);
-    return (this.#arena.u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hFlags] & flagValue) !== 0;
+    return (this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hFlags] & flagValue) !== 0;
   }
   valueBytes(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hValueBytes) >>> 2];
+    return this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hValueBytes) >>> 2];
   }
   keyBytes(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#arena.u16[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hKeyBytes) >>> 1];
+    return this.#u16[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hKeyBytes) >>> 1];
   }
   /** The page holding the key's bytes and value: lend `page(slot)[keyAt(slot)..]` instead of copying. */
   page(slot: number): Uint8Array {
-    return this.#arena.u8[this.#loc(slot) >>> pageAddressBits];
+    return this.#u8[this.#loc(slot) >>> pageAddressBits];
   }
   keyAt(slot: number): number {
     return (this.#loc(slot) & arenaPageOffsetMask) + itemHeaderBytes;
@@ -277,7 +334,7 @@ export class KeyStore<S extends StoreSide> {
   valueAt(slot: number): number {
     const loc = this.#loc(slot);
     const offset = loc & arenaPageOffsetMask;
-    return offset + itemHeaderBytes + this.#arena.u16[loc >>> pageAddressBits][(offset + hKeyBytes) >>> 1];
+    return offset + itemHeaderBytes + this.#u16[loc >>> pageAddressBits][(offset + hKeyBytes) >>> 1];
   }
 
   /**
@@ -358,18 +415,24 @@ export class KeyStore<S extends StoreSide> {
 
   /** The first filled slot at or after `from`, or -1. Slots move when `generation` changes. */
   nextSlot(from: number): number {
-    const slots = this.#index.slots;
-    const capacity = this.#index.capacity;
+    const slots = this.#slots;
+    const capacity = this.#mask + 1;
     for (let s = from; s < capacity; s++) if (slots[2 * s] !== 0) return s;
     return -1;
   }
 
   // Side objects -------------------------------------------------------------------------------
 
+  /** The id of the key's side object (0: none): a cheaper test than side(slot) === null. */
+  sideId(slot: number): number {
+    const loc = this.#loc(slot);
+    return this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2];
+  }
+
   /** The key's side object, or null. */
   side(slot: number): S | null {
     const loc = this.#loc(slot);
-    return this.#sides[this.#arena.u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2]];
+    return this.#sides[this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2]];
   }
 
   /** Give the key of `slot` the side object `side` (it has none). */
@@ -381,7 +444,7 @@ export class KeyStore<S extends StoreSide> {
     side.id = id;
     side.slot = slot;
     const loc = this.#loc(slot);
-    this.#arena.u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = id;
+    this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = id;
     this.#sideCount++;
   }
 
@@ -389,7 +452,7 @@ export class KeyStore<S extends StoreSide> {
   detachSide(side: S): void {
     assert(this.#sides[side.id] === side, "a detached side object was attached");
     const loc = this.#loc(side.slot);
-    this.#arena.u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = 0;
+    this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = 0;
     this.#sides[side.id] = null;
     this.#freeSideIds.push(side.id);
     side.id = 0;

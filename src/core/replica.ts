@@ -34,7 +34,7 @@ import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { utf8Encode, utf8Length } from "../base/utf8.ts";
 import { KeySide } from "./key-side.ts";
-import { KeyStore, storeKeyBytesMax } from "./key-store.ts";
+import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
 import { compareTs } from "../base/timestamp.ts";
 import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
@@ -130,6 +130,8 @@ export class Replica {
   /** A string key's UTF-8 bytes (string inputs are looked up by their bytes); grows for long keys. */
   #keyScratch = new Uint8Array(256);
   #keyScratchLength = 0;
+  /** Reused by the read fast path. */
+  readonly #view = new ItemView();
 
   #epoch: Epoch = 0;
   #membersMask = 0;
@@ -236,8 +238,14 @@ export class Replica {
    * for the simulator's per-step oracles and the benchmark clients' CAS.
    */
   timestampOf(key: string, into: KeyStamp): void {
-    const slot = this.#findString(key);
+    const length = this.#encodeKey(key);
+    this.timestampOfKey(this.#keyScratch, 0, length, into);
+  }
+
+  /** timestampOf() with the key `key[keyAt..keyAt+keyLength)`. */
+  timestampOfKey(key: Uint8Array, keyAt: number, keyLength: number, into: KeyStamp): void {
     const store = this.#store;
+    const slot = store.find(key, keyAt, keyLength);
     into.state = slot < 0 ? KeyState.Valid : (store.state(slot) as KeyState);
     into.version = slot < 0 ? 0 : store.version(slot);
     into.writer = slot < 0 ? 0 : store.writer(slot);
@@ -727,7 +735,8 @@ export class Replica {
 
   /**
    * Submit a client op. `value` is owned by the replica from now on. Exactly one completion with
-   * `opId` follows, possibly during this call.
+   * `opId` follows, possibly during this call. The key is looked up by its UTF-8 bytes (see
+   * submitKey); a string key is for callers that hold one anyway (HTTP, tests).
    */
   submit(
     opId: number,
@@ -739,8 +748,25 @@ export class Replica {
     by: number,
     nowMs: number,
   ): void {
+    const length = this.#encodeKey(key);
+    this.submitKey(opId, kind, this.#keyScratch, 0, length, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  /** submit() with the key `key[keyAt..keyAt+keyLength)` (UTF-8), read in place and copied only into a new item. */
+  submitKey(
+    opId: number,
+    kind: OpKind,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): void {
     if (this.#stopped || !this.#member || this.#joining) {
-      this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0);
+      this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0, 0, 0);
       return;
     }
     assert(
@@ -748,27 +774,46 @@ export class Replica {
       "a client value is at most valueBytesMax (the HTTP layer refuses larger ones)",
     );
     const store = this.#store;
-    let slot = this.#findString(key);
+    let slot = store.find(key, keyAt, keyLength);
     if (kind === OpKind.Read) {
       if (slot < 0) {
         // Never touched here: Valid and absent at (0, 0), since no INV for it ever arrived.
         if (this.leaseValid(nowMs)) {
           this.counters.readsServed++;
-          this.#completions.complete(opId, OpStatus.Ok, null, 0, 0);
+          this.#completions.complete(opId, OpStatus.Ok, null, 0, 0, 0, 0);
           return;
         }
         // Waiting for the lease needs the key in the store; a full store answers Busy (not
         // StoreFull: a read creates nothing).
-        slot = store.keyCount >= this.config.keysMax ? -1 : this.#insertScratchKey(this.#peerReserveBytes);
+        slot =
+          store.keyCount >= this.config.keysMax
+            ? -1
+            : store.insertMissed(key, keyAt, keyLength, null, 0, 0, this.#peerReserveBytes);
         if (slot < 0) {
-          this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+          this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
           return;
         }
       } else {
+        // The fast path: a key with no side object (so nothing waits) that is readable is answered
+        // from its slot, the value lent, not copied.
+        const view = this.#view;
+        store.read(slot, view);
+        if (view.sideId === 0 && this.readable(view.state as KeyState, nowMs)) {
+          this.counters.readsServed++;
+          this.#completions.complete(
+            opId,
+            OpStatus.Ok,
+            view.hasValue ? view.page : null,
+            view.valueAt,
+            view.valueBytes,
+            view.version,
+            view.writer,
+          );
+          return;
+        }
         const side = store.side(slot);
         if ((side === null || side.waiting.length === 0) && this.readable(store.state(slot) as KeyState, nowMs)) {
-          this.counters.readsServed++;
-          this.#completions.complete(opId, OpStatus.Ok, store.copyValue(slot), store.version(slot), store.writer(slot));
+          this.#answerRead(opId, slot);
           return;
         }
       }
@@ -776,13 +821,33 @@ export class Replica {
       return;
     }
     if (slot < 0) {
-      slot = store.keyCount >= this.config.keysMax ? -1 : this.#insertScratchKey(this.#peerReserveBytes);
+      slot =
+        store.keyCount >= this.config.keysMax
+          ? -1
+          : store.insertMissed(key, keyAt, keyLength, null, 0, 0, this.#peerReserveBytes);
       if (slot < 0) {
-        this.#completions.complete(opId, OpStatus.StoreFull, null, 0, 0);
+        this.#completions.complete(opId, OpStatus.StoreFull, null, 0, 0, 0, 0);
         return;
       }
     }
     this.#enqueue(slot, opId, kind, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  /** Answer a read of `slot` with its value lent from the store. */
+  #answerRead(opId: number, slot: number): void {
+    const store = this.#store;
+    this.counters.readsServed++;
+    if (store.hasValue(slot))
+      this.#completions.complete(
+        opId,
+        OpStatus.Ok,
+        store.page(slot),
+        store.valueAt(slot),
+        store.valueBytes(slot),
+        store.version(slot),
+        store.writer(slot),
+      );
+    else this.#completions.complete(opId, OpStatus.Ok, null, 0, 0, store.version(slot), store.writer(slot));
   }
 
   #enqueue(
@@ -797,12 +862,12 @@ export class Replica {
   ): void {
     const existing = this.#store.side(slot);
     if (existing !== null && existing.waiting.length >= this.config.keyQueueMax) {
-      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
       return;
     }
     const op = this.#pool.take();
     if (op === null) {
-      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
       return;
     }
     const side = existing ?? this.#attachSide(slot);
@@ -829,8 +894,9 @@ export class Replica {
       if (op.kind === OpKind.Read) {
         if (!this.readable(store.state(slot) as KeyState, nowMs)) break;
         side.waiting.shift();
-        this.counters.readsServed++;
-        this.#answer(op, OpStatus.Ok, store.copyValue(slot), store.version(slot), store.writer(slot));
+        const id = op.id;
+        this.#release(op);
+        this.#answerRead(id, slot);
         continue;
       }
       if (store.state(slot) !== KeyState.Valid || !this.leaseValid(nowMs)) break;
@@ -878,7 +944,7 @@ export class Replica {
         break;
       case OpKind.Cas:
         if (baseVersion !== op.expectedVersion || baseWriter !== op.expectedWriter) {
-          this.#answer(op, OpStatus.PreconditionFailed, null, baseVersion, baseWriter);
+          this.#answer(op, OpStatus.PreconditionFailed, baseVersion, baseWriter);
           return;
         }
         newValue = op.value;
@@ -886,7 +952,7 @@ export class Replica {
         break;
       case OpKind.Create:
         if (store.hasValue(slot)) {
-          this.#answer(op, OpStatus.PreconditionFailed, null, baseVersion, baseWriter);
+          this.#answer(op, OpStatus.PreconditionFailed, baseVersion, baseWriter);
           return;
         }
         newValue = op.value;
@@ -894,14 +960,14 @@ export class Replica {
         break;
       case OpKind.Incr: {
         if (op.retries > this.config.incrRetriesMax) {
-          this.#answer(op, OpStatus.Aborted, null, baseVersion, baseWriter);
+          this.#answer(op, OpStatus.Aborted, baseVersion, baseWriter);
           return;
         }
         const next = store.hasValue(slot)
           ? incrementedAt(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by)
           : incremented(null, op.by);
         if (next === null) {
-          this.#answer(op, OpStatus.NotANumber, null, baseVersion, baseWriter);
+          this.#answer(op, OpStatus.NotANumber, baseVersion, baseWriter);
           return;
         }
         newValue = next;
@@ -913,7 +979,7 @@ export class Replica {
     }
     // The value first: it is the one step that can fail (no room), and then nothing was written.
     if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newValue.length, this.#peerReserveBytes)) {
-      this.#answer(op, OpStatus.StoreFull, null, baseVersion, baseWriter);
+      this.#answer(op, OpStatus.StoreFull, baseVersion, baseWriter);
       return;
     }
     // Writes +2, RMWs +1 (RMWs always enabled): a write beats any concurrent RMW from its base.
@@ -938,16 +1004,24 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Protocol messages
 
-  /** A protocol message from `from`. `value` is borrowed: it is copied if kept. */
+  /**
+   * A protocol message from `from`. The key is `key[keyAt..keyAt+keyLength)` and the value
+   * `value[valueAt..valueAt+valueLength)` (null: none or a tombstone): both are read in place (a
+   * received frame) and copied only into the store.
+   */
   receive(
     from: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
   ): void {
     assertIsNodeId(from, "a message comes from a node id 0..31");
@@ -960,12 +1034,10 @@ export class Replica {
       this.counters.staleEpochMessages++;
       return;
     }
-    const slot = this.#findString(key);
-    const valueAt = 0;
-    const valueLength = value === null ? 0 : value.length;
+    const slot = this.#store.find(key, keyAt, keyLength);
     switch (kind) {
       case MsgKind.Inv:
-        return this.#onInv(slot, from, version, writer, rmw, value, valueAt, valueLength, nowMs);
+        return this.#onInv(slot, key, keyAt, keyLength, from, version, writer, rmw, value, valueAt, valueLength, nowMs);
       case MsgKind.Ack:
         return this.#onAck(slot, from, version, writer, epoch, nowMs);
       case MsgKind.Val:
@@ -977,9 +1049,12 @@ export class Replica {
     }
   }
 
-  /** `slot` is the key's, or -1 when the store lacks it (the key is the last one looked up). */
+  /** `slot` is the key's, or -1 when the store lacks it (it was the store's last lookup). */
   #onInv(
     slot: number,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     from: NodeId,
     version: number,
     writer: NodeId,
@@ -995,7 +1070,7 @@ export class Replica {
     if (slot < 0) {
       // A new key: stored with the INV's value at once (one slot of the right class); #adopt below
       // then writes the same value in place along with the timestamp.
-      slot = store.insertMissed(this.#keyScratch, 0, this.#keyScratchLength, value, valueAt, valueLength, 0);
+      slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       if (slot < 0) {
         // No room for the key: as if the INV were lost (its coordinator sends it again).
         this.counters.storeFullDrops++;
@@ -1188,7 +1263,7 @@ export class Replica {
       const pendingWriter = side.pendingWriter;
       const incrValue = op !== null && op.kind === OpKind.Incr ? this.#pendingValueCopy(side) : null;
       side.clearPending();
-      if (op !== null) this.#answer(op, OpStatus.Ok, incrValue, pendingVersion, pendingWriter);
+      if (op !== null) this.#answerUpdate(op, incrValue, pendingVersion, pendingWriter);
     }
     this.#validate(side, nowMs);
   }
@@ -1211,7 +1286,7 @@ export class Replica {
       side.invalidSinceMs = nowMs;
       // Not a commit in the spec's sense (no VALs, never readable): it may be linearized before
       // concurrent updates, so the probe does not report it.
-      if (op !== null) this.#answer(op, OpStatus.Ok, incrValue, version, writer);
+      if (op !== null) this.#answerUpdate(op, incrValue, version, writer);
       this.#serveKey(side, nowMs);
       return;
     }
@@ -1223,7 +1298,7 @@ export class Replica {
     assert(store.writer(slot) === writer, "in W or R the key holds the pending ts (writer)");
     if (this.#probe !== null) this.#probe.committed(this.self, store.keyString(slot), version, writer, store.rmw(slot));
     for (const to of this.#others) this.#sendTs(to, MsgKind.Val, slot, version, writer, 0);
-    if (op !== null) this.#answer(op, OpStatus.Ok, incrValue, version, writer);
+    if (op !== null) this.#answerUpdate(op, incrValue, version, writer);
     this.#validate(side, nowMs);
   }
 
@@ -1275,7 +1350,7 @@ export class Replica {
         }
       }
       // An op that was issued may still take effect (it may be re-queued after a non-final abort).
-      this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Timeout, null, 0, 0);
+      this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Timeout, 0, 0);
       if (side !== null) this.#releaseIfSettled(side);
     }
   }
@@ -1330,57 +1405,84 @@ export class Replica {
   #sendPendingInv(to: NodeId, side: KeySide): void {
     const store = this.#store;
     const slot = side.slot;
+    const page = store.page(slot);
+    const keyAt = store.keyAt(slot);
+    const keyLength = store.keyBytes(slot);
     if (store.state(slot) === KeyState.Trans) {
       const value = side.pendingValue;
       this.#outbox.send(
         to,
         MsgKind.Inv,
-        store.keyString(slot),
+        page,
+        keyAt,
+        keyLength,
         side.pendingVersion,
         side.pendingWriter,
         this.#epoch,
         side.pendingRmw,
         value,
+        0,
+        value === null ? 0 : value.length,
       );
       return;
     }
+    const value = store.hasValue(slot) ? page : null;
     this.#outbox.send(
       to,
       MsgKind.Inv,
-      store.keyString(slot),
+      page,
+      keyAt,
+      keyLength,
       side.pendingVersion,
       side.pendingWriter,
       this.#epoch,
       side.pendingRmw,
-      this.#valueView(slot),
+      value,
+      keyAt + keyLength,
+      store.valueBytes(slot),
     );
   }
 
   /** A message carrying the key's own timestamp and value (a Reject). */
   #sendOwn(to: NodeId, kind: MsgKind, slot: number): void {
     const store = this.#store;
+    const page = store.page(slot);
+    const keyAt = store.keyAt(slot);
+    const keyLength = store.keyBytes(slot);
+    const value = store.hasValue(slot) ? page : null;
     this.#outbox.send(
       to,
       kind,
-      store.keyString(slot),
+      page,
+      keyAt,
+      keyLength,
       store.version(slot),
       store.writer(slot),
       this.#epoch,
       store.rmw(slot),
-      this.#valueView(slot),
+      value,
+      keyAt + keyLength,
+      store.valueBytes(slot),
     );
   }
 
   /** A message with a timestamp and no value (ACK, VAL). */
   #sendTs(to: NodeId, kind: MsgKind, slot: number, version: number, writer: NodeId, epoch: Epoch): void {
-    this.#outbox.send(to, kind, this.#store.keyString(slot), version, writer, epoch, false, null);
-  }
-
-  #valueView(slot: number): Uint8Array | null {
     const store = this.#store;
-    if (!store.hasValue(slot)) return null;
-    const at = store.valueAt(slot);
-    return store.page(slot).subarray(at, at + store.valueBytes(slot));
+    this.#outbox.send(
+      to,
+      kind,
+      store.page(slot),
+      store.keyAt(slot),
+      store.keyBytes(slot),
+      version,
+      writer,
+      epoch,
+      false,
+      null,
+      0,
+      0,
+    );
   }
 
   /** The pending update's value as a copy (null: tombstone): the key's own in W and R, the side's in Trans. */
@@ -1392,18 +1494,39 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Answers
 
-  #answer(op: Op, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
+  /** Answer an op without a value. */
+  #answer(op: Op, status: OpStatus, version: number, writer: NodeId): void {
+    const id = op.id;
+    this.#release(op);
+    this.#completions.complete(id, status, null, 0, 0, version, writer);
+  }
+
+  /** An own update committed (or finished below a higher one): Ok with its ts; an Incr gets its new value. */
+  #answerUpdate(op: Op, incrValue: Uint8Array | null, version: number, writer: NodeId): void {
+    const id = op.id;
+    this.#release(op);
+    this.#completions.complete(
+      id,
+      OpStatus.Ok,
+      incrValue,
+      0,
+      incrValue === null ? 0 : incrValue.length,
+      version,
+      writer,
+    );
+  }
+
+  /** An op is answered exactly once: it goes back to the pool before its completion. */
+  #release(op: Op): void {
     assert(!op.done, "every op is answered exactly once");
     op.done = true;
-    const id = op.id;
     this.#pool.release(op);
-    this.#completions.complete(id, status, value, version, writer);
   }
 
   /** Leaving the membership or stopping: nothing here will make progress any more. */
   #abandonAll(): void {
     for (const side of this.#waitingKeys) {
-      for (const op of side.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, null, 0, 0);
+      for (const op of side.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, 0, 0);
       side.waiting.length = 0;
     }
     const waited = [...this.#waitingKeys];
@@ -1411,7 +1534,7 @@ export class Replica {
     for (const side of this.#unsettled) {
       const op = side.pendingOp;
       side.pendingOp = null;
-      if (op !== null) this.#answer(op, OpStatus.Unknown, null, 0, 0);
+      if (op !== null) this.#answer(op, OpStatus.Unknown, 0, 0);
     }
     for (const side of waited) this.#releaseIfSettled(side);
   }
@@ -1451,8 +1574,8 @@ export class Replica {
   // ---------------------------------------------------------------------------------------------
   // Keys and side objects
 
-  /** Look a string key up by its UTF-8 bytes (left in #keyScratch for an insert). */
-  #findString(key: string): number {
+  /** Encode a string key into #keyScratch (grown for long keys); returns its length in bytes. */
+  #encodeKey(key: string): number {
     let length = utf8Encode(key, this.#keyScratch, 0, this.#keyScratch.length);
     if (length < 0) {
       const bytes = utf8Length(key);
@@ -1460,6 +1583,12 @@ export class Replica {
       this.#keyScratch = new Uint8Array(bytes);
       length = utf8Encode(key, this.#keyScratch, 0, bytes);
     }
+    return length;
+  }
+
+  /** Look a string key up by its UTF-8 bytes (left in #keyScratch for an insert). */
+  #findString(key: string): number {
+    const length = this.#encodeKey(key);
     this.#keyScratchLength = length;
     return this.#store.find(this.#keyScratch, 0, length);
   }

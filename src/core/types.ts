@@ -44,28 +44,44 @@ export const enum KeyState {
 
 /**
  * Where the core puts messages. Primitive arguments so that the worker can encode straight into a
- * frame buffer without allocating a message object. `value` is borrowed: the callee copies it
- * before returning if it keeps it.
+ * frame buffer without allocating a message object. The key is `key[keyAt..keyAt+keyLength)` and
+ * the value `value[valueAt..valueAt+valueLength)` (null: a tombstone, or none for ACK and VAL),
+ * both lent from the core's store for the duration of the call: the callee copies what it keeps.
  */
 export interface Outbox {
   send(
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void;
 }
 
 /**
- * Where the core puts client completions. `opId` is the caller's handle given to `submit`.
+ * Where the core puts client completions. `opId` is the caller's handle given to `submit`. The
+ * value (a read's, or an Incr's new number) is `value[valueAt..valueAt+valueLength)`, null when
+ * absent; it is lent for the duration of the call (a read's lies in the store's slab, which a later
+ * write overwrites in place): the callee copies it if it keeps it.
  * Neither this nor the Outbox may call back into the replica during the call.
  */
 export interface Completions {
-  complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void;
+  complete(
+    opId: number,
+    status: OpStatus,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    version: number,
+    writer: NodeId,
+  ): void;
 }
 
 /** Optional observer used by the simulator's oracles; the runtime passes none. */

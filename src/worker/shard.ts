@@ -201,17 +201,36 @@ export class Shard {
       this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
   }
 
+  /** A decoded message: key and value stay where they are in the frame (no string, no copy). */
   readonly #onMessage = (
     from: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void => {
-    this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
+    this.replica.receive(
+      from,
+      kind,
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      epoch,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+      this.#now,
+    );
   };
 
   readonly #onFrame = (from: NodeId, frame: Uint8Array): void => {
@@ -246,13 +265,13 @@ export class Shard {
     this.replica = newReplica(
       init.replica,
       {
-        send: (to, kind, key, version, writer, epoch, rmw, value) =>
-          this.#send(to, kind, key, version, writer, epoch, rmw, value),
+        send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
+          this.#send(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
       },
       {
-        complete: (opId, status, value, version, writer) => {
+        complete: (opId, status, value, valueAt, valueLength, version, writer) => {
           if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
-          else this.clientOps.complete(opId, status, value, version, writer);
+          else this.clientOps.complete(opId, status, value, valueAt, valueLength, version, writer);
         },
       },
     );
@@ -482,15 +501,20 @@ export class Shard {
 
   // Effects ----------------------------------------------------------------------------------
 
+  /** Outbox.send: the key and value are lent by the core and copied into the peer's frame. */
   #send(
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void {
     const builder = this.#builders[to];
     if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
@@ -498,11 +522,25 @@ export class Shard {
       builder.senderEpoch = this.#epoch;
       this.#dirtyPeers.push(to);
     }
-    if (builder.append(to, kind, key, version, writer, epoch, rmw, value)) return;
+    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength))
+      return;
     // The frame is full: send it and start the next one.
     this.#sendFrame(to, builder);
     builder.senderEpoch = this.#epoch;
-    const fits = builder.append(to, kind, key, version, writer, epoch, rmw, value);
+    const fits = builder.append(
+      to,
+      kind,
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      epoch,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+    );
     assert(fits, "one message always fits an empty frame (valueBytesMax is capped by the frame size)");
   }
 

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { Replica, incremented } from "../../src/core/replica.ts";
 import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
-import { ManualCluster } from "./manual-cluster.ts";
+import { ManualCluster, receiveText } from "./manual-cluster.ts";
 import { AssertionError } from "../../src/base/assert.ts";
 import type { KeySide } from "../../src/core/key-side.ts";
 import type { KeyStore } from "../../src/core/key-store.ts";
@@ -202,7 +202,11 @@ describe("message loss and replays", () => {
 describe("epochs and membership", () => {
   test("INV and ACK from another epoch are ignored", () => {
     const c = new ManualCluster(3);
-    c.replicas[1]!.receive(0, MsgKind.Inv, "k", 2, 0, 7, false, new Uint8Array([1]), 0);
+    receiveText(
+      c.replicas[1]!,
+      { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 0, epoch: 7, rmw: false, value: new Uint8Array([1]) },
+      0,
+    );
     expect(c.inFlight.length).toBe(0);
     expect(c.replicas[1]!.counters.staleEpochMessages).toBe(1);
   });
@@ -273,6 +277,51 @@ describe("leases, timeouts and limits", () => {
     for (let i = 0; i < 20; i++) (c.settle(), c.tick(30));
     expect(ids.every((id) => c.answers.has(id))).toBe(true);
     expect(c.replicas.every((r: Replica) => r.opsInFlight === 0)).toBe(true);
+  });
+});
+
+describe("values lent to the outbox and to completions", () => {
+  test("a read's value is lent from the store: a later write of the same size overwrites it in place, so callers copy", () => {
+    const lent: { value: Uint8Array | null; at: number; length: number }[] = [];
+    const c = new ManualCluster(3);
+    const r = c.replicas[1]!;
+    c.submit(0, OpKind.Write, "k", "old!");
+    c.settle();
+    // A completion that keeps the range without copying (what callers must not do), and one that copies.
+    const keep = new (r.constructor as typeof Replica)(
+      r.config,
+      { send: () => {} },
+      {
+        complete: (_id, _status, value, at, length) => lent.push({ value, at, length }),
+      },
+    );
+    keep.setMembership(1, [1], 0);
+    keep.setLease(1e12, 0);
+    keep.submit(1, OpKind.Write, "k", new TextEncoder().encode("old!"), 0, 0, 0, 0);
+    keep.submit(2, OpKind.Read, "k", null, 0, 0, 0, 0);
+    const read = lent.at(-1)!;
+    const copy = read.value!.slice(read.at, read.at + read.length);
+    keep.submit(3, OpKind.Write, "k", new TextEncoder().encode("new!"), 0, 0, 0, 0);
+    expect(text(copy)).toBe("old!");
+    expect(text(read.value!.subarray(read.at, read.at + read.length))).toBe("new!");
+    // ManualCluster's completions copy: its answers keep what was read.
+    const before = c.submit(1, OpKind.Read, "k");
+    c.submit(0, OpKind.Write, "k", "new!");
+    c.settle();
+    expect(c.answers.get(before)!.value).toBe("old!");
+  });
+
+  test("an INV's value is lent: the pending value survives a higher INV taking the key's slot (Trans keeps a copy)", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "low!"); // 2.0 at node 0
+    c.submit(1, OpKind.Write, "k", "hi!!"); // 2.1, same size: node 0 will overwrite its slot in place
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Inv }); // node 0 goes Trans, its own value copied aside
+    expect(c.replicas[0]!.inspect("k")!.state).toBe(KeyState.Trans);
+    c.drop({ from: 0, kind: MsgKind.Inv }); // node 0's first INVs are lost: it retransmits
+    c.tick(defaultReplicaConfig.retransmitMs);
+    const resent = c.find({ from: 0, kind: MsgKind.Inv });
+    expect(resent.length).toBeGreaterThan(0);
+    for (const m of resent) expect([m.version, m.writer, text(m.value)]).toEqual([2, 0, "low!"]);
   });
 });
 
@@ -457,17 +506,39 @@ describe("whole-state invariants (checkInvariants)", () => {
   test("receive asserts its preconditions: a message from another node id 0..31, above ts 0.0", () => {
     const c = new ManualCluster(3);
     const r = c.replicas[1]!;
-    expect(() => r.receive(1, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a replica never sends to itself");
-    expect(() => r.receive(32, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow(
-      "a message comes from a node id 0..31",
-    );
-    expect(() => r.receive(0, MsgKind.Inv, "k", 2, 32, 1, false, null, 0)).toThrow(
-      "a timestamp's writer is a node id 0..31",
-    );
-    expect(() => r.receive(0, MsgKind.Inv, "k", 0, 0, 1, false, null, 0)).toThrow(
-      "an INV carries an update's timestamp, above the initial 0.0",
-    );
-    r.receive(0, MsgKind.Inv, "k", 2, 0, 1, false, null, 0); // the same message from a valid sender is taken
+    expect(() =>
+      receiveText(
+        r,
+        { from: 1, kind: MsgKind.Ack, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a replica never sends to itself");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 32, kind: MsgKind.Ack, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a message comes from a node id 0..31");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 32, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a timestamp's writer is a node id 0..31");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 0, kind: MsgKind.Inv, key: "k", version: 0, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("an INV carries an update's timestamp, above the initial 0.0");
+    receiveText(
+      r,
+      { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+      0,
+    ); // the same message from a valid sender is taken
     expect(r.inspect("k")!.state).toBe(KeyState.Invalid);
   });
 

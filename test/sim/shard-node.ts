@@ -248,8 +248,18 @@ export class SimShardNode {
   #readAnswers(): void {
     const answers = this.#answers;
     const completions = this.#completions;
-    while (answers.next())
-      completions.complete(answers.opId, answers.status, answers.value, answers.version, answers.writer);
+    while (answers.next()) {
+      const value = answers.value;
+      completions.complete(
+        answers.opId,
+        answers.status,
+        value,
+        0,
+        value === null ? 0 : value.length,
+        answers.version,
+        answers.writer,
+      );
+    }
     answers.release();
   }
 }
