@@ -1,5 +1,6 @@
 // Memory per key of one shard's Replica, loaded the way a rejoining node's state transfer loads it
-// (beginJoin, installSnapshotEntry once per key, finishJoin), after a full GC. Each size runs in a
+// (beginJoin, installSnapshotRecords per 1 MiB chunk of records, finishJoin; a build from before
+// the records uses installSnapshotEntry per key, as it did), after a full GC. Each size runs in a
 // fresh process so that RSS is not inherited from a larger run. Measures; asserts nothing.
 //
 //   bun bench/memory-per-key.ts                 1 M and 4 M keys, 9-byte keys, 32-byte values
@@ -46,7 +47,34 @@ function measure(keys: number): Figures {
   replica.beginJoin();
   const value = new Uint8Array(valueBytes).fill(0x61);
   const started = performance.now();
-  for (let i = 0; i < keys; i++) replica.installSnapshotEntry(keyOf(i), 2, 1, false, value, true, 0);
+  const install = (
+    replica as { installSnapshotRecords?: (bytes: Uint8Array, at: number, end: number, nowMs: number) => number }
+  ).installSnapshotRecords;
+  if (install === undefined) {
+    // A build without snapshot records (before issue 13): one entry object per key, as its node did.
+    for (let i = 0; i < keys; i++) replica.installSnapshotEntry(keyOf(i), 2, 1, false, value, true, 0);
+  } else {
+    // Snapshot records (src/core/snapshot-records.ts) in 1 MiB chunks, as a joiner's worker gets them.
+    const recordBytes = 16 + keyBytes + valueBytes;
+    const chunk = new Uint8Array(Math.floor((1 << 20) / recordBytes) * recordBytes);
+    const view = new DataView(chunk.buffer);
+    const encoder = new TextEncoder();
+    let at = 0;
+    for (let i = 0; i < keys; i++) {
+      view.setUint16(at, keyBytes, true);
+      encoder.encodeInto(keyOf(i), chunk.subarray(at + 2, at + 2 + keyBytes));
+      view.setFloat64(at + 2 + keyBytes, 2, true);
+      chunk[at + 10 + keyBytes] = 1; // writer
+      chunk[at + 11 + keyBytes] = 2 | 4; // committed, has a value
+      view.setUint32(at + 12 + keyBytes, valueBytes, true);
+      chunk.set(value, at + 16 + keyBytes);
+      at += recordBytes;
+      if (at === chunk.length || i === keys - 1) {
+        if (install.call(replica, chunk, 0, at, 0) !== at) throw new Error("records refused");
+        at = 0;
+      }
+    }
+  }
   replica.finishJoin(0);
   const loadMs = performance.now() - started;
   if (replica.keyCount !== keys) throw new Error(`loaded ${replica.keyCount} keys, expected ${keys}`);

@@ -36,6 +36,16 @@ import { utf8Encode, utf8Length } from "../base/utf8.ts";
 import { KeySide } from "./key-side.ts";
 import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
+import {
+  RecordError,
+  recordBytes,
+  recordFixedBytes,
+  recordFlagCommitted,
+  recordFlagRmw,
+  recordFlagsKnown,
+  recordFlagValue,
+  recordKeyBytesOffset,
+} from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
 import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
@@ -43,6 +53,9 @@ import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
+
+/** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup and a view). */
+const copyLoopBytesMax = 64;
 
 /** The retransmission wait grows up to this multiple of retransmitMs. */
 const retransmitBackoffMax = 32;
@@ -102,6 +115,17 @@ export interface KeyView {
   stale: boolean;
 }
 
+/** Where a scan of snapshotRecords() stands: a store slot, and the index generation it belongs to. */
+export class SnapshotCursor {
+  slot = 0;
+  generation = -1;
+  done = false;
+  /** Records written so far. */
+  records = 0;
+  /** Times the scan started over because the index grew between chunks. */
+  restarts = 0;
+}
+
 /** A key's state and timestamp, filled in by `timestampOf`. */
 export interface KeyStamp {
   state: KeyState;
@@ -129,7 +153,6 @@ export class Replica {
   readonly #deadlines: DeadlineQueue;
   /** A string key's UTF-8 bytes (string inputs are looked up by their bytes); grows for long keys. */
   #keyScratch = new Uint8Array(256);
-  #keyScratchLength = 0;
   /** Reused by the read fast path. */
   readonly #view = new ItemView();
 
@@ -626,21 +649,103 @@ export class Replica {
     nowMs: number,
     fromKeptState = false,
   ): void {
+    const length = this.#encodeKey(key);
+    this.#installEntry(
+      this.#keyScratch,
+      0,
+      length,
+      version,
+      writer,
+      rmw,
+      value,
+      0,
+      value === null ? 0 : value.length,
+      committed,
+      nowMs,
+      fromKeptState,
+    );
+  }
+
+  /**
+   * Install the whole records of `bytes[at..end)` (snapshot-records.ts), read in place, as
+   * installSnapshotEntry installs entries. Returns the bytes consumed (a record cut by `end` is left
+   * for the next call, with the bytes that follow it), or a negated RecordError for a malformed
+   * record (nothing after it is installed).
+   */
+  installSnapshotRecords(bytes: Uint8Array, at: number, end: number, nowMs: number, fromKeptState = false): number {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let p = at;
+    while (end - p >= recordFixedBytes) {
+      const keyBytes = view.getUint16(p + recordKeyBytesOffset, true);
+      if (keyBytes === 0 || keyBytes > storeKeyBytesMax) return -RecordError.BadKeyLength;
+      if (end - p < recordFixedBytes + keyBytes) break;
+      const fields = p + 2 + keyBytes;
+      const version = view.getFloat64(fields, true);
+      const writer = bytes[fields + 8];
+      const flags = bytes[fields + 9];
+      const valueBytes = view.getUint32(fields + 10, true);
+      if (valueBytes > this.config.valueBytesMax) return -RecordError.BadValueLength;
+      if (end - p < recordBytes(keyBytes, valueBytes)) break;
+      const hasValue = (flags & recordFlagValue) !== 0;
+      if (
+        !Number.isSafeInteger(version) ||
+        version < 0 ||
+        writer > nodeIdMax ||
+        (flags & ~recordFlagsKnown) !== 0 ||
+        (!hasValue && valueBytes !== 0)
+      ) {
+        return -RecordError.BadFields;
+      }
+      const valueAt = fields + 14;
+      const rmw = (flags & recordFlagRmw) !== 0;
+      const committed = (flags & recordFlagCommitted) !== 0;
+      this.#installEntry(
+        bytes,
+        p + 2,
+        keyBytes,
+        version,
+        writer,
+        rmw,
+        hasValue ? bytes : null,
+        valueAt,
+        valueBytes,
+        committed,
+        nowMs,
+        fromKeptState,
+      );
+      p = valueAt + valueBytes;
+    }
+    return p - at;
+  }
+
+  #installEntry(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    committed: boolean,
+    nowMs: number,
+    fromKeptState: boolean,
+  ): void {
     assert(this.#joining, "snapshots are installed only while joining");
     assertIsNodeId(writer, "a snapshot entry's writer is a node id 0..31");
     assert(Number.isSafeInteger(version), "a snapshot entry's version is an integer");
     assert(version >= 0, "a snapshot entry's version is not negative");
     const store = this.#store;
-    const valueLength = value === null ? 0 : value.length;
-    let slot = this.#findString(key);
+    let slot = store.find(key, keyAt, keyLength);
     if (slot < 0 && compareTs(version, writer, 0, 0) > 0) {
       // A key this replica never had (every key, for a fresh joiner): stored with its value at
       // once, and if committed simply Valid, with no side object (as #adopt then #validate).
-      slot = store.insertMissed(this.#keyScratch, 0, this.#keyScratchLength, value, 0, valueLength, 0);
+      slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
       store.setTs(slot, version, writer, rmw, writer);
       if (committed) {
-        if (this.#probe !== null) this.#probe.validated(this.self, key, version, writer);
+        if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
         return;
       }
       // Loaded, not known committed, possibly from a source's kept state: stale like our own.
@@ -653,7 +758,7 @@ export class Replica {
       return;
     }
     // A joiner missing a committed key would serve it as absent: a full store here is fatal.
-    if (slot < 0) slot = this.#insertScratchKey(0);
+    if (slot < 0) slot = store.insertMissed(key, keyAt, keyLength, null, 0, 0, 0);
     assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
     const order = compareTs(version, writer, store.version(slot), store.writer(slot));
     const held = store.side(slot);
@@ -662,7 +767,7 @@ export class Replica {
       // A committed value of this version is known here: an uncommitted RMW of the same version,
       // kept by the source, lost its race to it (see beginJoin) and must not replace it.
       if (!committed && rmw && version === store.version(slot) && store.state(slot) === KeyState.Valid) return;
-      const adopted = this.#adopt(slot, writer, version, writer, rmw, value, 0, valueLength, nowMs);
+      const adopted = this.#adopt(slot, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
       assert(adopted, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
     } else if (
@@ -673,7 +778,7 @@ export class Replica {
       (committed || !fromKeptState)
     ) {
       // What was kept unsettled gives way to an entry of its version even with a lower ts.
-      const replaced = this.#replaceStale(held, writer, version, writer, rmw, value, 0, valueLength, nowMs);
+      const replaced = this.#replaceStale(held, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
       assert(replaced, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
     } else if (order < 0) {
@@ -728,6 +833,56 @@ export class Replica {
       }
     }
     if (chunk.length > 0) yield chunk;
+  }
+
+  /**
+   * This replica's entries as snapshot records (snapshot-records.ts), written from the store's
+   * slots into `into` with no per-key object: as many whole records as fit, from where `cursor`
+   * stands, at most `recordsMax` of them. Returns the bytes written; `cursor.done` once every key is out. Between calls the
+   * replica goes on serving; if its index grew meanwhile (slots moved), the scan starts over, so
+   * no key is missed (a key sent twice is merged by timestamp). `into` must hold any one record.
+   */
+  snapshotRecords(cursor: SnapshotCursor, into: Uint8Array, recordsMax = Number.POSITIVE_INFINITY): number {
+    const store = this.#store;
+    if (cursor.done) return 0;
+    if (cursor.generation !== store.generation) {
+      if (cursor.generation >= 0) cursor.restarts++;
+      cursor.generation = store.generation;
+      cursor.slot = 0;
+    }
+    const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    const item = this.#view;
+    let p = 0;
+    let records = 0;
+    for (let slot = store.nextSlot(cursor.slot); slot >= 0; slot = store.nextSlot(slot + 1)) {
+      store.read(slot, item);
+      const valueBytes = item.hasValue ? item.valueBytes : 0;
+      if (records === recordsMax || p + recordBytes(item.keyBytes, valueBytes) > into.length) {
+        assert(p > 0, "a snapshot chunk holds any one record (size it for the largest key and value)");
+        cursor.slot = slot;
+        return p;
+      }
+      view.setUint16(p + recordKeyBytesOffset, item.keyBytes, true);
+      const page = item.page;
+      for (let i = 0; i < item.keyBytes; i++) into[p + 2 + i] = page[item.keyAt + i];
+      const fields = p + 2 + item.keyBytes;
+      view.setFloat64(fields, item.version, true);
+      into[fields + 8] = item.writer;
+      into[fields + 9] =
+        (store.rmw(slot) ? recordFlagRmw : 0) |
+        (item.state === KeyState.Valid ? recordFlagCommitted : 0) |
+        (item.hasValue ? recordFlagValue : 0);
+      view.setUint32(fields + 10, valueBytes, true);
+      const valueTo = fields + 14;
+      if (valueBytes <= copyLoopBytesMax)
+        for (let i = 0; i < valueBytes; i++) into[valueTo + i] = page[item.valueAt + i];
+      else into.set(page.subarray(item.valueAt, item.valueAt + valueBytes), valueTo);
+      p = valueTo + valueBytes;
+      cursor.records++;
+      records++;
+    }
+    cursor.done = true;
+    return p;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -1586,16 +1741,10 @@ export class Replica {
     return length;
   }
 
-  /** Look a string key up by its UTF-8 bytes (left in #keyScratch for an insert). */
+  /** Look a string key up by its UTF-8 bytes. */
   #findString(key: string): number {
     const length = this.#encodeKey(key);
-    this.#keyScratchLength = length;
     return this.#store.find(this.#keyScratch, 0, length);
-  }
-
-  /** Insert the key just looked up by #findString (it missed). -1 when the store has no room. */
-  #insertScratchKey(reserveBytes: number): number {
-    return this.#store.insertMissed(this.#keyScratch, 0, this.#keyScratchLength, null, 0, 0, reserveBytes);
   }
 
   #attachSide(slot: number): KeySide {

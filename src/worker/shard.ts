@@ -8,7 +8,6 @@
 
 import { assert } from "../base/assert.ts";
 import { Replica } from "../core/replica.ts";
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { MsgKind, type OpKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { OpResult } from "../base/kv-backend.ts";
@@ -351,10 +350,11 @@ export class Shard {
     this.#links?.flush();
   }
 
-  importSnapshot(entries: SnapshotEntry[]): void {
-    const now = this.#clock();
-    for (const e of entries)
-      this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
+  /** Whole snapshot records (split and checked by the node), installed in place. */
+  importSnapshot(records: Uint8Array): void {
+    const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock());
+    if (used !== records.length)
+      throw new Error(`snapshot chunk refused: ${used < 0 ? `bad record (${-used})` : "a record cut short"}`);
     this.#flushNetwork();
   }
 

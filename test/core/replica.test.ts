@@ -1,7 +1,9 @@
 // Scenario tests of the Hermes replica: one exact interleaving each, driven by hand.
 
 import { describe, expect, test } from "bun:test";
-import { Replica, incremented } from "../../src/core/replica.ts";
+import { Replica, SnapshotCursor, incremented } from "../../src/core/replica.ts";
+import { RecordError } from "../../src/core/snapshot-records.ts";
+import { SnapshotDecoder } from "../../src/node/snapshot-codec.ts";
 import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { ManualCluster, receiveText } from "./manual-cluster.ts";
@@ -382,6 +384,126 @@ describe("rejoin with state transfer", () => {
         .sort(),
     ).toEqual(["k0", "k1", "k2", "k3", "k4"]);
     expect(entries.find((e) => e.key === "pending")!.committed).toBe(false);
+  });
+});
+
+describe("state transfer as snapshot records (bytes from slab to slab)", () => {
+  const enc = new TextEncoder();
+  /** A source with committed keys, a tombstone, an empty value, an RMW and one update in flight. */
+  const source = (): ManualCluster => {
+    const c = new ManualCluster(3);
+    for (let i = 0; i < 40; i++) c.submit(i % 3, OpKind.Write, `k${i}`, `value-${i}`.repeat(1 + (i % 4)));
+    c.submit(0, OpKind.Write, "empty", "");
+    c.submit(1, OpKind.Incr, "n", null, undefined, 5);
+    c.settle();
+    c.submit(2, OpKind.Delete, "k3");
+    c.settle();
+    c.submit(0, OpKind.Write, "pending", "p"); // its INVs stay in flight: not committed
+    return c;
+  };
+  const chunkBytes = 200_000;
+
+  test("records round-trip: a joiner fed the stream cut anywhere ends up as one fed the entries", () => {
+    const c = source();
+    const from = c.replicas[0]!;
+    const cursor = new SnapshotCursor();
+    const stream: number[] = [];
+    const chunk = new Uint8Array(chunkBytes);
+    for (let n = from.snapshotRecords(cursor, chunk); n > 0 || !cursor.done; n = from.snapshotRecords(cursor, chunk))
+      stream.push(...chunk.subarray(0, n));
+    expect(cursor.done).toBe(true);
+    expect(from.snapshotRecords(cursor, chunk)).toBe(0);
+    const bytes = Uint8Array.from(stream);
+    // The node's codec reads the same format: the same entries as snapshot() gives.
+    const decoded = new SnapshotDecoder(1024, 64 * 1024).push(bytes);
+    const entries = [...from.snapshot(1000)].flat();
+    expect(decoded.sort((a, b) => a.key.localeCompare(b.key))).toEqual(
+      entries.sort((a, b) => a.key.localeCompare(b.key)),
+    );
+    // Joiner A takes the bytes in pieces of 1, 7 and 1000 bytes (a record cut anywhere waits for the rest).
+    const joined = (feed: (r: Replica) => void): Map<string, unknown> => {
+      const j = new ManualCluster(3).replicas[2]!;
+      j.beginJoin();
+      feed(j);
+      j.finishJoin(0);
+      return new Map(entries.map((e) => [e.key, { ...j.inspect(e.key)!, lastWriter: undefined }]));
+    };
+    for (const piece of [1, 7, 1000]) {
+      const viaRecords = joined((j) => {
+        let pending = new Uint8Array(0);
+        for (let at = 0; at < bytes.length; at += piece) {
+          const next = new Uint8Array(pending.length + Math.min(piece, bytes.length - at));
+          next.set(pending);
+          next.set(bytes.subarray(at, at + piece), pending.length);
+          const used = j.installSnapshotRecords(next, 0, next.length, 0);
+          expect(used).toBeGreaterThanOrEqual(0);
+          pending = next.slice(used);
+        }
+        expect(pending.length).toBe(0);
+      });
+      const viaEntries = joined((j) => {
+        for (const e of entries) j.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, 0);
+      });
+      expect(viaRecords).toEqual(viaEntries);
+    }
+    const j = joined(() => {});
+    expect(j.size).toBe(entries.length);
+  });
+
+  test("a scan starts over when the source's index grows between chunks, so no key is missed", () => {
+    const c = new ManualCluster(1);
+    const from = c.replicas[0]!;
+    for (let i = 0; i < 10; i++) c.submit(0, OpKind.Write, `a${i}`, "x");
+    const cursor = new SnapshotCursor();
+    const chunk = new Uint8Array(30); // room for one small record at a time
+    const seen = new Set<string>();
+    const take = (n: number) => {
+      for (const e of new SnapshotDecoder(65535, 64 * 1024).push(chunk.slice(0, n))) seen.add(e.key);
+    };
+    take(from.snapshotRecords(cursor, chunk));
+    // Many new keys: the index grows (every slot moves) before the next chunk.
+    for (let i = 0; i < 500; i++) c.submit(0, OpKind.Write, `b${i}`, "y");
+    while (!cursor.done) take(from.snapshotRecords(cursor, chunk));
+    expect(cursor.restarts).toBeGreaterThan(0);
+    for (let i = 0; i < 10; i++) expect(seen.has(`a${i}`)).toBe(true);
+    expect(seen.size).toBe(510);
+  });
+
+  test("malformed records are refused with their reason and nothing after them is installed", () => {
+    const record = (key: string, version: number, writer: number, flags: number, value: Uint8Array): Uint8Array => {
+      const k = enc.encode(key);
+      const out = new Uint8Array(16 + k.length + value.length);
+      const view = new DataView(out.buffer);
+      view.setUint16(0, k.length, true);
+      out.set(k, 2);
+      view.setFloat64(2 + k.length, version, true);
+      out[10 + k.length] = writer;
+      out[11 + k.length] = flags;
+      view.setUint32(12 + k.length, value.length, true);
+      out.set(value, 16 + k.length);
+      return out;
+    };
+    const cases: [Uint8Array, RecordError][] = [
+      [record("", 2, 0, 6, new Uint8Array(1)), RecordError.BadKeyLength],
+      [record("k", 2, 0, 6, new Uint8Array(64 * 1024 + 1)), RecordError.BadValueLength],
+      [record("k", 2.5, 0, 6, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 32, 6, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 0, 8, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 0, 2, new Uint8Array(1)), RecordError.BadFields],
+    ];
+    for (const [bad, reason] of cases) {
+      const j = new ManualCluster(3).replicas[2]!;
+      j.beginJoin();
+      const good = record("good", 2, 1, 6, enc.encode("v"));
+      const after = record("after", 2, 1, 6, enc.encode("v"));
+      const both = new Uint8Array(good.length + bad.length + after.length);
+      both.set(good);
+      both.set(bad, good.length);
+      both.set(after, good.length + bad.length);
+      expect(j.installSnapshotRecords(both, 0, both.length, 0)).toBe(-reason);
+      expect(j.inspect("good")?.version).toBe(2);
+      expect(j.inspect("after")).toBeUndefined();
+    }
   });
 });
 

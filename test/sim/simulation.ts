@@ -11,7 +11,6 @@ import { Replica } from "../../src/core/replica.ts";
 import { MsgKind, OpStatus, type OpKind } from "../../src/base/kinds.ts";
 import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import { nodeIdMax, type NodeId } from "../../src/base/ids.ts";
-import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
@@ -312,15 +311,15 @@ export class Simulation {
     else node.shard.beginJoin();
   }
 
-  /** A chunk of a source's snapshot; `kept`: from a member's kept state (a merge, no member serves). */
-  importSnapshot(node: SimNode, entries: SnapshotEntry[], kept: boolean): void {
+  /** A chunk of a source's snapshot (whole records); `kept`: from a member's kept state (a merge, no member serves). */
+  importSnapshot(node: SimNode, records: Uint8Array, kept: boolean): void {
     if (node.shard === null) {
-      for (const e of entries)
-        node.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, this.nowMs, kept);
+      const used = node.replica.installSnapshotRecords(records, 0, records.length, this.nowMs, kept);
+      if (used !== records.length) throw new Error(`snapshot records refused (${used})`);
     } else if (!kept) {
-      node.shard.importSnapshot(entries);
+      node.shard.importSnapshot(records);
     } else {
-      node.shard.importKeptState(entries);
+      node.shard.importKeptState(records);
     }
   }
 
