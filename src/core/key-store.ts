@@ -154,24 +154,23 @@ export class KeyStore<S extends StoreSide> {
     const slots = this.#slots;
     const mask = this.#mask;
     const u8 = this.#u8;
-    const u16 = this.#u16;
     for (let s = tag & mask; ; s = (s + 1) & mask) {
       const t = slots[2 * s];
-      if (t === 0) {
+      // A matching tag first: it is the likely case, and an empty slot ends the probe.
+      if (t === tag) {
+        const loc = slots[2 * s + 1];
+        const offset = loc & arenaPageOffsetMask;
+        const item = u8[loc >>> pageAddressBits];
+        if (
+          (item[offset + hKeyBytes] | (item[offset + hKeyBytes + 1] << 8)) === length &&
+          bytesEqual(item, offset + itemHeaderBytes, bytes, at, length)
+        )
+          return s;
+      } else if (t === 0) {
         this.#missSlot = s;
         this.#missTag = tag;
         return -1;
       }
-      if (t !== tag) continue;
-      const loc = slots[2 * s + 1];
-      const page = loc >>> pageAddressBits;
-      const offset = loc & arenaPageOffsetMask;
-      if (u16[page][(offset + hKeyBytes) >>> 1] !== length) continue;
-      const item = u8[page];
-      const keyAt = offset + itemHeaderBytes;
-      let i = 0;
-      while (i < length && item[keyAt + i] === bytes[at + i]) i++;
-      if (i === length) return s;
     }
   }
 
@@ -350,9 +349,11 @@ export class KeyStore<S extends StoreSide> {
     let loc = this.#loc(slot);
     let page = loc >>> pageAddressBits;
     let offset = loc & arenaPageOffsetMask;
-    const keyBytes = arena.u16[page][(offset + hKeyBytes) >>> 1];
-    const oldClass = classOf(itemHeaderBytes + keyBytes + arena.u32[page][(offset + hValueBytes) >>> 2]);
-    const newClass = classOf(itemHeaderBytes + keyBytes + valueBytes);
+    const keyBytes = this.#u16[page][(offset + hKeyBytes) >>> 1];
+    const oldValueBytes = this.#u32[page][(offset + hValueBytes) >>> 2];
+    // The common overwrite keeps the length, hence the class: no class lookup.
+    const oldClass = oldValueBytes === valueBytes ? -1 : classOf(itemHeaderBytes + keyBytes + oldValueBytes);
+    const newClass = oldValueBytes === valueBytes ? -1 : classOf(itemHeaderBytes + keyBytes + valueBytes);
     if (newClass !== oldClass) {
       const moved = arena.allocate(newClass, reserveBytes);
       if (moved === locNone) return false;
@@ -437,24 +438,27 @@ export class KeyStore<S extends StoreSide> {
 
   /** Give the key of `slot` the side object `side` (it has none). */
   attachSide(slot: number, side: S): void {
-    assert(this.side(slot) === null, "a key has at most one side object");
-    const id = this.#freeSideIds.pop() ?? this.#sides.length;
+    const loc = this.#loc(slot);
+    const sideIds = this.#u32[loc >>> pageAddressBits];
+    const at = ((loc & arenaPageOffsetMask) + hSideId) >>> 2;
+    assert(sideIds[at] === 0, "a key has at most one side object");
+    const id = this.#freeSideIds.length > 0 ? this.#freeSideIds.pop()! : this.#sides.length;
     if (id === this.#sides.length) this.#sides.push(side);
     else this.#sides[id] = side;
     side.id = id;
     side.slot = slot;
-    const loc = this.#loc(slot);
-    this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = id;
+    sideIds[at] = id;
     this.#sideCount++;
   }
 
   /** Take the side object away from its key. */
   detachSide(side: S): void {
-    assert(this.#sides[side.id] === side, "a detached side object was attached");
+    const id = side.id;
+    assert(this.#sides[id] === side, "a detached side object was attached");
     const loc = this.#loc(side.slot);
     this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hSideId) >>> 2] = 0;
-    this.#sides[side.id] = null;
-    this.#freeSideIds.push(side.id);
+    this.#sides[id] = null;
+    this.#freeSideIds.push(id);
     side.id = 0;
     side.slot = -1;
     this.#sideCount--;
@@ -518,3 +522,9 @@ export class KeyStore<S extends StoreSide> {
 
 /** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup). */
 const copyLoopBytesMax = 64;
+
+/** Whether `a[aAt..aAt+length)` equals `b[bAt..bAt+length)`. */
+function bytesEqual(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number, length: number): boolean {
+  for (let i = 0; i < length; i++) if (a[aAt + i] !== b[bAt + i]) return false;
+  return true;
+}

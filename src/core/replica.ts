@@ -224,11 +224,6 @@ export class Replica {
   get opsInFlight(): number {
     return this.#pool.live;
   }
-  /** Bytes of the store's slab pages, and of the items in them (for metrics). */
-  get storeBytes(): { pages: number; items: number } {
-    const stats = this.#store.arena.stats();
-    return { pages: stats.pageBytes, items: stats.slotBytesUsed };
-  }
   leaseValid(nowMs: number): boolean {
     return nowMs < this.#leaseUntilMs;
   }
@@ -949,11 +944,11 @@ export class Replica {
           return;
         }
       } else {
-        // The fast path: a key with no side object (so nothing waits) that is readable is answered
-        // from its slot, the value lent, not copied.
-        const view = this.#view;
-        store.read(slot, view);
-        if (view.sideId === 0 && this.readable(view.state as KeyState, nowMs)) {
+        // The fast path: a key without a side object is Valid with nothing waiting (an invariant),
+        // so it is answered from its slot if the lease allows, the value lent, not copied.
+        if (store.sideId(slot) === 0 && this.readable(KeyState.Valid, nowMs)) {
+          const view = this.#view;
+          store.read(slot, view);
           this.counters.readsServed++;
           this.#completions.complete(
             opId,
@@ -1452,7 +1447,11 @@ export class Replica {
     assert(store.version(slot) === version, "in W or R the key holds the pending ts (version)");
     assert(store.writer(slot) === writer, "in W or R the key holds the pending ts (writer)");
     if (this.#probe !== null) this.#probe.committed(this.self, store.keyString(slot), version, writer, store.rmw(slot));
-    for (const to of this.#others) this.#sendTs(to, MsgKind.Val, slot, version, writer, 0);
+    const page = store.page(slot);
+    const keyAt = store.keyAt(slot);
+    const keyLength = store.keyBytes(slot);
+    for (const to of this.#others)
+      this.#outbox.send(to, MsgKind.Val, page, keyAt, keyLength, version, writer, 0, false, null, 0, 0);
     if (op !== null) this.#answerUpdate(op, incrValue, version, writer);
     this.#validate(side, nowMs);
   }
@@ -1534,10 +1533,7 @@ export class Replica {
     assert(side.hasPending(), "INVs are sent only for a pending update");
     side.invSentMs = nowMs;
     side.retransmitWaitMs = this.config.retransmitMs;
-    for (const to of this.#others) {
-      this.counters.invsSent++;
-      this.#sendPendingInv(to, side);
-    }
+    this.counters.invsSent += this.#sendPendingInvs(side, 0);
   }
 
   #retransmitInv(side: KeySide, nowMs: number): void {
@@ -1546,56 +1542,51 @@ export class Replica {
     // Exponential backoff: under load ACKs are late, not lost, and re-sending every INV on a fixed
     // timer would add load exactly when there is too much (measured: nearly every INV re-sent).
     side.retransmitWaitMs = Math.min(side.retransmitWaitMs * 2, this.config.retransmitMs * retransmitBackoffMax);
-    for (const to of this.#others) {
-      if ((side.acks & (1 << to)) !== 0) continue;
-      this.counters.invsRetransmitted++;
-      this.#sendPendingInv(to, side);
-    }
+    this.counters.invsRetransmitted += this.#sendPendingInvs(side, side.acks);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Messages out: keys and values are lent from the store (or the side's kept value)
 
-  /** An INV of the key's pending update: its value is the key's own in W and R, the side's copy in Trans. */
-  #sendPendingInv(to: NodeId, side: KeySide): void {
-    const store = this.#store;
-    const slot = side.slot;
-    const page = store.page(slot);
-    const keyAt = store.keyAt(slot);
-    const keyLength = store.keyBytes(slot);
-    if (store.state(slot) === KeyState.Trans) {
-      const value = side.pendingValue;
+  /**
+   * INVs of the key's pending update to the other members not in `skip` (a mask of node ids);
+   * returns how many. The value is the key's own in W and R, the side's copy in Trans.
+   */
+  #sendPendingInvs(side: KeySide, skip: number): number {
+    const item = this.#view;
+    this.#store.read(side.slot, item);
+    let value: Uint8Array | null;
+    let valueAt: number;
+    let valueLength: number;
+    if (item.state === KeyState.Trans) {
+      value = side.pendingValue;
+      valueAt = 0;
+      valueLength = value === null ? 0 : value.length;
+    } else {
+      value = item.hasValue ? item.page : null;
+      valueAt = item.valueAt;
+      valueLength = item.valueBytes;
+    }
+    let sent = 0;
+    for (const to of this.#others) {
+      if ((skip & (1 << to)) !== 0) continue;
       this.#outbox.send(
         to,
         MsgKind.Inv,
-        page,
-        keyAt,
-        keyLength,
+        item.page,
+        item.keyAt,
+        item.keyBytes,
         side.pendingVersion,
         side.pendingWriter,
         this.#epoch,
         side.pendingRmw,
         value,
-        0,
-        value === null ? 0 : value.length,
+        valueAt,
+        valueLength,
       );
-      return;
+      sent++;
     }
-    const value = store.hasValue(slot) ? page : null;
-    this.#outbox.send(
-      to,
-      MsgKind.Inv,
-      page,
-      keyAt,
-      keyLength,
-      side.pendingVersion,
-      side.pendingWriter,
-      this.#epoch,
-      side.pendingRmw,
-      value,
-      keyAt + keyLength,
-      store.valueBytes(slot),
-    );
+    return sent;
   }
 
   /** A message carrying the key's own timestamp and value (a Reject). */
