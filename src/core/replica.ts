@@ -1411,9 +1411,10 @@ export class Replica {
       const op = side.pendingOp;
       const pendingVersion = side.pendingVersion;
       const pendingWriter = side.pendingWriter;
-      const incrValue = op !== null && op.kind === OpKind.Incr ? this.#pendingValueCopy(side) : null;
+      const fromStore = store.state(slot) !== KeyState.Trans;
+      const kept = side.pendingValue;
       side.clearPending();
-      if (op !== null) this.#answerUpdate(op, incrValue, pendingVersion, pendingWriter);
+      if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, pendingVersion, pendingWriter);
     }
     this.#validate(side, nowMs);
   }
@@ -1426,8 +1427,8 @@ export class Replica {
     const op = side.pendingOp;
     const version = side.pendingVersion;
     const writer = side.pendingWriter;
-    // An update answers with its value only for Incr (the new number).
-    const incrValue = op !== null && op.kind === OpKind.Incr ? this.#pendingValueCopy(side) : null;
+    const fromStore = store.state(slot) !== KeyState.Trans;
+    const kept = side.pendingValue;
     side.clearPending();
     this.counters.updatesCommitted++;
     if (store.state(slot) === KeyState.Trans) {
@@ -1436,7 +1437,7 @@ export class Replica {
       side.invalidSinceMs = nowMs;
       // Not a commit in the spec's sense (no VALs, never readable): it may be linearized before
       // concurrent updates, so the probe does not report it.
-      if (op !== null) this.#answerUpdate(op, incrValue, version, writer);
+      if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, version, writer);
       this.#serveKey(side, nowMs);
       return;
     }
@@ -1452,7 +1453,7 @@ export class Replica {
     const keyLength = store.keyBytes(slot);
     for (const to of this.#others)
       this.#outbox.send(to, MsgKind.Val, page, keyAt, keyLength, version, writer, 0, false, null, 0, 0);
-    if (op !== null) this.#answerUpdate(op, incrValue, version, writer);
+    if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, version, writer);
     this.#validate(side, nowMs);
   }
 
@@ -1631,12 +1632,6 @@ export class Replica {
     );
   }
 
-  /** The pending update's value as a copy (null: tombstone): the key's own in W and R, the side's in Trans. */
-  #pendingValueCopy(side: KeySide): Uint8Array | null {
-    if (this.#store.state(side.slot) === KeyState.Trans) return side.pendingValue;
-    return this.#store.copyValue(side.slot);
-  }
-
   // ---------------------------------------------------------------------------------------------
   // Answers
 
@@ -1647,19 +1642,36 @@ export class Replica {
     this.#completions.complete(id, status, null, 0, 0, version, writer);
   }
 
-  /** An own update committed (or finished below a higher one): Ok with its ts; an Incr gets its new value. */
-  #answerUpdate(op: Op, incrValue: Uint8Array | null, version: number, writer: NodeId): void {
+  /**
+   * An own update committed (or finished below a higher one): Ok with its ts; an Incr gets its new
+   * value, lent: the key's own (`fromStore`, in W and R) or the copy kept in Trans.
+   */
+  #answerUpdate(
+    op: Op,
+    slot: number,
+    fromStore: boolean,
+    kept: Uint8Array | null,
+    version: number,
+    writer: NodeId,
+  ): void {
     const id = op.id;
+    const incr = op.kind === OpKind.Incr;
     this.#release(op);
-    this.#completions.complete(
-      id,
-      OpStatus.Ok,
-      incrValue,
-      0,
-      incrValue === null ? 0 : incrValue.length,
-      version,
-      writer,
-    );
+    const store = this.#store;
+    if (!incr) this.#completions.complete(id, OpStatus.Ok, null, 0, 0, version, writer);
+    else if (!fromStore)
+      this.#completions.complete(id, OpStatus.Ok, kept, 0, kept === null ? 0 : kept.length, version, writer);
+    else if (!store.hasValue(slot)) this.#completions.complete(id, OpStatus.Ok, null, 0, 0, version, writer);
+    else
+      this.#completions.complete(
+        id,
+        OpStatus.Ok,
+        store.page(slot),
+        store.valueAt(slot),
+        store.valueBytes(slot),
+        version,
+        writer,
+      );
   }
 
   /** An op is answered exactly once: it goes back to the pool before its completion. */
