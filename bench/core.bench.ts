@@ -1,6 +1,8 @@
 // mitata microbenchmarks of the Hermes core: the cost of a local read, and of a full write round
 // (coordinator + 2 followers in one thread: INV, ACK, VAL) with an in-memory message queue that
-// reuses its slots. `bun bench/core.bench.ts`
+// reuses its slots. Keys go in as UTF-8 bytes (as the worker's bench clients and the wire hand
+// them over), and the queue copies each message's key and value into its slot, as the frame
+// builder does: the core lends them from its store. `bun bench/core.bench.ts`
 
 import { bench, run, summary } from "mitata";
 import { Replica } from "../src/core/replica.ts";
@@ -8,16 +10,22 @@ import { defaultReplicaConfig } from "../src/core/types.ts";
 import { MsgKind, OpKind } from "../src/base/kinds.ts";
 import type { NodeId } from "../src/base/ids.ts";
 
+/** Bytes a slot keeps of a key or a value (the benchmark's are shorter). */
+const slotBytes = 64;
+
 interface Slot {
   from: NodeId;
   to: NodeId;
   kind: MsgKind;
-  key: string;
+  key: Uint8Array;
+  keyLength: number;
   version: number;
   writer: NodeId;
   epoch: number;
   rmw: boolean;
-  value: Uint8Array | null;
+  value: Uint8Array;
+  valueLength: number;
+  hasValue: boolean;
 }
 
 /** A FIFO of reusable message slots, so the benchmark measures the core, not allocation. */
@@ -28,28 +36,47 @@ class SlotQueue {
     from: NodeId,
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: number,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void {
     let slot = this.slots[this.size];
     if (slot === undefined) {
-      slot = { from, to, kind, key, version, writer, epoch, rmw, value };
+      slot = {
+        from,
+        to,
+        kind,
+        key: new Uint8Array(slotBytes),
+        keyLength,
+        version,
+        writer,
+        epoch,
+        rmw,
+        value: new Uint8Array(slotBytes),
+        valueLength,
+        hasValue: false,
+      };
       this.slots.push(slot);
-    } else {
-      slot.from = from;
-      slot.to = to;
-      slot.kind = kind;
-      slot.key = key;
-      slot.version = version;
-      slot.writer = writer;
-      slot.epoch = epoch;
-      slot.rmw = rmw;
-      slot.value = value;
     }
+    slot.from = from;
+    slot.to = to;
+    slot.kind = kind;
+    slot.version = version;
+    slot.writer = writer;
+    slot.epoch = epoch;
+    slot.rmw = rmw;
+    slot.keyLength = keyLength;
+    for (let i = 0; i < keyLength; i++) slot.key[i] = key[keyAt + i]!;
+    slot.hasValue = value !== null;
+    slot.valueLength = value === null ? 0 : valueLength;
+    for (let i = 0; i < slot.valueLength; i++) slot.value[i] = value![valueAt + i]!;
     this.size++;
   }
 }
@@ -63,13 +90,17 @@ for (let id = 0; id < 3; id++) {
     send: (
       to: NodeId,
       kind: MsgKind,
-      key: string,
+      key: Uint8Array,
+      keyAt: number,
+      keyLength: number,
       version: number,
       writer: NodeId,
       epoch: number,
       rmw: boolean,
       value: Uint8Array | null,
-    ) => queue.push(id, to, kind, key, version, writer, epoch, rmw, value),
+      valueAt: number,
+      valueLength: number,
+    ) => queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
   };
   replicas.push(new Replica({ ...defaultReplicaConfig, self: id }, outbox, completions));
 }
@@ -82,29 +113,48 @@ for (const r of replicas) {
 function drain(): void {
   for (let i = 0; i < queue.size; i++) {
     const m = queue.slots[i]!;
-    replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, 0);
+    replicas[m.to]!.receive(
+      m.from,
+      m.kind,
+      m.key,
+      0,
+      m.keyLength,
+      m.version,
+      m.writer,
+      m.epoch,
+      m.rmw,
+      m.hasValue ? m.value : null,
+      0,
+      m.valueLength,
+      0,
+    );
   }
   queue.size = 0;
 }
 
-const keys = Array.from({ length: 1024 }, (_, i) => `key-${i}`);
+const encoder = new TextEncoder();
+const keys = Array.from({ length: 1024 }, (_, i) => encoder.encode(`key-${i}`));
+const counters = Array.from({ length: 64 }, (_, i) => encoder.encode(`n-${i}`));
 const value = new Uint8Array(32).fill(7);
 for (const key of keys) {
-  replicas[0]!.submit(0, OpKind.Write, key, value, 0, 0, 0, 0);
+  replicas[0]!.submitKey(0, OpKind.Write, key, 0, key.length, value, 0, 0, 0, 0);
   drain();
 }
 
 let k = 0;
 summary(() => {
   bench("core: local read of a Valid key", () => {
-    replicas[1]!.submit(1, OpKind.Read, keys[k++ & 1023]!, null, 0, 0, 0, 0);
+    const key = keys[k++ & 1023]!;
+    replicas[1]!.submitKey(1, OpKind.Read, key, 0, key.length, null, 0, 0, 0, 0);
   });
   bench("core: write round, 3 replicas (INV, 2 ACK, VAL in memory)", () => {
-    replicas[k % 3]!.submit(2, OpKind.Write, keys[k++ & 1023]!, value, 0, 0, 0, 0);
+    const key = keys[k++ & 1023]!;
+    replicas[k % 3]!.submitKey(2, OpKind.Write, key, 0, key.length, value, 0, 0, 0, 0);
     drain();
   });
   bench("core: incr round, 3 replicas (RMW)", () => {
-    replicas[k % 3]!.submit(3, OpKind.Incr, `n-${k++ & 63}`, null, 0, 0, 1, 0);
+    const key = counters[k++ & 63]!;
+    replicas[k % 3]!.submitKey(3, OpKind.Incr, key, 0, key.length, null, 0, 0, 1, 0);
     drain();
   });
 });

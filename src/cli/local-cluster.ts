@@ -19,7 +19,6 @@ import type { KvBackend, NodeStatus, OpResult } from "../base/kv-backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -279,7 +278,7 @@ export class LocalCluster {
     joiner: NodeId,
     index: number,
     epochMin: number,
-    onChunk: (entries: SnapshotEntry[]) => void,
+    onChunk: (records: Uint8Array) => void,
   ): Promise<number> {
     for (let round = 0; round < sourceRoundsMax; round++) {
       for (const [id, source] of this.#nodes.entries()) {

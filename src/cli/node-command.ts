@@ -22,7 +22,7 @@ import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt } from "../node/etcd-join.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
-import { encodeSnapshotEntries, snapshotEpochMinParam } from "../node/snapshot-codec.ts";
+import { snapshotEpochMinParam } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
@@ -295,8 +295,9 @@ function serveNode(
       .exportShard(
         index,
         epochMin,
-        (entries) => {
-          chunks.push(encodeSnapshotEntries(entries));
+        (records) => {
+          // Records as the source replica wrote them from its slabs: streamed as they are.
+          chunks.push(records);
           wake?.();
         },
         kept,

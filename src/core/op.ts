@@ -4,13 +4,15 @@
 import { assert } from "../base/assert.ts";
 import { OpKind } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
+import type { KeySide } from "./key-side.ts";
 
 export class Op {
   generation = 0;
   /** The caller's handle, echoed in the completion. */
   id = 0;
   kind: OpKind = OpKind.Read;
-  key = "";
+  /** The side object of the op's key while the op waits on it or is its pending update. */
+  side: KeySide | null = null;
   value: Uint8Array | null = null;
   expectedVersion = 0;
   expectedWriter: NodeId = 0;
@@ -54,7 +56,7 @@ export class OpPool {
     this.#live--;
     op.generation++;
     op.value = null;
-    op.key = "";
+    op.side = null;
     this.#free.push(op);
   }
 
@@ -67,6 +69,7 @@ export class OpPool {
     for (const op of this.#free) {
       assert(op.done, "a free op has been answered");
       assert(op.value === null, "a free op holds no value");
+      assert(op.side === null, "a free op is on no key");
     }
   }
 }

@@ -4,9 +4,13 @@
 // `receive` (protocol message), `tick`, `setMembership`, `setLease`, `stop`, and the rejoin sequence
 // `beginJoin`, `installSnapshotEntry` (once per entry), `finishJoin`. Outputs go, during the call, to
 // the Outbox (messages) and Completions (client answers). `snapshot` (a joiner's state transfer),
-// `inspect`, `keys`, the counters and getters only read. `checkInvariants` checks the whole state;
+// `inspect`, the counters and getters only read. `checkInvariants` checks the whole state;
 // the simulator and the scenario tests call it after every step. There is no I/O, clock, timer or
 // randomness here, so the simulator drives exactly the code the workers run.
+//
+// Keys live in a compact store (key-store.ts): one item per key in slab pages, found by the key's
+// bytes. Only keys with an update in flight or ops waiting have a side object (key-side.ts); a key
+// is named by its store slot inside a call, and by its side object across calls.
 //
 // Rules follow the TLA+ spec HermesRMWs.tla (see shared/hermes-protocol.md):
 // - writes only from Valid (the spec, not the C code's write-from-Invalid optimisation), RMWs only
@@ -28,8 +32,20 @@
 
 import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
-import { KeyRecord } from "./key-record.ts";
+import { utf8Encode, utf8Length } from "../base/utf8.ts";
+import { KeySide } from "./key-side.ts";
+import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
+import {
+  RecordError,
+  recordBytes,
+  recordFixedBytes,
+  recordFlagCommitted,
+  recordFlagRmw,
+  recordFlagsKnown,
+  recordFlagValue,
+  recordKeyBytesOffset,
+} from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
 import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
@@ -38,8 +54,24 @@ import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
 
+/** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup and a view). */
+const copyLoopBytesMax = 64;
+
 /** The retransmission wait grows up to this multiple of retransmitMs. */
 const retransmitBackoffMax = 32;
+
+/**
+ * A follower cannot refuse an INV (the write was admitted by its coordinator and must not stall),
+ * so the store holds more keys than keysMax, which only bounds the keys this node's clients
+ * create: keysMax plus this share of it, and at least peerKeysSlackMin more. Beyond that an INV
+ * that needs a new key is dropped like a lost message (counted in storeFullDrops).
+ */
+const peerKeysSlackRatio = 0.25;
+const peerKeysSlackMin = 1024;
+/** The share of storeBytesMax that client updates leave to protocol updates (INVs, Rejects, snapshots), for the same reason. */
+const peerReserveRatio = 0.125;
+/** Side objects kept for reuse; beyond, released ones are left to the GC. */
+const freeSidesMax = 4096;
 
 /** `id` is a node id 0..nodeIdMax: three asserts of one condition each, all with the sentence `why`. */
 function assertIsNodeId(id: number, why: string): void {
@@ -56,8 +88,49 @@ export interface ReplicaCounters {
   staleEpochMessages: number;
   /** ACKs in the current epoch from a node outside its view: dropped. */
   foreignAcks: number;
+  /** INVs and Rejects dropped because the store had no room for their key or value. */
+  storeFullDrops: number;
   readsServed: number;
   updatesCommitted: number;
+}
+
+/** A copy of one key's state, for oracles, tests and tools (`inspect`). */
+export interface KeyView {
+  key: string;
+  state: KeyState;
+  version: number;
+  writer: NodeId;
+  /** A copy; null = absent. */
+  value: Uint8Array | null;
+  rmw: boolean;
+  lastWriter: NodeId;
+  hasPending: boolean;
+  pendingVersion: number;
+  pendingWriter: NodeId;
+  pendingRmw: boolean;
+  acks: number;
+  /** Ops waiting on the key. */
+  waitingOps: number;
+  /** Held through a lease loss or loaded uncommitted, not yet replaced (see beginJoin). */
+  stale: boolean;
+}
+
+/** Where a scan of snapshotRecords() stands: a store slot, and the index generation it belongs to. */
+export class SnapshotCursor {
+  slot = 0;
+  generation = -1;
+  done = false;
+  /** Records written so far. */
+  records = 0;
+  /** Times the scan started over because the index grew between chunks. */
+  restarts = 0;
+}
+
+/** A key's state and timestamp, filled in by `timestampOf`. */
+export interface KeyStamp {
+  state: KeyState;
+  version: number;
+  writer: NodeId;
 }
 
 export class Replica {
@@ -67,13 +140,21 @@ export class Replica {
   readonly #completions: Completions;
   readonly #probe: Probe | null;
 
-  readonly #keys = new Map<string, KeyRecord>();
+  readonly #store: KeyStore<KeySide>;
+  /** Arena bytes client updates leave free (peerReserveRatio of storeBytesMax). */
+  readonly #peerReserveBytes: number;
   /** Keys not Valid (pending own update, Invalid, Trans): the only ones tick and epoch changes visit. */
-  readonly #unsettled = new Set<KeyRecord>();
+  readonly #unsettled = new Set<KeySide>();
   /** Keys with waiting ops. */
-  readonly #waitingKeys = new Set<KeyRecord>();
+  readonly #waitingKeys = new Set<KeySide>();
+  /** Released side objects, for reuse. */
+  readonly #freeSides: KeySide[] = [];
   readonly #pool: OpPool;
   readonly #deadlines: DeadlineQueue;
+  /** A string key's UTF-8 bytes (string inputs are looked up by their bytes); grows for long keys. */
+  #keyScratch = new Uint8Array(256);
+  /** Reused by the read fast path. */
+  readonly #view = new ItemView();
 
   #epoch: Epoch = 0;
   #membersMask = 0;
@@ -93,6 +174,7 @@ export class Replica {
     rmwAborts: 0,
     staleEpochMessages: 0,
     foreignAcks: 0,
+    storeFullDrops: 0,
     readsServed: 0,
     updatesCommitted: 0,
   };
@@ -104,6 +186,7 @@ export class Replica {
     assert(config.opTimeoutMs > 0, "opTimeoutMs is positive");
     assert(config.keyQueueMax > 0, "keyQueueMax is positive");
     assert(config.keysMax > 0, "keysMax is positive");
+    assert(config.storeBytesMax > 0, "storeBytesMax is positive");
     this.config = config;
     this.self = config.self;
     this.#outbox = outbox;
@@ -111,6 +194,12 @@ export class Replica {
     this.#probe = probe;
     this.#pool = new OpPool(config.opsMax);
     this.#deadlines = new DeadlineQueue(config.opsMax);
+    this.#store = new KeyStore<KeySide>({
+      keysMax: config.keysMax + Math.max(peerKeysSlackMin, Math.ceil(config.keysMax * peerKeysSlackRatio)),
+      bytesMax: config.storeBytesMax,
+      valueBytesMax: config.valueBytesMax,
+    });
+    this.#peerReserveBytes = Math.floor(config.storeBytesMax * peerReserveRatio);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -126,7 +215,7 @@ export class Replica {
     return this.#joining;
   }
   get keyCount(): number {
-    return this.#keys.size;
+    return this.#store.keyCount;
   }
   /** Keys with an update in flight (pending own update, Invalid, Trans). */
   get unsettledCount(): number {
@@ -138,12 +227,55 @@ export class Replica {
   leaseValid(nowMs: number): boolean {
     return nowMs < this.#leaseUntilMs;
   }
-  /** Read-only view of a key's metadata for oracles and tests; undefined if never touched. */
-  inspect(key: string): Readonly<KeyRecord> | undefined {
-    return this.#keys.get(key);
+  /** A copy of a key's state for oracles, tests and tools (allocates); undefined if never touched. */
+  inspect(key: string): KeyView | undefined {
+    const slot = this.#findString(key);
+    if (slot < 0) return undefined;
+    const store = this.#store;
+    const side = store.side(slot);
+    return {
+      key,
+      state: store.state(slot) as KeyState,
+      version: store.version(slot),
+      writer: store.writer(slot),
+      value: store.copyValue(slot),
+      rmw: store.rmw(slot),
+      lastWriter: store.lastWriter(slot),
+      hasPending: side?.hasPending() ?? false,
+      pendingVersion: side?.pendingVersion ?? 0,
+      pendingWriter: side?.pendingWriter ?? -1,
+      pendingRmw: side?.pendingRmw ?? false,
+      acks: side?.acks ?? 0,
+      waitingOps: side?.waiting.length ?? 0,
+      stale: side?.stale ?? false,
+    };
   }
-  keys(): IterableIterator<Readonly<KeyRecord>> {
-    return this.#keys.values();
+
+  /**
+   * A key's state and timestamp into `into` (untouched keys: Valid at 0.0), without allocating:
+   * for the simulator's per-step oracles and the benchmark clients' CAS.
+   */
+  timestampOf(key: string, into: KeyStamp): void {
+    const length = this.#encodeKey(key);
+    this.timestampOfKey(this.#keyScratch, 0, length, into);
+  }
+
+  /** timestampOf() with the key `key[keyAt..keyAt+keyLength)`. */
+  timestampOfKey(key: Uint8Array, keyAt: number, keyLength: number, into: KeyStamp): void {
+    const store = this.#store;
+    const slot = store.find(key, keyAt, keyLength);
+    into.state = slot < 0 ? KeyState.Valid : (store.state(slot) as KeyState);
+    into.version = slot < 0 ? 0 : store.version(slot);
+    into.writer = slot < 0 ? 0 : store.writer(slot);
+  }
+
+  /** The store and a key's side object, for tests that corrupt the state on purpose (subclasses only). */
+  protected get store(): KeyStore<KeySide> {
+    return this.#store;
+  }
+  protected sideOf(key: string): KeySide | null {
+    const slot = this.#findString(key);
+    return slot < 0 ? null : this.#store.side(slot);
   }
 
   /**
@@ -152,22 +284,25 @@ export class Replica {
    * only: the protocol's safety rules are the simulator's oracles, which the mutants must trip.
    */
   checkInvariants(): void {
-    let rec: KeyRecord | null = null;
+    let slot = -1;
     try {
       this.#checkMembership();
       let unsettled = 0;
       let waitingKeys = 0;
       let liveOps = 0;
-      for (const r of this.#keys.values()) {
-        rec = r;
-        assert(this.#keys.get(r.key) === r, "a key record is filed under its own key");
-        this.#checkKey(r);
-        if (r.state !== KeyState.Valid) unsettled++;
-        if (r.waiting.length > 0) waitingKeys++;
-        liveOps += r.waiting.length;
-        if (r.pendingOp !== null) liveOps++;
+      const store = this.#store;
+      for (slot = store.nextSlot(0); slot >= 0; slot = store.nextSlot(slot + 1)) {
+        const side = store.side(slot);
+        this.#checkKey(slot, side);
+        if (side === null) continue;
+        if (store.state(slot) !== KeyState.Valid) unsettled++;
+        if (side.waiting.length > 0) waitingKeys++;
+        liveOps += side.waiting.length;
+        if (side.pendingOp !== null) liveOps++;
       }
-      rec = null;
+      slot = -1;
+      // The keys' protocol state first (it names the key), then the store's own books.
+      this.#store.checkInvariants();
       // With the per-key membership checks in #checkKey, equal sizes make the sets exactly these keys.
       assert(this.#unsettled.size === unsettled, "the unsettled set holds exactly the keys that are not Valid");
       assert(this.#waitingKeys.size === waitingKeys, "the waiting-keys set holds exactly the keys with waiting ops");
@@ -183,11 +318,14 @@ export class Replica {
       if (!this.#member || this.#stopped || this.#joining) {
         assert(liveOps === 0, "a replica that serves no one (not a member, stopped or joining) holds no client op");
       }
+      for (const side of this.#freeSides) {
+        assert(side.id === 0 && side.slot === -1, "a free side object is attached to no key");
+        assert(!side.hasPending() && side.waiting.length === 0, "a free side object holds no update and no op");
+      }
     } catch (error) {
       if (!(error instanceof AssertionError)) throw error;
-      throw new AssertionError(
-        `replica ${this.self}${rec === null ? "" : ` key ${JSON.stringify(rec.key)}`}: ${error.message}`,
-      );
+      const key = slot < 0 ? "" : ` key ${JSON.stringify(this.#store.keyString(slot))}`;
+      throw new AssertionError(`replica ${this.self}${key}: ${error.message}`);
     }
   }
 
@@ -207,17 +345,20 @@ export class Replica {
     assert(mask === this.#othersMask, "the list of others (broadcasts) matches the mask of others (ACK sets)");
   }
 
-  #checkKey(rec: KeyRecord): void {
+  #checkKey(slot: number, side: KeySide | null): void {
     const config = this.config;
-    const state = rec.state;
-    assertIsNodeId(rec.writer, "a timestamp's writer is a node id");
-    assertIsNodeId(rec.lastWriter, "the last writer is a node id");
-    assert(Number.isSafeInteger(rec.version), "a timestamp's version is an integer");
-    assert(rec.version >= 0, "versions start at 0");
-    if (rec.version === 0) {
+    const store = this.#store;
+    const state = store.state(slot) as KeyState;
+    const version = store.version(slot);
+    const writer = store.writer(slot);
+    assertIsNodeId(writer, "a timestamp's writer is a node id");
+    assertIsNodeId(store.lastWriter(slot), "the last writer is a node id");
+    assert(Number.isSafeInteger(version), "a timestamp's version is an integer");
+    assert(version >= 0, "versions start at 0");
+    if (version === 0) {
       // Every update adds at least 1: nothing was ever installed.
-      assert(rec.writer === 0, "version 0 is only the initial timestamp 0.0");
-      assert(rec.value === null, "at the initial timestamp 0.0 the key is absent");
+      assert(writer === 0, "version 0 is only the initial timestamp 0.0");
+      assert(!store.hasValue(slot), "at the initial timestamp 0.0 the key is absent");
       assert(state === KeyState.Valid, "at the initial timestamp 0.0 the key is Valid");
     }
     const pendingState = state === KeyState.Write || state === KeyState.Replay || state === KeyState.Trans;
@@ -225,76 +366,97 @@ export class Replica {
       pendingState || state === KeyState.Valid || state === KeyState.Invalid,
       "the state is one of Valid, Invalid, Trans, Write, Replay",
     );
-    assert(rec.hasPending() === pendingState, "a key has a pending update iff its state is Write, Replay or Trans");
+    if (side === null) {
+      // Settled and idle keys cost no object: everything about them is in the store.
+      assert(
+        state === KeyState.Valid,
+        "a key without a side object is Valid (side objects exist exactly for unsettled keys and keys with waiting ops)",
+      );
+      return;
+    }
     assert(
-      this.#unsettled.has(rec) === (state !== KeyState.Valid),
+      state !== KeyState.Valid || side.waiting.length > 0,
+      "a key has a side object only while it is not Valid or ops wait on it",
+    );
+    assert(side.hasPending() === pendingState, "a key has a pending update iff its state is Write, Replay or Trans");
+    assert(
+      this.#unsettled.has(side) === (state !== KeyState.Valid),
       "a key is in the unsettled set iff it is not Valid",
     );
     assert(
-      this.#waitingKeys.has(rec) === rec.waiting.length > 0,
+      this.#waitingKeys.has(side) === side.waiting.length > 0,
       "a key is in the waiting-keys set iff ops wait on it",
     );
-    if (rec.stale) {
+    if (side.stale) {
       assert(this.#joining, "a key is stale only while its replica joins (finishJoin ends it)");
       assert(state === KeyState.Invalid, "a stale key is Invalid (what it holds is not known committed)");
     }
-    if (rec.hasPending()) this.#checkPending(rec);
+    if (side.hasPending()) this.#checkPending(slot, side, state);
     else {
-      assert(rec.pendingOp === null, "a client op is attached only to a pending update");
-      assert(rec.acks === 0, "ACKs are kept only for a pending update");
-      assert(rec.pendingValue === null, "a pending value is kept only for a pending update");
+      assert(side.pendingOp === null, "a client op is attached only to a pending update");
+      assert(side.acks === 0, "ACKs are kept only for a pending update");
+      assert(side.pendingValue === null, "a pending value is kept only for a pending update");
     }
     // The queue is checked before an op joins it; an aborted RMW moves from pending to the front of
     // the queue, so waiting plus pending stays within keyQueueMax + 1 (a full queue may hold one more).
-    const pendingOps = rec.pendingOp === null ? 0 : 1;
+    const pendingOps = side.pendingOp === null ? 0 : 1;
     assert(
-      rec.waiting.length + pendingOps <= config.keyQueueMax + 1,
+      side.waiting.length + pendingOps <= config.keyQueueMax + 1,
       "a key holds at most keyQueueMax waiting ops besides the one in flight",
     );
-    for (let i = 0; i < rec.waiting.length; i++) {
-      const op = rec.waiting[i]!;
+    for (let i = 0; i < side.waiting.length; i++) {
+      const op: Op = side.waiting[i]!;
       assert(!op.done, "a waiting op has not been answered");
-      assert(op.key === rec.key, "an op waits on its own key");
+      assert(op.side === side, "an op waits on its own key");
       // Only an aborted RMW, put back at the front, was issued; nothing is ever put in front of it.
       if (op.issued) assert(i === 0, "only the front op of a key queue may have been issued (an aborted RMW)");
       if (op.issued) assert(op.kind !== OpKind.Read, "a read is never issued");
     }
   }
 
-  #checkPending(rec: KeyRecord): void {
+  #checkPending(slot: number, side: KeySide, state: KeyState): void {
     const config = this.config;
-    const state = rec.state;
-    assertIsNodeId(rec.pendingWriter, "a pending update's writer is a node id");
-    assert(rec.pendingVersion > 0, "a pending update's version is above the initial 0");
-    assert((rec.acks & (1 << this.self)) === 0, "a replica never ACKs its own update");
-    assert(rec.retransmitWaitMs >= config.retransmitMs, "the retransmission wait starts at retransmitMs");
-    assert(rec.retransmitWaitMs <= config.retransmitMs * retransmitBackoffMax, "the retransmission wait is capped");
+    const store = this.#store;
+    assertIsNodeId(side.pendingWriter, "a pending update's writer is a node id");
+    assert(side.pendingVersion > 0, "a pending update's version is above the initial 0");
+    assert((side.acks & (1 << this.self)) === 0, "a replica never ACKs its own update");
+    assert(side.retransmitWaitMs >= config.retransmitMs, "the retransmission wait starts at retransmitMs");
+    assert(side.retransmitWaitMs <= config.retransmitMs * retransmitBackoffMax, "the retransmission wait is capped");
     if (state === KeyState.Write || state === KeyState.Trans) {
-      assert(rec.pendingWriter === this.self, "in W and Trans the pending update is this replica's own");
+      assert(side.pendingWriter === this.self, "in W and Trans the pending update is this replica's own");
     } else {
-      assert(rec.pendingOp === null, "a replay has no client op");
+      assert(side.pendingOp === null, "a replay has no client op");
     }
     if (state === KeyState.Trans) {
-      const order = compareTs(rec.version, rec.writer, rec.pendingVersion, rec.pendingWriter);
+      const order = compareTs(store.version(slot), store.writer(slot), side.pendingVersion, side.pendingWriter);
       assert(order > 0, "in Trans the key holds a higher timestamp than the pending update");
     } else {
-      assert(rec.version === rec.pendingVersion, "in W and R the key holds the pending update's timestamp (version)");
-      assert(rec.writer === rec.pendingWriter, "in W and R the key holds the pending update's timestamp (writer)");
-      assert(rec.value === rec.pendingValue, "in W and R the key holds the pending update's value");
-      assert(rec.rmw === rec.pendingRmw, "in W and R the key holds the pending update's RMW flag");
-      assert(rec.lastWriter === this.self, "in W and R this replica sent the INVs of the current timestamp");
+      assert(
+        store.version(slot) === side.pendingVersion,
+        "in W and R the key holds the pending update's timestamp (version)",
+      );
+      assert(
+        store.writer(slot) === side.pendingWriter,
+        "in W and R the key holds the pending update's timestamp (writer)",
+      );
+      assert(side.pendingValue === null, "in W and R the pending value is the key's own (no copy is kept)");
+      assert(store.rmw(slot) === side.pendingRmw, "in W and R the key holds the pending update's RMW flag");
+      assert(store.lastWriter(slot) === this.self, "in W and R this replica sent the INVs of the current timestamp");
     }
-    if (rec.pendingOp !== null) {
-      assert(!rec.pendingOp.done, "a pending update's op has not been answered");
-      assert(rec.pendingOp.issued, "a pending update's op has been issued");
-      assert(rec.pendingOp.key === rec.key, "a pending update's op is on its key");
-      assert(rec.pendingOp.kind !== OpKind.Read, "a read never starts an update");
+    if (side.pendingOp !== null) {
+      assert(!side.pendingOp.done, "a pending update's op has not been answered");
+      assert(side.pendingOp.issued, "a pending update's op has been issued");
+      assert(side.pendingOp.side === side, "a pending update's op is on its key");
+      assert(side.pendingOp.kind !== OpKind.Read, "a read never starts an update");
     }
     if (this.#member && !this.#stopped) {
       // A membership change re-sends every pending update in the new epoch with an empty ACK set.
-      assert(rec.writeEpoch === this.#epoch, "a member's pending updates belong to the current epoch");
+      assert(side.writeEpoch === this.#epoch, "a member's pending updates belong to the current epoch");
       // #maybeFinishPending runs after every ACK and every membership change.
-      assert((rec.acks & this.#othersMask) !== this.#othersMask, "a pending update with every ACK is finished at once");
+      assert(
+        (side.acks & this.#othersMask) !== this.#othersMask,
+        "a pending update with every ACK is finished at once",
+      );
     }
   }
 
@@ -309,7 +471,7 @@ export class Replica {
     if (epoch <= this.#epoch || this.#stopped) return;
     // A joining replica may have been out of the views in between (removed, then added again): what
     // it took while joining and holds unsettled may have been superseded too (see beginJoin).
-    if (this.#joining && this.distrustsKeptUpdatesOnJoin()) for (const rec of this.#unsettled) this.#makeStale(rec);
+    if (this.#joining && this.distrustsKeptUpdatesOnJoin()) for (const side of this.#unsettled) this.#makeStale(side);
     this.#epoch = epoch;
     let mask = 0;
     for (const id of members) {
@@ -327,15 +489,19 @@ export class Replica {
       if (wasMember) this.#abandonAll();
       return;
     }
-    for (const rec of this.#unsettled) {
-      if (rec.hasPending()) {
+    for (const side of this.#unsettled) {
+      if (side.hasPending()) {
         // HCoordWriteReplay: the ACKs gathered in the old epoch no longer count (2024 fix).
-        this.resetAcksOnEpochChange(rec);
-        rec.writeEpoch = epoch;
-        this.#broadcastInv(rec, nowMs);
-        this.#maybeFinishPending(rec, nowMs);
-      } else if (rec.state === KeyState.Invalid && !rec.stale && !this.#isMemberId(rec.lastWriter)) {
-        this.#startReplay(rec, nowMs);
+        this.resetAcksOnEpochChange(side);
+        side.writeEpoch = epoch;
+        this.#broadcastInv(side, nowMs);
+        this.#maybeFinishPending(side, nowMs);
+      } else if (
+        this.#store.state(side.slot) === KeyState.Invalid &&
+        !side.stale &&
+        !this.#isMemberId(this.#store.lastWriter(side.slot))
+      ) {
+        this.#startReplay(side, nowMs);
       }
     }
     this.#serveWaitingKeys(nowMs);
@@ -380,68 +546,83 @@ export class Replica {
     // update and is stale: it spreads nothing until an update of the same version replaces it (a
     // live INV or a loaded entry, even with a lower tie-breaker), a higher one is adopted, or the
     // join ends (then nothing of that version committed without it: it settles as usual).
-    if (this.distrustsKeptUpdatesOnJoin()) for (const rec of this.#unsettled) this.#makeStale(rec);
+    if (this.distrustsKeptUpdatesOnJoin()) for (const side of this.#unsettled) this.#makeStale(side);
   }
 
-  #makeStale(rec: KeyRecord): void {
-    if (rec.hasPending()) {
-      const op = rec.pendingOp;
-      rec.clearPending();
+  #makeStale(side: KeySide): void {
+    if (side.hasPending()) {
+      const op = side.pendingOp;
+      side.clearPending();
       if (op !== null) {
         // Only a replica that keeps its ops through a lease loss (the mutation tests') has one: it
         // goes back to the front of the queue, as after an abort.
-        rec.waiting.unshift(op);
-        this.#waitingKeys.add(rec);
+        side.waiting.unshift(op);
+        this.#waitingKeys.add(side);
       }
     }
-    rec.state = KeyState.Invalid;
-    if (!rec.stale) rec.staleEpoch = this.#epoch;
-    rec.stale = true;
+    this.#store.setState(side.slot, KeyState.Invalid);
+    if (!side.stale) side.staleEpoch = this.#epoch;
+    side.stale = true;
   }
 
   /**
    * A live INV meets a stale key: true if it is taken (a higher ts; or the same version, even with
    * a lower tie-breaker: it may be the commit the stale update lost to) or is the same update (it
-   * is live: no longer stale); false for a lower version, which says nothing about it.
+   * is live: no longer stale); false for a lower version, which says nothing about it, or when the
+   * store has no room for it (as if it were lost).
    */
   #liveUpdateMeetsStale(
-    rec: KeyRecord,
+    side: KeySide,
     from: NodeId,
     version: number,
     writer: NodeId,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
   ): boolean {
-    assert(rec.stale, "only a stale key is met this way");
-    const order = compareTs(version, writer, rec.version, rec.writer);
-    if (order > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
-    else if (order < 0 && version < rec.version) return false;
-    else if (order < 0) this.#replaceStale(rec, from, version, writer, rmw, value, nowMs);
-    rec.stale = false;
-    rec.invalidSinceMs = nowMs;
+    assert(side.stale, "only a stale key is met this way");
+    const store = this.#store;
+    const slot = side.slot;
+    const order = compareTs(version, writer, store.version(slot), store.writer(slot));
+    if (order < 0 && version < store.version(slot)) return false;
+    const taken =
+      order > 0
+        ? this.#adopt(slot, from, version, writer, rmw, value, valueAt, valueLength, nowMs)
+        : order < 0
+          ? this.#replaceStale(side, from, version, writer, rmw, value, valueAt, valueLength, nowMs)
+          : true;
+    if (!taken) {
+      this.counters.storeFullDrops++;
+      return false;
+    }
+    side.stale = false;
+    side.invalidSinceMs = nowMs;
     return true;
   }
 
-  /** A stale key takes an update of its own version with a lower tie-breaker (see beginJoin). */
+  /** A stale key takes an update of its own version with a lower tie-breaker (see beginJoin); false without room for its value. */
   #replaceStale(
-    rec: KeyRecord,
+    side: KeySide,
     from: NodeId,
     version: number,
     writer: NodeId,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
-  ): void {
-    assert(rec.stale, "only a stale key is replaced by a lower timestamp");
-    assert(version === rec.version, "a stale key is replaced only by an update of its version");
-    assert(rec.state === KeyState.Invalid, "a stale key is Invalid");
-    rec.version = version;
-    rec.writer = writer;
-    rec.value = value === null ? null : value.slice();
-    rec.rmw = rmw;
-    rec.lastWriter = from;
-    rec.invalidSinceMs = nowMs;
+  ): boolean {
+    const store = this.#store;
+    const slot = side.slot;
+    assert(side.stale, "only a stale key is replaced by a lower timestamp");
+    assert(version === store.version(slot), "a stale key is replaced only by an update of its version");
+    assert(store.state(slot) === KeyState.Invalid, "a stale key is Invalid");
+    if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
+    store.setTs(slot, version, writer, rmw, from);
+    side.invalidSinceMs = nowMs;
+    return true;
   }
 
   /**
@@ -463,64 +644,240 @@ export class Replica {
     nowMs: number,
     fromKeptState = false,
   ): void {
+    const length = this.#encodeKey(key);
+    this.#installEntry(
+      this.#keyScratch,
+      0,
+      length,
+      version,
+      writer,
+      rmw,
+      value,
+      0,
+      value === null ? 0 : value.length,
+      committed,
+      nowMs,
+      fromKeptState,
+    );
+  }
+
+  /**
+   * Install the whole records of `bytes[at..end)` (snapshot-records.ts), read in place, as
+   * installSnapshotEntry installs entries. Returns the bytes consumed (a record cut by `end` is left
+   * for the next call, with the bytes that follow it), or a negated RecordError for a malformed
+   * record (nothing after it is installed).
+   */
+  installSnapshotRecords(bytes: Uint8Array, at: number, end: number, nowMs: number, fromKeptState = false): number {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let p = at;
+    while (end - p >= recordFixedBytes) {
+      const keyBytes = view.getUint16(p + recordKeyBytesOffset, true);
+      if (keyBytes === 0 || keyBytes > storeKeyBytesMax) return -RecordError.BadKeyLength;
+      if (end - p < recordFixedBytes + keyBytes) break;
+      const fields = p + 2 + keyBytes;
+      const version = view.getFloat64(fields, true);
+      const writer = bytes[fields + 8];
+      const flags = bytes[fields + 9];
+      const valueBytes = view.getUint32(fields + 10, true);
+      if (valueBytes > this.config.valueBytesMax) return -RecordError.BadValueLength;
+      if (end - p < recordBytes(keyBytes, valueBytes)) break;
+      const hasValue = (flags & recordFlagValue) !== 0;
+      if (
+        !Number.isSafeInteger(version) ||
+        version < 0 ||
+        writer > nodeIdMax ||
+        (flags & ~recordFlagsKnown) !== 0 ||
+        (!hasValue && valueBytes !== 0)
+      ) {
+        return -RecordError.BadFields;
+      }
+      const valueAt = fields + 14;
+      const rmw = (flags & recordFlagRmw) !== 0;
+      const committed = (flags & recordFlagCommitted) !== 0;
+      this.#installEntry(
+        bytes,
+        p + 2,
+        keyBytes,
+        version,
+        writer,
+        rmw,
+        hasValue ? bytes : null,
+        valueAt,
+        valueBytes,
+        committed,
+        nowMs,
+        fromKeptState,
+      );
+      p = valueAt + valueBytes;
+    }
+    return p - at;
+  }
+
+  #installEntry(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    committed: boolean,
+    nowMs: number,
+    fromKeptState: boolean,
+  ): void {
     assert(this.#joining, "snapshots are installed only while joining");
     assertIsNodeId(writer, "a snapshot entry's writer is a node id 0..31");
     assert(Number.isSafeInteger(version), "a snapshot entry's version is an integer");
     assert(version >= 0, "a snapshot entry's version is not negative");
-    const rec = this.#keys.get(key) ?? this.#record(key);
-    const order = compareTs(version, writer, rec.version, rec.writer);
+    const store = this.#store;
+    let slot = store.find(key, keyAt, keyLength);
+    if (slot < 0 && compareTs(version, writer, 0, 0) > 0) {
+      // A key this replica never had (every key, for a fresh joiner): stored with its value at
+      // once, and if committed simply Valid, with no side object (as #adopt then #validate).
+      slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
+      assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
+      store.setTs(slot, version, writer, rmw, writer);
+      if (committed) {
+        if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
+        return;
+      }
+      // Loaded, not known committed, possibly from a source's kept state: stale like our own.
+      store.setState(slot, KeyState.Invalid);
+      const side = this.#attachSide(slot);
+      side.invalidSinceMs = nowMs;
+      side.stale = true;
+      side.staleEpoch = -1;
+      this.#unsettled.add(side);
+      return;
+    }
+    // A joiner missing a committed key would serve it as absent: a full store here is fatal.
+    if (slot < 0) slot = store.insertMissed(key, keyAt, keyLength, null, 0, 0, 0);
+    assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
+    const order = compareTs(version, writer, store.version(slot), store.writer(slot));
+    const held = store.side(slot);
     let taken = false;
     if (order > 0) {
       // A committed value of this version is known here: an uncommitted RMW of the same version,
       // kept by the source, lost its race to it (see beginJoin) and must not replace it.
-      if (!committed && rmw && version === rec.version && rec.state === KeyState.Valid) return;
-      this.#adopt(rec, writer, version, writer, rmw, value, nowMs);
+      if (!committed && rmw && version === store.version(slot) && store.state(slot) === KeyState.Valid) return;
+      const adopted = this.#adopt(slot, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
+      assert(adopted, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
-    } else if (order < 0 && rec.stale && version === rec.version && (committed || !fromKeptState)) {
+    } else if (
+      order < 0 &&
+      held !== null &&
+      held.stale &&
+      version === store.version(slot) &&
+      (committed || !fromKeptState)
+    ) {
       // What was kept unsettled gives way to an entry of its version even with a lower ts.
-      this.#replaceStale(rec, writer, version, writer, rmw, value, nowMs);
+      const replaced = this.#replaceStale(held, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
+      assert(replaced, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
     } else if (order < 0) {
       return;
     }
     if (committed) {
-      if (rec.state === KeyState.Invalid) this.#validate(rec, nowMs);
-    } else if (taken && rec.state === KeyState.Invalid) {
+      if (store.state(slot) === KeyState.Invalid) this.#validate(store.side(slot)!, nowMs);
+    } else if (taken && store.state(slot) === KeyState.Invalid) {
       // Loaded, not known committed, possibly from a source's kept state: stale like our own.
-      rec.stale = true;
-      rec.staleEpoch = -1;
+      const side = store.side(slot)!;
+      side.stale = true;
+      side.staleEpoch = -1;
     }
   }
 
   /** State loaded: serve from now on. A key still stale was superseded by nothing loaded: it settles as any Invalid key. */
   finishJoin(nowMs: number): void {
-    for (const rec of this.#unsettled) {
-      if (!rec.stale) continue;
-      rec.stale = false;
-      rec.invalidSinceMs = nowMs;
+    for (const side of this.#unsettled) {
+      if (!side.stale) continue;
+      side.stale = false;
+      side.invalidSinceMs = nowMs;
     }
     this.#joining = false;
     this.#serveWaitingKeys(nowMs);
   }
 
-  /** This replica's entries for a joiner, in chunks of at most `entriesMax`. */
+  /**
+   * This replica's entries for a joiner, in chunks of at most `entriesMax`. Between chunks the
+   * replica goes on serving; if its index grows meanwhile (slots move), the scan starts over, so
+   * no key is missed (a key sent twice is merged by timestamp).
+   */
   *snapshot(entriesMax: number): Generator<SnapshotEntry[]> {
+    const store = this.#store;
     let chunk: SnapshotEntry[] = [];
-    for (const rec of this.#keys.values()) {
+    let generation = store.generation;
+    for (let slot = store.nextSlot(0); slot >= 0; slot = store.nextSlot(slot + 1)) {
       chunk.push({
-        key: rec.key,
-        version: rec.version,
-        writer: rec.writer,
-        rmw: rec.rmw,
-        value: rec.value,
-        committed: rec.state === KeyState.Valid,
+        key: store.keyString(slot),
+        version: store.version(slot),
+        writer: store.writer(slot),
+        rmw: store.rmw(slot),
+        value: store.copyValue(slot),
+        committed: store.state(slot) === KeyState.Valid,
       });
       if (chunk.length >= entriesMax) {
         yield chunk;
         chunk = [];
+        if (store.generation !== generation) {
+          generation = store.generation;
+          slot = -1;
+        }
       }
     }
     if (chunk.length > 0) yield chunk;
+  }
+
+  /**
+   * This replica's entries as snapshot records (snapshot-records.ts), written from the store's
+   * slots into `into` with no per-key object: as many whole records as fit, from where `cursor`
+   * stands, at most `recordsMax` of them. Returns the bytes written; `cursor.done` once every key is out. Between calls the
+   * replica goes on serving; if its index grew meanwhile (slots moved), the scan starts over, so
+   * no key is missed (a key sent twice is merged by timestamp). `into` must hold any one record.
+   */
+  snapshotRecords(cursor: SnapshotCursor, into: Uint8Array, recordsMax = Number.POSITIVE_INFINITY): number {
+    const store = this.#store;
+    if (cursor.done) return 0;
+    if (cursor.generation !== store.generation) {
+      if (cursor.generation >= 0) cursor.restarts++;
+      cursor.generation = store.generation;
+      cursor.slot = 0;
+    }
+    const view = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    const item = this.#view;
+    let p = 0;
+    let records = 0;
+    for (let slot = store.nextSlot(cursor.slot); slot >= 0; slot = store.nextSlot(slot + 1)) {
+      store.read(slot, item);
+      const valueBytes = item.hasValue ? item.valueBytes : 0;
+      if (records === recordsMax || p + recordBytes(item.keyBytes, valueBytes) > into.length) {
+        assert(p > 0, "a snapshot chunk holds any one record (size it for the largest key and value)");
+        cursor.slot = slot;
+        return p;
+      }
+      view.setUint16(p + recordKeyBytesOffset, item.keyBytes, true);
+      const page = item.page;
+      for (let i = 0; i < item.keyBytes; i++) into[p + 2 + i] = page[item.keyAt + i];
+      const fields = p + 2 + item.keyBytes;
+      view.setFloat64(fields, item.version, true);
+      into[fields + 8] = item.writer;
+      into[fields + 9] =
+        (store.rmw(slot) ? recordFlagRmw : 0) |
+        (item.state === KeyState.Valid ? recordFlagCommitted : 0) |
+        (item.hasValue ? recordFlagValue : 0);
+      view.setUint32(fields + 10, valueBytes, true);
+      const valueTo = fields + 14;
+      if (valueBytes <= copyLoopBytesMax)
+        for (let i = 0; i < valueBytes; i++) into[valueTo + i] = page[item.valueAt + i];
+      else into.set(page.subarray(item.valueAt, item.valueAt + valueBytes), valueTo);
+      p = valueTo + valueBytes;
+      cursor.records++;
+      records++;
+    }
+    cursor.done = true;
+    return p;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -528,7 +885,8 @@ export class Replica {
 
   /**
    * Submit a client op. `value` is owned by the replica from now on. Exactly one completion with
-   * `opId` follows, possibly during this call.
+   * `opId` follows, possibly during this call. The key is looked up by its UTF-8 bytes (see
+   * submitKey); a string key is for callers that hold one anyway (HTTP, tests).
    */
   submit(
     opId: number,
@@ -540,111 +898,189 @@ export class Replica {
     by: number,
     nowMs: number,
   ): void {
-    if (this.#stopped || !this.#member || this.#joining) {
-      this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0);
-      return;
-    }
-    if (kind === OpKind.Read) {
-      const rec = this.#keys.get(key);
-      if (rec === undefined) {
-        // Never touched here: Valid and absent at (0, 0), since no INV for it ever arrived.
-        if (this.leaseValid(nowMs)) {
-          this.counters.readsServed++;
-          this.#completions.complete(opId, OpStatus.Ok, null, 0, 0);
-        } else if (this.#keys.size >= this.config.keysMax) {
-          this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
-        } else {
-          this.#enqueue(this.#record(key), opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
-        }
-        return;
-      }
-      if (rec.waiting.length === 0 && this.readable(rec, nowMs)) {
-        this.counters.readsServed++;
-        this.#completions.complete(opId, OpStatus.Ok, rec.value, rec.version, rec.writer);
-        return;
-      }
-      this.#enqueue(rec, opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
-      return;
-    }
-    let rec = this.#keys.get(key);
-    if (rec === undefined) {
-      if (this.#keys.size >= this.config.keysMax) {
-        this.#completions.complete(opId, OpStatus.StoreFull, null, 0, 0);
-        return;
-      }
-      rec = this.#record(key);
-    }
-    this.#enqueue(rec, opId, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    const length = this.#encodeKey(key);
+    this.submitKey(opId, kind, this.#keyScratch, 0, length, value, expectedVersion, expectedWriter, by, nowMs);
   }
 
-  #enqueue(
-    rec: KeyRecord,
+  /** submit() with the key `key[keyAt..keyAt+keyLength)` (UTF-8), read in place and copied only into a new item. */
+  submitKey(
     opId: number,
     kind: OpKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     value: Uint8Array | null,
     expectedVersion: number,
     expectedWriter: NodeId,
     by: number,
     nowMs: number,
   ): void {
-    if (rec.waiting.length >= this.config.keyQueueMax) {
-      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+    if (this.#stopped || !this.#member || this.#joining) {
+      this.#completions.complete(opId, OpStatus.Unavailable, null, 0, 0, 0, 0);
+      return;
+    }
+    assert(
+      value === null || value.length <= this.config.valueBytesMax,
+      "a client value is at most valueBytesMax (the HTTP layer refuses larger ones)",
+    );
+    const store = this.#store;
+    let slot = store.find(key, keyAt, keyLength);
+    if (kind === OpKind.Read) {
+      if (slot < 0) {
+        // Never touched here: Valid and absent at (0, 0), since no INV for it ever arrived.
+        if (this.leaseValid(nowMs)) {
+          this.counters.readsServed++;
+          this.#completions.complete(opId, OpStatus.Ok, null, 0, 0, 0, 0);
+          return;
+        }
+        // Waiting for the lease needs the key in the store; a full store answers Busy (not
+        // StoreFull: a read creates nothing).
+        slot =
+          store.keyCount >= this.config.keysMax
+            ? -1
+            : store.insertMissed(key, keyAt, keyLength, null, 0, 0, this.#peerReserveBytes);
+        if (slot < 0) {
+          this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
+          return;
+        }
+      } else {
+        // The fast path: a key without a side object is Valid with nothing waiting (an invariant),
+        // so it is answered from its slot if the lease allows, the value lent, not copied.
+        if (store.sideId(slot) === 0 && this.readable(KeyState.Valid, nowMs)) {
+          const view = this.#view;
+          store.read(slot, view);
+          this.counters.readsServed++;
+          this.#completions.complete(
+            opId,
+            OpStatus.Ok,
+            view.hasValue ? view.page : null,
+            view.valueAt,
+            view.valueBytes,
+            view.version,
+            view.writer,
+          );
+          return;
+        }
+        const side = store.side(slot);
+        if ((side === null || side.waiting.length === 0) && this.readable(store.state(slot) as KeyState, nowMs)) {
+          this.#answerRead(opId, slot);
+          return;
+        }
+      }
+      this.#enqueue(slot, opId, kind, value, expectedVersion, expectedWriter, by, nowMs);
+      return;
+    }
+    if (slot < 0) {
+      slot =
+        store.keyCount >= this.config.keysMax
+          ? -1
+          : store.insertMissed(key, keyAt, keyLength, null, 0, 0, this.#peerReserveBytes);
+      if (slot < 0) {
+        this.#completions.complete(opId, OpStatus.StoreFull, null, 0, 0, 0, 0);
+        return;
+      }
+    }
+    this.#enqueue(slot, opId, kind, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  /** Answer a read of `slot` with its value lent from the store. */
+  #answerRead(opId: number, slot: number): void {
+    const store = this.#store;
+    this.counters.readsServed++;
+    if (store.hasValue(slot))
+      this.#completions.complete(
+        opId,
+        OpStatus.Ok,
+        store.page(slot),
+        store.valueAt(slot),
+        store.valueBytes(slot),
+        store.version(slot),
+        store.writer(slot),
+      );
+    else this.#completions.complete(opId, OpStatus.Ok, null, 0, 0, store.version(slot), store.writer(slot));
+  }
+
+  #enqueue(
+    slot: number,
+    opId: number,
+    kind: OpKind,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): void {
+    const existing = this.#store.side(slot);
+    if (existing !== null && existing.waiting.length >= this.config.keyQueueMax) {
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
       return;
     }
     const op = this.#pool.take();
     if (op === null) {
-      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0);
+      this.#completions.complete(opId, OpStatus.Busy, null, 0, 0, 0, 0);
       return;
     }
+    const side = existing ?? this.#attachSide(slot);
     op.id = opId;
     op.kind = kind;
-    op.key = key;
+    op.side = side;
     op.value = value;
     op.expectedVersion = expectedVersion;
     op.expectedWriter = expectedWriter;
     op.by = by;
     op.deadlineMs = nowMs + this.config.opTimeoutMs;
     this.#deadlines.push(op);
-    rec.waiting.push(op);
-    this.#waitingKeys.add(rec);
-    this.#serveKey(rec, nowMs);
+    side.waiting.push(op);
+    this.#waitingKeys.add(side);
+    this.#serveKey(side, nowMs);
   }
 
-  /** Run the waiting ops of a key as far as its state and the lease allow. */
-  #serveKey(rec: KeyRecord, nowMs: number): void {
-    while (rec.waiting.length > 0) {
-      const op = rec.waiting[0]!;
+  /** Run the waiting ops of a key as far as its state and the lease allow; release the side if it is done. */
+  #serveKey(side: KeySide, nowMs: number): void {
+    const store = this.#store;
+    while (side.waiting.length > 0) {
+      const op = side.waiting[0]!;
+      const slot = side.slot;
       if (op.kind === OpKind.Read) {
-        if (!this.readable(rec, nowMs)) break;
-        rec.waiting.shift();
-        this.counters.readsServed++;
-        this.#answer(op, OpStatus.Ok, rec.value, rec.version, rec.writer);
+        if (!this.readable(store.state(slot) as KeyState, nowMs)) break;
+        side.waiting.shift();
+        const id = op.id;
+        this.#release(op);
+        this.#answerRead(id, slot);
         continue;
       }
-      if (rec.state !== KeyState.Valid || !this.leaseValid(nowMs)) break;
-      rec.waiting.shift();
-      this.#startUpdate(rec, op, nowMs);
+      if (store.state(slot) !== KeyState.Valid || !this.leaseValid(nowMs)) break;
+      side.waiting.shift();
+      this.#startUpdate(side, op, nowMs);
       // The update either finished at once (precondition failed, or no other members) or the key
       // now has a pending update: the rest waits for it.
     }
-    if (rec.waiting.length === 0) {
-      this.#waitingKeys.delete(rec);
-    } else if (rec.state === KeyState.Invalid && !rec.stale && !this.#isMemberId(rec.lastWriter)) {
+    if (side.waiting.length === 0) {
+      this.#waitingKeys.delete(side);
+      this.#releaseIfSettled(side);
+    } else if (
+      store.state(side.slot) === KeyState.Invalid &&
+      !side.stale &&
+      !this.#isMemberId(store.lastWriter(side.slot))
+    ) {
       // An op finding the key Invalid with its writer gone replays the update (the table's A_BR).
-      this.#startReplay(rec, nowMs);
+      this.#startReplay(side, nowMs);
     }
   }
 
   #serveWaitingKeys(nowMs: number): void {
-    for (const rec of this.#waitingKeys) this.#serveKey(rec, nowMs);
+    for (const side of this.#waitingKeys) this.#serveKey(side, nowMs);
   }
 
   /** Start a client update from Valid (writes, deletes and RMWs). */
-  #startUpdate(rec: KeyRecord, op: Op, nowMs: number): void {
-    assert(rec.state === KeyState.Valid, "updates start only from Valid");
-    assert(!rec.hasPending(), "updates start with nothing pending (Valid holds no own update)");
+  #startUpdate(side: KeySide, op: Op, nowMs: number): void {
+    const store = this.#store;
+    const slot = side.slot;
+    assert(store.state(slot) === KeyState.Valid, "updates start only from Valid");
+    assert(!side.hasPending(), "updates start with nothing pending (Valid holds no own update)");
     assert(op.kind !== OpKind.Read, "only updates start an update");
+    const baseVersion = store.version(slot);
+    const baseWriter = store.writer(slot);
     let newValue: Uint8Array | null;
     let rmw: boolean;
     switch (op.kind) {
@@ -657,16 +1093,16 @@ export class Replica {
         rmw = false;
         break;
       case OpKind.Cas:
-        if (rec.version !== op.expectedVersion || rec.writer !== op.expectedWriter) {
-          this.#answer(op, OpStatus.PreconditionFailed, null, rec.version, rec.writer);
+        if (baseVersion !== op.expectedVersion || baseWriter !== op.expectedWriter) {
+          this.#answer(op, OpStatus.PreconditionFailed, baseVersion, baseWriter);
           return;
         }
         newValue = op.value;
         rmw = true;
         break;
       case OpKind.Create:
-        if (rec.value !== null) {
-          this.#answer(op, OpStatus.PreconditionFailed, null, rec.version, rec.writer);
+        if (store.hasValue(slot)) {
+          this.#answer(op, OpStatus.PreconditionFailed, baseVersion, baseWriter);
           return;
         }
         newValue = op.value;
@@ -674,12 +1110,14 @@ export class Replica {
         break;
       case OpKind.Incr: {
         if (op.retries > this.config.incrRetriesMax) {
-          this.#answer(op, OpStatus.Aborted, null, rec.version, rec.writer);
+          this.#answer(op, OpStatus.Aborted, baseVersion, baseWriter);
           return;
         }
-        const next = incremented(rec.value, op.by);
+        const next = store.hasValue(slot)
+          ? incrementedAt(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by)
+          : incremented(null, op.by);
         if (next === null) {
-          this.#answer(op, OpStatus.NotANumber, null, rec.version, rec.writer);
+          this.#answer(op, OpStatus.NotANumber, baseVersion, baseWriter);
           return;
         }
         newValue = next;
@@ -689,42 +1127,51 @@ export class Replica {
       default:
         throw new Error(`not an update: ${op.kind}`);
     }
-    const baseVersion = rec.version;
-    const baseWriter = rec.writer;
+    // The value first: it is the one step that can fail (no room), and then nothing was written.
+    if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newValue.length, this.#peerReserveBytes)) {
+      this.#answer(op, OpStatus.StoreFull, baseVersion, baseWriter);
+      return;
+    }
     // Writes +2, RMWs +1 (RMWs always enabled): a write beats any concurrent RMW from its base.
-    rec.version = baseVersion + (rmw ? 1 : 2);
-    rec.writer = this.self;
-    rec.value = newValue;
-    rec.rmw = rmw;
-    rec.lastWriter = this.self;
-    rec.state = KeyState.Write;
-    rec.pendingVersion = rec.version;
-    rec.pendingWriter = this.self;
-    rec.pendingValue = newValue;
-    rec.pendingRmw = rmw;
-    rec.acks = 0;
-    rec.writeEpoch = this.#epoch;
-    rec.pendingOp = op;
+    const version = baseVersion + (rmw ? 1 : 2);
+    store.setTs(slot, version, this.self, rmw, this.self);
+    store.setState(slot, KeyState.Write);
+    side.pendingVersion = version;
+    side.pendingWriter = this.self;
+    side.pendingValue = null;
+    side.pendingRmw = rmw;
+    side.acks = 0;
+    side.writeEpoch = this.#epoch;
+    side.pendingOp = op;
     op.issued = true;
-    this.#unsettled.add(rec);
-    this.#probe?.issued(this.self, rec.key, rec.version, rec.writer, rmw, baseVersion, baseWriter);
-    this.#broadcastInv(rec, nowMs);
-    this.#maybeFinishPending(rec, nowMs);
+    this.#unsettled.add(side);
+    if (this.#probe !== null)
+      this.#probe.issued(this.self, store.keyString(slot), version, this.self, rmw, baseVersion, baseWriter);
+    this.#broadcastInv(side, nowMs);
+    this.#maybeFinishPending(side, nowMs);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Protocol messages
 
-  /** A protocol message from `from`. `value` is borrowed: it is copied if kept. */
+  /**
+   * A protocol message from `from`. The key is `key[keyAt..keyAt+keyLength)` and the value
+   * `value[valueAt..valueAt+valueLength)` (null: none or a tombstone): both are read in place (a
+   * received frame) and copied only into the store.
+   */
   receive(
     from: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
   ): void {
     assertIsNodeId(from, "a message comes from a node id 0..31");
@@ -737,151 +1184,204 @@ export class Replica {
       this.counters.staleEpochMessages++;
       return;
     }
+    const slot = this.#store.find(key, keyAt, keyLength);
     switch (kind) {
       case MsgKind.Inv:
-        return this.#onInv(from, key, version, writer, rmw, value, nowMs);
+        return this.#onInv(slot, key, keyAt, keyLength, from, version, writer, rmw, value, valueAt, valueLength, nowMs);
       case MsgKind.Ack:
-        return this.#onAck(from, key, version, writer, epoch, nowMs);
+        return this.#onAck(slot, from, version, writer, epoch, nowMs);
       case MsgKind.Val:
-        return this.#onVal(key, version, writer, nowMs);
+        return this.#onVal(slot, version, writer, nowMs);
       case MsgKind.Reject:
-        return this.#onReject(from, key, version, writer, epoch, rmw, value, nowMs);
+        return this.#onReject(slot, from, version, writer, epoch, rmw, value, valueAt, valueLength, nowMs);
       default:
         throw new Error(`unknown message kind ${kind}`);
     }
   }
 
+  /** `slot` is the key's, or -1 when the store lacks it (it was the store's last lookup). */
   #onInv(
+    slot: number,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     from: NodeId,
-    key: string,
     version: number,
     writer: NodeId,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
   ): void {
     // Every update adds at least 1 to a version that starts at 0.
     assert(version > 0, "an INV carries an update's timestamp, above the initial 0.0");
-    const rec = this.#keys.get(key) ?? this.#record(key);
-    if (rec.stale && rec.staleEpoch !== this.#epoch) {
-      // A live update of the same version replaces a stale key even with a lower ts. A lower
-      // version gets no answer until the join ends: a Reject with the stale state could spread a
-      // lost RMW, and an ACK would claim a state this replica may not have (see beginJoin). In the
-      // epoch in which the key went stale nothing committed without us: it answers as usual (its
-      // Reject may be all that stops a lower RMW racing the one it holds, whose coordinator it may be).
-      if (!this.#liveUpdateMeetsStale(rec, from, version, writer, rmw, value, nowMs)) return;
-      this.#outbox.send(from, MsgKind.Ack, key, version, writer, this.#epoch, false, null);
-      return;
+    const store = this.#store;
+    if (slot < 0) {
+      // A new key: stored with the INV's value at once (one slot of the right class); #adopt below
+      // then writes the same value in place along with the timestamp.
+      slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
+      if (slot < 0) {
+        // No room for the key: as if the INV were lost (its coordinator sends it again).
+        this.counters.storeFullDrops++;
+        return;
+      }
+    } else {
+      const side = store.side(slot);
+      if (side !== null && side.stale && side.staleEpoch !== this.#epoch) {
+        // A live update of the same version replaces a stale key even with a lower ts. A lower
+        // version gets no answer until the join ends: a Reject with the stale state could spread a
+        // lost RMW, and an ACK would claim a state this replica may not have (see beginJoin). In the
+        // epoch in which the key went stale nothing committed without us: it answers as usual (its
+        // Reject may be all that stops a lower RMW racing the one it holds, whose coordinator it may be).
+        if (!this.#liveUpdateMeetsStale(side, from, version, writer, rmw, value, valueAt, valueLength, nowMs)) return;
+        this.#sendTs(from, MsgKind.Ack, slot, version, writer, this.#epoch);
+        return;
+      }
     }
-    const order = compareTs(version, writer, rec.version, rec.writer);
+    const order = compareTs(version, writer, store.version(slot), store.writer(slot));
     if (order < 0 && this.rejectsLowerInv(rmw)) {
       // HRRcvRMWInv: a stale RMW gets this node's newer state instead of an ACK. We answer a stale
       // write the same way: its coordinator then learns of the higher update and finishes the
       // write in Trans, without VALs, so it never makes a superseded value readable. (With a plain
       // ACK it could validate its lower write while a higher RMW, computed from an older base,
       // is still in flight: the RMW would then overwrite a value that was read.)
-      this.#outbox.send(from, MsgKind.Reject, key, rec.version, rec.writer, this.#epoch, rec.rmw, rec.value);
+      this.#sendOwn(from, MsgKind.Reject, slot);
       return;
     }
-    if (order === 0 && rec.state === KeyState.Write && rec.pendingRmw) {
+    if (order === 0 && store.state(slot) === KeyState.Write && store.side(slot)!.pendingRmw) {
       // Someone replays our own pending RMW. We do not ACK it: while we are a member, our RMW then
       // commits only through us, so when we see a higher ts we know it has not committed (and, as
       // we now hold the higher ts, never will in an epoch we belong to). Answering the client right
       // depends on this; we finish the RMW ourselves, since we are alive.
       return;
     }
-    if (order > 0) this.#adopt(rec, from, version, writer, rmw, value, nowMs);
-    else if (order === 0 && rec.state === KeyState.Invalid) rec.invalidSinceMs = nowMs; // the update is alive
+    if (order > 0) {
+      if (!this.#adopt(slot, from, version, writer, rmw, value, valueAt, valueLength, nowMs)) {
+        // No room for the value: as if the INV were lost; the key keeps its state.
+        this.counters.storeFullDrops++;
+        return;
+      }
+    } else if (order === 0 && store.state(slot) === KeyState.Invalid) {
+      store.side(slot)!.invalidSinceMs = nowMs; // the update is alive
+    }
     // Equal (a retransmission or a replay) or higher: ACK.
-    this.#outbox.send(from, MsgKind.Ack, key, version, writer, this.#epoch, false, null);
+    this.#sendTs(from, MsgKind.Ack, slot, version, writer, this.#epoch);
   }
 
   #onReject(
+    slot: number,
     from: NodeId,
-    key: string,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
   ): void {
     // The sender held a ts above an INV's, and every INV is above 0.0.
     assert(version > 0, "a Reject carries a timestamp above the initial 0.0");
-    const rec = this.#keys.get(key);
-    if (rec === undefined) return;
+    if (slot < 0) return;
+    const store = this.#store;
     // Treated like an INV with a higher ts (the spec's RINV), without an ACK back.
-    if (compareTs(version, writer, rec.version, rec.writer) > 0)
-      this.#adopt(rec, from, version, writer, rmw, value, nowMs);
+    if (compareTs(version, writer, store.version(slot), store.writer(slot)) > 0) {
+      if (!this.#adopt(slot, from, version, writer, rmw, value, valueAt, valueLength, nowMs)) {
+        this.counters.storeFullDrops++;
+        return;
+      }
+    }
     // For a pending write (not an RMW), the sender holds a ts above it, which is all an ACK of a
     // write says: count it. A pending RMW has been aborted by the adoption above.
-    if (rec.hasPending() && !rec.pendingRmw && compareTs(version, writer, rec.pendingVersion, rec.pendingWriter) > 0) {
-      this.#countAck(rec, from, epoch, nowMs);
+    const side = store.side(slot);
+    if (
+      side !== null &&
+      side.hasPending() &&
+      !side.pendingRmw &&
+      compareTs(version, writer, side.pendingVersion, side.pendingWriter) > 0
+    ) {
+      this.#countAck(side, from, epoch, nowMs);
     }
   }
 
-  /** A_I: take a higher ts and its value; the state follows the spec's RMW rules. */
+  /**
+   * A_I: take a higher ts and its value; the state follows the spec's RMW rules. False, changing
+   * nothing, when the store has no room for the value.
+   */
   #adopt(
-    rec: KeyRecord,
+    slot: number,
     from: NodeId,
     version: number,
     writer: NodeId,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
     nowMs: number,
-  ): void {
-    assert(compareTs(version, writer, rec.version, rec.writer) > 0, "a key adopts only a higher timestamp");
+  ): boolean {
+    const store = this.#store;
+    assert(
+      compareTs(version, writer, store.version(slot), store.writer(slot)) > 0,
+      "a key adopts only a higher timestamp",
+    );
     assertIsNodeId(from, "the adopted update's sender is a node id 0..31");
-    rec.version = version;
-    rec.writer = writer;
-    rec.value = value === null ? null : value.slice();
-    rec.rmw = rmw;
-    rec.lastWriter = from;
-    rec.invalidSinceMs = nowMs;
-    rec.stale = false;
-    switch (rec.state) {
+    const state = store.state(slot) as KeyState;
+    let side = store.side(slot);
+    // W goes to Trans unless its RMW aborts: the own pending value must outlive the key's item.
+    const toTrans = state === KeyState.Write && !(side!.pendingRmw && this.abortsOwnRmw());
+    const kept = toTrans ? store.copyValue(slot) : null;
+    if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
+    store.setTs(slot, version, writer, rmw, from);
+    side ??= this.#attachSide(slot);
+    side.invalidSinceMs = nowMs;
+    side.stale = false;
+    switch (state) {
       case KeyState.Valid:
       case KeyState.Invalid:
-        rec.state = KeyState.Invalid;
+        store.setState(slot, KeyState.Invalid);
         break;
       case KeyState.Trans:
         break;
       case KeyState.Write:
-        if (rec.pendingRmw && this.abortsOwnRmw()) {
+        if (!toTrans) {
           // The RMW lost. Its client waits until the abort is final (key Valid at a higher ts),
           // then the op is evaluated again from the front of the queue.
           this.counters.rmwAborts++;
-          const op = rec.pendingOp;
-          rec.clearPending();
-          rec.state = KeyState.Invalid;
+          const op = side.pendingOp;
+          side.clearPending();
+          store.setState(slot, KeyState.Invalid);
           if (op !== null) {
             op.retries++;
-            rec.waiting.unshift(op);
-            this.#waitingKeys.add(rec);
+            side.waiting.unshift(op);
+            this.#waitingKeys.add(side);
           }
         } else {
-          rec.state = KeyState.Trans;
+          side.pendingValue = kept;
+          store.setState(slot, KeyState.Trans);
         }
         break;
       case KeyState.Replay:
         // The spec sends a replayer to invalid: the higher update supersedes the one replayed.
-        rec.clearPending();
-        rec.state = KeyState.Invalid;
+        side.clearPending();
+        store.setState(slot, KeyState.Invalid);
         break;
     }
-    this.#unsettled.add(rec);
+    this.#unsettled.add(side);
+    return true;
   }
 
-  #onAck(from: NodeId, key: string, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
+  #onAck(slot: number, from: NodeId, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
     assert(version > 0, "an ACK echoes an INV's timestamp, above the initial 0.0");
-    const rec = this.#keys.get(key);
-    if (rec === undefined || !rec.hasPending()) return;
-    if (rec.pendingVersion !== version || rec.pendingWriter !== writer) return;
-    this.#countAck(rec, from, epoch, nowMs);
+    if (slot < 0) return;
+    const side = this.#store.side(slot);
+    if (side === null || !side.hasPending()) return;
+    if (side.pendingVersion !== version || side.pendingWriter !== writer) return;
+    this.#countAck(side, from, epoch, nowMs);
   }
 
-  #countAck(rec: KeyRecord, from: NodeId, epoch: Epoch, nowMs: number): void {
-    assert(rec.hasPending(), "ACKs count only towards a pending update");
+  #countAck(side: KeySide, from: NodeId, epoch: Epoch, nowMs: number): void {
+    assert(side.hasPending(), "ACKs count only towards a pending update");
     assert(from !== this.self, "an ACK never comes from this replica itself");
     assertIsNodeId(from, "an ACK comes from a node id 0..31");
     // Each epoch names one view, and only its members send in it. An ACK that says otherwise comes
@@ -891,66 +1391,83 @@ export class Replica {
       return;
     }
     const bit = 1 << from;
-    if ((rec.acks & bit) !== 0) return;
-    rec.acks |= bit;
-    this.#probe?.ackCounted(this.self, rec.key, from, epoch, this.#epoch);
-    this.#maybeFinishPending(rec, nowMs);
+    if ((side.acks & bit) !== 0) return;
+    side.acks |= bit;
+    if (this.#probe !== null)
+      this.#probe.ackCounted(this.self, this.#store.keyString(side.slot), from, epoch, this.#epoch);
+    this.#maybeFinishPending(side, nowMs);
   }
 
-  #onVal(key: string, version: number, writer: NodeId, nowMs: number): void {
+  #onVal(slot: number, version: number, writer: NodeId, nowMs: number): void {
     assert(version > 0, "a VAL names a committed update's timestamp, above the initial 0.0");
-    const rec = this.#keys.get(key);
-    if (rec === undefined || rec.state === KeyState.Valid) return;
-    if (rec.version !== version || rec.writer !== writer) return;
+    if (slot < 0) return;
+    const store = this.#store;
+    if (store.state(slot) === KeyState.Valid) return;
+    if (store.version(slot) !== version || store.writer(slot) !== writer) return;
+    const side = store.side(slot)!;
     // The current ts is committed. An own pending update is finished too: in Trans it is a lower
     // write linearized just before this one; in W or R someone replayed exactly it.
-    if (rec.hasPending()) {
-      const op = rec.pendingOp;
-      const pendingVersion = rec.pendingVersion;
-      const pendingWriter = rec.pendingWriter;
-      const pendingValue = rec.pendingValue;
-      rec.clearPending();
-      if (op !== null) this.#answerUpdate(op, pendingVersion, pendingWriter, pendingValue);
+    if (side.hasPending()) {
+      const op = side.pendingOp;
+      const pendingVersion = side.pendingVersion;
+      const pendingWriter = side.pendingWriter;
+      const fromStore = store.state(slot) !== KeyState.Trans;
+      const kept = side.pendingValue;
+      side.clearPending();
+      if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, pendingVersion, pendingWriter);
     }
-    this.#validate(rec, nowMs);
+    this.#validate(side, nowMs);
   }
 
   /** Finish the pending update if every other member has ACKed it in this epoch. */
-  #maybeFinishPending(rec: KeyRecord, nowMs: number): void {
-    if (!rec.hasPending() || (rec.acks & this.#othersMask) !== this.#othersMask) return;
-    const op = rec.pendingOp;
-    const version = rec.pendingVersion;
-    const writer = rec.pendingWriter;
-    const value = rec.pendingValue;
-    rec.clearPending();
+  #maybeFinishPending(side: KeySide, nowMs: number): void {
+    if (!side.hasPending() || (side.acks & this.#othersMask) !== this.#othersMask) return;
+    const store = this.#store;
+    const slot = side.slot;
+    const op = side.pendingOp;
+    const version = side.pendingVersion;
+    const writer = side.pendingWriter;
+    const fromStore = store.state(slot) !== KeyState.Trans;
+    const kept = side.pendingValue;
+    side.clearPending();
     this.counters.updatesCommitted++;
-    if (rec.state === KeyState.Trans) {
+    if (store.state(slot) === KeyState.Trans) {
       // A lower write finished while a higher one is in flight: no VAL (O1), the key stays Invalid.
-      rec.state = KeyState.Invalid;
-      rec.invalidSinceMs = nowMs;
+      store.setState(slot, KeyState.Invalid);
+      side.invalidSinceMs = nowMs;
       // Not a commit in the spec's sense (no VALs, never readable): it may be linearized before
       // concurrent updates, so the probe does not report it.
-      if (op !== null) this.#answerUpdate(op, version, writer, value);
-      this.#serveKey(rec, nowMs);
+      if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, version, writer);
+      this.#serveKey(side, nowMs);
       return;
     }
-    assert(rec.state === KeyState.Write || rec.state === KeyState.Replay, "a pending update not in Trans is in W or R");
-    assert(rec.version === version, "in W or R the key holds the pending ts (version)");
-    assert(rec.writer === writer, "in W or R the key holds the pending ts (writer)");
-    this.#probe?.committed(this.self, rec.key, version, writer, rec.rmw);
-    for (const to of this.#others) this.#outbox.send(to, MsgKind.Val, rec.key, version, writer, 0, false, null);
-    if (op !== null) this.#answerUpdate(op, version, writer, value);
-    this.#validate(rec, nowMs);
+    assert(
+      store.state(slot) === KeyState.Write || store.state(slot) === KeyState.Replay,
+      "a pending update not in Trans is in W or R",
+    );
+    assert(store.version(slot) === version, "in W or R the key holds the pending ts (version)");
+    assert(store.writer(slot) === writer, "in W or R the key holds the pending ts (writer)");
+    if (this.#probe !== null) this.#probe.committed(this.self, store.keyString(slot), version, writer, store.rmw(slot));
+    const page = store.page(slot);
+    const keyAt = store.keyAt(slot);
+    const keyLength = store.keyBytes(slot);
+    for (const to of this.#others)
+      this.#outbox.send(to, MsgKind.Val, page, keyAt, keyLength, version, writer, 0, false, null, 0, 0);
+    if (op !== null) this.#answerUpdate(op, slot, fromStore, kept, version, writer);
+    this.#validate(side, nowMs);
   }
 
-  #validate(rec: KeyRecord, nowMs: number): void {
-    assert(!rec.hasPending(), "a key goes Valid only once its own pending update is finished");
-    assert(rec.state !== KeyState.Valid, "only an unsettled key is validated");
-    rec.state = KeyState.Valid;
-    rec.stale = false;
-    this.#unsettled.delete(rec);
-    this.#probe?.validated(this.self, rec.key, rec.version, rec.writer);
-    this.#serveKey(rec, nowMs);
+  #validate(side: KeySide, nowMs: number): void {
+    const store = this.#store;
+    const slot = side.slot;
+    assert(!side.hasPending(), "a key goes Valid only once its own pending update is finished");
+    assert(store.state(slot) !== KeyState.Valid, "only an unsettled key is validated");
+    store.setState(slot, KeyState.Valid);
+    side.stale = false;
+    this.#unsettled.delete(side);
+    if (this.#probe !== null)
+      this.#probe.validated(this.self, store.keyString(slot), store.version(slot), store.writer(slot));
+    this.#serveKey(side, nowMs);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -960,12 +1477,13 @@ export class Replica {
     if (this.#stopped) return;
     this.#expireOps(nowMs);
     if (!this.#member) return;
-    for (const rec of this.#unsettled) {
-      if (rec.hasPending()) {
-        if (nowMs - rec.invSentMs >= rec.retransmitWaitMs) this.#retransmitInv(rec, nowMs);
-      } else if (rec.state === KeyState.Invalid && !rec.stale) {
-        if (nowMs - rec.invalidSinceMs >= this.config.mltMs || !this.#isMemberId(rec.lastWriter)) {
-          this.#startReplay(rec, nowMs);
+    const store = this.#store;
+    for (const side of this.#unsettled) {
+      if (side.hasPending()) {
+        if (nowMs - side.invSentMs >= side.retransmitWaitMs) this.#retransmitInv(side, nowMs);
+      } else if (store.state(side.slot) === KeyState.Invalid && !side.stale) {
+        if (nowMs - side.invalidSinceMs >= this.config.mltMs || !this.#isMemberId(store.lastWriter(side.slot))) {
+          this.#startReplay(side, nowMs);
         }
       }
     }
@@ -976,124 +1494,223 @@ export class Replica {
       const op = this.#deadlines.peekLive();
       if (op === null || op.deadlineMs > nowMs) return;
       this.#deadlines.pop();
-      const rec = this.#keys.get(op.key);
-      if (rec !== undefined) {
-        const index = rec.waiting.indexOf(op);
+      const side = op.side;
+      if (side !== null) {
+        const index = side.waiting.indexOf(op);
         if (index >= 0) {
-          rec.waiting.splice(index, 1);
-          if (rec.waiting.length === 0) this.#waitingKeys.delete(rec);
-        } else if (rec.pendingOp === op) {
-          rec.pendingOp = null; // the update goes on; only its client gives up
+          side.waiting.splice(index, 1);
+          if (side.waiting.length === 0) this.#waitingKeys.delete(side);
+        } else if (side.pendingOp === op) {
+          side.pendingOp = null; // the update goes on; only its client gives up
         }
       }
       // An op that was issued may still take effect (it may be re-queued after a non-final abort).
-      this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Timeout, null, 0, 0);
+      this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Timeout, 0, 0);
+      if (side !== null) this.#releaseIfSettled(side);
     }
   }
 
   /** HFollowerWriteReplay: take over the update this key was invalidated with, same ts and value. */
-  #startReplay(rec: KeyRecord, nowMs: number): void {
-    assert(rec.state === KeyState.Invalid, "replays start from Invalid");
-    assert(!rec.hasPending(), "replays start with nothing pending (Invalid holds no own update)");
+  #startReplay(side: KeySide, nowMs: number): void {
+    const store = this.#store;
+    const slot = side.slot;
+    assert(store.state(slot) === KeyState.Invalid, "replays start from Invalid");
+    assert(!side.hasPending(), "replays start with nothing pending (Invalid holds no own update)");
     this.counters.replaysStarted++;
-    rec.state = KeyState.Replay;
-    rec.pendingVersion = rec.version;
-    rec.pendingWriter = rec.writer;
-    rec.pendingValue = rec.value;
-    rec.pendingRmw = rec.rmw;
-    rec.acks = 0;
-    rec.writeEpoch = this.#epoch;
-    rec.lastWriter = this.self;
-    rec.pendingOp = null;
-    this.#broadcastInv(rec, nowMs);
-    this.#maybeFinishPending(rec, nowMs);
+    store.setState(slot, KeyState.Replay);
+    side.pendingVersion = store.version(slot);
+    side.pendingWriter = store.writer(slot);
+    side.pendingValue = null; // the key's own value is replayed
+    side.pendingRmw = store.rmw(slot);
+    side.acks = 0;
+    side.writeEpoch = this.#epoch;
+    store.setLastWriter(slot, this.self);
+    side.pendingOp = null;
+    this.#broadcastInv(side, nowMs);
+    this.#maybeFinishPending(side, nowMs);
   }
 
-  #broadcastInv(rec: KeyRecord, nowMs: number): void {
-    assert(rec.hasPending(), "INVs are sent only for a pending update");
-    rec.invSentMs = nowMs;
-    rec.retransmitWaitMs = this.config.retransmitMs;
-    for (const to of this.#others) {
-      this.counters.invsSent++;
-      this.#outbox.send(
-        to,
-        MsgKind.Inv,
-        rec.key,
-        rec.pendingVersion,
-        rec.pendingWriter,
-        this.#epoch,
-        rec.pendingRmw,
-        rec.pendingValue,
-      );
-    }
+  #broadcastInv(side: KeySide, nowMs: number): void {
+    assert(side.hasPending(), "INVs are sent only for a pending update");
+    side.invSentMs = nowMs;
+    side.retransmitWaitMs = this.config.retransmitMs;
+    this.counters.invsSent += this.#sendPendingInvs(side, 0);
   }
 
-  #retransmitInv(rec: KeyRecord, nowMs: number): void {
-    assert(rec.hasPending(), "INVs are re-sent only for a pending update");
-    rec.invSentMs = nowMs;
+  #retransmitInv(side: KeySide, nowMs: number): void {
+    assert(side.hasPending(), "INVs are re-sent only for a pending update");
+    side.invSentMs = nowMs;
     // Exponential backoff: under load ACKs are late, not lost, and re-sending every INV on a fixed
     // timer would add load exactly when there is too much (measured: nearly every INV re-sent).
-    rec.retransmitWaitMs = Math.min(rec.retransmitWaitMs * 2, this.config.retransmitMs * retransmitBackoffMax);
+    side.retransmitWaitMs = Math.min(side.retransmitWaitMs * 2, this.config.retransmitMs * retransmitBackoffMax);
+    this.counters.invsRetransmitted += this.#sendPendingInvs(side, side.acks);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Messages out: keys and values are lent from the store (or the side's kept value)
+
+  /**
+   * INVs of the key's pending update to the other members not in `skip` (a mask of node ids);
+   * returns how many. The value is the key's own in W and R, the side's copy in Trans.
+   */
+  #sendPendingInvs(side: KeySide, skip: number): number {
+    const item = this.#view;
+    this.#store.read(side.slot, item);
+    let value: Uint8Array | null;
+    let valueAt: number;
+    let valueLength: number;
+    if (item.state === KeyState.Trans) {
+      value = side.pendingValue;
+      valueAt = 0;
+      valueLength = value === null ? 0 : value.length;
+    } else {
+      value = item.hasValue ? item.page : null;
+      valueAt = item.valueAt;
+      valueLength = item.valueBytes;
+    }
+    let sent = 0;
     for (const to of this.#others) {
-      if ((rec.acks & (1 << to)) !== 0) continue;
-      this.counters.invsRetransmitted++;
+      if ((skip & (1 << to)) !== 0) continue;
       this.#outbox.send(
         to,
         MsgKind.Inv,
-        rec.key,
-        rec.pendingVersion,
-        rec.pendingWriter,
+        item.page,
+        item.keyAt,
+        item.keyBytes,
+        side.pendingVersion,
+        side.pendingWriter,
         this.#epoch,
-        rec.pendingRmw,
-        rec.pendingValue,
+        side.pendingRmw,
+        value,
+        valueAt,
+        valueLength,
       );
+      sent++;
     }
+    return sent;
+  }
+
+  /** A message carrying the key's own timestamp and value (a Reject). */
+  #sendOwn(to: NodeId, kind: MsgKind, slot: number): void {
+    const store = this.#store;
+    const page = store.page(slot);
+    const keyAt = store.keyAt(slot);
+    const keyLength = store.keyBytes(slot);
+    const value = store.hasValue(slot) ? page : null;
+    this.#outbox.send(
+      to,
+      kind,
+      page,
+      keyAt,
+      keyLength,
+      store.version(slot),
+      store.writer(slot),
+      this.#epoch,
+      store.rmw(slot),
+      value,
+      keyAt + keyLength,
+      store.valueBytes(slot),
+    );
+  }
+
+  /** A message with a timestamp and no value (ACK, VAL). */
+  #sendTs(to: NodeId, kind: MsgKind, slot: number, version: number, writer: NodeId, epoch: Epoch): void {
+    const store = this.#store;
+    this.#outbox.send(
+      to,
+      kind,
+      store.page(slot),
+      store.keyAt(slot),
+      store.keyBytes(slot),
+      version,
+      writer,
+      epoch,
+      false,
+      null,
+      0,
+      0,
+    );
   }
 
   // ---------------------------------------------------------------------------------------------
   // Answers
 
-  #answer(op: Op, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
-    assert(!op.done, "every op is answered exactly once");
-    op.done = true;
+  /** Answer an op without a value. */
+  #answer(op: Op, status: OpStatus, version: number, writer: NodeId): void {
     const id = op.id;
-    this.#pool.release(op);
-    this.#completions.complete(id, status, value, version, writer);
+    this.#release(op);
+    this.#completions.complete(id, status, null, 0, 0, version, writer);
   }
 
-  /** An own update committed (or finished below a higher one): Ok with its ts; Incr gets its value. */
-  #answerUpdate(op: Op, version: number, writer: NodeId, value: Uint8Array | null): void {
-    this.#answer(op, OpStatus.Ok, op.kind === OpKind.Incr ? value : null, version, writer);
+  /**
+   * An own update committed (or finished below a higher one): Ok with its ts; an Incr gets its new
+   * value, lent: the key's own (`fromStore`, in W and R) or the copy kept in Trans.
+   */
+  #answerUpdate(
+    op: Op,
+    slot: number,
+    fromStore: boolean,
+    kept: Uint8Array | null,
+    version: number,
+    writer: NodeId,
+  ): void {
+    const id = op.id;
+    const incr = op.kind === OpKind.Incr;
+    this.#release(op);
+    const store = this.#store;
+    if (!incr) this.#completions.complete(id, OpStatus.Ok, null, 0, 0, version, writer);
+    else if (!fromStore)
+      this.#completions.complete(id, OpStatus.Ok, kept, 0, kept === null ? 0 : kept.length, version, writer);
+    else if (!store.hasValue(slot)) this.#completions.complete(id, OpStatus.Ok, null, 0, 0, version, writer);
+    else
+      this.#completions.complete(
+        id,
+        OpStatus.Ok,
+        store.page(slot),
+        store.valueAt(slot),
+        store.valueBytes(slot),
+        version,
+        writer,
+      );
+  }
+
+  /** An op is answered exactly once: it goes back to the pool before its completion. */
+  #release(op: Op): void {
+    assert(!op.done, "every op is answered exactly once");
+    op.done = true;
+    this.#pool.release(op);
   }
 
   /** Leaving the membership or stopping: nothing here will make progress any more. */
   #abandonAll(): void {
-    for (const rec of this.#waitingKeys) {
-      for (const op of rec.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, null, 0, 0);
-      rec.waiting.length = 0;
+    for (const side of this.#waitingKeys) {
+      for (const op of side.waiting) this.#answer(op, op.issued ? OpStatus.Unknown : OpStatus.Unavailable, 0, 0);
+      side.waiting.length = 0;
     }
+    const waited = [...this.#waitingKeys];
     this.#waitingKeys.clear();
-    for (const rec of this.#unsettled) {
-      const op = rec.pendingOp;
-      rec.pendingOp = null;
-      if (op !== null) this.#answer(op, OpStatus.Unknown, null, 0, 0);
+    for (const side of this.#unsettled) {
+      const op = side.pendingOp;
+      side.pendingOp = null;
+      if (op !== null) this.#answer(op, OpStatus.Unknown, 0, 0);
     }
+    for (const side of waited) this.#releaseIfSettled(side);
   }
 
   // ---------------------------------------------------------------------------------------------
   // Rules as overridable predicates: the mutation tests subclass Replica and break exactly one.
 
   /** Reads are served only in Valid, and only while the lease is valid at the moment of answering. */
-  protected readable(rec: KeyRecord, nowMs: number): boolean {
-    return rec.state === KeyState.Valid && this.leaseValid(nowMs);
+  protected readable(state: KeyState, nowMs: number): boolean {
+    return state === KeyState.Valid && this.leaseValid(nowMs);
   }
   /** INV, ACK and Reject count only in the epoch they were sent in. */
   protected epochAccepted(epoch: Epoch): boolean {
     return epoch === this.#epoch;
   }
   /** Reset the ACK set of a pending update when the epoch changes (the spec's 2024 fix). */
-  protected resetAcksOnEpochChange(rec: KeyRecord): void {
-    rec.acks = 0;
+  protected resetAcksOnEpochChange(side: KeySide): void {
+    side.acks = 0;
   }
   /** A follower with a higher ts answers a stale INV (write or RMW) with its own state. */
   protected rejectsLowerInv(_rmw: boolean): boolean {
@@ -1113,11 +1730,39 @@ export class Replica {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Keys and side objects
 
-  #record(key: string): KeyRecord {
-    const rec = new KeyRecord(key);
-    this.#keys.set(key, rec);
-    return rec;
+  /** Encode a string key into #keyScratch (grown for long keys); returns its length in bytes. */
+  #encodeKey(key: string): number {
+    let length = utf8Encode(key, this.#keyScratch, 0, this.#keyScratch.length);
+    if (length < 0) {
+      const bytes = utf8Length(key);
+      assert(bytes <= storeKeyBytesMax, "a key is at most 65535 UTF-8 bytes");
+      this.#keyScratch = new Uint8Array(bytes);
+      length = utf8Encode(key, this.#keyScratch, 0, bytes);
+    }
+    return length;
+  }
+
+  /** Look a string key up by its UTF-8 bytes. */
+  #findString(key: string): number {
+    const length = this.#encodeKey(key);
+    return this.#store.find(this.#keyScratch, 0, length);
+  }
+
+  #attachSide(slot: number): KeySide {
+    const side = this.#freeSides.pop() ?? new KeySide();
+    this.#store.attachSide(slot, side);
+    return side;
+  }
+
+  /** A key that is Valid with nothing waiting needs no side object: give it back to the pool. */
+  #releaseIfSettled(side: KeySide): void {
+    if (side.slot < 0 || side.waiting.length > 0 || this.#store.state(side.slot) !== KeyState.Valid) return;
+    assert(!side.hasPending(), "a Valid key has no pending update");
+    this.#store.detachSide(side);
+    side.reset();
+    if (this.#freeSides.length < freeSidesMax) this.#freeSides.push(side);
   }
 
   #isMemberId(id: NodeId): boolean {
@@ -1127,9 +1772,17 @@ export class Replica {
 
 /** Incr: the value as a safe decimal integer plus `by`, encoded; null if either is not a safe integer. */
 export function incremented(value: Uint8Array | null, by: number): Uint8Array | null {
+  return value === null ? incrementedText(null, by) : incrementedAt(value, 0, value.length, by);
+}
+
+/** incremented() of the value `bytes[at..at+length)`, read in place. */
+function incrementedAt(bytes: Uint8Array, at: number, length: number, by: number): Uint8Array | null {
+  return incrementedText(textDecoder.decode(bytes.subarray(at, at + length)), by);
+}
+
+function incrementedText(text: string | null, by: number): Uint8Array | null {
   let current = 0;
-  if (value !== null) {
-    const text = textDecoder.decode(value);
+  if (text !== null) {
     if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null;
     current = Number(text);
   }

@@ -44,25 +44,44 @@ export const enum KeyState {
 
 /**
  * Where the core puts messages. Primitive arguments so that the worker can encode straight into a
- * frame buffer without allocating a message object. `value` is borrowed: the callee copies it
- * before returning if it keeps it.
+ * frame buffer without allocating a message object. The key is `key[keyAt..keyAt+keyLength)` and
+ * the value `value[valueAt..valueAt+valueLength)` (null: a tombstone, or none for ACK and VAL),
+ * both lent from the core's store for the duration of the call: the callee copies what it keeps.
  */
 export interface Outbox {
   send(
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void;
 }
 
-/** Where the core puts client completions. `opId` is the caller's handle given to `submit`. */
+/**
+ * Where the core puts client completions. `opId` is the caller's handle given to `submit`. The
+ * value (a read's, or an Incr's new number) is `value[valueAt..valueAt+valueLength)`, null when
+ * absent; it is lent for the duration of the call (a read's lies in the store's slab, which a later
+ * write overwrites in place): the callee copies it if it keeps it.
+ * Neither this nor the Outbox may call back into the replica during the call.
+ */
 export interface Completions {
-  complete(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void;
+  complete(
+    opId: number,
+    status: OpStatus,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    version: number,
+    writer: NodeId,
+  ): void;
 }
 
 /** Optional observer used by the simulator's oracles; the runtime passes none. */
@@ -97,8 +116,14 @@ export interface ReplicaConfig {
   keyQueueMax: number;
   /** Ops in the replica at once (waiting or in flight). */
   opsMax: number;
-  /** Keys the replica stores (tombstones included); a write that would create more is StoreFull. */
+  /** Keys this node's clients may create (tombstones included); a write that would create more is StoreFull. */
   keysMax: number;
+  /**
+   * Bytes of the key store's slab pages (keys, values and their 22-byte headers). A client update
+   * that needs a new slot while the pages are within 1/8 of this is StoreFull; the last 1/8 is for
+   * updates from other replicas, which cannot be refused. At most about 4 GiB (u32 addresses).
+   */
+  storeBytesMax: number;
   /** Largest value accepted from a client. */
   valueBytesMax: number;
   /** How many times an Incr retries after a final RMW abort before answering Aborted. */
@@ -112,6 +137,7 @@ export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {
   keyQueueMax: 256,
   opsMax: 65536,
   keysMax: 4_000_000,
+  storeBytesMax: 2 * 1024 * 1024 * 1024,
   valueBytesMax: 64 * 1024,
   incrRetriesMax: 16,
 };

@@ -6,11 +6,10 @@
 // a new cluster has nothing to load: it bootstraps and marks the cluster initialized in etcd, so
 // that an empty node never mistakes a cluster with data for a new one.
 
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import type { EtcdClient } from "../membership/etcd-client.ts";
 import type { HermesNode } from "./node.ts";
 import type { JoinAttempt, MembershipEvents } from "./rejoiner.ts";
-import { SnapshotDecoder, snapshotEpochMinParam } from "./snapshot-codec.ts";
+import { SnapshotRecordSplitter, snapshotEpochMinParam } from "./snapshot-codec.ts";
 
 /** Bound on asking a peer whether it serves; a peer that does not answer in time counts as "cannot tell". */
 export const peerStatusTimeoutMs = 2000;
@@ -105,19 +104,18 @@ async function fetchSnapshot(
   index: number,
   epochMin: number,
   kept: boolean,
-  onChunk: (entries: SnapshotEntry[]) => void,
+  onChunk: (records: Uint8Array) => void,
 ): Promise<number> {
   const response = await fetch(
     `http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
   );
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
-  const decoder = new SnapshotDecoder(node.keyBytesMax, node.valueBytesMax);
-  let count = 0;
+  // Whole records go to the replica as bytes; it installs them in place.
+  const splitter = new SnapshotRecordSplitter(node.keyBytesMax, node.valueBytesMax);
   for await (const chunk of response.body) {
-    const entries = decoder.push(chunk as Uint8Array);
-    count += entries.length;
-    if (entries.length > 0) onChunk(entries);
+    const records = splitter.push(chunk as Uint8Array);
+    if (records.length > 0) onChunk(records);
   }
-  decoder.finish();
-  return count;
+  splitter.finish();
+  return splitter.records;
 }

@@ -3,7 +3,6 @@
 // (serveHttp: every worker binds the node's port), so the node itself never sees a client op; what
 // the workers need to answer as the node would (serving, status) it keeps on the node board.
 
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { defaultReplicaConfig, type ReplicaConfig } from "../core/types.ts";
 import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
@@ -19,10 +18,11 @@ import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
+/** Streams shard `index` as runs of whole snapshot records (src/core/snapshot-records.ts); resolves with the number of records. */
 export type SnapshotSource = (
   index: number,
   epochMin: number,
-  onChunk: (entries: SnapshotEntry[]) => void,
+  onChunk: (records: Uint8Array) => void,
 ) => Promise<number>;
 
 export interface NodeOptions {
@@ -382,8 +382,8 @@ export class HermesNode {
   async loadFrom(source: SnapshotSource): Promise<number> {
     let entries = 0;
     for (const shard of this.shards) {
-      entries += await source(shard.index, this.#view.epoch, (chunk) =>
-        shard.post({ type: "snapshot-import", entries: chunk }),
+      entries += await source(shard.index, this.#view.epoch, (records) =>
+        shard.post({ type: "snapshot-import", records }),
       );
     }
     for (const shard of this.shards) shard.post({ type: "join-finish" });
@@ -399,7 +399,7 @@ export class HermesNode {
   exportShard(
     index: number,
     epochMin: number,
-    onChunk: (entries: SnapshotEntry[]) => void | Promise<void>,
+    onChunk: (records: Uint8Array) => void | Promise<void>,
     allowJoining = false,
   ): Promise<number> {
     return this.shards[index]!.exportSnapshot(epochMin, allowJoining && this.board.hasState, onChunk);

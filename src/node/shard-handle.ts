@@ -2,7 +2,6 @@
 // snapshots, HTTP start and stop, stop), all by postMessage. Client ops never pass through here: the
 // workers serve HTTP themselves (see src/worker/worker-backend.ts).
 
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import type { FromShard, HttpStart, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
 import { shardWorkerUrl } from "../worker-entry.ts";
 import { NotReadyError } from "./not-ready-error.ts";
@@ -28,7 +27,10 @@ export class ShardHandle {
   #terminated = false;
   #statsRequests = new Map<number, (stats: ShardStats) => void>();
   #nextRequest = 1;
-  #snapshotRequests = new Map<number, (entries: SnapshotEntry[], done: boolean, notReady: string | null) => void>();
+  #snapshotRequests = new Map<
+    number,
+    (records: Uint8Array, entries: number, done: boolean, notReady: string | null) => void
+  >();
   #httpReady: {
     resolve: (ready: { port: number; metricsBuffer: SharedArrayBuffer }) => void;
     reject: (error: Error) => void;
@@ -72,7 +74,12 @@ export class ShardHandle {
           stoppedResolve();
           return;
         case "snapshot-chunk":
-          this.#snapshotRequests.get(message.requestId)?.(message.entries, message.done, message.notReady);
+          this.#snapshotRequests.get(message.requestId)?.(
+            message.records,
+            message.entries,
+            message.done,
+            message.notReady,
+          );
           if (message.done) this.#snapshotRequests.delete(message.requestId);
           return;
         case "http-ready":
@@ -119,19 +126,22 @@ export class ShardHandle {
     });
   }
 
-  /** Stream this shard's snapshot to `onChunk`; rejects with NotReadyError if the replica cannot be a source yet. */
+  /**
+   * Stream this shard's snapshot to `onChunk` as runs of whole records (src/core/snapshot-records.ts);
+   * resolves with the number of records; rejects with NotReadyError if the replica cannot be a source yet.
+   */
   exportSnapshot(
     epochMin: number,
     allowJoining: boolean,
-    onChunk: (entries: SnapshotEntry[]) => void | Promise<void>,
+    onChunk: (records: Uint8Array) => void | Promise<void>,
   ): Promise<number> {
     const requestId = this.#nextRequest++;
     let count = 0;
     return new Promise((resolve, reject) => {
-      this.#snapshotRequests.set(requestId, (entries, done, notReady) => {
+      this.#snapshotRequests.set(requestId, (records, entries, done, notReady) => {
         if (notReady !== null) return reject(new NotReadyError(notReady));
-        count += entries.length;
-        if (entries.length > 0) void onChunk(entries);
+        count += entries;
+        if (records.length > 0) void onChunk(records);
         if (done) resolve(count);
       });
       this.post({ type: "snapshot-export", requestId, epochMin, allowJoining });

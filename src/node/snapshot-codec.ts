@@ -4,8 +4,13 @@
 //   u16 key bytes | key (UTF-8) | f64 version | u8 writer | u8 flags (1 rmw, 2 committed, 4 has value)
 //   | u32 value bytes | value
 // Records are self-delimiting, so the reader decodes as bytes arrive and rejects truncation.
+// The format is the core's (src/core/snapshot-records.ts): a source replica writes these records
+// from its slabs, the node streams them as they are, and the joiner's node splits the stream into
+// whole records (SnapshotRecordSplitter) for its replica, which installs them in place. The
+// entry encoder and decoder below are for tools and tests.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
+import { wholeRecordsEnd } from "../core/snapshot-records.ts";
 
 /**
  * The query parameter that carries epochMin. It keeps its old spelling on purpose: it is part of
@@ -94,4 +99,37 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   out.set(a, 0);
   out.set(b, a.length);
   return out;
+}
+
+/**
+ * Splits a snapshot byte stream into runs of whole records, checking each record's key and value
+ * lengths against this node's limits: push() bytes as they come and get back the whole records
+ * they complete (possibly none); finish() throws if the stream ended inside a record.
+ */
+export class SnapshotRecordSplitter {
+  #pending = new Uint8Array(0);
+  /** Whole records returned so far. */
+  records = 0;
+  readonly #keyBytesMax: number;
+  readonly #valueBytesMax: number;
+  readonly #counted = { records: 0 };
+
+  constructor(keyBytesMax: number, valueBytesMax: number) {
+    this.#keyBytesMax = keyBytesMax;
+    this.#valueBytesMax = valueBytesMax;
+  }
+
+  push(chunk: Uint8Array): Uint8Array {
+    const bytes = this.#pending.length === 0 ? chunk : concat(this.#pending, chunk);
+    const end = wholeRecordsEnd(bytes, 0, bytes.length, this.#keyBytesMax, this.#valueBytesMax, this.#counted);
+    if (end < 0) throw new Error(`snapshot: bad record (${end === -1 ? "key length" : "value length"})`);
+    this.records += this.#counted.records;
+    this.#pending = bytes.slice(end);
+    return bytes.subarray(0, end);
+  }
+
+  finish(): void {
+    if (this.#pending.length !== 0)
+      throw new Error(`snapshot: stream ended inside a record (${this.#pending.length} bytes left)`);
+  }
 }

@@ -2,13 +2,13 @@
 //
 // The worker keeps one FrameBuilder per peer and implements Outbox.send as `builder.append(...)`;
 // when append returns false the frame is full: the worker sends `finish()`, calls `reset()` and
-// appends again. Nothing is allocated per message: the key is UTF-8 encoded in place and the value
-// is copied in place, so the core's borrowed value can be reused as soon as append returns.
+// appends again. Nothing is allocated per message: the key's bytes and the value are copied in
+// place from wherever the core lends them (its store's slab), so they can change as soon as append
+// returns.
 
 import { assert } from "../base/assert.ts";
 import { MsgKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
-import { utf8Encode, utf8Length } from "../base/utf8.ts";
 import {
   codecVersion,
   frameBytesOffset,
@@ -105,19 +105,25 @@ export class FrameBuilder {
   }
 
   /**
-   * Appends one message (Outbox.send's argument list). Returns false, and leaves the frame as it
-   * was, when the message does not fit: send `finish()`, `reset()`, and append it again.
-   * Values are copied; `value` may be reused by the caller as soon as this returns.
+   * Appends one message (Outbox.send's argument list): the key is `key[keyAt..keyAt+keyLength)`
+   * (UTF-8), the value `value[valueAt..valueAt+valueLength)` (null: none, or a tombstone).
+   * Returns false, and leaves the frame as it was, when the message does not fit: send
+   * `finish()`, `reset()`, and append it again. Both are copied; the caller may change them as
+   * soon as this returns.
    */
   append(
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): boolean {
     const config = this.config;
     assert(to === config.peer, "frame builder used for another peer");
@@ -128,23 +134,22 @@ export class FrameBuilder {
     assert(epoch >>> 0 === epoch, "epoch must be a u32");
     const carriesValue = kind === MsgKind.Inv || kind === MsgKind.Reject;
     assert(carriesValue || value === null, "only Inv and Reject carry a value");
-    const valueBytes = value === null ? 0 : value.length;
+    assert(keyLength <= config.keyBytesMax, "key longer than keyBytesMax");
+    const valueBytes = value === null ? 0 : valueLength;
     assert(valueBytes <= config.valueBytesMax, "value larger than valueBytesMax");
     if (this.#messageCount === frameMessagesMax) return false;
 
     const bytes = this.#bytes;
     const start = this.#byteLength;
-    const keyAt = start + messageFixedBytes;
-    // Encode the key in place; the bound stops at the key limit or the frame end, whichever is first.
-    const keyLimit = Math.min(keyAt + config.keyBytesMax, bytes.length);
-    const keyEnd = keyAt <= bytes.length ? utf8Encode(key, bytes, keyAt, keyLimit) : -1;
-    if (keyEnd < 0 || keyEnd + valueBytes > bytes.length) {
-      // Either the frame is full or the key is over the limit: only the second is a caller bug.
-      assert(utf8Length(key) <= config.keyBytesMax, "key longer than keyBytesMax");
+    const keyTo = start + messageFixedBytes;
+    const keyEnd = keyTo + keyLength;
+    if (keyEnd + valueBytes > bytes.length) {
+      // The frame is full; the message alone always fits an empty frame (see the constructor).
       assert(this.#messageCount > 0, "message larger than an empty frame");
       return false;
     }
-    const keyBytes = keyEnd - keyAt;
+    copyInto(bytes, keyTo, key, keyAt, keyLength);
+    if (value !== null) copyInto(bytes, keyEnd, value, valueAt, valueBytes);
 
     const view = this.#view;
     view.setUint8(start + msgKindOffset, kind);
@@ -155,8 +160,7 @@ export class FrameBuilder {
     view.setUint32(start + msgVersionLowOffset, version >>> 0, true);
     view.setUint32(start + msgVersionHighOffset, Math.floor(version / versionHighWeight), true);
     view.setUint32(start + msgValueBytesOffset, valueBytes, true);
-    view.setUint16(start + msgKeyBytesOffset, keyBytes, true);
-    if (value !== null) bytes.set(value, keyEnd);
+    view.setUint16(start + msgKeyBytesOffset, keyLength, true);
     this.#byteLength = keyEnd + valueBytes;
     this.#messageCount++;
     return true;
@@ -188,4 +192,15 @@ export class FrameBuilder {
     this.#byteLength = frameHeaderBytes;
     this.#messageCount = 0;
   }
+}
+
+/** Ranges up to this size are copied by a loop, larger ones by set() (a memcpy with more setup and a view). */
+const copyLoopBytesMax = 64;
+
+function copyInto(to: Uint8Array, toAt: number, from: Uint8Array, fromAt: number, length: number): void {
+  if (length <= copyLoopBytesMax) {
+    for (let i = 0; i < length; i++) to[toAt + i] = from[fromAt + i];
+    return;
+  }
+  to.set(from.subarray(fromAt, fromAt + length), toAt);
 }

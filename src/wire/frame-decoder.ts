@@ -3,7 +3,8 @@
 // A frame comes from the network, so nothing in it is trusted: the WHOLE frame is validated
 // (header, every message's fields and lengths, UTF-8 of every key, exact total length) before the
 // first message is dispatched, so a receiver never acts on part of a bad frame. A bad frame is
-// dropped and counted by reason in WireStats; decoding never throws on input. (A handler that
+// dropped and counted by reason in WireStats; decoding never throws on input. Messages are
+// dispatched as offsets into the frame (key bytes, value bytes): decoding allocates nothing. (A handler that
 // throws, e.g. on a core assertion, still propagates: that is not a decoding problem.)
 //
 // There is no checksum: UDP and TCP carry their own, RDMA has a link-level CRC, and a corrupted
@@ -13,7 +14,7 @@
 import { MsgKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import { assert } from "../base/assert.ts";
-import { isAscii, utf8Check, utf8Decode, Utf8Kind } from "../base/utf8.ts";
+import { utf8Check, Utf8Kind } from "../base/utf8.ts";
 import {
   codecVersion,
   frameBytesOffset,
@@ -49,18 +50,23 @@ import {
 
 /**
  * Receives one decoded message: Outbox.send's argument list with `from` (the frame's sender) in
- * place of `to`. `value` is a view into the frame (null = tombstone, or no value for Ack/Val),
- * valid only during the call: copy what you keep.
+ * place of `to`. The key is `key[keyAt..keyAt+keyLength)` and the value `value[valueAt..valueAt+
+ * valueLength)` (value null = tombstone, or no value for Ack/Val): both lie in the frame itself,
+ * valid only during the call, so nothing is allocated per message; copy what you keep.
  */
 export type MessageHandler = (
   from: NodeId,
   kind: MsgKind,
-  key: string,
+  key: Uint8Array,
+  keyAt: number,
+  keyLength: number,
   version: number,
   writer: NodeId,
   epoch: Epoch,
   rmw: boolean,
   value: Uint8Array | null,
+  valueAt: number,
+  valueLength: number,
 ) => void;
 
 /** Counters of a decoder: what was accepted and why frames were dropped. */
@@ -165,8 +171,6 @@ export class FrameDecoder {
   frameSender: NodeId = 0;
   /** The sender's epoch from the header of the frame being dispatched. */
   frameEpoch: Epoch = 0;
-  /** Set by #validate: every key of the frame is ASCII, so dispatch skips the per-key scan. */
-  #keysAscii = true;
 
   constructor(config: FrameDecoderConfig, stats: WireStats = new WireStats()) {
     assert(config.clusterId >>> 0 === config.clusterId, "clusterId must be a u32");
@@ -206,8 +210,8 @@ export class FrameDecoder {
     this.stats.framesAccepted++;
     this.stats.messagesAccepted += count;
     // Every field below was checked by #validate, so this pass only reads. (Locals, so that a
-    // handler decoding another frame re-entrantly cannot change this frame's state.)
-    const keysAscii = this.#keysAscii;
+    // handler decoding another frame re-entrantly cannot change this frame's state.) Keys and
+    // values are handed over where they lie in the frame: no string, no view per message.
     let at = frameHeaderBytes;
     for (let i = 0; i < count; i++) {
       const kind = bytes[at + msgKindOffset] as MsgKind;
@@ -219,15 +223,21 @@ export class FrameDecoder {
       const keyBytes = u16(bytes, at + msgKeyBytesOffset);
       const keyAt = at + messageFixedBytes;
       const keyEnd = keyAt + keyBytes;
-      const key = utf8Decode(
+      at = keyEnd + valueBytes;
+      handler(
+        from,
+        kind,
         bytes,
         keyAt,
+        keyBytes,
+        version,
+        writer,
+        epoch,
+        (flags & msgFlagRmw) !== 0,
+        (flags & msgFlagValue) !== 0 ? bytes : null,
         keyEnd,
-        keysAscii || isAscii(bytes, keyAt, keyEnd) ? Utf8Kind.Ascii : Utf8Kind.Valid,
+        valueBytes,
       );
-      const value = (flags & msgFlagValue) !== 0 ? bytes.subarray(keyEnd, keyEnd + valueBytes) : null;
-      at = keyEnd + valueBytes;
-      handler(from, kind, key, version, writer, epoch, (flags & msgFlagRmw) !== 0, value);
     }
     return count;
   }
@@ -252,7 +262,6 @@ export class FrameDecoder {
     if (frameBytes < length) return Drop.Trailing;
     const count = u16(bytes, frameMessageCountOffset);
     let at = frameHeaderBytes;
-    let keysAscii = true;
     for (let i = 0; i < count; i++) {
       if (at + messageFixedBytes > length) return Drop.Truncated;
       const kind = bytes[at + msgKindOffset];
@@ -278,13 +287,12 @@ export class FrameDecoder {
       const keyAt = at + messageFixedBytes;
       // Compared before adding the value length so that a huge valueBytes cannot overflow.
       if (keyBytes > length - keyAt || valueBytes > length - keyAt - keyBytes) return Drop.Truncated;
-      const keyKind = utf8Check(bytes, keyAt, keyAt + keyBytes);
-      if (keyKind === Utf8Kind.Invalid) return Drop.BadUtf8;
-      if (keyKind !== Utf8Kind.Ascii) keysAscii = false;
+      // Keys stay bytes in the core, but they become strings at the edges (HTTP, snapshots): a key
+      // that no client could have sent must not get in.
+      if (utf8Check(bytes, keyAt, keyAt + keyBytes) === Utf8Kind.Invalid) return Drop.BadUtf8;
       at = keyAt + keyBytes + valueBytes;
     }
     if (at !== length) return Drop.Trailing;
-    this.#keysAscii = keysAscii;
     return Drop.None;
   }
 

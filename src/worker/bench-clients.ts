@@ -3,8 +3,9 @@
 // They bypass HTTP and the rings, so `hermes-kv bench` measures the protocol, the worker loop and
 // the transport. Latencies go into 1 µs histograms (as the reference's) with an overflow bucket.
 
-import type { Replica } from "../core/replica.ts";
+import type { KeyStamp, Replica } from "../core/replica.ts";
 import { OpKind, OpStatus } from "../base/kinds.ts";
+import { KeyState } from "../core/types.ts";
 import type { NodeId } from "../base/ids.ts";
 import { monotonicMs } from "../base/clock.ts";
 import type { ShardBenchConfig, ShardBenchStats } from "./messages.ts";
@@ -15,8 +16,13 @@ const issueBatchMax = 256;
 
 export class BenchClients {
   readonly #config: ShardBenchConfig;
-  readonly #keys: string[];
+  /** The keys' UTF-8 bytes back to back, and where each starts: the replica reads them in place. */
+  readonly #keyBytes: Uint8Array;
+  readonly #keyAt: Uint32Array;
+  readonly #keyCount: number;
   readonly #value: Uint8Array;
+  /** Reused for the CAS ops' expected timestamp. */
+  readonly #stamp: KeyStamp = { state: KeyState.Valid, version: 0, writer: 0 };
   /** Per slot: when its op started (ms) and whether it is a read. */
   readonly #startedMs: Float64Array;
   readonly #isRead: Uint8Array;
@@ -33,7 +39,12 @@ export class BenchClients {
   rmwAborts = 0;
   constructor(config: ShardBenchConfig, nodeId: NodeId, shardIndex: number) {
     this.#config = config;
-    this.#keys = Array.from({ length: config.keys }, (_, i) => `bench-${i}`);
+    const keys = Array.from({ length: config.keys }, (_, i) => new TextEncoder().encode(`bench-${i}`));
+    this.#keyCount = keys.length;
+    this.#keyAt = new Uint32Array(keys.length + 1);
+    for (let i = 0; i < keys.length; i++) this.#keyAt[i + 1] = this.#keyAt[i]! + keys[i]!.length;
+    this.#keyBytes = new Uint8Array(this.#keyAt[keys.length]!);
+    for (let i = 0; i < keys.length; i++) this.#keyBytes.set(keys[i]!, this.#keyAt[i]!);
     this.#value = new Uint8Array(config.valueBytes).fill(0x61 + ((nodeId + shardIndex) % 26));
     this.#startedMs = new Float64Array(config.slots);
     this.#isRead = new Uint8Array(config.slots);
@@ -64,25 +75,40 @@ export class BenchClients {
     let issued = 0;
     while (this.#freeCount > 0 && issued < issueBatchMax) {
       const slot = this.#free[--this.#freeCount]!;
-      const key = this.#keys[this.#next() % this.#keys.length]!;
+      const k = this.#next() % this.#keyCount;
+      const keyAt = this.#keyAt[k]!;
+      const keyLength = this.#keyAt[k + 1]! - keyAt;
+      const keys = this.#keyBytes;
       const isUpdate = this.#next() % 1000 < this.#config.writePerMille;
       this.#startedMs[slot] = nowMs;
       issued++;
       if (!isUpdate) {
         this.#isRead[slot] = 1;
         this.#kind[slot] = OpKind.Read;
-        replica.submit(opIdBase + slot, OpKind.Read, key, null, 0, 0, 0, nowMs);
+        replica.submitKey(opIdBase + slot, OpKind.Read, keys, keyAt, keyLength, null, 0, 0, 0, nowMs);
         continue;
       }
       this.#isRead[slot] = 0;
       if (this.#next() % 1000 < this.#config.rmwPerMille) {
         // An RMW: CAS against the timestamp this replica holds now (usually current).
-        const rec = replica.inspect(key);
+        const stamp = this.#stamp;
+        replica.timestampOfKey(keys, keyAt, keyLength, stamp);
         this.#kind[slot] = OpKind.Cas;
-        replica.submit(opIdBase + slot, OpKind.Cas, key, this.#value, rec?.version ?? 0, rec?.writer ?? 0, 0, nowMs);
+        replica.submitKey(
+          opIdBase + slot,
+          OpKind.Cas,
+          keys,
+          keyAt,
+          keyLength,
+          this.#value,
+          stamp.version,
+          stamp.writer,
+          0,
+          nowMs,
+        );
       } else {
         this.#kind[slot] = OpKind.Write;
-        replica.submit(opIdBase + slot, OpKind.Write, key, this.#value, 0, 0, 0, nowMs);
+        replica.submitKey(opIdBase + slot, OpKind.Write, keys, keyAt, keyLength, this.#value, 0, 0, 0, nowMs);
       }
     }
     return issued;

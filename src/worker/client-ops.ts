@@ -92,17 +92,42 @@ export class ClientOps {
     });
   }
 
-  /** The replica's answer for op `slot` (its Completions callback). */
-  complete(slot: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): void {
+  /**
+   * The replica's answer for op `slot` (its Completions callback). The value is
+   * `value[valueAt..valueAt+valueLength)`, lent by the replica (a read's lies in its store, which a
+   * later write overwrites in place): a forwarded op's answer is copied into the peer's ring, a
+   * local one gets its own copy (it becomes the HTTP body).
+   */
+  complete(
+    slot: number,
+    status: OpStatus,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    version: number,
+    writer: NodeId,
+  ): void {
     const owner = this.#owner[slot];
     assert(owner !== undefined && owner !== ownerNone, "a completion for a client op slot that is not in use");
     this.#owner[slot] = ownerNone;
     this.#free[this.#freeCount++] = slot;
     if (owner !== ownerLocal) {
-      this.#answerForwarded(owner, this.#peerOpId[slot]!, status, value, version, writer);
+      this.#answerForwarded(
+        owner,
+        this.#peerOpId[slot]!,
+        status,
+        value === null ? null : value.subarray(valueAt, valueAt + valueLength),
+        version,
+        writer,
+      );
       return;
     }
-    const result: OpResult = { status, value, version, writer };
+    const result: OpResult = {
+      status,
+      value: value === null ? null : value.slice(valueAt, valueAt + valueLength),
+      version,
+      writer,
+    };
     if (slot === this.#submitting) {
       this.#answeredAtOnce = result;
       return;

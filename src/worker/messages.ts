@@ -3,7 +3,6 @@
 // stop) and go by postMessage; client ops and their answers never do: a worker submits its own
 // HTTP requests to its replica and forwards others over the SharedArrayBuffer rings between workers.
 
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
@@ -123,7 +122,8 @@ export type ToShard =
   | { type: "drop"; peers: NodeId[] }
   /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */
   | { type: "snapshot-export"; requestId: number; epochMin: Epoch; allowJoining: boolean }
-  | { type: "snapshot-import"; entries: SnapshotEntry[] }
+  /** Whole snapshot records (src/core/snapshot-records.ts). */
+  | { type: "snapshot-import"; records: Uint8Array }
   | { type: "join-finish" }
   | { type: "stop" };
 
@@ -168,5 +168,13 @@ export type FromShard =
   | { type: "stats"; requestId: number; stats: ShardStats }
   | { type: "stopped"; shardIndex: number }
   /** notReady: why this replica refuses to be a source for now (the export ends with no entries), or null. */
-  | { type: "snapshot-chunk"; requestId: number; entries: SnapshotEntry[]; done: boolean; notReady: string | null }
+  /** Whole snapshot records (src/core/snapshot-records.ts), `entries` of them, written from the replica's slabs. */
+  | {
+      type: "snapshot-chunk";
+      requestId: number;
+      records: Uint8Array;
+      entries: number;
+      done: boolean;
+      notReady: string | null;
+    }
   | { type: "fatal"; shardIndex: number; message: string };

@@ -211,7 +211,7 @@ export class PeerLinks {
     this.#free[this.#freeCount++] = opId;
   }
 
-  /** Answer an op that `peer` forwarded (its id `opId`); published at the next `flush`. */
+  /** Answer an op that `peer` forwarded (its id `opId`); published at the next `flush`. `value` is lent: copied at once. */
   answer(
     peer: number,
     opId: number,
@@ -225,14 +225,15 @@ export class PeerLinks {
     if (this.#failed[peer]) return; // nobody is there to read it
     const backlog = this.#backlogs[peer]!;
     if (backlog.length === 0 && ring.push(opId, status, value, version, writer)) return;
-    // Every op gets exactly one answer: keep it until the ring has room. Values are owned by the
-    // replica and never mutated, so keeping the reference is safe. Every worker of a node has the
-    // same forwardsMax, so the peer has at most that many ops out, and at most that many answers wait.
+    // Every op gets exactly one answer: keep it until the ring has room. The value is lent by the
+    // replica (a read's lies in its store, which a later write overwrites in place): keep a copy.
+    // Every worker of a node has the same forwardsMax, so the peer has at most that many ops out,
+    // and at most that many answers wait.
     assert(
       backlog.length < this.#resolvers.length,
       "completion backlog holds at most forwardsMax answers (a peer keeps at most forwardsMax ops out)",
     );
-    backlog.push({ opId, status, value, version, writer });
+    backlog.push({ opId, status, value: value === null ? null : value.slice(), version, writer });
   }
 
   /** Publishes every pushed request and answer (one tail store per ring), waking sleeping peers. */

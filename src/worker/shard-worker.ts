@@ -11,6 +11,8 @@ import type { FromShard, HttpStart, ShardInit, ToShard } from "./messages.ts";
 import { placeThread, type Placement } from "./placement.ts";
 import { Shard } from "./shard.ts";
 import { WorkerBackend } from "./worker-backend.ts";
+import { SnapshotCursor } from "../core/replica.ts";
+import { recordBytes } from "../core/snapshot-records.ts";
 
 declare const self: Worker;
 
@@ -20,8 +22,8 @@ const early: ToShard[] = [];
 const control = new ControlClient(post);
 let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend } | null = null;
 
-function post(message: FromShard): void {
-  self.postMessage(message);
+function post(message: FromShard, transfer: ArrayBuffer[] = []): void {
+  self.postMessage(message, transfer);
 }
 
 function startHttp(source: Shard, start: HttpStart): void {
@@ -81,8 +83,11 @@ function fatal(shardIndex: number, error: unknown): void {
   process.exit(1);
 }
 
-/** Entries per snapshot chunk: bounds one postMessage and one pause of the shard loop. */
-const snapshotChunkEntries = 4096;
+/**
+ * Bytes per snapshot chunk: bounds one postMessage and one pause of the shard loop. A chunk also
+ * holds the largest record (the replica asserts it), so it is at least that big.
+ */
+const snapshotChunkBytes = 1 << 20;
 
 async function exportSnapshot(
   source: Shard,
@@ -96,18 +101,40 @@ async function exportSnapshot(
     post({
       type: "snapshot-chunk",
       requestId,
-      entries: [],
+      records: new Uint8Array(0),
+      entries: 0,
       done: true,
       notReady: `not ready: epoch ${source.replica.epoch} < ${epochMin}, member ${source.replica.isMember}, joining ${source.replica.joining}`,
     });
     return;
   }
-  for (const entries of source.replica.snapshot(snapshotChunkEntries)) {
-    post({ type: "snapshot-chunk", requestId, entries, done: false, notReady: null });
+  // Records go from the replica's slabs into a fresh buffer that is handed over to the main thread
+  // (transferred, not copied): no per-key object on the way.
+  const chunkBytes = Math.max(
+    snapshotChunkBytes,
+    recordBytes(source.init.keyBytesMax, source.init.replica.valueBytesMax),
+  );
+  const cursor = new SnapshotCursor();
+  while (!cursor.done) {
+    const chunk = new Uint8Array(chunkBytes);
+    const before = cursor.records;
+    const bytes = source.replica.snapshotRecords(cursor, chunk);
+    if (bytes > 0)
+      post(
+        {
+          type: "snapshot-chunk",
+          requestId,
+          records: chunk.subarray(0, bytes),
+          entries: cursor.records - before,
+          done: false,
+          notReady: null,
+        },
+        [chunk.buffer],
+      );
     // Let the shard loop run between chunks: the source keeps serving during a transfer.
     await new Promise((resolve) => setImmediate(resolve));
   }
-  post({ type: "snapshot-chunk", requestId, entries: [], done: true, notReady: null });
+  post({ type: "snapshot-chunk", requestId, records: new Uint8Array(0), entries: 0, done: true, notReady: null });
 }
 
 function handle(message: ToShard): void {
@@ -147,7 +174,7 @@ function handle(message: ToShard): void {
       return;
     }
     case "snapshot-import":
-      shard.importSnapshot(message.entries);
+      shard.importSnapshot(message.records);
       return;
     case "join-finish":
       shard.finishJoin();

@@ -8,7 +8,6 @@
 
 import { assert } from "../base/assert.ts";
 import { Replica } from "../core/replica.ts";
-import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { MsgKind, type OpKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { OpResult } from "../base/kv-backend.ts";
@@ -201,17 +200,36 @@ export class Shard {
       this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
   }
 
+  /** A decoded message: key and value stay where they are in the frame (no string, no copy). */
   readonly #onMessage = (
     from: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void => {
-    this.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.#now);
+    this.replica.receive(
+      from,
+      kind,
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      epoch,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+      this.#now,
+    );
   };
 
   readonly #onFrame = (from: NodeId, frame: Uint8Array): void => {
@@ -246,13 +264,13 @@ export class Shard {
     this.replica = newReplica(
       init.replica,
       {
-        send: (to, kind, key, version, writer, epoch, rmw, value) =>
-          this.#send(to, kind, key, version, writer, epoch, rmw, value),
+        send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
+          this.#send(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
       },
       {
-        complete: (opId, status, value, version, writer) => {
+        complete: (opId, status, value, valueAt, valueLength, version, writer) => {
           if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
-          else this.clientOps.complete(opId, status, value, version, writer);
+          else this.clientOps.complete(opId, status, value, valueAt, valueLength, version, writer);
         },
       },
     );
@@ -332,10 +350,11 @@ export class Shard {
     this.#links?.flush();
   }
 
-  importSnapshot(entries: SnapshotEntry[]): void {
-    const now = this.#clock();
-    for (const e of entries)
-      this.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now);
+  /** Whole snapshot records (split and checked by the node), installed in place. */
+  importSnapshot(records: Uint8Array): void {
+    const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock());
+    if (used !== records.length)
+      throw new Error(`snapshot chunk refused: ${used < 0 ? `bad record (${-used})` : "a record cut short"}`);
     this.#flushNetwork();
   }
 
@@ -482,15 +501,20 @@ export class Shard {
 
   // Effects ----------------------------------------------------------------------------------
 
+  /** Outbox.send: the key and value are lent by the core and copied into the peer's frame. */
   #send(
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
     version: number,
     writer: NodeId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
   ): void {
     const builder = this.#builders[to];
     if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
@@ -498,11 +522,25 @@ export class Shard {
       builder.senderEpoch = this.#epoch;
       this.#dirtyPeers.push(to);
     }
-    if (builder.append(to, kind, key, version, writer, epoch, rmw, value)) return;
+    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength))
+      return;
     // The frame is full: send it and start the next one.
     this.#sendFrame(to, builder);
     builder.senderEpoch = this.#epoch;
-    const fits = builder.append(to, kind, key, version, writer, epoch, rmw, value);
+    const fits = builder.append(
+      to,
+      kind,
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      epoch,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+    );
     assert(fits, "one message always fits an empty frame (valueBytesMax is capped by the frame size)");
   }
 

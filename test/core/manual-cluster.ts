@@ -5,8 +5,11 @@
 // checks all of them after each of its own steps (which covers replicas from a custom `make`).
 
 import { Replica } from "../../src/core/replica.ts";
+import type { KeySide } from "../../src/core/key-side.ts";
+import type { KeyStore } from "../../src/core/key-store.ts";
 import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
+import { copyRange, keyBytes, keyText } from "../lib/key-bytes.ts";
 import type { NodeId } from "../../src/base/ids.ts";
 
 export interface Sent {
@@ -36,6 +39,13 @@ export type MakeReplica = (config: ReplicaConfig, cluster: ManualCluster) => Rep
 
 /** A replica that checks its invariants after every input (every public method that changes it). */
 export class CheckedReplica extends Replica {
+  /** The state behind the replica's back, for tests that corrupt it on purpose. */
+  internals(key: string): { store: KeyStore<KeySide>; slot: number; side: KeySide | null } {
+    const bytes = encoder.encode(key);
+    const slot = this.store.find(bytes, 0, bytes.length);
+    return { store: this.store, slot, side: slot < 0 ? null : this.store.side(slot) };
+  }
+
   override setMembership(...args: Parameters<Replica["setMembership"]>): void {
     super.setMembership(...args);
     this.checkInvariants();
@@ -102,35 +112,53 @@ export class ManualCluster {
 
   outboxFor(from: NodeId) {
     return {
+      // The key and value are lent: keep copies (the key as a string, for the tests' filters).
       send: (
         to: NodeId,
         kind: MsgKind,
-        key: string,
+        key: Uint8Array,
+        keyAt: number,
+        keyLength: number,
         version: number,
         writer: NodeId,
         epoch: number,
         rmw: boolean,
         value: Uint8Array | null,
+        valueAt: number,
+        valueLength: number,
       ) => {
         this.inFlight.push({
           from,
           to,
           kind,
-          key,
+          key: keyText(key, keyAt, keyLength),
           version,
           writer,
           epoch,
           rmw,
-          value: value === null ? null : value.slice(),
+          value: copyRange(value, valueAt, valueLength),
         });
       },
     };
   }
 
   readonly completions = {
-    complete: (opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId) => {
+    complete: (
+      opId: number,
+      status: OpStatus,
+      value: Uint8Array | null,
+      valueAt: number,
+      valueLength: number,
+      version: number,
+      writer: NodeId,
+    ) => {
       if (this.answers.has(opId)) throw new Error(`op ${opId} answered twice`);
-      this.answers.set(opId, { status, value: value === null ? null : decoder.decode(value), version, writer });
+      this.answers.set(opId, {
+        status,
+        value: value === null ? null : decoder.decode(value.subarray(valueAt, valueAt + valueLength)),
+        version,
+        writer,
+      });
     },
   };
 
@@ -169,7 +197,7 @@ export class ManualCluster {
     const chosen = this.find(filter);
     for (const m of chosen) {
       this.inFlight.splice(this.inFlight.indexOf(m), 1);
-      this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+      receiveText(this.replicas[m.to]!, m, this.nowMs);
       this.checkInvariants();
     }
     return chosen.length;
@@ -186,7 +214,7 @@ export class ManualCluster {
   settle(roundsMax = 1000): void {
     for (let i = 0; i < roundsMax && this.inFlight.length > 0; i++) {
       const m = this.inFlight.shift()!;
-      this.replicas[m.to]!.receive(m.from, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value, this.nowMs);
+      receiveText(this.replicas[m.to]!, m, this.nowMs);
       this.checkInvariants();
     }
     if (this.inFlight.length > 0) throw new Error("network did not settle");
@@ -201,4 +229,24 @@ export class ManualCluster {
   describe(m: Sent): string {
     return `${kindNames[m.kind]} ${m.from}->${m.to} ${m.key} ${m.version}.${m.writer} e${m.epoch}`;
   }
+}
+
+/** Deliver a message whose key is a string (tests think in strings; the core takes key bytes). */
+export function receiveText(replica: Replica, m: Omit<Sent, "to">, nowMs: number): void {
+  const key = keyBytes(m.key);
+  replica.receive(
+    m.from,
+    m.kind,
+    key,
+    0,
+    key.length,
+    m.version,
+    m.writer,
+    m.epoch,
+    m.rmw,
+    m.value,
+    0,
+    m.value === null ? 0 : m.value.length,
+    nowMs,
+  );
 }

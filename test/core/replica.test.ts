@@ -1,12 +1,16 @@
 // Scenario tests of the Hermes replica: one exact interleaving each, driven by hand.
 
 import { describe, expect, test } from "bun:test";
-import { Replica, incremented } from "../../src/core/replica.ts";
+import { Replica, SnapshotCursor, incremented } from "../../src/core/replica.ts";
+import { RecordError } from "../../src/core/snapshot-records.ts";
+import { SnapshotDecoder } from "../../src/node/snapshot-codec.ts";
 import { defaultReplicaConfig, KeyState } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
-import { ManualCluster } from "./manual-cluster.ts";
+import { ManualCluster, receiveText } from "./manual-cluster.ts";
 import { AssertionError } from "../../src/base/assert.ts";
-import type { KeyRecord } from "../../src/core/key-record.ts";
+import type { KeySide } from "../../src/core/key-side.ts";
+import type { KeyStore } from "../../src/core/key-store.ts";
+import type { CheckedReplica } from "./manual-cluster.ts";
 
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
 
@@ -200,7 +204,11 @@ describe("message loss and replays", () => {
 describe("epochs and membership", () => {
   test("INV and ACK from another epoch are ignored", () => {
     const c = new ManualCluster(3);
-    c.replicas[1]!.receive(0, MsgKind.Inv, "k", 2, 0, 7, false, new Uint8Array([1]), 0);
+    receiveText(
+      c.replicas[1]!,
+      { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 0, epoch: 7, rmw: false, value: new Uint8Array([1]) },
+      0,
+    );
     expect(c.inFlight.length).toBe(0);
     expect(c.replicas[1]!.counters.staleEpochMessages).toBe(1);
   });
@@ -274,6 +282,51 @@ describe("leases, timeouts and limits", () => {
   });
 });
 
+describe("values lent to the outbox and to completions", () => {
+  test("a read's value is lent from the store: a later write of the same size overwrites it in place, so callers copy", () => {
+    const lent: { value: Uint8Array | null; at: number; length: number }[] = [];
+    const c = new ManualCluster(3);
+    const r = c.replicas[1]!;
+    c.submit(0, OpKind.Write, "k", "old!");
+    c.settle();
+    // A completion that keeps the range without copying (what callers must not do), and one that copies.
+    const keep = new (r.constructor as typeof Replica)(
+      r.config,
+      { send: () => {} },
+      {
+        complete: (_id, _status, value, at, length) => lent.push({ value, at, length }),
+      },
+    );
+    keep.setMembership(1, [1], 0);
+    keep.setLease(1e12, 0);
+    keep.submit(1, OpKind.Write, "k", new TextEncoder().encode("old!"), 0, 0, 0, 0);
+    keep.submit(2, OpKind.Read, "k", null, 0, 0, 0, 0);
+    const read = lent.at(-1)!;
+    const copy = read.value!.slice(read.at, read.at + read.length);
+    keep.submit(3, OpKind.Write, "k", new TextEncoder().encode("new!"), 0, 0, 0, 0);
+    expect(text(copy)).toBe("old!");
+    expect(text(read.value!.subarray(read.at, read.at + read.length))).toBe("new!");
+    // ManualCluster's completions copy: its answers keep what was read.
+    const before = c.submit(1, OpKind.Read, "k");
+    c.submit(0, OpKind.Write, "k", "new!");
+    c.settle();
+    expect(c.answers.get(before)!.value).toBe("old!");
+  });
+
+  test("an INV's value is lent: the pending value survives a higher INV taking the key's slot (Trans keeps a copy)", () => {
+    const c = new ManualCluster(3);
+    c.submit(0, OpKind.Write, "k", "low!"); // 2.0 at node 0
+    c.submit(1, OpKind.Write, "k", "hi!!"); // 2.1, same size: node 0 will overwrite its slot in place
+    c.deliver({ from: 1, to: 0, kind: MsgKind.Inv }); // node 0 goes Trans, its own value copied aside
+    expect(c.replicas[0]!.inspect("k")!.state).toBe(KeyState.Trans);
+    c.drop({ from: 0, kind: MsgKind.Inv }); // node 0's first INVs are lost: it retransmits
+    c.tick(defaultReplicaConfig.retransmitMs);
+    const resent = c.find({ from: 0, kind: MsgKind.Inv });
+    expect(resent.length).toBeGreaterThan(0);
+    for (const m of resent) expect([m.version, m.writer, text(m.value)]).toEqual([2, 0, "low!"]);
+  });
+});
+
 describe("rejoin with state transfer", () => {
   const bytes = (s: string) => new TextEncoder().encode(s);
 
@@ -334,6 +387,126 @@ describe("rejoin with state transfer", () => {
   });
 });
 
+describe("state transfer as snapshot records (bytes from slab to slab)", () => {
+  const enc = new TextEncoder();
+  /** A source with committed keys, a tombstone, an empty value, an RMW and one update in flight. */
+  const source = (): ManualCluster => {
+    const c = new ManualCluster(3);
+    for (let i = 0; i < 40; i++) c.submit(i % 3, OpKind.Write, `k${i}`, `value-${i}`.repeat(1 + (i % 4)));
+    c.submit(0, OpKind.Write, "empty", "");
+    c.submit(1, OpKind.Incr, "n", null, undefined, 5);
+    c.settle();
+    c.submit(2, OpKind.Delete, "k3");
+    c.settle();
+    c.submit(0, OpKind.Write, "pending", "p"); // its INVs stay in flight: not committed
+    return c;
+  };
+  const chunkBytes = 200_000;
+
+  test("records round-trip: a joiner fed the stream cut anywhere ends up as one fed the entries", () => {
+    const c = source();
+    const from = c.replicas[0]!;
+    const cursor = new SnapshotCursor();
+    const stream: number[] = [];
+    const chunk = new Uint8Array(chunkBytes);
+    for (let n = from.snapshotRecords(cursor, chunk); n > 0 || !cursor.done; n = from.snapshotRecords(cursor, chunk))
+      stream.push(...chunk.subarray(0, n));
+    expect(cursor.done).toBe(true);
+    expect(from.snapshotRecords(cursor, chunk)).toBe(0);
+    const bytes = Uint8Array.from(stream);
+    // The node's codec reads the same format: the same entries as snapshot() gives.
+    const decoded = new SnapshotDecoder(1024, 64 * 1024).push(bytes);
+    const entries = [...from.snapshot(1000)].flat();
+    expect(decoded.sort((a, b) => a.key.localeCompare(b.key))).toEqual(
+      entries.sort((a, b) => a.key.localeCompare(b.key)),
+    );
+    // Joiner A takes the bytes in pieces of 1, 7 and 1000 bytes (a record cut anywhere waits for the rest).
+    const joined = (feed: (r: Replica) => void): Map<string, unknown> => {
+      const j = new ManualCluster(3).replicas[2]!;
+      j.beginJoin();
+      feed(j);
+      j.finishJoin(0);
+      return new Map(entries.map((e) => [e.key, { ...j.inspect(e.key)!, lastWriter: undefined }]));
+    };
+    for (const piece of [1, 7, 1000]) {
+      const viaRecords = joined((j) => {
+        let pending = new Uint8Array(0);
+        for (let at = 0; at < bytes.length; at += piece) {
+          const next = new Uint8Array(pending.length + Math.min(piece, bytes.length - at));
+          next.set(pending);
+          next.set(bytes.subarray(at, at + piece), pending.length);
+          const used = j.installSnapshotRecords(next, 0, next.length, 0);
+          expect(used).toBeGreaterThanOrEqual(0);
+          pending = next.slice(used);
+        }
+        expect(pending.length).toBe(0);
+      });
+      const viaEntries = joined((j) => {
+        for (const e of entries) j.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, 0);
+      });
+      expect(viaRecords).toEqual(viaEntries);
+    }
+    const j = joined(() => {});
+    expect(j.size).toBe(entries.length);
+  });
+
+  test("a scan starts over when the source's index grows between chunks, so no key is missed", () => {
+    const c = new ManualCluster(1);
+    const from = c.replicas[0]!;
+    for (let i = 0; i < 10; i++) c.submit(0, OpKind.Write, `a${i}`, "x");
+    const cursor = new SnapshotCursor();
+    const chunk = new Uint8Array(30); // room for one small record at a time
+    const seen = new Set<string>();
+    const take = (n: number) => {
+      for (const e of new SnapshotDecoder(65535, 64 * 1024).push(chunk.slice(0, n))) seen.add(e.key);
+    };
+    take(from.snapshotRecords(cursor, chunk));
+    // Many new keys: the index grows (every slot moves) before the next chunk.
+    for (let i = 0; i < 500; i++) c.submit(0, OpKind.Write, `b${i}`, "y");
+    while (!cursor.done) take(from.snapshotRecords(cursor, chunk));
+    expect(cursor.restarts).toBeGreaterThan(0);
+    for (let i = 0; i < 10; i++) expect(seen.has(`a${i}`)).toBe(true);
+    expect(seen.size).toBe(510);
+  });
+
+  test("malformed records are refused with their reason and nothing after them is installed", () => {
+    const record = (key: string, version: number, writer: number, flags: number, value: Uint8Array): Uint8Array => {
+      const k = enc.encode(key);
+      const out = new Uint8Array(16 + k.length + value.length);
+      const view = new DataView(out.buffer);
+      view.setUint16(0, k.length, true);
+      out.set(k, 2);
+      view.setFloat64(2 + k.length, version, true);
+      out[10 + k.length] = writer;
+      out[11 + k.length] = flags;
+      view.setUint32(12 + k.length, value.length, true);
+      out.set(value, 16 + k.length);
+      return out;
+    };
+    const cases: [Uint8Array, RecordError][] = [
+      [record("", 2, 0, 6, new Uint8Array(1)), RecordError.BadKeyLength],
+      [record("k", 2, 0, 6, new Uint8Array(64 * 1024 + 1)), RecordError.BadValueLength],
+      [record("k", 2.5, 0, 6, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 32, 6, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 0, 8, new Uint8Array(1)), RecordError.BadFields],
+      [record("k", 2, 0, 2, new Uint8Array(1)), RecordError.BadFields],
+    ];
+    for (const [bad, reason] of cases) {
+      const j = new ManualCluster(3).replicas[2]!;
+      j.beginJoin();
+      const good = record("good", 2, 1, 6, enc.encode("v"));
+      const after = record("after", 2, 1, 6, enc.encode("v"));
+      const both = new Uint8Array(good.length + bad.length + after.length);
+      both.set(good);
+      both.set(bad, good.length);
+      both.set(after, good.length + bad.length);
+      expect(j.installSnapshotRecords(both, 0, both.length, 0)).toBe(-reason);
+      expect(j.inspect("good")?.version).toBe(2);
+      expect(j.inspect("after")).toBeUndefined();
+    }
+  });
+});
+
 describe("a coordinator that lost its lease", () => {
   test("its pending RMW, committed without it by a replay, is answered Unknown and never applied twice", () => {
     const c = new ManualCluster(3);
@@ -364,50 +537,82 @@ describe("a coordinator that lost its lease", () => {
 
 describe("whole-state invariants (checkInvariants)", () => {
   // Every ManualCluster step checks every replica, so the scenarios above all run under the check.
-  // Here the state is corrupted behind the replica's back (records are mutable objects) and the
-  // check must name the broken invariant, the replica and the key.
-  const corrupted = (corrupt: (rec: KeyRecord, c: ManualCluster) => void): ManualCluster => {
+  // Here the state is corrupted behind the replica's back (through the store and the key's side
+  // object) and the check must name the broken invariant, the replica and the key.
+  interface Internals {
+    store: KeyStore<KeySide>;
+    slot: number;
+    side: KeySide;
+  }
+  const internals = (c: ManualCluster, key: string): Internals =>
+    (c.replicas[0] as CheckedReplica).internals(key) as Internals;
+  const corrupted = (corrupt: (k: Internals, c: ManualCluster) => void): ManualCluster => {
     const c = new ManualCluster(3);
     c.submit(0, OpKind.Write, "done", "v");
     c.settle();
     c.submit(0, OpKind.Write, "k", "v1"); // pending at node 0 (Write), its INVs in flight
     c.submit(0, OpKind.Write, "k", "v2"); // waits behind it
     expect(() => c.checkInvariants()).not.toThrow();
-    corrupt(c.replicas[0]!.inspect("k") as KeyRecord, c);
+    corrupt(internals(c, "k"), c);
     return c;
   };
-  const cases: [string, (rec: KeyRecord, c: ManualCluster) => void, RegExp][] = [
+  const cases: [string, (k: Internals, c: ManualCluster) => void, RegExp][] = [
     [
-      "a Valid key marked Invalid outside the unsettled set",
-      (_rec, c) => ((c.replicas[0]!.inspect("done") as KeyRecord).state = KeyState.Invalid),
-      /key "done": a key is in the unsettled set iff it is not Valid/,
+      "a Valid key marked Invalid without a side object (outside the unsettled set)",
+      (_k, c) => internals(c, "done").store.setState(internals(c, "done").slot, KeyState.Invalid),
+      /key "done": a key without a side object is Valid/,
     ],
     [
       "a pending update that lost its state",
-      (rec) => (rec.state = KeyState.Invalid),
+      (k) => k.store.setState(k.slot, KeyState.Invalid),
       /a key has a pending update iff its state is Write, Replay or Trans/,
     ],
     [
       "a pending update's client op forgotten",
-      (rec) => (rec.pendingOp = null),
+      (k) => (k.side.pendingOp = null),
       /every live op is waiting on its key or is its key's pending op/,
     ],
     [
       "a waiting op dropped from its queue",
-      (rec) => rec.waiting.pop(),
+      (k) => k.side.waiting.pop(),
       /a key is in the waiting-keys set iff ops wait on it/,
     ],
     [
       "a pending op also put in the queue",
-      (rec) => rec.waiting.push(rec.pendingOp!),
+      (k) => k.side.waiting.push(k.side.pendingOp!),
       /only the front op of a key queue may have been issued/,
     ],
-    ["an ACK from itself", (rec) => (rec.acks |= 1), /a replica never ACKs its own update/],
-    ["a timestamp with an impossible writer", (rec) => (rec.writer = 32), /a timestamp's writer is a node id/],
+    ["an ACK from itself", (k) => (k.side.acks |= 1), /a replica never ACKs its own update/],
+    [
+      "a timestamp with an impossible writer",
+      (k) => k.store.setTs(k.slot, k.store.version(k.slot), 32, false, 0),
+      /a timestamp's writer is a node id/,
+    ],
     [
       "a Write holding another ts than its pending update",
-      (rec) => rec.version++,
+      (k) =>
+        k.store.setTs(
+          k.slot,
+          k.store.version(k.slot) + 1,
+          k.store.writer(k.slot),
+          k.store.rmw(k.slot),
+          k.store.lastWriter(k.slot),
+        ),
       /in W and R the key holds the pending update's timestamp \(version\)/,
+    ],
+    [
+      "a side object on a settled key",
+      (_k, c) =>
+        internals(c, "done").store.attachSide(
+          internals(c, "done").slot,
+          new (internals(c, "k").side.constructor as new () => KeySide)(),
+        ),
+      /key "done": a key has a side object only while it is not Valid or ops wait on it/,
+    ],
+    [
+      "a stored key's bytes changed (the index no longer finds it)",
+      (k) => (k.store.page(k.slot)[k.store.keyAt(k.slot)] = 0x78),
+      /an index entry's tag is its key's hash/,
     ],
   ];
   for (const [what, corrupt, message] of cases) {
@@ -423,22 +628,44 @@ describe("whole-state invariants (checkInvariants)", () => {
   test("receive asserts its preconditions: a message from another node id 0..31, above ts 0.0", () => {
     const c = new ManualCluster(3);
     const r = c.replicas[1]!;
-    expect(() => r.receive(1, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow("a replica never sends to itself");
-    expect(() => r.receive(32, MsgKind.Ack, "k", 2, 0, 1, false, null, 0)).toThrow(
-      "a message comes from a node id 0..31",
-    );
-    expect(() => r.receive(0, MsgKind.Inv, "k", 2, 32, 1, false, null, 0)).toThrow(
-      "a timestamp's writer is a node id 0..31",
-    );
-    expect(() => r.receive(0, MsgKind.Inv, "k", 0, 0, 1, false, null, 0)).toThrow(
-      "an INV carries an update's timestamp, above the initial 0.0",
-    );
-    r.receive(0, MsgKind.Inv, "k", 2, 0, 1, false, null, 0); // the same message from a valid sender is taken
+    expect(() =>
+      receiveText(
+        r,
+        { from: 1, kind: MsgKind.Ack, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a replica never sends to itself");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 32, kind: MsgKind.Ack, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a message comes from a node id 0..31");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 32, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("a timestamp's writer is a node id 0..31");
+    expect(() =>
+      receiveText(
+        r,
+        { from: 0, kind: MsgKind.Inv, key: "k", version: 0, writer: 0, epoch: 1, rmw: false, value: null },
+        0,
+      ),
+    ).toThrow("an INV carries an update's timestamp, above the initial 0.0");
+    receiveText(
+      r,
+      { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 0, epoch: 1, rmw: false, value: null },
+      0,
+    ); // the same message from a valid sender is taken
     expect(r.inspect("k")!.state).toBe(KeyState.Invalid);
   });
 
   test("ManualCluster checks after every step: a corrupted replica fails the next tick", () => {
-    const c = corrupted((rec) => (rec.pendingOp = null));
+    const c = corrupted((k) => (k.side.pendingOp = null));
     expect(() => c.tick(1)).toThrow(/every live op is waiting on its key or is its key's pending op/);
   });
 
@@ -451,7 +678,7 @@ describe("whole-state invariants (checkInvariants)", () => {
     c.deliver({ from: 1, to: 0, kind: MsgKind.Inv }); // node 0's RMW aborts and goes back to the front
     const rec = c.replicas[0]!.inspect("k")!;
     expect(rec.state).toBe(KeyState.Invalid);
-    expect(rec.waiting.length).toBe(3); // keyQueueMax + 1, and checkInvariants (run by deliver) accepts it
+    expect(rec.waitingOps).toBe(3); // keyQueueMax + 1, and checkInvariants (run by deliver) accepts it
     expect(c.answers.get(c.submit(0, OpKind.Write, "k", "refused"))!.status).toBe(OpStatus.Busy);
     c.settle();
     expect(c.answers.get(cas)).toMatchObject({ status: OpStatus.PreconditionFailed, version: 2, writer: 1 });

@@ -5,22 +5,22 @@
 
 import { Replica } from "../../src/core/replica.ts";
 import { AssertionError } from "../../src/base/assert.ts";
-import type { KeyRecord } from "../../src/core/key-record.ts";
+import type { KeySide } from "../../src/core/key-side.ts";
 import { KeyState } from "../../src/core/types.ts";
 import type { Epoch } from "../../src/base/ids.ts";
 import type { ReplicaFactory } from "./simulation.ts";
 
 /** Serves local reads in Invalid too (the value may not be committed yet). */
 class ServesReadsInInvalid extends Replica {
-  protected override readable(rec: KeyRecord, nowMs: number): boolean {
-    return (rec.state === KeyState.Valid || rec.state === KeyState.Invalid) && this.leaseValid(nowMs);
+  protected override readable(state: KeyState, nowMs: number): boolean {
+    return (state === KeyState.Valid || state === KeyState.Invalid) && this.leaseValid(nowMs);
   }
 }
 
 /** Serves local reads without a valid lease (a removed node may serve stale data). */
 class IgnoresLease extends Replica {
-  protected override readable(rec: KeyRecord): boolean {
-    return rec.state === KeyState.Valid;
+  protected override readable(state: KeyState): boolean {
+    return state === KeyState.Valid;
   }
 }
 
@@ -52,9 +52,9 @@ class KeepsAcksAcrossEpochs extends Replica {
  * invariants see the leak (the pool counts an op that neither waits nor is pending).
  */
 class LeaksOpOnEpochChange extends Replica {
-  protected override resetAcksOnEpochChange(rec: KeyRecord): void {
-    rec.acks = 0;
-    rec.pendingOp = null;
+  protected override resetAcksOnEpochChange(side: KeySide): void {
+    side.acks = 0;
+    side.pendingOp = null;
   }
 }
 

@@ -10,13 +10,16 @@
 import { AssertionError } from "../../src/base/assert.ts";
 import { KeyState, type Probe } from "../../src/core/types.ts";
 import type { Epoch, NodeId } from "../../src/base/ids.ts";
-import type { Replica } from "../../src/core/replica.ts";
+import type { KeyStamp, Replica } from "../../src/core/replica.ts";
 import { SimViolation, type Simulation } from "./simulation.ts";
 
 interface Ts {
   version: number;
   writer: NodeId;
 }
+
+/** Reused by checkStep: reading a key's timestamp allocates nothing. */
+const stamp: KeyStamp = { state: KeyState.Valid, version: 0, writer: 0 };
 
 function tsKey(version: number, writer: NodeId): string {
   return `${version}.${writer}`;
@@ -102,11 +105,10 @@ export class Oracles implements Probe {
         )
           continue;
         if (node.shard !== null && node.shard.controlsQueued > 0) continue;
-        const rec = node.replica.inspect(key);
-        const state = rec === undefined ? KeyState.Valid : rec.state;
-        if (state !== KeyState.Valid) continue;
-        const version = rec?.version ?? 0;
-        const writer = rec?.writer ?? 0;
+        node.replica.timestampOf(key, stamp);
+        if (stamp.state !== KeyState.Valid) continue;
+        const version = stamp.version;
+        const writer = stamp.writer;
         if (seen === null) {
           seen = { version, writer };
           seenAt = node.id;

@@ -8,16 +8,20 @@
 // - A restarted node starts empty and joining (HermesNode.beginJoin) and joins the same way.
 // - An attempt loads from the first other member of its view that exports: one that has installed
 //   the joiner's epoch (epochMin), is a member and is not joining (shard-worker's exportSnapshot).
-//   The source's real snapshot() generator yields chunks of snapshotChunkEntries at simulated times
-//   (traffic, faults and other joins interleave), each installed on arrival (installSnapshotEntry;
+//   The source's real snapshotRecords() writes chunks of snapshotChunkEntries records at simulated times
+//   (traffic, faults and other joins interleave), each installed on arrival (installSnapshotRecords;
 //   Shard.importSnapshot in shard mode); then finishJoin. A crash or a cut link ends the stream.
 // - If no member exports, and every other member positively says it does not serve, the attempt
 //   merges the state of every member that kept some (and its own), higher ts winning.
 // - A join during which the lease was lost runs again (after another beginJoin).
 
-import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
+import { SnapshotCursor } from "../../src/core/replica.ts";
+import { recordBytes } from "../../src/core/snapshot-records.ts";
 import type { NodeId } from "../../src/base/ids.ts";
 import type { SimNode, Simulation } from "./simulation.ts";
+
+/** Keys of the simulated clients are a few bytes: a snapshot chunk sized for this many holds any record. */
+const snapshotKeyBytesMax = 64;
 
 /** How often a joiner's snapshot stream notices a dead source or a broken link. */
 const streamWatchMs = 5;
@@ -247,20 +251,25 @@ export class SimRejoiner {
           );
           return;
         }
-        const chunks = source.replica.snapshot(sim.options.snapshotChunkEntries);
+        // Snapshot records from the source's store, as shard-worker.ts exports them (at most
+        // snapshotChunkEntries per chunk here, so that small chunks interleave with traffic).
+        const cursor = new SnapshotCursor();
+        const chunkBytes =
+          sim.options.snapshotChunkEntries * recordBytes(snapshotKeyBytesMax, source.replica.config.valueBytesMax);
         const step = (): void => {
           if (ended) return;
           if (!sourceAlive()) return; // the watch sees the connection reset
-          const chunk = chunks.next();
-          if (chunk.done === true) {
+          const chunk = new Uint8Array(chunkBytes);
+          const bytes = source.replica.snapshotRecords(cursor, chunk, sim.options.snapshotChunkEntries);
+          if (bytes === 0 && cursor.done) {
             reply(() => {
               ended = true;
               done(true);
             });
             return;
           }
-          const entries: SnapshotEntry[] = chunk.value;
-          reply(() => sim.importSnapshot(node, entries, kept));
+          const records = chunk.subarray(0, bytes);
+          reply(() => sim.importSnapshot(node, records, kept));
           // The source yields between chunks (setImmediate in shard-worker.ts): its loop runs meanwhile.
           sim.events.push(sim.nowMs + sim.random.range(0.05, 2), () => sim.atSource(source, step));
         };

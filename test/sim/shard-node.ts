@@ -19,7 +19,6 @@
 import type { NodeId } from "../../src/base/ids.ts";
 import type { OpKind } from "../../src/base/kinds.ts";
 import type { Replica } from "../../src/core/replica.ts";
-import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
 import type { Completions, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import { OpCompletionReader, OpRequestWriter } from "../../src/ring/op-ring.ts";
 import { SimTransport, simAddress, type SimNetwork } from "../../src/transport/sim.ts";
@@ -207,8 +206,8 @@ export class SimShardNode {
   }
 
   /** "snapshot-import": Shard.importSnapshot. */
-  importSnapshot(entries: SnapshotEntry[]): void {
-    this.#control(() => this.shard.importSnapshot(entries));
+  importSnapshot(records: Uint8Array): void {
+    this.#control(() => this.shard.importSnapshot(records));
   }
 
   /**
@@ -216,11 +215,10 @@ export class SimShardNode {
    * way to say so yet (the worker's snapshot-import message would need the flag), so this installs
    * into the shard's replica as importSnapshot does, at the shard's clock, with fromKeptState.
    */
-  importKeptState(entries: SnapshotEntry[]): void {
+  importKeptState(records: Uint8Array): void {
     this.#control(() => {
-      const now = this.#world.nowMs;
-      for (const e of entries)
-        this.shard.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, now, true);
+      const used = this.shard.replica.installSnapshotRecords(records, 0, records.length, this.#world.nowMs, true);
+      if (used !== records.length) throw new Error(`snapshot records refused (${used})`);
     });
   }
 
@@ -248,8 +246,18 @@ export class SimShardNode {
   #readAnswers(): void {
     const answers = this.#answers;
     const completions = this.#completions;
-    while (answers.next())
-      completions.complete(answers.opId, answers.status, answers.value, answers.version, answers.writer);
+    while (answers.next()) {
+      const value = answers.value;
+      completions.complete(
+        answers.opId,
+        answers.status,
+        value,
+        0,
+        value === null ? 0 : value.length,
+        answers.version,
+        answers.writer,
+      );
+    }
     answers.release();
   }
 }

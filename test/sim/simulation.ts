@@ -11,11 +11,11 @@ import { Replica } from "../../src/core/replica.ts";
 import { MsgKind, OpStatus, type OpKind } from "../../src/base/kinds.ts";
 import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import { nodeIdMax, type NodeId } from "../../src/base/ids.ts";
-import type { SnapshotEntry } from "../../src/base/snapshot-entry.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
 import { Prng } from "../lib/prng.ts";
+import { copyRange, keyText } from "../lib/key-bytes.ts";
 import { SimShardNode } from "./shard-node.ts";
 import { SimRm } from "./rm.ts";
 import { SimRejoiner } from "./rejoin.ts";
@@ -195,18 +195,20 @@ export class Simulation {
       keyQueueMax: 64,
       opsMax: 1024,
       keysMax: 1024,
+      storeBytesMax: 1024 * 1024,
       valueBytesMax: 1024,
       incrRetriesMax: 16,
     };
     const completions: Completions = {
-      complete: (opId, status, value, version, writer) => {
+      complete: (opId, status, value, valueAt, valueLength, version, writer) => {
         const pending = this.#pending.get(opId);
         if (pending === undefined)
           throw new SimViolation("answered-once", `op ${opId} answered twice or never submitted`);
         if (pending.node !== id || pending.incarnation !== incarnation)
           throw new SimViolation("answered-once", `op ${opId} answered by another node or process`);
         this.#pending.delete(opId);
-        pending.handler(status, value, version, writer);
+        // A read's value is lent from the replica's store: the client keeps a copy.
+        pending.handler(status, copyRange(value, valueAt, valueLength), version, writer);
       },
     };
     node.rejoiner = new SimRejoiner(this, node);
@@ -231,8 +233,20 @@ export class Simulation {
       return;
     }
     const outbox: Outbox = {
-      send: (to, kind, key, version, writer, epoch, rmw, value) =>
-        this.#send(id, incarnation, to, kind, key, version, writer, epoch, rmw, value === null ? null : value.slice()),
+      // The key and value are lent by the sender's store: the network carries copies.
+      send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
+        this.#send(
+          id,
+          incarnation,
+          to,
+          kind,
+          key.slice(keyAt, keyAt + keyLength),
+          version,
+          writer,
+          epoch,
+          rmw,
+          copyRange(value, valueAt, valueLength),
+        ),
     };
     node.replica = this.#makeReplica(config, outbox, completions, this.#probe);
   }
@@ -297,15 +311,15 @@ export class Simulation {
     else node.shard.beginJoin();
   }
 
-  /** A chunk of a source's snapshot; `kept`: from a member's kept state (a merge, no member serves). */
-  importSnapshot(node: SimNode, entries: SnapshotEntry[], kept: boolean): void {
+  /** A chunk of a source's snapshot (whole records); `kept`: from a member's kept state (a merge, no member serves). */
+  importSnapshot(node: SimNode, records: Uint8Array, kept: boolean): void {
     if (node.shard === null) {
-      for (const e of entries)
-        node.replica.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, this.nowMs, kept);
+      const used = node.replica.installSnapshotRecords(records, 0, records.length, this.nowMs, kept);
+      if (used !== records.length) throw new Error(`snapshot records refused (${used})`);
     } else if (!kept) {
-      node.shard.importSnapshot(entries);
+      node.shard.importSnapshot(records);
     } else {
-      node.shard.importKeptState(entries);
+      node.shard.importKeptState(records);
     }
   }
 
@@ -408,27 +422,38 @@ export class Simulation {
   // ---------------------------------------------------------------------------------------------
   // Network
 
+  /** Core mode: one message; `key` and `value` are the network's own copies. */
   #send(
     from: NodeId,
     incarnation: number,
     to: NodeId,
     kind: MsgKind,
-    key: string,
+    key: Uint8Array,
     version: number,
     writer: NodeId,
     epoch: number,
     rmw: boolean,
     value: Uint8Array | null,
   ): void {
-    const describe = () => `${msgNames[kind]} ${from}->${to} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`;
-    this.#transmit(
-      from,
-      incarnation,
-      to,
-      describe,
-      () => this.nodes[to]!.replica.receive(from, kind, key, version, writer, epoch, rmw, value, this.nowMs),
-      null,
-    );
+    const describe = () =>
+      `${msgNames[kind]} ${from}->${to} ${keyText(key, 0, key.length)} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`;
+    const deliver = () =>
+      this.nodes[to]!.replica.receive(
+        from,
+        kind,
+        key,
+        0,
+        key.length,
+        version,
+        writer,
+        epoch,
+        rmw,
+        value,
+        0,
+        value === null ? 0 : value.length,
+        this.nowMs,
+      );
+    this.#transmit(from, incarnation, to, describe, deliver, null);
   }
 
   /**
@@ -458,8 +483,10 @@ export class Simulation {
   /** "frame 0->1 e3: INV r0 4.0 e3 rmw | ACK c0 2.1 e3" (the keys are space-delimited for SIM_TRACE_KEY). */
   #describeFrame(from: NodeId, to: NodeId, frame: Uint8Array): string {
     const parts: string[] = [];
-    this.#traceDecoder!.decode(frame, (_from, kind, key, version, writer, epoch, rmw) => {
-      parts.push(`${msgNames[kind]} ${key} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`);
+    this.#traceDecoder!.decode(frame, (_from, kind, key, keyAt, keyLength, version, writer, epoch, rmw) => {
+      parts.push(
+        `${msgNames[kind]} ${keyText(key, keyAt, keyLength)} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`,
+      );
     });
     return `frame ${from}->${to} e${this.#traceDecoder!.frameEpoch}: ${parts.join(" | ")} `;
   }

@@ -17,6 +17,7 @@ import {
   msgVersionHighOffset,
   msgVersionLowOffset,
 } from "../../src/wire/layout.ts";
+import { appendText, textHandler } from "../lib/key-bytes.ts";
 
 interface Msg {
   from: number;
@@ -60,16 +61,16 @@ function collect(decoder: FrameDecoder, frame: Uint8Array, transportFrom = -1): 
   const msgs: Msg[] = [];
   const count = decoder.decode(
     frame,
-    (from, kind, key, version, writer, epoch, rmw, value) => {
-      msgs.push({ from, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
-    },
+    textHandler((from, kind, key, version, writer, epoch, rmw, value) => {
+      msgs.push({ from, kind, key, version, writer, epoch, rmw, value });
+    }),
     transportFrom,
   );
   return { count, msgs };
 }
 
 function append(b: FrameBuilder, m: Msg): boolean {
-  return b.append(b.config.peer, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value);
+  return appendText(b, b.config.peer, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value);
 }
 
 const samples: Msg[] = [
@@ -129,16 +130,31 @@ describe("wire codec", () => {
     expect(d.stats.framesDropped).toBe(0);
   });
 
-  test("values are passed as views into the frame", () => {
+  test("keys and values are passed as ranges of the frame itself (no string, no view per message)", () => {
     const b = new FrameBuilder(baseConfig);
     append(b, samples[0]);
     const frame = b.finish();
-    let seen: Uint8Array | null = null;
-    decoderFor(baseConfig).decode(frame, (_f, _k, _key, _v, _w, _e, _r, value) => {
-      seen = value;
-    });
-    expect(seen!.buffer).toBe(frame.buffer);
-    expect(Array.from(seen!)).toEqual([1, 2, 3]);
+    const seen: {
+      key: Uint8Array;
+      keyAt: number;
+      keyLength: number;
+      value: Uint8Array | null;
+      valueAt: number;
+      valueLength: number;
+    }[] = [];
+    decoderFor(baseConfig).decode(
+      frame,
+      (_f, _k, key, keyAt, keyLength, _v, _w, _e, _r, value, valueAt, valueLength) => {
+        seen.push({ key, keyAt, keyLength, value, valueAt, valueLength });
+      },
+    );
+    expect(seen.length).toBe(1);
+    expect(seen[0]!.key).toBe(frame);
+    expect(seen[0]!.value).toBe(frame);
+    expect(new TextDecoder().decode(frame.subarray(seen[0]!.keyAt, seen[0]!.keyAt + seen[0]!.keyLength))).toBe(
+      "user:1",
+    );
+    expect(Array.from(frame.subarray(seen[0]!.valueAt, seen[0]!.valueAt + seen[0]!.valueLength))).toEqual([1, 2, 3]);
   });
 
   test("an empty frame is valid and carries the sender's epoch", () => {
@@ -213,7 +229,7 @@ describe("wire codec", () => {
     const config = { ...baseConfig, frameBytesMax: 4 * 1024 * 1024, valueBytesMax: 0 };
     const b = new FrameBuilder(config);
     let n = 0;
-    while (b.append(config.peer, MsgKind.Ack, "a", 2, 1, 1, false, null)) n++;
+    while (appendText(b, config.peer, MsgKind.Ack, "a", 2, 1, 1, false, null)) n++;
     expect(n).toBe(frameMessagesMax);
     const { count } = collect(decoderFor(config), b.finish());
     expect(count).toBe(frameMessagesMax);
@@ -222,23 +238,23 @@ describe("wire codec", () => {
   test("boundary assertions: limits, kinds, value on Ack/Val, wrong peer, config", () => {
     const b = new FrameBuilder(baseConfig);
     const peer = baseConfig.peer;
-    expect(() => b.append(peer, MsgKind.Inv, "k".repeat(keyBytesMax + 1), 2, 1, 1, false, null)).toThrow(
+    expect(() => appendText(b, peer, MsgKind.Inv, "k".repeat(keyBytesMax + 1), 2, 1, 1, false, null)).toThrow(
       AssertionError,
     );
-    expect(() => b.append(peer, MsgKind.Inv, "é".repeat(keyBytesMax / 2 + 1), 2, 1, 1, false, null)).toThrow(
+    expect(() => appendText(b, peer, MsgKind.Inv, "é".repeat(keyBytesMax / 2 + 1), 2, 1, 1, false, null)).toThrow(
       AssertionError,
     );
     expect(() =>
-      b.append(peer, MsgKind.Inv, "k", 2, 1, 1, false, new Uint8Array(baseConfig.valueBytesMax + 1)),
+      appendText(b, peer, MsgKind.Inv, "k", 2, 1, 1, false, new Uint8Array(baseConfig.valueBytesMax + 1)),
     ).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Ack, "k", 2, 1, 1, false, new Uint8Array(1))).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Val, "k", 2, 1, 1, false, new Uint8Array(0))).toThrow(AssertionError);
-    expect(() => b.append(peer, 0 as MsgKind, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Ack, "k", 2 ** 53, 1, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Ack, "k", -2, 1, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Ack, "k", 2, 32, 1, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer, MsgKind.Ack, "k", 2, 1, 2 ** 32, false, null)).toThrow(AssertionError);
-    expect(() => b.append(peer + 1, MsgKind.Ack, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Ack, "k", 2, 1, 1, false, new Uint8Array(1))).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Val, "k", 2, 1, 1, false, new Uint8Array(0))).toThrow(AssertionError);
+    expect(() => appendText(b, peer, 0 as MsgKind, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Ack, "k", 2 ** 53, 1, 1, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Ack, "k", -2, 1, 1, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Ack, "k", 2, 32, 1, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer, MsgKind.Ack, "k", 2, 1, 2 ** 32, false, null)).toThrow(AssertionError);
+    expect(() => appendText(b, peer + 1, MsgKind.Ack, "k", 2, 1, 1, false, null)).toThrow(AssertionError);
     expect(b.isEmpty).toBe(true);
     // The node must cap values so that one INV always fits: a larger cap is refused up front.
     expect(() => new FrameBuilder({ ...baseConfig, valueBytesMax: baseConfig.valueBytesMax + 1 })).toThrow(
@@ -366,7 +382,14 @@ describe("wire codec", () => {
     const frame = b.finish();
     const stats = new WireStats();
     const keys: string[] = [];
-    expect(decodeFrame(frame, clusterId, (_f, _k, key) => keys.push(key), stats)).toBe(samples.length);
+    expect(
+      decodeFrame(
+        frame,
+        clusterId,
+        textHandler((_f, _k, key) => keys.push(key)),
+        stats,
+      ),
+    ).toBe(samples.length);
     expect(keys).toEqual(samples.map((m) => m.key));
     expect(decodeFrame(frame, clusterId + 1, () => keys.push("x"), stats)).toBe(-1);
     expect(stats.droppedForeignCluster).toBe(1);

@@ -19,6 +19,7 @@ import {
   frameValueBytesMax,
 } from "../../src/wire/layout.ts";
 import { below, prng } from "../lib/prng.ts";
+import { appendText, textHandler } from "../lib/key-bytes.ts";
 
 const clusterId = 77;
 const frameBytesMax = 1 << 16;
@@ -67,7 +68,17 @@ function randomFrame(rand: () => number): Uint8Array {
     const carries = kind === MsgKind.Inv || kind === MsgKind.Reject;
     const value = carries && rand() < 0.8 ? new Uint8Array(below(rand, 40)).map(() => below(rand, 256)) : null;
     const version = rand() < 0.2 ? 2 ** 53 - 1 - below(rand, 4) : below(rand, 2 ** 40);
-    b.append(b.config.peer, kind, randomKey(rand), version, below(rand, 32), below(rand, 2 ** 32), rand() < 0.5, value);
+    appendText(
+      b,
+      b.config.peer,
+      kind,
+      randomKey(rand),
+      version,
+      below(rand, 32),
+      below(rand, 2 ** 32),
+      rand() < 0.5,
+      value,
+    );
   }
   return b.finish().slice();
 }
@@ -85,7 +96,7 @@ function reencode(frame: Uint8Array, decoder: FrameDecoder, msgs: Decoded[]): Ui
   });
   b.senderEpoch = decoder.frameEpoch;
   for (const m of msgs) {
-    if (!b.append(0, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value))
+    if (!appendText(b, 0, m.kind, m.key, m.version, m.writer, m.epoch, m.rmw, m.value))
       throw new Error("re-encoding did not fit");
   }
   return b.finish().slice();
@@ -96,9 +107,12 @@ function check(decoder: FrameDecoder, frame: Uint8Array): boolean {
   const stats = decoder.stats;
   const before = stats.framesAccepted + stats.framesDropped;
   const msgs: Decoded[] = [];
-  const count = decoder.decode(frame, (from, kind, key, version, writer, epoch, rmw, value) => {
-    msgs.push({ from, kind, key, version, writer, epoch, rmw, value: value === null ? null : value.slice() });
-  });
+  const count = decoder.decode(
+    frame,
+    textHandler((from, kind, key, version, writer, epoch, rmw, value) => {
+      msgs.push({ from, kind, key, version, writer, epoch, rmw, value });
+    }),
+  );
   if (stats.framesAccepted + stats.framesDropped !== before + 1)
     throw new Error("a frame was neither accepted nor counted once");
   if (count < 0) {

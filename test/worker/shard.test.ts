@@ -18,6 +18,7 @@ import type { ShardInit } from "../../src/worker/messages.ts";
 import { createNodeBoard, NodeBoard } from "../../src/worker/node-board.ts";
 import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
+import { appendText, textHandler } from "../lib/key-bytes.ts";
 
 const clusterId = 7;
 const keyBytesMax = 8;
@@ -156,9 +157,12 @@ function decodeAll(frames: Uint8Array[]): { kind: MsgKind; key: string; value: s
   const text = new TextDecoder();
   return frames.map((frame) => {
     const messages: { kind: MsgKind; key: string; value: string | null }[] = [];
-    const count = decoder.decode(frame, (_from, kind, key, _version, _writer, _epoch, _rmw, value) => {
-      messages.push({ kind, key, value: value === null ? null : text.decode(value) });
-    });
+    const count = decoder.decode(
+      frame,
+      textHandler((_from, kind, key, _version, _writer, _epoch, _rmw, value) => {
+        messages.push({ kind, key, value: value === null ? null : text.decode(value) });
+      }),
+    );
     expect(count).toBe(messages.length);
     return messages;
   });
@@ -269,6 +273,31 @@ describe("Shard.turn", () => {
     expect(later).toEqual(Array.from({ length: 2 * ringHolds }, (_, i) => 10_000 + i));
   });
 
+  test("a read's answer keeps its bytes when the key is overwritten in place later, through the ring and through the backlog", () => {
+    // The replica lends a read's value from its store's slab, and a write of the same size goes
+    // into the same slot: every answer must have been copied before that write.
+    const h = harness({ frameBytesMax: 4096, completionRingBytes: ringCapacityBytesMin, members: [0] });
+    h.requests.push(1, OpKind.Write, "k", encoder.encode("aaaa"), 0, 0, 0);
+    h.requests.commit();
+    h.shard.turn(1002);
+    expect(h.readAnswers().map((a) => a.status)).toEqual([OpStatus.Ok]);
+    // More reads than the ring holds (the rest wait in the backlog), then an overwrite in the same turn.
+    const ringHolds = Math.floor(ringCapacityBytesMin / ringRecordFootprintBytes(opCompletionBytes(4)));
+    const reads = 2 * ringHolds;
+    for (let i = 0; i < reads; i++) h.requests.push(100 + i, OpKind.Read, "k", null, 0, 0, 0);
+    h.requests.push(99, OpKind.Write, "k", encoder.encode("bbbb"), 0, 0, 0);
+    h.requests.commit();
+    h.shard.turn(1003);
+    expect(h.shard.replica.inspect("k")!.value).toEqual(encoder.encode("bbbb"));
+    const values: (string | null)[] = [];
+    for (let t = 0; values.length < reads + 1 && t < 100; t++) {
+      for (const a of h.readAnswers()) if (a.opId !== 99) values.push(a.value);
+      h.shard.turn(1004 + t);
+    }
+    expect(values.length).toBe(reads);
+    expect(values.every((v) => v === "aaaa")).toBe(true);
+  });
+
   test("the completion backlog is bounded by opsMax: a requester with more ops in flight breaks an invariant", () => {
     const opsMax = 8;
     const h = harness({ frameBytesMax: 4096, completionRingBytes: ringCapacityBytesMin, opsMax, members: [0] });
@@ -290,7 +319,7 @@ describe("Shard.turn", () => {
       valueBytesMax,
     });
     builder.senderEpoch = 1;
-    builder.append(0, MsgKind.Inv, "x", 5, 1, 1, false, encoder.encode("hello"));
+    appendText(builder, 0, MsgKind.Inv, "x", 5, 1, 1, false, encoder.encode("hello"));
     h.transport.incoming.push({ from: 1, frame: builder.finish().slice() });
     expect(h.shard.turn(1002)).toBe(1);
     const replies = decodeAll(h.transport.sent.map((s) => s.frame)).flat();
@@ -310,7 +339,7 @@ describe("Shard.turn", () => {
       valueBytesMax,
     });
     builder.senderEpoch = 1;
-    builder.append(0, MsgKind.Inv, "x", 5, 0, 1, false, encoder.encode("forged"));
+    appendText(builder, 0, MsgKind.Inv, "x", 5, 0, 1, false, encoder.encode("forged"));
     h.transport.incoming.push({ from: 0, frame: builder.finish().slice() });
     expect(h.shard.turn(1002)).toBe(1);
     expect(h.shard.decoder.stats.droppedBadSender).toBe(1);
@@ -344,6 +373,17 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
     expect(h.shard.clientOps.inFlight).toBe(0);
   });
 
+  test("a local read's answer keeps its bytes when the key is overwritten in place later", () => {
+    const h = harness({ frameBytesMax: 4096, members: [0] });
+    h.shard.submitLocal(OpKind.Write, "k", encoder.encode("aaaa"), 0, 0, 0, 1002);
+    const read = h.shard.submitLocal(OpKind.Read, "k", null, 0, 0, 0, 1002);
+    expect(read instanceof Promise).toBe(false);
+    // Same size: the replica writes it into the slot the read's value was lent from.
+    h.shard.submitLocal(OpKind.Write, "k", encoder.encode("bbbb"), 0, 0, 0, 1002);
+    expect(h.shard.replica.inspect("k")!.value).toEqual(encoder.encode("bbbb"));
+    expect((read as { value: Uint8Array | null }).value).toEqual(encoder.encode("aaaa"));
+  });
+
   test("a write waits for its peers: a promise, its INV sent by the next turn, answered when the ACK arrives", async () => {
     const h = harness({ frameBytesMax: 4096 });
     const result = h.shard.submitLocal(OpKind.Write, "k", encoder.encode("v"), 0, 0, 0, 1002);
@@ -362,7 +402,7 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
       valueBytesMax,
     });
     ack.senderEpoch = 1;
-    ack.append(0, MsgKind.Ack, "k", version, 0, 1, false, null);
+    appendText(ack, 0, MsgKind.Ack, "k", version, 0, 1, false, null);
     h.transport.incoming.push({ from: 1, frame: ack.finish().slice() });
     h.shard.turn(1003);
     expect(await result).toEqual({ status: OpStatus.Ok, value: null, version, writer: 0 });

@@ -1,32 +1,31 @@
-// Per-key metadata of the Hermes replica (spec variable names in comments).
+// The side object of a key that is not simply Valid and idle: an own pending update, waiting ops,
+// or a state other than Valid. Everything else about a key (its timestamp, state, last writer and
+// value) lives in its item in the compact store (key-store.ts); a side exists only for the few
+// keys with an update in flight, so a million settled keys cost no object at all. Sides are
+// recycled through a pool in the Replica, so steady writing does not allocate them either.
+// Spec variable names in comments.
 
-import { KeyState } from "./types.ts";
 import type { Epoch, NodeId } from "../base/ids.ts";
+import type { StoreSide } from "./key-store.ts";
 import type { Op } from "./op.ts";
 
 /** Marks "no own pending update" in pendingWriter. */
 export const noPending = -1;
 
-export class KeyRecord {
-  readonly key: string;
-  /** nodeState */
-  state: KeyState = KeyState.Valid;
-  /** nodeTS: the highest timestamp seen; `value` belongs to it. (0, 0) is the initial absent value. */
-  version = 0;
-  writer: NodeId = 0;
-  /** The value of `version.writer`; null = absent (never written, or a tombstone). */
-  value: Uint8Array | null = null;
-  /** nodeFlagRMW: whether `version.writer` was installed by an RMW (a replay keeps it). */
-  rmw = false;
-  /** nodeLastWriter: sender of the INV that installed the current ts (self for own updates and replays). */
-  lastWriter: NodeId = 0;
+export class KeySide implements StoreSide {
+  /** Set by the store: this side's id, and its key's slot (kept current through rehashes). */
+  id = 0;
+  slot = -1;
 
   // The one own pending update (W, R, or Trans). Spec: nodeLastWriteTS, nodeRcvedAcks, nodeWriteEpochID.
   pendingVersion = 0;
   pendingWriter: NodeId = noPending;
-  /** The pending update's value and RMW flag: kept apart because in Trans the key holds a higher ts's value. */
-  pendingValue: Uint8Array | null = null;
   pendingRmw = false;
+  /**
+   * In Trans only: the pending update's value (null: a tombstone), copied when a higher ts took
+   * the key's item. In W and R the pending value is the key's own value in the store.
+   */
+  pendingValue: Uint8Array | null = null;
   /** ACK set as a bit mask over node ids. */
   acks = 0;
   writeEpoch: Epoch = 0;
@@ -46,7 +45,7 @@ export class KeyRecord {
    * superseded without this replica by a commit of the same version with a lower tie-breaker (an
    * RMW that lost its race only because its INVs stayed with nodes that were out). Until a live
    * update or the loaded state replaces it, it is neither re-sent, replayed, nor used to answer an
-   * INV of a later epoch. Only while joining (finishJoin ends it).
+   * INV of a later epoch. Only while joining (finishJoin ends it); a stale key is Invalid.
    */
   stale = false;
   /**
@@ -57,10 +56,6 @@ export class KeyRecord {
 
   /** Ops waiting for this key: behind the pending update, for Valid, or for the lease. FIFO, bounded. */
   readonly waiting: Op[] = [];
-
-  constructor(key: string) {
-    this.key = key;
-  }
 
   hasPending(): boolean {
     return this.pendingWriter !== noPending;
@@ -73,5 +68,17 @@ export class KeyRecord {
     this.pendingRmw = false;
     this.acks = 0;
     this.pendingOp = null;
+  }
+
+  /** Back to a fresh side, for reuse by another key. */
+  reset(): void {
+    this.clearPending();
+    this.writeEpoch = 0;
+    this.invSentMs = 0;
+    this.retransmitWaitMs = 0;
+    this.invalidSinceMs = 0;
+    this.stale = false;
+    this.staleEpoch = -1;
+    this.waiting.length = 0;
   }
 }
