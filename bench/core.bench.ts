@@ -6,7 +6,7 @@
 
 import { bench, run, summary } from "mitata";
 import { Replica } from "../src/core/replica.ts";
-import { defaultReplicaConfig } from "../src/core/types.ts";
+import { defaultReplicaConfig, type Outbox } from "../src/core/types.ts";
 import { MsgKind, OpKind } from "../src/base/kinds.ts";
 import type { NodeId } from "../src/base/ids.ts";
 
@@ -86,21 +86,9 @@ const completions = { complete: () => void completed++ };
 const queue = new SlotQueue();
 const replicas: Replica[] = [];
 for (let id = 0; id < 3; id++) {
-  const outbox = {
-    send: (
-      to: NodeId,
-      kind: MsgKind,
-      key: Uint8Array,
-      keyAt: number,
-      keyLength: number,
-      version: number,
-      writer: NodeId,
-      epoch: number,
-      rmw: boolean,
-      value: Uint8Array | null,
-      valueAt: number,
-      valueLength: number,
-    ) => queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
+  const outbox: Outbox = {
+    send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
+      queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
   };
   replicas.push(new Replica({ ...defaultReplicaConfig, self: id }, outbox, completions));
 }

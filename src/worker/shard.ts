@@ -16,7 +16,7 @@ import type { Completions, Outbox, ReplicaConfig } from "../core/types.ts";
 import type { OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
-import { FrameDecoder } from "../wire/frame-decoder.ts";
+import { FrameDecoder, type MessageHandler } from "../wire/frame-decoder.ts";
 import { BenchClients } from "./bench-clients.ts";
 import { busyResult, ClientOps } from "./client-ops.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
@@ -201,20 +201,20 @@ export class Shard {
   }
 
   /** A decoded message: key and value stay where they are in the frame (no string, no copy). */
-  readonly #onMessage = (
-    from: NodeId,
-    kind: MsgKind,
-    key: Uint8Array,
-    keyAt: number,
-    keyLength: number,
-    version: number,
-    writer: NodeId,
-    epoch: Epoch,
-    rmw: boolean,
-    value: Uint8Array | null,
-    valueAt: number,
-    valueLength: number,
-  ): void => {
+  readonly #onMessage: MessageHandler = (
+    from,
+    kind,
+    key,
+    keyAt,
+    keyLength,
+    version,
+    writer,
+    epoch,
+    rmw,
+    value,
+    valueAt,
+    valueLength,
+  ) => {
     this.replica.receive(
       from,
       kind,

@@ -7,7 +7,7 @@
 import { Replica } from "../../src/core/replica.ts";
 import type { KeySide } from "../../src/core/key-side.ts";
 import type { KeyStore } from "../../src/core/key-store.ts";
-import { defaultReplicaConfig, type ReplicaConfig } from "../../src/core/types.ts";
+import { defaultReplicaConfig, type Outbox, type ReplicaConfig } from "../../src/core/types.ts";
 import { MsgKind, OpKind, OpStatus } from "../../src/base/kinds.ts";
 import { copyRange, keyBytes, keyText } from "../lib/key-bytes.ts";
 import type { NodeId } from "../../src/base/ids.ts";
@@ -110,23 +110,10 @@ export class ManualCluster {
     for (const r of this.replicas) r.checkInvariants();
   }
 
-  outboxFor(from: NodeId) {
+  outboxFor(from: NodeId): Outbox {
     return {
       // The key and value are lent: keep copies (the key as a string, for the tests' filters).
-      send: (
-        to: NodeId,
-        kind: MsgKind,
-        key: Uint8Array,
-        keyAt: number,
-        keyLength: number,
-        version: number,
-        writer: NodeId,
-        epoch: number,
-        rmw: boolean,
-        value: Uint8Array | null,
-        valueAt: number,
-        valueLength: number,
-      ) => {
+      send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) => {
         this.inFlight.push({
           from,
           to,
