@@ -24,6 +24,8 @@ import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import { snapshotEpochMinParam } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
+import type { EtcdSecurity } from "../membership/etcd-auth.ts";
+import { etcdFlagSpecs, etcdFlagsUsage, etcdSecurityOf } from "./etcd-flags.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
 import { resolveTransport } from "./transport-choice.ts";
@@ -58,6 +60,7 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
   --http HOST:PORT client HTTP API (also used by rejoining nodes to load state)
   --listen HOST:PORT replica-to-replica transport; worker i uses PORT+i
   --etcd URLS      etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)
+${etcdFlagsUsage}
   --cluster NAME   cluster name, the etcd key prefix /${defaultKeyPrefix}/NAME/ (default "default")
   --shards W       Hermes workers (threads); every node of a cluster must use the same W (default 1)
   --transport T    auto|tcp|udp|rdma (default auto: rdma if a device is present, else tcp)
@@ -75,6 +78,7 @@ const specs = {
   http: { kind: "string" },
   listen: { kind: "string" },
   etcd: { kind: "string" },
+  ...etcdFlagSpecs,
   cluster: { kind: "string" },
   shards: { kind: "string" },
   transport: { kind: "string" },
@@ -91,6 +95,8 @@ interface NodeCommandOptions {
   http: { host: string; port: number };
   listen: { host: string; port: number };
   endpoints: string[];
+  /** TLS and credentials for etcd; undefined for plain etcd. */
+  etcdSecurity: EtcdSecurity | undefined;
   cluster: string;
   shards: number;
   leaseMs: number;
@@ -128,6 +134,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     const heartbeatMs = heartbeatMsOf(options.suspectMs);
     membership = await createEtcdMembership({
       endpoints,
+      ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
       cluster,
       self: node.memberInfo(),
       leaseTtlMs: options.leaseMs,
@@ -150,7 +157,10 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       `cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
-  const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
+  const etcd = new EtcdClient(endpoints, {
+    requestTimeoutMs: etcdRequestTimeoutMs,
+    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
+  });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
   if (options.suspectMs > 0) {
@@ -210,6 +220,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
   const http = parseHostPortFlag("--http", flags.http!);
   const listen = parseHostPortFlag("--listen", flags.listen!);
   const endpoints = flags.etcd!.split(",").filter((u) => u.length > 0);
+  const etcdSecurity = etcdSecurityOf(flags, endpoints, process.env);
   const cluster = flags.cluster ?? "default";
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(cluster)) throw new UsageError("--cluster must be 1-64 of A-Z a-z 0-9 . _ -");
   const shards = flags.shards === undefined ? 1 : parseIntegerFlag("--shards", flags.shards, 1, shardsMax);
@@ -230,6 +241,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     http,
     listen,
     endpoints,
+    etcdSecurity,
     cluster,
     shards,
     leaseMs,

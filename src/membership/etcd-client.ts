@@ -8,9 +8,23 @@
 //
 // Paths: etcd 3.4 serves the gateway at /v3/* (and still /v3beta/*); 3.5+ serves only /v3/*. So
 // /v3 works from 3.4 on (checked against Debian's etcd-server 3.4.23).
+//
+// Security (etcd-auth.ts): https:// endpoints with fetch's `tls` option (a CA and a client
+// certificate), and a user's token in the Authorization header, renewed once when etcd says it is stale.
+
+import {
+  describeTlsFailure,
+  EtcdTokens,
+  grpcCodeUnauthenticated,
+  isAuthNotEnabledMessage,
+  isStaleTokenMessage,
+  type EtcdAuthCounters,
+  type EtcdSecurity,
+} from "./etcd-auth.ts";
 
 /** gRPC status codes that etcd puts in gateway error bodies. */
 export const grpcCodeNotFound = 5;
+export const grpcCodePermissionDenied = 7;
 export const grpcCodeOutOfRange = 11;
 export const grpcCodeUnavailable = 14;
 
@@ -22,8 +36,12 @@ export const responseCharsMax = 8 << 20;
 export class EtcdError extends Error {
   constructor(
     message: string,
-    /** "network": no answer (refused, reset, timeout, simulated partition). "server": etcd answered with an error. */
-    readonly kind: "network" | "server",
+    /**
+     * "network": no answer (refused, reset, timeout, simulated partition). "server": etcd answered with an error.
+     * "access": etcd refused who we are (TLS handshake, certificate, user, password, permission):
+     * retrying will not help until the configuration changes.
+     */
+    readonly kind: "network" | "server" | "access",
     readonly httpStatus = 0,
     readonly grpcCode = 0,
   ) {
@@ -228,6 +246,20 @@ function linkAbort(parent: AbortSignal | undefined, child: AbortController): () 
 export interface EtcdClientOptions {
   /** Default bound for one unary request. */
   requestTimeoutMs: number;
+  /** TLS material and a user; none by default (plain http:// endpoints, etcd without authentication). */
+  security?: EtcdSecurity;
+}
+
+/** The refusal of a request that says who we are is wrong, in one line; null when it is some other error. */
+function accessProblem(status: number, code: number, message: string, hasUser: boolean): string | null {
+  if (code === grpcCodePermissionDenied)
+    return `${message} (the etcd user's role must grant read-write on the cluster's prefix)`;
+  if (/CommonName of client/.test(message))
+    return `${message} (with --client-cert-auth and authentication both on, etcd's JSON gateway needs a client certificate without a Common Name)`;
+  if (!hasUser && (code === grpcCodeUnauthenticated || isStaleTokenMessage(message)))
+    return `${message} (etcd has authentication enabled: give --etcd-user and a password)`;
+  if (status === 401 && !hasUser) return message;
+  return null;
 }
 
 /**
@@ -239,6 +271,9 @@ export class EtcdClient {
   private readonly endpoints: string[];
   private current = 0;
   private readonly requestTimeoutMs: number;
+  private readonly tls: EtcdSecurity["tls"];
+  /** Null when no user is configured: no Authorization header. */
+  private readonly tokens: EtcdTokens | null;
   /**
    * Test hook: while true every call fails as if etcd were unreachable from this client
    * (a network partition between this node and etcd).
@@ -250,6 +285,68 @@ export class EtcdClient {
     if (!(options.requestTimeoutMs > 0)) throw new RangeError("etcd: requestTimeoutMs must be > 0");
     this.endpoints = endpoints.map(normalizeEndpoint);
     this.requestTimeoutMs = options.requestTimeoutMs;
+    this.tls = options.security?.tls;
+    const credentials = options.security?.credentials;
+    this.tokens = credentials === undefined ? null : new EtcdTokens(() => this.authenticate(credentials));
+  }
+
+  /** Authentications and token refreshes so far (zeros without a user). */
+  authCounters(): Readonly<EtcdAuthCounters> {
+    return this.tokens === null ? { authentications: 0, tokenRefreshes: 0 } : { ...this.tokens.counters };
+  }
+
+  /** A fresh token for `credentials`, or "" when etcd has authentication off (then no header is sent). */
+  private async authenticate(credentials: { user: string; password: string }): Promise<string> {
+    let res: Json;
+    try {
+      res = await this.send(
+        "/v3/auth/authenticate",
+        { name: credentials.user, password: credentials.password },
+        {},
+        "",
+      );
+    } catch (err) {
+      if (!(err instanceof EtcdError) || err.kind === "network" || err.grpcCode === grpcCodeUnavailable) throw err;
+      if (isAuthNotEnabledMessage(err.message)) return "";
+      throw new EtcdError(
+        `etcd refused user ${JSON.stringify(credentials.user)}: ${err.message.replace(/^etcd \S+: /, "")}`,
+        "access",
+        err.httpStatus,
+        err.grpcCode,
+      );
+    }
+    if (typeof res.token !== "string" || res.token === "")
+      throw new EtcdError("etcd /v3/auth/authenticate: answer without a token", "server");
+    return res.token;
+  }
+
+  /** A unary call with the current token; once more with a fresh token when etcd says it is stale. */
+  private async call(path: string, body: Json, options: RequestOptions = {}): Promise<Json> {
+    if (this.partitioned) throw new EtcdError(`etcd ${path}: simulated partition`, "network");
+    if (this.tokens === null) return this.send(path, body, options, "");
+    const token = await this.tokens.token();
+    try {
+      return await this.send(path, body, options, token);
+    } catch (err) {
+      if (!(err instanceof EtcdError) || err.kind !== "server" || !isStaleTokenMessage(err.message)) throw err;
+      return this.send(path, body, options, await this.tokens.refresh(token));
+    }
+  }
+
+  private fetchInit(body: Json, token: string, signal: AbortSignal): RequestInit {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    // etcd reads the token from the "authorization" metadata the gateway makes of this header (no "Bearer").
+    if (token !== "") headers.authorization = token;
+    const init: RequestInit = { method: "POST", headers, body: JSON.stringify(body), signal };
+    if (this.tls !== undefined) (init as RequestInit & { tls: EtcdSecurity["tls"] }).tls = this.tls;
+    return init;
+  }
+
+  /** Why a request got no answer, in one line: a TLS problem explained, else the error's message. */
+  private networkError(endpoint: string, path: string, err: unknown, why: string): EtcdError {
+    const tls = describeTlsFailure(err);
+    if (tls !== null) return new EtcdError(`etcd ${endpoint}${path}: ${tls}`, "access");
+    return new EtcdError(`etcd ${endpoint}${path}: ${why}`, "network");
   }
 
   endpoint(): string {
@@ -261,7 +358,7 @@ export class EtcdClient {
     if (this.endpoints[this.current] === failed) this.current = (this.current + 1) % this.endpoints.length;
   }
 
-  private async call(path: string, body: Json, options: RequestOptions = {}): Promise<Json> {
+  private async send(path: string, body: Json, options: RequestOptions, token: string): Promise<Json> {
     if (this.partitioned) throw new EtcdError(`etcd ${path}: simulated partition`, "network");
     const timeoutMs = Math.max(1, options.timeoutMs ?? this.requestTimeoutMs);
     const endpoint = this.endpoints[this.current];
@@ -271,12 +368,7 @@ export class EtcdClient {
     let status: number;
     let text: string;
     try {
-      const response = await fetch(endpoint + path, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: controller.signal,
-      });
+      const response = await fetch(endpoint + path, this.fetchInit(body, token, controller.signal));
       status = response.status;
       text = await response.text();
     } catch (err) {
@@ -285,7 +377,7 @@ export class EtcdClient {
         controller.signal.aborted && options.signal?.aborted !== true
           ? `timed out after ${timeoutMs} ms`
           : errorMessage(err);
-      throw new EtcdError(`etcd ${endpoint}${path}: ${why}`, "network");
+      throw this.networkError(endpoint, path, err, why);
     } finally {
       clearTimeout(timer);
       unlink();
@@ -296,9 +388,11 @@ export class EtcdClient {
       parsed = asObject(JSON.parse(text), "response");
     } catch (err) {
       if (status >= 500) this.rotate(endpoint);
+      const message = text.slice(0, 200).trim();
+      const access = accessProblem(status, 0, message, this.tokens !== null);
       throw new EtcdError(
-        `etcd ${endpoint}${path}: HTTP ${status}: ${text.slice(0, 200)}`,
-        status >= 500 ? "network" : "server",
+        `etcd ${endpoint}${path}: HTTP ${status}: ${access ?? message}`,
+        access !== null ? "access" : status >= 500 ? "network" : "server",
         status,
       );
     }
@@ -306,7 +400,13 @@ export class EtcdClient {
       const code = typeof parsed.code === "number" ? parsed.code : 0;
       if (status >= 500 || code === grpcCodeUnavailable) this.rotate(endpoint);
       const message = typeof parsed.message === "string" ? parsed.message : text.slice(0, 200);
-      throw new EtcdError(`etcd ${endpoint}${path}: ${message}`, "server", status, code);
+      const access = accessProblem(status, code, message, this.tokens !== null);
+      throw new EtcdError(
+        `etcd ${endpoint}${path}: ${access ?? message}`,
+        access !== null ? "access" : "server",
+        status,
+        code,
+      );
     }
     return parsed;
   }
@@ -454,34 +554,61 @@ export class EtcdClient {
   /**
    * Watches every key under `prefix` from `startRevision`. Yields one message per gateway line; ends
    * when the server closes the stream; throws EtcdError on network failures. Abort `signal` to stop.
+   * etcd checks the token when the watch is created: a watch canceled for a stale token is opened
+   * once more with a fresh one, and that cancel message is not yielded.
    */
   async *watch(prefix: string, startRevision: number, signal: AbortSignal): AsyncGenerator<EtcdWatchMessage> {
+    let token = this.tokens === null ? "" : await this.tokens.token();
+    for (let attempt = 0; ; attempt++) {
+      const retryWithFreshToken = this.tokens !== null && attempt === 0;
+      let stale = false;
+      for await (const message of this.watchOnce(prefix, startRevision, signal, token, retryWithFreshToken)) {
+        if (message === staleToken) {
+          stale = true;
+          break;
+        }
+        yield message;
+      }
+      if (!stale) return;
+      token = await this.tokens!.refresh(token);
+    }
+  }
+
+  /** One watch stream; yields `staleToken` (and ends) when etcd refuses the token and `mayRetry`. */
+  private async *watchOnce(
+    prefix: string,
+    startRevision: number,
+    signal: AbortSignal,
+    token: string,
+    mayRetry: boolean,
+  ): AsyncGenerator<EtcdWatchMessage | typeof staleToken> {
     if (this.partitioned) throw new EtcdError("etcd watch: simulated partition", "network");
     const endpoint = this.endpoints[this.current];
+    const body = {
+      create_request: {
+        key: encodeBase64(prefix),
+        range_end: rangeEndBase64(prefix),
+        start_revision: String(startRevision),
+      },
+    };
     let response: Response;
     try {
-      response = await fetch(endpoint + "/v3/watch", {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          create_request: {
-            key: encodeBase64(prefix),
-            range_end: rangeEndBase64(prefix),
-            start_revision: String(startRevision),
-          },
-        }),
-        signal,
-      });
+      response = await fetch(endpoint + "/v3/watch", this.fetchInit(body, token, signal));
     } catch (err) {
       if (!signal.aborted) this.rotate(endpoint);
-      throw new EtcdError(`etcd ${endpoint}/v3/watch: ${errorMessage(err)}`, "network");
+      throw this.networkError(endpoint, "/v3/watch", err, errorMessage(err));
     }
     if (response.status !== 200 || response.body === null) {
       const text = await response.text().catch(() => "");
       if (response.status >= 500) this.rotate(endpoint);
+      if (mayRetry && isStaleTokenMessage(text)) {
+        yield staleToken;
+        return;
+      }
+      const access = accessProblem(response.status, 0, text.slice(0, 200).trim(), this.tokens !== null);
       throw new EtcdError(
-        `etcd ${endpoint}/v3/watch: HTTP ${response.status}: ${text.slice(0, 200)}`,
-        "server",
+        `etcd ${endpoint}/v3/watch: HTTP ${response.status}: ${access ?? text.slice(0, 200)}`,
+        access !== null ? "access" : "server",
         response.status,
       );
     }
@@ -503,7 +630,22 @@ export class EtcdClient {
         while (newline >= 0) {
           const line = buffered.slice(0, newline).trim();
           buffered = buffered.slice(newline + 1);
-          if (line !== "") yield parseWatchMessage(line);
+          if (line !== "") {
+            const message = parseWatchMessage(line);
+            if (message.canceled && isStaleTokenMessage(message.cancelReason)) {
+              if (mayRetry) {
+                yield staleToken;
+                return;
+              }
+            }
+            if (message.canceled && /permission denied/.test(message.cancelReason)) {
+              throw new EtcdError(
+                `etcd ${endpoint}/v3/watch: ${message.cancelReason} (the etcd user's role must grant read-write on the cluster's prefix)`,
+                "access",
+              );
+            }
+            yield message;
+          }
           newline = buffered.indexOf("\n");
         }
         if (buffered.length > watchLineCharsMax)
@@ -514,3 +656,6 @@ export class EtcdClient {
     }
   }
 }
+
+/** What watchOnce yields when etcd canceled the watch for a stale token. */
+const staleToken = Symbol("staleToken");

@@ -26,6 +26,7 @@ import { monotonicMs } from "../base/clock.ts";
 import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "./membership.ts";
 import { EtcdClient, EtcdError, type EtcdEvent, type EtcdKv } from "./etcd-client.ts";
+import type { EtcdSecurity } from "./etcd-auth.ts";
 import { encodeMemberInfo, MemberTable } from "./etcd-view.ts";
 import { ClusterKeys, ClusterRecords, encodeSuspects, parseEviction, type EvictionRecord } from "./cluster-records.ts";
 import { Evictor } from "./etcd-eviction.ts";
@@ -74,6 +75,8 @@ export interface EtcdMembershipOptions {
   log?: (line: string) => void;
   /** Failure detection beyond leases; off when absent (no suspicions published, no evictions). */
   detector?: EtcdDetectorOptions;
+  /** TLS material and an etcd user (etcd-auth.ts); none by default. */
+  security?: EtcdSecurity;
 }
 
 export interface EtcdDetectorOptions {
@@ -130,6 +133,10 @@ export interface EtcdMembershipCounters {
   evictionHolds: number;
   /** Writes of this node's suspects record. */
   suspicionPublishes: number;
+  /** Authentications of the etcd user (0 without one): the first, then one per stale token. */
+  etcdAuthentications: number;
+  /** Requests etcd refused for a stale token and that were retried with a fresh one. */
+  etcdTokenRefreshes: number;
 }
 
 export interface EtcdMembership extends Membership {
@@ -244,6 +251,8 @@ class EtcdMembershipImpl implements EtcdMembership {
     evictionsOfSelf: 0,
     evictionHolds: 0,
     suspicionPublishes: 0,
+    etcdAuthentications: 0,
+    etcdTokenRefreshes: 0,
   };
   private lease: Lease | null = null;
   /** What leaseUntilMs() returns: the deadline while we hold a lease AND our key is in the view. */
@@ -280,7 +289,10 @@ class EtcdMembershipImpl implements EtcdMembership {
     this.records = new ClusterRecords(this.keys, (key, problem) => this.log(`ignoring key ${key}: ${problem}`));
     this.published = this.table.view();
     this.requestTimeoutMs = options.requestTimeoutMs ?? Math.min(2000, options.leaseTtlMs / 3);
-    this.client = new EtcdClient(options.endpoints, { requestTimeoutMs: this.requestTimeoutMs });
+    this.client = new EtcdClient(options.endpoints, {
+      requestTimeoutMs: this.requestTimeoutMs,
+      ...(options.security === undefined ? {} : { security: options.security }),
+    });
     const detector = options.detector;
     this.evictor =
       detector === undefined
@@ -321,7 +333,8 @@ class EtcdMembershipImpl implements EtcdMembership {
   }
 
   counters(): Readonly<EtcdMembershipCounters> {
-    return { ...this.stats };
+    const auth = this.client.authCounters();
+    return { ...this.stats, etcdAuthentications: auth.authentications, etcdTokenRefreshes: auth.tokenRefreshes };
   }
 
   grantedTtlMs(): number {
@@ -415,7 +428,9 @@ class EtcdMembershipImpl implements EtcdMembership {
         await this.joinOnce();
         break;
       } catch (err) {
+        // Refused credentials or certificates stay refused: say so now rather than after startTimeoutMs.
         if (err instanceof DuplicateMemberError || this.closed) throw err;
+        if (err instanceof EtcdError && err.kind === "access") throw err;
         if (monotonicMs() - startedAt + backoffMs > startTimeoutMs) {
           throw new Error(
             `could not register with etcd (${this.options.endpoints.join(", ")}) within ${startTimeoutMs} ms: ${errorMessage(err)}`,
