@@ -28,9 +28,23 @@ export function etcdAvailable(): boolean {
   return existsSync(etcdBin);
 }
 
+/** Client-side TLS for etcd: a server certificate, and client certificates checked against a CA. */
+export interface EtcdTestTls {
+  certFile: string;
+  keyFile: string;
+  /** Starts etcd with --client-cert-auth --trusted-ca-file this. */
+  clientCaFile?: string;
+  /** PEM contents the health check uses (with client-cert-auth it must present a client certificate). */
+  health: { ca?: string; cert?: string; key?: string };
+}
+
 export interface EtcdServerOptions {
   /** How long start() waits for /health; default 15 s. */
   startTimeoutMs?: number;
+  /** https:// client URL with these certificates; plain http:// when absent. */
+  tls?: EtcdTestTls;
+  /** More etcd flags, e.g. ["--auth-token", "simple", "--auth-token-ttl", "1"]. */
+  extraArgs?: readonly string[];
   /** How long stop() waits after SIGTERM before SIGKILL; default 5 s. */
   stopTimeoutMs?: number;
 }
@@ -85,7 +99,7 @@ class EtcdProcess implements EtcdServer {
     readonly peerPort: number,
     private readonly options: EtcdServerOptions,
   ) {
-    this.clientUrl = `http://127.0.0.1:${clientPort}`;
+    this.clientUrl = `${options.tls === undefined ? "http" : "https"}://127.0.0.1:${clientPort}`;
     this.peerUrl = `http://127.0.0.1:${peerPort}`;
     this.logPath = join(dataDir, "etcd.log");
   }
@@ -130,6 +144,8 @@ class EtcdProcess implements EtcdServer {
           String(testHeartbeatMs),
           "--election-timeout",
           String(testElectionMs),
+          ...this.tlsArgs(),
+          ...(this.options.extraArgs ?? []),
         ],
         { stdin: "ignore", stdout: logFd, stderr: logFd },
       );
@@ -154,6 +170,14 @@ class EtcdProcess implements EtcdServer {
     }
   }
 
+  private tlsArgs(): string[] {
+    const tls = this.options.tls;
+    if (tls === undefined) return [];
+    const args = ["--cert-file", tls.certFile, "--key-file", tls.keyFile];
+    if (tls.clientCaFile !== undefined) args.push("--client-cert-auth", "--trusted-ca-file", tls.clientCaFile);
+    return args;
+  }
+
   private async waitHealthy(): Promise<void> {
     const timeoutMs = this.options.startTimeoutMs ?? 15_000;
     const startedAt = performance.now();
@@ -165,7 +189,9 @@ class EtcdProcess implements EtcdServer {
         );
       }
       try {
-        const response = await fetch(`${this.clientUrl}/health`, { signal: AbortSignal.timeout(1000) });
+        const init: RequestInit & { tls?: EtcdTestTls["health"] } = { signal: AbortSignal.timeout(1000) };
+        if (this.options.tls !== undefined) init.tls = this.options.tls.health;
+        const response = await fetch(`${this.clientUrl}/health`, init);
         const body = (await response.json()) as { health?: string };
         if (response.ok && body.health === "true") return;
       } catch {
