@@ -26,7 +26,7 @@
 import { expect } from "bun:test";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
-import { startEtcd, type EtcdServer } from "../lib/etcd.ts";
+import { startEtcd, type EtcdServer, type EtcdServerOptions } from "../lib/etcd.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
 import { prng, testSeed } from "../lib/prng.ts";
 import { checkLinearizable, type LinResult } from "../lib/linearizability.ts";
@@ -391,6 +391,10 @@ export interface ClusterOptions {
   cluster?: string;
   /** More `hermes-kv node` flags for every node (e.g. ["--suspect-ms", "0"]). */
   nodeArgs?: readonly string[];
+  /** How etcd is started (TLS, more flags); plain by default. */
+  etcd?: EtcdServerOptions;
+  /** Runs once etcd is up, before any node starts (e.g. to add users and enable authentication). */
+  prepareEtcd?: (etcd: EtcdServer) => Promise<void>;
 }
 
 /** etcd + N node processes. */
@@ -403,10 +407,11 @@ export class ProcCluster {
   ) {}
 
   static async start(options: ClusterOptions): Promise<ProcCluster> {
-    const etcd = await startEtcd();
+    const etcd = await startEtcd(options.etcd ?? {});
     const nodes: NodeProcess[] = [];
     const cluster = new ProcCluster(etcd, nodes, options);
     try {
+      await options.prepareEtcd?.(etcd);
       const name = options.cluster ?? `t${process.pid}-${Math.floor(performance.now())}`;
       const used = new Set<number>();
       const pick = async (): Promise<number> => {
