@@ -306,7 +306,8 @@ export class EtcdClient {
         "",
       );
     } catch (err) {
-      if (!(err instanceof EtcdError) || err.kind === "network" || err.grpcCode === grpcCodeUnavailable) throw err;
+      // Only etcd's answer about the user is about the user: TLS refusals and outages stay as they are.
+      if (!(err instanceof EtcdError) || err.kind !== "server" || err.grpcCode === grpcCodeUnavailable) throw err;
       if (isAuthNotEnabledMessage(err.message)) return "";
       throw new EtcdError(
         `etcd refused user ${JSON.stringify(credentials.user)}: ${err.message.replace(/^etcd \S+: /, "")}`,

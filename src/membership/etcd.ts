@@ -470,7 +470,8 @@ class EtcdMembershipImpl implements EtcdMembership {
         this.log(`close: could not revoke lease ${lease.id}: ${errorMessage(err)}`);
       }
     }
-    this.log("closed");
+    // A membership that never started (its start failed) says nothing more: the caller reports why, in one line.
+    if (this.loops.length > 0) this.log("closed");
   }
 
   // --- views and the effective lease ---

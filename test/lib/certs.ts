@@ -23,6 +23,9 @@ export interface TestCerts {
   wrongKeyFile: string;
   /** The CA that signed the wrong client certificate (trusted by nothing). */
   otherCaFile: string;
+  /** An RSA key pair for etcd's JWT tokens (--auth-token jwt,pub-key=…,priv-key=…). */
+  jwtPrivateKeyFile: string;
+  jwtPublicKeyFile: string;
   /** File contents, for fetch's `tls` option. */
   pem(path: string): string;
   cleanup(): void;
@@ -86,6 +89,8 @@ export function makeTestCerts(): TestCerts {
     makeLeaf(dir, "server", "ca", "/CN=127.0.0.1", "IP:127.0.0.1");
     makeLeaf(dir, "client", "ca", "/O=hermes-kv test client", "DNS:hermes-kv-client");
     makeLeaf(dir, "wrong", "other-ca", "/O=hermes-kv test intruder", "DNS:hermes-kv-intruder");
+    openssl(["genrsa", "-out", "jwt.key", "2048"], dir);
+    openssl(["rsa", "-in", "jwt.key", "-pubout", "-out", "jwt.pub"], dir);
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
     throw error;
@@ -101,6 +106,8 @@ export function makeTestCerts(): TestCerts {
     wrongCertFile: at("wrong.crt"),
     wrongKeyFile: at("wrong.key"),
     otherCaFile: at("other-ca.crt"),
+    jwtPrivateKeyFile: at("jwt.key"),
+    jwtPublicKeyFile: at("jwt.pub"),
     pem: (path) => readFileSync(path, "utf8"),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
