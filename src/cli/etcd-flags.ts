@@ -7,7 +7,7 @@
 // wrong path or a file that is not PEM is a usage error with nothing started.
 
 import { readFileSync, statSync } from "node:fs";
-import type { EtcdSecurity, EtcdTls } from "../membership/etcd-auth.ts";
+import type { EtcdCredentials, EtcdSecurity, EtcdTls } from "../membership/etcd-auth.ts";
 import { UsageError } from "./args.ts";
 
 /** The environment variable that may hold the etcd user's password. */
@@ -41,7 +41,8 @@ export const etcdFlagsUsage = `  --etcd-cacert FILE  CA bundle (PEM) that signed
                    refuses one)
   --etcd-user NAME etcd user (etcd authentication); its role needs read-write on /hermes-kv/NAME/
                    (see --cluster). The password comes from --etcd-password-file FILE (its first
-                   line) or else ${etcdPasswordEnv}, never from the command line`;
+                   line, read again whenever etcd wants a new token) or else ${etcdPasswordEnv},
+                   never from the command line`;
 
 function readBounded(flag: string, path: string, bytesMax: number): string {
   let size: number;
@@ -84,13 +85,21 @@ function tlsOf(flags: EtcdFlagValues, endpoints: readonly string[]): EtcdTls | u
   return tls;
 }
 
-function passwordOf(flags: EtcdFlagValues, env: Readonly<Record<string, string | undefined>>): string {
+/** The first line: `echo secret > file` leaves a newline that is not part of the password. */
+function readPasswordFile(file: string): string {
+  return readBounded("--etcd-password-file", file, etcdPasswordFileBytesMax).split(/\r?\n/, 1)[0]!;
+}
+
+function credentialsOf(
+  user: string,
+  flags: EtcdFlagValues,
+  env: Readonly<Record<string, string | undefined>>,
+): EtcdCredentials {
   const file = flags["etcd-password-file"];
   let password: string;
   let source: string;
   if (file !== undefined) {
-    // The first line: `echo secret > file` leaves a newline that is not part of the password.
-    password = readBounded("--etcd-password-file", file, etcdPasswordFileBytesMax).split(/\r?\n/, 1)[0]!;
+    password = readPasswordFile(file);
     source = file;
   } else if (env[etcdPasswordEnv] !== undefined) {
     password = env[etcdPasswordEnv]!;
@@ -99,7 +108,8 @@ function passwordOf(flags: EtcdFlagValues, env: Readonly<Record<string, string |
     throw new UsageError(`--etcd-user needs a password: --etcd-password-file FILE or ${etcdPasswordEnv}`);
   }
   if (password === "") throw new UsageError(`the etcd password from ${source} is empty`);
-  return password;
+  // A file is read again before each authentication: a rotated password needs no restart.
+  return file === undefined ? { user, password } : { user, password, reread: () => readPasswordFile(file) };
 }
 
 /**
@@ -124,7 +134,7 @@ export function etcdSecurityOf(
       );
     if (!/^[\x21-\x7e]{1,128}$/.test(user))
       throw new UsageError("--etcd-user must be 1-128 printable ASCII characters");
-    security.credentials = { user, password: passwordOf(flags, env) };
+    security.credentials = credentialsOf(user, flags, env);
   }
   return security.tls === undefined && security.credentials === undefined ? undefined : security;
 }

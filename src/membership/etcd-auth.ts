@@ -10,7 +10,8 @@
 // authentication (EtcdTokens.refresh).
 //
 // Why the password is held in memory: etcd needs it for every re-authentication, and the node must
-// survive token expiry without an operator.
+// survive token expiry without an operator. When it came from a file, the file is read again before
+// each authentication, so that a password rotated in etcd and in the file is picked up without a restart.
 
 /** PEM contents (not paths) for fetch's `tls` option. */
 export interface EtcdTls {
@@ -24,6 +25,23 @@ export interface EtcdTls {
 export interface EtcdCredentials {
   user: string;
   password: string;
+  /**
+   * Reads the password again (from its file) before each authentication; `password` is used when
+   * it throws or gives "" (a file briefly missing while it is replaced).
+   */
+  reread?: () => string;
+}
+
+/** The password to authenticate with now. */
+export function currentPassword(credentials: EtcdCredentials): string {
+  if (credentials.reread === undefined) return credentials.password;
+  try {
+    const password = credentials.reread();
+    if (password !== "") return password;
+  } catch {
+    // fall back to the one read at start
+  }
+  return credentials.password;
 }
 
 /** Everything the client needs to reach a secured etcd; both parts optional. */

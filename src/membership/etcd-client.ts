@@ -13,12 +13,14 @@
 // certificate), and a user's token in the Authorization header, renewed once when etcd says it is stale.
 
 import {
+  currentPassword,
   describeTlsFailure,
   EtcdTokens,
   grpcCodeUnauthenticated,
   isAuthNotEnabledMessage,
   isStaleTokenMessage,
   type EtcdAuthCounters,
+  type EtcdCredentials,
   type EtcdSecurity,
 } from "./etcd-auth.ts";
 
@@ -296,12 +298,12 @@ export class EtcdClient {
   }
 
   /** A fresh token for `credentials`, or "" when etcd has authentication off (then no header is sent). */
-  private async authenticate(credentials: { user: string; password: string }): Promise<string> {
+  private async authenticate(credentials: EtcdCredentials): Promise<string> {
     let res: Json;
     try {
       res = await this.send(
         "/v3/auth/authenticate",
-        { name: credentials.user, password: credentials.password },
+        { name: credentials.user, password: currentPassword(credentials) },
         {},
         "",
       );

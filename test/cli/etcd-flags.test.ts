@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { UsageError } from "../../src/cli/args.ts";
 import { etcdPasswordEnv, etcdSecurityOf, type EtcdFlagValues } from "../../src/cli/etcd-flags.ts";
+import { currentPassword } from "../../src/membership/etcd-auth.ts";
 import { makeTestCerts, type TestCerts } from "../lib/certs.ts";
 
 const repoRoot = join(import.meta.dir, "..", "..");
@@ -63,7 +64,19 @@ describe("etcdSecurityOf", () => {
       cert: certs.pem(certs.clientCertFile),
       key: certs.pem(certs.clientKeyFile),
     });
-    expect(security.credentials).toEqual({ user: "hermes", password: "s3cret-from-file" });
+    expect(security.credentials).toMatchObject({ user: "hermes", password: "s3cret-from-file" });
+    // Read again before each authentication (a rotated password); the start value when it cannot be read.
+    writeFileSync(join(dir, "rotated"), "first\n");
+    const rotating = etcdSecurityOf(
+      { ...none, "etcd-user": "hermes", "etcd-password-file": join(dir, "rotated") },
+      https,
+      {},
+    );
+    writeFileSync(join(dir, "rotated"), "second\n");
+    expect(rotating!.credentials!.password).toBe("first");
+    expect(currentPassword(rotating!.credentials!)).toBe("second");
+    rmSync(join(dir, "rotated"));
+    expect(currentPassword(rotating!.credentials!)).toBe("first");
     const fromEnv = etcdSecurityOf({ ...none, "etcd-user": "hermes" }, https, { [etcdPasswordEnv]: "from-env" })!;
     expect(fromEnv).toEqual({ credentials: { user: "hermes", password: "from-env" } });
   });

@@ -192,4 +192,20 @@ describe("etcd over TLS with client certificates and a user", () => {
     },
     testTimeoutMs,
   );
+
+  test(
+    "a password rotated in etcd and where the client rereads it (its file): the renewal uses the new one",
+    async () => {
+      let stored = password;
+      const c = client({ tls, credentials: { user: "hermes", password, reread: () => stored } });
+      await c.put(`${prefix}rot/0`, "rot-0");
+      await changeEtcdPassword(etcd.clientUrl, tls, rootPassword, "hermes", "hermes-secret-3");
+      stored = "hermes-secret-3";
+      await c.put(`${prefix}rot/1`, "rot-1");
+      expect(c.authCounters()).toEqual({ authentications: 2, tokenRefreshes: 1 });
+      expect((await c.range(`${prefix}rot/`, { prefix: true })).kvs.map((kv) => kv.value)).toEqual(["rot-0", "rot-1"]);
+      await changeEtcdPassword(etcd.clientUrl, tls, rootPassword, "hermes", password);
+    },
+    testTimeoutMs,
+  );
 });
