@@ -251,3 +251,22 @@ describe("the route table", () => {
     });
   }
 });
+
+test(`a full table (${authTokensMax} tokens, spread over the guard's buckets) finds each token with its role`, async () => {
+  const roles = ["read", "write", "admin"] as const;
+  const lines = Array.from(
+    { length: authTokensMax },
+    (_, i) => `many-token-${String(i).padStart(8, "0")} ${roles[i % 3]} holder${i}`,
+  );
+  const parsed = parseAuthFile(lines.join("\n"));
+  if (!parsed.ok) throw new Error(parsed.error);
+  const guard = new AuthGuard({ tokens: parsed.entries, metricsPublic: false });
+  expect(guard.tokenCount).toBe(authTokensMax);
+  const put = (token: string) =>
+    guard.check(
+      new Request("http://127.0.0.1/v1/kv/k", { method: "PUT", headers: { authorization: `Bearer ${token}` } }),
+    )?.status ?? 200;
+  for (let i = 0; i < authTokensMax; i++)
+    expect(put(`many-token-${String(i).padStart(8, "0")}`)).toBe(i % 3 === 0 ? 403 : 200);
+  expect(put("many-token-99999999")).toBe(401);
+});
