@@ -76,12 +76,19 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
                    evicted through etcd when the suspicions call for it; writes then resume after
                    about MS + one lease TTL (README "Failure model")
 ${serverSecurityHelp}
-  --cluster-key-file FILE  the cluster's shared key (see hermes-kv keygen)
+  --cluster-key-file FILE  the cluster's shared key for replica traffic. In this build only its
+                   presence is checked (protected mode, --insecure); frames are not yet
+                   authenticated with it
   --insecure       start even though --http or --listen is not a loopback address and TLS, the
                    auth file or the cluster key is missing (without it the node refuses, as
                    Redis's protected mode does)
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
-                   POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
+                   POST /v1/test/etcd (cut this node off from etcd), for partition tests
+
+On a network (README "Running securely"):
+  hermes-kv node --id 0 --http 10.0.0.1:8443 --listen 10.0.0.1:7000 --etcd https://10.0.0.9:2379 \\
+    --tls-cert node0.crt --tls-key node0.key --tls-ca ca.crt --auth-file tokens \\
+    --cluster-key-file cluster.key`;
 
 const specs = {
   id: { kind: "string" },
