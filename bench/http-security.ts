@@ -123,9 +123,13 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(" ")}`,
 );
-console.log("| configuration | req/s (median) | rounds | vs plain |");
-console.log("|---|---|---|---|");
+// On a shared machine a round can lose half its rate to other jobs; the best round of each
+// configuration is the least disturbed one, so its ratio is shown beside the medians'.
+const best = (xs: number[]) => Math.max(...xs);
+const plainBest = best(rates.get("plain")!);
+console.log("| configuration | req/s (median) | vs plain | req/s (best round) | vs plain | rounds |");
+console.log("|---|---|---|---|---|---|");
 for (const [name, xs] of rates)
   console.log(
-    `| ${name} | ${median(xs).toFixed(0)} | ${xs.map((x) => x.toFixed(0)).join(", ")} | ${(median(xs) / plain).toFixed(2)} |`,
+    `| ${name} | ${median(xs).toFixed(0)} | ${(median(xs) / plain).toFixed(2)} | ${best(xs).toFixed(0)} | ${(best(xs) / plainBest).toFixed(2)} | ${xs.map((x) => x.toFixed(0)).join(", ")} |`,
   );
