@@ -61,7 +61,7 @@ export class AuthGuard {
     const needed = requiredAccess(request.method, request.url, this.#metricsPublic);
     if (needed === Access.open || needed === Access.cluster) return null;
     const header = request.headers.get("authorization");
-    if (header === null || !header.startsWith(bearerPrefix) || header.length === bearerPrefix.length)
+    if (header === null || !isBearer(header))
       return errorResponse(401, ErrorCode.unauthorized, "this route needs a token: Authorization: Bearer <token>", {
         headers: { "www-authenticate": realm },
       });
@@ -89,6 +89,16 @@ export class AuthGuard {
     }
     return found;
   }
+}
+
+/** "Bearer " followed by something; the scheme's case does not matter (RFC 7235: schemes are case-insensitive). */
+function isBearer(header: string): boolean {
+  if (header.length <= bearerPrefix.length) return false;
+  for (let i = 0; i < bearerPrefix.length; i++) {
+    // ASCII letters: setting bit 0x20 lowercases them; the space stays a space.
+    if ((header.charCodeAt(i) | 0x20) !== (bearerPrefix.charCodeAt(i) | 0x20)) return false;
+  }
+  return true;
 }
 
 /** `inner` behind the guard: what a node serves when it has an auth file. */

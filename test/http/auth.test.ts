@@ -186,9 +186,16 @@ describe("every route with no token, a wrong token and each role", () => {
 
   test("malformed Authorization headers are 401", async () => {
     const { fetch } = handler();
-    for (const header of ["", "Bearer", "Bearer ", `Basic ${tokens.admin}`, `bearer ${tokens.admin}`, tokens.admin]) {
+    for (const header of ["", "Bearer", "Bearer ", `Basic ${tokens.admin}`, `Bearer  ${tokens.admin}`, tokens.admin]) {
       const response = await fetch(new Request("http://127.0.0.1/v1/status", { headers: { authorization: header } }));
       expect(response.status).toBe(401);
+    }
+    // The scheme is case-insensitive (RFC 7235).
+    for (const scheme of ["bearer", "BEARER", "bEaReR"]) {
+      const response = await fetch(
+        new Request("http://127.0.0.1/v1/status", { headers: { authorization: `${scheme} ${tokens.read}` } }),
+      );
+      expect(response.status).toBe(200);
     }
   });
 
