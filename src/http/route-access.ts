@@ -46,12 +46,13 @@ export const metricsPath = "/metrics";
 
 /** First match wins; the fallback below covers everything else (unknown routes included). */
 export const routeRules: readonly RouteRule[] = [
+  // The hot routes first: most requests are decided by the first comparison.
+  { path: "/v1/kv/", prefix: true, reads: Access.read, updates: Access.write },
   { path: "/health", prefix: false, reads: Access.open, updates: Access.open },
   { path: "/ui", prefix: false, reads: Access.open, updates: Access.admin },
   { path: "/ui/", prefix: true, reads: Access.open, updates: Access.admin },
   { path: metricsPath, prefix: false, reads: Access.admin, updates: Access.admin },
   { path: "/v1/status", prefix: false, reads: Access.read, updates: Access.read },
-  { path: "/v1/kv/", prefix: true, reads: Access.read, updates: Access.write },
   { path: "/v1/kv", prefix: false, reads: Access.read, updates: Access.write },
   { path: "/v1/watch", prefix: false, reads: Access.read, updates: Access.read },
   { path: "/v1/batch", prefix: false, reads: Access.write, updates: Access.write },
