@@ -155,6 +155,8 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   );
   try {
     await serveNode(node, http, options.testHooks, () => membership, security);
+    // From the moment the workers serve: a SIGHUP before this would end the process (its default action).
+    if (security.authFile !== null) reloadAuthOnSighup(security.authFile, (tokens) => node.setAuthTokens(tokens), log);
   } catch (error) {
     await node.close();
     throw new FatalError(error instanceof Error ? error.message : String(error));
@@ -210,7 +212,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     log,
   });
   rejoiner.start();
-  if (security.authFile !== null) reloadAuthOnSighup(security.authFile, (tokens) => node.setAuthTokens(tokens), log);
   console.log(
     `node ${id} up: ${security.tls === null ? "http" : "https"}://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`,
   );

@@ -3,7 +3,7 @@
 // Files are read here, in the main thread, so that a wrong path or a bad file stops the command at
 // start with one clear line; the workers get the PEM text and the token digests.
 
-import { readFile } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { describeTokens, parseAuthFile, type TokenEntry } from "../http/auth-file.ts";
 import type { AuthConfig } from "../http/auth-guard.ts";
 import type { HttpTls } from "../worker/messages.ts";
@@ -44,8 +44,11 @@ export interface ServerSecurity {
   authFile: string | null;
 }
 
-/** Check the flags' combinations and read the files they name. */
-export async function loadServerSecurity(flags: SecurityFlags): Promise<ServerSecurity> {
+/** Check the flags' combinations and read the files they name; `warn` hears about files others can read. */
+export async function loadServerSecurity(
+  flags: SecurityFlags,
+  warn: (line: string) => void = (line) => console.error(line),
+): Promise<ServerSecurity> {
   const certPath = flags["tls-cert"];
   const keyPath = flags["tls-key"];
   const caPath = flags["tls-ca"];
@@ -58,6 +61,7 @@ export async function loadServerSecurity(flags: SecurityFlags): Promise<ServerSe
     throw new UsageError("--metrics-public needs --auth-file (without it every route is open)");
   let tls: HttpTls | null = null;
   if (certPath !== undefined && keyPath !== undefined) {
+    await warnIfShared("--tls-key", keyPath, warn).catch(() => {});
     tls = {
       cert: await readPem("--tls-cert", certPath, "CERTIFICATE"),
       key: await readPem("--tls-key", keyPath, "PRIVATE KEY"),
@@ -68,9 +72,19 @@ export async function loadServerSecurity(flags: SecurityFlags): Promise<ServerSe
   if (authFile !== null) {
     const loaded = await readAuthFile(authFile);
     if (!loaded.ok) throw new FatalError(`--auth-file ${authFile}: ${loaded.error}`);
+    await warnIfShared("--auth-file", authFile, warn);
     auth = { tokens: loaded.entries, metricsPublic: flags["metrics-public"] };
   }
   return { tls, auth, authFile };
+}
+
+/** Secrets readable by other users (as ssh warns of a private key): said once at start, not refused. */
+async function warnIfShared(flag: string, path: string, warn: (line: string) => void): Promise<void> {
+  const mode = (await stat(path)).mode;
+  if ((mode & 0o077) !== 0)
+    warn(
+      `hermes-kv: warning: ${flag} ${path} can be read by other users (mode ${(mode & 0o777).toString(8)}); chmod 600 it`,
+    );
 }
 
 async function readPem(flag: string, path: string, label: string): Promise<string> {

@@ -100,6 +100,13 @@ function curl(args: string[]): { exitCode: number; stdout: string } {
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout.toString() };
 }
 
+test("an auth file other users can read is warned about at start (the test wrote it with mode 644)", async () => {
+  const warning = await waitForLine(stderrLines, /warning: --auth-file/);
+  expect(warning).toBe(
+    `hermes-kv: warning: --auth-file ${authFile} can be read by other users (mode 644); chmod 600 it`,
+  );
+});
+
 test("curl with --cacert gets through; without it curl refuses the server", () => {
   const ok = curl(["--cacert", certs.caCert, "-w", " %{http_code}", `${endpoint}/health`]);
   expect([ok.exitCode, ok.stdout]).toEqual([0, '{"status":"ok"} 200']);
