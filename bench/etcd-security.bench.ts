@@ -10,7 +10,7 @@
 import { bench, run, summary } from "mitata";
 import { EtcdClient } from "../src/membership/etcd-client.ts";
 import type { EtcdSecurity } from "../src/membership/etcd-auth.ts";
-import { makeTestCerts } from "../test/lib/certs.ts";
+import { makeTestCerts } from "../test/lib/etcd-certs.ts";
 import { startEtcd, type EtcdServer } from "../test/lib/etcd.ts";
 import { enableEtcdAuth } from "../test/lib/etcd-users.ts";
 

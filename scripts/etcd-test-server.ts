@@ -3,13 +3,13 @@
 // waits; Ctrl-C or SIGTERM stops etcd and removes its data dir.
 //   bun scripts/etcd-test-server.ts
 //   bun scripts/etcd-test-server.ts --secure
-// --secure makes certificates with openssl (test/lib/certs.ts), starts etcd with TLS and
+// --secure makes certificates with openssl (test/lib/etcd-certs.ts), starts etcd with TLS and
 // --client-cert-auth, enables authentication with a user "hermes" granted /hermes-kv/, writes its
 // password to a file, and prints the `hermes-kv node` flags that reach it (all removed on exit).
 
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { makeTestCerts, type TestCerts } from "../test/lib/certs.ts";
+import { makeTestCerts, type TestCerts } from "../test/lib/etcd-certs.ts";
 import { startEtcd, type EtcdServer } from "../test/lib/etcd.ts";
 import { enableEtcdAuth } from "../test/lib/etcd-users.ts";
 

@@ -342,9 +342,9 @@ cmd_up() {
     addr=$(addr_of "n$i" data)
     # Kept for `restart`.
     printf '%q ' ip netns exec "$(ns_of "$run" "n$i")" "$DIR/hermes-kv" node --id "$i" --http "$addr:$HTTP_PORT" --listen "$addr:$LISTEN_PORT" \
-      --etcd "$etcd_url" --cluster "netns-$run" --lease-ms "$lease" --transport tcp --test-hooks >"$DIR/n$i.cmd"
+      --etcd "$etcd_url" --cluster "netns-$run" --lease-ms "$lease" --transport tcp --test-hooks --insecure >"$DIR/n$i.cmd"
     ip netns exec "$(ns_of "$run" "n$i")" "$DIR/hermes-kv" node --id "$i" --http "$addr:$HTTP_PORT" --listen "$addr:$LISTEN_PORT" \
-      --etcd "$etcd_url" --cluster "netns-$run" --lease-ms "$lease" --transport tcp --test-hooks >"$DIR/n$i.log" 2>&1 &
+      --etcd "$etcd_url" --cluster "netns-$run" --lease-ms "$lease" --transport tcp --test-hooks --insecure >"$DIR/n$i.log" 2>&1 &
     disown
     say "node $i pid $! in $(ns_of "$run" "n$i"): http://$addr:$HTTP_PORT (log $DIR/n$i.log)"
   done

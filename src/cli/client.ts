@@ -7,6 +7,12 @@
 
 import { batchBodyBytesMax, batchOpsMax } from "../http/routes-batch.ts";
 import { UsageError, exitUsage, expectPositionals, parseArgs, parseIntegerFlag, type FlagSpecs } from "./args.ts";
+import {
+  clientCredentialFlags,
+  clientCredentialHelp,
+  loadClientCredentials,
+  type ClientCredentials,
+} from "./client-credentials.ts";
 
 export const ClientExit = {
   ok: 0,
@@ -45,15 +51,18 @@ export const batchFailuresShownMax = 10;
 const commonFlags = {
   endpoint: { kind: "string" },
   "timeout-ms": { kind: "string" },
+  ...clientCredentialFlags,
   help: { kind: "boolean", short: "h" },
 } as const satisfies FlagSpecs;
 
 const commonHelp = `  --endpoint URL     the node to talk to (default: $${endpointEnv}, else ${defaultEndpoint})
   --timeout-ms N     give up waiting for the node after N milliseconds (default ${defaultTimeoutMs})
+${clientCredentialHelp}
   -h, --help         show this help`;
 
 const exitHelp = `Exit codes: 0 ok, 1 not found, 2 precondition failed, 3 unavailable, busy, timed out, incr aborted
-or outcome unknown (retrying may help), 4 refused (not a number, store full, server error), 64 usage.`;
+or outcome unknown (retrying may help), 4 refused (not a number, store full, server error, no or a
+wrong token, a role too weak), 64 usage.`;
 
 interface CommandDef {
   flags: FlagSpecs;
@@ -65,6 +74,7 @@ interface Context {
   io: ClientIo;
   endpoint: string;
   timeoutMs: number;
+  credentials: ClientCredentials;
 }
 
 const commands: Record<ClientCommand, CommandDef> = {
@@ -254,12 +264,14 @@ export async function runClientCommand(argv: readonly string[], io: ClientIo = p
       await io.stdout(command.help);
       return ClientExit.ok;
     }
+    const endpoint =
+      typeof flags.endpoint === "string"
+        ? parseEndpoint("--endpoint", flags.endpoint)
+        : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint);
     const context: Context = {
       io,
-      endpoint:
-        typeof flags.endpoint === "string"
-          ? parseEndpoint("--endpoint", flags.endpoint)
-          : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint),
+      endpoint,
+      credentials: await loadClientCredentials(flags, io.env, endpoint),
       timeoutMs:
         typeof flags["timeout-ms"] === "string"
           ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax)
@@ -323,8 +335,9 @@ async function call(
     return await fetch(url, {
       method,
       body: init?.body,
-      headers: init?.headers,
+      headers: { ...init?.headers, ...context.credentials.headers },
       signal: AbortSignal.timeout(context.timeoutMs),
+      ...(context.credentials.tls === undefined ? {} : { tls: context.credentials.tls }),
     });
   } catch (error) {
     const err = error as { name?: string; code?: string; message?: string };

@@ -5,6 +5,7 @@
 // Bun Workers), the numbers and closing lines http-bench-report.ts, the sockets http-bench-client.ts.
 
 import { FatalError } from "./fatal-error.ts";
+import { tokenEnv } from "./client-credentials.ts";
 import { UsageError, expectPositionals, parseArgs, parseIntegerFlag } from "./args.ts";
 import { type ClientKind, type Endpoint, type TlsFiles, openConnection, parseEndpoint } from "./http-bench-client.ts";
 import {
@@ -59,7 +60,7 @@ throughput_reqs=… p50_us=… p99_us=… errors=…   (latency of HTTP requests
   --client K         raw (default: our own HTTP/1.1 sockets) or fetch (Bun's fetch, keep-alive)
   --cacert F, --cert F, --key F   TLS: CA bundle, client certificate and key (PEM files), for
                      https:// endpoints
-  --token T          sends "Authorization: Bearer T" with every request
+  --token T          sends "Authorization: Bearer T" with every request (default: $HERMES_KV_TOKEN)
   -h, --help         this help
 
 Errors are ops that got no answer (net_error, timeout) or a status outside their contract
@@ -178,7 +179,7 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
     if (cert !== undefined) tls.cert = cert;
     if (key !== undefined) tls.key = key;
   }
-  const token = flags.token ?? null;
+  const token = flags.token ?? (process.env[tokenEnv] || null);
   if (token !== null && !/^[\x21-\x7e]+$/.test(token))
     throw new UsageError("--token must be printable ASCII with no spaces");
   return {

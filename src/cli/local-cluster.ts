@@ -19,6 +19,11 @@ import type { KvBackend, NodeStatus, OpResult } from "../base/kv-backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
+import { AuthGuard, guardedFetch } from "../http/auth-guard.ts";
+import type { TokenEntry } from "../http/auth-file.ts";
+import type { FetchHandler } from "../http/fast-path.ts";
+import { serveTls } from "../worker/http-server.ts";
+import type { ServerSecurity } from "./server-security.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -30,6 +35,8 @@ export interface LocalClusterOptions {
   rm: Partial<LocalRmOptions>;
   node: Partial<NodeOptions>;
   log: (line: string) => void;
+  /** HTTPS and client tokens on every replica's port (absent: plain HTTP, every route open). */
+  security?: Pick<ServerSecurity, "tls" | "auth">;
 }
 
 /** Paths of a replica's port that the main thread answers (the workers forward them). */
@@ -86,14 +93,32 @@ export class LocalCluster {
   readonly #rejoiners: (Rejoiner | null)[] = [];
   /** The main thread's server on a stopped replica's port. */
   readonly #stoppedServers: (Server | null)[] = [];
+  /** The auth guard of each stopped replica's server (null without an auth file). */
+  readonly #stoppedGuards: (AuthGuard | null)[] = [];
   readonly #starting = new Set<NodeId>();
   /** Stopped nodes still closing their HTTP servers and workers. */
   readonly #retiring = new Set<Promise<void>>();
   #closed = false;
+  /** The tokens every replica's port checks (null: no auth file); replaced by setAuthTokens. */
+  #tokens: TokenEntry[] | null;
 
   private constructor(options: LocalClusterOptions) {
     this.options = options;
     this.rm = new LocalRm({ log: options.log, ...options.rm });
+    this.#tokens = options.security?.auth?.tokens ?? null;
+  }
+
+  /** A reloaded auth file (SIGHUP): every replica's port, running or stopped, checks these from now on. */
+  setAuthTokens(tokens: TokenEntry[]): void {
+    this.#tokens = tokens;
+    for (const node of this.#nodes) node?.setAuthTokens(tokens);
+    for (const guard of this.#stoppedGuards) guard?.setTokens(tokens);
+  }
+
+  /** The auth configuration with the current tokens, or null. */
+  #auth() {
+    const auth = this.options.security?.auth ?? null;
+    return auth === null || this.#tokens === null ? null : { ...auth, tokens: this.#tokens };
   }
 
   static async start(options: LocalClusterOptions): Promise<LocalCluster> {
@@ -156,6 +181,8 @@ export class LocalCluster {
       // As a crash: the replica answers nothing more from the moment the stop arrives.
       stopPaths: [adminStopPath],
       control: (request) => admin.fetch(request),
+      tls: this.options.security?.tls ?? null,
+      auth: this.#auth(),
     });
   }
 
@@ -177,13 +204,20 @@ export class LocalCluster {
   #serveStopped(id: NodeId): Server {
     const app = createApp(new StoppedReplica(id));
     const admin = this.#adminApp(id);
+    const fetch: FetchHandler = (request) =>
+      splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request);
+    // The same TLS and tokens as the replica's workers: a stop opens nothing.
+    const auth = this.#auth();
+    const guard = auth === null ? null : new AuthGuard(auth);
+    this.#stoppedGuards[id] = guard;
+    const tls = this.options.security?.tls ?? null;
     return Bun.serve({
       hostname: this.options.host,
       port: this.ports[id]!,
       reusePort: true,
       maxRequestBodySize: httpBodyBytesMax,
-      fetch: (request) =>
-        splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request),
+      fetch: guard === null ? fetch : guardedFetch(guard, fetch),
+      ...(tls === null ? {} : { tls: serveTls(tls) }),
     });
   }
 
@@ -192,7 +226,7 @@ export class LocalCluster {
   }
 
   url(id: NodeId): string {
-    return `http://${this.httpAddress(id)}`;
+    return `${this.options.security?.tls == null ? "http" : "https"}://${this.httpAddress(id)}`;
   }
 
   nodes(): (HermesNode | null)[] {

@@ -5,9 +5,13 @@ import type { TransportKind } from "../base/transport-kind.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { exposureProblem } from "./exposure-check.ts";
+import { FatalError } from "./fatal-error.ts";
+import { loadServerSecurity, reloadAuthOnSighup, serverSecurityHelp, serverSecuritySpecs } from "./server-security.ts";
 
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
-                      [--host ADDR] [--lease-ms MS]
+                      [--host ADDR] [--lease-ms MS] [--tls-cert F --tls-key F [--tls-ca F]]
+                      [--auth-file F [--metrics-public]] [--insecure]
 
 Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
 (leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
@@ -16,8 +20,11 @@ Runs N replicas of one hermes-kv cluster in this process, with an in-process mem
   --http-port P    HTTP port of replica 0 (default 8080; 0 = any free ports)
   --shards W       Hermes workers (threads) per replica (default 1)
   --transport T    replica-to-replica transport (default auto: rdma if a device is present, else tcp)
-  --host ADDR      address to bind, loopback by default (127.0.0.1)
+  --host ADDR      address to bind, loopback by default (127.0.0.1); any other address needs
+                   TLS and --auth-file, or --insecure
   --lease-ms MS    membership lease; a stopped replica is removed this long after it stops (default 1000)
+${serverSecurityHelp}
+  --insecure       bind a non-loopback --host without TLS or an auth file
 
 Try it:
   curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
@@ -34,6 +41,8 @@ const specs = {
   transport: { kind: "string" },
   host: { kind: "string" },
   "lease-ms": { kind: "string" },
+  ...serverSecuritySpecs,
+  insecure: { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -51,6 +60,17 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   const leaseMs =
     flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
+  // A local cluster has no cluster key: its replicas' transport binds --host too, so off loopback
+  // it is reachable; that is the risk --insecure accepts.
+  const problem = exposureProblem({
+    addresses: [{ flag: "--host", host }],
+    tls: flags["tls-cert"] !== undefined,
+    authFile: flags["auth-file"] !== undefined,
+    clusterKeyFile: null,
+    insecure: flags.insecure,
+  });
+  if (problem !== null) throw new FatalError(problem);
+  const security = await loadServerSecurity(flags);
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
 
   const cluster = await LocalCluster.start({
@@ -66,7 +86,14 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     },
     node: {},
     log: (line) => console.error(line),
+    security,
   });
+  if (security.authFile !== null)
+    reloadAuthOnSighup(
+      security.authFile,
+      (tokens) => cluster.setAuthTokens(tokens),
+      (line) => console.error(line),
+    );
   for (let id = 0; id < replicas; id++) {
     console.log(
       `replica ${id} ready: ${cluster.url(id)}  (node ${id}, ${shards} shard${shards > 1 ? "s" : ""}, ${transport})`,

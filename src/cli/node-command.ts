@@ -19,7 +19,7 @@ import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
-import { etcdJoinAttempt } from "../node/etcd-join.ts";
+import { etcdJoinAttempt, type PeerHttp } from "../node/etcd-join.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import { snapshotEpochMinParam } from "../node/snapshot-codec.ts";
@@ -29,6 +29,14 @@ import { etcdFlagSpecs, etcdFlagsUsage, etcdSecurityOf } from "./etcd-flags.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { exposureProblem } from "./exposure-check.ts";
+import {
+  loadServerSecurity,
+  reloadAuthOnSighup,
+  serverSecurityHelp,
+  serverSecuritySpecs,
+  type ServerSecurity,
+} from "./server-security.ts";
 
 /** --lease-ms: default and bounds. etcd leases are whole seconds. */
 const leaseMsDefault = 2000;
@@ -70,8 +78,20 @@ ${etcdFlagsUsage}
                    member its peers cannot hear for MS (while it keeps its lease) is suspected, and
                    evicted through etcd when the suspicions call for it; writes then resume after
                    about MS + one lease TTL (README "Failure model")
+${serverSecurityHelp}
+  --cluster-key-file FILE  the cluster's shared key for replica traffic. In this build only its
+                   presence is checked (protected mode, --insecure); frames are not yet
+                   authenticated with it
+  --insecure       start even though --http or --listen is not a loopback address and TLS, the
+                   auth file or the cluster key is missing (without it the node refuses, as
+                   Redis's protected mode does)
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
-                   POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
+                   POST /v1/test/etcd (cut this node off from etcd), for partition tests
+
+On a network (README "Running securely"):
+  hermes-kv node --id 0 --http 10.0.0.1:8443 --listen 10.0.0.1:7000 --etcd https://10.0.0.9:2379 \\
+    --tls-cert node0.crt --tls-key node0.key --tls-ca ca.crt --auth-file tokens \\
+    --cluster-key-file cluster.key`;
 
 const specs = {
   id: { kind: "string" },
@@ -85,6 +105,9 @@ const specs = {
   "lease-ms": { kind: "string" },
   "suspect-ms": { kind: "string" },
   "test-hooks": { kind: "boolean" },
+  ...serverSecuritySpecs,
+  "cluster-key-file": { kind: "string" },
+  insecure: { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -115,6 +138,18 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   expectPositionals(positionals, 0, 0, "");
   const options = nodeCommandOptions(flags);
   const { id, http, endpoints, cluster } = options;
+  const problem = exposureProblem({
+    addresses: [
+      { flag: "--http", host: http.host },
+      { flag: "--listen", host: options.listen.host },
+    ],
+    tls: flags["tls-cert"] !== undefined,
+    authFile: flags["auth-file"] !== undefined,
+    clusterKeyFile: flags["cluster-key-file"] !== undefined,
+    insecure: flags.insecure,
+  });
+  if (problem !== null) throw new FatalError(problem);
+  const security = await loadServerSecurity(flags);
   const node = await HermesNode.start(nodeOptionsOf(options));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
@@ -125,7 +160,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
   );
   try {
-    await serveNode(node, http, options.testHooks, () => membership);
+    await serveNode(node, http, options.testHooks, () => membership, security);
+    // From the moment the workers serve: a SIGHUP before this would end the process (its default action).
+    if (security.authFile !== null) reloadAuthOnSighup(security.authFile, (tokens) => node.setAuthTokens(tokens), log);
   } catch (error) {
     await node.close();
     throw new FatalError(error instanceof Error ? error.message : String(error));
@@ -181,12 +218,12 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const rejoiner = new Rejoiner({
     node,
     membership,
-    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }),
+    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log, peerHttp: peerHttpOf(security) }),
     log,
   });
   rejoiner.start();
   console.log(
-    `node ${id} up: http://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`,
+    `node ${id} up: ${security.tls === null ? "http" : "https"}://${http.host}:${http.port} transport ${options.transport} ${node.memberInfo().shardAddresses.join(",")} cluster ${cluster}`,
   );
 
   await untilSignalled(() => {
@@ -286,6 +323,7 @@ function serveNode(
   http: { host: string; port: number },
   testHooks: boolean,
   getMembership: () => EtcdMembership | null,
+  security: ServerSecurity,
 ): Promise<number> {
   const app = createControlApp();
   app.get("/v1/internal/snapshot/:shard", async (c) => {
@@ -357,7 +395,20 @@ function serveNode(
     port: http.port,
     controlPathPrefixes,
     control: (request) => app.fetch(request),
+    tls: security.tls,
+    auth: security.auth,
   });
+}
+
+/**
+ * How this node reaches the other members for state transfer: over HTTPS when it serves HTTPS (a
+ * cluster's nodes share one setup), trusting the --tls-ca CA (else the system's) and showing its
+ * own certificate, which mutual TLS requires.
+ */
+function peerHttpOf(security: ServerSecurity): PeerHttp {
+  const tls = security.tls;
+  if (tls === null) return { scheme: "http" };
+  return { scheme: "https", tls: tls.ca === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key } };
 }
 
 /** The node's status with the failure detector's view added (when it runs). */

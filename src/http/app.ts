@@ -8,6 +8,7 @@ import { AssertionError } from "../base/assert.ts";
 import type { KvBackend } from "../base/kv-backend.ts";
 import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./errors.ts";
 import { createFastFetch, type FetchHandler } from "./fast-path.ts";
+import { guardedFetch, type AuthGuard } from "./auth-guard.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
 import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";
 import { kvAllow, registerKvRoutes } from "./routes-kv.ts";
@@ -68,16 +69,19 @@ export interface HttpHandler {
 /**
  * What a server serves: the app and the fast path in front of it, counting in the same metrics.
  * `fallback` takes whatever the fast path does not (by default the app; a shard worker first
- * forwards the main thread's routes, see src/worker/http-server.ts).
+ * forwards the main thread's routes, see src/worker/http-server.ts). With a `guard` (--auth-file)
+ * every request is checked before either path sees it; without one nothing is added in front.
  */
 export function createHttpHandler(
   backend: KvBackend,
   metrics = new HttpMetrics(),
   fallback?: (app: Hono) => FetchHandler,
+  guard: AuthGuard | null = null,
 ): HttpHandler {
   const app = createApp(backend, { metrics });
   const rest: FetchHandler = fallback === undefined ? (request, server) => app.fetch(request, server) : fallback(app);
-  return { app, metrics, fetch: createFastFetch(backend, metrics, rest) };
+  const fetch = createFastFetch(backend, metrics, rest);
+  return { app, metrics, fetch: guard === null ? fetch : guardedFetch(guard, fetch) };
 }
 
 /**

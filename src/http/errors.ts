@@ -5,6 +5,10 @@
 export const ErrorCode = {
   /** 400: a key, header, query parameter or number did not validate. Nothing was submitted. */
   invalidInput: "invalid_input",
+  /** 401 with WWW-Authenticate: no token, or one the node does not know (--auth-file). Nothing was submitted. */
+  unauthorized: "unauthorized",
+  /** 403: the token's role is too weak for this route (auth-guard.ts). Nothing was submitted. */
+  forbidden: "forbidden",
   /** 404: the key is absent (never written, or deleted). */
   notFound: "not_found",
   /** 404: no such route. Distinct from not_found so that a typo in a URL is not read as "absent". */

@@ -21,10 +21,22 @@ export interface EtcdJoinOptions {
   /** The etcd key whose presence says the cluster was bootstrapped (it has data). */
   initializedKey: string;
   log: (line: string) => void;
+  /** How to reach the members' HTTP ports (https and the certificates when they serve TLS); default plain http. */
+  peerHttp?: PeerHttp;
 }
+
+/** How a node reaches other members' HTTP ports (state transfer). */
+export interface PeerHttp {
+  scheme: "http" | "https";
+  /** PEM text: the CA that signed the members' certificates (absent: the system's), and our client certificate. */
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+const plainPeerHttp: PeerHttp = { scheme: "http" };
 
 export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
   const { node, membership, etcd, initializedKey, log } = options;
+  const peer = options.peerHttp ?? plainPeerHttp;
   const self = node.options.nodeId;
   return async (run) => {
     const others = membership.view().members.filter((m) => m.id !== self);
@@ -40,7 +52,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     for (const source of others) {
       try {
         const entries = await node.loadFrom((index, epochMin, onChunk) =>
-          fetchSnapshot(node, source.http, index, epochMin, false, onChunk),
+          fetchSnapshot(node, peer, source.http, index, epochMin, false, onChunk),
         );
         log(
           `hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
@@ -53,6 +65,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     // Nobody serves: merge what every member that kept its state has.
     const merged = await mergeFromKeptState(
       node,
+      peer,
       others.map((m) => m.http),
     );
     if (merged !== null) {
@@ -74,12 +87,15 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
  * or cannot be asked, it may hold writes committed while we were out, so we must load from it
  * instead (null: try again later). Null too when nobody, us included, holds state.
  */
-async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<number | null> {
+async function mergeFromKeptState(node: HermesNode, peer: PeerHttp, peers: string[]): Promise<number | null> {
   const sources: string[] = [];
   for (const http of peers) {
     let status: { serving?: boolean; hasState?: boolean };
     try {
-      const response = await fetch(`http://${http}/v1/status`, { signal: AbortSignal.timeout(peerStatusTimeoutMs) });
+      const response = await fetch(`${peer.scheme}://${http}/v1/status`, {
+        signal: AbortSignal.timeout(peerStatusTimeoutMs),
+        ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+      });
       status = (await response.json()) as { serving?: boolean; hasState?: boolean };
     } catch {
       return null; // cannot tell whether it serves
@@ -92,7 +108,7 @@ async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<nu
   // in the state of those that were in.
   return node.loadFrom(async (index, epochMin, onChunk) => {
     let count = 0;
-    for (const http of sources) count += await fetchSnapshot(node, http, index, epochMin, true, onChunk);
+    for (const http of sources) count += await fetchSnapshot(node, peer, http, index, epochMin, true, onChunk);
     return count;
   });
 }
@@ -100,6 +116,7 @@ async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<nu
 /** Stream one shard of `http`'s replica into `onChunk`; `kept`: also from a joining member that kept its state. */
 async function fetchSnapshot(
   node: HermesNode,
+  peer: PeerHttp,
   http: string,
   index: number,
   epochMin: number,
@@ -107,7 +124,8 @@ async function fetchSnapshot(
   onChunk: (records: Uint8Array) => void,
 ): Promise<number> {
   const response = await fetch(
-    `http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
+    `${peer.scheme}://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
+    peer.tls === undefined ? {} : { tls: peer.tls },
   );
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   // Whole records go to the replica as bytes; it installs them in place.

@@ -8,7 +8,14 @@ import type { NodeId } from "../base/ids.ts";
 import type { MemberInfo, Membership, MembershipView } from "../membership/membership.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { frameValueBytesMax } from "../wire/layout.ts";
-import { lastFreshSlot, livenessSlots, type ShardBenchConfig, type ShardStats } from "../worker/messages.ts";
+import {
+  lastFreshSlot,
+  livenessSlots,
+  type HttpStart,
+  type ShardBenchConfig,
+  type ShardStats,
+  type ToShard,
+} from "../worker/messages.ts";
 import { createNodeBoard, NodeBoard } from "../worker/node-board.ts";
 import { createPeerRings } from "../worker/peer-links.ts";
 import type { NodeStatus, StatusExtras } from "../base/kv-backend.ts";
@@ -77,6 +84,10 @@ export interface NodeHttpOptions {
   /** Control paths whose POST stops the node: it stops serving the moment one arrives (see HttpStart). */
   stopPaths?: string[];
   control: ControlHandler;
+  /** HTTPS (PEM text), or null/absent: plain HTTP. */
+  tls?: HttpStart["tls"];
+  /** Bearer tokens with roles, or null/absent: every route open. */
+  auth?: HttpStart["auth"];
 }
 
 export class HermesNode {
@@ -196,6 +207,8 @@ export class HermesNode {
       bodyBytesMax: httpBodyBytesMax,
       controlPathPrefixes: options.controlPathPrefixes,
       stopPaths: options.stopPaths ?? [],
+      tls: options.tls ?? null,
+      auth: options.auth ?? null,
       peerRings:
         this.shards.length === 1 ? null : createPeerRings(this.shards.length, this.keyBytesMax, this.valueBytesMax),
     };
@@ -211,6 +224,11 @@ export class HermesNode {
     for (const shard of this.shards) shard.post({ type: "http-metrics-buffers", buffers });
     this.#httpPort = first.port;
     return first.port;
+  }
+
+  /** A reloaded auth file (SIGHUP): every HTTP-serving worker checks requests against these tokens from now on. */
+  setAuthTokens(tokens: Extract<ToShard, { type: "auth-tokens" }>["tokens"]): void {
+    for (const shard of this.shards) shard.post({ type: "auth-tokens", tokens });
   }
 
   /** Series appended to the node's /metrics (e.g. the etcd membership's counters). */

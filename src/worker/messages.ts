@@ -8,6 +8,8 @@ import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import type { PeerRings } from "./peer-links.ts";
+import type { AuthConfig } from "../http/auth-guard.ts";
+import type { TokenEntry } from "../http/auth-file.ts";
 
 export interface ShardInit {
   type: "init";
@@ -90,6 +92,18 @@ export interface HttpStart {
   stopPaths: string[];
   /** Rings to and from the node's other shard workers (null with one shard). */
   peerRings: PeerRings | null;
+  /** HTTPS instead of HTTP (--tls-cert/--tls-key/--tls-ca), or null. */
+  tls?: HttpTls | null;
+  /** Bearer tokens with roles (--auth-file), or null: every route open. */
+  auth?: AuthConfig | null;
+}
+
+/** TLS of the HTTP port, as PEM text: the main thread reads the files, so a bad path fails at start. */
+export interface HttpTls {
+  cert: string;
+  key: string;
+  /** Require a client certificate signed by this CA (mutual TLS), or null. */
+  ca: string | null;
 }
 
 /** A header list as postMessage carries it. */
@@ -100,6 +114,8 @@ export type ToShard =
   | HttpStart
   /** Every HTTP-serving worker's metrics buffer, in shard order: /metrics sums them. */
   | { type: "http-metrics-buffers"; buffers: SharedArrayBuffer[] }
+  /** The auth file was reloaded (SIGHUP): check requests against these tokens from now on. */
+  | { type: "auth-tokens"; tokens: TokenEntry[] }
   /** Close the HTTP server once the requests in flight are answered. */
   | { type: "http-stop" }
   /** The failure detector's part of /v1/status, as of `atMs` (monotonicMs), or null without one. */

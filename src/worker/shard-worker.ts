@@ -6,7 +6,8 @@ import { dropRuleTarget } from "../transport/drop-rule.ts";
 import { createTransport, isNetworkTransportKind } from "../transport/factory.ts";
 import { HttpMetrics } from "../http/metrics.ts";
 import { ControlClient } from "./control-client.ts";
-import { serveHttp, type HttpServer } from "./http-server.ts";
+import { authGuardOf, serveHttp, type HttpServer } from "./http-server.ts";
+import type { AuthGuard } from "../http/auth-guard.ts";
 import type { FromShard, HttpStart, ShardInit, ToShard } from "./messages.ts";
 import { placeThread, type Placement } from "./placement.ts";
 import { Shard } from "./shard.ts";
@@ -20,7 +21,7 @@ let shard: Shard | null = null;
 let placement: Placement = { node: null, cpu: null, pinned: false };
 const early: ToShard[] = [];
 const control = new ControlClient(post);
-let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend } | null = null;
+let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend; guard: AuthGuard | null } | null = null;
 
 function post(message: FromShard, transfer: ArrayBuffer[] = []): void {
   self.postMessage(message, transfer);
@@ -31,8 +32,9 @@ function startHttp(source: Shard, start: HttpStart): void {
   const metrics = new HttpMetrics();
   const backend = new WorkerBackend(source, control);
   let server: HttpServer;
+  const guard = authGuardOf(start);
   try {
-    server = serveHttp(start, backend, control, metrics);
+    server = serveHttp(start, backend, control, metrics, guard);
   } catch (error) {
     // An operating error, not a broken invariant: the node says why and does not serve.
     post({
@@ -42,7 +44,7 @@ function startHttp(source: Shard, start: HttpStart): void {
     });
     return;
   }
-  http = { server, metrics, backend };
+  http = { server, metrics, backend, guard };
   post({ type: "http-ready", shardIndex: source.init.shardIndex, port: server.port!, metricsBuffer: metrics.buffer });
 }
 
@@ -184,6 +186,9 @@ function handle(message: ToShard): void {
       return;
     case "http-start":
       startHttp(shard, message);
+      return;
+    case "auth-tokens":
+      http?.guard?.setTokens(message.tokens);
       return;
     case "http-metrics-buffers":
       http?.metrics.shareWith(message.buffers, shard.init.shardIndex);

@@ -270,8 +270,9 @@ describe("help", () => {
     // The flags listed in the "Flags:" section, each accepted (the value flags with a value).
     const listed = help.stdout.split("\n").filter((line) => line.startsWith("  -"));
     const flags = listed.map((line) => line.match(/--[a-z][a-z-]*/)![0]);
-    expect(flags).toEqual(["--endpoint", "--timeout-ms", "--help"]);
-    for (const flag of ["--endpoint", "--timeout-ms"]) {
+    expect(flags).toEqual(["--endpoint", "--timeout-ms", "--token", "--cacert", "--cert", "--help"]);
+    expect(help.stdout).toContain("--cert FILE, --key FILE");
+    for (const flag of ["--endpoint", "--timeout-ms", "--token", "--cacert", "--cert", "--key"]) {
       const result = await run(["batch", flag, "1", "--help"], { endpoint: null });
       expect(result.stderr).not.toContain("unknown flag");
     }

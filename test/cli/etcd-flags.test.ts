@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { UsageError } from "../../src/cli/args.ts";
 import { etcdPasswordEnv, etcdSecurityOf, type EtcdFlagValues } from "../../src/cli/etcd-flags.ts";
 import { currentPassword } from "../../src/membership/etcd-auth.ts";
-import { makeTestCerts, type TestCerts } from "../lib/certs.ts";
+import { makeTestCerts, type TestCerts } from "../lib/etcd-certs.ts";
 
 const repoRoot = join(import.meta.dir, "..", "..");
 let certs: TestCerts;

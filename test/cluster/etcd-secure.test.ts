@@ -21,7 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EtcdClient } from "../../src/membership/etcd-client.ts";
 import type { EtcdTls } from "../../src/membership/etcd-auth.ts";
-import { makeTestCerts, type TestCerts } from "../lib/certs.ts";
+import { makeTestCerts, type TestCerts } from "../lib/etcd-certs.ts";
 import { enableEtcdAuth } from "../lib/etcd-users.ts";
 import {
   ProcCluster,

@@ -101,9 +101,29 @@ export type Answer =
   | { kind: "refused" }
   | { kind: "network"; message: string };
 
+/** What every request() carries besides its own init: a secured cluster's token and TLS (see setRequestCredentials). */
+export interface RequestCredentials {
+  headers?: Record<string, string>;
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+let credentials: RequestCredentials = {};
+
+/** Set the credentials of every request() from now on (a test of a secured cluster); {} resets them. */
+export function setRequestCredentials(next: RequestCredentials): void {
+  credentials = next;
+}
+
 export async function request(url: string, init: RequestInit = {}, timeoutMs = requestTimeoutMs): Promise<Answer> {
   try {
-    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    const headers = new Headers(init.headers);
+    for (const [name, value] of Object.entries(credentials.headers ?? {}))
+      if (!headers.has(name)) headers.set(name, value);
+    const response = await fetch(url, {
+      ...init,
+      headers,
+      ...(credentials.tls === undefined ? {} : { tls: credentials.tls }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     const body = await response.text();
     return {
       kind: "response",
@@ -187,7 +207,8 @@ export class NodeProcess {
       nodeArgs?: readonly string[];
     },
   ) {
-    this.url = `http://127.0.0.1:${httpPort}`;
+    // A node given a certificate serves HTTPS only.
+    this.url = `${options.nodeArgs?.includes("--tls-cert") === true ? "https" : "http"}://127.0.0.1:${httpPort}`;
   }
 
   get pid(): number | null {

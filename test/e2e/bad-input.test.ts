@@ -14,6 +14,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { MsgKind } from "../../src/base/kinds.ts";
 import { nodeDefaults } from "../../src/node/node.ts";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
+import { parseAuthFile } from "../../src/http/auth-file.ts";
 import { tcpHelloBytes, tcpHelloMagic, tcpHelloVersion } from "../../src/transport/tcp.ts";
 import { codecVersion, frameHeaderBytes, frameMagic, messageFixedBytes } from "../../src/wire/layout.ts";
 import {
@@ -21,6 +22,7 @@ import {
   eventually,
   prng,
   request,
+  setRequestCredentials,
   startCluster,
   testSeed,
   type Answer,
@@ -34,6 +36,13 @@ const valueBytesMax = nodeDefaults.valueBytesMax;
 /** LocalCluster serves with Bun's maxRequestBodySize at this: bodies above it never reach the app. */
 const serverBodyBytesMax = valueBytesMax + 4096;
 
+/**
+ * HERMES_KV_TEST_AUTH=1: the same suite against replicas with an auth file, every request carrying
+ * an admin token, so that each case reaches the validation it tests (test/e2e/bad-input-auth.test.ts).
+ */
+const withAuth = process.env.HERMES_KV_TEST_AUTH === "1";
+const adminToken = "e2e-bad-input-admin-token-5e0b";
+
 let tc: TestCluster;
 let cluster: LocalCluster;
 let urls: string[];
@@ -41,7 +50,16 @@ let urls: string[];
 const seeded = new Map<string, string>();
 
 beforeAll(async () => {
-  tc = await startCluster(replicas);
+  if (withAuth) {
+    const parsed = parseAuthFile(`${adminToken} admin tester\n`);
+    if (!parsed.ok) throw new Error(parsed.error);
+    tc = await startCluster(replicas, {
+      security: { tls: null, auth: { tokens: parsed.entries, metricsPublic: false } },
+    });
+    setRequestCredentials({ headers: { authorization: `Bearer ${adminToken}` } });
+  } else {
+    tc = await startCluster(replicas);
+  }
   cluster = tc.cluster;
   urls = Array.from({ length: replicas }, (_, i) => cluster.url(i));
   const put = async (key: string, value: string) => {
@@ -64,6 +82,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  setRequestCredentials({});
   await cluster?.close();
 });
 
@@ -489,7 +508,8 @@ test(`malformed HTTP on the raw socket is refused and the node stays up (seed ${
   const { hostname, port } = new URL(urls[0]!);
   const random = prng(seed ^ 0x7777);
   const int = (n: number): number => Math.floor(random() * n);
-  const end = "Host: x\r\nConnection: close\r\n\r\n";
+  const credential = withAuth ? `Authorization: Bearer ${adminToken}\r\n` : "";
+  const end = `Host: x\r\n${credential}Connection: close\r\n\r\n`;
   const cases: { label: string; bytes: Uint8Array }[] = [
     { label: "control byte in the path", bytes: bytesOf("GET /v1/kv/a\x01b HTTP/1.1\r\n", end) },
     { label: "NUL in the path", bytes: bytesOf("GET /v1/kv/a", [0], "b HTTP/1.1\r\n", end) },

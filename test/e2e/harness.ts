@@ -15,7 +15,7 @@
 // `unexpected`, which every test asserts is empty.
 
 import { expect } from "bun:test";
-import { LocalCluster } from "../../src/cli/local-cluster.ts";
+import { LocalCluster, type LocalClusterOptions } from "../../src/cli/local-cluster.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
 import { checkLinearizable, type LinResult } from "../lib/linearizability.ts";
 import { prng, testSeed } from "../lib/prng.ts";
@@ -49,7 +49,11 @@ export const steadyRm = { leaseMs: 5000, renewEveryMs: 50, removalMarginMs: 50 }
 /** `replicas` replicas of `shards` shard workers each, over TCP on 127.0.0.1, with leases `rm`. */
 export async function startCluster(
   replicas = 3,
-  { shards = 1, rm = testRm }: { shards?: number; rm?: typeof testRm | typeof steadyRm } = {},
+  {
+    shards = 1,
+    rm = testRm,
+    security,
+  }: { shards?: number; rm?: typeof testRm | typeof steadyRm; security?: LocalClusterOptions["security"] } = {},
 ): Promise<TestCluster> {
   const log: string[] = [];
   const cluster = await LocalCluster.start({
@@ -63,6 +67,7 @@ export async function startCluster(
     log: (line) => {
       if (log.length < clusterLogLinesMax) log.push(`${performance.now().toFixed(1)} ${line}`);
     },
+    ...(security === undefined ? {} : { security }),
   });
   return { cluster, log };
 }
@@ -88,9 +93,29 @@ export type Answer =
   | { kind: "timeout" }
   | { kind: "network"; message: string };
 
+/** What every request() carries besides its own init: a secured cluster's token and TLS (see setRequestCredentials). */
+export interface RequestCredentials {
+  headers?: Record<string, string>;
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+let credentials: RequestCredentials = {};
+
+/** Set the credentials of every request() from now on (a test of a secured cluster); {} resets them. */
+export function setRequestCredentials(next: RequestCredentials): void {
+  credentials = next;
+}
+
 export async function request(url: string, init: RequestInit = {}, timeoutMs = requestTimeoutMs): Promise<Answer> {
   try {
-    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    const headers = new Headers(init.headers);
+    for (const [name, value] of Object.entries(credentials.headers ?? {}))
+      if (!headers.has(name)) headers.set(name, value);
+    const response = await fetch(url, {
+      ...init,
+      headers,
+      ...(credentials.tls === undefined ? {} : { tls: credentials.tls }),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     const body = await response.text();
     return {
       kind: "response",

@@ -2,7 +2,9 @@
 // Random cases come from a seeded PRNG; the seed is in the test name, and SEED=n replays another.
 
 import { expect, test } from "bun:test";
-import { createApp } from "../../src/http/app.ts";
+import { createApp, createHttpHandler } from "../../src/http/app.ts";
+import { parseAuthFile } from "../../src/http/auth-file.ts";
+import { AuthGuard } from "../../src/http/auth-guard.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
 import { prng } from "../lib/prng.ts";
 
@@ -258,14 +260,15 @@ function buildCases(random: () => number): Case[] {
   return cases;
 }
 
-test(`malformed requests get a 4xx JSON error and submit nothing (seed ${seed})`, async () => {
-  const backend = new MemoryBackend({ keyBytesMax, valueBytesMax });
-  const app = createApp(backend);
-  const cases = buildCases(prng(seed));
-  expect(cases.length).toBeGreaterThan(300);
+/** Send every case through `send`; the wrong answers, one line each. `want` overrides a case's status. */
+async function wrongAnswers(
+  cases: Case[],
+  send: (path: string, init: RequestInit | undefined) => Promise<Response>,
+  want: (item: Case) => number | undefined = (item) => item.status,
+): Promise<string[]> {
   const wrong: string[] = [];
   for (const item of cases) {
-    const response = await app.request(item.path, item.init);
+    const response = await send(item.path, item.init);
     const contentType = response.headers.get("content-type") ?? "";
     let code: unknown;
     try {
@@ -273,14 +276,53 @@ test(`malformed requests get a 4xx JSON error and submit nothing (seed ${seed})`
     } catch {
       code = undefined;
     }
+    const status = want(item);
     const statusOk =
-      item.status === undefined ? response.status >= 400 && response.status < 500 : response.status === item.status;
+      status === undefined ? response.status >= 400 && response.status < 500 : response.status === status;
     if (!statusOk || !contentType.startsWith("application/json") || typeof code !== "string") {
       wrong.push(
-        `${item.label}: ${item.init?.method ?? "GET"} ${item.path.slice(0, 80)} -> ${response.status} ${String(code)} (want ${item.status ?? "4xx"})`,
+        `${item.label}: ${item.init?.method ?? "GET"} ${item.path.slice(0, 80)} -> ${response.status} ${String(code)} (want ${status ?? "4xx"})`,
       );
     }
   }
-  expect(wrong).toEqual([]);
+  return wrong;
+}
+
+test(`malformed requests get a 4xx JSON error and submit nothing (seed ${seed})`, async () => {
+  const backend = new MemoryBackend({ keyBytesMax, valueBytesMax });
+  const app = createApp(backend);
+  const cases = buildCases(prng(seed));
+  expect(cases.length).toBeGreaterThan(300);
+  expect(await wrongAnswers(cases, async (path, init) => app.request(path, init))).toEqual([]);
   expect(backend.submitCount).toBe(0);
 });
+
+// The same suite with an auth file (--auth-file), through the handler a shard worker serves (the
+// guard, the fast path, the app): with an admin token every case gets the same answer as without
+// auth; with no token or a wrong one, every case is 401 before any validation. Nothing is submitted.
+const adminToken = "bad-input-admin-token-6c1e";
+const authEntries = (() => {
+  const parsed = parseAuthFile(`${adminToken} admin tester\n`);
+  if (!parsed.ok) throw new Error(parsed.error);
+  return parsed.entries;
+})();
+
+for (const [who, token, want] of [
+  ["an admin token", adminToken, (item: Case) => item.status],
+  ["no token", null, () => 401],
+  ["a wrong token", "bad-input-wrong-token-0000", () => 401],
+] as const) {
+  test(`with an auth file and ${who}, malformed requests get their 4xx JSON error and submit nothing (seed ${seed})`, async () => {
+    const backend = new MemoryBackend({ keyBytesMax, valueBytesMax });
+    const guard = new AuthGuard({ tokens: authEntries, metricsPublic: false });
+    const { fetch } = createHttpHandler(backend, undefined, undefined, guard);
+    const cases = buildCases(prng(seed));
+    const send = async (path: string, init: RequestInit | undefined): Promise<Response> => {
+      const headers = new Headers(init?.headers);
+      if (token !== null) headers.set("authorization", `Bearer ${token}`);
+      return fetch(new Request(`http://127.0.0.1${path}`, { ...init, headers }));
+    };
+    expect(await wrongAnswers(cases, send, want)).toEqual([]);
+    expect(backend.submitCount).toBe(0);
+  });
+}

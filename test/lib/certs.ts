@@ -1,11 +1,6 @@
-// Certificates for tests, made with openssl (Debian's openssl package) in a temporary directory:
-// a CA, a server certificate for 127.0.0.1 signed by it, a client certificate signed by it, and a
-// "wrong" client certificate from another CA that nothing trusts.
-//
-// The client certificates have no Common Name: with --client-cert-auth and authentication both on,
-// etcd's JSON gateway refuses a client certificate that has one (it cannot map it to a user through
-// the gateway). The server certificate has the clientAuth usage too, because etcd's gateway dials
-// etcd's own gRPC port with it.
+// Certificates for the TLS tests, made with openssl (Debian's) in a fresh temporary directory:
+// a CA, a server certificate for 127.0.0.1 and localhost signed by it, a client certificate signed
+// by it, and a second, unrelated CA with a client certificate of its own (what mutual TLS must refuse).
 
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,101 +9,85 @@ import { join } from "node:path";
 export interface TestCerts {
   dir: string;
   /** Paths of PEM files. */
-  caFile: string;
-  serverCertFile: string;
-  serverKeyFile: string;
-  clientCertFile: string;
-  clientKeyFile: string;
-  wrongCertFile: string;
-  wrongKeyFile: string;
-  /** The CA that signed the wrong client certificate (trusted by nothing). */
-  otherCaFile: string;
-  /** An RSA key pair for etcd's JWT tokens (--auth-token jwt,pub-key=…,priv-key=…). */
-  jwtPrivateKeyFile: string;
-  jwtPublicKeyFile: string;
-  /** File contents, for fetch's `tls` option. */
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+  otherCaCert: string;
+  otherClientCert: string;
+  otherClientKey: string;
+  /** PEM text of a file above. */
   pem(path: string): string;
-  cleanup(): void;
+  remove(): void;
 }
 
-function openssl(args: string[], cwd: string): void {
-  const proc = Bun.spawnSync(["openssl", ...args], { cwd, stdout: "pipe", stderr: "pipe" });
-  if (proc.exitCode !== 0) throw new Error(`openssl ${args.join(" ")} failed: ${proc.stderr.toString()}`);
+function openssl(dir: string, args: string[]): void {
+  const result = Bun.spawnSync(["openssl", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe" });
+  if (result.exitCode !== 0) throw new Error(`openssl ${args.join(" ")} failed: ${result.stderr.toString()}`);
 }
+
+/** P-256 keys: as good as RSA for a test, and made in milliseconds. */
+const keyArgs = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
 
 function makeCa(dir: string, name: string): void {
-  openssl(
-    ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-subj",
-      `/CN=hermes-kv test ${name}`,
-    ]),
-    dir,
-  );
+  openssl(dir, [
+    "req",
+    "-x509",
+    ...keyArgs,
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    `/CN=${name}`,
+    "-keyout",
+    `${name}.key`,
+    "-out",
+    `${name}.crt`,
+  ]);
 }
 
-function makeLeaf(dir: string, name: string, ca: string, subject: string, altName: string): void {
-  openssl(
-    ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"].concat([
-      "-keyout",
-      `${name}.key`,
-      "-out",
-      `${name}.csr`,
-      "-subj",
-      subject,
-    ]),
-    dir,
-  );
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    `subjectAltName=${altName}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n`,
-  );
-  openssl(
-    ["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial"].concat([
-      "-out",
-      `${name}.crt`,
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-    ]),
-    dir,
-  );
+function makeLeaf(dir: string, ca: string, name: string, ext: string): void {
+  openssl(dir, ["req", ...keyArgs, "-nodes", "-subj", `/CN=${name}`, "-keyout", `${name}.key`, "-out", `${name}.csr`]);
+  writeFileSync(join(dir, `${name}.ext`), ext);
+  openssl(dir, [
+    "x509",
+    "-req",
+    "-in",
+    `${name}.csr`,
+    "-CA",
+    `${ca}.crt`,
+    "-CAkey",
+    `${ca}.key`,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-extfile",
+    `${name}.ext`,
+    "-out",
+    `${name}.crt`,
+  ]);
 }
 
 export function makeTestCerts(): TestCerts {
-  const dir = mkdtempSync(join(tmpdir(), "hermes-certs-"));
-  try {
-    makeCa(dir, "ca");
-    makeCa(dir, "other-ca");
-    makeLeaf(dir, "server", "ca", "/CN=127.0.0.1", "IP:127.0.0.1");
-    makeLeaf(dir, "client", "ca", "/O=hermes-kv test client", "DNS:hermes-kv-client");
-    makeLeaf(dir, "wrong", "other-ca", "/O=hermes-kv test intruder", "DNS:hermes-kv-intruder");
-    openssl(["genrsa", "-out", "jwt.key", "2048"], dir);
-    openssl(["rsa", "-in", "jwt.key", "-pubout", "-out", "jwt.pub"], dir);
-  } catch (error) {
-    rmSync(dir, { recursive: true, force: true });
-    throw error;
-  }
-  const at = (f: string) => join(dir, f);
+  const dir = mkdtempSync(join(tmpdir(), "hermes-kv-certs-"));
+  makeCa(dir, "ca");
+  makeCa(dir, "other-ca");
+  makeLeaf(dir, "ca", "server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n");
+  makeLeaf(dir, "ca", "client", "extendedKeyUsage=clientAuth\n");
+  makeLeaf(dir, "other-ca", "other-client", "extendedKeyUsage=clientAuth\n");
+  const at = (file: string) => join(dir, file);
   return {
     dir,
-    caFile: at("ca.crt"),
-    serverCertFile: at("server.crt"),
-    serverKeyFile: at("server.key"),
-    clientCertFile: at("client.crt"),
-    clientKeyFile: at("client.key"),
-    wrongCertFile: at("wrong.crt"),
-    wrongKeyFile: at("wrong.key"),
-    otherCaFile: at("other-ca.crt"),
-    jwtPrivateKeyFile: at("jwt.key"),
-    jwtPublicKeyFile: at("jwt.pub"),
+    caCert: at("ca.crt"),
+    serverCert: at("server.crt"),
+    serverKey: at("server.key"),
+    clientCert: at("client.crt"),
+    clientKey: at("client.key"),
+    otherCaCert: at("other-ca.crt"),
+    otherClientCert: at("other-client.crt"),
+    otherClientKey: at("other-client.key"),
     pem: (path) => readFileSync(path, "utf8"),
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { EtcdClient, EtcdError } from "../../src/membership/etcd-client.ts";
 import type { EtcdSecurity } from "../../src/membership/etcd-auth.ts";
-import { makeTestCerts, type TestCerts } from "../lib/certs.ts";
+import { makeTestCerts, type TestCerts } from "../lib/etcd-certs.ts";
 import { startEtcd, type EtcdServer } from "../lib/etcd.ts";
 import { changeEtcdPassword, enableEtcdAuth } from "../lib/etcd-users.ts";
 

@@ -297,6 +297,8 @@ export class NetnsNode {
       `${this.address}:${httpPort}`,
       "--listen",
       `${this.address}:${listenPort}`,
+      // The namespaces' addresses are private to this machine; protected mode would refuse them.
+      "--insecure",
       "--etcd",
       o.etcdUrl,
       "--cluster",
