@@ -87,6 +87,12 @@ export class LocalCluster {
   /** The main thread's server on a stopped replica's port. */
   readonly #stoppedServers: (Server | null)[] = [];
   readonly #starting = new Set<NodeId>();
+  /**
+   * Processes started so far per replica id: the process is the RM, so this counter is where a
+   * (re)started replica gets its incarnation, which makes its timestamps' writer ids new
+   * (src/base/ids.ts): a replica started again is empty and must not reissue an old timestamp.
+   */
+  readonly #incarnations: number[] = [];
   /** Stopped nodes still closing their HTTP servers and workers. */
   readonly #retiring = new Set<Promise<void>>();
   #closed = false;
@@ -127,6 +133,8 @@ export class LocalCluster {
 
   #startNode(id: NodeId, httpPort: number): Promise<HermesNode> {
     const o = this.options;
+    const incarnation = this.#incarnations[id] ?? 0;
+    this.#incarnations[id] = incarnation + 1;
     return HermesNode.start({
       nodeId: id,
       clusterId: nodeDefaults.clusterId,
@@ -139,10 +147,10 @@ export class LocalCluster {
       valueBytesMax: nodeDefaults.valueBytesMax,
       frameBytesMax: nodeDefaults.frameBytesMax,
       opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
-      replica: {},
       numa: true,
       bench: null,
       ...o.node,
+      replica: { ...o.node.replica, incarnation },
     });
   }
 

@@ -11,11 +11,12 @@
 // peer-detector.ts) and evicted through etcd when the suspicions call for it (src/membership/
 // eviction-rule.ts); it stops serving, and registers again once it reaches every member.
 
-import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import { nodeIdMax, writerIdOf, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
+import { claimIncarnation, incarnationKey } from "../membership/etcd-incarnation.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
@@ -54,7 +55,9 @@ export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --liste
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
 
-  --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster
+  --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster. A node restarted under its
+                   id starts empty and claims a new incarnation of it in etcd, which goes into its
+                   writes' timestamps (and ETags), so it never reissues one of its previous process
   --http HOST:PORT client HTTP API (also used by rejoining nodes to load state)
   --listen HOST:PORT replica-to-replica transport; worker i uses PORT+i
   --etcd URLS      etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)
@@ -109,7 +112,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   expectPositionals(positionals, 0, 0, "");
   const options = nodeCommandOptions(flags);
   const { id, http, endpoints, cluster } = options;
-  const node = await HermesNode.start(nodeOptionsOf(options));
+  const incarnation = await claimNodeIncarnation(options);
+  log(`hermes-kv node ${id}: incarnation ${incarnation} (writer id ${writerIdOf(incarnation, id)})`);
+  const node = await HermesNode.start(nodeOptionsOf(options, incarnation));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
@@ -245,7 +250,22 @@ function heartbeatMsOf(suspectMs: number): number {
   return Math.min(heartbeatMsMax, Math.max(heartbeatMsMin, Math.floor(suspectMs / heartbeatsPerSuspicion)));
 }
 
-function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
+/**
+ * This process's incarnation of its node id, claimed in etcd before any replica exists: its
+ * timestamps then never collide with those of an earlier process of the same id (src/base/ids.ts).
+ */
+async function claimNodeIncarnation(options: NodeCommandOptions): Promise<number> {
+  const etcd = new EtcdClient(options.endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
+  try {
+    return await claimIncarnation(etcd, incarnationKey(options.cluster, options.id));
+  } catch (error) {
+    throw new FatalError(
+      `cannot claim an incarnation through etcd ${options.endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+function nodeOptionsOf(options: NodeCommandOptions, incarnation: number): NodeOptions {
   return {
     nodeId: options.id,
     clusterId: clusterIdOf(options.cluster),
@@ -258,7 +278,7 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
     valueBytesMax: nodeDefaults.valueBytesMax,
     frameBytesMax: nodeDefaults.frameBytesMax,
     opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
-    replica: {},
+    replica: { incarnation },
     numa: true,
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),
