@@ -20,9 +20,9 @@ const usage = `usage: bun run sim [--seeds N] [--seed S] [--ops M] [--replicas R
                 src/node/etcd-join.ts does today, which loses acknowledged updates)
   --removal-bound  f (default: the RM keeps at most f nodes faulty) or none (etcd: any member
                 whose lease surely expired goes)
-  --restart-identity  fresh (default: a restarted process comes back under a new node id) or same
-                (its old id, as hermes-kv does today: it can reissue a timestamp of its previous
-                process with another value)
+  --restart-identity  same (default, as hermes-kv: a restarted process comes back under its old
+                node id with a new incarnation in its timestamps' writer id) or fresh (under a
+                node id never used before)
   --quiet       no progress lines
 Prints progress every second and ends with: seeds=N ops=M violations=V
 (with --mode both, one line per mode before it, and ops counts both modes).`;
