@@ -125,7 +125,7 @@ export interface ReplicaConfig {
   /** Keys this node's clients may create (tombstones included); a write that would create more is StoreFull. */
   keysMax: number;
   /**
-   * Bytes of the key store's slab pages (keys, values and their 22-byte headers). A client update
+   * Bytes of the key store's slab pages (keys, values and their 24-byte headers). A client update
    * that needs a new slot while the pages are within 1/8 of this is StoreFull; the last 1/8 is for
    * updates from other replicas, which cannot be refused. At most about 4 GiB (u32 addresses).
    */
