@@ -17,6 +17,7 @@ import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
 import { claimIncarnation, incarnationKey } from "../membership/etcd-incarnation.ts";
+import { recordNode } from "../membership/etcd-nodes.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
@@ -123,8 +124,12 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   node.setExtraMetrics(
     () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
   );
+  const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
   try {
     await serveNode(node, http, options.testHooks, () => membership);
+    // Listed as a node of the cluster, member or not: a join that finds no member serving asks
+    // every listed node for its kept state (src/node/etcd-join.ts).
+    await recordNode(etcd, cluster, { id, http: `${http.host}:${http.port}` });
   } catch (error) {
     await node.close();
     throw new FatalError(error instanceof Error ? error.message : String(error));
@@ -155,7 +160,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       `cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
-  const etcd = new EtcdClient(endpoints, { requestTimeoutMs: etcdRequestTimeoutMs });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
   if (options.suspectMs > 0) {
@@ -176,7 +180,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const rejoiner = new Rejoiner({
     node,
     membership,
-    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }),
+    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, cluster, log }),
     log,
   });
   rejoiner.start();

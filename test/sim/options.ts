@@ -67,11 +67,12 @@ export interface SimOptions {
    *  empty); "none": as etcd, whenever a lease has surely expired (all members may go). */
   removalBound: "f" | "none";
   /**
-   * Which kept state a join merges when no member serves. "view" is src/node/etcd-join.ts today:
-   * every other member of the joiner's view that kept state; with etcd's unbounded removals it
-   * loses acknowledged updates, since a node removed earlier may hold the only committed copy
-   * (--merge-rule view --removal-bound none: seed 7 in core mode). "cluster": every live node of
-   * the cluster that kept state, members or not, once none serves.
+   * Which kept state a join merges when no member serves. "cluster" (the default, what
+   * src/node/etcd-join.ts does): every live node of the cluster that kept state, members or not,
+   * once none serves. "view" (what etcd-join did before): every other member of the joiner's view
+   * that kept state; with etcd's unbounded removals it loses acknowledged updates, since a node
+   * removed earlier may hold the only committed copy (--merge-rule view --removal-bound none: seed 7
+   * in core mode).
    */
   mergeRule: "view" | "cluster";
   /** A node notices its lost lease up to this long after the deadline (the RM may remove it first). */
