@@ -15,6 +15,20 @@
 
 import { Replica } from "../src/core/replica.ts";
 import { defaultReplicaConfig } from "../src/core/types.ts";
+import * as records from "../src/core/snapshot-records.ts";
+
+/**
+ * The record layout after the key (offsets from the end of the key), named by snapshot-records.ts
+ * since writer ids became u32s; builds from before had a u8 writer and these offsets.
+ */
+const named = records as Partial<
+  Record<"recordWriterOffset" | "recordFlagsOffset" | "recordValueBytesOffset" | "recordValueOffset", number>
+>;
+const wideWriter = named.recordWriterOffset !== undefined;
+const writerOffset = named.recordWriterOffset ?? 8;
+const flagsOffset = named.recordFlagsOffset ?? 9;
+const valueBytesOffset = named.recordValueBytesOffset ?? 10;
+const valueOffset = named.recordValueOffset ?? 14;
 
 const keyBytes = 9;
 const valueBytes = Number(process.env.MEMORY_VALUE_BYTES ?? 32);
@@ -55,7 +69,7 @@ function measure(keys: number): Figures {
     for (let i = 0; i < keys; i++) replica.installSnapshotEntry(keyOf(i), 2, 1, false, value, true, 0);
   } else {
     // Snapshot records (src/core/snapshot-records.ts) in 1 MiB chunks, as a joiner's worker gets them.
-    const recordBytes = 16 + keyBytes + valueBytes;
+    const recordBytes = 2 + keyBytes + valueOffset + valueBytes;
     const chunk = new Uint8Array(Math.floor((1 << 20) / recordBytes) * recordBytes);
     const view = new DataView(chunk.buffer);
     const encoder = new TextEncoder();
@@ -64,10 +78,12 @@ function measure(keys: number): Figures {
       view.setUint16(at, keyBytes, true);
       encoder.encodeInto(keyOf(i), chunk.subarray(at + 2, at + 2 + keyBytes));
       view.setFloat64(at + 2 + keyBytes, 2, true);
-      chunk[at + 10 + keyBytes] = 1; // writer
-      chunk[at + 11 + keyBytes] = 2 | 4; // committed, has a value
-      view.setUint32(at + 12 + keyBytes, valueBytes, true);
-      chunk.set(value, at + 16 + keyBytes);
+      const fields = at + 2 + keyBytes;
+      if (wideWriter) view.setUint32(fields + writerOffset, 1, true);
+      else chunk[fields + writerOffset] = 1;
+      chunk[fields + flagsOffset] = 2 | 4; // committed, has a value
+      view.setUint32(fields + valueBytesOffset, valueBytes, true);
+      chunk.set(value, fields + valueOffset);
       at += recordBytes;
       if (at === chunk.length || i === keys - 1) {
         if (install.call(replica, chunk, 0, at, 0) !== at) throw new Error("records refused");

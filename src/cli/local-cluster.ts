@@ -96,6 +96,12 @@ export class LocalCluster {
   /** The auth guard of each stopped replica's server (null without an auth file). */
   readonly #stoppedGuards: (AuthGuard | null)[] = [];
   readonly #starting = new Set<NodeId>();
+  /**
+   * Processes started so far per replica id: the process is the RM, so this counter is where a
+   * (re)started replica gets its incarnation, which makes its timestamps' writer ids new
+   * (src/base/ids.ts): a replica started again is empty and must not reissue an old timestamp.
+   */
+  readonly #incarnations: number[] = [];
   /** Stopped nodes still closing their HTTP servers and workers. */
   readonly #retiring = new Set<Promise<void>>();
   #closed = false;
@@ -152,6 +158,8 @@ export class LocalCluster {
 
   #startNode(id: NodeId, httpPort: number): Promise<HermesNode> {
     const o = this.options;
+    const incarnation = this.#incarnations[id] ?? 0;
+    this.#incarnations[id] = incarnation + 1;
     return HermesNode.start({
       nodeId: id,
       clusterId: nodeDefaults.clusterId,
@@ -164,10 +172,10 @@ export class LocalCluster {
       valueBytesMax: nodeDefaults.valueBytesMax,
       frameBytesMax: nodeDefaults.frameBytesMax,
       opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
-      replica: {},
       numa: true,
       bench: null,
       ...o.node,
+      replica: { ...o.node.replica, incarnation },
     });
   }
 

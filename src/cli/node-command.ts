@@ -11,11 +11,13 @@
 // peer-detector.ts) and evicted through etcd when the suspicions call for it (src/membership/
 // eviction-rule.ts); it stops serving, and registers again once it reaches every member.
 
-import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import { nodeIdMax, writerIdOf, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
+import { claimIncarnation, incarnationKey } from "../membership/etcd-incarnation.ts";
+import { recordNode } from "../membership/etcd-nodes.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
@@ -64,7 +66,9 @@ export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --liste
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
 
-  --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster
+  --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster. A node restarted under its
+                   id starts empty and claims a new incarnation of it in etcd, which goes into its
+                   writes' timestamps (and ETags), so it never reissues one of its previous process
   --http HOST:PORT client HTTP API (also used by rejoining nodes to load state)
   --listen HOST:PORT replica-to-replica transport; worker i uses PORT+i
   --etcd URLS      etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)
@@ -150,7 +154,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   });
   if (problem !== null) throw new FatalError(problem);
   const security = await loadServerSecurity(flags);
-  const node = await HermesNode.start(nodeOptionsOf(options));
+  const incarnation = await claimNodeIncarnation(options);
+  log(`hermes-kv node ${id}: incarnation ${incarnation} (writer id ${writerIdOf(incarnation, id)})`);
+  const node = await HermesNode.start(nodeOptionsOf(options, incarnation));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
@@ -159,10 +165,17 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   node.setExtraMetrics(
     () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
   );
+  const etcd = new EtcdClient(endpoints, {
+    requestTimeoutMs: etcdRequestTimeoutMs,
+    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
+  });
   try {
     await serveNode(node, http, options.testHooks, () => membership, security);
     // From the moment the workers serve: a SIGHUP before this would end the process (its default action).
     if (security.authFile !== null) reloadAuthOnSighup(security.authFile, (tokens) => node.setAuthTokens(tokens), log);
+    // Listed as a node of the cluster, member or not: a join that finds no member serving asks
+    // every listed node for its kept state (src/node/etcd-join.ts).
+    await recordNode(etcd, cluster, { id, http: `${http.host}:${http.port}` });
   } catch (error) {
     await node.close();
     throw new FatalError(error instanceof Error ? error.message : String(error));
@@ -194,10 +207,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       `cannot join through etcd ${endpoints.join(",")}: ${error instanceof Error ? error.message : String(error)}`,
     );
   }
-  const etcd = new EtcdClient(endpoints, {
-    requestTimeoutMs: etcdRequestTimeoutMs,
-    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
-  });
   const initializedKey = `/${defaultKeyPrefix}/${cluster}/initialized`;
   node.attachMembership(membership);
   if (options.suspectMs > 0) {
@@ -218,7 +227,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const rejoiner = new Rejoiner({
     node,
     membership,
-    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log, peerHttp: peerHttpOf(security) }),
+    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, cluster, log, peerHttp: peerHttpOf(security) }),
     log,
   });
   rejoiner.start();
@@ -294,7 +303,25 @@ function heartbeatMsOf(suspectMs: number): number {
   return Math.min(heartbeatMsMax, Math.max(heartbeatMsMin, Math.floor(suspectMs / heartbeatsPerSuspicion)));
 }
 
-function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
+/**
+ * This process's incarnation of its node id, claimed in etcd before any replica exists: its
+ * timestamps then never collide with those of an earlier process of the same id (src/base/ids.ts).
+ */
+async function claimNodeIncarnation(options: NodeCommandOptions): Promise<number> {
+  const etcd = new EtcdClient(options.endpoints, {
+    requestTimeoutMs: etcdRequestTimeoutMs,
+    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
+  });
+  try {
+    return await claimIncarnation(etcd, incarnationKey(options.cluster, options.id));
+  } catch (error) {
+    throw new FatalError(
+      `cannot join through etcd ${options.endpoints.join(",")} (claiming an incarnation): ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
+}
+
+function nodeOptionsOf(options: NodeCommandOptions, incarnation: number): NodeOptions {
   return {
     nodeId: options.id,
     clusterId: clusterIdOf(options.cluster),
@@ -307,7 +334,7 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
     valueBytesMax: nodeDefaults.valueBytesMax,
     frameBytesMax: nodeDefaults.frameBytesMax,
     opsInFlightMaxPerShard: nodeDefaults.opsInFlightMaxPerShard,
-    replica: {},
+    replica: { incarnation },
     numa: true,
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),

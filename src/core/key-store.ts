@@ -5,12 +5,13 @@
 //    0 f64 version       the timestamp's version (exact up to 2^53 - 1)
 //    8 u32 valueBytes    0 when absent
 //   12 u32 sideId        the key's side object (0: none; see key-side.ts)
-//   16 u16 keyBytes
-//   18 u8  state         KeyState
-//   19 u8  writer        the timestamp's writer
-//   20 u8  lastWriter    sender of the INV that installed the timestamp
-//   21 u8  flags         bit 0: the timestamp is an RMW's; bit 1: a value is present (else a tombstone)
-//   22 key, then value
+//   16 u32 writer        the timestamp's writer: a WriterId (incarnation and node id, base/ids.ts)
+//   20 u16 keyBytes
+//   22 u8  state         KeyState
+//   23 u8  flags         bit 0: the timestamp is an RMW's; bit 1: a value is present (else a tombstone);
+//                        bits 2-6: lastWriter, the node id (0..31) that sent the INV that installed
+//                        the timestamp (packed here so that the u32 writer costs 2 bytes, not 3)
+//   24 key, then value
 //
 // Fields are read through the page's typed-array views (native byte order: items never leave the
 // process as they are; snapshots are encoded field by field). A key's handle is its index slot,
@@ -34,17 +35,19 @@ import {
   SlabArena,
 } from "./slab-arena.ts";
 
-export const itemHeaderBytes = 22;
+export const itemHeaderBytes = 24;
 const hValueBytes = 8;
 const hSideId = 12;
-const hKeyBytes = 16;
-const hState = 18;
-const hWriter = 19;
-const hLastWriter = 20;
-const hFlags = 21;
+const hWriter = 16;
+const hKeyBytes = 20;
+const hState = 22;
+const hFlags = 23;
 const flagRmw = 1;
 const flagValue = 2;
 const flagsKnown = flagRmw | flagValue;
+/** lastWriter sits in the flags byte above the flags. */
+const lastWriterShift = 2;
+const lastWriterMax = 31;
 /** Largest key the u16 keyBytes field holds. */
 export const storeKeyBytesMax = 0xffff;
 /** The state byte of a new key: KeyState.Valid (absent at 0.0). Kept numeric: the store is protocol-blind. */
@@ -52,7 +55,7 @@ const stateOfNewKey = 1;
 /** State bytes the store accepts (KeyState.Valid..KeyState.Replay). */
 const stateMin = 1;
 const stateMax = 5;
-const writerMax = 31;
+const writerMax = 0xffff_ffff;
 
 /** What a side object carries for the store: its id and its key's slot, kept current by the store. */
 export interface StoreSide {
@@ -208,10 +211,9 @@ export class KeyStore<S extends StoreSide> {
     u32[(offset + hValueBytes) >>> 2] = valueBytes;
     u32[(offset + hSideId) >>> 2] = 0;
     this.#arena.u16[page][(offset + hKeyBytes) >>> 1] = length;
+    u32[(offset + hWriter) >>> 2] = 0;
     u8[offset + hState] = stateOfNewKey;
-    u8[offset + hWriter] = 0;
-    u8[offset + hLastWriter] = 0;
-    u8[offset + hFlags] = value === null ? 0 : flagValue;
+    u8[offset + hFlags] = value === null ? 0 : flagValue; // lastWriter 0
     const keyAt = offset + itemHeaderBytes;
     for (let i = 0; i < length; i++) u8[keyAt + i] = bytes[at + i];
     if (value !== null) {
@@ -261,7 +263,7 @@ export class KeyStore<S extends StoreSide> {
     view.valueBytes = u32[(offset + hValueBytes) >>> 2];
     view.hasValue = (u8[offset + hFlags] & flagValue) !== 0;
     view.version = this.#f64[page][offset >>> 3];
-    view.writer = u8[offset + hWriter];
+    view.writer = u32[(offset + hWriter) >>> 2];
     view.state = u8[offset + hState];
     view.sideId = u32[(offset + hSideId) >>> 2];
   }
@@ -285,15 +287,18 @@ export class KeyStore<S extends StoreSide> {
   }
   writer(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hWriter];
+    return this.#u32[loc >>> pageAddressBits][((loc & arenaPageOffsetMask) + hWriter) >>> 2];
   }
   lastWriter(slot: number): number {
     const loc = this.#loc(slot);
-    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter];
+    return this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hFlags] >>> lastWriterShift;
   }
   setLastWriter(slot: number, lastWriter: number): void {
+    assert(lastWriter >= 0 && lastWriter <= lastWriterMax, "the last writer is a node id 0..31");
     const loc = this.#loc(slot);
-    this.#u8[loc >>> pageAddressBits][(loc & arenaPageOffsetMask) + hLastWriter] = lastWriter;
+    const u8 = this.#u8[loc >>> pageAddressBits];
+    const at = (loc & arenaPageOffsetMask) + hFlags;
+    u8[at] = (u8[at] & flagsKnown) | (lastWriter << lastWriterShift);
   }
   rmw(slot: number): boolean {
     const loc = this.#loc(slot);
@@ -304,11 +309,12 @@ export class KeyStore<S extends StoreSide> {
     const loc = this.#loc(slot);
     const page = loc >>> pageAddressBits;
     const offset = loc & arenaPageOffsetMask;
+    assert(writer >= 0 && writer <= writerMax, "a writer is a u32 writer id");
+    assert(lastWriter >= 0 && lastWriter <= lastWriterMax, "the last writer is a node id 0..31");
     const u8 = this.#u8[page];
     this.#f64[page][offset >>> 3] = version;
-    u8[offset + hWriter] = writer;
-    u8[offset + hLastWriter] = lastWriter;
-    u8[offset + hFlags] = (u8[offset + hFlags] & ~flagRmw) | (rmw ? flagRmw : 0);
+    this.#u32[page][(offset + hWriter) >>> 2] = writer;
+    u8[offset + hFlags] = (u8[offset + hFlags] & flagValue) | (rmw ? flagRmw : 0) | (lastWriter << lastWriterShift);
   }
   /** A value is present (false: never written, or a tombstone). */
   hasValue(slot: number): boolean {
@@ -483,7 +489,7 @@ export class KeyStore<S extends StoreSide> {
       const u8 = arena.u8[page]!;
       const keyBytes = arena.u16[page]![(offset + hKeyBytes) >>> 1]!;
       const valueBytes = arena.u32[page]![(offset + hValueBytes) >>> 2]!;
-      const flags = u8[offset + hFlags]!;
+      const flags = u8[offset + hFlags]! & ((1 << lastWriterShift) - 1);
       const cls = classOf(itemHeaderBytes + keyBytes + valueBytes);
       assert(arena.classOfPage(loc) === cls, "an item lies in the size class of its length");
       usedByClass[cls]++;
@@ -497,8 +503,7 @@ export class KeyStore<S extends StoreSide> {
       assert(valueBytes <= this.limits.valueBytesMax, "a value is at most valueBytesMax");
       const state = u8[offset + hState]!;
       assert(state >= stateMin && state <= stateMax, "an item's state byte is a KeyState");
-      assert(u8[offset + hWriter]! <= writerMax, "an item's writer is a node id");
-      assert(u8[offset + hLastWriter]! <= writerMax, "an item's last writer is a node id");
+      assert(u8[offset + hFlags]! >>> lastWriterShift <= lastWriterMax, "an item's last writer is a node id");
       const version = arena.f64[page]![offset >>> 3]!;
       assert(Number.isSafeInteger(version), "an item's version is a safe integer");
       assert(version >= 0, "an item's version is not negative");

@@ -44,12 +44,25 @@ import {
   recordFlagRmw,
   recordFlagsKnown,
   recordFlagValue,
+  recordFlagsOffset,
   recordKeyBytesOffset,
+  recordValueBytesOffset,
+  recordValueOffset,
+  recordWriterOffset,
 } from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
 import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
-import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import {
+  isIncarnation,
+  isWriterId,
+  nodeIdMax,
+  nodeOfWriter,
+  writerIdOf,
+  type Epoch,
+  type NodeId,
+  type WriterId,
+} from "../base/ids.ts";
 
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder();
@@ -80,6 +93,11 @@ function assertIsNodeId(id: number, why: string): void {
   assert(id <= nodeIdMax, why);
 }
 
+/** `writer` is a writer id (incarnation and node id packed in a u32, see ids.ts). */
+function assertIsWriterId(writer: number, why: string): void {
+  assert(isWriterId(writer), why);
+}
+
 export interface ReplicaCounters {
   invsSent: number;
   invsRetransmitted: number;
@@ -99,14 +117,14 @@ export interface KeyView {
   key: string;
   state: KeyState;
   version: number;
-  writer: NodeId;
+  writer: WriterId;
   /** A copy; null = absent. */
   value: Uint8Array | null;
   rmw: boolean;
   lastWriter: NodeId;
   hasPending: boolean;
   pendingVersion: number;
-  pendingWriter: NodeId;
+  pendingWriter: WriterId;
   pendingRmw: boolean;
   acks: number;
   /** Ops waiting on the key. */
@@ -130,12 +148,18 @@ export class SnapshotCursor {
 export interface KeyStamp {
   state: KeyState;
   version: number;
-  writer: NodeId;
+  writer: WriterId;
 }
 
 export class Replica {
   readonly config: ReplicaConfig;
   readonly self: NodeId;
+  /**
+   * The writer id of this replica's own timestamps: this process's incarnation with its node id
+   * (ids.ts). A process restarted under the same node id gets a new incarnation, so it never issues
+   * a timestamp its previous process issued, whatever it lost.
+   */
+  readonly writer: WriterId;
   readonly #outbox: Outbox;
   readonly #completions: Completions;
   readonly #probe: Probe | null;
@@ -181,6 +205,7 @@ export class Replica {
 
   constructor(config: ReplicaConfig, outbox: Outbox, completions: Completions, probe: Probe | null = null) {
     assertIsNodeId(config.self, "self is a node id 0..31");
+    assert(isIncarnation(config.incarnation), "incarnation is an integer in 0..incarnationMax");
     assert(config.retransmitMs > 0, "retransmitMs is positive");
     assert(config.mltMs > 0, "mltMs is positive");
     assert(config.opTimeoutMs > 0, "opTimeoutMs is positive");
@@ -189,6 +214,7 @@ export class Replica {
     assert(config.storeBytesMax > 0, "storeBytesMax is positive");
     this.config = config;
     this.self = config.self;
+    this.writer = writerIdOf(config.incarnation, config.self);
     this.#outbox = outbox;
     this.#completions = completions;
     this.#probe = probe;
@@ -351,7 +377,7 @@ export class Replica {
     const state = store.state(slot) as KeyState;
     const version = store.version(slot);
     const writer = store.writer(slot);
-    assertIsNodeId(writer, "a timestamp's writer is a node id");
+    assertIsWriterId(writer, "a timestamp's writer is a writer id");
     assertIsNodeId(store.lastWriter(slot), "the last writer is a node id");
     assert(Number.isSafeInteger(version), "a timestamp's version is an integer");
     assert(version >= 0, "versions start at 0");
@@ -417,13 +443,13 @@ export class Replica {
   #checkPending(slot: number, side: KeySide, state: KeyState): void {
     const config = this.config;
     const store = this.#store;
-    assertIsNodeId(side.pendingWriter, "a pending update's writer is a node id");
+    assertIsWriterId(side.pendingWriter, "a pending update's writer is a writer id");
     assert(side.pendingVersion > 0, "a pending update's version is above the initial 0");
     assert((side.acks & (1 << this.self)) === 0, "a replica never ACKs its own update");
     assert(side.retransmitWaitMs >= config.retransmitMs, "the retransmission wait starts at retransmitMs");
     assert(side.retransmitWaitMs <= config.retransmitMs * retransmitBackoffMax, "the retransmission wait is capped");
     if (state === KeyState.Write || state === KeyState.Trans) {
-      assert(side.pendingWriter === this.self, "in W and Trans the pending update is this replica's own");
+      assert(side.pendingWriter === this.writer, "in W and Trans the pending update is this process's own");
     } else {
       assert(side.pendingOp === null, "a replay has no client op");
     }
@@ -575,7 +601,7 @@ export class Replica {
     side: KeySide,
     from: NodeId,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     valueAt: number,
@@ -607,7 +633,7 @@ export class Replica {
     side: KeySide,
     from: NodeId,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     valueAt: number,
@@ -637,7 +663,7 @@ export class Replica {
   installSnapshotEntry(
     key: string,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     committed: boolean,
@@ -676,22 +702,21 @@ export class Replica {
       if (end - p < recordFixedBytes + keyBytes) break;
       const fields = p + 2 + keyBytes;
       const version = view.getFloat64(fields, true);
-      const writer = bytes[fields + 8];
-      const flags = bytes[fields + 9];
-      const valueBytes = view.getUint32(fields + 10, true);
+      const writer = view.getUint32(fields + recordWriterOffset, true);
+      const flags = bytes[fields + recordFlagsOffset];
+      const valueBytes = view.getUint32(fields + recordValueBytesOffset, true);
       if (valueBytes > this.config.valueBytesMax) return -RecordError.BadValueLength;
       if (end - p < recordBytes(keyBytes, valueBytes)) break;
       const hasValue = (flags & recordFlagValue) !== 0;
       if (
         !Number.isSafeInteger(version) ||
         version < 0 ||
-        writer > nodeIdMax ||
         (flags & ~recordFlagsKnown) !== 0 ||
         (!hasValue && valueBytes !== 0)
       ) {
         return -RecordError.BadFields;
       }
-      const valueAt = fields + 14;
+      const valueAt = fields + recordValueOffset;
       const rmw = (flags & recordFlagRmw) !== 0;
       const committed = (flags & recordFlagCommitted) !== 0;
       this.#installEntry(
@@ -718,7 +743,7 @@ export class Replica {
     keyAt: number,
     keyLength: number,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     valueAt: number,
@@ -728,7 +753,7 @@ export class Replica {
     fromKeptState: boolean,
   ): void {
     assert(this.#joining, "snapshots are installed only while joining");
-    assertIsNodeId(writer, "a snapshot entry's writer is a node id 0..31");
+    assertIsWriterId(writer, "a snapshot entry's writer is a writer id");
     assert(Number.isSafeInteger(version), "a snapshot entry's version is an integer");
     assert(version >= 0, "a snapshot entry's version is not negative");
     const store = this.#store;
@@ -738,7 +763,7 @@ export class Replica {
       // once, and if committed simply Valid, with no side object (as #adopt then #validate).
       slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
-      store.setTs(slot, version, writer, rmw, writer);
+      store.setTs(slot, version, writer, rmw, nodeOfWriter(writer));
       if (committed) {
         if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
         return;
@@ -762,7 +787,7 @@ export class Replica {
       // A committed value of this version is known here: an uncommitted RMW of the same version,
       // kept by the source, lost its race to it (see beginJoin) and must not replace it.
       if (!committed && rmw && version === store.version(slot) && store.state(slot) === KeyState.Valid) return;
-      const adopted = this.#adopt(slot, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
+      const adopted = this.#adopt(slot, nodeOfWriter(writer), version, writer, rmw, value, valueAt, valueLength, nowMs);
       assert(adopted, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
     } else if (
@@ -773,7 +798,17 @@ export class Replica {
       (committed || !fromKeptState)
     ) {
       // What was kept unsettled gives way to an entry of its version even with a lower ts.
-      const replaced = this.#replaceStale(held, writer, version, writer, rmw, value, valueAt, valueLength, nowMs);
+      const replaced = this.#replaceStale(
+        held,
+        nodeOfWriter(writer),
+        version,
+        writer,
+        rmw,
+        value,
+        valueAt,
+        valueLength,
+        nowMs,
+      );
       assert(replaced, "the store has room for every value of a snapshot (raise storeBytesMax)");
       taken = true;
     } else if (order < 0) {
@@ -862,13 +897,13 @@ export class Replica {
       for (let i = 0; i < item.keyBytes; i++) into[p + 2 + i] = page[item.keyAt + i];
       const fields = p + 2 + item.keyBytes;
       view.setFloat64(fields, item.version, true);
-      into[fields + 8] = item.writer;
-      into[fields + 9] =
+      view.setUint32(fields + recordWriterOffset, item.writer, true);
+      into[fields + recordFlagsOffset] =
         (store.rmw(slot) ? recordFlagRmw : 0) |
         (item.state === KeyState.Valid ? recordFlagCommitted : 0) |
         (item.hasValue ? recordFlagValue : 0);
-      view.setUint32(fields + 10, valueBytes, true);
-      const valueTo = fields + 14;
+      view.setUint32(fields + recordValueBytesOffset, valueBytes, true);
+      const valueTo = fields + recordValueOffset;
       if (valueBytes <= copyLoopBytesMax)
         for (let i = 0; i < valueBytes; i++) into[valueTo + i] = page[item.valueAt + i];
       else into.set(page.subarray(item.valueAt, item.valueAt + valueBytes), valueTo);
@@ -894,7 +929,7 @@ export class Replica {
     key: string,
     value: Uint8Array | null,
     expectedVersion: number,
-    expectedWriter: NodeId,
+    expectedWriter: WriterId,
     by: number,
     nowMs: number,
   ): void {
@@ -911,7 +946,7 @@ export class Replica {
     keyLength: number,
     value: Uint8Array | null,
     expectedVersion: number,
-    expectedWriter: NodeId,
+    expectedWriter: WriterId,
     by: number,
     nowMs: number,
   ): void {
@@ -1006,7 +1041,7 @@ export class Replica {
     kind: OpKind,
     value: Uint8Array | null,
     expectedVersion: number,
-    expectedWriter: NodeId,
+    expectedWriter: WriterId,
     by: number,
     nowMs: number,
   ): void {
@@ -1134,10 +1169,10 @@ export class Replica {
     }
     // Writes +2, RMWs +1 (RMWs always enabled): a write beats any concurrent RMW from its base.
     const version = baseVersion + (rmw ? 1 : 2);
-    store.setTs(slot, version, this.self, rmw, this.self);
+    store.setTs(slot, version, this.writer, rmw, this.self);
     store.setState(slot, KeyState.Write);
     side.pendingVersion = version;
-    side.pendingWriter = this.self;
+    side.pendingWriter = this.writer;
     side.pendingValue = null;
     side.pendingRmw = rmw;
     side.acks = 0;
@@ -1146,7 +1181,7 @@ export class Replica {
     op.issued = true;
     this.#unsettled.add(side);
     if (this.#probe !== null)
-      this.#probe.issued(this.self, store.keyString(slot), version, this.self, rmw, baseVersion, baseWriter);
+      this.#probe.issued(this.self, store.keyString(slot), version, this.writer, rmw, baseVersion, baseWriter);
     this.#broadcastInv(side, nowMs);
     this.#maybeFinishPending(side, nowMs);
   }
@@ -1166,7 +1201,7 @@ export class Replica {
     keyAt: number,
     keyLength: number,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
@@ -1176,7 +1211,7 @@ export class Replica {
   ): void {
     assertIsNodeId(from, "a message comes from a node id 0..31");
     assert(from !== this.self, "a replica never sends to itself");
-    assertIsNodeId(writer, "a timestamp's writer is a node id 0..31");
+    assertIsWriterId(writer, "a timestamp's writer is a writer id");
     assert(Number.isSafeInteger(version), "a timestamp's version is an integer");
     if (this.#stopped || !this.#member) return;
     // INV, ACK and Reject count only in the epoch they were sent in; VAL carries no epoch (spec).
@@ -1207,7 +1242,7 @@ export class Replica {
     keyLength: number,
     from: NodeId,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     valueAt: number,
@@ -1273,7 +1308,7 @@ export class Replica {
     slot: number,
     from: NodeId,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
@@ -1313,7 +1348,7 @@ export class Replica {
     slot: number,
     from: NodeId,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     value: Uint8Array | null,
     valueAt: number,
@@ -1371,7 +1406,7 @@ export class Replica {
     return true;
   }
 
-  #onAck(slot: number, from: NodeId, version: number, writer: NodeId, epoch: Epoch, nowMs: number): void {
+  #onAck(slot: number, from: NodeId, version: number, writer: WriterId, epoch: Epoch, nowMs: number): void {
     assert(version > 0, "an ACK echoes an INV's timestamp, above the initial 0.0");
     if (slot < 0) return;
     const side = this.#store.side(slot);
@@ -1398,7 +1433,7 @@ export class Replica {
     this.#maybeFinishPending(side, nowMs);
   }
 
-  #onVal(slot: number, version: number, writer: NodeId, nowMs: number): void {
+  #onVal(slot: number, version: number, writer: WriterId, nowMs: number): void {
     assert(version > 0, "a VAL names a committed update's timestamp, above the initial 0.0");
     if (slot < 0) return;
     const store = this.#store;
@@ -1614,7 +1649,7 @@ export class Replica {
   }
 
   /** A message with a timestamp and no value (ACK, VAL). */
-  #sendTs(to: NodeId, kind: MsgKind, slot: number, version: number, writer: NodeId, epoch: Epoch): void {
+  #sendTs(to: NodeId, kind: MsgKind, slot: number, version: number, writer: WriterId, epoch: Epoch): void {
     const store = this.#store;
     this.#outbox.send(
       to,
@@ -1636,7 +1671,7 @@ export class Replica {
   // Answers
 
   /** Answer an op without a value. */
-  #answer(op: Op, status: OpStatus, version: number, writer: NodeId): void {
+  #answer(op: Op, status: OpStatus, version: number, writer: WriterId): void {
     const id = op.id;
     this.#release(op);
     this.#completions.complete(id, status, null, 0, 0, version, writer);
@@ -1652,7 +1687,7 @@ export class Replica {
     fromStore: boolean,
     kept: Uint8Array | null,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
   ): void {
     const id = op.id;
     const incr = op.kind === OpKind.Incr;

@@ -5,7 +5,7 @@
 //    0 u16 keyBytes
 //    2 key (UTF-8)
 //    . f64 version
-//    . u8  writer
+//    . u32 writer       a WriterId (incarnation and node id, src/base/ids.ts)
 //    . u8  flags        1: rmw, 2: committed (the source held the key Valid), 4: a value is present
 //    . u32 valueBytes
 //    . value
@@ -13,8 +13,13 @@
 // Records are self-delimiting, so a reader takes whole records from a stream cut anywhere.
 
 export const recordKeyBytesOffset = 0;
+/** Offsets of the fields after the key, from the end of the key. */
+export const recordWriterOffset = 8;
+export const recordFlagsOffset = 12;
+export const recordValueBytesOffset = 13;
+export const recordValueOffset = 17;
 /** Bytes of a record besides its key and value. */
-export const recordFixedBytes = 2 + 8 + 1 + 1 + 4;
+export const recordFixedBytes = 2 + recordValueOffset;
 export const recordFlagRmw = 1;
 export const recordFlagCommitted = 2;
 export const recordFlagValue = 4;
@@ -31,7 +36,7 @@ export const enum RecordError {
   BadKeyLength = 1,
   /** A value longer than valueBytesMax. */
   BadValueLength = 2,
-  /** A version that is not a safe integer >= 0, a writer above 31, unknown flags, or a value length without the value flag. */
+  /** A version that is not a safe integer >= 0, unknown flags, or a value length without the value flag. */
   BadFields = 3,
 }
 

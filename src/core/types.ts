@@ -1,7 +1,7 @@
 // The core's own types: per-key state, and the shapes of the replica's outputs and configuration.
 // The vocabulary shared with other layers (ids, kinds, statuses, timestamps) is in src/base/.
 
-import type { Epoch, NodeId } from "../base/ids.ts";
+import type { Epoch, NodeId, WriterId } from "../base/ids.ts";
 import type { MsgKind, OpStatus } from "../base/kinds.ts";
 
 /**
@@ -11,7 +11,7 @@ import type { MsgKind, OpStatus } from "../base/kinds.ts";
  */
 export interface Ts {
   version: number;
-  writer: NodeId;
+  writer: WriterId;
 }
 
 /**
@@ -56,7 +56,7 @@ export interface Outbox {
     keyAt: number,
     keyLength: number,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
@@ -80,7 +80,7 @@ export interface Completions {
     valueAt: number,
     valueLength: number,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
   ): void;
 }
 
@@ -91,21 +91,27 @@ export interface Probe {
     self: NodeId,
     key: string,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     rmw: boolean,
     baseVersion: number,
-    baseWriter: NodeId,
+    baseWriter: WriterId,
   ): void;
   /** An ACK was counted towards a pending update of `key`. */
   ackCounted(self: NodeId, key: string, from: NodeId, ackEpoch: Epoch, currentEpoch: Epoch): void;
   /** This node collected every ACK for its pending update `version.writer` in W or R and sent VALs. */
-  committed(self: NodeId, key: string, version: number, writer: NodeId, rmw: boolean): void;
+  committed(self: NodeId, key: string, version: number, writer: WriterId, rmw: boolean): void;
   /** A key went Valid at this node. */
-  validated(self: NodeId, key: string, version: number, writer: NodeId): void;
+  validated(self: NodeId, key: string, version: number, writer: WriterId): void;
 }
 
 export interface ReplicaConfig {
   self: NodeId;
+  /**
+   * This process's incarnation of node `self`, from the membership service (0 for the first process
+   * of a node id): with `self` it makes the writer id of this replica's timestamps (base/ids.ts), so
+   * a restarted process never reissues a timestamp of a previous one.
+   */
+  incarnation: number;
   /** Re-send an INV to members that have not ACKed after this long. */
   retransmitMs: number;
   /** Message-loss timeout: a key stuck Invalid this long is replayed by this node. */
@@ -119,7 +125,7 @@ export interface ReplicaConfig {
   /** Keys this node's clients may create (tombstones included); a write that would create more is StoreFull. */
   keysMax: number;
   /**
-   * Bytes of the key store's slab pages (keys, values and their 22-byte headers). A client update
+   * Bytes of the key store's slab pages (keys, values and their 24-byte headers). A client update
    * that needs a new slot while the pages are within 1/8 of this is StoreFull; the last 1/8 is for
    * updates from other replicas, which cannot be refused. At most about 4 GiB (u32 addresses).
    */
@@ -131,6 +137,7 @@ export interface ReplicaConfig {
 }
 
 export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {
+  incarnation: 0,
   retransmitMs: 20,
   mltMs: 200,
   opTimeoutMs: 5000,

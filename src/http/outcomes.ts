@@ -37,9 +37,9 @@ class HeadersByTs {
   }
 
   get(version: number, writer: number): Headers {
-    // version * 32 + writer is exact below 2^48 versions (writer <= nodeIdMax = 31); above, no cache.
+    // version * 2^32 + writer (a u32 writer id) is exact below 2^21 versions; above, no cache.
     if (version >= tsCacheVersionLimit) return new Headers({ ...this.#base, etag: etagOf(version, writer) });
-    const ts = version * 32 + writer;
+    const ts = version * 0x1_0000_0000 + writer;
     let headers = this.#byTs.get(ts);
     if (headers === undefined) {
       if (this.#byTs.size >= headersByTsMax) this.#byTs.clear();
@@ -52,7 +52,7 @@ class HeadersByTs {
 
 /** Distinct timestamps whose response headers are kept (per kind of response). */
 const headersByTsMax = 4096;
-const tsCacheVersionLimit = 2 ** 48;
+const tsCacheVersionLimit = 2 ** 21;
 
 /** Version 0 means "never written": there is no timestamp worth showing. */
 function knownEtag(result: OpResult): string | undefined {

@@ -11,7 +11,7 @@
 //   `/` is an ordinary character, as in Consul (`a/b/c`); clients may also send it as %2F.
 
 import * as v from "valibot";
-import { nodeIdMax } from "../base/ids.ts";
+import { writerIdMax } from "../base/ids.ts";
 
 export const keyRulesText =
   "a key is the percent-encoded UTF-8 path after /v1/kv/: non-empty, no control characters (U+0000-U+001F, U+007F-U+009F), not '.' or '..'";
@@ -69,7 +69,8 @@ export interface EtagTs {
 }
 
 // Version 0 is "never written": no ETag we send has it (see etagMessage for why it is refused).
-const etagPattern = /^"([1-9][0-9]{0,15})\.(0|[1-9][0-9]?)"$/;
+// The writer is a u32 writer id (incarnation and node id, src/base/ids.ts): up to 10 digits.
+const etagPattern = /^"([1-9][0-9]{0,15})\.(0|[1-9][0-9]{0,9})"$/;
 
 /** Explain a bad ETag by the most likely mistake, so that the user knows what to send instead. */
 function etagMessage(issue: { input: unknown }): string {
@@ -94,7 +95,10 @@ export const etagSchema = v.pipe(
     return { version: Number(text.slice(1, dot)), writer: Number(text.slice(dot + 1, -1)) };
   }),
   v.check((ts: EtagTs) => Number.isSafeInteger(ts.version), "the ETag version is larger than 2^53-1"),
-  v.check((ts: EtagTs) => ts.writer <= nodeIdMax, `the ETag writer is larger than the largest node id ${nodeIdMax}`),
+  v.check(
+    (ts: EtagTs) => ts.writer <= writerIdMax,
+    `the ETag writer is larger than the largest writer id ${writerIdMax}`,
+  ),
 );
 
 /** If-None-Match on PUT: only `*` ("create only if absent"); ETag lists would mean nothing for a write. */

@@ -1,12 +1,17 @@
 // How a `hermes-kv node` loads the cluster's state when it joins: the attempt its Rejoiner runs.
 //
 // From a serving member if there is one: it holds every committed write. If none serves (e.g.
-// every member lost its lease while etcd was down), merge the state of every member that kept some
-// (higher ts wins): each write committed while they were members is there. The very first node of
+// every member lost its lease while etcd was down), merge the state of every node of the cluster
+// that kept some (higher ts wins), members or not: etcd removes any member whose lease expired, so
+// the view may have shrunk to nodes that missed the latest commits while a node removed since, alive
+// and holding its state, has the only copy (the simulator's --merge-rule view, core seed 7). The
+// nodes come from etcd's persistent node keys (src/membership/etcd-nodes.ts); each must answer that
+// it does not serve, so a node that cannot be asked holds the merge back. The very first node of
 // a new cluster has nothing to load: it bootstraps and marks the cluster initialized in etcd, so
 // that an empty node never mistakes a cluster with data for a new one.
 
 import type { EtcdClient } from "../membership/etcd-client.ts";
+import { knownNodes, nodesPrefix } from "../membership/etcd-nodes.ts";
 import type { HermesNode } from "./node.ts";
 import type { JoinAttempt, MembershipEvents } from "./rejoiner.ts";
 import { SnapshotRecordSplitter, snapshotEpochMinParam } from "./snapshot-codec.ts";
@@ -20,6 +25,8 @@ export interface EtcdJoinOptions {
   etcd: EtcdClient;
   /** The etcd key whose presence says the cluster was bootstrapped (it has data). */
   initializedKey: string;
+  /** The cluster's name: its node keys list every node, members or not. */
+  cluster: string;
   log: (line: string) => void;
   /** How to reach the members' HTTP ports (https and the certificates when they serve TLS); default plain http. */
   peerHttp?: PeerHttp;
@@ -35,7 +42,7 @@ export interface PeerHttp {
 const plainPeerHttp: PeerHttp = { scheme: "http" };
 
 export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
-  const { node, membership, etcd, initializedKey, log } = options;
+  const { node, membership, etcd, initializedKey, cluster, log } = options;
   const peer = options.peerHttp ?? plainPeerHttp;
   const self = node.options.nodeId;
   return async (run) => {
@@ -62,48 +69,68 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
         run.report(`cannot load from node ${source.id} yet: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
-    // Nobody serves: merge what every member that kept its state has.
-    const merged = await mergeFromKeptState(
-      node,
-      peer,
-      others.map((m) => m.http),
-    );
+    // No member serves: merge what every node that kept its state has, members or not (a member's
+    // address is its current one; a node out of the view is asked at the address it last recorded).
+    const peers = new Map<number, string>();
+    for (const known of await knownNodes(etcd, cluster)) if (known.id !== self) peers.set(known.id, known.http);
+    for (const member of others) peers.set(member.id, member.http);
+    const merged = await mergeFromKeptState(node, peer, [...peers], nodesPrefix(cluster), run.report);
     if (merged !== null) {
       log(
         `hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
       );
       return true;
     }
-    run.report(
-      `no member serves and none kept its state; waiting (if every replica was lost, delete ${initializedKey} in etcd to start empty)`,
-    );
     return false;
   };
 }
 
 /**
- * Load every shard from each of `peers` that kept its state (it answers while joining), plus our
- * own kept state. Only when every other member positively says it does not serve: if one serves,
- * or cannot be asked, it may hold writes committed while we were out, so we must load from it
- * instead (null: try again later). Null too when nobody, us included, holds state.
+ * Load every shard from each of `peers` (node id, HTTP address) that kept its state (it answers
+ * while joining), plus our own kept state. Only when every other node positively says it does not
+ * serve: if one serves, it holds every committed write, and if one cannot be asked, it may hold
+ * the only copy of one (null: try again later; `report` says who). Null too when nobody, us
+ * included, holds state.
  */
-async function mergeFromKeptState(node: HermesNode, peer: PeerHttp, peers: string[]): Promise<number | null> {
+async function mergeFromKeptState(
+  node: HermesNode,
+  peer: PeerHttp,
+  peers: [number, string][],
+  nodeKeys: string,
+  report: (line: string) => void,
+): Promise<number | null> {
   const sources: string[] = [];
-  for (const http of peers) {
-    let status: { serving?: boolean; hasState?: boolean };
+  for (const [id, http] of peers) {
+    let status: { serving?: boolean; hasState?: boolean; nodeId?: number };
     try {
       const response = await fetch(`${peer.scheme}://${http}/v1/status`, {
         signal: AbortSignal.timeout(peerStatusTimeoutMs),
         ...(peer.tls === undefined ? {} : { tls: peer.tls }),
       });
-      status = (await response.json()) as { serving?: boolean; hasState?: boolean };
+      status = (await response.json()) as { serving?: boolean; hasState?: boolean; nodeId?: number };
     } catch {
-      return null; // cannot tell whether it serves
+      status = {};
     }
-    if (status.serving !== false) return null;
+    if (status.nodeId !== id) {
+      // Down, cut off, or its address now belongs to another process: it may be alive elsewhere
+      // with the only copy of a commit.
+      report(
+        `no member serves, and node ${id} cannot be asked at ${http} whether it kept state; waiting (if it is gone for good, delete ${nodeKeys}${id} in etcd)`,
+      );
+      return null;
+    }
+    if (status.serving !== false) {
+      report(`node ${id} (${http}) serves or did not say it does not; waiting to load from it`);
+      return null;
+    }
     if (status.hasState === true) sources.push(http);
   }
-  if (sources.length === 0 && !node.hasState) return null;
+  if (sources.length === 0 && !node.hasState) {
+    report(
+      "no member serves and no node kept its state; waiting (if every replica was lost, delete the cluster's initialized key in etcd to start empty)",
+    );
+    return null;
+  }
   // Every member that kept state contributes: a write committed while some were out is at least
   // in the state of those that were in.
   return node.loadFrom(async (index, epochMin, onChunk) => {

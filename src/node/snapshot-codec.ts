@@ -1,7 +1,7 @@
 // The byte stream of a shard snapshot sent to a rejoining node over HTTP
 // (GET /v1/internal/snapshot/{shard}?minEpoch=E, E being the joiner's epochMin). One record per key,
 // little-endian:
-//   u16 key bytes | key (UTF-8) | f64 version | u8 writer | u8 flags (1 rmw, 2 committed, 4 has value)
+//   u16 key bytes | key (UTF-8) | f64 version | u32 writer (a WriterId) | u8 flags (1 rmw, 2 committed, 4 has value)
 //   | u32 value bytes | value
 // Records are self-delimiting, so the reader decodes as bytes arrive and rejects truncation.
 // The format is the core's (src/core/snapshot-records.ts): a source replica writes these records
@@ -10,7 +10,14 @@
 // entry encoder and decoder below are for tools and tests.
 
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
-import { wholeRecordsEnd } from "../core/snapshot-records.ts";
+import {
+  recordFixedBytes,
+  recordFlagsOffset,
+  recordValueBytesOffset,
+  recordValueOffset,
+  recordWriterOffset,
+  wholeRecordsEnd,
+} from "../core/snapshot-records.ts";
 
 /**
  * The query parameter that carries epochMin. It keeps its old spelling on purpose: it is part of
@@ -21,7 +28,7 @@ export const snapshotEpochMinParam = "minEpoch";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
-const fixedBytes = 2 + 8 + 1 + 1 + 4;
+const fixedBytes = recordFixedBytes;
 
 export function encodeSnapshotEntries(entries: SnapshotEntry[]): Uint8Array {
   const keys = entries.map((e) => encoder.encode(e.key));
@@ -37,10 +44,10 @@ export function encodeSnapshotEntries(entries: SnapshotEntry[]): Uint8Array {
     out.set(key, at + 2);
     at += 2 + key.length;
     view.setFloat64(at, e.version, true);
-    view.setUint8(at + 8, e.writer);
-    view.setUint8(at + 9, (e.rmw ? 1 : 0) | (e.committed ? 2 : 0) | (e.value !== null ? 4 : 0));
-    view.setUint32(at + 10, e.value?.length ?? 0, true);
-    at += 14;
+    view.setUint32(at + recordWriterOffset, e.writer, true);
+    view.setUint8(at + recordFlagsOffset, (e.rmw ? 1 : 0) | (e.committed ? 2 : 0) | (e.value !== null ? 4 : 0));
+    view.setUint32(at + recordValueBytesOffset, e.value?.length ?? 0, true);
+    at += recordValueOffset;
     if (e.value !== null) {
       out.set(e.value, at);
       at += e.value.length;
@@ -70,19 +77,19 @@ export class SnapshotDecoder {
       const keyBytes = view.getUint16(at, true);
       if (keyBytes === 0 || keyBytes > this.#keyBytesMax) throw new Error(`snapshot: bad key length ${keyBytes}`);
       if (bytes.length - at < fixedBytes + keyBytes) break;
-      const valueBytes = view.getUint32(at + 2 + keyBytes + 10, true);
+      const valueBytes = view.getUint32(at + 2 + keyBytes + recordValueBytesOffset, true);
       if (valueBytes > this.#valueBytesMax) throw new Error(`snapshot: value of ${valueBytes} bytes over the limit`);
       if (bytes.length - at < fixedBytes + keyBytes + valueBytes) break;
       const key = decoder.decode(bytes.subarray(at + 2, at + 2 + keyBytes));
       const body = at + 2 + keyBytes;
       const version = view.getFloat64(body, true);
-      const writer = view.getUint8(body + 8);
-      const flags = view.getUint8(body + 9);
-      if (!Number.isSafeInteger(version) || version < 0 || writer > 31 || flags > 7)
-        throw new Error("snapshot: bad record");
-      const value = (flags & 4) !== 0 ? bytes.slice(body + 14, body + 14 + valueBytes) : null;
+      const writer = view.getUint32(body + recordWriterOffset, true);
+      const flags = view.getUint8(body + recordFlagsOffset);
+      if (!Number.isSafeInteger(version) || version < 0 || flags > 7) throw new Error("snapshot: bad record");
+      const valueAt = body + recordValueOffset;
+      const value = (flags & 4) !== 0 ? bytes.slice(valueAt, valueAt + valueBytes) : null;
       entries.push({ key, version, writer, rmw: (flags & 1) !== 0, committed: (flags & 2) !== 0, value });
-      at = body + 14 + valueBytes;
+      at = valueAt + valueBytes;
     }
     this.#pending = bytes.slice(at);
     return entries;

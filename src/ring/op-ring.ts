@@ -11,46 +11,49 @@
 // Request payload (little-endian, byte offsets):
 //    0 u32 opId
 //    4 u8  kind             OpKind
-//    5 u8  expectedWriter   NodeId (Cas; 0 otherwise)
+//    5 u8  reserved (0)
 //    6 u16 keyBytes
 //    8 f64 expectedVersion  (Cas; 0 otherwise) a safe integer: versions go beyond 2^32
 //   16 f64 by               (Incr; 0 otherwise) a safe integer
 //   24 u32 valueBytes       0xFFFFFFFF = no value
-//   28 key (keyBytes of UTF-8), then the value (valueBytes)
+//   28 u32 expectedWriter   WriterId (Cas; 0 otherwise)
+//   32 key (keyBytes of UTF-8), then the value (valueBytes)
 //
 // Completion payload (little-endian, byte offsets):
 //    0 u32 opId
 //    4 u8  status           OpStatus
-//    5 u8  writer           NodeId
+//    5 u8  reserved (0)
 //    6 u16 reserved (0)
 //    8 f64 version          a safe integer
 //   16 u32 valueBytes       0xFFFFFFFF = null
-//   20 value (valueBytes)
+//   20 u32 writer           WriterId
+//   24 value (valueBytes)
 
 import { assert } from "../base/assert.ts";
-import { nodeIdMax, type NodeId } from "../base/ids.ts";
+import { isWriterId, type WriterId } from "../base/ids.ts";
 import type { OpKind, OpStatus } from "../base/kinds.ts";
 import { RingReader, RingWriter, ringRecordBytesMax, type RingWaitResult } from "./spsc-ring.ts";
 import { isAscii, utf8Decode, utf8Encode, utf8Length, Utf8Kind } from "../base/utf8.ts";
 
 const reqOpId = 0;
 const reqKind = 4;
-const reqExpectedWriter = 5;
+const reqReserved = 5;
 const reqKeyBytes = 6;
 const reqExpectedVersion = 8;
 const reqBy = 16;
 const reqValueBytes = 24;
+const reqExpectedWriter = 28;
 /** Fixed part of a request record, in front of the key. */
-export const opRequestFixedBytes = 28;
+export const opRequestFixedBytes = 32;
 
 const cplOpId = 0;
 const cplStatus = 4;
-const cplWriter = 5;
-const cplReserved = 6;
+const cplReserved = 5;
 const cplVersion = 8;
 const cplValueBytes = 16;
+const cplWriter = 20;
 /** Fixed part of a completion record, in front of the value. */
-export const opCompletionFixedBytes = 20;
+export const opCompletionFixedBytes = 24;
 
 /** valueBytes word meaning "no value" (request) / null (completion). */
 const valueAbsent = 0xffffffff;
@@ -112,7 +115,7 @@ export class OpRequestWriter {
     key: string,
     value: Uint8Array | null,
     expectedVersion: number,
-    expectedWriter: NodeId,
+    expectedWriter: WriterId,
     by: number,
   ): boolean {
     assert(opId >>> 0 === opId, "opId must be a u32");
@@ -121,10 +124,7 @@ export class OpRequestWriter {
       Number.isSafeInteger(expectedVersion) && expectedVersion >= 0,
       "expectedVersion must be a safe integer >= 0",
     );
-    assert(
-      Number.isInteger(expectedWriter) && expectedWriter >= 0 && expectedWriter <= nodeIdMax,
-      "expectedWriter must be a NodeId",
-    );
+    assert(isWriterId(expectedWriter), "expectedWriter must be a WriterId (a u32)");
     assert(Number.isSafeInteger(by), "by must be a safe integer");
     const valueBytes = value === null ? 0 : value.length;
     const ring = this.ring;
@@ -161,7 +161,8 @@ export class OpRequestWriter {
     const view = ring.view;
     view.setUint32(at + reqOpId, opId, true);
     view.setUint8(at + reqKind, kind);
-    view.setUint8(at + reqExpectedWriter, expectedWriter);
+    view.setUint8(at + reqReserved, 0);
+    view.setUint32(at + reqExpectedWriter, expectedWriter, true);
     view.setUint16(at + reqKeyBytes, keyBytes, true);
     view.setFloat64(at + reqExpectedVersion, expectedVersion, true);
     view.setFloat64(at + reqBy, by, true);
@@ -224,7 +225,7 @@ export class OpRequestReader extends RecordReader {
   /** A copy (the worker may keep it); null when the request carries no value. */
   value: Uint8Array | null = null;
   expectedVersion = 0;
-  expectedWriter: NodeId = 0;
+  expectedWriter: WriterId = 0;
   by = 0;
 
   /** Decodes the next request into this object's fields; false when none is available. */
@@ -237,7 +238,7 @@ export class OpRequestReader extends RecordReader {
     assert(length >= opRequestFixedBytes, "request record shorter than its fixed part");
     this.opId = view.getUint32(at + reqOpId, true);
     this.kind = view.getUint8(at + reqKind) as OpKind;
-    this.expectedWriter = view.getUint8(at + reqExpectedWriter);
+    this.expectedWriter = view.getUint32(at + reqExpectedWriter, true);
     const keyBytes = view.getUint16(at + reqKeyBytes, true);
     this.expectedVersion = view.getFloat64(at + reqExpectedVersion, true);
     this.by = view.getFloat64(at + reqBy, true);
@@ -267,11 +268,11 @@ export class OpCompletionWriter {
   }
 
   /** Appends one completion. False when the ring is full: the caller keeps it and retries later. */
-  push(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: NodeId): boolean {
+  push(opId: number, status: OpStatus, value: Uint8Array | null, version: number, writer: WriterId): boolean {
     assert(opId >>> 0 === opId, "opId must be a u32");
     assert(status >= 0 && status <= opStatusMax, "completion status is not an OpStatus");
     assert(Number.isSafeInteger(version) && version >= 0, "version must be a safe integer >= 0");
-    assert(Number.isInteger(writer) && writer >= 0 && writer <= nodeIdMax, "writer must be a NodeId");
+    assert(isWriterId(writer), "writer must be a WriterId (a u32)");
     const valueBytes = value === null ? 0 : value.length;
     const payloadBytes = opCompletionBytes(valueBytes);
     assert(
@@ -284,8 +285,9 @@ export class OpCompletionWriter {
     const view = ring.view;
     view.setUint32(at + cplOpId, opId, true);
     view.setUint8(at + cplStatus, status);
-    view.setUint8(at + cplWriter, writer);
-    view.setUint16(at + cplReserved, 0, true);
+    view.setUint8(at + cplReserved, 0);
+    view.setUint16(at + cplReserved + 1, 0, true);
+    view.setUint32(at + cplWriter, writer, true);
     view.setFloat64(at + cplVersion, version, true);
     view.setUint32(at + cplValueBytes, value === null ? valueAbsent : valueBytes, true);
     if (value !== null) ring.bytes.set(value, at + opCompletionFixedBytes);
@@ -306,7 +308,7 @@ export class OpCompletionReader extends RecordReader {
   /** A copy (it becomes the HTTP response body); null = absent. */
   value: Uint8Array | null = null;
   version = 0;
-  writer: NodeId = 0;
+  writer: WriterId = 0;
 
   /** Decodes the next completion into this object's fields; false when none is available. */
   next(): boolean {
@@ -318,7 +320,7 @@ export class OpCompletionReader extends RecordReader {
     assert(length >= opCompletionFixedBytes, "completion record shorter than its fixed part");
     this.opId = view.getUint32(at + cplOpId, true);
     this.status = view.getUint8(at + cplStatus) as OpStatus;
-    this.writer = view.getUint8(at + cplWriter);
+    this.writer = view.getUint32(at + cplWriter, true);
     this.version = view.getFloat64(at + cplVersion, true);
     const valueWord = view.getUint32(at + cplValueBytes, true);
     const valueBytes = valueWord === valueAbsent ? 0 : valueWord;

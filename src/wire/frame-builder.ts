@@ -8,7 +8,7 @@
 
 import { assert } from "../base/assert.ts";
 import { MsgKind } from "../base/kinds.ts";
-import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import { isWriterId, nodeIdMax, type Epoch, type NodeId, type WriterId } from "../base/ids.ts";
 import {
   codecVersion,
   frameBytesOffset,
@@ -32,7 +32,6 @@ import {
   msgFlagsOffset,
   msgKeyBytesOffset,
   msgKindOffset,
-  msgReservedOffset,
   msgValueBytesOffset,
   msgVersionHighOffset,
   msgVersionLowOffset,
@@ -118,7 +117,7 @@ export class FrameBuilder {
     keyAt: number,
     keyLength: number,
     version: number,
-    writer: NodeId,
+    writer: WriterId,
     epoch: Epoch,
     rmw: boolean,
     value: Uint8Array | null,
@@ -130,7 +129,7 @@ export class FrameBuilder {
     assert(kind >= MsgKind.Inv && kind <= MsgKind.Reject, "message kind is not a MsgKind");
     assert(Number.isSafeInteger(version), "version must be a safe integer");
     assert(version > 0, "every message names an update's timestamp, above the initial 0.0 (the decoder drops 0)");
-    assert(Number.isInteger(writer) && writer >= 0 && writer <= nodeIdMax, "writer must be a NodeId");
+    assert(isWriterId(writer), "writer must be a WriterId (a u32)");
     assert(epoch >>> 0 === epoch, "epoch must be a u32");
     const carriesValue = kind === MsgKind.Inv || kind === MsgKind.Reject;
     assert(carriesValue || value === null, "only Inv and Reject carry a value");
@@ -153,9 +152,8 @@ export class FrameBuilder {
 
     const view = this.#view;
     view.setUint8(start + msgKindOffset, kind);
-    view.setUint8(start + msgWriterOffset, writer);
     view.setUint8(start + msgFlagsOffset, (rmw ? msgFlagRmw : 0) | (value !== null ? msgFlagValue : 0));
-    view.setUint8(start + msgReservedOffset, 0);
+    view.setUint32(start + msgWriterOffset, writer, true);
     view.setUint32(start + msgEpochOffset, epoch, true);
     view.setUint32(start + msgVersionLowOffset, version >>> 0, true);
     view.setUint32(start + msgVersionHighOffset, Math.floor(version / versionHighWeight), true);

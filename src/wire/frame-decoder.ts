@@ -12,7 +12,7 @@
 // anyway. Validation is about never crashing and never mis-parsing.
 
 import { MsgKind } from "../base/kinds.ts";
-import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
+import { nodeIdMax, type Epoch, type NodeId, type WriterId } from "../base/ids.ts";
 import { assert } from "../base/assert.ts";
 import { utf8Check, Utf8Kind } from "../base/utf8.ts";
 import {
@@ -37,7 +37,6 @@ import {
   msgFlagsOffset,
   msgKeyBytesOffset,
   msgKindOffset,
-  msgReservedOffset,
   msgValueBytesOffset,
   msgVersionHighOffset,
   msgVersionLowOffset,
@@ -61,7 +60,7 @@ export type MessageHandler = (
   keyAt: number,
   keyLength: number,
   version: number,
-  writer: NodeId,
+  writer: WriterId,
   epoch: Epoch,
   rmw: boolean,
   value: Uint8Array | null,
@@ -88,7 +87,7 @@ export class WireStats {
   droppedBadSender = 0;
   /** Non-zero header flags or reserved bytes. */
   droppedBadHeader = 0;
-  /** Unknown kind, writer > nodeIdMax, unknown flags, reserved byte, version above 2^53 - 1, value on Ack/Val. */
+  /** Unknown kind, unknown flags, version above 2^53 - 1, value on Ack/Val. */
   droppedBadMessage = 0;
   droppedKeyTooLong = 0;
   droppedValueTooLong = 0;
@@ -215,7 +214,7 @@ export class FrameDecoder {
     let at = frameHeaderBytes;
     for (let i = 0; i < count; i++) {
       const kind = bytes[at + msgKindOffset] as MsgKind;
-      const writer = bytes[at + msgWriterOffset];
+      const writer = u32(bytes, at + msgWriterOffset);
       const flags = bytes[at + msgFlagsOffset];
       const epoch = u32(bytes, at + msgEpochOffset);
       const version = u32(bytes, at + msgVersionHighOffset) * versionHighWeight + u32(bytes, at + msgVersionLowOffset);
@@ -266,10 +265,8 @@ export class FrameDecoder {
       if (at + messageFixedBytes > length) return Drop.Truncated;
       const kind = bytes[at + msgKindOffset];
       if (kind < MsgKind.Inv || kind > MsgKind.Reject) return Drop.BadMessage;
-      if (bytes[at + msgWriterOffset] > nodeIdMax) return Drop.BadMessage;
       const flags = bytes[at + msgFlagsOffset];
       if ((flags & ~msgFlagsKnown) !== 0) return Drop.BadMessage;
-      if (bytes[at + msgReservedOffset] !== 0) return Drop.BadMessage;
       if (u32(bytes, at + msgVersionHighOffset) > versionHighMax) return Drop.BadMessage;
       // Every message names an update's timestamp, which is above the initial 0.0: the core asserts
       // it, so a forged version 0 must stop here rather than kill the worker.

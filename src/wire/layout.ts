@@ -15,22 +15,24 @@
 //   20 u32 frameBytes     total length including this header; must equal the received length
 //   24 messages, back to back, no padding
 //
-// Message (messageFixedBytes = 22, then the key, then the value):
+// Message (messageFixedBytes = 24, then the key, then the value):
 //    0 u8  kind           MsgKind: Inv, Ack, Val, Reject
-//    1 u8  writer         NodeId of the timestamp's writer (0..nodeIdMax)
-//    2 u8  flags          bit 0: rmw; bit 1: value present (Inv/Reject only); other bits 0
-//    3 u8  reserved       must be 0
+//    1 u8  flags          bit 0: rmw; bit 1: value present (Inv/Reject only); other bits 0
+//    2 u16 keyBytes
 //    4 u32 epoch          the message's epoch (Outbox.send's `epoch`)
 //    8 u32 versionLow     version mod 2^32
 //   12 u32 versionHigh    floor(version / 2^32) <= versionHighMax, so version <= 2^53 - 1
 //   16 u32 valueBytes     0 unless the value-present flag is set
-//   20 u16 keyBytes
-//   22 key (keyBytes of UTF-8), then the value (valueBytes)
+//   20 u32 writer         the timestamp's WriterId (incarnation and node id, src/base/ids.ts)
+//   24 key (keyBytes of UTF-8), then the value (valueBytes)
+//
+// Codec version 2 widened the writer from a u8 node id to a u32 writer id: a node restarted under
+// its old id writes timestamps under a new incarnation (version 1 had no room for it).
 //
 // The value-present flag separates an empty value (present, 0 bytes) from a tombstone (null).
 
 export const frameMagic = 0x464d5248; // "HRMF" read as a little-endian u32
-export const codecVersion = 1;
+export const codecVersion = 2;
 
 export const frameMagicOffset = 0;
 export const frameCodecVersionOffset = 4;
@@ -45,15 +47,14 @@ export const frameBytesOffset = 20;
 export const frameHeaderBytes = 24;
 
 export const msgKindOffset = 0;
-export const msgWriterOffset = 1;
-export const msgFlagsOffset = 2;
-export const msgReservedOffset = 3;
+export const msgFlagsOffset = 1;
+export const msgKeyBytesOffset = 2;
 export const msgEpochOffset = 4;
 export const msgVersionLowOffset = 8;
 export const msgVersionHighOffset = 12;
 export const msgValueBytesOffset = 16;
-export const msgKeyBytesOffset = 20;
-export const messageFixedBytes = 22;
+export const msgWriterOffset = 20;
+export const messageFixedBytes = 24;
 
 export const msgFlagRmw = 1;
 export const msgFlagValue = 2;

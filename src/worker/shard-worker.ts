@@ -98,8 +98,12 @@ async function exportSnapshot(
   allowJoining: boolean,
 ): Promise<void> {
   // A joiner may load from this replica only once it holds the epoch that added the joiner: from
-  // then on every commit needs the joiner's ACK, and everything committed before is here.
-  if (source.replica.epoch < epochMin || !source.replica.isMember || (source.replica.joining && !allowJoining)) {
+  // then on every commit needs the joiner's ACK, and everything committed before is here. Kept
+  // state (allowJoining, asked only when no member serves) goes out from a joining replica whatever
+  // its epoch or membership: nothing commits while none serves, and a node removed from the view
+  // (which never sees the joiner's epoch) may hold the only copy of a commit.
+  const keptState = allowJoining && source.replica.joining;
+  if (!keptState && (source.replica.epoch < epochMin || !source.replica.isMember || source.replica.joining)) {
     post({
       type: "snapshot-chunk",
       requestId,

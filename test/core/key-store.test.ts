@@ -170,7 +170,8 @@ describe("KeyStore against a Map model", () => {
         } else if (roll < 0.85) {
           const e = pair.model.get(hex(key))!;
           e.version = random.chance(0.1) ? 2 ** 53 - 1 - random.int(4) : random.int(1e9);
-          e.writer = random.int(32);
+          // A first process's writer id (its node id), or any u32 writer id (src/base/ids.ts).
+          e.writer = random.chance(0.5) ? random.int(32) : random.int(2 ** 32);
           e.lastWriter = random.int(32);
           e.rmw = random.chance(0.5);
           pair.store.setTs(pair.slotOf(key), e.version, e.writer, e.rmw, e.lastWriter);
@@ -291,6 +292,27 @@ describe("KeyStore against a Map model", () => {
       store.setTs(slot, v, 31, true, 30);
       expect(store.version(slot)).toBe(v);
     }
+    // The writer is a u32 and the last writer a node id 0..31, packed beside the flags: each keeps
+    // its own bits, and the value flag survives both.
+    for (const [writer, lastWriter] of [
+      [2 ** 32 - 1, 31],
+      [0, 0],
+      [33, 1],
+    ] as const) {
+      for (const rmw of [true, false]) {
+        store.setTs(slot, 7, writer, rmw, lastWriter);
+        expect([store.writer(slot), store.lastWriter(slot), store.rmw(slot), store.hasValue(slot)]).toEqual([
+          writer,
+          lastWriter,
+          rmw,
+          false,
+        ]);
+      }
+    }
+    store.setLastWriter(slot, 17);
+    expect([store.writer(slot), store.lastWriter(slot), store.rmw(slot)]).toEqual([33, 17, false]);
+    expect(() => store.setTs(slot, 7, 2 ** 32, false, 0)).toThrow(AssertionError);
+    expect(() => store.setTs(slot, 7, 1, false, 32)).toThrow(AssertionError);
     store.checkInvariants();
   });
 
@@ -347,8 +369,8 @@ describe("size classes and the hash", () => {
       expect(classSlotBytes[c]!).toBeGreaterThanOrEqual(bytes);
       if (c > 0) expect(classSlotBytes[c - 1]!).toBeLessThan(bytes);
     }
-    // A 9-byte key with a 32-byte value takes one 64-byte slot.
-    expect(classSlotBytes[classOf(itemHeaderBytes + 9 + 32)]).toBe(64);
+    // A 9-byte key with a 31-byte value takes one 64-byte slot (the 24-byte header included).
+    expect(classSlotBytes[classOf(itemHeaderBytes + 9 + 31)]).toBe(64);
   });
 
   test("an arena page of a class holds only that class's slots; a freed slot is the next one handed out", () => {

@@ -10,7 +10,8 @@ import { ManualCluster, receiveText } from "./manual-cluster.ts";
 import { AssertionError } from "../../src/base/assert.ts";
 import type { KeySide } from "../../src/core/key-side.ts";
 import type { KeyStore } from "../../src/core/key-store.ts";
-import type { CheckedReplica } from "./manual-cluster.ts";
+import { CheckedReplica } from "./manual-cluster.ts";
+import { incarnationMax, incarnationOfWriter, nodeIdMax, nodeOfWriter, writerIdOf } from "../../src/base/ids.ts";
 
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : new TextDecoder().decode(bytes));
 
@@ -472,22 +473,21 @@ describe("state transfer as snapshot records (bytes from slab to slab)", () => {
   test("malformed records are refused with their reason and nothing after them is installed", () => {
     const record = (key: string, version: number, writer: number, flags: number, value: Uint8Array): Uint8Array => {
       const k = enc.encode(key);
-      const out = new Uint8Array(16 + k.length + value.length);
+      const out = new Uint8Array(19 + k.length + value.length);
       const view = new DataView(out.buffer);
       view.setUint16(0, k.length, true);
       out.set(k, 2);
       view.setFloat64(2 + k.length, version, true);
-      out[10 + k.length] = writer;
-      out[11 + k.length] = flags;
-      view.setUint32(12 + k.length, value.length, true);
-      out.set(value, 16 + k.length);
+      view.setUint32(10 + k.length, writer, true);
+      out[14 + k.length] = flags;
+      view.setUint32(15 + k.length, value.length, true);
+      out.set(value, 19 + k.length);
       return out;
     };
     const cases: [Uint8Array, RecordError][] = [
       [record("", 2, 0, 6, new Uint8Array(1)), RecordError.BadKeyLength],
       [record("k", 2, 0, 6, new Uint8Array(64 * 1024 + 1)), RecordError.BadValueLength],
       [record("k", 2.5, 0, 6, new Uint8Array(1)), RecordError.BadFields],
-      [record("k", 2, 32, 6, new Uint8Array(1)), RecordError.BadFields],
       [record("k", 2, 0, 8, new Uint8Array(1)), RecordError.BadFields],
       [record("k", 2, 0, 2, new Uint8Array(1)), RecordError.BadFields],
     ];
@@ -584,9 +584,12 @@ describe("whole-state invariants (checkInvariants)", () => {
     ],
     ["an ACK from itself", (k) => (k.side.acks |= 1), /a replica never ACKs its own update/],
     [
-      "a timestamp with an impossible writer",
-      (k) => k.store.setTs(k.slot, k.store.version(k.slot), 32, false, 0),
-      /a timestamp's writer is a node id/,
+      "a Write pending under another process's writer id (incarnation 1 of this node)",
+      (k) => {
+        k.store.setTs(k.slot, k.store.version(k.slot), writerIdOf(1, 0), false, 0);
+        k.side.pendingWriter = writerIdOf(1, 0);
+      },
+      /in W and Trans the pending update is this process's own/,
     ],
     [
       "a Write holding another ts than its pending update",
@@ -645,10 +648,10 @@ describe("whole-state invariants (checkInvariants)", () => {
     expect(() =>
       receiveText(
         r,
-        { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 32, epoch: 1, rmw: false, value: null },
+        { from: 0, kind: MsgKind.Inv, key: "k", version: 2, writer: 2 ** 32, epoch: 1, rmw: false, value: null },
         0,
       ),
-    ).toThrow("a timestamp's writer is a node id 0..31");
+    ).toThrow("a timestamp's writer is a writer id");
     expect(() =>
       receiveText(
         r,
@@ -695,6 +698,76 @@ describe("whole-state invariants (checkInvariants)", () => {
     expect(c.answers.get(b)!.status).toBe(OpStatus.Ok);
     for (const r of c.replicas) expect(r.keyCount).toBe(2); // a follower cannot refuse an INV
     expect(c.answers.get(c.submit(2, OpKind.Write, "c", "3"))!.status).toBe(OpStatus.StoreFull);
+  });
+});
+
+describe("a process restarted under its old node id (the simulator's --restart-identity same)", () => {
+  // The restarted process is empty: it knows nothing of the updates its previous process issued.
+  // With the node id alone as the writer, its first write of a key the cluster holds at 0.0 is
+  // 2.<id> again, the timestamp of the dead process's uncommitted write; a replica still holding
+  // that INV takes the new update for the old one (equal timestamps: ACK, keep its value) and
+  // validates the old value. Its new incarnation makes the writer id, and so the timestamp, new.
+
+  test("its first write gets a timestamp of its own, so a replica holding the old process's INV takes the new value", () => {
+    const c = new ManualCluster(3);
+    c.submit(2, OpKind.Write, "k", "old"); // 2.2, incarnation 0
+    c.deliver({ from: 2, to: 1, kind: MsgKind.Inv }); // only node 1 holds it
+    c.drop({ from: 2 });
+    c.drop({ to: 2 }); // node 2 crashes: its INV to node 0 and node 1's ACK are lost
+    for (const id of [0, 1]) c.replicas[id]!.setMembership(2, [0, 1], c.nowMs);
+    c.tick(1);
+    c.drop({ from: 1 }); // node 1 replays 2.2 (its writer left), but node 0 does not hear it yet
+    expect(c.replicas[0]!.inspect("k")).toBeUndefined();
+    expect([c.replicas[1]!.inspect("k")!.version, c.replicas[1]!.inspect("k")!.writer]).toEqual([2, 2]);
+
+    // Node 2's next process: empty, incarnation 1 (from the RM), loads node 0's state.
+    const restarted = new CheckedReplica(
+      { ...defaultReplicaConfig, self: 2, incarnation: 1 },
+      c.outboxFor(2),
+      c.completions,
+    );
+    c.replicas[2] = restarted;
+    restarted.beginJoin();
+    for (const r of c.replicas) r.setMembership(3, [0, 1, 2], c.nowMs);
+    restarted.setLease(1e12, c.nowMs);
+    c.drop({ from: 1 }); // node 1's replay, re-sent in the new epoch, is still lost
+    for (const e of [...c.replicas[0]!.snapshot(100)].flat())
+      restarted.installSnapshotEntry(e.key, e.version, e.writer, e.rmw, e.value, e.committed, c.nowMs);
+    restarted.finishJoin(c.nowMs);
+
+    const w = c.submit(2, OpKind.Write, "k", "new"); // from 0.0: version 2 again, but writer 34
+    for (let i = 0; i < 10; i++) (c.settle(), c.tick(250));
+    // Every replica reads the value the write was acknowledged with (with the node id as the writer,
+    // node 1 validated "old" under the same timestamp 2.2 and read it forever).
+    const reads = [0, 1, 2].map((id) => c.submit(id, OpKind.Read, "k"));
+    expect(reads.map((r) => c.answers.get(r)!.value)).toEqual(["new", "new", "new"]);
+    expect(c.answers.get(w)).toMatchObject({ status: OpStatus.Ok, version: 2, writer: writerIdOf(1, 2) });
+    expect(restarted.writer).toBe(writerIdOf(1, 2));
+    expect(nodeOfWriter(c.answers.get(w)!.writer)).toBe(2);
+    for (const r of reads)
+      expect(c.answers.get(r)).toEqual({ status: OpStatus.Ok, value: "new", version: 2, writer: writerIdOf(1, 2) });
+  });
+
+  test("writer ids order by incarnation, then node id, and stay within a u32", () => {
+    expect(writerIdOf(0, 5)).toBe(5); // a first process's ETags read "version.nodeId"
+    expect(writerIdOf(1, 0)).toBeGreaterThan(writerIdOf(0, nodeIdMax));
+    expect(writerIdOf(incarnationMax, nodeIdMax)).toBe(0xffff_ffff);
+    for (const [incarnation, id] of [
+      [0, 0],
+      [3, 17],
+      [incarnationMax, nodeIdMax],
+    ] as const) {
+      expect(nodeOfWriter(writerIdOf(incarnation, id))).toBe(id);
+      expect(incarnationOfWriter(writerIdOf(incarnation, id))).toBe(incarnation);
+    }
+    expect(
+      () =>
+        new Replica(
+          { ...defaultReplicaConfig, self: 0, incarnation: incarnationMax + 1 },
+          { send() {} },
+          { complete() {} },
+        ),
+    ).toThrow(AssertionError);
   });
 });
 

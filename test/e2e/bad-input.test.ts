@@ -16,7 +16,17 @@ import { nodeDefaults } from "../../src/node/node.ts";
 import type { LocalCluster } from "../../src/cli/local-cluster.ts";
 import { parseAuthFile } from "../../src/http/auth-file.ts";
 import { tcpHelloBytes, tcpHelloMagic, tcpHelloVersion } from "../../src/transport/tcp.ts";
-import { codecVersion, frameHeaderBytes, frameMagic, messageFixedBytes } from "../../src/wire/layout.ts";
+import {
+  codecVersion,
+  frameHeaderBytes,
+  frameMagic,
+  messageFixedBytes,
+  msgEpochOffset,
+  msgKeyBytesOffset,
+  msgKindOffset,
+  msgVersionLowOffset,
+  msgWriterOffset,
+} from "../../src/wire/layout.ts";
 import {
   errorCode,
   eventually,
@@ -202,7 +212,7 @@ function appCases(random: () => number): Case[] {
     '"0.0"',
     '"02.0"',
     '"2.00"',
-    '"2.32"',
+    '"2.4294967296"',
     '"-2.0"',
     '"2"',
     '"2.0.0"',
@@ -633,11 +643,11 @@ function frame(f: FrameFields, messages: Buffer[], trailing = 0): Buffer {
 
 function message(kind: number, key: Uint8Array, epoch: number, version: number, keyBytesField = key.length): Buffer {
   const m = Buffer.alloc(messageFixedBytes);
-  m[0] = kind;
-  m[1] = 1; // writer
-  m.writeUInt32LE(epoch, 4);
-  m.writeUInt32LE(version, 8);
-  m.writeUInt16LE(keyBytesField, 20);
+  m[msgKindOffset] = kind;
+  m.writeUInt32LE(1, msgWriterOffset);
+  m.writeUInt32LE(epoch, msgEpochOffset);
+  m.writeUInt32LE(version, msgVersionLowOffset);
+  m.writeUInt16LE(keyBytesField, msgKeyBytesOffset);
   return Buffer.concat([m, key]);
 }
 

@@ -815,7 +815,7 @@ const bad: BadCase[] = [
   },
   {
     label: "etag writer too large",
-    body: ok([{ op: "cas", key: "k", etag: '"2.99"', value: "" }]),
+    body: ok([{ op: "cas", key: "k", etag: '"2.4294967296"', value: "" }]),
     status: 400,
     code: "invalid_input",
     field: "ops[0].etag",

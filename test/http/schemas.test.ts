@@ -45,6 +45,9 @@ describe("etagSchema", () => {
     expect(v.parse(etagSchema, '"2.1"')).toEqual({ version: 2, writer: 1 });
     expect(v.parse(etagSchema, '"1.0"')).toEqual({ version: 1, writer: 0 });
     expect(v.parse(etagSchema, '"9007199254740991.31"')).toEqual({ version: 9007199254740991, writer: 31 });
+    // A writer id of a restarted process (incarnation 1 of node 1), and the largest u32 writer id.
+    expect(v.parse(etagSchema, '"3.33"')).toEqual({ version: 3, writer: 33 });
+    expect(v.parse(etagSchema, '"3.4294967295"')).toEqual({ version: 3, writer: 4294967295 });
   });
 
   test("explains the usual mistakes", () => {
@@ -58,7 +61,8 @@ describe("etagSchema", () => {
     expect(message("*")).toContain("If-None-Match: *");
     expect(message('"0.0"')).toContain("If-None-Match: *");
     expect(message('"1.1", "2.1"')).toContain("only one");
-    expect(message('"1.32"')).toContain("largest node id");
+    expect(message('"1.4294967296"')).toContain("largest writer id");
+    expect(message('"1.01"')).toContain("malformed");
     expect(message('"9007199254740992.1"')).toContain("2^53");
   });
 });

@@ -81,6 +81,8 @@ const requests: Req[] = [
     by: 2 ** 40,
   },
   { opId: 8, kind: OpKind.Read, key: "", value: null, expectedVersion: 0, expectedWriter: 0, by: 0 },
+  // A CAS on the ETag of a restarted process's write: a u32 writer id (incarnation and node id).
+  { opId: 9, kind: OpKind.Cas, key: "k", value: null, expectedVersion: 5, expectedWriter: 0xffff_ffff, by: 0 },
 ];
 
 function pushReq(w: OpRequestWriter, q: Req): boolean {
@@ -183,7 +185,7 @@ describe("op ring: requests", () => {
     expect(() => w.push(2 ** 32, OpKind.Read, "k", null, 0, 0, 0)).toThrow(AssertionError);
     expect(() => w.push(1, 9 as OpKind, "k", null, 0, 0, 0)).toThrow(AssertionError);
     expect(() => w.push(1, OpKind.Cas, "k", null, 2 ** 53, 0, 0)).toThrow(AssertionError);
-    expect(() => w.push(1, OpKind.Cas, "k", null, 1, 32, 0)).toThrow(AssertionError);
+    expect(() => w.push(1, OpKind.Cas, "k", null, 1, 2 ** 32, 0)).toThrow(AssertionError);
     expect(() => w.push(1, OpKind.Incr, "k", null, 0, 0, 0.5)).toThrow(AssertionError);
     expect(() => w.push(1, OpKind.Read, "x".repeat(opKeyBytesMax + 1), null, 0, 0, 0)).toThrow(AssertionError);
     expect(w.push(1, OpKind.Read, "x".repeat(opKeyBytesMax), null, 0, 0, 0)).toBe(true);
@@ -199,6 +201,9 @@ describe("op ring: completions", () => {
       { opId: 1, status: OpStatus.Ok, value: null, version: 0, writer: 0 },
       { opId: 2, status: OpStatus.Ok, value: new Uint8Array(0), version: 2, writer: 1 },
       { opId: 3, status: OpStatus.PreconditionFailed, value: null, version: 2 ** 32 + 4, writer: 31 },
+      // Writer ids of restarted processes (incarnation * 32 + node id), up to the largest u32.
+      { opId: 5, status: OpStatus.Ok, value: null, version: 6, writer: 2 * 32 + 3 },
+      { opId: 6, status: OpStatus.Ok, value: null, version: 6, writer: 0xffff_ffff },
       { opId: 4, status: OpStatus.Ok, value: new Uint8Array(3000).fill(5), version: 2 ** 53 - 1, writer: 7 },
       { opId: 0xffff_ffff, status: OpStatus.Timeout, value: null, version: 0, writer: 0 },
     ];
@@ -209,7 +214,7 @@ describe("op ring: completions", () => {
       expect({ opId: r.opId, status: r.status, value: r.value, version: r.version, writer: r.writer }).toEqual(c);
     }
     expect(r.next()).toBe(false);
-    expect(opCompletionBytes(3000)).toBe(3020);
+    expect(opCompletionBytes(3000)).toBe(3024);
   });
 
   test("full ring refuses; oversized and invalid completions are assertions", () => {
@@ -221,6 +226,6 @@ describe("op ring: completions", () => {
     expect(() => w.push(1, OpStatus.Ok, new Uint8Array(1024), 2, 1)).toThrow(AssertionError);
     expect(() => w.push(1, 99 as OpStatus, null, 2, 1)).toThrow(AssertionError);
     expect(() => w.push(1, OpStatus.Ok, null, -2, 1)).toThrow(AssertionError);
-    expect(() => w.push(1, OpStatus.Ok, null, 2, 40)).toThrow(AssertionError);
+    expect(() => w.push(1, OpStatus.Ok, null, 2, 2 ** 32)).toThrow(AssertionError);
   });
 });

@@ -15,14 +15,14 @@ const usage = `usage: bun run sim [--seeds N] [--seed S] [--ops M] [--replicas R
                 shard: per node the real Shard loop (turn), the frame codec over SimTransport and
                        the op rings; real encoded frames on the simulated network
                 both: every seed in core mode, then in shard mode
-  --merge-rule  which kept state a join merges when no member serves: cluster (default: every node
-                that kept state) or view (the other members of the joiner's view, as
-                src/node/etcd-join.ts does today, which loses acknowledged updates)
+  --merge-rule  which kept state a join merges when no member serves: cluster (default, as
+                src/node/etcd-join.ts: every node that kept state, members or not) or view (the
+                other members of the joiner's view only, as it did before: loses acknowledged updates)
   --removal-bound  f (default: the RM keeps at most f nodes faulty) or none (etcd: any member
                 whose lease surely expired goes)
-  --restart-identity  fresh (default: a restarted process comes back under a new node id) or same
-                (its old id, as hermes-kv does today: it can reissue a timestamp of its previous
-                process with another value)
+  --restart-identity  same (default, as hermes-kv: a restarted process comes back under its old
+                node id with a new incarnation in its timestamps' writer id) or fresh (under a
+                node id never used before)
   --quiet       no progress lines
 Prints progress every second and ends with: seeds=N ops=M violations=V
 (with --mode both, one line per mode before it, and ops counts both modes).`;

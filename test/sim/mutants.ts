@@ -94,6 +94,13 @@ class TrustsKeptUpdates extends Replica {
   }
 }
 
+/**
+ * Every process of a node id writes as incarnation 0, so its writer id is the bare node id (as
+ * before writer ids had an incarnation): a restarted, empty process can reissue a timestamp of its
+ * previous one with another value (src/base/ids.ts).
+ */
+export const reusesWriterIdMutant: ReplicaFactory = (c, o, d, p) => new Replica({ ...c, incarnation: 0 }, o, d, p);
+
 /** Bookkeeping mutations: the simulator must report each one as the oracle "invariants". */
 export const invariantMutants: Record<string, ReplicaFactory> = {
   "leak the client op on an epoch change": (c, o, d, p) => new LeaksOpOnEpochChange(c, o, d, p),

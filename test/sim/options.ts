@@ -55,22 +55,24 @@ export interface SimOptions {
   restartRate: number;
   restartDelayMsMax: number;
   /**
-   * "fresh": a restarted (empty) process comes back under a node id never used before (the old id
-   * is retired); "same": under its old id, as hermes-kv does today, which lets it issue a timestamp
-   * (key, version, id) that its previous process issued with another value and never committed,
-   * and a replica holding that old INV then takes the new update for the same one
-   * (--restart-identity same: seed 4990 in core mode, 109 in shard mode).
+   * "same" (the default, what hermes-kv does): a restarted (empty) process comes back under its old
+   * node id with the next incarnation, so its timestamps carry a new writer id (src/base/ids.ts).
+   * Before writer ids had an incarnation, it could issue a timestamp (key, version, id) that its
+   * previous process issued with another value and never committed, and a replica holding that old
+   * INV took the new update for the same one (core seed 4990). "fresh": under a node id never used
+   * before (the old id is retired), as a cluster that never reuses ids would.
    */
   restartIdentity: "fresh" | "same";
   /** "f": the RM removes a member only while at most f nodes are faulty (crashed, removed or
    *  empty); "none": as etcd, whenever a lease has surely expired (all members may go). */
   removalBound: "f" | "none";
   /**
-   * Which kept state a join merges when no member serves. "view" is src/node/etcd-join.ts today:
-   * every other member of the joiner's view that kept state; with etcd's unbounded removals it
-   * loses acknowledged updates, since a node removed earlier may hold the only committed copy
-   * (--merge-rule view --removal-bound none: seed 7 in core mode). "cluster": every live node of
-   * the cluster that kept state, members or not, once none serves.
+   * Which kept state a join merges when no member serves. "cluster" (the default, what
+   * src/node/etcd-join.ts does): every live node of the cluster that kept state, members or not,
+   * once none serves. "view" (what etcd-join did before): every other member of the joiner's view
+   * that kept state; with etcd's unbounded removals it loses acknowledged updates, since a node
+   * removed earlier may hold the only committed copy (--merge-rule view --removal-bound none: seed 7
+   * in core mode).
    */
   mergeRule: "view" | "cluster";
   /** A node notices its lost lease up to this long after the deadline (the RM may remove it first). */
@@ -137,7 +139,7 @@ export function defaultOptions(seed: number, random: Prng, overrides: Partial<Si
     isolateAfterRmwRate: random.pick([0, 0.05, 0.2]),
     restartRate: random.pick([0, 0.7, 1]),
     restartDelayMsMax: random.pick([30, 150, 400]),
-    restartIdentity: "fresh",
+    restartIdentity: "same",
     removalBound: "f",
     mergeRule: "cluster",
     // A late notice (HermesNode forwards the lease every 20 ms; its process may pause): until

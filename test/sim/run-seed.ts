@@ -79,7 +79,7 @@ export function runSeed(
     flags:
       (options.mergeRule === "cluster" ? "" : ` --merge-rule ${options.mergeRule}`) +
       (options.removalBound === "f" ? "" : ` --removal-bound ${options.removalBound}`) +
-      (options.restartIdentity === "fresh" ? "" : ` --restart-identity ${options.restartIdentity}`),
+      (options.restartIdentity === "same" ? "" : ` --restart-identity ${options.restartIdentity}`),
   };
   const fail = (oracle: string, detail: string) => {
     result.ok = false;

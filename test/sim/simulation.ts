@@ -189,6 +189,9 @@ export class Simulation {
     const incarnation = node.incarnation;
     const config: ReplicaConfig = {
       self: id,
+      // The process number of this node id, as the RM grants it at registration (etcd's counter
+      // key, src/membership/etcd-incarnation.ts): its timestamps' writer id differs from every earlier process's.
+      incarnation,
       retransmitMs: o.retransmitMs,
       mltMs: o.mltMs,
       opTimeoutMs: o.opTimeoutMs,

@@ -74,7 +74,8 @@ function randomFrame(rand: () => number): Uint8Array {
       kind,
       randomKey(rand),
       version,
-      below(rand, 32),
+      // A writer id: a first process's (its node id) or any u32 (incarnation and node id, src/base/ids.ts).
+      rand() < 0.5 ? below(rand, 32) : below(rand, 2 ** 32),
       below(rand, 2 ** 32),
       rand() < 0.5,
       value,
