@@ -7,13 +7,20 @@
 //    4 u8  codecVersion   codecVersion; a receiver drops other versions
 //    5 u8  sender         NodeId of the sending node (0..nodeIdMax)
 //    6 u8  shardIndex     the worker (shard) on both ends
-//    7 u8  flags          none defined: must be 0
+//    7 u8  flags          frameFlagMac, or 0; other bits must be 0
 //    8 u32 clusterId      frames of another cluster are dropped (two clusters on one network)
 //   12 u32 epoch          the sender's current membership epoch
 //   16 u16 messageCount   messages that follow (0 is a valid, empty frame)
 //   18 u16 reserved       must be 0
-//   20 u32 frameBytes     total length including this header; must equal the received length
+//   20 u32 frameBytes     total length including this header and the tag; must equal the received length
 //   24 messages, back to back, no padding
+//      with frameFlagMac: a 16-byte tag (frameMacBytes) ends the frame, HMAC-SHA-256 of everything
+//      before it under the sender->receiver link key (src/wire/frame-mac.ts)
+//
+// Versions: 1 had no flags. 2 (issue 9) adds frameFlagMac: a node with a cluster key sends only
+// tagged frames and drops untagged ones; a node without one sends untagged frames and drops tagged
+// ones (it cannot check them). A version-1 node drops every version-2 frame (BadVersion), so a cluster
+// is upgraded whole, as it must be anyway to turn the key on.
 //
 // Message (messageFixedBytes = 22, then the key, then the value):
 //    0 u8  kind           MsgKind: Inv, Ack, Val, Reject
@@ -30,7 +37,7 @@
 // The value-present flag separates an empty value (present, 0 bytes) from a tombstone (null).
 
 export const frameMagic = 0x464d5248; // "HRMF" read as a little-endian u32
-export const codecVersion = 1;
+export const codecVersion = 2;
 
 export const frameMagicOffset = 0;
 export const frameCodecVersionOffset = 4;
@@ -54,6 +61,11 @@ export const msgVersionHighOffset = 12;
 export const msgValueBytesOffset = 16;
 export const msgKeyBytesOffset = 20;
 export const messageFixedBytes = 22;
+
+/** Header flag: the frame ends with a MAC tag (frameMacBytes). */
+export const frameFlagMac = 1;
+/** Bytes of the MAC tag; reserved at the end of every frame buffer whether or not it is used. */
+export const frameMacBytes = 16;
 
 export const msgFlagRmw = 1;
 export const msgFlagValue = 2;
@@ -80,5 +92,6 @@ export function messageBytes(keyBytes: number, valueBytes: number): number {
  * `frameBytesMax`. The node caps client values at (at most) this, so every message fits a frame.
  */
 export function frameValueBytesMax(frameBytesMax: number, keyBytesMax: number): number {
-  return frameBytesMax - frameHeaderBytes - messageFixedBytes - keyBytesMax;
+  // The tag's room is kept whether the cluster has a key or not: limits do not depend on the key.
+  return frameBytesMax - frameHeaderBytes - frameMacBytes - messageFixedBytes - keyBytesMax;
 }
