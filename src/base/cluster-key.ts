@@ -22,12 +22,15 @@ export type ClusterKeyLabel = (typeof clusterKeyLabel)[keyof typeof clusterKeyLa
 export function parseClusterKey(text: string): Uint8Array {
   const hex = text.trim();
   if (hex.length !== 2 * clusterKeyBytes)
-    throw new Error(`a cluster key is ${2 * clusterKeyBytes} hex digits (${clusterKeyBytes} bytes), got ${hex.length} characters`);
+    throw new Error(
+      `a cluster key is ${2 * clusterKeyBytes} hex digits (${clusterKeyBytes} bytes), got ${hex.length} characters`,
+    );
   if (!/^[0-9a-fA-F]+$/.test(hex)) throw new Error("a cluster key is hex digits only (0-9, a-f)");
   const key = new Uint8Array(clusterKeyBytes);
   for (let i = 0; i < clusterKeyBytes; i++) key[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
   // An all-zero key is what a forgotten `keygen` or a zero-filled file gives, never a random one.
-  if (key.every((b) => b === 0)) throw new Error("the cluster key is all zeros: write a random one with hermes-kv keygen");
+  if (key.every((b) => b === 0))
+    throw new Error("the cluster key is all zeros: write a random one with hermes-kv keygen");
   return key;
 }
 

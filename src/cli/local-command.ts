@@ -5,9 +5,11 @@ import type { TransportKind } from "../base/transport-kind.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { readClusterKeyFile } from "./cluster-key-file.ts";
+import { clusterKeyLabel, deriveClusterKey, generateClusterKey } from "../base/cluster-key.ts";
 
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
-                      [--host ADDR] [--lease-ms MS]
+                      [--host ADDR] [--lease-ms MS] [--cluster-key-file FILE]
 
 Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
 (leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
@@ -18,6 +20,8 @@ Runs N replicas of one hermes-kv cluster in this process, with an in-process mem
   --transport T    replica-to-replica transport (default auto: rdma if a device is present, else tcp)
   --host ADDR      address to bind, loopback by default (127.0.0.1)
   --lease-ms MS    membership lease; a stopped replica is removed this long after it stops (default 1000)
+  --cluster-key-file FILE  the key of the MAC on every replica frame (hermes-kv keygen FILE); default:
+                   a random key made in memory at start, so frames are authenticated either way
 
 Try it:
   curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
@@ -34,6 +38,7 @@ const specs = {
   transport: { kind: "string" },
   host: { kind: "string" },
   "lease-ms": { kind: "string" },
+  "cluster-key-file": { kind: "string" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -52,6 +57,10 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
+  // Replicas of one process share the key, so a fresh one per run is as good as a file, unless
+  // something outside the process must speak to them (it then needs the file).
+  const clusterKey =
+    flags["cluster-key-file"] === undefined ? generateClusterKey() : readClusterKeyFile(flags["cluster-key-file"]);
 
   const cluster = await LocalCluster.start({
     replicas,
@@ -64,7 +73,7 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
       renewEveryMs: Math.max(10, Math.floor(leaseMs / 10)),
       removalMarginMs: Math.max(10, Math.floor(leaseMs / 20)),
     },
-    node: {},
+    node: { frameKey: deriveClusterKey(clusterKey, clusterKeyLabel.frameMac) },
     log: (line) => console.error(line),
   });
   for (let id = 0; id < replicas; id++) {

@@ -20,12 +20,16 @@ import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt } from "../node/etcd-join.ts";
+import { InternalProofSigner, InternalProofVerifier } from "../node/internal-proof.ts";
+import { requireInternalProof } from "./internal-proof-guard.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import { snapshotEpochMinParam } from "../node/snapshot-codec.ts";
 import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
+import { readClusterKeyFile } from "./cluster-key-file.ts";
+import { clusterKeyLabel, deriveClusterKey } from "../base/cluster-key.ts";
 import { resolveTransport } from "./transport-choice.ts";
 
 /** --lease-ms: default and bounds. etcd leases are whole seconds. */
@@ -50,6 +54,7 @@ const etcdRequestTimeoutMs = 2000;
 
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
+                     [--cluster-key-file FILE]
 
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
@@ -67,6 +72,11 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
                    member its peers cannot hear for MS (while it keeps its lease) is suspected, and
                    evicted through etcd when the suspicions call for it; writes then resume after
                    about MS + one lease TTL (README "Failure model")
+  --cluster-key-file FILE  the cluster key (hermes-kv keygen FILE; the same file on every node, mode
+                   600): every replica frame carries a MAC under it and frames without a valid one
+                   are dropped; state transfer and the other internal routes answer only requests
+                   that prove the key. Without it, anyone who reaches --listen or --http can forge
+                   replica traffic or download the data (README "Running securely")
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
 
@@ -81,6 +91,7 @@ const specs = {
   "lease-ms": { kind: "string" },
   "suspect-ms": { kind: "string" },
   "test-hooks": { kind: "boolean" },
+  "cluster-key-file": { kind: "string" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -98,6 +109,8 @@ interface NodeCommandOptions {
   suspectMs: number;
   transport: TransportKind;
   testHooks: boolean;
+  /** The cluster key (--cluster-key-file), or null: replica traffic and internal routes unauthenticated. */
+  clusterKey: Uint8Array | null;
 }
 
 export async function runNodeCommand(argv: readonly string[]): Promise<number> {
@@ -109,6 +122,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   expectPositionals(positionals, 0, 0, "");
   const options = nodeCommandOptions(flags);
   const { id, http, endpoints, cluster } = options;
+  const proofKey =
+    options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.internalHttp);
+  const proofVerifier = proofKey === null ? null : new InternalProofVerifier(proofKey);
   const node = await HermesNode.start(nodeOptionsOf(options));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
@@ -116,10 +132,13 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   // The detector's view is part of /v1/status and /metrics: the node passes it to its workers.
   node.setStatusExtras(() => detectorStatus(membership, detector));
   node.setExtraMetrics(
-    () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
+    () =>
+      etcdMetrics(membership) +
+      (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())) +
+      (proofVerifier?.metrics() ?? ""),
   );
   try {
-    await serveNode(node, http, options.testHooks, () => membership);
+    await serveNode(node, http, options.testHooks, () => membership, proofVerifier);
   } catch (error) {
     await node.close();
     throw new FatalError(error instanceof Error ? error.message : String(error));
@@ -171,7 +190,14 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const rejoiner = new Rejoiner({
     node,
     membership,
-    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, log }),
+    attempt: etcdJoinAttempt({
+      node,
+      membership,
+      etcd,
+      initializedKey,
+      log,
+      proof: proofKey === null ? null : new InternalProofSigner(proofKey),
+    }),
     log,
   });
   rejoiner.start();
@@ -236,6 +262,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     suspectMs,
     transport,
     testHooks: flags["test-hooks"],
+    clusterKey: flags["cluster-key-file"] === undefined ? null : readClusterKeyFile(flags["cluster-key-file"]),
   };
 }
 
@@ -262,6 +289,7 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
     numa: true,
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),
+    frameKey: options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.frameMac),
   };
 }
 
@@ -274,8 +302,11 @@ function serveNode(
   http: { host: string; port: number },
   testHooks: boolean,
   getMembership: () => EtcdMembership | null,
+  proofVerifier: InternalProofVerifier | null,
 ): Promise<number> {
   const app = createControlApp();
+  // Every route here (state transfer, test hooks) first needs proof of the cluster key, when there is one.
+  if (proofVerifier !== null) requireInternalProof(app, proofVerifier);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");

@@ -5,6 +5,8 @@
 export const ErrorCode = {
   /** 400: a key, header, query parameter or number did not validate. Nothing was submitted. */
   invalidInput: "invalid_input",
+  /** 401: the request did not prove what its route needs (here: the cluster key, on internal routes). */
+  unauthorized: "unauthorized",
   /** 404: the key is absent (never written, or deleted). */
   notFound: "not_found",
   /** 404: no such route. Distinct from not_found so that a typo in a URL is not read as "absent". */

@@ -10,6 +10,7 @@ import type { EtcdClient } from "../membership/etcd-client.ts";
 import type { HermesNode } from "./node.ts";
 import type { JoinAttempt, MembershipEvents } from "./rejoiner.ts";
 import { SnapshotRecordSplitter, snapshotEpochMinParam } from "./snapshot-codec.ts";
+import type { InternalProofSigner } from "./internal-proof.ts";
 
 /** Bound on asking a peer whether it serves; a peer that does not answer in time counts as "cannot tell". */
 export const peerStatusTimeoutMs = 2000;
@@ -21,10 +22,13 @@ export interface EtcdJoinOptions {
   /** The etcd key whose presence says the cluster was bootstrapped (it has data). */
   initializedKey: string;
   log: (line: string) => void;
+  /** Proves the cluster key to the members' internal routes (--cluster-key-file); null: no key. */
+  proof?: InternalProofSigner | null;
 }
 
 export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
   const { node, membership, etcd, initializedKey, log } = options;
+  const proof = options.proof ?? null;
   const self = node.options.nodeId;
   return async (run) => {
     const others = membership.view().members.filter((m) => m.id !== self);
@@ -40,7 +44,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     for (const source of others) {
       try {
         const entries = await node.loadFrom((index, epochMin, onChunk) =>
-          fetchSnapshot(node, source.http, index, epochMin, false, onChunk),
+          fetchSnapshot(node, source.http, index, epochMin, false, onChunk, proof),
         );
         log(
           `hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
@@ -54,6 +58,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     const merged = await mergeFromKeptState(
       node,
       others.map((m) => m.http),
+      proof,
     );
     if (merged !== null) {
       log(
@@ -74,7 +79,11 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
  * or cannot be asked, it may hold writes committed while we were out, so we must load from it
  * instead (null: try again later). Null too when nobody, us included, holds state.
  */
-async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<number | null> {
+async function mergeFromKeptState(
+  node: HermesNode,
+  peers: string[],
+  proof: InternalProofSigner | null,
+): Promise<number | null> {
   const sources: string[] = [];
   for (const http of peers) {
     let status: { serving?: boolean; hasState?: boolean };
@@ -92,7 +101,7 @@ async function mergeFromKeptState(node: HermesNode, peers: string[]): Promise<nu
   // in the state of those that were in.
   return node.loadFrom(async (index, epochMin, onChunk) => {
     let count = 0;
-    for (const http of sources) count += await fetchSnapshot(node, http, index, epochMin, true, onChunk);
+    for (const http of sources) count += await fetchSnapshot(node, http, index, epochMin, true, onChunk, proof);
     return count;
   });
 }
@@ -105,10 +114,10 @@ async function fetchSnapshot(
   epochMin: number,
   kept: boolean,
   onChunk: (records: Uint8Array) => void,
+  proof: InternalProofSigner | null,
 ): Promise<number> {
-  const response = await fetch(
-    `http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
-  );
+  const url = `http://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`;
+  const response = await fetch(url, { headers: proof === null ? {} : proof.headers("GET", url) });
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   // Whole records go to the replica as bytes; it installs them in place.
   const splitter = new SnapshotRecordSplitter(node.keyBytesMax, node.valueBytesMax);

@@ -157,8 +157,9 @@ export function defaultOptions(seed: number, random: Prng, overrides: Partial<Si
     loopDelayMsMax: 0,
   };
   if (mode === "shard") {
-    // 96 bytes hold two short messages, 256 about six; 60 KiB is the node's default.
-    base.frameBytesMax = random.pick([96, 256, 60 * 1024]);
+    // 112 bytes hold two short messages (and the 16 bytes kept for a MAC tag), 256 about six; 60 KiB
+    // is the node's default.
+    base.frameBytesMax = random.pick([112, 256, 60 * 1024]);
     base.linkFramesMax = random.pick([2, 8, Infinity]);
     base.loopDelayMsMax = random.pick([0.01, 0.1, 0.5]);
   }
