@@ -56,11 +56,11 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   const leaseMs =
     flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
-  const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
   // Replicas of one process share the key, so a fresh one per run is as good as a file, unless
   // something outside the process must speak to them (it then needs the file).
   const clusterKey =
     flags["cluster-key-file"] === undefined ? generateClusterKey() : readClusterKeyFile(flags["cluster-key-file"]);
+  const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
 
   const cluster = await LocalCluster.start({
     replicas,

@@ -250,6 +250,8 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
       : parseIntegerFlag("--suspect-ms", flags["suspect-ms"], 0, suspectMsMax);
   if (suspectMs !== 0 && suspectMs < suspectMsMin)
     throw new UsageError(`--suspect-ms must be 0 (off) or at least ${suspectMsMin}`);
+  // Before the transport choice, which may log: a bad key file is the only line printed.
+  const clusterKey = flags["cluster-key-file"] === undefined ? null : readClusterKeyFile(flags["cluster-key-file"]);
   const transport = resolveTransport(flags.transport ?? "auto", log);
   return {
     id,
@@ -262,7 +264,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     suspectMs,
     transport,
     testHooks: flags["test-hooks"],
-    clusterKey: flags["cluster-key-file"] === undefined ? null : readClusterKeyFile(flags["cluster-key-file"]),
+    clusterKey,
   };
 }
 
