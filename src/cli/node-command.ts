@@ -444,7 +444,7 @@ function parseHostPortFlag(flag: string, text: string): { host: string; port: nu
 }
 
 /** Frames carry a 32-bit cluster id derived from the name: another cluster's frames are dropped. */
-function clusterIdOf(name: string): number {
+export function clusterIdOf(name: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   return h >>> 0;
