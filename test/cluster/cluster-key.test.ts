@@ -20,10 +20,10 @@ import { MsgKind } from "../../src/base/kinds.ts";
 import { writeNewClusterKeyFile } from "../../src/cli/cluster-key-file.ts";
 import { clusterIdOf } from "../../src/cli/node-command.ts";
 import { internalProofHeader, InternalProofSigner } from "../../src/node/internal-proof.ts";
-import { tcpHelloBytes, tcpHelloMagic, tcpHelloVersion } from "../../src/transport/tcp.ts";
 import { FrameBuilder } from "../../src/wire/frame-builder.ts";
 import { FrameMac } from "../../src/wire/frame-mac.ts";
 import { appendText } from "../lib/key-bytes.ts";
+import { injectTcpFrames } from "../lib/tcp-inject.ts";
 import {
   convergeAndReadAll,
   expectLinearizable,
@@ -96,43 +96,6 @@ function forgedFramesFor(from: number, to: number, epoch: number, key: Uint8Arra
   return frames;
 }
 
-/** Connects to a node's transport port as node `from` (the TCP hello) and writes `frames`, length-prefixed. */
-async function inject(port: number, from: number, to: number, frames: Uint8Array[]): Promise<void> {
-  const hello = Buffer.alloc(tcpHelloBytes);
-  hello.writeUInt32LE(tcpHelloMagic, 0);
-  hello.writeUInt16LE(tcpHelloVersion, 4);
-  hello.writeUInt16LE(from, 6);
-  hello.writeUInt16LE(to, 8);
-  const parts: Buffer[] = [hello];
-  for (const f of frames) {
-    const length = Buffer.alloc(4);
-    length.writeUInt32LE(f.length, 0);
-    parts.push(length, Buffer.from(f));
-  }
-  const bytes = Buffer.concat(parts);
-  let written = 0;
-  let closed = false;
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      data() {},
-      drain(s) {
-        written += s.write(bytes.subarray(written));
-      },
-      close() {
-        closed = true;
-      },
-    },
-  });
-  written += socket.write(bytes);
-  await waitFor("the forged frames to be written", () => written === bytes.length || closed, 10_000, 10);
-  expect(written).toBe(bytes.length);
-  // The receiver returns credits for the frames it took: hold the connection until it has read them.
-  await Bun.sleep(200);
-  socket.end();
-}
-
 test(`a keyed cluster drops forged and foreign frames, refuses unproven internal calls, and stays linearizable (seed ${seed})`, async () => {
   const c = (cluster = await ProcCluster.start({
     nodes: 3,
@@ -165,8 +128,8 @@ test(`a keyed cluster drops forged and foreign frames, refuses unproven internal
         badMac: await wireCounter(node.url, "dropped_bad_mac"),
         untagged: await wireCounter(node.url, "dropped_unauthenticated"),
       };
-      await inject(node.listenPort, from, node.id, forgedFramesFor(from, node.id, epoch, wrongKey));
-      await inject(node.listenPort, from, node.id, forgedFramesFor(from, node.id, epoch, null));
+      await injectTcpFrames(node.listenPort, from, node.id, forgedFramesFor(from, node.id, epoch, wrongKey));
+      await injectTcpFrames(node.listenPort, from, node.id, forgedFramesFor(from, node.id, epoch, null));
       await waitFor(
         `node ${node.id} to count the forged frames`,
         async () =>
