@@ -16,7 +16,9 @@
 // itself): an INV at or below the receiver's timestamp for the key changes nothing (it is answered
 // with an ACK); an ACK counts only for the update with exactly its timestamp, which a coordinator
 // never reuses, once per sender; a VAL validates only a key whose timestamp equals its own, which it
-// does only after its ACKs were in; a message of another epoch is dropped by the core. It cannot make
+// does only after its ACKs were in; an INV, ACK or Reject of an earlier epoch is dropped by the core
+// (which also stops an INV held since before its writer restarted under the same id, and so could
+// reuse the timestamp, see docs/benchmarks.md "Simulation": a restart is a new epoch). It cannot make
 // a value the key never had, raise a timestamp, or move a frame to another receiver, sender, shard
 // or cluster. It can keep a receiver busy (as any flood can) and refresh the liveness "last heard"
 // of the sender it replays, which only delays the failure detector's suspicion of a silent node
