@@ -9,7 +9,7 @@ export const keygenUsage = `usage: hermes-kv keygen FILE
 Writes a new cluster key to FILE: ${clusterKeyBytes} random bytes as hex, mode ${keyFileMode.toString(8)}. Refuses to
 overwrite an existing file. Copy the same file to every node and start each with
 --cluster-key-file FILE: replica traffic is then authenticated (a MAC on every frame) and the
-internal routes (state transfer) answer only holders of the key. See README "Running securely".`;
+internal routes (state transfer) answer only holders of the key. See README "The cluster key".`;
 
 const specs = { help: { kind: "boolean", short: "h" } } as const;
 

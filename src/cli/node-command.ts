@@ -76,7 +76,7 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
                    600): every replica frame carries a MAC under it and frames without a valid one
                    are dropped; state transfer and the other internal routes answer only requests
                    that prove the key. Without it, anyone who reaches --listen or --http can forge
-                   replica traffic or download the data (README "Running securely")
+                   replica traffic or download the data (README "The cluster key")
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
 

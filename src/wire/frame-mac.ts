@@ -9,7 +9,7 @@
 // verify at node 2 (nor as node 2's), and the header binds the rest (cluster id, shard index,
 // sender epoch, message count and length).
 //
-// What a replay can do (README "Running securely", and test/cluster/frame-replay.test.ts shows it):
+// What a replay can do (README "The cluster key"; test/worker/frame-replay.test.ts shows it):
 // the MAC has no sequence number, so an attacker on the network can capture a valid frame and send
 // it again, later, to the same receiver. It gets exactly what a duplicated or delayed packet gets,
 // which the protocol tolerates by design (UDP duplicates and reorders, and Hermes retransmits INVs
