@@ -1,6 +1,6 @@
 #!/usr/bin/env bun
 // hermes-kv: the single binary's entry point (`bun build --compile` entry). Subcommands:
-// local, node, bench, and the client commands get|put|delete|cas|incr|batch.
+// local, node, bench, keygen, and the client commands get|put|delete|cas|incr|batch.
 
 import { exitUsage, UsageError } from "./cli/args.ts";
 import { batchCommand, clientCommands, runClientCommand } from "./cli/client.ts";
@@ -15,6 +15,7 @@ usage: hermes-kv <command> [flags]    (every command has --help)
   local     run a whole cluster of N replicas in this process (try it here)
   node      run one node of a real cluster, with etcd for membership
   bench     benchmark: the engine in-process (bypassing HTTP), or any cluster over HTTP (--endpoints)
+  keygen    write a new cluster key file   hermes-kv keygen FILE
   get       read a key                     hermes-kv get KEY [--endpoint URL]
   put       write a key                    hermes-kv put KEY VALUE|- [--endpoint URL]
   delete    delete a key                   hermes-kv delete KEY
@@ -42,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
         return await (await import("./cli/node-command.ts")).runNodeCommand(rest);
       case "bench":
         return await (await import("./cli/bench-command.ts")).runBenchCommand(rest);
+      case "keygen":
+        return (await import("./cli/keygen-command.ts")).runKeygenCommand(rest);
       case batchCommand:
         return await runClientCommand(argv);
       default:

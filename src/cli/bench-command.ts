@@ -8,11 +8,13 @@ import { LocalRm } from "../membership/local.ts";
 import { HermesNode, nodeDefaults } from "../node/node.ts";
 import type { ShardStats } from "../worker/messages.ts";
 import { latencyBucketsUs } from "../worker/bench-clients.ts";
-import { expectPositionals, parseArgs, parseIntegerFlag } from "./args.ts";
+import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
+import { clusterKeyLabel, deriveClusterKey, generateClusterKey } from "../base/cluster-key.ts";
 import { resolveTransport } from "./transport-choice.ts";
 
 export const benchUsage = `usage: hermes-kv bench [-M replicas] [-W workers] [-w permille] [-R permille] [-d seconds]
                       [-b slots] [-k keys] [-v value-bytes] [--transport auto|tcp|udp|rdma]
+                      [--frame-mac off|on]
 
 Closed-loop benchmark of a local cluster (M replicas in this process, W Hermes workers each),
 bypassing HTTP, like the reference's run-hermesKV.sh. Each worker keeps -b requests outstanding
@@ -25,6 +27,8 @@ over -k uniformly chosen keys.
   -b N    outstanding requests per worker (default 256, like the reference's batch of 250)
   -k N    keys per worker (default 1000000)   -v N    value bytes (default 32)
   --transport T   auto|tcp|udp|rdma (default auto)
+  --frame-mac M   off|on: tag every replica frame with a MAC under a random cluster key, as nodes
+                  with --cluster-key-file do (default off; compare the two in one session)
 
 Prints per-node Mreq/s every second, then one line:
 throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…
@@ -43,6 +47,7 @@ const specs = {
   k: { kind: "string", short: "k" },
   v: { kind: "string", short: "v" },
   transport: { kind: "string" },
+  "frame-mac": { kind: "string" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -105,10 +110,13 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
   const keys = flags.k === undefined ? 1_000_000 : parseIntegerFlag("-k", flags.k, 1, 100_000_000);
   const valueBytes = flags.v === undefined ? 32 : parseIntegerFlag("-v", flags.v, 0, 16 * 1024);
   const transport = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
+  const frameMacFlag = flags["frame-mac"] ?? "off";
+  if (frameMacFlag !== "off" && frameMacFlag !== "on") throw new UsageError("--frame-mac must be off or on");
+  const frameKey = frameMacFlag === "on" ? deriveClusterKey(generateClusterKey(), clusterKeyLabel.frameMac) : null;
 
   console.log(
     `bench: ${replicas} replicas x ${workers} workers, ${transport}, updates ${writePerMille / 10}% (RMW ${rmwPerMille / 10}% of them), ` +
-      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s`,
+      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s, frame MAC ${frameMacFlag}`,
   );
   const rm = new LocalRm({ leaseMs: 5000, renewEveryMs: 200, log: () => {} });
   const nodes = await Promise.all(
@@ -128,6 +136,7 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
         replica: { opsMax: slots * 4 + 1024, keysMax: keys + 1024 },
         numa: true,
         bench: { slots, keys, valueBytes, writePerMille, rmwPerMille },
+        frameKey,
       }),
     ),
   );

@@ -8,10 +8,12 @@ import { resolveTransport } from "./transport-choice.ts";
 import { exposureProblem } from "./exposure-check.ts";
 import { FatalError } from "./fatal-error.ts";
 import { loadServerSecurity, reloadAuthOnSighup, serverSecurityHelp, serverSecuritySpecs } from "./server-security.ts";
+import { readClusterKeyFile } from "./cluster-key-file.ts";
+import { clusterKeyLabel, deriveClusterKey, generateClusterKey } from "../base/cluster-key.ts";
 
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
                       [--host ADDR] [--lease-ms MS] [--tls-cert F --tls-key F [--tls-ca F]]
-                      [--auth-file F [--metrics-public]] [--insecure]
+                      [--auth-file F [--metrics-public]] [--cluster-key-file FILE] [--insecure]
 
 Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
 (leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
@@ -25,6 +27,8 @@ Runs N replicas of one hermes-kv cluster in this process, with an in-process mem
   --lease-ms MS    membership lease; a stopped replica is removed this long after it stops (default 1000)
 ${serverSecurityHelp}
   --insecure       bind a non-loopback --host without TLS or an auth file
+  --cluster-key-file FILE  the key of the MAC on every replica frame (hermes-kv keygen FILE); default:
+                   a random key made in memory at start, so frames are authenticated either way
 
 Try it:
   curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
@@ -43,6 +47,7 @@ const specs = {
   "lease-ms": { kind: "string" },
   ...serverSecuritySpecs,
   insecure: { kind: "boolean" },
+  "cluster-key-file": { kind: "string" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -60,8 +65,8 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   const leaseMs =
     flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
-  // A local cluster has no cluster key: its replicas' transport binds --host too, so off loopback
-  // it is reachable; that is the risk --insecure accepts.
+  // A local cluster always authenticates its frames (with --cluster-key-file's key, or one made in
+  // memory at start), so only TLS and the auth file are asked for (null: not a question here).
   const problem = exposureProblem({
     addresses: [{ flag: "--host", host }],
     tls: flags["tls-cert"] !== undefined,
@@ -71,6 +76,10 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   });
   if (problem !== null) throw new FatalError(problem);
   const security = await loadServerSecurity(flags);
+  // Replicas of one process share the key, so a fresh one per run is as good as a file, unless
+  // something outside the process must speak to them (it then needs the file).
+  const clusterKey =
+    flags["cluster-key-file"] === undefined ? generateClusterKey() : readClusterKeyFile(flags["cluster-key-file"]);
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
 
   const cluster = await LocalCluster.start({
@@ -84,7 +93,7 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
       renewEveryMs: Math.max(10, Math.floor(leaseMs / 10)),
       removalMarginMs: Math.max(10, Math.floor(leaseMs / 20)),
     },
-    node: {},
+    node: { frameKey: deriveClusterKey(clusterKey, clusterKeyLabel.frameMac) },
     log: (line) => console.error(line),
     security,
   });

@@ -22,6 +22,8 @@ import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
 import { etcdJoinAttempt, type PeerHttp } from "../node/etcd-join.ts";
+import { InternalProofSigner, InternalProofVerifier } from "../node/internal-proof.ts";
+import { requireInternalProof } from "./internal-proof-guard.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import { snapshotEpochMinParam } from "../node/snapshot-codec.ts";
@@ -30,6 +32,8 @@ import type { EtcdSecurity } from "../membership/etcd-auth.ts";
 import { etcdFlagSpecs, etcdFlagsUsage, etcdSecurityOf } from "./etcd-flags.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
+import { readClusterKeyFile } from "./cluster-key-file.ts";
+import { clusterKeyLabel, deriveClusterKey } from "../base/cluster-key.ts";
 import { resolveTransport } from "./transport-choice.ts";
 import { exposureProblem } from "./exposure-check.ts";
 import {
@@ -62,6 +66,7 @@ const etcdRequestTimeoutMs = 2000;
 
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
+                     [--cluster-key-file FILE]
 
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
@@ -83,9 +88,11 @@ ${etcdFlagsUsage}
                    evicted through etcd when the suspicions call for it; writes then resume after
                    about MS + one lease TTL (README "Failure model")
 ${serverSecurityHelp}
-  --cluster-key-file FILE  the cluster's shared key for replica traffic. In this build only its
-                   presence is checked (protected mode, --insecure); frames are not yet
-                   authenticated with it
+  --cluster-key-file FILE  the cluster key (hermes-kv keygen FILE; the same file on every node, mode
+                   600): every replica frame carries a MAC under it and frames without a valid one
+                   are dropped; state transfer and the other internal routes answer only requests
+                   that prove the key. Without it, anyone who reaches --listen or --http can forge
+                   replica traffic or download the data (README "The cluster key")
   --insecure       start even though --http or --listen is not a loopback address and TLS, the
                    auth file or the cluster key is missing (without it the node refuses, as
                    Redis's protected mode does)
@@ -131,6 +138,8 @@ interface NodeCommandOptions {
   suspectMs: number;
   transport: TransportKind;
   testHooks: boolean;
+  /** The cluster key (--cluster-key-file), or null: replica traffic and internal routes unauthenticated. */
+  clusterKey: Uint8Array | null;
 }
 
 export async function runNodeCommand(argv: readonly string[]): Promise<number> {
@@ -156,6 +165,9 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const security = await loadServerSecurity(flags);
   const incarnation = await claimNodeIncarnation(options);
   log(`hermes-kv node ${id}: incarnation ${incarnation} (writer id ${writerIdOf(incarnation, id)})`);
+  const proofKey =
+    options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.internalHttp);
+  const proofVerifier = proofKey === null ? null : new InternalProofVerifier(proofKey);
   const node = await HermesNode.start(nodeOptionsOf(options, incarnation));
   node.beginJoin();
   let membership: EtcdMembership | null = null;
@@ -163,14 +175,17 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   // The detector's view is part of /v1/status and /metrics: the node passes it to its workers.
   node.setStatusExtras(() => detectorStatus(membership, detector));
   node.setExtraMetrics(
-    () => etcdMetrics(membership) + (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())),
+    () =>
+      etcdMetrics(membership) +
+      (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())) +
+      (proofVerifier?.metrics() ?? ""),
   );
   const etcd = new EtcdClient(endpoints, {
     requestTimeoutMs: etcdRequestTimeoutMs,
     ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
   });
   try {
-    await serveNode(node, http, options.testHooks, () => membership, security);
+    await serveNode(node, http, options.testHooks, () => membership, security, proofVerifier);
     // From the moment the workers serve: a SIGHUP before this would end the process (its default action).
     if (security.authFile !== null) reloadAuthOnSighup(security.authFile, (tokens) => node.setAuthTokens(tokens), log);
     // Listed as a node of the cluster, member or not: a join that finds no member serving asks
@@ -227,7 +242,16 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   const rejoiner = new Rejoiner({
     node,
     membership,
-    attempt: etcdJoinAttempt({ node, membership, etcd, initializedKey, cluster, log, peerHttp: peerHttpOf(security) }),
+    attempt: etcdJoinAttempt({
+      node,
+      membership,
+      etcd,
+      initializedKey,
+      cluster,
+      log,
+      peerHttp: peerHttpOf(security),
+      proof: proofKey === null ? null : new InternalProofSigner(proofKey),
+    }),
     log,
   });
   rejoiner.start();
@@ -281,6 +305,8 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
       : parseIntegerFlag("--suspect-ms", flags["suspect-ms"], 0, suspectMsMax);
   if (suspectMs !== 0 && suspectMs < suspectMsMin)
     throw new UsageError(`--suspect-ms must be 0 (off) or at least ${suspectMsMin}`);
+  // Before the transport choice, which may log: a bad key file is the only line printed.
+  const clusterKey = flags["cluster-key-file"] === undefined ? null : readClusterKeyFile(flags["cluster-key-file"]);
   const transport = resolveTransport(flags.transport ?? "auto", log);
   return {
     id,
@@ -294,6 +320,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     suspectMs,
     transport,
     testHooks: flags["test-hooks"],
+    clusterKey,
   };
 }
 
@@ -338,6 +365,7 @@ function nodeOptionsOf(options: NodeCommandOptions, incarnation: number): NodeOp
     numa: true,
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),
+    frameKey: options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.frameMac),
   };
 }
 
@@ -351,8 +379,11 @@ function serveNode(
   testHooks: boolean,
   getMembership: () => EtcdMembership | null,
   security: ServerSecurity,
+  proofVerifier: InternalProofVerifier | null,
 ): Promise<number> {
   const app = createControlApp();
+  // Every route here (state transfer, test hooks) first needs proof of the cluster key, when there is one.
+  if (proofVerifier !== null) requireInternalProof(app, proofVerifier);
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");
@@ -501,7 +532,7 @@ function parseHostPortFlag(flag: string, text: string): { host: string; port: nu
 }
 
 /** Frames carry a 32-bit cluster id derived from the name: another cluster's frames are dropped. */
-function clusterIdOf(name: string): number {
+export function clusterIdOf(name: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
   return h >>> 0;

@@ -5,7 +5,8 @@
 export const ErrorCode = {
   /** 400: a key, header, query parameter or number did not validate. Nothing was submitted. */
   invalidInput: "invalid_input",
-  /** 401 with WWW-Authenticate: no token, or one the node does not know (--auth-file). Nothing was submitted. */
+  /** 401 with WWW-Authenticate: no token, or one the node does not know (--auth-file); on internal
+   *  routes, no valid proof of the cluster key. Nothing was submitted. */
   unauthorized: "unauthorized",
   /** 403: the token's role is too weak for this route (auth-guard.ts). Nothing was submitted. */
   forbidden: "forbidden",

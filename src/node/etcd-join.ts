@@ -15,6 +15,7 @@ import { knownNodes, nodesPrefix } from "../membership/etcd-nodes.ts";
 import type { HermesNode } from "./node.ts";
 import type { JoinAttempt, MembershipEvents } from "./rejoiner.ts";
 import { SnapshotRecordSplitter, snapshotEpochMinParam } from "./snapshot-codec.ts";
+import type { InternalProofSigner } from "./internal-proof.ts";
 
 /** Bound on asking a peer whether it serves; a peer that does not answer in time counts as "cannot tell". */
 export const peerStatusTimeoutMs = 2000;
@@ -30,6 +31,8 @@ export interface EtcdJoinOptions {
   log: (line: string) => void;
   /** How to reach the members' HTTP ports (https and the certificates when they serve TLS); default plain http. */
   peerHttp?: PeerHttp;
+  /** Proves the cluster key to the members' internal routes (--cluster-key-file); null: no key. */
+  proof?: InternalProofSigner | null;
 }
 
 /** How a node reaches other members' HTTP ports (state transfer). */
@@ -44,6 +47,7 @@ const plainPeerHttp: PeerHttp = { scheme: "http" };
 export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
   const { node, membership, etcd, initializedKey, cluster, log } = options;
   const peer = options.peerHttp ?? plainPeerHttp;
+  const proof = options.proof ?? null;
   const self = node.options.nodeId;
   return async (run) => {
     const others = membership.view().members.filter((m) => m.id !== self);
@@ -59,7 +63,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     for (const source of others) {
       try {
         const entries = await node.loadFrom((index, epochMin, onChunk) =>
-          fetchSnapshot(node, peer, source.http, index, epochMin, false, onChunk),
+          fetchSnapshot(node, peer, source.http, index, epochMin, false, onChunk, proof),
         );
         log(
           `hermes-kv node ${self}: joined from node ${source.id}: ${entries} entries in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
@@ -74,7 +78,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
     const peers = new Map<number, string>();
     for (const known of await knownNodes(etcd, cluster)) if (known.id !== self) peers.set(known.id, known.http);
     for (const member of others) peers.set(member.id, member.http);
-    const merged = await mergeFromKeptState(node, peer, [...peers], nodesPrefix(cluster), run.report);
+    const merged = await mergeFromKeptState(node, peer, proof, [...peers], nodesPrefix(cluster), run.report);
     if (merged !== null) {
       log(
         `hermes-kv node ${self}: no member was serving; rejoined by merging kept state (${merged} entries) in ${(performance.now() - run.startedMs).toFixed(0)} ms`,
@@ -95,6 +99,7 @@ export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
 async function mergeFromKeptState(
   node: HermesNode,
   peer: PeerHttp,
+  proof: InternalProofSigner | null,
   peers: [number, string][],
   nodeKeys: string,
   report: (line: string) => void,
@@ -135,7 +140,7 @@ async function mergeFromKeptState(
   // in the state of those that were in.
   return node.loadFrom(async (index, epochMin, onChunk) => {
     let count = 0;
-    for (const http of sources) count += await fetchSnapshot(node, peer, http, index, epochMin, true, onChunk);
+    for (const http of sources) count += await fetchSnapshot(node, peer, http, index, epochMin, true, onChunk, proof);
     return count;
   });
 }
@@ -149,11 +154,13 @@ async function fetchSnapshot(
   epochMin: number,
   kept: boolean,
   onChunk: (records: Uint8Array) => void,
+  proof: InternalProofSigner | null,
 ): Promise<number> {
-  const response = await fetch(
-    `${peer.scheme}://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
-    peer.tls === undefined ? {} : { tls: peer.tls },
-  );
+  const url = `${peer.scheme}://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`;
+  const response = await fetch(url, {
+    headers: proof === null ? {} : proof.headers("GET", url),
+    ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+  });
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   // Whole records go to the replica as bytes; it installs them in place.
   const splitter = new SnapshotRecordSplitter(node.keyBytesMax, node.valueBytesMax);

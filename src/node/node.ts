@@ -53,6 +53,8 @@ export interface NodeOptions {
   bench: ShardBenchConfig | null;
   /** Transport heartbeats every this many ms, and per-peer "last heard" for the failure detector; 0 or absent: none. */
   heartbeatMs?: number;
+  /** The frame MAC key derived from the cluster key (ShardInit.frameKey); absent or null: frames go untagged. */
+  frameKey?: Uint8Array | null;
 }
 
 export const nodeDefaults = {
@@ -164,6 +166,7 @@ export class HermesNode {
             numaNode: options.numa ? 0 : -1,
             bench: options.bench,
             ...(liveness === undefined ? {} : { liveness }),
+            frameKey: options.frameKey ?? null,
           },
           onFatal: (index, message) => {
             console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);

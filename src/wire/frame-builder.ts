@@ -2,21 +2,25 @@
 //
 // The worker keeps one FrameBuilder per peer and implements Outbox.send as `builder.append(...)`;
 // when append returns false the frame is full: the worker sends `finish()`, calls `reset()` and
-// appends again. Nothing is allocated per message: the key's bytes and the value are copied in
+// appends again. With a FrameMac, finish() also writes the tag (layout.ts, frame-mac.ts) into the
+// last frameMacBytes of the buffer, which append then leaves free. Nothing is allocated per message: the key's bytes and the value are copied in
 // place from wherever the core lends them (its store's slab), so they can change as soon as append
 // returns.
 
 import { assert } from "../base/assert.ts";
 import { MsgKind } from "../base/kinds.ts";
 import { isWriterId, nodeIdMax, type Epoch, type NodeId, type WriterId } from "../base/ids.ts";
+import type { FrameMac } from "./frame-mac.ts";
 import {
   codecVersion,
   frameBytesOffset,
   frameClusterIdOffset,
   frameCodecVersionOffset,
   frameEpochOffset,
+  frameFlagMac,
   frameFlagsOffset,
   frameHeaderBytes,
+  frameMacBytes,
   frameMagic,
   frameMagicOffset,
   frameMessageCountOffset,
@@ -56,6 +60,8 @@ export interface FrameBuilderConfig {
   keyBytesMax: number;
   /** Largest value the node accepts; must be <= frameValueBytesMax(frameBytesMax, keyBytesMax). */
   valueBytesMax: number;
+  /** Signs every frame (the cluster key's frame MAC); null or absent: frames go untagged. */
+  mac?: FrameMac | null;
 }
 
 export class FrameBuilder {
@@ -64,6 +70,9 @@ export class FrameBuilder {
   senderEpoch: Epoch = 0;
   readonly #bytes: Uint8Array;
   readonly #view: DataView;
+  readonly #mac: FrameMac | null;
+  /** Messages end by here: the buffer's end, less the tag's room with a MAC. */
+  readonly #messagesEnd: number;
   #byteLength = frameHeaderBytes;
   #messageCount = 0;
 
@@ -85,7 +94,10 @@ export class FrameBuilder {
       valueBytesMax <= frameValueBytesMax(frameBytesMax, keyBytesMax),
       "valueBytesMax too large for one INV per frame: see frameValueBytesMax",
     );
+    assert(config.mac == null || config.mac.self === sender, "the frame MAC is this sender's");
     this.config = { ...config };
+    this.#mac = config.mac ?? null;
+    this.#messagesEnd = this.#mac === null ? frameBytesMax : frameBytesMax - frameMacBytes;
     this.#bytes = new Uint8Array(frameBytesMax);
     this.#view = new DataView(this.#bytes.buffer);
   }
@@ -142,7 +154,7 @@ export class FrameBuilder {
     const start = this.#byteLength;
     const keyTo = start + messageFixedBytes;
     const keyEnd = keyTo + keyLength;
-    if (keyEnd + valueBytes > bytes.length) {
+    if (keyEnd + valueBytes > this.#messagesEnd) {
       // The frame is full; the message alone always fits an empty frame (see the constructor).
       assert(this.#messageCount > 0, "message larger than an empty frame");
       return false;
@@ -165,24 +177,28 @@ export class FrameBuilder {
   }
 
   /**
-   * Writes the header and returns the frame: a view of the builder's buffer, valid until the next
-   * `append` or `reset` (transports copy or send it before returning). May be called again.
+   * Writes the header (and the tag, with a MAC) and returns the frame: a view of the builder's
+   * buffer, valid until the next `append` or `reset` (transports copy or send it before returning).
+   * May be called again.
    */
   finish(): Uint8Array {
     const view = this.#view;
     const config = this.config;
+    const mac = this.#mac;
+    const frameBytes = mac === null ? this.#byteLength : this.#byteLength + frameMacBytes;
     assert(this.senderEpoch >>> 0 === this.senderEpoch, "senderEpoch must be a u32");
     view.setUint32(frameMagicOffset, frameMagic, true);
     view.setUint8(frameCodecVersionOffset, codecVersion);
     view.setUint8(frameSenderOffset, config.sender);
     view.setUint8(frameShardIndexOffset, config.shardIndex);
-    view.setUint8(frameFlagsOffset, 0);
+    view.setUint8(frameFlagsOffset, mac === null ? 0 : frameFlagMac);
     view.setUint32(frameClusterIdOffset, config.clusterId, true);
     view.setUint32(frameEpochOffset, this.senderEpoch, true);
     view.setUint16(frameMessageCountOffset, this.#messageCount, true);
     view.setUint16(frameReservedOffset, 0, true);
-    view.setUint32(frameBytesOffset, this.#byteLength, true);
-    return this.#bytes.subarray(0, this.#byteLength);
+    view.setUint32(frameBytesOffset, frameBytes, true);
+    if (mac !== null) mac.sign(this.#bytes, this.#byteLength, config.peer);
+    return this.#bytes.subarray(0, frameBytes);
   }
 
   /** Empties the frame (after it was sent). */

@@ -7,13 +7,16 @@
 // dispatched as offsets into the frame (key bytes, value bytes): decoding allocates nothing. (A handler that
 // throws, e.g. on a core assertion, still propagates: that is not a decoding problem.)
 //
-// There is no checksum: UDP and TCP carry their own, RDMA has a link-level CRC, and a corrupted
-// but well-formed message is a fault the protocol's retransmission does not need to survive
-// anyway. Validation is about never crashing and never mis-parsing.
+// With a cluster key (config.mac), a frame must also carry a valid tag from its sender for this node
+// (frame-mac.ts): the tag is checked right after the header's fixed fields and before any message is
+// read, so a forged frame is dropped (droppedBadMac, droppedUnauthenticated) and never reaches the
+// core. Without a key there is no checksum: UDP and TCP carry their own, RDMA has a link-level CRC,
+// and validation is about never crashing and never mis-parsing.
 
 import { MsgKind } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId, type WriterId } from "../base/ids.ts";
 import { assert } from "../base/assert.ts";
+import type { FrameMac } from "./frame-mac.ts";
 import { utf8Check, Utf8Kind } from "../base/utf8.ts";
 import {
   codecVersion,
@@ -21,8 +24,10 @@ import {
   frameClusterIdOffset,
   frameCodecVersionOffset,
   frameEpochOffset,
+  frameFlagMac,
   frameFlagsOffset,
   frameHeaderBytes,
+  frameMacBytes,
   frameMagic,
   frameMagicOffset,
   frameMessageCountOffset,
@@ -92,6 +97,10 @@ export class WireStats {
   droppedKeyTooLong = 0;
   droppedValueTooLong = 0;
   droppedBadUtf8 = 0;
+  /** This node has a cluster key and the frame carries no tag (a node without the key, or a forger). */
+  droppedUnauthenticated = 0;
+  /** The tag does not verify: another key, another sender or receiver, or a changed byte. */
+  droppedBadMac = 0;
 
   /** Every frame dropped, whatever the reason. */
   get framesDropped(): number {
@@ -108,7 +117,9 @@ export class WireStats {
       this.droppedBadMessage +
       this.droppedKeyTooLong +
       this.droppedValueTooLong +
-      this.droppedBadUtf8
+      this.droppedBadUtf8 +
+      this.droppedUnauthenticated +
+      this.droppedBadMac
     );
   }
 }
@@ -129,6 +140,8 @@ const enum Drop {
   KeyTooLong,
   ValueTooLong,
   BadUtf8,
+  Unauthenticated,
+  BadMac,
 }
 
 export interface FrameDecoderConfig {
@@ -142,6 +155,8 @@ export interface FrameDecoderConfig {
   valueBytesMax: number;
   /** This node's id: a frame claiming to come from it is forged (the core asserts it never is). */
   selfId?: NodeId;
+  /** Checks the tag of every frame and drops untagged ones (the cluster key); null or absent: no key. */
+  mac?: FrameMac | null;
 }
 
 /** Limits used by `decodeFrame` when none are given: the widest the format allows. */
@@ -170,6 +185,7 @@ export class FrameDecoder {
   frameSender: NodeId = 0;
   /** The sender's epoch from the header of the frame being dispatched. */
   frameEpoch: Epoch = 0;
+  readonly #mac: FrameMac | null;
 
   constructor(config: FrameDecoderConfig, stats: WireStats = new WireStats()) {
     assert(config.clusterId >>> 0 === config.clusterId, "clusterId must be a u32");
@@ -186,7 +202,9 @@ export class FrameDecoder {
       "keyBytesMax must fit the u16 key length",
     );
     assert(Number.isInteger(config.valueBytesMax) && config.valueBytesMax >= 0, "valueBytesMax must be >= 0");
+    assert(config.mac == null || config.mac.self === config.selfId, "the frame MAC is this receiver's (selfId)");
     this.config = { ...config };
+    this.#mac = config.mac ?? null;
     this.stats = stats;
   }
 
@@ -254,15 +272,23 @@ export class FrameDecoder {
     if (transportFrom >= 0 && sender !== transportFrom) return Drop.BadSender;
     if (sender === config.selfId) return Drop.BadSender;
     if (config.shardIndex >= 0 && bytes[frameShardIndexOffset] !== config.shardIndex) return Drop.WrongShard;
-    if (bytes[frameFlagsOffset] !== 0 || u16(bytes, frameReservedOffset) !== 0) return Drop.BadHeader;
+    const mac = this.#mac;
+    const headerFlags = bytes[frameFlagsOffset];
+    if (mac !== null && headerFlags !== frameFlagMac) return Drop.Unauthenticated;
+    // Without a key a tagged frame cannot be checked: a node configured apart from its cluster.
+    if ((mac === null && headerFlags !== 0) || u16(bytes, frameReservedOffset) !== 0) return Drop.BadHeader;
     const frameBytes = u32(bytes, frameBytesOffset);
-    if (frameBytes < frameHeaderBytes) return Drop.BadHeader;
+    const tagBytes = mac === null ? 0 : frameMacBytes;
+    if (frameBytes < frameHeaderBytes + tagBytes) return Drop.BadHeader;
     if (frameBytes > length) return Drop.Truncated;
     if (frameBytes < length) return Drop.Trailing;
+    // Before any message is read: nothing of a forged frame is parsed past its header.
+    if (mac !== null && !mac.verify(bytes, sender)) return Drop.BadMac;
+    const end = length - tagBytes;
     const count = u16(bytes, frameMessageCountOffset);
     let at = frameHeaderBytes;
     for (let i = 0; i < count; i++) {
-      if (at + messageFixedBytes > length) return Drop.Truncated;
+      if (at + messageFixedBytes > end) return Drop.Truncated;
       const kind = bytes[at + msgKindOffset];
       if (kind < MsgKind.Inv || kind > MsgKind.Reject) return Drop.BadMessage;
       const flags = bytes[at + msgFlagsOffset];
@@ -283,13 +309,13 @@ export class FrameDecoder {
       if (valueBytes > config.valueBytesMax) return Drop.ValueTooLong;
       const keyAt = at + messageFixedBytes;
       // Compared before adding the value length so that a huge valueBytes cannot overflow.
-      if (keyBytes > length - keyAt || valueBytes > length - keyAt - keyBytes) return Drop.Truncated;
+      if (keyBytes > end - keyAt || valueBytes > end - keyAt - keyBytes) return Drop.Truncated;
       // Keys stay bytes in the core, but they become strings at the edges (HTTP, snapshots): a key
       // that no client could have sent must not get in.
       if (utf8Check(bytes, keyAt, keyAt + keyBytes) === Utf8Kind.Invalid) return Drop.BadUtf8;
       at = keyAt + keyBytes + valueBytes;
     }
-    if (at !== length) return Drop.Trailing;
+    if (at !== end) return Drop.Trailing;
     return Drop.None;
   }
 
@@ -334,6 +360,12 @@ export class FrameDecoder {
         break;
       case Drop.BadUtf8:
         s.droppedBadUtf8++;
+        break;
+      case Drop.Unauthenticated:
+        s.droppedUnauthenticated++;
+        break;
+      case Drop.BadMac:
+        s.droppedBadMac++;
         break;
       default:
         assert(false, "unknown drop reason");

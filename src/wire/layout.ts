@@ -7,13 +7,21 @@
 //    4 u8  codecVersion   codecVersion; a receiver drops other versions
 //    5 u8  sender         NodeId of the sending node (0..nodeIdMax)
 //    6 u8  shardIndex     the worker (shard) on both ends
-//    7 u8  flags          none defined: must be 0
+//    7 u8  flags          frameFlagMac, or 0; other bits must be 0
 //    8 u32 clusterId      frames of another cluster are dropped (two clusters on one network)
 //   12 u32 epoch          the sender's current membership epoch
 //   16 u16 messageCount   messages that follow (0 is a valid, empty frame)
 //   18 u16 reserved       must be 0
-//   20 u32 frameBytes     total length including this header; must equal the received length
+//   20 u32 frameBytes     total length including this header and the tag; must equal the received length
 //   24 messages, back to back, no padding
+//      with frameFlagMac: a 16-byte tag (frameMacBytes) ends the frame, HMAC-SHA-256 of everything
+//      before it under the sender->receiver link key (src/wire/frame-mac.ts)
+//
+// Versions: 1 had no flags and a u8 writer. 2 adds frameFlagMac (a node with a cluster key sends only
+// tagged frames and drops untagged ones; a node without one sends untagged frames and drops tagged
+// ones, which it cannot check) and widens the message's writer to a u32 writer id (a node restarted
+// under its old id writes timestamps under a new incarnation; version 1 had no room for it). A
+// version-1 node drops every version-2 frame (BadVersion), so a cluster is upgraded whole.
 //
 // Message (messageFixedBytes = 24, then the key, then the value):
 //    0 u8  kind           MsgKind: Inv, Ack, Val, Reject
@@ -25,9 +33,6 @@
 //   16 u32 valueBytes     0 unless the value-present flag is set
 //   20 u32 writer         the timestamp's WriterId (incarnation and node id, src/base/ids.ts)
 //   24 key (keyBytes of UTF-8), then the value (valueBytes)
-//
-// Codec version 2 widened the writer from a u8 node id to a u32 writer id: a node restarted under
-// its old id writes timestamps under a new incarnation (version 1 had no room for it).
 //
 // The value-present flag separates an empty value (present, 0 bytes) from a tombstone (null).
 
@@ -56,6 +61,11 @@ export const msgValueBytesOffset = 16;
 export const msgWriterOffset = 20;
 export const messageFixedBytes = 24;
 
+/** Header flag: the frame ends with a MAC tag (frameMacBytes). */
+export const frameFlagMac = 1;
+/** Bytes of the MAC tag; reserved at the end of every frame buffer whether or not it is used. */
+export const frameMacBytes = 16;
+
 export const msgFlagRmw = 1;
 export const msgFlagValue = 2;
 export const msgFlagsKnown = msgFlagRmw | msgFlagValue;
@@ -81,5 +91,6 @@ export function messageBytes(keyBytes: number, valueBytes: number): number {
  * `frameBytesMax`. The node caps client values at (at most) this, so every message fits a frame.
  */
 export function frameValueBytesMax(frameBytesMax: number, keyBytesMax: number): number {
-  return frameBytesMax - frameHeaderBytes - messageFixedBytes - keyBytesMax;
+  // The tag's room is kept whether the cluster has a key or not: limits do not depend on the key.
+  return frameBytesMax - frameHeaderBytes - frameMacBytes - messageFixedBytes - keyBytesMax;
 }

@@ -29,6 +29,12 @@ export interface ShardInit {
   bench: ShardBenchConfig | null;
   /** Transport liveness: heartbeats, and when each peer was last heard; absent: neither. */
   liveness?: ShardLivenessInit;
+  /**
+   * The frame MAC key, derived from the cluster key (deriveClusterKey(key, clusterKeyLabel.frameMac)):
+   * every frame sent is tagged and every frame received must verify (src/wire/frame-mac.ts). Absent
+   * or null: no cluster key, frames go untagged.
+   */
+  frameKey?: Uint8Array | null;
 }
 
 /**

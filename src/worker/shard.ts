@@ -17,6 +17,7 @@ import type { OpRequestReader } from "../ring/op-ring.ts";
 import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
 import { FrameDecoder, type MessageHandler } from "../wire/frame-decoder.ts";
+import { FrameMac } from "../wire/frame-mac.ts";
 import { BenchClients } from "./bench-clients.ts";
 import { busyResult, ClientOps } from "./client-ops.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
@@ -75,6 +76,8 @@ export class Shard {
   readonly replica: Replica;
   readonly transport: Transport;
   readonly decoder: FrameDecoder;
+  /** Tags every frame sent and checks every frame received (the cluster key), or null. */
+  readonly #mac: FrameMac | null;
   readonly board: NodeBoard;
   /** Client ops in the replica, from this thread's HTTP requests and forwarded by other workers. */
   readonly clientOps: ClientOps;
@@ -246,6 +249,7 @@ export class Shard {
     this.clientOps = new ClientOps(init.opsInFlightMax, (peer, peerOpId, status, value, version, writer) =>
       this.#links!.answer(peer, peerOpId, status, value, version, writer),
     );
+    this.#mac = init.frameKey == null ? null : new FrameMac(init.frameKey, init.nodeId);
     this.decoder = new FrameDecoder({
       clusterId: init.clusterId,
       shardIndex: init.shardIndex,
@@ -253,6 +257,7 @@ export class Shard {
       keyBytesMax: init.keyBytesMax,
       valueBytesMax: init.replica.valueBytesMax,
       selfId: init.nodeId,
+      mac: this.#mac,
     });
     for (let id = 0; id <= nodeIdMax; id++) this.#builders.push(null);
     for (let id = 0; id <= nodeIdMax; id++) this.#probes.push(null);
@@ -341,6 +346,7 @@ export class Shard {
       frameBytesMax: this.transport.frameBytesMax,
       keyBytesMax: this.init.keyBytesMax,
       valueBytesMax: this.init.replica.valueBytesMax,
+      mac: this.#mac,
     });
   }
 

@@ -25,8 +25,11 @@
 // - waitFor: every wait is bounded and says what it was waiting for when it gives up.
 
 import { expect } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { clusterKeyLabel, deriveClusterKey, parseClusterKey } from "../../src/base/cluster-key.ts";
+import { InternalProofSigner } from "../../src/node/internal-proof.ts";
 import { startEtcd, type EtcdServer, type EtcdServerOptions } from "../lib/etcd.ts";
 import { HistoryRecorder, type HistoryOp, type KvInput } from "../lib/history.ts";
 import { prng, testSeed } from "../lib/prng.ts";
@@ -379,6 +382,15 @@ export class NodeProcess {
     return this.reap("SIGTERM", timeoutMs);
   }
 
+  /** The cluster key's proof for an internal route, when the node runs with --cluster-key-file (else none). */
+  internalProof(method: string, url: string): Record<string, string> {
+    const args = this.options.nodeArgs ?? [];
+    const at = args.indexOf("--cluster-key-file");
+    if (at < 0) return {};
+    const key = parseClusterKey(readFileSync(args[at + 1]!, "utf8"));
+    return new InternalProofSigner(deriveClusterKey(key, clusterKeyLabel.internalHttp)).headers(method, url);
+  }
+
   pause(): void {
     if (!this.running) throw new Error(`node ${this.id} is not running`);
     this.proc!.kill("SIGSTOP");
@@ -393,9 +405,14 @@ export class NodeProcess {
 
   /** Test hook: drop transport traffic to/from `peers` on this node ([] heals). */
   async drop(peers: number[]): Promise<void> {
+    const url = `${this.url}/v1/test/drop`;
     const answer = await request(
-      `${this.url}/v1/test/drop`,
-      { method: "POST", body: JSON.stringify({ peers }), headers: { "content-type": "application/json" } },
+      url,
+      {
+        method: "POST",
+        body: JSON.stringify({ peers }),
+        headers: { "content-type": "application/json", ...this.internalProof("POST", url) },
+      },
       5000,
     );
     if (answer.kind !== "response" || answer.status !== 200)

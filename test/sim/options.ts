@@ -97,6 +97,8 @@ export interface SimOptions {
   // Shard mode only (drawn only in that mode, so the core mode's draws stay as they were).
   /** The transports' frame size: small ones hold a few messages and make the shard split frames. */
   frameBytesMax: number;
+  /** Shard mode: every frame carries a MAC under a cluster key (src/wire/frame-mac.ts): even seeds. */
+  frameMac: boolean;
   /** While faults are active, frames in flight per link beyond this are refused (no credit). */
   linkFramesMax: number;
   /** A shard's loop turns at most this long after a frame or request arrives. */
@@ -155,12 +157,16 @@ export function defaultOptions(seed: number, random: Prng, overrides: Partial<Si
     linStatesMax: 2_000_000,
     mode,
     frameBytesMax: 0,
+    frameMac: false,
     linkFramesMax: Infinity,
     loopDelayMsMax: 0,
   };
   if (mode === "shard") {
-    // 96 bytes hold two short messages, 256 about six; 60 KiB is the node's default.
-    base.frameBytesMax = random.pick([96, 256, 60 * 1024]);
+    // 112 bytes hold two short messages (and the 16 bytes kept for a MAC tag), 256 about six; 60 KiB
+    // is the node's default.
+    base.frameBytesMax = random.pick([112, 256, 60 * 1024]);
+    // By seed, not by a draw: the rest of a seed's scenario stays what it was without the MAC.
+    base.frameMac = seed % 2 === 0;
     base.linkFramesMax = random.pick([2, 8, Infinity]);
     base.loopDelayMsMax = random.pick([0.01, 0.1, 0.5]);
   }

@@ -45,28 +45,34 @@ test("the two modes are different runs of the same seed (frames, not messages, o
   expect(shard.history).not.toEqual(core.history);
 });
 
-test("shard mode runs the real loop: frames are sent, decoded and answered through the rings", () => {
-  const sims: Simulation[] = [];
-  const start = Simulation.prototype.start;
-  Simulation.prototype.start = function (this: Simulation) {
-    sims.push(this);
-    start.call(this);
-  };
-  try {
-    expect(runSeed(5, { mode: "shard" }).ok).toBe(true);
-  } finally {
-    Simulation.prototype.start = start;
-  }
-  const nodes = sims[0]!.nodes;
-  for (const node of nodes) {
-    const shard = node.shard!.shard;
-    expect(node.replica).toBe(shard.replica);
-    expect(shard.loopTurns).toBeGreaterThan(0);
-    expect(shard.transport.kind).toBe("sim");
-    expect(shard.decoder.stats.messagesAccepted).toBeGreaterThan(0);
-    expect(shard.decoder.stats.framesDropped).toBe(0);
-  }
-});
+// Seed 5 sends untagged frames, seed 6 tagged ones (options.frameMac: even seeds).
+for (const seed of [5, 6]) {
+  test(`shard mode runs the real loop: frames are sent, decoded and answered through the rings (seed ${seed})`, () => {
+    const sims: Simulation[] = [];
+    const start = Simulation.prototype.start;
+    Simulation.prototype.start = function (this: Simulation) {
+      sims.push(this);
+      start.call(this);
+    };
+    try {
+      expect(runSeed(seed, { mode: "shard" }).ok).toBe(true);
+    } finally {
+      Simulation.prototype.start = start;
+    }
+    expect(sims[0]!.options.frameMac).toBe(seed % 2 === 0);
+    const nodes = sims[0]!.nodes;
+    for (const node of nodes) {
+      const shard = node.shard!.shard;
+      expect(node.replica).toBe(shard.replica);
+      expect(shard.loopTurns).toBeGreaterThan(0);
+      expect(shard.transport.kind).toBe("sim");
+      expect(shard.init.frameKey !== null && shard.init.frameKey !== undefined).toBe(seed % 2 === 0);
+      expect(shard.decoder.stats.messagesAccepted).toBeGreaterThan(0);
+      // Every frame verified (with the MAC) and parsed: none dropped for any reason.
+      expect(shard.decoder.stats.framesDropped).toBe(0);
+    }
+  });
+}
 
 const mutantSeedsMax = 400;
 

@@ -52,6 +52,8 @@ export interface ShardNodeConfig {
   completions: Completions;
   /** True once this node process crashed: its loop never turns again (a restart builds a new one). */
   crashed: () => boolean;
+  /** The frame MAC key (ShardInit.frameKey), or null: untagged frames. */
+  frameKey: Uint8Array | null;
 }
 
 /** Identifies the simulated cluster in every frame header (the decoder checks it). */
@@ -97,6 +99,7 @@ export class SimShardNode {
       opsInFlightMax: config.replica.opsMax,
       numaNode: -1,
       bench: null,
+      frameKey: config.frameKey,
     };
     this.transport = new SimTransport({
       self: config.id,

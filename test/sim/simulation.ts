@@ -12,6 +12,8 @@ import { MsgKind, OpStatus, type OpKind } from "../../src/base/kinds.ts";
 import type { Completions, Outbox, Probe, ReplicaConfig } from "../../src/core/types.ts";
 import { nodeIdMax, type NodeId } from "../../src/base/ids.ts";
 import { FrameDecoder } from "../../src/wire/frame-decoder.ts";
+import { FrameMac } from "../../src/wire/frame-mac.ts";
+import { clusterKeyBytes, clusterKeyLabel, deriveClusterKey } from "../../src/base/cluster-key.ts";
 import { EventQueue } from "./event-queue.ts";
 import type { SimOptions } from "./options.ts";
 import { Prng } from "../lib/prng.ts";
@@ -126,8 +128,10 @@ export class Simulation {
   readonly #pending = new Map<number, PendingOp>();
   /** Shard mode: frames in flight per link "from,to" (sent, not yet delivered or lost), for credits. */
   readonly #linkFrames = new Map<string, number>();
-  /** Shard mode: reads frames back into messages for the trace. */
-  readonly #traceDecoder: FrameDecoder | null = null;
+  /** Shard mode: reads frames back into messages for the trace, one decoder per receiver (its MAC). */
+  readonly #traceDecoders: (FrameDecoder | null)[] = [];
+  /** Shard mode with options.frameMac: the frame key of every node (fixed, so a seed replays exactly). */
+  readonly #frameKey: Uint8Array | null;
   readonly #makeReplica: ReplicaFactory;
   readonly #probe: Probe;
   #nextOpId = 1;
@@ -143,17 +147,29 @@ export class Simulation {
     this.faultTolerance = Math.floor((options.replicas - 1) / 2);
     this.#makeReplica = makeReplica;
     this.#probe = probe;
+    this.#frameKey =
+      options.mode === "shard" && options.frameMac
+        ? deriveClusterKey(new Uint8Array(clusterKeyBytes).fill(0x5e), clusterKeyLabel.frameMac)
+        : null;
     for (let id = 0; id < options.replicas; id++) this.nodes.push(this.#newNode(id));
     this.rm = new SimRm(this);
-    if (options.mode === "shard") {
-      this.#traceDecoder = new FrameDecoder({
+  }
+
+  #traceDecoder(to: NodeId): FrameDecoder {
+    let decoder = this.#traceDecoders[to] ?? null;
+    if (decoder === null) {
+      decoder = new FrameDecoder({
         clusterId: this.nodes[0]!.shard!.shard.init.clusterId,
         shardIndex: -1,
-        frameBytesMax: options.frameBytesMax,
+        frameBytesMax: this.options.frameBytesMax,
         keyBytesMax: shardKeyBytesMax,
         valueBytesMax: shardValueBytesMax,
+        selfId: to,
+        mac: this.#frameKey === null ? null : new FrameMac(this.#frameKey, to),
       });
+      this.#traceDecoders[to] = decoder;
     }
+    return decoder;
   }
 
   #newNode(id: NodeId): SimNode {
@@ -231,6 +247,7 @@ export class Simulation {
         loopDelayMsMax: o.loopDelayMsMax,
         completions,
         crashed: () => node.crashed || node.incarnation !== incarnation,
+        frameKey: this.#frameKey,
       });
       node.replica = node.shard.replica;
       return;
@@ -486,12 +503,13 @@ export class Simulation {
   /** "frame 0->1 e3: INV r0 4.0 e3 rmw | ACK c0 2.1 e3" (the keys are space-delimited for SIM_TRACE_KEY). */
   #describeFrame(from: NodeId, to: NodeId, frame: Uint8Array): string {
     const parts: string[] = [];
-    this.#traceDecoder!.decode(frame, (_from, kind, key, keyAt, keyLength, version, writer, epoch, rmw) => {
+    const decoder = this.#traceDecoder(to);
+    decoder.decode(frame, (_from, kind, key, keyAt, keyLength, version, writer, epoch, rmw) => {
       parts.push(
         `${msgNames[kind]} ${keyText(key, keyAt, keyLength)} ${version}.${writer} e${epoch}${rmw ? " rmw" : ""}`,
       );
     });
-    return `frame ${from}->${to} e${this.#traceDecoder!.frameEpoch}: ${parts.join(" | ")} `;
+    return `frame ${from}->${to} e${decoder.frameEpoch}: ${parts.join(" | ")} `;
   }
 
   /**

@@ -8,6 +8,7 @@ import {
   frameEpochOffset,
   frameFlagsOffset,
   frameHeaderBytes,
+  frameMacBytes,
   frameMessagesMax,
   frameValueBytesMax,
   messageBytes,
@@ -174,13 +175,15 @@ describe("wire codec", () => {
     expect(d.frameEpoch).toBe(0xffff_ffff);
   });
 
-  test("a value of frameValueBytesMax with a key of keyBytesMax fills one frame exactly", () => {
+  test("a value of frameValueBytesMax with a key of keyBytesMax fills one frame but the MAC tag's room", () => {
     const b = new FrameBuilder(baseConfig);
     const key = "k".repeat(keyBytesMax);
     const value = new Uint8Array(baseConfig.valueBytesMax).map((_, i) => (i * 13) & 0xff);
     expect(append(b, { ...samples[0], key, value })).toBe(true);
     const frame = b.finish();
-    expect(frame.length).toBe(frameBytesMax);
+    // The tag's room is kept so that the limits do not depend on the cluster key (frame-mac.test.ts
+    // shows the same message filling a tagged frame exactly).
+    expect(frame.length).toBe(frameBytesMax - frameMacBytes);
     // Nothing else fits now, not even an ACK: append reports "full".
     expect(append(b, samples[3])).toBe(false);
     const { msgs } = collect(decoderFor(baseConfig), frame);
@@ -189,7 +192,7 @@ describe("wire codec", () => {
     // With a 4-byte character key, the limit counts UTF-8 bytes.
     b.reset();
     expect(append(b, { ...samples[0], key: "🔑".repeat(keyBytesMax / 4), value })).toBe(true);
-    expect(b.byteLength).toBe(frameBytesMax);
+    expect(b.byteLength).toBe(frameBytesMax - frameMacBytes);
   });
 
   test("append returns false when full and leaves the frame intact; reset starts over", () => {
@@ -267,7 +270,7 @@ describe("wire codec", () => {
     expect(() => new FrameBuilder({ ...baseConfig, sender: 32 })).toThrow(AssertionError);
     expect(() => new FrameBuilder({ ...baseConfig, shardIndex: 256 })).toThrow(AssertionError);
     expect(() => new FrameBuilder({ ...baseConfig, keyBytesMax: 0x10000 })).toThrow(AssertionError);
-    expect(frameValueBytesMax(1400, 200)).toBe(1400 - frameHeaderBytes - messageFixedBytes - 200);
+    expect(frameValueBytesMax(1400, 200)).toBe(1400 - frameHeaderBytes - frameMacBytes - messageFixedBytes - 200);
   });
 
   test("frames are dropped and counted by reason, with nothing dispatched", () => {
