@@ -45,9 +45,24 @@ function refusal(refused: "unavailable" | "busy", message: string): Response {
     : errorResponse(503, ErrorCode.unavailable, message, { headers: { "retry-after": String(retryAfterSeconds) } });
 }
 
-/** URLSearchParams decodes "+" as a space, as HTML forms do; keys are percent-encoded, so "+" stays "+". */
-function rawParams(query: string): URLSearchParams {
-  return new URLSearchParams(query.replaceAll("+", "%2B"));
+/**
+ * The query's parameters, each decoded once as percent-encoded UTF-8 (as keys are: "+" is a plus,
+ * not a space), or the name of the first one that is not valid UTF-8. URLSearchParams would turn
+ * "+" into a space and invalid bytes into U+FFFD, silently listing another prefix.
+ */
+function strictParams(query: string): Map<string, string> | { invalid: string } {
+  const params = new Map<string, string>();
+  if (query === "") return params;
+  for (const part of query.split("&")) {
+    const eq = part.indexOf("=");
+    const name = eq < 0 ? part : part.slice(0, eq);
+    try {
+      params.set(decodeURIComponent(name), eq < 0 ? "" : decodeURIComponent(part.slice(eq + 1)));
+    } catch {
+      return { invalid: name };
+    }
+  }
+  return params;
 }
 
 export function registerBrowseRoutes(app: Hono, backend: KvBackend, metrics: HttpMetrics): void {
@@ -55,13 +70,16 @@ export function registerBrowseRoutes(app: Hono, backend: KvBackend, metrics: Htt
   const keys = createKeySchema(keyBytesMax);
 
   async function list(request: Request): Promise<Response> {
-    const checked = checkQuery(splitTarget(request.url).query, ["prefix", "after", "limit", "values"]);
+    const { query: rawQuery } = splitTarget(request.url);
+    const checked = checkQuery(rawQuery, ["prefix", "after", "limit", "values"]);
     if (!checked.ok) return invalidInput("query", checked.message);
-    const params = rawParams(splitTarget(request.url).query);
+    const params = strictParams(rawQuery);
+    if (params instanceof Map === false)
+      return invalidInput(params.invalid, `${params.invalid} is not valid percent-encoded UTF-8`);
     const prefix = parsePrefix(params.get("prefix") ?? "", keyBytesMax, "prefix");
     if (prefix instanceof Response) return prefix;
     let after: string | null = null;
-    const afterText = params.get("after");
+    const afterText = params.get("after") ?? null;
     if (afterText !== null) {
       const parsed = v.safeParse(keys.schema, afterText, parseConfig);
       if (!parsed.success)
@@ -71,13 +89,13 @@ export function registerBrowseRoutes(app: Hono, backend: KvBackend, metrics: Htt
       after = parsed.output;
     }
     let limit = listLimitDefault;
-    const limitText = params.get("limit");
+    const limitText = params.get("limit") ?? null;
     if (limitText !== null) {
       if (!/^[1-9][0-9]{0,5}$/.test(limitText) || Number(limitText) > listLimitMax)
         return invalidInput("limit", `limit must be an integer from 1 to ${listLimitMax} (listLimitMax)`);
       limit = Number(limitText);
     }
-    const valuesText = params.get("values");
+    const valuesText = params.get("values") ?? null;
     if (valuesText !== null && valuesText !== "1" && valuesText !== "0")
       return invalidInput("values", "values must be 1 (with values) or 0");
     if (backend.browse === undefined) return refusal("unavailable", "this node does not serve listings");
@@ -104,11 +122,14 @@ export function registerBrowseRoutes(app: Hono, backend: KvBackend, metrics: Htt
   }
 
   function watch(request: Request): Response {
-    const checked = checkQuery(splitTarget(request.url).query, ["prefix", "key", "from", "cursor"]);
+    const { query: rawQuery } = splitTarget(request.url);
+    const checked = checkQuery(rawQuery, ["prefix", "key", "from", "cursor"]);
     if (!checked.ok) return invalidInput("query", checked.message);
-    const params = rawParams(splitTarget(request.url).query);
-    const prefixText = params.get("prefix");
-    const keyText = params.get("key");
+    const params = strictParams(rawQuery);
+    if (params instanceof Map === false)
+      return invalidInput(params.invalid, `${params.invalid} is not valid percent-encoded UTF-8`);
+    const prefixText = params.get("prefix") ?? null;
+    const keyText = params.get("key") ?? null;
     if (prefixText !== null && keyText !== null) return invalidInput("query", "give prefix or key, not both");
     let prefix: string;
     if (keyText !== null) {
@@ -123,7 +144,7 @@ export function registerBrowseRoutes(app: Hono, backend: KvBackend, metrics: Htt
       if (parsed instanceof Response) return parsed;
       prefix = parsed;
     }
-    const from = params.get("from");
+    const from = params.get("from") ?? null;
     if (from !== null && from !== "now")
       return invalidInput("from", "from must be 'now' (or absent: start with the current keys)");
     const cursor = params.get("cursor") ?? request.headers.get("last-event-id");
