@@ -6,13 +6,22 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { runBrowseCommand } from "../../src/cli/browse-client.ts";
 import type { ClientIo } from "../../src/cli/client.ts";
-import { Client, Recorder, eventually, expectLinearizable, startCluster, type TestCluster } from "../e2e/harness.ts";
+import {
+  Client,
+  Recorder,
+  eventually,
+  expectLinearizable,
+  startCluster,
+  steadyRm,
+  type TestCluster,
+} from "../e2e/harness.ts";
 
 let current: TestCluster;
 const recorder = new Recorder();
 
 beforeAll(async () => {
-  current = await startCluster(3, { shards: 2 });
+  // Leases that do not lapse on a loaded machine: a lapse would also end a stream with `unavailable`.
+  current = await startCluster(3, { shards: 2, rm: steadyRm });
 }, 60_000);
 
 afterAll(async () => {
