@@ -65,7 +65,9 @@ function openWatch(url: string): { events: SseEvent[]; ended: Promise<"ended" | 
 }
 
 test(`a partitioned node's and a paused node's watch streams end with event: unavailable (seed ${seed})`, async () => {
-  cluster = await ProcCluster.start({ nodes: 3, leaseMs, testHooks: true, shards: 2 });
+  // One worker per node: ProcCluster picks one free transport port per node, and a second worker
+  // would listen on the next port, which nobody checked was free. W=2 is covered by test/e2e/watch.test.ts.
+  cluster = await ProcCluster.start({ nodes: 3, leaseMs, testHooks: true });
   const c = cluster;
   const urls = c.urls();
   const recorder = new Recorder();
