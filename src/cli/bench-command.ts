@@ -29,6 +29,8 @@ over -k uniformly chosen keys.
   --transport T   auto|tcp|udp|rdma (default auto)
   --frame-mac M   off|on: tag every replica frame with a MAC under a random cluster key, as nodes
                   with --cluster-key-file do (default off; compare the two in one session)
+  --no-ordered-keys   run the replicas without the ordered key index of prefix listings (only to
+                  measure what the index costs: such a cluster answers no listing)
 
 Prints per-node Mreq/s every second, then one line:
 throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…
@@ -48,6 +50,7 @@ const specs = {
   v: { kind: "string", short: "v" },
   transport: { kind: "string" },
   "frame-mac": { kind: "string" },
+  "no-ordered-keys": { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -116,7 +119,8 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
 
   console.log(
     `bench: ${replicas} replicas x ${workers} workers, ${transport}, updates ${writePerMille / 10}% (RMW ${rmwPerMille / 10}% of them), ` +
-      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s, frame MAC ${frameMacFlag}`,
+      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s, frame MAC ${frameMacFlag}` +
+      (flags["no-ordered-keys"] === true ? ", no ordered key index" : ""),
   );
   const rm = new LocalRm({ leaseMs: 5000, renewEveryMs: 200, log: () => {} });
   const nodes = await Promise.all(
@@ -133,7 +137,7 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
         valueBytesMax: Math.max(valueBytes, 64),
         frameBytesMax: nodeDefaults.frameBytesMax,
         opsInFlightMaxPerShard: 1024,
-        replica: { opsMax: slots * 4 + 1024, keysMax: keys + 1024 },
+        replica: { opsMax: slots * 4 + 1024, keysMax: keys + 1024, orderedKeys: flags["no-ordered-keys"] !== true },
         numa: true,
         bench: { slots, keys, valueBytes, writePerMille, rmwPerMille },
         frameKey,

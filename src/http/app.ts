@@ -11,6 +11,7 @@ import { createFastFetch, type FetchHandler } from "./fast-path.ts";
 import { guardedFetch, type AuthGuard } from "./auth-guard.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
 import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";
+import { browseAllow, listPath, registerBrowseRoutes, watchPath } from "./routes-browse.ts";
 import { kvAllow, registerKvRoutes } from "./routes-kv.ts";
 import { opsAllow, opsPaths, registerOpsRoutes } from "./routes-ops.ts";
 import { splitTarget } from "./target.ts";
@@ -30,6 +31,8 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
   }
   const app = new Hono();
   const metrics = options.metrics ?? new HttpMetrics();
+  // Before the kv routes: Hono's "/v1/kv/*" also matches "/v1/kv", and the first handler answers.
+  registerBrowseRoutes(app, backend, metrics);
   registerKvRoutes(app, backend, metrics);
   registerOpsRoutes(app, backend, metrics);
   registerBatchRoutes(app, backend, metrics);
@@ -43,7 +46,9 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
         ? opsAllow
         : path === batchPath
           ? batchAllow
-          : null;
+          : path === listPath || path === watchPath
+            ? browseAllow
+            : null;
     const response =
       allow === null ? unknownRoute(c.req.method, path.slice(0, 200)) : methodNotAllowed(c.req.method, allow);
     metrics.begin();

@@ -50,6 +50,10 @@ export const routeRules: readonly RouteRule[] = [
   { path: "/v1/kv/", prefix: true, reads: Access.read, updates: Access.write },
   { path: "/health", prefix: false, reads: Access.open, updates: Access.open },
   { path: "/ui", prefix: false, reads: Access.open, updates: Access.admin },
+  // The console's data (the member list, its proxy to members' status and metrics) needs a token,
+  // which the page sends; only its static parts (a navigation carries no token) are open.
+  { path: "/ui/members", prefix: false, reads: Access.read, updates: Access.admin },
+  { path: "/ui/member/", prefix: true, reads: Access.read, updates: Access.admin },
   { path: "/ui/", prefix: true, reads: Access.open, updates: Access.admin },
   { path: metricsPath, prefix: false, reads: Access.admin, updates: Access.admin },
   { path: "/v1/status", prefix: false, reads: Access.read, updates: Access.read },

@@ -10,6 +10,7 @@ import type { StatusExtras } from "../base/kv-backend.ts";
 import type { PeerRings } from "./peer-links.ts";
 import type { AuthConfig } from "../http/auth-guard.ts";
 import type { TokenEntry } from "../http/auth-file.ts";
+import type { WatchFeedShared } from "./watch-feed.ts";
 
 export interface ShardInit {
   type: "init";
@@ -98,6 +99,10 @@ export interface HttpStart {
   stopPaths: string[];
   /** Rings to and from the node's other shard workers (null with one shard). */
   peerRings: PeerRings | null;
+  /** Watch streams' change feed between the workers (watch-feed.ts), the same for every worker. */
+  watchFeed: WatchFeedShared;
+  /** This worker's port to each other worker, for listing pages (browse-links.ts); null with one shard. */
+  browsePorts: (MessagePort | null)[] | null;
   /** HTTPS instead of HTTP (--tls-cert/--tls-key/--tls-ca), or null. */
   tls?: HttpTls | null;
   /** Bearer tokens with roles (--auth-file), or null: every route open. */

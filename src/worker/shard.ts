@@ -60,6 +60,16 @@ const defaultEnv: ShardEnv = {
   newReplica: (config, outbox, completions) => new Replica(config, outbox, completions),
 };
 
+/** What the loop drives besides the replica: listings' and watch streams' service (browse-service.ts). */
+export interface ShardLoopPart {
+  /** Once per turn, first; returns the work done (0: idle). */
+  turn(): number;
+  /** After the turn's effects: publish what the turn wrote for other threads. */
+  flush(): void;
+  /** Promises an idle loop waits on as well. */
+  waits(out: Promise<unknown>[]): void;
+}
+
 /** A client op waiting for this replica to catch up with the node board. */
 interface HeldOp {
   slot: number;
@@ -83,6 +93,8 @@ export class Shard {
   readonly clientOps: ClientOps;
   /** Rings to the node's other shard workers, once connected (HTTP serving with more than one shard). */
   #links: PeerLinks | null = null;
+  /** Listings and watch streams, once HTTP is served (see attachPart). */
+  #part: ShardLoopPart | null = null;
   readonly #clock: () => number;
   /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
@@ -377,6 +389,12 @@ export class Shard {
     this.#links = new PeerLinks(this.init.shardIndex, rings, this.init.opsInFlightMax, this.#onForwarded);
   }
 
+  /** Drive `part` from this loop (once: the browse service of this worker's HTTP server). */
+  attachPart(part: ShardLoopPart): void {
+    assert(this.#part === null, "one loop part per shard");
+    this.#part = part;
+  }
+
   /** Shard `peer`'s worker died: answer what went to it, send it nothing more. */
   peerFailed(peer: number): void {
     this.#links?.peerFailed(peer);
@@ -468,7 +486,9 @@ export class Shard {
     this.#turnRequested = false;
     this.#now = nowMs;
     const links = this.#links;
-    let work = links === null ? 0 : links.drainRequests(requestBatchMax) + links.drainCompletions(completionBatchMax);
+    // First: it decides whether the replica reports changes in this turn (a stream may have just opened).
+    let work = this.#part === null ? 0 : this.#part.turn();
+    work += links === null ? 0 : links.drainRequests(requestBatchMax) + links.drainCompletions(completionBatchMax);
     work += this.transport.poll(this.#onFrame);
     if (this.bench !== null) work += this.bench.issue(this.replica, nowMs, benchOpIdBase);
     if (nowMs - this.#lastTickMs >= tickEveryMs) {
@@ -479,6 +499,7 @@ export class Shard {
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
     this.#flushNetwork();
     links?.flush();
+    this.#part?.flush();
     return work;
   }
 
@@ -496,6 +517,7 @@ export class Shard {
         const quietMs = this.#liveness === null ? quietWaitMs : Math.min(quietWaitMs, this.#liveness.heartbeatMs);
         waits.push(this.transport.whenReadable(), this.#idleTimerWithin(this.#quiet() ? quietMs : idleWaitMs));
         this.#links?.waits(waits);
+        this.#part?.waits(waits);
         waits.push(new Promise<void>((resolve) => (this.#idleWake = resolve)));
         await Promise.race(waits);
         this.#idleWake = null;
