@@ -13,6 +13,7 @@
 
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
+import { consolePathPrefix, registerConsoleRoutes } from "../console/routes.ts";
 import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
@@ -339,7 +340,8 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  const controlPathPrefixes = testHooks ? ["/v1/internal/", "/v1/test/"] : ["/v1/internal/"];
+  registerConsoleRoutes(app, { self: node.options.nodeId, view: () => node.view });
+  const controlPathPrefixes = ["/v1/internal/", consolePathPrefix, ...(testHooks ? ["/v1/test/"] : [])];
   return node.serveHttp({
     host: http.host,
     port: http.port,
