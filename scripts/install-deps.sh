@@ -13,6 +13,7 @@ apt_packages=(
   libibverbs-dev libibverbs1 ibverbs-providers rdma-core   # verbs headers + runtime (ffi/ibverbs)
   libnuma-dev libnuma1 # ffi/numa
   qemu-system-x86 busybox-static cpio kmod zstd xz-utils iproute2   # the Soft-RoCE guest
+  chromium             # the web console's browser test (test/browser): headless, driven over the DevTools protocol
   nftables iproute2    # the netns test tier (test/netns, scripts/netns-cluster.sh): namespaces, veths, bridges, nft drop rules
 )
 
