@@ -56,7 +56,7 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
 
   --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster
-  --http HOST:PORT client HTTP API (also used by rejoining nodes to load state)
+  --http HOST:PORT client HTTP API and the web console at /ui (also used by rejoining nodes to load state)
   --listen HOST:PORT replica-to-replica transport; worker i uses PORT+i
   --etcd URLS      etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)
   --cluster NAME   cluster name, the etcd key prefix /${defaultKeyPrefix}/NAME/ (default "default")
