@@ -5,6 +5,8 @@
 //     the API from another replica; a stale CAS shows the 412 with the current ETag;
 //   - keyboard use: every field is labelled, Tab follows the reading order with a visible focus,
 //     Enter submits; at 390 px nothing is wider than the screen;
+//   - the same page against 3 `hermes-kv node` processes with a real etcd: the members' HTTP
+//     addresses come from their etcd member records;
 //   - a stopped replica drops out of the view the page shows, and a write through that replica's
 //     console shows the API's 503 and why;
 //   - with the list and watch routes (issue 12 items 2-3): prefix search with paging, and a change
@@ -22,6 +24,8 @@ import { Chromium, chromiumAvailable, type Page } from "../lib/chromium.ts";
 import type { KvInput } from "../lib/history.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
 import { Client, Recorder, errorCode, expectLinearizable, request, testSeed } from "../e2e/harness.ts";
+import { ProcCluster } from "../cluster/helpers.ts";
+import { etcdAvailable } from "../lib/etcd.ts";
 
 const seed = testSeed(0xc0_501e);
 /** Every key and value of this run starts with it: values are unique across runs and ops. */
@@ -352,4 +356,41 @@ test("a stopped replica leaves the view the page shows, and its console shows th
   expect((await clients[0]!.read(key)).value).toBe(null);
   expect(recorder.unexpected).toEqual([]);
   expectLinearizable(recorder.check(), log);
+}, 120_000);
+
+// The members' HTTP addresses of a real cluster come from their etcd member records: the page
+// served by node 1 shows all three nodes, serving, and a key created in it is read from node 2.
+test("the console of a `hermes-kv node` with etcd shows the members from their etcd records", async () => {
+  if (!etcdAvailable()) throw new Error("etcd is missing: run scripts/install-deps.sh (Debian's etcd-server)");
+  const procs = await ProcCluster.start({ nodes: 3, leaseMs: 2000 });
+  try {
+    const nodeUrls = procs.urls();
+    const page = await browser!.newPage(1200, 900);
+    await page.goto(`${nodeUrls[1]}/ui`);
+    const rows = await page.waitFor<string[][]>(
+      `(() => {
+        const rows = [...document.querySelectorAll("#members tbody tr")].map((r) => [...r.cells].map((c) => c.textContent));
+        return rows.length === 3 && rows.every((r) => r[2] === "serving") ? rows : null;
+      })()`,
+    );
+    expect(rows.map((r) => `http://${r[1]}`)).toEqual(nodeUrls);
+    expect(rows.map((r) => r[0])).toEqual(["0", "1 (this node)", "2"]);
+    const api = new Client(10, 2, (i) => nodeUrls[i]!, recorder);
+    const key = `${run}/on-etcd-nodes`;
+    const value = `${run}-created-on-node-1`;
+    await page.fill("#key", key);
+    await page.fill("#value", value);
+    expect(await browserUpdate(page, key, { type: "cas", expected: null, value }, "#create")).toStartWith(
+      `Created ${key}`,
+    );
+    expect((await api.read(key)).value).toBe(value);
+    await screenshot(page, "console-etcd-nodes.png");
+    expect(recorder.unexpected).toEqual([]);
+    expectLinearizable(recorder.check(), log);
+  } catch (error) {
+    console.error(procs.logs());
+    throw error;
+  } finally {
+    await procs.close();
+  }
 }, 120_000);
