@@ -12,6 +12,9 @@ export const consoleScript = String.raw`"use strict";
 (function () {
   var pollEveryMs = 1000;
   var watchRetryMs = 2000;
+  // A search lists only once its watch is subscribed (synced), so that no change falls between the
+  // two; a watch that does not sync within this lets the list go ahead (the page says so).
+  var watchSyncWaitMs = 5000;
   var valuePreviewChars = 120;
   var tokenStorageKey = "hermes-kv-token";
 
@@ -34,7 +37,7 @@ export const consoleScript = String.raw`"use strict";
     e.preventDefault();
     token = $("token").value.trim();
     if (token === "") sessionStorage.removeItem(tokenStorageKey); else sessionStorage.setItem(tokenStorageKey, token);
-    restartWatch();
+    startSearch();
     pollCluster();
   });
   function headers(extra) {
@@ -217,7 +220,7 @@ export const consoleScript = String.raw`"use strict";
       $("list-status").className = "";
       var page = JSON.parse(bodyText);
       page.keys.forEach(function (k) {
-        shown.set(k.key, { etag: k.etag, value: typeof k.value === "string" ? decodeValue(k.value) : { text: "", binary: false } });
+        merge(k.key, { etag: k.etag, value: typeof k.value === "string" ? decodeValue(k.value) : { text: "", binary: false } });
       });
       search.next = page.more ? page.next : null;
       $("more").hidden = search.next === null;
@@ -235,20 +238,45 @@ export const consoleScript = String.raw`"use strict";
       text($("list-status"), "Page size must be a whole number from 1 to 10000"); $("list-status").className = "error"; return;
     }
     search = { prefix: $("prefix").value, next: null, limit: limit };
-    shown = new Map();
-    renderKeys();
-    listPage(null);
-    restartWatch();
+    startSearch();
   });
   $("more").addEventListener("click", function () { if (search.next !== null) listPage(search.next); });
 
+  // A row is replaced only by one at least as new (ETags "version.writer" order a key's updates): a
+  // list page answered after a watch event must not take the page back in time.
+  function etagOrder(a, b) {
+    var x = /^"(\d+)\.(\d+)"$/.exec(a), y = /^"(\d+)\.(\d+)"$/.exec(b);
+    if (x === null || y === null) return 0;
+    return Number(x[1]) - Number(y[1]) || Number(x[2]) - Number(y[2]);
+  }
+  function merge(key, row) {
+    var old = shown.get(key);
+    if (old !== undefined && etagOrder(row.etag, old.etag) < 0) return;
+    shown.set(key, row);
+  }
+
+  // A new search, or starting over: watch first, list once the watch is subscribed.
+  function startSearch() {
+    shown = new Map();
+    renderKeys();
+    var w = restartWatch();
+    var waited = new Promise(function (resolve) { setTimeout(function () { resolve(false); }, watchSyncWaitMs); });
+    Promise.race([w.ready, waited]).then(function (synced) {
+      if (watch !== w) return; // a newer search took over
+      if (synced === false) text($("watch-status"), "Live updates: not subscribed yet; the list may miss a change made meanwhile");
+      listPage(null);
+    });
+  }
+
   // ---- live updates: GET /v1/watch?prefix=P&from=now, read as a stream (fetch carries the token).
-  var watch = null; // { controller, cursor }
+  var watch = null; // { controller, cursor, ready: resolves true at synced, undefined if it cannot be }
   function restartWatch() {
     if (watch) watch.controller.abort();
-    var w = { controller: new AbortController(), cursor: null, prefix: search.prefix };
+    var w = { controller: new AbortController(), cursor: null, prefix: search.prefix, ready: null, settle: null };
+    w.ready = new Promise(function (resolve) { w.settle = resolve; });
     watch = w;
-    runWatch(w);
+    runWatch(w).finally(function () { w.settle(undefined); });
+    return w;
   }
   async function runWatch(w) {
     while (watch === w) {
@@ -261,6 +289,7 @@ export const consoleScript = String.raw`"use strict";
           text($("watch-status"), "Live updates off: " + describeError(answer, await answer.text()));
           $("watch-status").className = "error";
           if (answer.status === 404 || answer.status === 400 || answer.status === 401 || answer.status === 403) return;
+          w.settle(undefined); // the search lists without waiting for this watch
         } else {
           text($("watch-status"), "Live updates: connecting…"); $("watch-status").className = "";
           stopped = await readEvents(w, answer.body.getReader());
@@ -269,14 +298,15 @@ export const consoleScript = String.raw`"use strict";
         if (watch !== w) return;
         text($("watch-status"), "Live updates interrupted: " + (err && err.message || err));
       }
-      if (stopped && watch === w) { restartFresh(w); return; }
+      if (watch !== w) return;
+      // After an overflow, or a break before any event gave a cursor, changes made meanwhile would be
+      // lost: start over (watch, then list). With a cursor, resume from it (Last-Event-ID).
+      if (stopped || w.cursor === null) {
+        setTimeout(function () { if (watch === w) startSearch(); }, stopped ? 0 : watchRetryMs);
+        return;
+      }
       await new Promise(function (resolve) { setTimeout(resolve, watchRetryMs); });
     }
-  }
-  // overflow: the node dropped this watcher; the page reloads its list and watches from now.
-  function restartFresh(w) {
-    if (watch !== w) return;
-    shown = new Map(); renderKeys(); listPage(null); restartWatch();
   }
   async function readEvents(w, reader) {
     var decoder = new TextDecoder();
@@ -316,7 +346,7 @@ export const consoleScript = String.raw`"use strict";
       var row = ev.type === "put"
         ? { etag: data.etag, value: decodeValue(data.value), fresh: true }
         : { etag: data.etag, value: { text: "", binary: false }, deleted: true, fresh: true };
-      shown.set(data.key, row);
+      merge(data.key, row);
       renderKeys();
       if ($("key").value === data.key) {
         text($("remote"), ev.type === "put"
@@ -326,6 +356,7 @@ export const consoleScript = String.raw`"use strict";
       text($("watch-status"), "Live updates: " + ev.type + " " + data.key + " " + data.etag);
     } else if (ev.type === "synced") {
       text($("watch-status"), "Live updates: on");
+      w.settle(true);
     } else if (ev.type === "overflow") {
       text($("watch-status"), "Live updates fell behind (overflow); reloading the list");
       return true;
@@ -411,7 +442,6 @@ export const consoleScript = String.raw`"use strict";
     if (r !== null) { $("value").value = String(r.value); done(key, "Incremented", r.etag); }
   });
 
-  listPage(null);
-  restartWatch();
+  startSearch();
 })();
 `;
