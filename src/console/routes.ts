@@ -15,6 +15,13 @@ import { consoleScript } from "./script.ts";
 /** Every path under it belongs to the console: the prefix a node forwards to its main thread. */
 export const consolePathPrefix = "/ui";
 
+/**
+ * The console's static parts: no data, and a browser cannot send a token when it navigates, so
+ * bearer-token checks must let these through. /ui/members and /ui/member/* carry cluster facts:
+ * they take the read role like /v1/status (the page sends its token with them).
+ */
+export const consolePublicPaths: readonly string[] = ["/ui", "/ui/", "/ui/console.js", "/ui/console.css"];
+
 export interface ConsoleSource {
   /** This node's id. */
   self: number;

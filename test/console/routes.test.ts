@@ -5,7 +5,7 @@
 
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { memberProxyBodyBytesMax, type ConsoleMember } from "../../src/console/member-proxy.ts";
-import { registerConsoleRoutes } from "../../src/console/routes.ts";
+import { consolePublicPaths, registerConsoleRoutes } from "../../src/console/routes.ts";
 import { createControlApp } from "../../src/http/app.ts";
 
 type Server = ReturnType<typeof Bun.serve>;
@@ -82,6 +82,16 @@ test("the page, its script and its style sheet, with a strict content security p
   expect(script.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
   const css = await app().request("/ui/console.css");
   expect(css.headers.get("content-type")).toBe("text/css; charset=utf-8");
+});
+
+// What a browser loads by navigating, without a token: every public path is a static part of the page.
+test("the public paths are the page and its assets, all answered without a token", async () => {
+  for (const path of consolePublicPaths) {
+    const answer = await app().request(path);
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get("content-type")).toMatch(/^text\/(html|javascript|css); charset=utf-8$/);
+  }
+  expect(consolePublicPaths).not.toContain("/ui/members");
 });
 
 // The script is valid JavaScript (compiled, not run): a syntax error would only show in a browser.
