@@ -12,6 +12,7 @@ import { serveHttp } from "../src/worker/http-server.ts";
 import { createNodeBoard, NodeBoard } from "../src/worker/node-board.ts";
 import { Shard } from "../src/worker/shard.ts";
 import { WorkerBackend } from "../src/worker/worker-backend.ts";
+import { createWatchFeed } from "../src/worker/watch-feed.ts";
 
 const seconds = Number(process.argv[2] ?? 5);
 const putPct = Number(process.argv[3] ?? 0);
@@ -58,6 +59,8 @@ const server = serveHttp(
     controlPathPrefixes: [],
     stopPaths: [],
     peerRings: null,
+    watchFeed: createWatchFeed(1),
+    browsePorts: null,
   },
   new WorkerBackend(shards[0]!, control),
   control,

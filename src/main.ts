@@ -1,9 +1,10 @@
 #!/usr/bin/env bun
 // hermes-kv: the single binary's entry point (`bun build --compile` entry). Subcommands:
-// local, node, bench, and the client commands get|put|delete|cas|incr|batch.
+// local, node, bench, and the client commands get|put|delete|cas|incr|batch|ls|watch.
 
 import { exitUsage, UsageError } from "./cli/args.ts";
 import { batchCommand, clientCommands, runClientCommand } from "./cli/client.ts";
+import { browseCommands, runBrowseCommand } from "./cli/browse-client.ts";
 import { FatalError } from "./cli/fatal-error.ts";
 
 const version = "0.1.0";
@@ -21,6 +22,8 @@ usage: hermes-kv <command> [flags]    (every command has --help)
   cas       compare-and-set on the ETag    hermes-kv cas KEY VALUE --etag E
   incr      add to an integer value        hermes-kv incr KEY [--by N]
   batch     many independent ops at once   hermes-kv batch FILE.json|-
+  ls        list keys by prefix            hermes-kv ls PREFIX [--values] [--limit N]
+  watch     print changes as they happen   hermes-kv watch PREFIX [--from-now]
 
   --version, --help`;
 
@@ -45,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
       case batchCommand:
         return await runClientCommand(argv);
       default:
+        if ((browseCommands as readonly string[]).includes(command)) return await runBrowseCommand(argv);
         if ((clientCommands as readonly string[]).includes(command)) return await runClientCommand(argv);
         console.error(`hermes-kv: unknown command "${command}"\n\n${usage}`);
         return exitUsage;

@@ -3,6 +3,7 @@
 // workers, which the node starts: if it lived in node, http -> node -> worker -> http would be a
 // cycle. Tests implement it in memory. The HTTP layer never sees protocol state.
 
+import type { BrowseBackend } from "./browse.ts";
 import type { Epoch, NodeId } from "./ids.ts";
 import type { OpKind, OpStatus } from "./kinds.ts";
 
@@ -88,4 +89,6 @@ export interface KvBackend {
   /** Largest key (UTF-8 bytes) and value the node accepts; the HTTP layer enforces them (413). */
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
+  /** Prefix listings and watch streams (absent: the routes answer 503). */
+  readonly browse?: BrowseBackend;
 }

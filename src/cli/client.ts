@@ -42,17 +42,17 @@ export const stdinBytesMax = 16 * 1024 * 1024;
 /** Failed ops of a batch reported on stderr one by one; the rest are counted (stdout has them all). */
 export const batchFailuresShownMax = 10;
 
-const commonFlags = {
+export const commonFlags = {
   endpoint: { kind: "string" },
   "timeout-ms": { kind: "string" },
   help: { kind: "boolean", short: "h" },
 } as const satisfies FlagSpecs;
 
-const commonHelp = `  --endpoint URL     the node to talk to (default: $${endpointEnv}, else ${defaultEndpoint})
+export const commonHelp = `  --endpoint URL     the node to talk to (default: $${endpointEnv}, else ${defaultEndpoint})
   --timeout-ms N     give up waiting for the node after N milliseconds (default ${defaultTimeoutMs})
   -h, --help         show this help`;
 
-const exitHelp = `Exit codes: 0 ok, 1 not found, 2 precondition failed, 3 unavailable, busy, timed out, incr aborted
+export const exitHelp = `Exit codes: 0 ok, 1 not found, 2 precondition failed, 3 unavailable, busy, timed out, incr aborted
 or outcome unknown (retrying may help), 4 refused (not a number, store full, server error), 64 usage.`;
 
 interface CommandDef {
@@ -61,7 +61,7 @@ interface CommandDef {
   run(context: Context, flags: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
 }
 
-interface Context {
+export interface Context {
   io: ClientIo;
   endpoint: string;
   timeoutMs: number;
@@ -276,7 +276,7 @@ export async function runClientCommand(argv: readonly string[], io: ClientIo = p
 }
 
 /** `source` names where the text came from (the flag or the environment variable) for the message. */
-function parseEndpoint(source: string, text: string): string {
+export function parseEndpoint(source: string, text: string): string {
   let url: URL;
   try {
     url = new URL(text);
@@ -311,7 +311,7 @@ async function valueOf(context: Context, argument: string): Promise<Uint8Array> 
 }
 
 /** A response, or the exit code after a transport failure has been reported. */
-async function call(
+export async function call(
   context: Context,
   method: string,
   path: string,
@@ -348,7 +348,7 @@ async function printUpdate(context: Context, response: Response | number): Promi
 }
 
 /** Report a non-200 answer on stderr and choose the exit code from the error code. */
-async function failure(context: Context, response: Response): Promise<number> {
+export async function failure(context: Context, response: Response): Promise<number> {
   let code = "";
   let message = `HTTP ${response.status} from ${context.endpoint}`;
   const text = await response.text();

@@ -7,6 +7,10 @@
 // The index grows by doubling at 3/4 load, up to the capacity that keeps `entriesMax` keys under
 // that load. A slot's position is the store's handle for a key (stable while the index does not
 // grow); `generation` counts growths so that holders of positions can tell.
+//
+// Beside each slot the index keeps the key's id (`ids`): a number that never changes for a key
+// (the store numbers keys in insertion order), so that structures outside the index, such as the
+// ordered keys, can name a key across growths and moves.
 
 import { assert } from "../base/assert.ts";
 import { locNone } from "./slab-arena.ts";
@@ -34,6 +38,8 @@ export class KeyIndex {
   readonly capacityMax: number;
   /** Slot i is slots[2i] (tag, 0 = empty) and slots[2i + 1] (the item's loc). */
   #slots: Uint32Array;
+  /** ids[i]: the id of the key in slot i (meaningless for an empty slot). */
+  #ids: Uint32Array;
   #mask: number;
   #count = 0;
   #growAt: number;
@@ -47,6 +53,7 @@ export class KeyIndex {
     this.capacityMax = capacityFor(entriesMax);
     assert(this.capacityMax <= 2 ** 30, "the index's capacity fits a typed array");
     this.#slots = new Uint32Array(capacityFirst * 2);
+    this.#ids = new Uint32Array(capacityFirst);
     this.#mask = capacityFirst - 1;
     this.#growAt = (capacityFirst * loadNumerator) / loadDenominator;
   }
@@ -54,6 +61,10 @@ export class KeyIndex {
   /** The (tag, loc) pairs; read-only outside this class. Replaced by a growth. */
   get slots(): Uint32Array {
     return this.#slots;
+  }
+  /** The key ids by slot; read-only outside this class. Replaced by a growth. */
+  get ids(): Uint32Array {
+    return this.#ids;
   }
   get mask(): number {
     return this.#mask;
@@ -73,12 +84,13 @@ export class KeyIndex {
   }
 
   /** Fill the empty slot `slot`, found by a probe for `tag`. Grows the index if it is now too loaded. */
-  fill(slot: number, tag: number, loc: number): void {
+  fill(slot: number, tag: number, loc: number, id: number): void {
     assert(this.#count < this.entriesMax, "the index holds at most entriesMax keys");
     assert(this.#slots[2 * slot] === 0, "a key goes into an empty slot");
     assert(tag !== 0, "a tag is never 0");
     this.#slots[2 * slot] = tag;
     this.#slots[2 * slot + 1] = loc;
+    this.#ids[slot] = id;
     this.#count++;
     if (this.#count > this.#growAt && this.capacity < this.capacityMax) this.#grow();
   }
@@ -104,6 +116,8 @@ export class KeyIndex {
     const old = this.#slots;
     const capacity = (this.#mask + 1) * 2;
     const slots = new Uint32Array(capacity * 2);
+    const oldIds = this.#ids;
+    const ids = new Uint32Array(capacity);
     const mask = capacity - 1;
     for (let i = 0; i < old.length; i += 2) {
       const tag = old[i];
@@ -112,8 +126,10 @@ export class KeyIndex {
       while (slots[2 * s] !== 0) s = (s + 1) & mask;
       slots[2 * s] = tag;
       slots[2 * s + 1] = old[i + 1];
+      ids[s] = oldIds[i >>> 1];
     }
     this.#slots = slots;
+    this.#ids = ids;
     this.#mask = mask;
     this.#growAt = (capacity * loadNumerator) / loadDenominator;
     this.generation++;

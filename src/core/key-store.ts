@@ -19,11 +19,18 @@
 // class; in-place overwrites keep it. Keys are never removed: a delete writes a tombstone.
 //
 // The store knows nothing of the protocol: it stores the state byte and timestamps it is given.
+//
+// Ordered keys (optional, on by default): every key also has an id, its insertion number, which
+// never changes (keys are never removed), and a B+tree of ids in the byte order of the keys
+// (ordered-keys.ts) serves prefix listings. `slotOfId` maps an id to its index slot (rebuilt when
+// the index grows), so the tree compares keys by reading their bytes from the arena: the bytes
+// are held once. Cost: about 4 bytes per index slot, 4 per key for slotOfId and 4-8 per key of tree.
 
 import { assert } from "../base/assert.ts";
 import { utf8Decode, Utf8Kind } from "../base/utf8.ts";
 import { hashKey } from "./key-hash.ts";
 import { KeyIndex, tagOf } from "./key-index.ts";
+import { OrderedCursor, OrderedKeys } from "./ordered-keys.ts";
 import {
   arenaPageOffsetMask,
   classCount,
@@ -84,6 +91,8 @@ export interface KeyStoreLimits {
   bytesMax: number;
   /** Largest value; with a key of storeKeyBytesMax and the header it must fit a page. */
   valueBytesMax: number;
+  /** Keep the keys in byte order too (prefix listings); false only to measure what it costs. */
+  ordered?: boolean;
 }
 
 export class KeyStore<S extends StoreSide> {
@@ -104,6 +113,10 @@ export class KeyStore<S extends StoreSide> {
   readonly #u16: Uint16Array[];
   readonly #u32: Uint32Array[];
   readonly #f64: Float64Array[];
+  /** The keys in byte order, or null (limits.ordered false). */
+  readonly #ordered: OrderedKeys | null;
+  /** slotOfId[id]: the index slot of key `id` (ids are insertion numbers 0..keyCount-1). */
+  #slotOfId = new Uint32Array(16);
   /** Scratch of checkInvariants: items per size class. */
   readonly #usedByClass = new Float64Array(256);
 
@@ -123,6 +136,12 @@ export class KeyStore<S extends StoreSide> {
     this.#u16 = this.#arena.u16;
     this.#u32 = this.#arena.u32;
     this.#f64 = this.#arena.f64;
+    this.#ordered = limits.ordered === false ? null : new OrderedKeys(this.#compareIdToBytes, this.#compareIds);
+  }
+
+  /** Whether the keys are kept in byte order (see scan). */
+  get ordered(): boolean {
+    return this.#ordered !== null;
   }
 
   get keyCount(): number {
@@ -219,15 +238,28 @@ export class KeyStore<S extends StoreSide> {
       if (valueBytes <= copyLoopBytesMax) for (let i = 0; i < valueBytes; i++) u8[to + i] = value[valueAt + i];
       else u8.set(value.subarray(valueAt, valueAt + valueBytes), to);
     }
+    const id = this.#index.count;
+    let filled: number;
     if (!this.#index.growsOnNextFill) {
-      this.#index.fill(slot, tag, loc);
-      return slot;
+      this.#index.fill(slot, tag, loc, id);
+      filled = slot;
+    } else {
+      filled = this.#fillGrowing(slot, tag, loc, id);
     }
-    return this.#fillGrowing(slot, tag, loc);
+    if (this.#ordered !== null) {
+      if (id >= this.#slotOfId.length) {
+        const bigger = new Uint32Array(this.#slotOfId.length * 2);
+        bigger.set(this.#slotOfId);
+        this.#slotOfId = bigger;
+      }
+      this.#slotOfId[id] = filled;
+      this.#ordered.insert(id, bytes, at, length);
+    }
+    return filled;
   }
 
   /** Fill `slot` when that grows the index: every slot moves, side objects follow their keys. */
-  #fillGrowing(slot: number, tag: number, loc: number): number {
+  #fillGrowing(slot: number, tag: number, loc: number, id: number): number {
     // Every slot moves. Note where each side's key is, then find it again.
     const sideTags = new Map<S, number>();
     const sideLocs = new Map<S, number>();
@@ -237,10 +269,17 @@ export class KeyStore<S extends StoreSide> {
       sideTags.set(side, slots[2 * side.slot]);
       sideLocs.set(side, slots[2 * side.slot + 1]);
     }
-    this.#index.fill(slot, tag, loc);
+    this.#index.fill(slot, tag, loc, id);
     this.#slots = this.#index.slots;
     this.#mask = this.#index.mask;
     for (const [side, sideTag] of sideTags) side.slot = this.#index.slotOf(sideTag, sideLocs.get(side)!);
+    if (this.#ordered !== null) {
+      // Every slot moved: the ids' slots are found again (the new key's is set by the caller).
+      const slots = this.#slots;
+      const ids = this.#index.ids;
+      const slotOfId = this.#slotOfId;
+      for (let s = 0; s <= this.#mask; s++) if (slots[2 * s] !== 0 && ids[s] < slotOfId.length) slotOfId[ids[s]] = s;
+    }
     return this.#index.slotOf(tag, loc);
   }
 
@@ -422,6 +461,54 @@ export class KeyStore<S extends StoreSide> {
     return -1;
   }
 
+  // Ordered scans ------------------------------------------------------------------------------
+
+  /**
+   * Put `cursor` on the first key >= `bytes[at..at+length)` (`exclusive`: >) in byte order; step it
+   * with nextOrdered. The cursor is valid until the next insert. Requires ordered keys.
+   */
+  seekOrdered(cursor: OrderedCursor, bytes: Uint8Array, at: number, length: number, exclusive: boolean): void {
+    assert(this.#ordered !== null, "ordered scans need a store that keeps its keys in order");
+    this.#ordered.seek(cursor, bytes, at, length, exclusive);
+  }
+
+  /** The slot of the key under `cursor`, or -1 at the end. */
+  slotAt(cursor: OrderedCursor): number {
+    const id = this.#ordered!.current(cursor);
+    return id < 0 ? -1 : this.#slotOfId[id]!;
+  }
+
+  nextOrdered(cursor: OrderedCursor): void {
+    this.#ordered!.advance(cursor);
+  }
+
+  readonly #compareIdToBytes = (id: number, bytes: Uint8Array, at: number, length: number): number => {
+    const loc = this.#slots[2 * this.#slotOfId[id]! + 1]!;
+    const page = loc >>> pageAddressBits;
+    const offset = loc & arenaPageOffsetMask;
+    const u8 = this.#u8[page]!;
+    const keyBytes = this.#u16[page]![(offset + hKeyBytes) >>> 1]!;
+    const keyAt = offset + itemHeaderBytes;
+    const common = keyBytes < length ? keyBytes : length;
+    for (let i = 0; i < common; i++) {
+      const d = u8[keyAt + i]! - bytes[at + i]!;
+      if (d !== 0) return d;
+    }
+    return keyBytes - length;
+  };
+
+  readonly #compareIds = (a: number, b: number): number => {
+    const loc = this.#slots[2 * this.#slotOfId[b]! + 1]!;
+    const offset = loc & arenaPageOffsetMask;
+    const u8 = this.#u8[loc >>> pageAddressBits]!;
+    return this.#compareIdToBytes(
+      a,
+      u8,
+      offset + itemHeaderBytes,
+      this.#u16[loc >>> pageAddressBits]![(offset + hKeyBytes) >>> 1]!,
+    );
+  };
+
   // Side objects -------------------------------------------------------------------------------
 
   /** The id of the key's side object (0: none): a cheaper test than side(slot) === null. */
@@ -517,6 +604,12 @@ export class KeyStore<S extends StoreSide> {
     assert(live === this.#sideCount, "the store counts its side objects");
     assert(sidesSeen === this.#sideCount, "every side object is reached from exactly one key");
     assert(live + this.#freeSideIds.length === this.#sides.length - 1, "every side id is live or free");
+    if (this.#ordered !== null) {
+      const ids = this.#ordered.checkInvariants();
+      assert(ids.length === this.keyCount, "the ordered keys hold every key of the store");
+      const indexIds = this.#index.ids;
+      for (const id of ids) assert(indexIds[this.#slotOfId[id]!] === id, "slotOfId names the slot holding the id");
+    }
   }
 }
 

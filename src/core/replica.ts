@@ -47,7 +47,8 @@ import {
   recordKeyBytesOffset,
 } from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
-import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
+import { KeyState, type ChangeSink, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
+import { OrderedCursor } from "./ordered-keys.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 
@@ -72,6 +73,20 @@ const peerKeysSlackMin = 1024;
 const peerReserveRatio = 0.125;
 /** Side objects kept for reuse; beyond, released ones are left to the GC. */
 const freeSidesMax = 4096;
+
+/** Byte order of `a[0..aLength)` and `b[0..bLength)`: < 0, 0, > 0. */
+function compareBytes(a: Uint8Array, aLength: number, b: Uint8Array, bLength: number): number {
+  const common = aLength < bLength ? aLength : bLength;
+  for (let i = 0; i < common; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return aLength - bLength;
+}
+
+/** Whether `page[at..at+length)` starts with `prefix[0..prefixLength)`. */
+function startsWith(page: Uint8Array, at: number, length: number, prefix: Uint8Array, prefixLength: number): boolean {
+  if (length < prefixLength) return false;
+  for (let i = 0; i < prefixLength; i++) if (page[at + i] !== prefix[i]) return false;
+  return true;
+}
 
 /** `id` is a node id 0..nodeIdMax: three asserts of one condition each, all with the sentence `why`. */
 function assertIsNodeId(id: number, why: string): void {
@@ -155,6 +170,12 @@ export class Replica {
   #keyScratch = new Uint8Array(256);
   /** Reused by the read fast path. */
   readonly #view = new ItemView();
+  /** Reused by scanValid and the change sink. */
+  readonly #scanView = new ItemView();
+  readonly #changeView = new ItemView();
+  readonly #cursor = new OrderedCursor();
+  /** Told of every key that goes Valid (watch streams); null costs one test per validation. */
+  changes: ChangeSink | null = null;
 
   #epoch: Epoch = 0;
   #membersMask = 0;
@@ -198,6 +219,7 @@ export class Replica {
       keysMax: config.keysMax + Math.max(peerKeysSlackMin, Math.ceil(config.keysMax * peerKeysSlackRatio)),
       bytesMax: config.storeBytesMax,
       valueBytesMax: config.valueBytesMax,
+      ordered: config.orderedKeys !== false,
     });
     this.#peerReserveBytes = Math.floor(config.storeBytesMax * peerReserveRatio);
   }
@@ -741,6 +763,7 @@ export class Replica {
       store.setTs(slot, version, writer, rmw, writer);
       if (committed) {
         if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
+        if (this.changes !== null) this.#tellChange(slot);
         return;
       }
       // Loaded, not known committed, possibly from a source's kept state: stale like our own.
@@ -1467,7 +1490,48 @@ export class Replica {
     this.#unsettled.delete(side);
     if (this.#probe !== null)
       this.#probe.validated(this.self, store.keyString(slot), store.version(slot), store.writer(slot));
+    if (this.changes !== null) this.#tellChange(slot);
     this.#serveKey(side, nowMs);
+  }
+
+  #tellChange(slot: number): void {
+    this.#store.read(slot, this.#changeView);
+    this.changes!.changed(this.#changeView);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Ordered scans (prefix listings)
+
+  /**
+   * Visit keys in byte order from the first key > `after` (or >= `prefix` when `after` sorts below
+   * it) while they start with `prefix`, until `visit` returns false. Each key is visited with its
+   * fields in a lent view and whether it is readable now (Valid, with the lease valid at `nowMs`):
+   * a readable key's value is what a linearizable read would return at this moment. Keys never
+   * written or deleted (no value) are visited too; the caller skips them. Returns false without
+   * visiting when the replica serves no reads (not a member, joining, stopped, lease expired).
+   * No op is submitted and nothing waits: the caller decides what to do with unreadable keys.
+   */
+  scanValid(
+    prefix: Uint8Array,
+    prefixLength: number,
+    after: Uint8Array | null,
+    afterLength: number,
+    nowMs: number,
+    visit: (view: ItemView, readable: boolean) => boolean,
+  ): boolean {
+    if (this.#stopped || !this.#member || this.#joining || !this.leaseValid(nowMs)) return false;
+    const store = this.#store;
+    const cursor = this.#cursor;
+    if (after !== null && compareBytes(after, afterLength, prefix, prefixLength) >= 0)
+      store.seekOrdered(cursor, after, 0, afterLength, true);
+    else store.seekOrdered(cursor, prefix, 0, prefixLength, false);
+    const view = this.#scanView;
+    for (let slot = store.slotAt(cursor); slot >= 0; store.nextOrdered(cursor), slot = store.slotAt(cursor)) {
+      store.read(slot, view);
+      if (!startsWith(view.page, view.keyAt, view.keyBytes, prefix, prefixLength)) break;
+      if (!visit(view, this.readable(view.state as KeyState, nowMs))) break;
+    }
+    return true;
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -104,6 +104,8 @@ export interface Probe {
   validated(self: NodeId, key: string, version: number, writer: NodeId): void;
 }
 
+import type { ItemView } from "./key-store.ts";
+
 export interface ReplicaConfig {
   self: NodeId;
   /** Re-send an INV to members that have not ACKed after this long. */
@@ -128,6 +130,17 @@ export interface ReplicaConfig {
   valueBytesMax: number;
   /** How many times an Incr retries after a final RMW abort before answering Aborted. */
   incrRetriesMax: number;
+  /** Keep the keys in byte order for prefix listings (default true; false only to measure its cost). */
+  orderedKeys?: boolean;
+}
+
+/**
+ * Told of every key that goes Valid at this node with the timestamp and value it now holds
+ * (Replica.changes): commits of this node and updates it applies. The view's bytes are lent for
+ * the call only. Called inside the replica's step: it must not call back into the replica.
+ */
+export interface ChangeSink {
+  changed(view: ItemView): void;
 }
 
 export const defaultReplicaConfig: Omit<ReplicaConfig, "self"> = {

@@ -10,6 +10,7 @@ import { ErrorCode, errorResponse, methodNotAllowed, unknownRoute } from "./erro
 import { createFastFetch, type FetchHandler } from "./fast-path.ts";
 import { HttpMetrics, Route } from "./metrics.ts";
 import { batchAllow, batchPath, registerBatchRoutes } from "./routes-batch.ts";
+import { browseAllow, listPath, registerBrowseRoutes, watchPath } from "./routes-browse.ts";
 import { kvAllow, registerKvRoutes } from "./routes-kv.ts";
 import { opsAllow, opsPaths, registerOpsRoutes } from "./routes-ops.ts";
 import { splitTarget } from "./target.ts";
@@ -29,6 +30,8 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
   }
   const app = new Hono();
   const metrics = options.metrics ?? new HttpMetrics();
+  // Before the kv routes: Hono's "/v1/kv/*" also matches "/v1/kv", and the first handler answers.
+  registerBrowseRoutes(app, backend, metrics);
   registerKvRoutes(app, backend, metrics);
   registerOpsRoutes(app, backend, metrics);
   registerBatchRoutes(app, backend, metrics);
@@ -42,7 +45,9 @@ export function createApp(backend: KvBackend, options: AppOptions = {}): Hono {
         ? opsAllow
         : path === batchPath
           ? batchAllow
-          : null;
+          : path === listPath || path === watchPath
+            ? browseAllow
+            : null;
     const response =
       allow === null ? unknownRoute(c.req.method, path.slice(0, 200)) : methodNotAllowed(c.req.method, allow);
     metrics.begin();

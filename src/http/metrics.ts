@@ -21,6 +21,9 @@ export const Route = {
   other: 7,
   /** POST /v1/batch, counted once per request (its ops: hermes_http_batch_ops_total). */
   batch: 8,
+  /** GET /v1/kv?prefix= (a listing) and GET /v1/watch (counted when the stream's head is sent). */
+  kvList: 9,
+  watch: 10,
 } as const;
 
 export type RouteId = (typeof Route)[keyof typeof Route];
@@ -35,6 +38,8 @@ const routeNames = [
   "metrics",
   "other",
   "batch",
+  "kv_list",
+  "watch",
 ] as const;
 const routeCount = routeNames.length;
 

@@ -11,10 +11,12 @@ import { frameValueBytesMax } from "../wire/layout.ts";
 import { lastFreshSlot, livenessSlots, type ShardBenchConfig, type ShardStats } from "../worker/messages.ts";
 import { createNodeBoard, NodeBoard } from "../worker/node-board.ts";
 import { createPeerRings } from "../worker/peer-links.ts";
+import { createWatchFeed } from "../worker/watch-feed.ts";
 import type { NodeStatus, StatusExtras } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
 import { answerControlRequest, type ControlHandler } from "./control-server.ts";
 import { renderMetrics } from "./metrics.ts";
+import { browsePortsOf, renderWatchMetrics } from "./browse-wiring.ts";
 import { ShardHandle } from "./shard-handle.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
@@ -98,6 +100,8 @@ export class HermesNode {
   #statusExtras: () => StatusExtras | null = () => null;
   #statusExtrasTimer: ReturnType<typeof setInterval> | null = null;
   #httpPort = 0;
+  /** Watch streams per worker and in all (the watch feed's counts), once HTTP is served. */
+  #watchCounts: Int32Array | null = null;
   #lastStats: ShardStats[] = [];
   readonly membershipChanges = { count: 0 };
 
@@ -203,10 +207,20 @@ export class HermesNode {
     const failed = (error: Error): never => {
       throw new Error(`cannot serve HTTP on ${where}: ${error.message}`);
     };
-    const first = await this.shards[0]!.startHttp({ ...start, port: options.port }).catch(failed);
-    const rest = await Promise.all(this.shards.slice(1).map((s) => s.startHttp({ ...start, port: first.port }))).catch(
-      failed,
-    );
+    const watchFeed = createWatchFeed(this.shards.length);
+    this.#watchCounts = new Int32Array(watchFeed.counts);
+    const browsePorts = browsePortsOf(this.shards.length);
+    const first = await this.shards[0]!.startHttp({
+      ...start,
+      port: options.port,
+      watchFeed,
+      browsePorts: browsePorts[0]!,
+    }).catch(failed);
+    const rest = await Promise.all(
+      this.shards
+        .slice(1)
+        .map((s, i) => s.startHttp({ ...start, port: first.port, watchFeed, browsePorts: browsePorts[i + 1]! })),
+    ).catch(failed);
     const buffers = [first, ...rest].map((r) => r.metricsBuffer);
     for (const shard of this.shards) shard.post({ type: "http-metrics-buffers", buffers });
     this.#httpPort = first.port;
@@ -303,7 +317,11 @@ export class HermesNode {
 
   /** The statistics of the last refresh (refreshed every second, so one scrape may lag by that). */
   metrics(): string {
-    return renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) + this.#extraMetrics();
+    return (
+      renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) +
+      renderWatchMetrics(this.#watchCounts) +
+      this.#extraMetrics()
+    );
   }
 
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */

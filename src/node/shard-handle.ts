@@ -114,8 +114,8 @@ export class ShardHandle {
     return this.#ready;
   }
 
-  post(message: ToShard): void {
-    if (!this.#terminated) this.worker.postMessage(message);
+  post(message: ToShard, transfer: MessagePort[] = []): void {
+    if (!this.#terminated) this.worker.postMessage(message, transfer);
   }
 
   stats(): Promise<ShardStats> {
@@ -152,7 +152,9 @@ export class ShardHandle {
   startHttp(start: Omit<HttpStart, "type">): Promise<{ port: number; metricsBuffer: SharedArrayBuffer }> {
     return new Promise((resolve, reject) => {
       this.#httpReady = { resolve, reject };
-      this.post({ ...start, type: "http-start" });
+      // Its browse ports move to the worker (a MessagePort has one owner).
+      const ports = (start.browsePorts ?? []).filter((port) => port !== null);
+      this.post({ ...start, type: "http-start" }, ports);
     });
   }
 

@@ -8,6 +8,7 @@ import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import type { PeerRings } from "./peer-links.ts";
+import type { WatchFeedShared } from "./watch-feed.ts";
 
 export interface ShardInit {
   type: "init";
@@ -90,6 +91,10 @@ export interface HttpStart {
   stopPaths: string[];
   /** Rings to and from the node's other shard workers (null with one shard). */
   peerRings: PeerRings | null;
+  /** Watch streams' change feed between the workers (watch-feed.ts), the same for every worker. */
+  watchFeed: WatchFeedShared;
+  /** This worker's port to each other worker, for listing pages (browse-links.ts); null with one shard. */
+  browsePorts: (MessagePort | null)[] | null;
 }
 
 /** A header list as postMessage carries it. */

@@ -11,6 +11,7 @@ import type { FromShard, HttpStart, ShardInit, ToShard } from "./messages.ts";
 import { placeThread, type Placement } from "./placement.ts";
 import { Shard } from "./shard.ts";
 import { WorkerBackend } from "./worker-backend.ts";
+import { BrowseService } from "./browse-service.ts";
 import { SnapshotCursor } from "../core/replica.ts";
 import { recordBytes } from "../core/snapshot-records.ts";
 
@@ -20,7 +21,7 @@ let shard: Shard | null = null;
 let placement: Placement = { node: null, cpu: null, pinned: false };
 const early: ToShard[] = [];
 const control = new ControlClient(post);
-let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend } | null = null;
+let http: { server: HttpServer; metrics: HttpMetrics; backend: WorkerBackend; browse: BrowseService } | null = null;
 
 function post(message: FromShard, transfer: ArrayBuffer[] = []): void {
   self.postMessage(message, transfer);
@@ -29,7 +30,9 @@ function post(message: FromShard, transfer: ArrayBuffer[] = []): void {
 function startHttp(source: Shard, start: HttpStart): void {
   if (start.peerRings !== null) source.connectPeers(start.peerRings);
   const metrics = new HttpMetrics();
-  const backend = new WorkerBackend(source, control);
+  const browse = new BrowseService(source, start.watchFeed, start.browsePorts);
+  source.attachPart(browse);
+  const backend = new WorkerBackend(source, control, browse);
   let server: HttpServer;
   try {
     server = serveHttp(start, backend, control, metrics);
@@ -42,11 +45,13 @@ function startHttp(source: Shard, start: HttpStart): void {
     });
     return;
   }
-  http = { server, metrics, backend };
+  http = { server, metrics, backend, browse };
   post({ type: "http-ready", shardIndex: source.init.shardIndex, port: server.port!, metricsBuffer: metrics.buffer });
 }
 
 async function stopHttp(shardIndex: number): Promise<void> {
+  // Watch streams never end by themselves: end them first, or the graceful stop would wait forever.
+  http?.browse.close("this node is shutting down");
   // Graceful: requests in flight (every op was answered when the shard stopped) finish first.
   await http?.server.stop();
   post({ type: "http-stopped", shardIndex });
@@ -199,6 +204,7 @@ function handle(message: ToShard): void {
       return;
     case "stop":
       // The HTTP server stays up (answering 503: the node is closed) until http-stop.
+      http?.browse.close("this node is stopping");
       shard.stop();
       return;
     case "control-head":

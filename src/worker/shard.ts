@@ -59,6 +59,16 @@ const defaultEnv: ShardEnv = {
   newReplica: (config, outbox, completions) => new Replica(config, outbox, completions),
 };
 
+/** What the loop drives besides the replica: listings' and watch streams' service (browse-service.ts). */
+export interface ShardLoopPart {
+  /** Once per turn, before effects are flushed; returns the work done (0: idle). */
+  turn(): number;
+  /** After the turn's effects: publish what the turn wrote for other threads. */
+  flush(): void;
+  /** Promises an idle loop waits on as well. */
+  waits(out: Promise<unknown>[]): void;
+}
+
 /** A client op waiting for this replica to catch up with the node board. */
 interface HeldOp {
   slot: number;
@@ -80,6 +90,8 @@ export class Shard {
   readonly clientOps: ClientOps;
   /** Rings to the node's other shard workers, once connected (HTTP serving with more than one shard). */
   #links: PeerLinks | null = null;
+  /** Listings and watch streams, once HTTP is served (see attachPart). */
+  #part: ShardLoopPart | null = null;
   readonly #clock: () => number;
   /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
@@ -371,6 +383,12 @@ export class Shard {
     this.#links = new PeerLinks(this.init.shardIndex, rings, this.init.opsInFlightMax, this.#onForwarded);
   }
 
+  /** Drive `part` from this loop (once: the browse service of this worker's HTTP server). */
+  attachPart(part: ShardLoopPart): void {
+    assert(this.#part === null, "one loop part per shard");
+    this.#part = part;
+  }
+
   /** Shard `peer`'s worker died: answer what went to it, send it nothing more. */
   peerFailed(peer: number): void {
     this.#links?.peerFailed(peer);
@@ -471,8 +489,10 @@ export class Shard {
       this.board.setShardRow(this.init.shardIndex, this.replica.keyCount, this.clientOps.inFlight);
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
+    if (this.#part !== null) work += this.#part.turn();
     this.#flushNetwork();
     links?.flush();
+    this.#part?.flush();
     return work;
   }
 
@@ -490,6 +510,7 @@ export class Shard {
         const quietMs = this.#liveness === null ? quietWaitMs : Math.min(quietWaitMs, this.#liveness.heartbeatMs);
         waits.push(this.transport.whenReadable(), this.#idleTimerWithin(this.#quiet() ? quietMs : idleWaitMs));
         this.#links?.waits(waits);
+        this.#part?.waits(waits);
         waits.push(new Promise<void>((resolve) => (this.#idleWake = resolve)));
         await Promise.race(waits);
         this.#idleWake = null;

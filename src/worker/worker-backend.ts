@@ -5,6 +5,7 @@
 
 import { monotonicMs } from "../base/clock.ts";
 import { OpStatus } from "../base/kinds.ts";
+import type { BrowseBackend } from "../base/browse.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult, StatusExtras } from "../base/kv-backend.ts";
 import type { ControlClient } from "./control-client.ts";
 import { shardOf } from "./key-shard.ts";
@@ -15,6 +16,8 @@ const unavailable: OpResult = Object.freeze({ status: OpStatus.Unavailable, valu
 export class WorkerBackend implements KvBackend {
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
+  /** Listings and watch streams (browse-service.ts). */
+  readonly browse: BrowseBackend | undefined;
   readonly #shard: Shard;
   readonly #control: ControlClient;
   readonly #self: number;
@@ -22,8 +25,9 @@ export class WorkerBackend implements KvBackend {
   #extras: StatusExtras | null = null;
   #extrasAtMs = 0;
 
-  constructor(shard: Shard, control: ControlClient) {
+  constructor(shard: Shard, control: ControlClient, browse?: BrowseBackend) {
     this.#shard = shard;
+    this.browse = browse;
     this.#control = control;
     this.#self = shard.init.shardIndex;
     this.#shards = shard.board.shards;

@@ -254,7 +254,7 @@ describe("operational routes", () => {
 describe("unknown routes and wrong methods", () => {
   test("unknown routes are 404 unknown_route JSON", async () => {
     const { app } = setup();
-    for (const path of ["/", "/v1", "/v1/kv", "/v2/kv/a", "/v1/k%76/a", "/v1/statusx"]) {
+    for (const path of ["/", "/v1", "/v1/kvx", "/v2/kv/a", "/v1/k%76/a", "/v1/statusx"]) {
       const response = await app.request(path);
       expect(response.status).toBe(404);
       expect((await errorOf(response)).code).toBe("unknown_route");
