@@ -102,14 +102,15 @@ input#limit, input#by { width: 6rem; }
 textarea { width: 100%; font-family: ui-monospace, monospace; }
 button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; }
 button.link { background: none; color: var(--accent); border: none; padding: 0; text-align: left;
-  text-decoration: underline; font-family: ui-monospace, monospace; word-break: break-all; }
+  text-decoration: underline; font-family: ui-monospace, monospace; overflow-wrap: anywhere; }
+#keys td:first-child { min-width: 12rem; }
 :focus-visible { outline: 3px solid #f5a623; outline-offset: 2px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; }
 caption { text-align: left; font-size: .85rem; opacity: .8; }
 th, td { text-align: left; padding: .25rem .5rem; border-bottom: 1px solid #8884; vertical-align: top; }
 td { font-variant-numeric: tabular-nums; }
-td.value { font-family: ui-monospace, monospace; word-break: break-all; max-width: 24rem; }
+td.value { font-family: ui-monospace, monospace; overflow-wrap: anywhere; max-width: 24rem; }
 .serving { color: var(--good); font-weight: 600; }
 .down { color: var(--bad); font-weight: 600; }
 .error { color: var(--bad); }

@@ -26,6 +26,7 @@ import { MemoryBackend } from "../lib/memory-backend.ts";
 import { Client, Recorder, errorCode, expectLinearizable, request, testSeed } from "../e2e/harness.ts";
 import { ProcCluster } from "../cluster/helpers.ts";
 import { etcdAvailable } from "../lib/etcd.ts";
+import { checkLinearizable } from "../lib/linearizability.ts";
 
 const seed = testSeed(0xc0_501e);
 /** Every key and value of this run starts with it: values are unique across runs and ops. */
@@ -227,6 +228,20 @@ test("the console shows the members live and edits keys; another replica reads t
   await screenshot(page, "console-1200.png");
   expect(recorder.unexpected).toEqual([]);
   expectLinearizable(recorder.check(), log);
+  // The check is not vacuous: the same history plus a read, after everything, of the value the
+  // browser created first (overwritten, then deleted) is rejected.
+  const end = performance.now();
+  const ops = recorder.ops();
+  const staleRead = {
+    id: ops.length + 1_000_000,
+    client: 999,
+    key,
+    call: end,
+    ret: end + 1,
+    input: { type: "read" as const },
+    output: { type: "read" as const, value: first },
+  };
+  expect(checkLinearizable([...ops, staleRead]).ok).toBe(false);
 }, 120_000);
 
 test("the console is keyboard friendly and fits a 390 px screen", async () => {
@@ -317,6 +332,32 @@ test.skipIf(!listAndWatch)(
     await page.waitFor(`${cellOf(added, 2)} === ${JSON.stringify(`${run}-new-by-api`)}`);
     await page.waitFor(`${cellOf(keys[7]!, 2)} === "(deleted)"`);
     await screenshot(page, "console-watch.png");
+
+    // A listed key opened with a click (a read), changed through the API while open: the page says
+    // so from the watch, and its CAS on the ETag it opened is refused with the current ETag.
+    const key = keys[5]!;
+    const openId = recorder.history.invoke(browserClient, key, { type: "read" });
+    await page.evaluate(`document.getElementById("result").textContent = ""`);
+    await page.click(`#keys tbody tr[data-key="${key}"] button`);
+    expect(await page.waitFor<string>(`document.getElementById("result").textContent`)).toBe(`Opened ${key}`);
+    const opened = await page.evaluate<string>(`document.getElementById("value").value`);
+    recorder.history.ok(openId, { type: "read", value: opened });
+    expect(opened).toBe(changed);
+    const later = `${run}-list-5-changed-again-by-api`;
+    expect(await clients[2]!.put(key, later)).toBe("ok");
+    const current = clients[2]!.known(key)!.etag;
+    await page.waitFor(
+      `document.getElementById("remote").textContent === ${JSON.stringify(`Changed elsewhere: now ETag ${current} (open it again to edit that value)`)}`,
+    );
+    await page.fill("#value", `${run}-list-5-from-browser`);
+    const refused = await browserUpdate(
+      page,
+      key,
+      { type: "cas", expected: changed, value: `${run}-list-5-from-browser` },
+      "#save",
+    );
+    expect(refused).toContain(`HTTP 412 precondition_failed`);
+    expect(refused).toContain(`(current ETag ${current})`);
     expect(recorder.unexpected).toEqual([]);
     expectLinearizable(recorder.check(), log);
   },
