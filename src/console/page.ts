@@ -48,6 +48,7 @@ export const consoleHtml = `<!doctype html>
   </form>
   <p id="list-status" role="status"></p>
   <p id="watch-status" role="status"></p>
+  <details id="changes-box"><summary>Recent live updates</summary><ol id="changes" reversed></ol></details>
   <div class="scroll">
   <table id="keys">
     <thead><tr><th scope="col">Key</th><th scope="col">ETag</th><th scope="col">Value</th></tr></thead>

@@ -263,12 +263,22 @@ export const consoleScript = String.raw`"use strict";
     var waited = new Promise(function (resolve) { setTimeout(function () { resolve(false); }, watchSyncWaitMs); });
     Promise.race([w.ready, waited]).then(function (synced) {
       if (watch !== w) return; // a newer search took over
-      if (synced === false) text($("watch-status"), "Live updates: not subscribed yet; the list may miss a change made meanwhile");
+      if (synced === false) watchNote("Live updates: not subscribed yet; the list may miss a change made meanwhile");
       listPage(null);
     });
   }
 
   // ---- live updates: GET /v1/watch?prefix=P&from=now, read as a stream (fetch carries the token).
+  // The status line says what the stream does now; the list under it keeps the last few changes.
+  var changesShownMax = 20;
+  function watchNote(message, isError) {
+    text($("watch-status"), message);
+    $("watch-status").className = isError ? "error" : "";
+    var item = document.createElement("li");
+    text(item, new Date().toLocaleTimeString() + " " + message.replace(/^Live updates:? ?/, ""));
+    $("changes").prepend(item);
+    while ($("changes").children.length > changesShownMax) $("changes").lastElementChild.remove();
+  }
   var watch = null; // { controller, cursor, ready: resolves true at synced, undefined if it cannot be }
   function restartWatch() {
     if (watch) watch.controller.abort();
@@ -286,17 +296,16 @@ export const consoleScript = String.raw`"use strict";
       try {
         var answer = await api("/v1/watch?" + q, { headers: h, signal: w.controller.signal });
         if (!answer.ok) {
-          text($("watch-status"), "Live updates off: " + describeError(answer, await answer.text()));
-          $("watch-status").className = "error";
+          watchNote("Live updates off: " + describeError(answer, await answer.text()), true);
           if (answer.status === 404 || answer.status === 400 || answer.status === 401 || answer.status === 403) return;
           w.settle(undefined); // the search lists without waiting for this watch
         } else {
-          text($("watch-status"), "Live updates: connecting…"); $("watch-status").className = "";
+          watchNote("Live updates: connecting…", false);
           stopped = await readEvents(w, answer.body.getReader());
         }
       } catch (err) {
         if (watch !== w) return;
-        text($("watch-status"), "Live updates interrupted: " + (err && err.message || err));
+        watchNote("Live updates interrupted: " + (err && err.message || err));
       }
       if (watch !== w) return;
       // After an overflow, or a break before any event gave a cursor, changes made meanwhile would be
@@ -314,7 +323,7 @@ export const consoleScript = String.raw`"use strict";
     var ev = { type: "message", id: null, data: "" };
     for (;;) {
       var next = await reader.read();
-      if (next.done) { text($("watch-status"), "Live updates: the stream ended; reconnecting"); return false; }
+      if (next.done) { watchNote("Live updates: the stream ended; reconnecting"); return false; }
       buffered += decoder.decode(next.value, { stream: true });
       var lines = buffered.split(/\r\n|\r|\n/);
       buffered = lines.pop();
@@ -353,16 +362,15 @@ export const consoleScript = String.raw`"use strict";
           ? "Changed elsewhere: now ETag " + data.etag + " (open it again to edit that value)"
           : "Deleted elsewhere (ETag " + data.etag + ")");
       }
-      text($("watch-status"), "Live updates: " + ev.type + " " + data.key + " " + data.etag);
+      watchNote("Live updates: " + ev.type + " " + data.key + " " + data.etag);
     } else if (ev.type === "synced") {
-      text($("watch-status"), "Live updates: on");
+      watchNote("Live updates: on");
       w.settle(true);
     } else if (ev.type === "overflow") {
-      text($("watch-status"), "Live updates fell behind (overflow); reloading the list");
+      watchNote("Live updates fell behind (overflow); reloading the list");
       return true;
     } else if (ev.type === "unavailable") {
-      text($("watch-status"), "Live updates: this node is unavailable (" + (data.reason || "no reason given") + "); retrying");
-      $("watch-status").className = "error";
+      watchNote("Live updates: this node is unavailable (" + (data.reason || "no reason given") + "); retrying", true);
       return false;
     }
     return null;

@@ -6,7 +6,9 @@
 //   - keyboard use: every field is labelled, Tab follows the reading order with a visible focus,
 //     Enter submits; at 390 px nothing is wider than the screen;
 //   - the same page against 3 `hermes-kv node` processes with a real etcd: the members' HTTP
-//     addresses come from their etcd member records;
+//     addresses come from their etcd member records; a node cut off from etcd loses its lease, its
+//     page's live updates end with `event: unavailable` and the reason, the other nodes' pages show
+//     it gone, and after healing it is back everywhere (with the watch route);
 //   - a stopped replica drops out of the view the page shows, and a write through that replica's
 //     console shows the API's 503 and why;
 //   - with the list and watch routes (issue 12 items 2-3): prefix search with paging, and a change
@@ -399,11 +401,22 @@ test("a stopped replica leaves the view the page shows, and its console shows th
   expectLinearizable(recorder.check(), log);
 }, 120_000);
 
+/** Cuts node `url` off from etcd (or heals it) through its --test-hooks route. */
+async function etcdPartition(url: string, partitioned: boolean): Promise<void> {
+  const answer = await request(`${url}/v1/test/etcd`, {
+    method: "POST",
+    body: JSON.stringify({ partitioned }),
+    headers: { "content-type": "application/json" },
+  });
+  if (answer.kind !== "response" || answer.status !== 200)
+    throw new Error(`etcd partition hook failed: ${JSON.stringify(answer)}`);
+}
+
 // The members' HTTP addresses of a real cluster come from their etcd member records: the page
 // served by node 1 shows all three nodes, serving, and a key created in it is read from node 2.
-test("the console of a `hermes-kv node` with etcd shows the members from their etcd records", async () => {
+test("the console of `hermes-kv node`s with etcd: members from their etcd records; a node losing its lease ends its page's live updates with the reason, then comes back", async () => {
   if (!etcdAvailable()) throw new Error("etcd is missing: run scripts/install-deps.sh (Debian's etcd-server)");
-  const procs = await ProcCluster.start({ nodes: 3, leaseMs: 2000 });
+  const procs = await ProcCluster.start({ nodes: 3, leaseMs: 2000, testHooks: true });
   try {
     const nodeUrls = procs.urls();
     const page = await browser!.newPage(1200, 900);
@@ -426,6 +439,37 @@ test("the console of a `hermes-kv node` with etcd shows the members from their e
     );
     expect((await api.read(key)).value).toBe(value);
     await screenshot(page, "console-etcd-nodes.png");
+
+    if (listAndWatch) {
+      // Node 2 cut off from etcd loses its lease: the live updates of a page it served end with
+      // `event: unavailable` and its reason; node 1's page shows node 2 gone; after healing, node 2
+      // is back in both, its page's live updates come back on, and it serves the current value.
+      const watcher = await browser!.newPage(1200, 900);
+      await watcher.goto(`${nodeUrls[2]}/ui`);
+      await watcher.waitFor(`document.getElementById("watch-status").textContent === "Live updates: on"`);
+      await etcdPartition(nodeUrls[2]!, true);
+      await watcher.waitFor(
+        `[...document.querySelectorAll("#changes li")].some((li) => / this node is unavailable \\(.+\\); retrying$/.test(li.textContent))`,
+        30_000,
+        `[...document.querySelectorAll("#changes li")].map((li) => li.textContent).join(" | ")`,
+      );
+      await page.waitFor(
+        `document.getElementById("cluster-summary").textContent.startsWith("2 members") && document.querySelectorAll("#members tbody tr").length === 2`,
+        30_000,
+      );
+      const during = `${run}-written-while-node-2-was-out`;
+      const writer = new Client(11, 0, (i) => nodeUrls[i]!, recorder);
+      expect(await writer.put(key, during)).toBe("ok");
+      await etcdPartition(nodeUrls[2]!, false);
+      await page.waitFor(
+        `(() => { const rows = [...document.querySelectorAll("#members tbody tr")];
+          return rows.length === 3 && rows.every((r) => r.cells[2].textContent === "serving"); })()`,
+        60_000,
+      );
+      await watcher.waitFor(`document.getElementById("watch-status").textContent === "Live updates: on"`, 60_000);
+      expect((await api.read(key)).value).toBe(during);
+      await screenshot(watcher, "console-etcd-node-2-back.png");
+    }
     expect(recorder.unexpected).toEqual([]);
     expectLinearizable(recorder.check(), log);
   } catch (error) {
