@@ -89,7 +89,10 @@ export const consoleScript = String.raw`"use strict";
   }
 
   // ---- cluster: members of this node's view; each one's status and metrics, every second.
-  var previous = {}; // node id -> { atMs, ops: { shard: count } } for ops/s
+  // Ops/s over the last few polls: a node refreshes its counters once a second, so the rate over a
+  // single poll would jump between 0 and twice the truth.
+  var rateSamplesMax = 4;
+  var samples = {}; // node id -> [{ atMs, ops: { shard: count } }], oldest first
   var polling = false;
   function parseMetrics(textBody) {
     var keys = {}, ops = {};
@@ -161,16 +164,19 @@ export const consoleScript = String.raw`"use strict";
       var keys = {}; s.shards.forEach(function (sh) { keys[sh.index] = sh.keys; });
       memberCell(tr, perShard(r.metrics ? r.metrics.keys : keys), "keys");
       var rates = {};
-      var prev = previous[r.member.id];
+      var history = samples[r.member.id] || (samples[r.member.id] = []);
+      var prev = history.length > 0 ? history[0] : null;
       if (r.metrics) {
         if (prev) {
           var seconds = (now - prev.atMs) / 1000;
           Object.keys(r.metrics.ops).forEach(function (sh) {
             var d = r.metrics.ops[sh] - (prev.ops[sh] || 0);
+            // A counter that went down belongs to a restarted node: no rate until the next polls.
             rates[sh] = seconds > 0 && d >= 0 ? Math.round(d / seconds) : 0;
           });
         }
-        previous[r.member.id] = { atMs: now, ops: r.metrics.ops };
+        history.push({ atMs: now, ops: r.metrics.ops });
+        if (history.length > rateSamplesMax) history.shift();
       }
       memberCell(tr, prev ? perShard(rates) : "…", "ops");
       if (r.error) memberCell(tr, r.error, "error");

@@ -106,10 +106,16 @@ async function resultOf(page: Page, act: () => Promise<void>): Promise<string> {
  * to the page showing the answer, mapped as the API clients map answers (harness.ts): the page
  * shows "HTTP <status> <code>: ..." for an error.
  */
-async function browserUpdate(page: Page, key: string, input: KvInput, button: string): Promise<string> {
+async function browserUpdate(
+  page: Page,
+  key: string,
+  input: KvInput,
+  button: string,
+  act: () => Promise<void> = () => page.click(button),
+): Promise<string> {
   const history = recorder.history;
   const id = history.invoke(browserClient, key, input);
-  const shown = await resultOf(page, () => page.click(button));
+  const shown = await resultOf(page, act);
   if (/^(Created|Saved|Deleted) /.test(shown)) {
     history.ok(id, input.type === "cas" ? { type: "cas", ok: true } : { type: "write" });
   } else if (/^Incremented /.test(shown)) {
@@ -202,13 +208,15 @@ test("the console shows the members live and edits keys; another replica reads t
   const stale = await browserUpdate(page, key, { type: "cas", expected: first, value: third }, "#save");
   expect(stale).toContain("HTTP 412 precondition_failed");
   expect(stale).toContain(`(current ETag ${current})`);
-  // Opened again, the CAS holds (Ctrl+Enter is the keyboard's Save; the button is clicked here).
+  // Opened again, the CAS holds: saved from the keyboard, Ctrl+Enter in the value.
   expect(await browserOpen(page, key)).toBe(`Opened ${key}`);
   expect(await etagShown(page)).toBe(current);
   await page.fill("#value", third);
-  expect(await browserUpdate(page, key, { type: "cas", expected: second, value: third }, "#save")).toStartWith(
-    `Saved ${key}: ETag "`,
+  const saved = await browserUpdate(page, key, { type: "cas", expected: second, value: third }, "#save", () =>
+    page.press("Enter", { ctrl: true }),
   );
+  expect(saved).toStartWith(`Saved ${key}: ETag "`);
+  expect(await page.evaluate<string>(`document.getElementById("value").value`)).toBe(third); // no newline typed
   expect((await clients[2]!.read(key)).value).toBe(third);
 
   // Increment in the browser, then through the API on another replica.

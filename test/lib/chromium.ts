@@ -275,13 +275,16 @@ export class Page {
     if (text !== "") await this.#send("Input.insertText", { text });
   }
 
-  /** A real key press (keyDown, char, keyUp) on the focused element: "Enter" or "Tab". */
-  async press(key: "Enter" | "Tab"): Promise<void> {
+  /** A real key press (keyDown, char, keyUp) on the focused element: "Enter" or "Tab", with Ctrl held if asked. */
+  async press(key: "Enter" | "Tab", options: { ctrl?: boolean } = {}): Promise<void> {
     const code = key === "Enter" ? 13 : 9;
     const text = key === "Enter" ? "\r" : "";
-    await this.#send("Input.dispatchKeyEvent", { type: "rawKeyDown", key, code: key, windowsVirtualKeyCode: code });
-    if (text !== "") await this.#send("Input.dispatchKeyEvent", { type: "char", key, code: key, text });
-    await this.#send("Input.dispatchKeyEvent", { type: "keyUp", key, code: key, windowsVirtualKeyCode: code });
+    // The protocol's modifier bits: 2 is Ctrl.
+    const modifiers = options.ctrl === true ? 2 : 0;
+    const base = { key, code: key, windowsVirtualKeyCode: code, modifiers };
+    await this.#send("Input.dispatchKeyEvent", { type: "rawKeyDown", ...base });
+    if (text !== "") await this.#send("Input.dispatchKeyEvent", { type: "char", ...base, text });
+    await this.#send("Input.dispatchKeyEvent", { type: "keyUp", ...base });
   }
 
   /** Clicks the element's centre with the mouse (it must be visible). */
