@@ -84,21 +84,28 @@ class SlotQueue {
 let completed = 0;
 const completions = { complete: () => void completed++ };
 const queue = new SlotQueue();
-const replicas: Replica[] = [];
-for (let id = 0; id < 3; id++) {
-  const outbox: Outbox = {
-    send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
-      queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
-  };
-  replicas.push(new Replica({ ...defaultReplicaConfig, self: id }, outbox, completions));
+
+/** Three replicas of one cluster, with or without the ordered key index (issue 12), sharing `queue`. */
+function cluster(orderedKeys: boolean): Replica[] {
+  const replicas: Replica[] = [];
+  for (let id = 0; id < 3; id++) {
+    const outbox: Outbox = {
+      send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
+        queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
+    };
+    replicas.push(new Replica({ ...defaultReplicaConfig, self: id, orderedKeys }, outbox, completions));
+  }
+  for (const r of replicas) {
+    r.setMembership(1, [0, 1, 2], 0);
+    r.setLease(Number.MAX_SAFE_INTEGER, 0);
+  }
+  return replicas;
 }
-for (const r of replicas) {
-  r.setMembership(1, [0, 1, 2], 0);
-  r.setLease(Number.MAX_SAFE_INTEGER, 0);
-}
+const replicas = cluster(true);
+const unorderedReplicas = cluster(false);
 
 /** Deliver until quiet. Messages produced while delivering go to the back of the same queue. */
-function drain(): void {
+function drain(replicas: Replica[]): void {
   for (let i = 0; i < queue.size; i++) {
     const m = queue.slots[i]!;
     replicas[m.to]!.receive(
@@ -126,8 +133,24 @@ const counters = Array.from({ length: 64 }, (_, i) => encoder.encode(`n-${i}`));
 const value = new Uint8Array(32).fill(7);
 for (const key of keys) {
   replicas[0]!.submitKey(0, OpKind.Write, key, 0, key.length, value, 0, 0, 0, 0);
-  drain();
+  drain(replicas);
 }
+
+// New keys in a scattered order (a multiplicative hash of a counter): every write round creates a
+// key, so the ordered index takes one insert per replica. Both clusters start with 200 k keys, so
+// the tree is three levels deep as in a loaded store.
+const newKeyBytes = new Uint8Array(24);
+let newKeys = 0;
+function newKey(): number {
+  const text = `nk-${(Math.imul(newKeys++, 0x9e3779b1) >>> 0).toString(16)}-${newKeys}`;
+  return encoder.encodeInto(text, newKeyBytes).written;
+}
+for (const set of [replicas, unorderedReplicas])
+  for (let i = 0; i < 200_000; i++) {
+    const length = newKey();
+    set[0]!.submitKey(0, OpKind.Write, newKeyBytes, 0, length, value, 0, 0, 0, 0);
+    drain(set);
+  }
 
 let k = 0;
 summary(() => {
@@ -138,12 +161,27 @@ summary(() => {
   bench("core: write round, 3 replicas (INV, 2 ACK, VAL in memory)", () => {
     const key = keys[k++ & 1023]!;
     replicas[k % 3]!.submitKey(2, OpKind.Write, key, 0, key.length, value, 0, 0, 0, 0);
-    drain();
+    drain(replicas);
   });
   bench("core: incr round, 3 replicas (RMW)", () => {
     const key = counters[k++ & 63]!;
     replicas[k % 3]!.submitKey(3, OpKind.Incr, key, 0, key.length, null, 0, 0, 1, 0);
-    drain();
+    drain(replicas);
+  });
+});
+
+// What the ordered key index adds to the write path: only a write that creates a key inserts into
+// it (overwrites, deletes and reads never touch it), so the rounds below create a key each time.
+summary(() => {
+  bench("core: write round creating a key, ordered key index (default)", () => {
+    const length = newKey();
+    replicas[k++ % 3]!.submitKey(2, OpKind.Write, newKeyBytes, 0, length, value, 0, 0, 0, 0);
+    drain(replicas);
+  });
+  bench("core: write round creating a key, no ordered index (orderedKeys: false)", () => {
+    const length = newKey();
+    unorderedReplicas[k++ % 3]!.submitKey(2, OpKind.Write, newKeyBytes, 0, length, value, 0, 0, 0, 0);
+    drain(unorderedReplicas);
   });
 });
 

@@ -25,6 +25,8 @@ over -k uniformly chosen keys.
   -b N    outstanding requests per worker (default 256, like the reference's batch of 250)
   -k N    keys per worker (default 1000000)   -v N    value bytes (default 32)
   --transport T   auto|tcp|udp|rdma (default auto)
+  --no-ordered-keys   run the replicas without the ordered key index of prefix listings (only to
+                  measure what the index costs: such a cluster answers no listing)
 
 Prints per-node Mreq/s every second, then one line:
 throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…
@@ -43,6 +45,7 @@ const specs = {
   k: { kind: "string", short: "k" },
   v: { kind: "string", short: "v" },
   transport: { kind: "string" },
+  "no-ordered-keys": { kind: "boolean" },
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -108,7 +111,8 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
 
   console.log(
     `bench: ${replicas} replicas x ${workers} workers, ${transport}, updates ${writePerMille / 10}% (RMW ${rmwPerMille / 10}% of them), ` +
-      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s`,
+      `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s` +
+      (flags["no-ordered-keys"] === true ? ", no ordered key index" : ""),
   );
   const rm = new LocalRm({ leaseMs: 5000, renewEveryMs: 200, log: () => {} });
   const nodes = await Promise.all(
@@ -125,7 +129,7 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
         valueBytesMax: Math.max(valueBytes, 64),
         frameBytesMax: nodeDefaults.frameBytesMax,
         opsInFlightMaxPerShard: 1024,
-        replica: { opsMax: slots * 4 + 1024, keysMax: keys + 1024 },
+        replica: { opsMax: slots * 4 + 1024, keysMax: keys + 1024, orderedKeys: flags["no-ordered-keys"] !== true },
         numa: true,
         bench: { slots, keys, valueBytes, writePerMille, rmwPerMille },
       }),

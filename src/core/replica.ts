@@ -1521,6 +1521,7 @@ export class Replica {
   ): boolean {
     if (this.#stopped || !this.#member || this.#joining || !this.leaseValid(nowMs)) return false;
     const store = this.#store;
+    if (!store.ordered) return false; // built without the index (config.orderedKeys false): lists nothing
     const cursor = this.#cursor;
     if (after !== null && compareBytes(after, afterLength, prefix, prefixLength) >= 0)
       store.seekOrdered(cursor, after, 0, afterLength, true);

@@ -28,6 +28,7 @@ import {
   parseConfig,
 } from "./schemas.ts";
 import { checkQuery, decodeRawKey, splitTarget } from "./target.ts";
+import { browseAllow, listPath } from "./routes-browse.ts";
 
 const kvPrefix = "/v1/kv/";
 const incrSuffix = "/incr";
@@ -74,6 +75,8 @@ export function registerKvRoutes(app: Hono, backend: KvBackend, metrics: HttpMet
   /** Common prefix of every kv handler: the raw key (still encoded) and the query, or an error. */
   function target(request: Request): { rawKey: string; query: string } | Response {
     const { path, query } = splitTarget(request.url);
+    // Hono's "/v1/kv/*" also matches "/v1/kv", the listing (routes-browse.ts), which is GET only.
+    if (path === listPath) return methodNotAllowed(request.method, browseAllow);
     // Hono routed on a decoded path; a prefix spelled with escapes ("/v1/k%76/") is not ours.
     if (!path.startsWith(kvPrefix)) return unknownRoute(request.method, path.slice(0, 200));
     return { rawKey: path.slice(kvPrefix.length), query };

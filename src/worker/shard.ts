@@ -61,7 +61,7 @@ const defaultEnv: ShardEnv = {
 
 /** What the loop drives besides the replica: listings' and watch streams' service (browse-service.ts). */
 export interface ShardLoopPart {
-  /** Once per turn, before effects are flushed; returns the work done (0: idle). */
+  /** Once per turn, first; returns the work done (0: idle). */
   turn(): number;
   /** After the turn's effects: publish what the turn wrote for other threads. */
   flush(): void;
@@ -480,7 +480,9 @@ export class Shard {
     this.#turnRequested = false;
     this.#now = nowMs;
     const links = this.#links;
-    let work = links === null ? 0 : links.drainRequests(requestBatchMax) + links.drainCompletions(completionBatchMax);
+    // First: it decides whether the replica reports changes in this turn (a stream may have just opened).
+    let work = this.#part === null ? 0 : this.#part.turn();
+    work += links === null ? 0 : links.drainRequests(requestBatchMax) + links.drainCompletions(completionBatchMax);
     work += this.transport.poll(this.#onFrame);
     if (this.bench !== null) work += this.bench.issue(this.replica, nowMs, benchOpIdBase);
     if (nowMs - this.#lastTickMs >= tickEveryMs) {
@@ -489,7 +491,6 @@ export class Shard {
       this.board.setShardRow(this.init.shardIndex, this.replica.keyCount, this.clientOps.inFlight);
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
-    if (this.#part !== null) work += this.#part.turn();
     this.#flushNetwork();
     links?.flush();
     this.#part?.flush();

@@ -402,7 +402,16 @@ test("wrong methods and unknown routes get a JSON 405 or 404", async () => {
     for (const method of ["PUT", "POST", "DELETE"])
       cases.push({ label: `${method} ${path}`, path, init: { method }, status: 405, code: "method_not_allowed" });
   }
-  for (const path of ["/", "/v1", "/v1/kv", "/v2/kv/data-a", "/v1/kvx/data-a", "/api/%FF%00"]) {
+  // GET /v1/kv is the listing (issue 12); its other methods are 405.
+  for (const method of ["PUT", "POST", "DELETE", "PATCH"])
+    cases.push({
+      label: `${method} /v1/kv`,
+      path: "/v1/kv",
+      init: { method },
+      status: 405,
+      code: "method_not_allowed",
+    });
+  for (const path of ["/", "/v1", "/v1/kvs", "/v2/kv/data-a", "/v1/kvx/data-a", "/api/%FF%00"]) {
     cases.push({ label: `GET ${path}`, path, status: 404, code: "unknown_route" });
   }
   const wrong = await runCases(cases);
