@@ -182,7 +182,7 @@ export const consoleScript = String.raw`"use strict";
       if (r.error) memberCell(tr, r.error, "error");
     });
     text($("cluster-summary"), view.members.length + " members in epoch " + view.epoch + " of node " + view.self +
-      "; " + serving + " serving. Ops/s: reads served plus updates committed by that node.");
+      "; " + serving + " serving. Keys include deleted ones (tombstones); ops/s: reads served plus updates committed by that node.");
   }
   setInterval(pollCluster, pollEveryMs);
   pollCluster();
