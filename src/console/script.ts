@@ -230,7 +230,7 @@ export const consoleScript = String.raw`"use strict";
       });
       search.next = page.more ? page.next : null;
       $("more").hidden = search.next === null;
-      text($("list-status"), shown.size + " keys shown" + (page.more ? "; more after " + page.next : "; that is all") +
+      text($("list-status"), shown.size + (shown.size === 1 ? " key shown" : " keys shown") + (page.more ? "; more after " + page.next : "; that is all") +
         (typeof page.skipped === "number" && page.skipped > 0 ? "; " + page.skipped + " skipped (not Valid)" : ""));
       renderKeys();
     } catch (err) {
