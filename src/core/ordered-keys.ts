@@ -19,27 +19,34 @@ export type CompareIdToBytes = (id: number, bytes: Uint8Array, at: number, lengt
 /** Compares the keys of two stored ids. */
 export type CompareIds = (a: number, b: number) => number;
 
-class Leaf {
+/**
+ * A node of the tree. One class for leaves and inner nodes (a `leaf` flag rather than two classes):
+ * every call site then sees one shape, which the profile of an insert showed to matter.
+ */
+class TreeNode {
+  readonly leaf: boolean;
+  /** A leaf's ids in order; an inner node's children's first ids (ids[i] is the smallest key under children[i]). */
   readonly ids: number[] = [];
-  next: Leaf | null = null;
-}
+  /** An inner node's children (empty for a leaf). */
+  readonly children: TreeNode[] = [];
+  /** A leaf's right neighbour, for scans. */
+  next: TreeNode | null = null;
 
-class Inner {
-  /** children[i] holds keys >= firsts[i] (firsts[0] is the subtree's smallest key). */
-  readonly firsts: number[] = [];
-  readonly children: (Leaf | Inner)[] = [];
+  constructor(leaf: boolean) {
+    this.leaf = leaf;
+  }
 }
 
 /** Where a scan stands: a leaf and an index in it (reused by the caller across seeks). */
 export class OrderedCursor {
-  leaf: Leaf | null = null;
+  leaf: TreeNode | null = null;
   index = 0;
 }
 
 export class OrderedKeys {
   readonly #compareBytes: CompareIdToBytes;
   readonly #compareIds: CompareIds;
-  #root: Leaf | Inner = new Leaf();
+  #root: TreeNode = new TreeNode(true);
   #count = 0;
   #height = 1;
 
@@ -60,29 +67,21 @@ export class OrderedKeys {
     const split = this.#insertInto(this.#root, id, bytes, at, length);
     this.#count++;
     if (split === null) return;
-    const root = new Inner();
+    const root = new TreeNode(false);
     root.children.push(this.#root, split);
-    root.firsts.push(this.#firstOf(this.#root), this.#firstOf(split));
+    root.ids.push(this.#root.ids[0]!, split.ids[0]!);
     this.#root = root;
     this.#height++;
   }
 
-  #firstOf(node: Leaf | Inner): number {
-    return node instanceof Leaf ? node.ids[0]! : node.firsts[0]!;
-  }
-
   /** Inserts into the subtree `node`; returns the new right sibling if the node split, else null. */
-  #insertInto(node: Leaf | Inner, id: number, bytes: Uint8Array, at: number, length: number): Leaf | Inner | null {
-    if (node instanceof Leaf) {
+  #insertInto(node: TreeNode, id: number, bytes: Uint8Array, at: number, length: number): TreeNode | null {
+    if (node.leaf) {
+      // No check that the key is new: the store inserts only a key its hash index did not find.
       const ids = node.ids;
-      const pos = this.#lowerBound(ids, bytes, at, length);
-      assert(
-        pos === ids.length || this.#compareBytes(ids[pos]!, bytes, at, length) !== 0,
-        "a key is inserted into the ordered keys once",
-      );
-      ids.splice(pos, 0, id);
+      ids.splice(this.#lowerBound(ids, bytes, at, length), 0, id);
       if (ids.length <= orderedFanoutMax) return null;
-      const right = new Leaf();
+      const right = new TreeNode(true);
       const half = ids.length >>> 1;
       for (let i = half; i < ids.length; i++) right.ids.push(ids[i]!);
       ids.length = half;
@@ -92,27 +91,26 @@ export class OrderedKeys {
     }
     const child = this.#childIndex(node, bytes, at, length);
     // A key below every key of the subtree goes into its first child, and becomes its first key.
-    if (child === 0 && node.firsts.length > 0 && this.#compareBytes(node.firsts[0]!, bytes, at, length) > 0)
-      node.firsts[0] = id;
+    if (child === 0 && this.#compareBytes(node.ids[0]!, bytes, at, length) > 0) node.ids[0] = id;
     const split = this.#insertInto(node.children[child]!, id, bytes, at, length);
     if (split === null) return null;
     node.children.splice(child + 1, 0, split);
-    node.firsts.splice(child + 1, 0, this.#firstOf(split));
+    node.ids.splice(child + 1, 0, split.ids[0]!);
     if (node.children.length <= orderedFanoutMax) return null;
-    const right = new Inner();
+    const right = new TreeNode(false);
     const half = node.children.length >>> 1;
     for (let i = half; i < node.children.length; i++) {
       right.children.push(node.children[i]!);
-      right.firsts.push(node.firsts[i]!);
+      right.ids.push(node.ids[i]!);
     }
     node.children.length = half;
-    node.firsts.length = half;
+    node.ids.length = half;
     return right;
   }
 
   /** The child of `node` whose range holds the probe: the last one whose first key is <= it (0 if none). */
-  #childIndex(node: Inner, bytes: Uint8Array, at: number, length: number): number {
-    const firsts = node.firsts;
+  #childIndex(node: TreeNode, bytes: Uint8Array, at: number, length: number): number {
+    const firsts = node.ids;
     let lo = 1;
     let hi = firsts.length;
     while (lo < hi) {
@@ -141,7 +139,7 @@ export class OrderedKeys {
    */
   seek(cursor: OrderedCursor, bytes: Uint8Array, at: number, length: number, exclusive: boolean): OrderedCursor {
     let node = this.#root;
-    while (node instanceof Inner) node = node.children[this.#childIndex(node, bytes, at, length)]!;
+    while (!node.leaf) node = node.children[this.#childIndex(node, bytes, at, length)]!;
     let index = this.#lowerBound(node.ids, bytes, at, length);
     if (exclusive && index < node.ids.length && this.#compareBytes(node.ids[index]!, bytes, at, length) === 0) index++;
     cursor.leaf = node;
@@ -178,29 +176,27 @@ export class OrderedKeys {
   checkInvariants(): number[] {
     const ids: number[] = [];
     const leafDepths = new Set<number>();
-    const walk = (node: Leaf | Inner, depth: number, isRoot: boolean): void => {
-      if (node instanceof Leaf) {
+    const walk = (node: TreeNode, depth: number, isRoot: boolean): void => {
+      if (node.leaf) {
         leafDepths.add(depth);
         assert(node.ids.length <= orderedFanoutMax, "a leaf holds at most orderedFanoutMax ids");
         assert(isRoot || node.ids.length > 0, "only the root leaf may be empty");
+        assert(node.children.length === 0, "a leaf has no children");
         return;
       }
       assert(node.children.length >= 2 || isRoot, "an inner node has at least two children");
       assert(node.children.length <= orderedFanoutMax, "an inner node has at most orderedFanoutMax children");
-      assert(node.children.length === node.firsts.length, "an inner node names each child's first key");
+      assert(node.children.length === node.ids.length, "an inner node names each child's first key");
       for (let i = 0; i < node.children.length; i++) {
-        assert(node.firsts[i] === this.#firstOf(node.children[i]!), "an inner node's first keys are its children's");
-        walk(node.children[i]!, depth + 1, false);
+        const child = node.children[i]!;
+        assert(node.ids[i] === child.ids[0], "an inner node's first keys are its children's");
+        walk(child, depth + 1, false);
       }
     };
     walk(this.#root, 1, true);
     assert(leafDepths.size === 1 && leafDepths.has(this.#height), "every leaf lies at the tree's height");
-    let leaf: Leaf | null = this.#root instanceof Leaf ? this.#root : null;
-    if (leaf === null) {
-      let node: Leaf | Inner = this.#root;
-      while (node instanceof Inner) node = node.children[0]!;
-      leaf = node;
-    }
+    let leaf: TreeNode | null = this.#root;
+    while (!leaf.leaf) leaf = leaf.children[0]!;
     for (; leaf !== null; leaf = leaf.next) for (const id of leaf.ids) ids.push(id);
     for (let i = 1; i < ids.length; i++)
       assert(this.#compareIds(ids[i - 1]!, ids[i]!) < 0, "the leaves hold the keys in strictly ascending order");

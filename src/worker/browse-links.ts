@@ -13,6 +13,11 @@ import type { ShardPage } from "./list-page.ts";
 
 /** Page requests a worker has out at once (all peers together); more are answered Busy. */
 export const browseRequestsMax = 256;
+/**
+ * A page not answered within this long is given up (answered null: not serving), so that a listing
+ * never hangs on a worker that died or stalls; the op timeout of client ops, for the same reason.
+ */
+export const browsePageTimeoutMs = 5000;
 
 interface PageRequest {
   type: "page";
@@ -41,7 +46,10 @@ export const busyPage = Symbol("busy");
 
 export class BrowseLinks {
   readonly #ports: (MessagePort | null)[];
-  readonly #pending = new Map<number, { resolve: (page: ShardPage | null) => void; peer: number }>();
+  readonly #pending = new Map<
+    number,
+    { resolve: (page: ShardPage | null) => void; peer: number; timer: ReturnType<typeof setTimeout> }
+  >();
   #nextId = 1;
   #closed = false;
 
@@ -65,6 +73,7 @@ export class BrowseLinks {
         const waiting = this.#pending.get(message.id);
         if (waiting === undefined) return;
         this.#pending.delete(message.id);
+        clearTimeout(waiting.timer);
         beforeAnswer(waiting.peer);
         waiting.resolve(message.page);
       });
@@ -86,7 +95,10 @@ export class BrowseLinks {
     if (this.#pending.size >= browseRequestsMax) return busyPage;
     const id = this.#nextId++;
     return new Promise((resolve) => {
-      this.#pending.set(id, { resolve, peer });
+      const timer = setTimeout(() => {
+        if (this.#pending.delete(id)) resolve(null);
+      }, browsePageTimeoutMs);
+      this.#pending.set(id, { resolve, peer, timer });
       const request: PageRequest = { type: "page", id, prefix, after, limit, values };
       port.postMessage(request);
     });
@@ -95,7 +107,10 @@ export class BrowseLinks {
   /** This worker stops: requests out are answered null (not serving); peers' requests too. */
   close(): void {
     this.#closed = true;
-    for (const { resolve } of this.#pending.values()) resolve(null);
+    for (const { resolve, timer } of this.#pending.values()) {
+      clearTimeout(timer);
+      resolve(null);
+    }
     this.#pending.clear();
     for (const port of this.#ports) port?.close();
   }
