@@ -14,6 +14,7 @@ apt_packages=(
   libnuma-dev libnuma1 # ffi/numa
   qemu-system-x86 busybox-static cpio kmod zstd xz-utils iproute2   # the Soft-RoCE guest
   openssl curl         # the TLS tests make their certificates with openssl and check HTTPS with curl (issue 9)
+  chromium             # the web console's browser test (test/browser): headless, driven over the DevTools protocol
   nftables iproute2    # the netns test tier (test/netns, scripts/netns-cluster.sh): namespaces, veths, bridges, nft drop rules
 )
 

@@ -11,6 +11,7 @@
 
 import { OpStatus } from "../base/kinds.ts";
 import type { NodeId } from "../base/ids.ts";
+import { consolePathPrefix, registerConsoleRoutes } from "../console/routes.ts";
 import { createApp, createControlApp } from "../http/app.ts";
 import { splitTarget } from "../http/target.ts";
 import { LocalRm, type LocalRmOptions } from "../membership/local.ts";
@@ -185,7 +186,7 @@ export class LocalCluster {
     return node.serveHttp({
       host: this.options.host,
       port,
-      controlPathPrefixes: [adminPathPrefix],
+      controlPathPrefixes: [adminPathPrefix, consolePathPrefix],
       // As a crash: the replica answers nothing more from the moment the stop arrives.
       stopPaths: [adminStopPath],
       control: (request) => admin.fetch(request),
@@ -205,6 +206,8 @@ export class LocalCluster {
       const entries = await this.startReplica(id);
       return c.json({ replica: id, started: entries !== null, keysLoaded: entries ?? 0 });
     });
+    // A stopped replica's console shows an empty view (it is no member): the page still loads.
+    registerConsoleRoutes(app, { self: id, view: () => this.#nodes[id]?.view ?? { epoch: 0, members: [] } });
     return app;
   }
 
@@ -213,7 +216,9 @@ export class LocalCluster {
     const app = createApp(new StoppedReplica(id));
     const admin = this.#adminApp(id);
     const fetch: FetchHandler = (request) =>
-      splitTarget(request.url).path.startsWith(adminPathPrefix) ? admin.fetch(request) : app.fetch(request);
+      [adminPathPrefix, consolePathPrefix].some((prefix) => splitTarget(request.url).path.startsWith(prefix))
+        ? admin.fetch(request)
+        : app.fetch(request);
     // The same TLS and tokens as the replica's workers: a stop opens nothing.
     const auth = this.#auth();
     const guard = auth === null ? null : new AuthGuard(auth);

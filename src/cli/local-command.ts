@@ -36,6 +36,7 @@ Try it:
   curl -X POST http://127.0.0.1:8082/v1/kv/visits/incr
   curl -X POST http://127.0.0.1:8081/v1/admin/stop      # stop replica 1 (as if it crashed)
   curl -X POST http://127.0.0.1:8081/v1/admin/start     # it rejoins and loads the current state
+Web console: http://127.0.0.1:8080/ui (any replica's port).
 Ctrl-C stops everything cleanly.`;
 
 const specs = {

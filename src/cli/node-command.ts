@@ -13,6 +13,7 @@
 
 import { nodeIdMax, writerIdOf, type NodeId } from "../base/ids.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
+import { consolePathPrefix, registerConsoleRoutes } from "../console/routes.ts";
 import { createControlApp } from "../http/app.ts";
 import { EtcdClient } from "../membership/etcd-client.ts";
 import { createEtcdMembership, defaultKeyPrefix, type EtcdMembership } from "../membership/etcd.ts";
@@ -73,8 +74,8 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
 
   --id ID          this node's id, 0..${nodeIdMax}, unique in the cluster. A node restarted under its
                    id starts empty and claims a new incarnation of it in etcd, which goes into its
-                   writes' timestamps (and ETags), so it never reissues one of its previous process
-  --http HOST:PORT client HTTP API (also used by rejoining nodes to load state)
+                   writes' timestamps (and ETags), so it never reissues a timestamp of an earlier process
+  --http HOST:PORT client HTTP API and the web console at /ui (also used by rejoining nodes to load state)
   --listen HOST:PORT replica-to-replica transport; worker i uses PORT+i
   --etcd URLS      etcd client URLs, comma-separated (e.g. http://127.0.0.1:2379)
 ${etcdFlagsUsage}
@@ -447,7 +448,8 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  const controlPathPrefixes = testHooks ? ["/v1/internal/", "/v1/test/"] : ["/v1/internal/"];
+  registerConsoleRoutes(app, { self: node.options.nodeId, view: () => node.view });
+  const controlPathPrefixes = ["/v1/internal/", consolePathPrefix, ...(testHooks ? ["/v1/test/"] : [])];
   return node.serveHttp({
     host: http.host,
     port: http.port,

@@ -32,6 +32,8 @@ export const ErrorCode = {
   internal: "internal",
   /** 503: the node is not serving (no lease, not a member, shutting down); nothing was started. */
   unavailable: "unavailable",
+  /** 502: the console's proxy could not get a member's status or metrics (src/console/member-proxy.ts). */
+  memberUnreachable: "member_unreachable",
   /** 504 with X-Outcome: unknown: the update may or may not have taken effect. Never a failure. */
   outcomeUnknown: "outcome_unknown",
   /** 504: a read timed out; reads have no effect, so this is a plain failure. */

@@ -414,6 +414,11 @@ export class HermesNode {
     return this.#view.epoch;
   }
 
+  /** The membership view this node applied last (its members' addresses: the console lists them). */
+  get view(): MembershipView {
+    return this.#view;
+  }
+
   /**
    * Load every shard from `source` (another node's exportShard, in this process or over HTTP), then
    * serve. `source` must only answer once it has installed `epochMin` (the view that added us).

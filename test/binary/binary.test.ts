@@ -75,6 +75,23 @@ test("the binary's client commands talk to the binary's local cluster", async ()
   expect((await run(["get", "piped", "--endpoint", urls[2]!])).out.trim()).toBe("from stdin");
 });
 
+// The console is compiled in: every replica of the binary serves the page, its script and style,
+// and lists the same members with their HTTP addresses (the browser test drives the page itself).
+test("every replica of the binary serves the web console at /ui", async () => {
+  for (const url of urls) {
+    const page = await fetch(`${url}/ui`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toStartWith("text/html");
+    expect(await page.text()).toContain('<script src="/ui/console.js" defer></script>');
+    const script = await fetch(`${url}/ui/console.js`);
+    expect(script.status).toBe(200);
+    expect(await script.text()).toContain("/ui/members");
+    expect((await fetch(`${url}/ui/console.css`)).status).toBe(200);
+    const view = (await (await fetch(`${url}/ui/members`)).json()) as { members: { id: number; http: string }[] };
+    expect(view.members.map((m) => `http://${m.http}`)).toEqual(urls);
+  }
+});
+
 test("every subcommand answers --help, and bad usage exits 64 with a message", async () => {
   for (const command of ["local", "node", "bench", "get", "put", "delete", "cas", "incr"]) {
     const help = await run([command, "--help"]);
