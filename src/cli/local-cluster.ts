@@ -207,7 +207,16 @@ export class LocalCluster {
       return c.json({ replica: id, started: entries !== null, keysLoaded: entries ?? 0 });
     });
     // A stopped replica's console shows an empty view (it is no member): the page still loads.
-    registerConsoleRoutes(app, { self: id, view: () => this.#nodes[id]?.view ?? { epoch: 0, members: [] } });
+    const tls = this.options.security?.tls ?? null;
+    registerConsoleRoutes(app, {
+      self: id,
+      view: () => this.#nodes[id]?.view ?? { epoch: 0, members: [] },
+      // The replicas serve the same certificate: trust its CA (the mutual-TLS one) and show it back.
+      memberHttp:
+        tls === null
+          ? { scheme: "http" }
+          : { scheme: "https", tls: tls.ca === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key } },
+    });
     return app;
   }
 

@@ -448,7 +448,7 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  registerConsoleRoutes(app, { self: node.options.nodeId, view: () => node.view });
+  registerConsoleRoutes(app, { self: node.options.nodeId, view: () => node.view, memberHttp: peerHttpOf(security) });
   const controlPathPrefixes = ["/v1/internal/", consolePathPrefix, ...(testHooks ? ["/v1/test/"] : [])];
   return node.serveHttp({
     host: http.host,

@@ -17,6 +17,15 @@ export interface ConsoleMember {
   http: string;
 }
 
+/** How this node reaches its members' HTTP ports: https with a CA (and a client certificate under mutual TLS) when they serve TLS. */
+export interface MemberHttp {
+  scheme: "http" | "https";
+  /** PEM text; absent: the system's CAs and no client certificate. */
+  tls?: { ca?: string; cert?: string; key?: string };
+}
+
+const plainMemberHttp: MemberHttp = { scheme: "http" };
+
 /** The member paths the console reads, by the name in /ui/member/{id}/{name}. */
 export const memberPaths = { status: "/v1/status", metrics: "/metrics" } as const;
 export type MemberPathName = keyof typeof memberPaths;
@@ -33,11 +42,13 @@ export async function fetchFromMember(
   member: ConsoleMember,
   name: MemberPathName,
   authorization: string | undefined,
+  via: MemberHttp = plainMemberHttp,
 ): Promise<Response> {
-  const url = `http://${member.http}${memberPaths[name]}`;
+  const url = `${via.scheme}://${member.http}${memberPaths[name]}`;
   try {
     const answer = await fetch(url, {
       headers: authorization === undefined ? {} : { authorization },
+      ...(via.tls === undefined ? {} : { tls: via.tls }),
       redirect: "manual",
       signal: AbortSignal.timeout(memberProxyTimeoutMs),
     });

@@ -8,7 +8,13 @@
 
 import type { Hono } from "hono";
 import { ErrorCode, errorResponse, invalidInput } from "../http/errors.ts";
-import { fetchFromMember, memberPaths, type ConsoleMember, type MemberPathName } from "./member-proxy.ts";
+import {
+  fetchFromMember,
+  memberPaths,
+  type ConsoleMember,
+  type MemberHttp,
+  type MemberPathName,
+} from "./member-proxy.ts";
 import { consoleCss, consoleHtml } from "./page.ts";
 import { consoleScript } from "./script.ts";
 
@@ -27,6 +33,8 @@ export interface ConsoleSource {
   self: number;
   /** This node's current membership view (the one its /v1/status reports). */
   view(): { epoch: number; members: readonly ConsoleMember[] };
+  /** How to reach the members' HTTP ports (default plain http). */
+  memberHttp?: MemberHttp;
 }
 
 // The page loads nothing from elsewhere and runs no inline script: a strict policy costs nothing.
@@ -79,6 +87,6 @@ export function registerConsoleRoutes(app: Hono, source: ConsoleSource): void {
     if (member === undefined) {
       return errorResponse(404, ErrorCode.notFound, `node ${id} is not a member in this node's view`);
     }
-    return fetchFromMember(member, name as MemberPathName, c.req.header("authorization"));
+    return fetchFromMember(member, name as MemberPathName, c.req.header("authorization"), source.memberHttp);
   });
 }
