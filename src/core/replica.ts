@@ -47,7 +47,7 @@ import {
   recordKeyBytesOffset,
 } from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
-import { KeyState, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
+import { KeyState, type Completions, type Journal, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 
@@ -139,6 +139,8 @@ export class Replica {
   readonly #outbox: Outbox;
   readonly #completions: Completions;
   readonly #probe: Probe | null;
+  /** The write-ahead log's view of installs (setJournal), or null: no durability, no cost. */
+  #journal: Journal | null = null;
 
   readonly #store: KeyStore<KeySide>;
   /** Arena bytes client updates leave free (peerReserveRatio of storeBytesMax). */
@@ -621,6 +623,7 @@ export class Replica {
     assert(store.state(slot) === KeyState.Invalid, "a stale key is Invalid");
     if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
     store.setTs(slot, version, writer, rmw, from);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side.invalidSinceMs = nowMs;
     return true;
   }
@@ -658,6 +661,41 @@ export class Replica {
       committed,
       nowMs,
       fromKeptState,
+    );
+  }
+
+  /**
+   * installSnapshotEntry with the key's bytes and the value lent: for a node's recovery from its
+   * write-ahead log, whose records are read in place (no string or copy per record).
+   */
+  installEntryBytes(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    committed: boolean,
+    nowMs: number,
+  ): void {
+    assert(keyLength > 0 && keyLength <= storeKeyBytesMax, "a recovered key has 1..storeKeyBytesMax bytes");
+    assert(valueLength <= this.config.valueBytesMax, "a recovered value is at most valueBytesMax");
+    this.#installEntry(
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+      committed,
+      nowMs,
+      false,
     );
   }
 
@@ -739,6 +777,10 @@ export class Replica {
       slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
       store.setTs(slot, version, writer, rmw, writer);
+      if (this.#journal !== null) {
+        this.#journalInstalled(slot);
+        if (committed) this.#journalValidated(slot);
+      }
       if (committed) {
         if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
         return;
@@ -1136,6 +1178,7 @@ export class Replica {
     const version = baseVersion + (rmw ? 1 : 2);
     store.setTs(slot, version, this.self, rmw, this.self);
     store.setState(slot, KeyState.Write);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side.pendingVersion = version;
     side.pendingWriter = this.self;
     side.pendingValue = null;
@@ -1333,6 +1376,7 @@ export class Replica {
     const kept = toTrans ? store.copyValue(slot) : null;
     if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
     store.setTs(slot, version, writer, rmw, from);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side ??= this.#attachSide(slot);
     side.invalidSinceMs = nowMs;
     side.stale = false;
@@ -1457,12 +1501,48 @@ export class Replica {
     this.#validate(side, nowMs);
   }
 
+  /**
+   * Have every timestamp installed from now on reported to `journal` (null: none). A node with a
+   * data dir sets it after its recovery, so that what it loads from disk is not logged again.
+   */
+  setJournal(journal: Journal | null): void {
+    this.#journal = journal;
+  }
+
+  #journalInstalled(slot: number): void {
+    const store = this.#store;
+    const page = store.page(slot);
+    this.#journal!.installed(
+      page,
+      store.keyAt(slot),
+      store.keyBytes(slot),
+      store.version(slot),
+      store.writer(slot),
+      store.rmw(slot),
+      store.hasValue(slot) ? page : null,
+      store.valueAt(slot),
+      store.valueBytes(slot),
+    );
+  }
+
+  #journalValidated(slot: number): void {
+    const store = this.#store;
+    this.#journal!.validated(
+      store.page(slot),
+      store.keyAt(slot),
+      store.keyBytes(slot),
+      store.version(slot),
+      store.writer(slot),
+    );
+  }
+
   #validate(side: KeySide, nowMs: number): void {
     const store = this.#store;
     const slot = side.slot;
     assert(!side.hasPending(), "a key goes Valid only once its own pending update is finished");
     assert(store.state(slot) !== KeyState.Valid, "only an unsettled key is validated");
     store.setState(slot, KeyState.Valid);
+    if (this.#journal !== null) this.#journalValidated(slot);
     side.stale = false;
     this.#unsettled.delete(side);
     if (this.#probe !== null)
