@@ -1510,9 +1510,21 @@ export class Replica {
   }
 
   #journalInstalled(slot: number): void {
+    this.#journalItem(slot, false);
+  }
+
+  #journalValidated(slot: number): void {
+    this.#journalItem(slot, true);
+  }
+
+  /** Report the key at `slot` to the journal, lending its bytes from the store (no copy). */
+  #journalItem(slot: number, validated: boolean): void {
     const store = this.#store;
+    const journal = this.#journal!;
     const page = store.page(slot);
-    this.#journal!.installed(
+    const report = validated ? journal.validated : journal.installed;
+    report.call(
+      journal,
       page,
       store.keyAt(slot),
       store.keyBytes(slot),
@@ -1522,17 +1534,6 @@ export class Replica {
       store.hasValue(slot) ? page : null,
       store.valueAt(slot),
       store.valueBytes(slot),
-    );
-  }
-
-  #journalValidated(slot: number): void {
-    const store = this.#store;
-    this.#journal!.validated(
-      store.page(slot),
-      store.keyAt(slot),
-      store.keyBytes(slot),
-      store.version(slot),
-      store.writer(slot),
     );
   }
 

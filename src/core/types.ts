@@ -104,7 +104,18 @@ export interface Journal {
     valueAt: number,
     valueLength: number,
   ): void;
-  validated(key: Uint8Array, keyAt: number, keyLength: number, version: number, writer: NodeId): void;
+  /** The key went Valid at this timestamp (its value is passed again: the log's records are whole). */
+  validated(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+  ): void;
 }
 
 /** Optional observer used by the simulator's oracles; the runtime passes none. */

@@ -32,8 +32,15 @@ function recorder(c: ManualCluster, seen: Seen[]): Journal {
         value: value === null ? null : text(value, valueAt, valueLength),
         inFlight: c.inFlight.length,
       }),
-    validated: (key, keyAt, keyLength, version, writer) =>
-      seen.push({ event: "validated", key: text(key, keyAt, keyLength), version, writer, inFlight: c.inFlight.length }),
+    validated: (key, keyAt, keyLength, version, writer, _rmw, value, valueAt, valueLength) =>
+      seen.push({
+        event: "validated",
+        key: text(key, keyAt, keyLength),
+        version,
+        writer,
+        value: value === null ? null : text(value, valueAt, valueLength),
+        inFlight: c.inFlight.length,
+      }),
   };
 }
 
@@ -55,7 +62,7 @@ describe("journal", () => {
     c.deliver({ kind: MsgKind.Inv, to: 2 });
     c.deliver({ kind: MsgKind.Ack });
     expect(c.answers.get(w)?.status).toBe(OpStatus.Ok);
-    expect(coordinator.at(-1)).toMatchObject({ event: "validated", key: "k", version: 2, writer: 0 });
+    expect(coordinator.at(-1)).toMatchObject({ event: "validated", key: "k", version: 2, writer: 0, value: "v1" });
     c.deliver({ kind: MsgKind.Val });
     expect(follower.at(-1)).toMatchObject({ event: "validated", key: "k", version: 2, writer: 0 });
   });
