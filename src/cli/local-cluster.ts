@@ -19,6 +19,9 @@ import type { KvBackend, NodeStatus, OpResult } from "../base/kv-backend.ts";
 import { HermesNode, httpBodyBytesMax, nodeDefaults, type NodeOptions } from "../node/node.ts";
 import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
+import type { DataDir } from "../storage/data-dir.ts";
+import { localReplicaDir, openDataDir } from "./durability-flags.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -30,6 +33,8 @@ export interface LocalClusterOptions {
   rm: Partial<LocalRmOptions>;
   node: Partial<NodeOptions>;
   log: (line: string) => void;
+  /** Keep each replica's data in dataDir/replica-i (--data-dir); absent or null: nothing on disk. */
+  durability?: DurabilityOptions | null;
 }
 
 /** Paths of a replica's port that the main thread answers (the workers forward them). */
@@ -90,6 +95,8 @@ export class LocalCluster {
   /** Stopped nodes still closing their HTTP servers and workers. */
   readonly #retiring = new Set<Promise<void>>();
   #closed = false;
+  /** Each replica's locked data dir (with --data-dir), held for the life of the cluster. */
+  readonly #dataDirs: DataDir[] = [];
 
   private constructor(options: LocalClusterOptions) {
     this.options = options;
@@ -114,15 +121,60 @@ export class LocalCluster {
       this.#rejoiners.push(null);
       this.#stoppedServers.push(null);
     }
+    const d = o.durability ?? null;
+    if (d !== null)
+      for (let id = 0; id < o.replicas; id++)
+        this.#dataDirs.push(openDataDir(localReplicaDir(d.dataDir, id), "local", id, o.shards));
     const nodes = await Promise.all(
       this.#nodes.map((_, id) => this.#startNode(id, o.httpPort === 0 ? 0 : o.httpPort + id)),
     );
+    // Replicas recovered from disk serve only once they have merged what each kept (below).
+    if (d !== null) for (const node of nodes) node.beginJoin();
     for (let id = 0; id < o.replicas; id++) {
       this.#nodes[id] = nodes[id]!;
       this.ports.push(await this.#serve(nodes[id]!, id, o.httpPort === 0 ? 0 : o.httpPort + id));
     }
     const handles = this.rm.registerAll(nodes.map((n) => n.memberInfo()));
     nodes.forEach((node, id) => node.attachMembership(handles[id]!));
+    if (d !== null) await this.#mergeRecovered(nodes);
+  }
+
+  /**
+   * After a restart of the whole process with a data dir: no replica serves, so each loads what
+   * every other replica recovered (its kept state; the higher timestamp wins), as nodes do when no
+   * member serves (src/node/etcd-join.ts), then serves. A key left non-Valid is replayed.
+   */
+  async #mergeRecovered(nodes: HermesNode[]): Promise<void> {
+    for (const [id, node] of nodes.entries()) {
+      const entries = await node.loadFrom(async (index, epochMin, onChunk) => {
+        let count = 0;
+        for (const [sourceId, source] of nodes.entries()) {
+          if (sourceId === id || !source.hasState) continue;
+          count += await this.#exportWhenReady(source, index, epochMin, onChunk);
+        }
+        return count;
+      });
+      this.options.log(
+        `hermes-kv local: replica ${id} recovered ${node.recoveredKeys} keys from disk, merged ${entries} entries`,
+      );
+    }
+  }
+
+  /** source.exportShard, waiting out "not ready" (it has not installed epochMin yet). */
+  async #exportWhenReady(
+    source: HermesNode,
+    index: number,
+    epochMin: number,
+    onChunk: (records: Uint8Array) => void,
+  ): Promise<number> {
+    for (let round = 0; ; round++) {
+      try {
+        return await source.exportShard(index, epochMin, onChunk, true);
+      } catch (error) {
+        if (!(error instanceof NotReadyError) || round >= sourceRoundsMax) throw error;
+      }
+      await Bun.sleep(sourceRoundPauseMs);
+    }
   }
 
   #startNode(id: NodeId, httpPort: number): Promise<HermesNode> {
@@ -143,6 +195,9 @@ export class LocalCluster {
       numa: true,
       bench: null,
       ...o.node,
+      ...(o.durability == null
+        ? {}
+        : { durability: { ...o.durability, dataDir: localReplicaDir(o.durability.dataDir, id) } }),
     });
   }
 
@@ -303,5 +358,6 @@ export class LocalCluster {
     await Promise.all(this.#nodes.map((node) => node?.close()));
     await Promise.all(this.#retiring);
     this.rm.close();
+    for (const dataDir of this.#dataDirs) dataDir.close();
   }
 }

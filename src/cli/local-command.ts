@@ -5,9 +5,10 @@ import type { TransportKind } from "../base/transport-kind.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { durabilityFlagSpecs, durabilityUsage, parseDurabilityFlags } from "./durability-flags.ts";
 
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
-                      [--host ADDR] [--lease-ms MS]
+                      [--host ADDR] [--lease-ms MS] [--data-dir DIR [--durability fsync|async]]
 
 Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
 (leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
@@ -18,6 +19,8 @@ Runs N replicas of one hermes-kv cluster in this process, with an in-process mem
   --transport T    replica-to-replica transport (default auto: rdma if a device is present, else tcp)
   --host ADDR      address to bind, loopback by default (127.0.0.1)
   --lease-ms MS    membership lease; a stopped replica is removed this long after it stops (default 1000)
+${durabilityUsage}
+                   (replica i keeps its data in DIR/replica-i; a restart of the process recovers them all)
 
 Try it:
   curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
@@ -34,6 +37,7 @@ const specs = {
   transport: { kind: "string" },
   host: { kind: "string" },
   "lease-ms": { kind: "string" },
+  ...durabilityFlagSpecs,
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -52,6 +56,7 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     flags["lease-ms"] === undefined ? 1000 : parseIntegerFlag("--lease-ms", flags["lease-ms"], 100, 600_000);
   const host = flags.host ?? "127.0.0.1";
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
+  const durability = parseDurabilityFlags(flags);
 
   const cluster = await LocalCluster.start({
     replicas,
@@ -66,6 +71,7 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     },
     node: {},
     log: (line) => console.error(line),
+    durability,
   });
   for (let id = 0; id < replicas; id++) {
     console.log(

@@ -27,6 +27,8 @@ import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { durabilityFlagSpecs, durabilityUsage, openDataDir, parseDurabilityFlags } from "./durability-flags.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
 
 /** --lease-ms: default and bounds. etcd leases are whole seconds. */
 const leaseMsDefault = 2000;
@@ -50,6 +52,7 @@ const etcdRequestTimeoutMs = 2000;
 
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
+                     [--data-dir DIR [--durability fsync|async] [--fsync-interval-ms MS]]
 
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
@@ -67,6 +70,7 @@ Runs one node of a hermes-kv cluster. Membership, leases and transport addresses
                    member its peers cannot hear for MS (while it keeps its lease) is suspected, and
                    evicted through etcd when the suspicions call for it; writes then resume after
                    about MS + one lease TTL (README "Failure model")
+${durabilityUsage}
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests`;
 
@@ -81,6 +85,7 @@ const specs = {
   "lease-ms": { kind: "string" },
   "suspect-ms": { kind: "string" },
   "test-hooks": { kind: "boolean" },
+  ...durabilityFlagSpecs,
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -98,6 +103,8 @@ interface NodeCommandOptions {
   suspectMs: number;
   transport: TransportKind;
   testHooks: boolean;
+  /** null: --durability none. */
+  durability: DurabilityOptions | null;
 }
 
 export async function runNodeCommand(argv: readonly string[]): Promise<number> {
@@ -109,7 +116,24 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   expectPositionals(positionals, 0, 0, "");
   const options = nodeCommandOptions(flags);
   const { id, http, endpoints, cluster } = options;
-  const node = await HermesNode.start(nodeOptionsOf(options));
+  // The data dir is locked and identified before any worker opens a file in it.
+  let dataDir: ReturnType<typeof openDataDir> | null = null;
+  if (options.durability !== null) {
+    try {
+      dataDir = openDataDir(options.durability.dataDir, cluster, id, options.shards);
+    } catch (error) {
+      throw new FatalError(error instanceof Error ? error.message : String(error));
+    }
+  }
+  let node: HermesNode;
+  try {
+    node = await HermesNode.start(nodeOptionsOf(options));
+  } catch (error) {
+    dataDir?.close();
+    // A corrupt file or a refusing disk at recovery: the message names the file (and offset).
+    throw new FatalError(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  logRecovery(node, id);
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
@@ -183,9 +207,21 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     rejoiner.stop();
     detector?.stop();
     log(`hermes-kv node ${id}: stopping`);
-    return node.close();
+    return node.close().then(() => dataDir?.close());
   });
   return 0;
+}
+
+/** One line per shard that loaded something from the data dir, and the torn-tail line if any. */
+function logRecovery(node: HermesNode, id: NodeId): void {
+  for (const shard of node.shards) {
+    const r = shard.recovered;
+    if (r === null) continue;
+    if (r.tailNote !== null) log(`hermes-kv node ${id}: shard ${shard.index}: ${r.tailNote}`);
+    log(
+      `hermes-kv node ${id}: shard ${shard.index} recovered ${r.keys} keys (${r.snapshotEntries} snapshot entries, ${r.logRecords} log records) in ${r.ms.toFixed(0)} ms`,
+    );
+  }
 }
 
 /** Resolves once `stop` has run after the first SIGINT or SIGTERM (later signals are ignored). */
@@ -236,6 +272,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     suspectMs,
     transport,
     testHooks: flags["test-hooks"],
+    durability: parseDurabilityFlags(flags),
   };
 }
 
@@ -262,6 +299,7 @@ function nodeOptionsOf(options: NodeCommandOptions): NodeOptions {
     numa: true,
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),
+    durability: options.durability,
   };
 }
 

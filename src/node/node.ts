@@ -16,6 +16,7 @@ import { monotonicMs } from "../base/clock.ts";
 import { answerControlRequest, type ControlHandler } from "./control-server.ts";
 import { renderMetrics } from "./metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
 /** Streams shard `index` as runs of whole snapshot records (src/core/snapshot-records.ts); resolves with the number of records. */
@@ -46,6 +47,8 @@ export interface NodeOptions {
   bench: ShardBenchConfig | null;
   /** Transport heartbeats every this many ms, and per-peer "last heard" for the failure detector; 0 or absent: none. */
   heartbeatMs?: number;
+  /** A data dir and what is kept there (--durability fsync|async); absent or null: nothing on disk. */
+  durability?: DurabilityOptions | null;
 }
 
 export const nodeDefaults = {
@@ -153,6 +156,7 @@ export class HermesNode {
             numaNode: options.numa ? 0 : -1,
             bench: options.bench,
             ...(liveness === undefined ? {} : { liveness }),
+            ...(options.durability == null ? {} : { durability: options.durability }),
           },
           onFatal: (index, message) => {
             console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);
@@ -309,7 +313,8 @@ export class HermesNode {
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */
   beginJoin(): void {
     this.board.setJoining(true);
-    this.board.setHasState(false);
+    // State recovered from the data dir was served before: it takes part in a merge when no member serves.
+    this.board.setHasState(this.recoveredKeys > 0);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
@@ -322,6 +327,13 @@ export class HermesNode {
   rejoinKeepingState(): void {
     this.board.setJoining(true);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
+  }
+
+  /** Keys the shards loaded from the data dir at start (0 without one). */
+  get recoveredKeys(): number {
+    let keys = 0;
+    for (const shard of this.shards) keys += shard.recovered?.keys ?? 0;
+    return keys;
   }
 
   /** This process holds data it served from (it finished a join since it started or was wiped). */

@@ -8,6 +8,8 @@ import type { ReplicaConfig } from "../core/types.ts";
 import type { TransportKind } from "../base/transport-kind.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import type { PeerRings } from "./peer-links.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
+import type { JournalStats } from "./shard-journal.ts";
 
 export interface ShardInit {
   type: "init";
@@ -27,6 +29,19 @@ export interface ShardInit {
   bench: ShardBenchConfig | null;
   /** Transport liveness: heartbeats, and when each peer was last heard; absent: neither. */
   liveness?: ShardLivenessInit;
+  /** The node's data dir and durability mode; absent: --durability none (nothing on disk). */
+  durability?: DurabilityOptions;
+}
+
+/** What a shard recovered from its data dir before it said it was ready. */
+export interface ShardRecovered {
+  keys: number;
+  snapshotEntries: number;
+  logRecords: number;
+  /** Bytes cut off a torn log tail, with the one line that says so (null: a clean tail). */
+  bytesDropped: number;
+  tailNote: string | null;
+  ms: number;
 }
 
 /**
@@ -136,6 +151,8 @@ export interface ShardStats {
   wire: Record<string, number>;
   numa: { node: number | null; cpu: number | null; pinned: boolean };
   bench: ShardBenchStats | null;
+  /** The log and snapshots (--durability fsync|async), or null. */
+  durability?: JournalStats | null;
 }
 
 export interface ShardBenchStats {
@@ -149,7 +166,7 @@ export interface ShardBenchStats {
 }
 
 export type FromShard =
-  | { type: "ready"; shardIndex: number; address: string }
+  | { type: "ready"; shardIndex: number; address: string; recovered?: ShardRecovered }
   | { type: "http-ready"; shardIndex: number; port: number; metricsBuffer: SharedArrayBuffer }
   /** Bun.serve refused (the port is taken, the address is not ours): the node cannot serve HTTP. */
   | { type: "http-failed"; shardIndex: number; message: string }
