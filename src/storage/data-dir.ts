@@ -29,7 +29,7 @@ import {
   renameSync,
   writeSync,
 } from "node:fs";
-import { join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { diskError } from "./errors.ts";
 import { tryLockExclusive } from "./flock.ts";
 import { fsyncDir } from "./shard-files.ts";
@@ -82,10 +82,15 @@ export class DataDir {
    * Throws DataDirLockedError, DataDirIdentityError, or DiskError; holds no lock after a throw.
    */
   static open(path: string, identity: DataDirIdentity): DataDir {
+    let created: string | undefined;
     try {
-      mkdirSync(path, { recursive: true });
+      created = mkdirSync(path, { recursive: true });
     } catch (error) {
       throw diskError("mkdir", path, error);
+    }
+    // A new directory's entry is durable only once its parent is fsynced: every level mkdir created.
+    if (created !== undefined) {
+      for (let dir = resolve(path); dir !== dirname(resolve(created)); dir = dirname(dir)) fsyncDir(dirname(dir));
     }
     const lockFd = lock(path);
     try {

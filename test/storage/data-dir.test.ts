@@ -110,13 +110,14 @@ describe("data dir", () => {
     expect(errorOf(() => DataDir.open(d, { cluster: "alpha", node: 0 })).message).toContain("is not valid JSON");
   });
 
-  test("shard dirs are created once and found again", () => {
-    const d = dir("shards");
+  test("shard dirs are created once and found again; missing parents of the data dir are created", () => {
+    const d = join(dir("shards"), "nested", "data");
     const dataDir = DataDir.open(d, { cluster: "alpha", node: 0 });
     const shard = dataDir.shardDir(2);
     expect(shard).toBe(join(d, "shard-2"));
     expect(dataDir.shardDir(2)).toBe(shard);
     expect(() => dataDir.shardDir(-1)).toThrow(RangeError);
+    expect(JSON.parse(readFileSync(join(d, "IDENTITY"), "utf8")).cluster).toBe("alpha");
     dataDir.close();
   });
 });
