@@ -14,8 +14,9 @@
 // the old snapshot with its segments or the new one: recovery never sees a half-written snapshot
 // under a final name, which is why any flaw in one is corruption, not a torn tail.
 //
-// `add` buffers and writes a chunk whenever the buffer is full, so the caller can spread a large
-// shard over many loop turns (a few thousand keys per turn) and only `finish` pays for the fsyncs.
+// `add` buffers and writes a chunk whenever the buffer is full, and fdatasyncs every few MiB, so the
+// caller can spread a large shard over many loop turns (a few thousand keys per turn) and the
+// final fdatasync in `finish` has little left to flush: no turn pays for the whole file.
 // The snapshot is fuzzy: keys may change while it is written. That is safe because the caller
 // rotated the log first (ShardLog.rotate) and recovery replays every record appended since, in order,
 // over the snapshot.
@@ -58,6 +59,13 @@ export const storageFormatVersion = 1;
 /** Snapshot write buffer: one write per this many bytes of entries. */
 export const snapshotChunkBytesDefault = 1024 * 1024;
 
+/**
+ * The writer fdatasyncs the temp file whenever this many bytes were written since its last sync,
+ * so the disk absorbs a large snapshot a few MiB per loop turn instead of all at once in `finish`
+ * (whose fdatasync would otherwise flush the whole file in one pause of the worker).
+ */
+export const snapshotSyncBytesDefault = 4 * 1024 * 1024;
+
 export interface SnapshotDone {
   path: string;
   entries: number;
@@ -77,13 +85,16 @@ export class SnapshotWriter {
   #buffered = 0;
   #entries = 0;
   #bytes = 0;
+  #bytesUnsynced = 0;
+  readonly #syncBytes: number;
   /** CRC32C of every byte written so far (the trailer's check). */
   #fileCrc = 0;
   #failure: DiskError | null = null;
   #done = false;
 
-  private constructor(dir: string, coversBefore: number, limits: EntryLimits, chunkBytes: number) {
+  private constructor(dir: string, coversBefore: number, limits: EntryLimits, chunkBytes: number, syncBytes: number) {
     this.#dir = dir;
+    this.#syncBytes = syncBytes;
     this.#coversBefore = coversBefore;
     this.#limits = limits;
     this.#buffer = new Uint8Array(Math.max(chunkBytes, entryBytesMax(limits), recordHeaderBytes * 2));
@@ -122,11 +133,12 @@ export class SnapshotWriter {
     coversBefore: number,
     limits: EntryLimits,
     chunkBytes = snapshotChunkBytesDefault,
+    syncBytes = snapshotSyncBytesDefault,
   ): SnapshotWriter {
     checkLimits(limits);
     if (!Number.isSafeInteger(coversBefore) || coversBefore < 1)
       throw new RangeError(`coversBefore ${coversBefore}: must be an integer >= 1`);
-    return new SnapshotWriter(dir, coversBefore, limits, chunkBytes);
+    return new SnapshotWriter(dir, coversBefore, limits, chunkBytes, syncBytes);
   }
 
   get entries(): number {
@@ -257,7 +269,18 @@ export class SnapshotWriter {
       throw failure;
     }
     this.#bytes += this.#buffered;
+    this.#bytesUnsynced += this.#buffered;
     this.#buffered = 0;
+    if (this.#bytesUnsynced >= this.#syncBytes) {
+      try {
+        fdatasyncSync(this.#fd);
+      } catch (error) {
+        const failure = diskError("fdatasync", this.#tempPath, error);
+        this.#fail(failure);
+        throw failure;
+      }
+      this.#bytesUnsynced = 0;
+    }
   }
 }
 

@@ -37,7 +37,11 @@ function recoverAll(d: string): Entry[] {
 }
 
 /** A shard with 3 segments of log, a snapshot of 50 keys taken after rotating to segment 4. */
-function shardWithSnapshot(d: string, chunkBytes?: number): { snapshot: Entry[]; after: Entry[]; log: ShardLog } {
+function shardWithSnapshot(
+  d: string,
+  chunkBytes?: number,
+  syncBytes?: number,
+): { snapshot: Entry[]; after: Entry[]; log: ShardLog } {
   const log = ShardLog.open(d, 1, limits);
   for (let s = 0; s < 3; s++) {
     for (let i = 0; i < 5; i++) appendEntry(log, entry(s * 10 + i, "old"));
@@ -45,7 +49,7 @@ function shardWithSnapshot(d: string, chunkBytes?: number): { snapshot: Entry[];
   }
   const coversBefore = log.rotate();
   expect(coversBefore).toBe(4);
-  const writer = SnapshotWriter.begin(d, coversBefore, limits, chunkBytes);
+  const writer = SnapshotWriter.begin(d, coversBefore, limits, chunkBytes, syncBytes);
   const snapshot: Entry[] = [];
   const after: Entry[] = [];
   for (let i = 0; i < 50; i++) {
@@ -76,7 +80,7 @@ function corruptionOf(run: () => unknown): CorruptionError {
 describe("snapshot file", () => {
   test("a snapshot drops the segments it covers; recovery = snapshot, then the later log in order", () => {
     const d = dir("snap");
-    const { snapshot, after, log } = shardWithSnapshot(d, 256); // small chunks: many writes
+    const { snapshot, after, log } = shardWithSnapshot(d, 256, 1024); // small chunks and sync steps: many writes and fdatasyncs
     appendEntry(log, entry(2000, "later"));
     log.close();
     expect(readdirSync(d).sort()).toEqual([segmentName(4), snapshotName(4)]);
