@@ -15,6 +15,7 @@ import type { NodeStatus, StatusExtras } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
 import { answerControlRequest, type ControlHandler } from "./control-server.ts";
 import { renderMetrics } from "./metrics.ts";
+import { renderDurabilityMetrics } from "./durability-metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
 import type { DurabilityOptions } from "../base/durability.ts";
 
@@ -129,6 +130,7 @@ export class HermesNode {
     };
     const boardBuffer = createNodeBoard(options.shards);
     const board = new NodeBoard(boardBuffer, options.nodeId, options.transport);
+    if (options.durability != null) board.setDurabilityMode(options.durability.mode);
     let node: HermesNode | null = null;
     const shards: ShardHandle[] = [];
     const heartbeatMs = options.heartbeatMs ?? 0;
@@ -307,7 +309,11 @@ export class HermesNode {
 
   /** The statistics of the last refresh (refreshed every second, so one scrape may lag by that). */
   metrics(): string {
-    return renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) + this.#extraMetrics();
+    return (
+      renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) +
+      renderDurabilityMetrics(this.#lastStats) +
+      this.#extraMetrics()
+    );
   }
 
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */

@@ -52,10 +52,14 @@ export class ShardJournal implements Journal {
   #dirty = false;
   #lastSyncMs = 0;
   #failure: DiskError | null = null;
+  /** An install was not logged (the log had failed) since the last lone answer. */
+  #unlogged = false;
   /** Closed by the shard's stop: nothing is appended or released after. */
   #closed = false;
   framesWithheld = 0;
   updatesRefused = 0;
+  /** Told once, with the errno name, when the log fails (the shard puts it on the node board). */
+  onFailure: ((code: string) => void) | null = null;
   #snapshots: ShardSnapshots | null = null;
 
   constructor(mode: DurabilityOptions["mode"], log: ShardLog, fsyncIntervalMs: number) {
@@ -119,11 +123,16 @@ export class ShardJournal implements Journal {
     valueLength: number,
   ): void {
     // Failed: nothing is released any more, so what is not logged is never ACKed.
-    if (this.#failure !== null || this.#closed) return;
+    // (A Valid record lost this way is harmless: the key is replayed at recovery.)
+    if (this.#failure !== null || this.#closed) {
+      if (!valid) this.#unlogged = true;
+      return;
+    }
     try {
       this.log.append(key, keyAt, keyLength, version, writer, valid, rmw, value, valueAt, valueLength);
       this.#dirty = true;
     } catch (error) {
+      if (!valid) this.#unlogged = true;
       this.#fail(error);
     }
   }
@@ -152,8 +161,16 @@ export class ShardJournal implements Journal {
    */
   beforeLoneAnswer(nowMs: number): boolean {
     if (this.#closed) return false;
-    if (this.mode === "fsync" && this.#dirty && this.#failure === null) this.#sync(nowMs);
-    return this.#failure === null;
+    if (this.#failure === null) {
+      if (this.mode === "fsync" && this.#dirty) this.#sync(nowMs);
+      if (this.#failure === null) return true;
+      this.#unlogged = false;
+      return false; // this sync failed: what the answer reports may not be on disk
+    }
+    // Failed before: a read (updates are refused) is answered; an update started since is not durable.
+    const unlogged = this.#unlogged;
+    this.#unlogged = false;
+    return !unlogged;
   }
 
   /** Once per loop turn: async's periodic sync, and a step of the snapshot in progress, if any. */
@@ -184,6 +201,7 @@ export class ShardJournal implements Journal {
     if (this.#failure !== null) return;
     this.#failure = error;
     this.#snapshots?.abort();
+    this.onFailure?.(error.code);
     console.error(
       `hermes-kv: ${error.message}: the shard's log failed; updates are refused from now on (reads go on while the lease holds). Restart the node once the disk is fixed: it recovers from what is on disk.`,
     );

@@ -394,6 +394,7 @@ export class Shard {
   attachJournal(journal: ShardJournal): void {
     assert(this.#journal === null, "a shard's journal is attached once");
     this.#journal = journal;
+    journal.onFailure = (code) => this.board.setDiskFailure(code);
   }
 
   get journal(): ShardJournal | null {

@@ -391,6 +391,8 @@ export interface ClusterOptions {
   cluster?: string;
   /** More `hermes-kv node` flags for every node (e.g. ["--suspect-ms", "0"]). */
   nodeArgs?: readonly string[];
+  /** More flags for node `id` alone (e.g. its own --data-dir). */
+  nodeArgsOf?: (id: number) => readonly string[];
 }
 
 /** etcd + N node processes. */
@@ -427,7 +429,7 @@ export class ProcCluster {
             leaseMs: options.leaseMs,
             shards: options.shards ?? 1,
             testHooks: options.testHooks ?? false,
-            nodeArgs: options.nodeArgs ?? [],
+            nodeArgs: [...(options.nodeArgs ?? []), ...(options.nodeArgsOf?.(id) ?? [])],
           }),
         );
       }
@@ -503,6 +505,8 @@ export interface OpRecord {
   /** The value read (reads: 200 body, 404 -> null) or written. */
   value: string | null;
   outcome: Outcome;
+  /** The ETag of a 200 answer to an update (the key's timestamp it produced). */
+  etag?: string | null;
 }
 
 export type Outcome = "ok" | "unknown" | "failed";
@@ -689,6 +693,7 @@ export class LoadClient {
     const status = answer.status;
     const code = status >= 400 ? errorCode(answer.body) : null;
     if (status === 200) {
+      record.etag = answer.etag;
       if (input.type === "incr") {
         const value = (JSON.parse(answer.body) as { value: number }).value;
         history.ok(id, { type: "incr", value }, ret);
