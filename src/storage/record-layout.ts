@@ -34,6 +34,12 @@ export const enum RecordKind {
   SnapshotHeader = 2,
   /** A snapshot's last record: version = its entry count, writer = CRC32C of every byte before it. */
   SnapshotTrailer = 3,
+  /**
+   * A log segment's last record, written when the segment is closed for the next one (or sealed by
+   * recovery): version = the segment's number, writer = its count of entries. Without it a segment
+   * cut at a record boundary would look whole.
+   */
+  SegmentEnd = 4,
 }
 
 export const enum RecordFlag {
@@ -112,7 +118,7 @@ export function recordProblem(
   if (length < recordHeaderBytes || length > bytesMax) return `impossible record length ${length}`;
   if (end - at < length) return `short record: ${end - at} of ${length} bytes`;
   const kind = bytes[at + 8]!;
-  if (kind < RecordKind.Entry || kind > RecordKind.SnapshotTrailer) return `unknown record kind ${kind}`;
+  if (kind < RecordKind.Entry || kind > RecordKind.SegmentEnd) return `unknown record kind ${kind}`;
   const flags = bytes[at + 9]!;
   if ((flags & ~flagsKnown) !== 0) return `unknown record flags ${flags}`;
   const keyBytes = view.getUint16(at + 10, true);
@@ -125,8 +131,10 @@ export function recordProblem(
 }
 
 /**
- * A decoded record, reused from one record to the next (no allocation per record): `key` and
- * `value` are views into the reader's buffer, valid only until the callback returns. Copy to keep.
+ * A decoded record, reused from one record to the next. Without allocation, read the key as
+ * bytes[keyAt, keyAt + keyLength) and the value as bytes[valueAt, valueAt + valueLength) (absent
+ * when `tombstone`); `key` and `value` are convenience views (one allocation each). Everything is
+ * valid only until the callback returns: copy what you keep.
  */
 export class RecordView {
   kind: RecordKind = RecordKind.Entry;
@@ -134,9 +142,13 @@ export class RecordView {
   flags = 0;
   version = 0;
   writer = 0;
-  key: Uint8Array = new Uint8Array(0);
-  /** null: a tombstone. */
-  value: Uint8Array | null = null;
+  /** The buffer the record lies in (the whole file being read). */
+  bytes: Uint8Array = new Uint8Array(0);
+  keyAt = 0;
+  keyLength = 0;
+  valueAt = 0;
+  /** 0 for a tombstone (and for an empty value: tell them apart with `tombstone`). */
+  valueLength = 0;
 
   get valid(): boolean {
     return (this.flags & RecordFlag.Valid) !== 0;
@@ -146,17 +158,32 @@ export class RecordView {
     return (this.flags & RecordFlag.Rmw) !== 0;
   }
 
+  get tombstone(): boolean {
+    return (this.flags & RecordFlag.Tombstone) !== 0;
+  }
+
+  get key(): Uint8Array {
+    return this.bytes.subarray(this.keyAt, this.keyAt + this.keyLength);
+  }
+
+  /** null: a tombstone. */
+  get value(): Uint8Array | null {
+    return this.tombstone ? null : this.bytes.subarray(this.valueAt, this.valueAt + this.valueLength);
+  }
+
   /** Fills the view from an intact record at `at` (recordProblem returned null); returns its length. */
   decode(bytes: Uint8Array, view: DataView, at: number): number {
     const length = view.getUint32(at, true);
-    const keyBytes = view.getUint16(at + 10, true);
+    const keyLength = view.getUint16(at + 10, true);
     this.kind = bytes[at + 8]! as RecordKind;
     this.flags = bytes[at + 9]!;
     this.writer = view.getUint32(at + 12, true);
     this.version = view.getUint32(at + 16, true) + view.getUint32(at + 20, true) * 0x1_0000_0000;
-    const keyStart = at + recordHeaderBytes;
-    this.key = bytes.subarray(keyStart, keyStart + keyBytes);
-    this.value = this.flags & RecordFlag.Tombstone ? null : bytes.subarray(keyStart + keyBytes, at + length);
+    this.bytes = bytes;
+    this.keyAt = at + recordHeaderBytes;
+    this.keyLength = keyLength;
+    this.valueAt = this.keyAt + keyLength;
+    this.valueLength = length - recordHeaderBytes - keyLength;
     return length;
   }
 }

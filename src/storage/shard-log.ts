@@ -2,7 +2,10 @@
 //
 // Format: a sequence of segment files (shard-files.ts names them), each a plain concatenation of
 // records (record-layout.ts: length, CRC32C, kind, flags, key, version, writer, value). There is no
-// file header: every record checks itself, and recovery.ts tells a torn tail from corruption.
+// file header: every record checks itself, and recovery.ts tells a torn tail from corruption. A
+// segment that is closed for the next one ends with a SegmentEnd record (its number and entry
+// count), so a segment that lost whole records at its end is caught even though every record left
+// in it is intact; recovery seals the last segment the same way before a new one is opened.
 //
 // Group commit: `append` only copies the record into one reusable buffer (no allocation, and no I/O
 // unless the buffer or the segment is full); `flush` writes the buffer with one write; `sync` is
@@ -34,12 +37,13 @@ import {
   RecordFlag,
   RecordKind,
   recordBytes,
+  recordHeaderBytes,
   type EntryLimits,
 } from "./record-layout.ts";
 import { fsyncDir, segmentName } from "./shard-files.ts";
 
 export interface ShardLogLimits extends EntryLimits {
-  /** A segment is closed before a record would take it past this size (a lone larger record gets its own). */
+  /** A segment is closed before a record and its end record would take it past this size. */
   segmentBytesMax: number;
   /** The append buffer, written out with one write when full or flushed; raised to hold one largest record. */
   bufferBytes: number;
@@ -70,6 +74,8 @@ export class ShardLog {
   #segment: number;
   /** Bytes of the current segment: written plus buffered. */
   #segmentBytes = 0;
+  /** Entries in the current segment (its SegmentEnd record counts them). */
+  #segmentEntries = 0;
   /** Bytes written (not merely buffered) since the last fdatasync. */
   #unsynced = false;
   #failure: DiskError | null = null;
@@ -94,9 +100,10 @@ export class ShardLog {
       throw new RangeError(`first segment ${firstSegment}: must be an integer >= 1`);
     if (!Number.isInteger(limits.bufferBytes) || limits.bufferBytes < 1)
       throw new RangeError(`bufferBytes ${limits.bufferBytes}: must be a positive integer`);
-    if (!Number.isInteger(limits.segmentBytesMax) || limits.segmentBytesMax < entryBytesMax(limits))
+    const segmentBytesMin = entryBytesMax(limits) + recordHeaderBytes;
+    if (!Number.isInteger(limits.segmentBytesMax) || limits.segmentBytesMax < segmentBytesMin)
       throw new RangeError(
-        `segmentBytesMax ${limits.segmentBytesMax}: must hold one largest record (${entryBytesMax(limits)} bytes)`,
+        `segmentBytesMax ${limits.segmentBytesMax}: must hold one largest record and an end record (${segmentBytesMin} bytes)`,
       );
     const log = new ShardLog(dir, firstSegment, limits);
     log.#openSegment();
@@ -140,7 +147,7 @@ export class ShardLog {
     this.#checkUsable();
     checkEntry(this.#limits, keyLength, version, writer, value, valueLength);
     const length = recordBytes(keyLength, value === null ? 0 : valueLength);
-    if (this.#segmentBytes > 0 && this.#segmentBytes + length > this.#limits.segmentBytesMax) this.#nextSegment();
+    if (this.#segmentBytes + length + recordHeaderBytes > this.#limits.segmentBytesMax) this.#nextSegment();
     if (this.#buffered + length > this.#buffer.length) this.flush();
     const flags = (valid ? RecordFlag.Valid : 0) | (rmw ? RecordFlag.Rmw : 0);
     const written = encodeRecord(
@@ -161,6 +168,7 @@ export class ShardLog {
     assert(written === length, "encodeRecord wrote the length recordBytes computed");
     this.#buffered += length;
     this.#segmentBytes += length;
+    this.#segmentEntries++;
     this.stats.records++;
     this.stats.bytes += length;
   }
@@ -236,6 +244,8 @@ export class ShardLog {
   }
 
   #nextSegment(): void {
+    if (this.#buffered + recordHeaderBytes > this.#buffer.length) this.flush();
+    this.#buffered += encodeSegmentEnd(this.#buffer, this.#view, this.#buffered, this.#segment, this.#segmentEntries);
     this.sync();
     closeSync(this.#fd);
     this.#fd = -1;
@@ -253,7 +263,21 @@ export class ShardLog {
       throw this.#poison(diskError("create", path, error));
     }
     this.#segmentBytes = 0;
+    this.#segmentEntries = 0;
     this.#unsynced = false;
     this.stats.segmentsOpened++;
   }
+}
+
+const noBytes = new Uint8Array(0);
+
+/** Writes the SegmentEnd record of segment `segment` holding `entries` entries at `at`; returns its length. */
+export function encodeSegmentEnd(
+  out: Uint8Array,
+  view: DataView,
+  at: number,
+  segment: number,
+  entries: number,
+): number {
+  return encodeRecord(out, view, at, RecordKind.SegmentEnd, 0, noBytes, 0, 0, segment, entries, null, 0, 0);
 }

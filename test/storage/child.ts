@@ -1,5 +1,5 @@
 // A second, real process for the storage tests (run with Bun.spawn):
-//   child.ts recover DIR            recovers DIR and prints {"records": N, "bytesDropped": N}
+//   child.ts recover DIR            recovers DIR read-only (another process may be writing it) and prints {"records": N, "bytesDropped": N}
 //   child.ts lock DIR CLUSTER NODE  opens the data dir; prints "held" and keeps the lock until killed,
 //                                   or prints the error's name and message and exits 3
 
@@ -9,7 +9,7 @@ import { recoverShard } from "../../src/storage/recovery.ts";
 const [command, dir, cluster, node] = process.argv.slice(2);
 if (command === "recover") {
   let records = 0;
-  const result = recoverShard(dir!, () => records++);
+  const result = recoverShard(dir!, () => records++, { readOnly: true });
   console.log(JSON.stringify({ records, bytesDropped: result.bytesDropped }));
 } else if (command === "lock") {
   try {

@@ -1,7 +1,7 @@
 // Shared by the storage tests: fresh directories under the OS tmpdir, and records copied out of the
 // reused RecordView so they can be compared after recovery.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RecordView } from "../../src/storage/record-layout.ts";
@@ -27,9 +27,13 @@ export const limits: ShardLogLimits = {
   bufferBytes: 16 * 1024,
 };
 
-export function freshDir(label: string): string {
-  return mkdtempSync(join(tmpdir(), `hermes-storage-${label}-`));
+/** A new empty directory; `root` defaults to the OS tmpdir (a disk here). */
+export function freshDir(label: string, root = tmpdir()): string {
+  return mkdtempSync(join(root, `hermes-storage-${label}-`));
 }
+
+/** A RAM-backed root for tests that make many files and care about bytes, not fsync: /dev/shm if present. */
+export const memoryRoot = existsSync("/dev/shm") ? "/dev/shm" : tmpdir();
 
 export function removeDir(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
@@ -53,16 +57,24 @@ export function appendEntry(log: ShardLog, e: Entry): void {
   log.append(key, 0, key.length, e.version, e.writer, e.valid, e.rmw, value, 0, value?.length ?? 0);
 }
 
-/** A callback for recovery that copies every record into `into`. */
+/**
+ * A callback for recovery that copies every record into `into`, reading the allocation-free fields
+ * (bytes, keyAt, keyLength, valueAt, valueLength) and checking the `key`/`value` views agree.
+ */
 export function collectInto(into: Entry[]): (record: RecordView) => void {
   return (record) => {
+    const key = record.bytes.subarray(record.keyAt, record.keyAt + record.keyLength);
+    const value = record.tombstone ? null : record.bytes.subarray(record.valueAt, record.valueAt + record.valueLength);
+    if (Buffer.compare(key, record.key) !== 0) throw new Error("RecordView.key disagrees with keyAt/keyLength");
+    if ((value === null) !== (record.value === null) || (value !== null && Buffer.compare(value, record.value!) !== 0))
+      throw new Error("RecordView.value disagrees with valueAt/valueLength");
     into.push({
-      key: decoder.decode(record.key),
+      key: decoder.decode(key),
       version: record.version,
       writer: record.writer,
       valid: record.valid,
       rmw: record.rmw,
-      value: record.value === null ? null : decoder.decode(record.value),
+      value: value === null ? null : decoder.decode(value),
     });
   };
 }

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { CorruptionError } from "../../src/storage/errors.ts";
 import { recoverShard, type RecoveryResult } from "../../src/storage/recovery.ts";
 import { segmentName } from "../../src/storage/shard-files.ts";
+import { recordHeaderBytes } from "../../src/storage/record-layout.ts";
 import { ShardLog } from "../../src/storage/shard-log.ts";
 import { appendEntry, collectInto, entry, freshDir, limits, removeDir, type Entry } from "./helpers.ts";
 
@@ -66,7 +67,7 @@ describe("recovery", () => {
       const { entries, result } = recoverAll(d);
       expect(entries).toEqual(written.slice(0, -1));
       expect(result.bytesDropped).toBe(cut - lastStart);
-      expect(statSync(path).size).toBe(lastStart);
+      expect(statSync(path).size).toBe(lastStart + recordHeaderBytes); // cut, then sealed with its end record
       if (cut > lastStart) expect(result.tailNote).toContain(`dropped a torn tail of ${cut - lastStart} bytes`);
       else expect(result.tailNote).toBeNull();
     }
@@ -157,6 +158,40 @@ describe("recovery", () => {
     const { entries, result } = recoverAll(d);
     expect(entries).toEqual(written);
     expect(result.bytesDropped).toBe(4096);
-    expect(statSync(path).size).toBe(size);
+    expect(statSync(path).size).toBe(size + recordHeaderBytes);
+  });
+
+  test("a segment that is not the last, cut at a record boundary, is caught by its missing end record", () => {
+    const d = dir("boundary");
+    const log = ShardLog.open(d, 1, limits);
+    const starts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      starts.push(log.stats.bytes);
+      appendEntry(log, entry(i, "one"));
+    }
+    log.rotate();
+    appendEntry(log, entry(5, "two"));
+    log.close();
+    const first = join(d, segmentName(1));
+    // Just the end record lost, then two whole entries as well: every record left is intact.
+    for (const cut of [statSync(first).size - recordHeaderBytes, starts[3]!]) {
+      truncateSync(first, cut);
+      const error = corruptionOf(() => recoverAll(d));
+      expect(error.file).toBe(first);
+      expect(error.offset).toBe(cut);
+      expect(error.message).toContain("ends without its end record");
+    }
+  });
+
+  test("recovery read-only cuts and seals nothing", () => {
+    const d = dir("readonly");
+    const { written, size } = writeLog(d, 4, "ro");
+    const path = join(d, segmentName(1));
+    truncateSync(path, size - 5);
+    const entries: Entry[] = [];
+    const result = recoverShard(d, collectInto(entries), { readOnly: true });
+    expect(entries).toEqual(written.slice(0, -1));
+    expect(result.tailNote).toContain("would drop a torn tail");
+    expect(statSync(path).size).toBe(size - 5);
   });
 });

@@ -93,7 +93,7 @@ describe("shard log", () => {
 
   test("segments rotate before they pass segmentBytesMax, never splitting a record, and replay in order", () => {
     const d = dir("rotate");
-    const segmentBytesMax = 4 * 1024 + 24 + limits.keyBytesMax; // just above one largest record
+    const segmentBytesMax = 4 * 1024 + 2 * 24 + limits.keyBytesMax; // one largest record and an end record
     const log = ShardLog.open(d, 1, { ...limits, valueBytesMax: 4096, segmentBytesMax });
     const written: Entry[] = [];
     for (let i = 0; i < 400; i++) {
