@@ -17,6 +17,7 @@ import {
   type DurabilityOptions,
 } from "../base/durability.ts";
 import { DataDir } from "../storage/data-dir.ts";
+import type { HermesNode } from "../node/node.ts";
 import { parseIntegerFlag, UsageError } from "./args.ts";
 
 export const durabilityFlagSpecs = {
@@ -93,4 +94,18 @@ export function openDataDir(dir: string, cluster: string, node: number, shards: 
 /** A local cluster's replica i keeps its data in DIR/replica-i (each its own node dir). */
 export function localReplicaDir(dataDir: string, replica: number): string {
   return join(dataDir, `replica-${replica}`);
+}
+
+/** What a node's shards recovered from its data dir: one line per shard, and the torn-tail line if any. */
+export function recoveryLines(node: HermesNode, who: string): string[] {
+  const lines: string[] = [];
+  for (const shard of node.shards) {
+    const r = shard.recovered;
+    if (r === null) continue;
+    if (r.tailNote !== null) lines.push(`${who}: shard ${shard.index}: ${r.tailNote}`);
+    lines.push(
+      `${who}: shard ${shard.index} recovered ${r.keys} keys (${r.snapshotEntries} snapshot entries, ${r.logRecords} log records) in ${r.ms.toFixed(0)} ms`,
+    );
+  }
+  return lines;
 }

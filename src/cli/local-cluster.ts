@@ -21,7 +21,7 @@ import { NotReadyError } from "../node/not-ready-error.ts";
 import { Rejoiner } from "../node/rejoiner.ts";
 import type { DurabilityOptions } from "../base/durability.ts";
 import type { DataDir } from "../storage/data-dir.ts";
-import { localReplicaDir, openDataDir } from "./durability-flags.ts";
+import { localReplicaDir, openDataDir, recoveryLines } from "./durability-flags.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -146,6 +146,7 @@ export class LocalCluster {
    */
   async #mergeRecovered(nodes: HermesNode[]): Promise<void> {
     for (const [id, node] of nodes.entries()) {
+      for (const line of recoveryLines(node, `hermes-kv local: replica ${id}`)) this.options.log(line);
       const entries = await node.loadFrom(async (index, epochMin, onChunk) => {
         let count = 0;
         for (const [sourceId, source] of nodes.entries()) {
@@ -154,9 +155,7 @@ export class LocalCluster {
         }
         return count;
       });
-      this.options.log(
-        `hermes-kv local: replica ${id} recovered ${node.recoveredKeys} keys from disk, merged ${entries} entries`,
-      );
+      this.options.log(`hermes-kv local: replica ${id} merged ${entries} entries recovered by the others`);
     }
   }
 

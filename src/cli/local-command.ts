@@ -5,6 +5,7 @@ import type { TransportKind } from "../base/transport-kind.ts";
 import { LocalCluster } from "./local-cluster.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { FatalError } from "./fatal-error.ts";
 import { durabilityFlagSpecs, durabilityUsage, parseDurabilityFlags } from "./durability-flags.ts";
 
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
@@ -72,6 +73,10 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     node: {},
     log: (line) => console.error(line),
     durability,
+  }).catch((error: unknown) => {
+    // With a data dir: a corrupt file (named, with its offset), a refusing disk, a locked or foreign dir.
+    if (error instanceof UsageError) throw error;
+    throw new FatalError(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
   });
   for (let id = 0; id < replicas; id++) {
     console.log(

@@ -27,7 +27,13 @@ import { parseHostPort } from "../transport/net-address.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError, type ParsedFlags } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
 import { resolveTransport } from "./transport-choice.ts";
-import { durabilityFlagSpecs, durabilityUsage, openDataDir, parseDurabilityFlags } from "./durability-flags.ts";
+import {
+  durabilityFlagSpecs,
+  durabilityUsage,
+  openDataDir,
+  parseDurabilityFlags,
+  recoveryLines,
+} from "./durability-flags.ts";
 import type { DurabilityOptions } from "../base/durability.ts";
 
 /** --lease-ms: default and bounds. etcd leases are whole seconds. */
@@ -133,7 +139,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     // A corrupt file or a refusing disk at recovery: the message names the file (and offset).
     throw new FatalError(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
   }
-  logRecovery(node, id);
+  for (const line of recoveryLines(node, `hermes-kv node ${id}`)) log(line);
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
@@ -210,18 +216,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     return node.close().then(() => dataDir?.close());
   });
   return 0;
-}
-
-/** One line per shard that loaded something from the data dir, and the torn-tail line if any. */
-function logRecovery(node: HermesNode, id: NodeId): void {
-  for (const shard of node.shards) {
-    const r = shard.recovered;
-    if (r === null) continue;
-    if (r.tailNote !== null) log(`hermes-kv node ${id}: shard ${shard.index}: ${r.tailNote}`);
-    log(
-      `hermes-kv node ${id}: shard ${shard.index} recovered ${r.keys} keys (${r.snapshotEntries} snapshot entries, ${r.logRecords} log records) in ${r.ms.toFixed(0)} ms`,
-    );
-  }
 }
 
 /** Resolves once `stop` has run after the first SIGINT or SIGTERM (later signals are ignored). */

@@ -80,6 +80,7 @@ export async function crashRound(c: ProcCluster, recorder: Recorder, o: CrashRou
     clientIdBase: o.clientIdBase,
     stop: () => stop,
     opsMax: Number.MAX_SAFE_INTEGER,
+    refusedIsUnknown: true,
   });
   try {
     await waitFor(

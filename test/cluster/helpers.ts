@@ -563,6 +563,8 @@ export class LoadClient {
     public node: number,
     private readonly urls: readonly string[],
     private readonly rec: Recorder,
+    /** See LoadOptions.refusedIsUnknown. */
+    private readonly refusedIsUnknown = false,
   ) {}
 
   known(key: string): Known | null {
@@ -679,7 +681,7 @@ export class LoadClient {
       outcome: "unknown",
     };
     this.rec.push(record);
-    if (answer.kind === "refused") {
+    if (answer.kind === "refused" && !this.refusedIsUnknown) {
       // connect() was refused: no byte of the request left this process.
       history.failed(id);
       record.outcome = "failed";
@@ -748,6 +750,12 @@ export interface LoadOptions {
   backoffMs?: number;
   /** First client id (ids must be unique across a recorder). */
   clientIdBase?: number;
+  /**
+   * Record a refused update as unknown, not failed: when the server process dies under a request
+   * on a kept-alive connection, fetch may send it again on a new connection, which is refused,
+   * though the first attempt arrived (seen when SIGKILLing whole clusters).
+   */
+  refusedIsUnknown?: boolean;
 }
 
 export interface Load {
@@ -762,7 +770,7 @@ export function startLoad(o: LoadOptions): Load {
   const base = o.clientIdBase ?? 0;
   for (let n = 0; n < o.urls.length; n++) {
     for (let c = 0; c < o.clientsPerNode; c++)
-      clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder));
+      clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder, o.refusedIsUnknown ?? false));
   }
   const finished = (): boolean => o.stop() || o.recorder.history.invokedCount >= o.opsMax;
   const done = Promise.all(
