@@ -197,19 +197,28 @@ export interface EntryLimits {
   valueBytesMax: number;
 }
 
-/** Throws RangeError naming the first field out of its limit. */
+/** Throws RangeError naming the first field out of its limit or range. */
 export function checkEntry(
   limits: EntryLimits,
+  key: Uint8Array,
+  keyAt: number,
   keyLength: number,
   version: number,
   writer: number,
   value: Uint8Array | null,
+  valueAt: number,
   valueLength: number,
 ): void {
   if (!Number.isInteger(keyLength) || keyLength < 0 || keyLength > limits.keyBytesMax)
     throw new RangeError(`key of ${keyLength} bytes: keyBytesMax is ${limits.keyBytesMax}`);
-  if (value !== null && (!Number.isInteger(valueLength) || valueLength < 0 || valueLength > limits.valueBytesMax))
-    throw new RangeError(`value of ${valueLength} bytes: valueBytesMax is ${limits.valueBytesMax}`);
+  if (!Number.isInteger(keyAt) || keyAt < 0 || keyAt + keyLength > key.length)
+    throw new RangeError(`key range [${keyAt}, ${keyAt + keyLength}) outside its ${key.length}-byte array`);
+  if (value !== null) {
+    if (!Number.isInteger(valueLength) || valueLength < 0 || valueLength > limits.valueBytesMax)
+      throw new RangeError(`value of ${valueLength} bytes: valueBytesMax is ${limits.valueBytesMax}`);
+    if (!Number.isInteger(valueAt) || valueAt < 0 || valueAt + valueLength > value.length)
+      throw new RangeError(`value range [${valueAt}, ${valueAt + valueLength}) outside its ${value.length}-byte array`);
+  }
   if (!Number.isSafeInteger(version) || version < 0)
     throw new RangeError(`version ${version}: must be an integer in 0..2^53-1`);
   if (!Number.isInteger(writer) || writer < 0 || writer > 0xffff_ffff)

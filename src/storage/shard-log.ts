@@ -76,7 +76,7 @@ export class ShardLog {
   #segmentBytes = 0;
   /** Entries in the current segment (its SegmentEnd record counts them). */
   #segmentEntries = 0;
-  /** Bytes written (not merely buffered) since the last fdatasync. */
+  /** Bytes were written (not merely buffered) since the last fdatasync. */
   #unsynced = false;
   #failure: DiskError | null = null;
   #closed = false;
@@ -145,7 +145,7 @@ export class ShardLog {
     valueLength: number,
   ): void {
     this.#checkUsable();
-    checkEntry(this.#limits, keyLength, version, writer, value, valueLength);
+    checkEntry(this.#limits, key, keyAt, keyLength, version, writer, value, valueAt, valueLength);
     const length = recordBytes(keyLength, value === null ? 0 : valueLength);
     if (this.#segmentBytes + length + recordHeaderBytes > this.#limits.segmentBytesMax) this.#nextSegment();
     if (this.#buffered + length > this.#buffer.length) this.flush();

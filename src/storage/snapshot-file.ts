@@ -159,7 +159,7 @@ export class SnapshotWriter {
     valueLength: number,
   ): void {
     this.#checkUsable();
-    checkEntry(this.#limits, keyLength, version, writer, value, valueLength);
+    checkEntry(this.#limits, key, keyAt, keyLength, version, writer, value, valueAt, valueLength);
     const length = recordBytes(keyLength, value === null ? 0 : valueLength);
     if (this.#buffered + length > this.#buffer.length) this.#writeBuffer();
     const flags = (valid ? RecordFlag.Valid : 0) | (rmw ? RecordFlag.Rmw : 0);

@@ -153,6 +153,11 @@ describe("shard log", () => {
     expect(() => log.append(k, 0, 3, 2 ** 53, 1, true, false, null, 0, 0)).toThrow(/version/);
     expect(() => log.append(k, 0, 3, 1.5, 1, true, false, null, 0, 0)).toThrow(/version 1.5/);
     expect(() => log.append(k, 0, 3, 1, 2 ** 32, true, false, null, 0, 0)).toThrow(/writer 4294967296/);
+    expect(() => log.append(k, 1, 3, 1, 1, true, false, null, 0, 0)).toThrow(
+      /key range \[1, 4\) outside its 3-byte array/,
+    );
+    expect(() => log.append(k, 0, 3, 1, 1, true, false, k, 2, 2)).toThrow(/value range \[2, 4\) outside/);
+    expect(() => log.append(k, -1, 1, 1, 1, true, false, null, 0, 0)).toThrow(/key range/);
     log.sync();
     expect(log.stats.records).toBe(1);
     expect(statSync(join(d, segmentName(1))).size).toBe(size);
