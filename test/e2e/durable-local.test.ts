@@ -17,6 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFile
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { spawnSync } from "node:child_process";
 import {
   ackedUpdates,
   convergeAndReadAll,
@@ -330,4 +331,55 @@ describe("the data dir's lock and identity", () => {
     expect(await foreign.exitCode()).toBe(1);
     expect(foreign.output).toContain('belongs to cluster "local" node 0, not to cluster "prod" node 5');
   }, 60_000);
+});
+
+describe("a full disk under --durability fsync", () => {
+  test.skipIf(process.getuid?.() !== 0)(
+    "ENOSPC on a 256 KiB tmpfs made by the test: updates 503, reads 200, /v1/status and /metrics say why",
+    async () => {
+      const dir = tempDir();
+      expect(spawnSync("mount", ["-t", "tmpfs", "-o", "size=262144", "tmpfs", dir]).status).toBe(0);
+      const port = freePorts(1);
+      const url = `http://127.0.0.1:${port}`;
+      const proc = startLocal(dir, port, 1);
+      try {
+        await proc.waitLine("replica 0 ready");
+        await put(url, "before", "kept");
+        const big = "x".repeat(16 * 1024);
+        let status = 200;
+        let writes = 0;
+        for (; writes < 200 && status === 200; writes++) {
+          const answer = await request(`${url}/v1/kv/fill-${writes % 8}`, { method: "PUT", body: big });
+          status = answer.kind === "response" ? answer.status : 0;
+        }
+        // The write whose sync failed is not acknowledged (its outcome is unknown), and then every
+        // update is refused before anything is written.
+        expect(status === 504 || status === 503).toBe(true);
+        const refused = await request(`${url}/v1/kv/after`, { method: "PUT", body: "no" });
+        expect(refused.kind === "response" && refused.status).toBe(503);
+        expect(await get(url, "before")).toBe("kept");
+        const statusAnswer = await request(`${url}/v1/status`);
+        expect(statusAnswer.kind).toBe("response");
+        const body = JSON.parse(statusAnswer.kind === "response" ? statusAnswer.body : "{}") as {
+          durability?: unknown;
+        };
+        expect(body.durability).toEqual({ mode: "fsync", diskFailure: "ENOSPC", acceptingUpdates: false });
+        await waitFor(
+          "/metrics to show the failed disk (stats refresh every second)",
+          async () => {
+            const metrics = await request(`${url}/metrics`);
+            return (
+              metrics.kind === "response" &&
+              metrics.body.includes('hermes_durability_disk_failed{shard="0",code="ENOSPC"} 1')
+            );
+          },
+          10_000,
+        );
+      } finally {
+        await proc.kill();
+        spawnSync("umount", ["-l", dir]);
+      }
+    },
+    60_000,
+  );
 });

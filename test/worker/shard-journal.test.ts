@@ -14,7 +14,7 @@
 
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NodeId } from "../../src/base/ids.ts";
@@ -280,6 +280,41 @@ describe("shard journal (async)", () => {
     h.now.ms += 60;
     h.shard.turn(h.now.ms);
     expect(h.journal.log.stats.syncs).toBe(syncsAfterFirst + 1);
+  });
+});
+
+describe("shard snapshots", () => {
+  test("taken by log size, a step per turn: the covered segments go, and a restart recovers every key from snapshot + log", async () => {
+    const dir = tempDir();
+    const options = { ...durability(dir, "fsync"), snapshotLogBytesMax: 8 * 1024, snapshotStepBytes: 1024 };
+    const h = harness(options, [0]);
+    const keys = 300;
+    const values = new Map<string, string>();
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < keys; i++) {
+        const value = `r${round}-v${i}`;
+        expect((await submit(h, OpKind.Write, `key-${i}`, value))?.status).toBe(OpStatus.Ok);
+        values.set(`key-${i}`, value);
+      }
+    }
+    // A snapshot in progress when the writes stopped is finished by the turns that follow.
+    for (let i = 0; i < 100; i++) {
+      h.now.ms += 1;
+      h.shard.turn(h.now.ms);
+    }
+    const stats = h.journal.stats();
+    expect(stats.snapshots).toBeGreaterThanOrEqual(2);
+    expect(stats.snapshotStepMsMax).toBeGreaterThan(0);
+    const files = readdirSync(join(dir, "shard-0"));
+    const snapshots = files.filter((f) => f.endsWith(".snap"));
+    const segments = files.filter((f) => f.endsWith(".log")).sort();
+    // Only the newest snapshot is kept, with no segment older than the one it starts at.
+    expect(snapshots.length).toBe(1);
+    expect(segments.every((f) => f >= snapshots[0]!.replace(".snap", ".log"))).toBe(true);
+    const again = harness(options, [0]);
+    expect(again.recoveredKeys).toBe(keys);
+    for (const [key, value] of values)
+      expect(await submit(again, OpKind.Read, key, null)).toEqual({ status: OpStatus.Ok, value });
   });
 });
 
