@@ -183,8 +183,8 @@ export class SnapshotWriter {
 
   /**
    * Writes the trailer, makes the file durable and visible under its final name, then deletes the
-   * log segments and older snapshots it covers. On a DiskError the temp file is removed and the old
-   * snapshot and segments stay as they were.
+   * log segments and older snapshots it covers. A DiskError here or in `add` gives the snapshot up
+   * (its temp file removed; later calls throw the same error): the old snapshot and segments stay.
    */
   finish(): SnapshotDone {
     this.#checkUsable();
@@ -224,7 +224,6 @@ export class SnapshotWriter {
       fsyncDir(this.#dir);
     } catch (error) {
       this.#fail(error as DiskError);
-      this.abort();
       throw error;
     }
     this.#done = true;
@@ -254,8 +253,16 @@ export class SnapshotWriter {
     assert(!this.#done, "the snapshot writer is not used after finish() or abort()");
   }
 
+  /** A failed snapshot is given up at once: its temp file is removed, the old state stays. */
   #fail(error: DiskError): void {
     this.#failure = error;
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+    try {
+      unlinkSync(this.#tempPath);
+    } catch {
+      // Already gone (renamed, or never created): nothing to undo; recovery deletes any leftover.
+    }
   }
 
   #writeBuffer(): void {
