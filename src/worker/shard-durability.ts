@@ -60,6 +60,8 @@ export function recoverAndOpen(
       nowMs,
     );
   });
+  // Nothing on disk (a new dir): the replica starts as it would without one.
+  if (result.snapshotEntries === 0 && result.logRecords === 0) replica.finishJoin(nowMs);
   const log = ShardLog.open(dir, result.nextSegment, {
     ...limits,
     segmentBytesMax: segmentBytesMaxDefault,
