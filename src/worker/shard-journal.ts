@@ -173,6 +173,11 @@ export class ShardJournal implements Journal {
     return !unlogged;
   }
 
+  /** Sync now whatever the mode (the end of a join: the loaded state is on disk before it is served). */
+  syncNow(nowMs: number): void {
+    if (this.#failure === null && !this.#closed && this.#dirty) this.#sync(nowMs);
+  }
+
   /** Once per loop turn: async's periodic sync, and a step of the snapshot in progress, if any. */
   turn(nowMs: number): void {
     if (this.#failure !== null || this.#closed) return;

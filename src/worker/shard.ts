@@ -381,6 +381,9 @@ export class Shard {
   }
 
   finishJoin(): void {
+    // What the join loaded is on this node's disk before it serves from it (any mode): a node that
+    // served a key must be able to give it back after a crash of every member.
+    this.#journal?.syncNow(this.#clock());
     this.replica.finishJoin(this.#clock());
     this.#releaseHeld();
     this.#flushNetwork();
