@@ -777,9 +777,10 @@ export class Replica {
       slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
       store.setTs(slot, version, writer, rmw, writer);
+      // One record: a committed entry's Valid record carries the whole item.
       if (this.#journal !== null) {
-        this.#journalInstalled(slot);
         if (committed) this.#journalValidated(slot);
+        else this.#journalInstalled(slot);
       }
       if (committed) {
         if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
