@@ -9,7 +9,7 @@
 // with its timestamp and value once the join ends, as Hermes replays any key whose VAL was lost.
 // Only then is the journal attached: what was loaded from disk is not logged again.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { shardDirName, type DurabilityOptions } from "../base/durability.ts";
 import type { Replica } from "../core/replica.ts";
@@ -60,6 +60,9 @@ export function recoverAndOpen(
       nowMs,
     );
   });
+  // The log replayed (segments not covered by a snapshot) counts towards the next snapshot.
+  let logBytesCarried = 0;
+  for (const name of readdirSync(dir)) if (name.endsWith(".log")) logBytesCarried += statSync(join(dir, name)).size;
   // Nothing on disk (a new dir): the replica starts as it would without one.
   if (result.snapshotEntries === 0 && result.logRecords === 0) replica.finishJoin(nowMs);
   const log = ShardLog.open(dir, result.nextSegment, {
@@ -79,6 +82,7 @@ export function recoverAndOpen(
       stepBytes: options.snapshotStepBytes,
     },
     nowMs,
+    logBytesCarried,
   );
   journal.setSnapshots(snapshots);
   replica.setJournal(journal);

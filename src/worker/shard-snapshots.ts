@@ -57,6 +57,8 @@ export class ShardSnapshots {
     limits: EntryLimits,
     policy: SnapshotPolicy,
     nowMs: number,
+    /** Bytes of log replayed at recovery that no snapshot covers yet: they count towards the next one. */
+    logBytesCarried = 0,
   ) {
     this.#replica = replica;
     this.#log = log;
@@ -67,7 +69,7 @@ export class ShardSnapshots {
       Math.max(policy.stepBytes, coreRecordBytes(limits.keyBytesMax, limits.valueBytesMax)),
     );
     this.#view = new DataView(this.#scratch.buffer);
-    this.#logBytesAtLast = log.stats.bytes;
+    this.#logBytesAtLast = log.stats.bytes - logBytesCarried;
     this.#lastStartMs = nowMs;
   }
 
