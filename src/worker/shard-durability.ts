@@ -46,16 +46,17 @@ export function recoverAndOpen(
   }
   if (!replica.joining) replica.beginJoin();
   const result = recoverShard(dir, (record) => {
+    // Key and value are read in place from the file's bytes: no object per record.
     replica.installEntryBytes(
-      record.key,
-      0,
-      record.key.length,
+      record.bytes,
+      record.keyAt,
+      record.keyLength,
       record.version,
       record.writer,
       record.rmw,
-      record.value,
-      0,
-      record.value === null ? 0 : record.value.length,
+      record.tombstone ? null : record.bytes,
+      record.valueAt,
+      record.valueLength,
       record.valid,
       nowMs,
     );
