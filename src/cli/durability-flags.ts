@@ -32,7 +32,7 @@ export const durabilityUsage = `  --data-dir DIR   keep this node's data on disk
   --durability M   none|fsync|async (default: fsync with --data-dir, else none)
                    none:  nothing on disk, no cost
                    fsync: an update is ACKed only once it is on disk (one fdatasync per batch):
-                          no acknowledged write is lost, whatever crashes
+                          an acknowledged write survives a crash of every member at once
                    async: the same log, fdatasynced every --fsync-interval-ms: a power loss of
                           every member loses at most that window (a process crash loses nothing)
   --fsync-interval-ms MS  async's window, ${fsyncIntervalMsMin}..${fsyncIntervalMsMax} (default ${fsyncIntervalMsDefault})`;
