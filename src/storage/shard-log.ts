@@ -26,7 +26,7 @@
 // and the only safe recovery is the one on restart: re-read what is on disk, checksums and all.
 
 import { closeSync, constants, fdatasyncSync, openSync, writeSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { assert } from "../base/assert.ts";
 import { DiskError, diskError } from "./errors.ts";
 import {
@@ -106,6 +106,13 @@ export class ShardLog {
         `segmentBytesMax ${limits.segmentBytesMax}: must hold one largest record and an end record (${segmentBytesMin} bytes)`,
       );
     const log = new ShardLog(dir, firstSegment, limits);
+    // The shard directory's own entry must be durable too, however the caller created it: without
+    // this, a power cut soon after a fresh start could lose the directory with every synced record.
+    try {
+      fsyncDir(dirname(dir));
+    } catch (error) {
+      throw diskError("fsync", dirname(dir), error);
+    }
     log.#openSegment();
     return log;
   }
