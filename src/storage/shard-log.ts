@@ -175,6 +175,11 @@ export class ShardLog {
     assert(written === length, "encodeRecord wrote the length recordBytes computed");
     this.#buffered += length;
     this.#segmentBytes += length;
+    assert(this.#buffered <= this.#buffer.length, "a record is only encoded where the buffer has room");
+    assert(
+      this.#segmentBytes + recordHeaderBytes <= this.#limits.segmentBytesMax,
+      "a segment keeps room for its end record below segmentBytesMax",
+    );
     this.#segmentEntries++;
     this.stats.records++;
     this.stats.bytes += length;
@@ -192,6 +197,7 @@ export class ShardLog {
     } catch (error) {
       throw this.#poison(diskError("write", path, error));
     }
+    assert(done === this.#buffered, "a flush writes the whole buffer or throws");
     this.#buffered = 0;
     this.#unsynced = true;
     this.stats.writes++;

@@ -179,6 +179,7 @@ export class SnapshotWriter {
       valueLength,
     );
     this.#entries++;
+    assert(this.#buffered <= this.#buffer.length, "a record is only encoded where the buffer has room");
   }
 
   /**
