@@ -10,7 +10,9 @@
 // replays any key whose VAL was lost. Keys that go Valid are appended too (no sync), so recovery
 // knows which keys are committed and replays only the others.
 //
-// async: the same appends, synced at most every fsyncIntervalMs, whether frames leave or not.
+// async: the same appends, written to the kernel (one write, no fdatasync) before frames leave, so
+// that a crash of the process alone loses nothing, and fdatasynced at most every fsyncIntervalMs,
+// whether frames leave or not: a crash of the machine loses at most that window.
 //
 // A failed write or fdatasync poisons the log (see shard-log.ts). From then on this journal says
 // `failed` and releases no frame at all: nothing of that turn (ACKs of records that may not be on
@@ -147,12 +149,25 @@ export class ShardJournal implements Journal {
       this.framesWithheld++;
       return false;
     }
-    if (this.mode === "fsync" && this.#dirty) this.#sync(nowMs);
+    if (this.#dirty) {
+      if (this.mode === "fsync") this.#sync(nowMs);
+      else this.#write();
+    }
     if (this.#failure !== null) {
       this.framesWithheld++;
       return false;
     }
     return true;
+  }
+
+  /** async: hand what was appended to the kernel (one write, no fdatasync): a crash of the process alone loses none of it. */
+  #write(): void {
+    if (this.log.bufferedBytes === 0) return;
+    try {
+      this.log.flush();
+    } catch (error) {
+      this.#fail(error);
+    }
   }
 
   /**
@@ -162,7 +177,10 @@ export class ShardJournal implements Journal {
   beforeLoneAnswer(nowMs: number): boolean {
     if (this.#closed) return false;
     if (this.#failure === null) {
-      if (this.mode === "fsync" && this.#dirty) this.#sync(nowMs);
+      if (this.#dirty) {
+        if (this.mode === "fsync") this.#sync(nowMs);
+        else this.#write();
+      }
       if (this.#failure === null) return true;
       this.#unlogged = false;
       return false; // this sync failed: what the answer reports may not be on disk
