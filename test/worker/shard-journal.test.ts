@@ -322,6 +322,40 @@ describe("shard snapshots", () => {
   });
 });
 
+describe("shard snapshots by interval", () => {
+  test("a log that grew is snapshotted once the interval since the last one has passed; an unchanged one is not", async () => {
+    const dir = tempDir();
+    const options = { ...durability(dir, "fsync"), snapshotIntervalMs: 1000 };
+    const h = harness(options, [0]);
+    const turns = (n: number): void => {
+      for (let i = 0; i < n; i++) {
+        h.now.ms += 1;
+        h.shard.turn(h.now.ms);
+      }
+    };
+    // Nothing logged: no snapshot however long it waits.
+    h.now.ms += 5000;
+    turns(5);
+    expect(h.journal.stats().snapshots).toBe(0);
+    // Logged, and the interval since the journal started has passed: one at once.
+    expect((await submit(h, OpKind.Write, "k1", "v1"))?.status).toBe(OpStatus.Ok);
+    turns(5);
+    expect(h.journal.stats().snapshots).toBe(1);
+    // Logged again within the interval of that one: none yet; after it: one more.
+    expect((await submit(h, OpKind.Write, "k2", "v2"))?.status).toBe(OpStatus.Ok);
+    turns(5);
+    expect(h.journal.stats().snapshots).toBe(1);
+    h.now.ms += 1000;
+    turns(5);
+    expect(h.journal.stats().snapshots).toBe(2);
+    expect(readdirSync(join(dir, "shard-0")).filter((f) => f.endsWith(".snap")).length).toBe(1);
+    // Nothing new since: later intervals take none.
+    h.now.ms += 3000;
+    turns(5);
+    expect(h.journal.stats().snapshots).toBe(2);
+  });
+});
+
 /** A tmpfs of `bytes` mounted by this test (root only); null when it cannot mount one. */
 function mountTmpfs(bytes: number): { dir: string; unmount: () => void } | null {
   const dir = tempDir();
