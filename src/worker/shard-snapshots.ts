@@ -15,7 +15,10 @@ import {
   recordFlagCommitted,
   recordFlagRmw,
   recordFlagValue,
-  recordFixedBytes,
+  recordFlagsOffset,
+  recordValueBytesOffset,
+  recordValueOffset,
+  recordWriterOffset,
 } from "../core/snapshot-records.ts";
 import type { EntryLimits } from "../storage/record-layout.ts";
 import type { ShardLog } from "../storage/shard-log.ts";
@@ -124,7 +127,7 @@ export class ShardSnapshots {
     this.#writer = null;
   }
 
-  /** The core's records (u16 key length, key, f64 version, u8 writer, u8 flags, u32 value length, value) into the snapshot file. */
+  /** The core's records (snapshot-records.ts: u16 key length, key, f64 version, u32 writer, u8 flags, u32 value length, value) into the snapshot file. */
   #addRecords(writer: SnapshotWriter, end: number): void {
     const bytes = this.#scratch;
     const view = this.#view;
@@ -133,9 +136,9 @@ export class ShardSnapshots {
       const keyBytes = view.getUint16(p, true);
       const fields = p + 2 + keyBytes;
       const version = view.getFloat64(fields, true);
-      const flags = bytes[fields + 9]!;
-      const valueBytes = view.getUint32(fields + 10, true);
-      const valueAt = fields + recordFixedBytes - 2;
+      const flags = bytes[fields + recordFlagsOffset]!;
+      const valueBytes = view.getUint32(fields + recordValueBytesOffset, true);
+      const valueAt = fields + recordValueOffset;
       // A key that was looked up but never written (version 0) has nothing to keep.
       if (version > 0)
         writer.add(
@@ -143,7 +146,7 @@ export class ShardSnapshots {
           p + 2,
           keyBytes,
           version,
-          bytes[fields + 8]!,
+          view.getUint32(fields + recordWriterOffset, true),
           (flags & recordFlagCommitted) !== 0,
           (flags & recordFlagRmw) !== 0,
           (flags & recordFlagValue) !== 0 ? bytes : null,
