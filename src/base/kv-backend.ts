@@ -54,6 +54,16 @@ export interface NodeStatus {
   /** How long ago every shard last heard each member, in ms (null: never). */
   heardAgoMs?: Record<string, number | null>;
   evictions?: EvictionStatus;
+  /** With a data dir (--durability fsync|async); absent with none. */
+  durability?: DurabilityStatus;
+}
+
+export interface DurabilityStatus {
+  mode: "fsync" | "async";
+  /** The errno name (ENOSPC, EIO, ...) with which a shard's log failed, or null. */
+  diskFailure: string | null;
+  /** False once a log failed: updates are answered 503 (reads go on while the lease holds). */
+  acceptingUpdates: boolean;
 }
 
 /** Evictions as this node sees them (src/membership/etcd-eviction.ts). */

@@ -11,10 +11,13 @@ import { latencyBucketsUs } from "../worker/bench-clients.ts";
 import { expectPositionals, parseArgs, parseIntegerFlag, UsageError } from "./args.ts";
 import { clusterKeyLabel, deriveClusterKey, generateClusterKey } from "../base/cluster-key.ts";
 import { resolveTransport } from "./transport-choice.ts";
+import { existsSync } from "node:fs";
+import { durabilityFlagSpecs, localReplicaDir, openDataDir, parseDurabilityFlags } from "./durability-flags.ts";
 
 export const benchUsage = `usage: hermes-kv bench [-M replicas] [-W workers] [-w permille] [-R permille] [-d seconds]
                       [-b slots] [-k keys] [-v value-bytes] [--transport auto|tcp|udp|rdma]
                       [--frame-mac off|on]
+                      [--data-dir DIR --durability fsync|async [--fsync-interval-ms MS]]
 
 Closed-loop benchmark of a local cluster (M replicas in this process, W Hermes workers each),
 bypassing HTTP, like the reference's run-hermesKV.sh. Each worker keeps -b requests outstanding
@@ -31,6 +34,9 @@ over -k uniformly chosen keys.
                   with --cluster-key-file do (default off; compare the two in one session)
   --no-ordered-keys   run the replicas without the ordered key index of prefix listings (only to
                   measure what the index costs: such a cluster answers no listing)
+  --data-dir DIR  log every replica's updates to DIR/replica-i (a new or empty DIR; left there after)
+  --durability M  fsync|async (default fsync with --data-dir; none without)
+  --fsync-interval-ms MS  async's window (default 100)
 
 Prints per-node Mreq/s every second, then one line:
 throughput_mreqs=… read_p50_us=… read_p99_us=… write_p50_us=… write_p99_us=…
@@ -51,6 +57,7 @@ const specs = {
   transport: { kind: "string" },
   "frame-mac": { kind: "string" },
   "no-ordered-keys": { kind: "boolean" },
+  ...durabilityFlagSpecs,
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -117,10 +124,23 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
   if (frameMacFlag !== "off" && frameMacFlag !== "on") throw new UsageError("--frame-mac must be off or on");
   const frameKey = frameMacFlag === "on" ? deriveClusterKey(generateClusterKey(), clusterKeyLabel.frameMac) : null;
 
+  const durability = parseDurabilityFlags(flags);
+  // The bench's replicas start as a new cluster: recovered data would make them join instead.
+  if (durability !== null && existsSync(localReplicaDir(durability.dataDir, 0)))
+    throw new UsageError(`--data-dir ${durability.dataDir} holds data already: give the bench a new or empty dir`);
+  const dataDirs =
+    durability === null
+      ? []
+      : Array.from({ length: replicas }, (_, id) =>
+          openDataDir(localReplicaDir(durability.dataDir, id), "bench", id, workers),
+        );
+
   console.log(
     `bench: ${replicas} replicas x ${workers} workers, ${transport}, updates ${writePerMille / 10}% (RMW ${rmwPerMille / 10}% of them), ` +
       `${slots} slots/worker, ${keys} keys, ${valueBytes} B values, ${seconds} s, frame MAC ${frameMacFlag}` +
-      (flags["no-ordered-keys"] === true ? ", no ordered key index" : ""),
+      (flags["no-ordered-keys"] === true ? ", no ordered key index" : "") +
+      `, durability ${durability?.mode ?? "none"}` +
+      (durability?.mode === "async" ? ` (${durability.fsyncIntervalMs} ms)` : ""),
   );
   const rm = new LocalRm({ leaseMs: 5000, renewEveryMs: 200, log: () => {} });
   const nodes = await Promise.all(
@@ -141,6 +161,7 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
         numa: true,
         bench: { slots, keys, valueBytes, writePerMille, rmwPerMille },
         frameKey,
+        durability: durability === null ? null : { ...durability, dataDir: localReplicaDir(durability.dataDir, id) },
       }),
     ),
   );
@@ -201,6 +222,19 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
       `done: ${ops} ops in ${elapsedS.toFixed(1)} s (reads ${reads}, updates ${updates}, realized update ratio ${((updates / Math.max(1, ops)) * 100).toFixed(1)}%, RMW aborts ${aborts}, ` +
         `frames refused for want of credit ${refused}, INV retransmissions ${retransmits})`,
     );
+    if (durability !== null) {
+      let fsyncs = 0;
+      let logBytes = 0;
+      for (let n = 0; n < nodes.length; n++)
+        for (let s = 0; s < workers; s++) {
+          fsyncs += (last[n]![s]!.durability?.syncs ?? 0) - (first[n]![s]!.durability?.syncs ?? 0);
+          logBytes += (last[n]![s]!.durability?.logBytes ?? 0) - (first[n]![s]!.durability?.logBytes ?? 0);
+        }
+      console.log(
+        `durability ${durability.mode}: ${(updates / elapsedS).toFixed(0)} updates/s, ${(fsyncs / elapsedS).toFixed(0)} fdatasyncs/s ` +
+          `(${(updates / Math.max(1, fsyncs)).toFixed(1)} updates per fdatasync, all replicas), ${(logBytes / elapsedS / 1e6).toFixed(1)} MB/s of log`,
+      );
+    }
     console.log(
       `throughput_mreqs=${(ops / elapsedS / 1e6).toFixed(4)} read_p50_us=${percentileUs(readHist, 0.5)} read_p99_us=${percentileUs(readHist, 0.99)} ` +
         `write_p50_us=${percentileUs(writeHist, 0.5)} write_p99_us=${percentileUs(writeHist, 0.99)}`,
@@ -209,5 +243,6 @@ export async function runBenchCommand(argv: readonly string[]): Promise<number> 
   } finally {
     await Promise.all(nodes.map((n) => n.close()));
     rm.close();
+    for (const dir of dataDirs) dir.close();
   }
 }

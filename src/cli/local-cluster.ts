@@ -25,6 +25,10 @@ import type { TokenEntry } from "../http/auth-file.ts";
 import type { FetchHandler } from "../http/fast-path.ts";
 import { serveTls } from "../worker/http-server.ts";
 import type { ServerSecurity } from "./server-security.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
+import type { DataDir } from "../storage/data-dir.ts";
+import { localReplicaDir, openDataDir, recoveryLines } from "./durability-flags.ts";
+import { claimIncarnationIn } from "./incarnation-file.ts";
 
 export interface LocalClusterOptions {
   replicas: number;
@@ -38,6 +42,8 @@ export interface LocalClusterOptions {
   log: (line: string) => void;
   /** HTTPS and client tokens on every replica's port (absent: plain HTTP, every route open). */
   security?: Pick<ServerSecurity, "tls" | "auth">;
+  /** Keep each replica's data in dataDir/replica-i (--data-dir); absent or null: nothing on disk. */
+  durability?: DurabilityOptions | null;
 }
 
 /** Paths of a replica's port that the main thread answers (the workers forward them). */
@@ -108,6 +114,8 @@ export class LocalCluster {
   #closed = false;
   /** The tokens every replica's port checks (null: no auth file); replaced by setAuthTokens. */
   #tokens: TokenEntry[] | null;
+  /** Each replica's locked data dir (with --data-dir), held for the life of the cluster. */
+  readonly #dataDirs: DataDir[] = [];
 
   private constructor(options: LocalClusterOptions) {
     this.options = options;
@@ -146,20 +154,68 @@ export class LocalCluster {
       this.#rejoiners.push(null);
       this.#stoppedServers.push(null);
     }
+    const d = o.durability ?? null;
+    if (d !== null)
+      for (let id = 0; id < o.replicas; id++)
+        this.#dataDirs.push(openDataDir(localReplicaDir(d.dataDir, id), "local", id, o.shards));
     const nodes = await Promise.all(
       this.#nodes.map((_, id) => this.#startNode(id, o.httpPort === 0 ? 0 : o.httpPort + id)),
     );
+    // Replicas recovered from disk serve only once they have merged what each kept (below).
+    if (d !== null) for (const node of nodes) node.beginJoin();
     for (let id = 0; id < o.replicas; id++) {
       this.#nodes[id] = nodes[id]!;
       this.ports.push(await this.#serve(nodes[id]!, id, o.httpPort === 0 ? 0 : o.httpPort + id));
     }
     const handles = this.rm.registerAll(nodes.map((n) => n.memberInfo()));
     nodes.forEach((node, id) => node.attachMembership(handles[id]!));
+    if (d !== null) await this.#mergeRecovered(nodes);
+  }
+
+  /**
+   * After a restart of the whole process with a data dir: no replica serves, so each loads what
+   * every other replica recovered (its kept state; the higher timestamp wins), as nodes do when no
+   * member serves (src/node/etcd-join.ts), then serves. A key left non-Valid is replayed.
+   */
+  async #mergeRecovered(nodes: HermesNode[]): Promise<void> {
+    for (const [id, node] of nodes.entries()) {
+      for (const line of recoveryLines(node, `hermes-kv local: replica ${id}`)) this.options.log(line);
+      const entries = await node.loadFrom(async (index, epochMin, onChunk) => {
+        let count = 0;
+        for (const [sourceId, source] of nodes.entries()) {
+          if (sourceId === id || !source.hasState) continue;
+          count += await this.#exportWhenReady(source, index, epochMin, onChunk);
+        }
+        return count;
+      });
+      this.options.log(`hermes-kv local: replica ${id} merged ${entries} entries recovered by the others`);
+    }
+  }
+
+  /** source.exportShard, waiting out "not ready" (it has not installed epochMin yet). */
+  async #exportWhenReady(
+    source: HermesNode,
+    index: number,
+    epochMin: number,
+    onChunk: (records: Uint8Array) => void,
+  ): Promise<number> {
+    for (let round = 0; ; round++) {
+      try {
+        return await source.exportShard(index, epochMin, onChunk, true);
+      } catch (error) {
+        if (!(error instanceof NotReadyError) || round >= sourceRoundsMax) throw error;
+      }
+      await Bun.sleep(sourceRoundPauseMs);
+    }
   }
 
   #startNode(id: NodeId, httpPort: number): Promise<HermesNode> {
     const o = this.options;
-    const incarnation = this.#incarnations[id] ?? 0;
+    // With a data dir the count is kept there: the replica's log outlives this process (incarnation-file.ts).
+    const incarnation =
+      o.durability == null
+        ? (this.#incarnations[id] ?? 0)
+        : claimIncarnationIn(localReplicaDir(o.durability.dataDir, id));
     this.#incarnations[id] = incarnation + 1;
     return HermesNode.start({
       nodeId: id,
@@ -177,6 +233,9 @@ export class LocalCluster {
       bench: null,
       ...o.node,
       replica: { ...o.node.replica, incarnation },
+      ...(o.durability == null
+        ? {}
+        : { durability: { ...o.durability, dataDir: localReplicaDir(o.durability.dataDir, id) } }),
     });
   }
 
@@ -359,5 +418,6 @@ export class LocalCluster {
     await Promise.all(this.#nodes.map((node) => node?.close()));
     await Promise.all(this.#retiring);
     this.rm.close();
+    for (const dataDir of this.#dataDirs) dataDir.close();
   }
 }

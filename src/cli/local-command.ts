@@ -11,9 +11,12 @@ import { loadServerSecurity, reloadAuthOnSighup, serverSecurityHelp, serverSecur
 import { readClusterKeyFile } from "./cluster-key-file.ts";
 import { clusterKeyLabel, deriveClusterKey, generateClusterKey } from "../base/cluster-key.ts";
 
+import { durabilityFlagSpecs, durabilityUsage, parseDurabilityFlags } from "./durability-flags.ts";
+
 export const localUsage = `usage: hermes-kv local [--replicas N] [--http-port P] [--shards W] [--transport auto|tcp|udp|rdma]
                       [--host ADDR] [--lease-ms MS] [--tls-cert F --tls-key F [--tls-ca F]]
                       [--auth-file F [--metrics-public]] [--cluster-key-file FILE] [--insecure]
+                      [--data-dir DIR [--durability fsync|async]]
 
 Runs N replicas of one hermes-kv cluster in this process, with an in-process membership service
 (leases and epochs as in a real cluster). Replica i serves HTTP on port P+i.
@@ -29,6 +32,8 @@ ${serverSecurityHelp}
   --insecure       bind a non-loopback --host without TLS or an auth file
   --cluster-key-file FILE  the key of the MAC on every replica frame (hermes-kv keygen FILE); default:
                    a random key made in memory at start, so frames are authenticated either way
+${durabilityUsage}
+                   (replica i keeps its data in DIR/replica-i; a restart of the process recovers them all)
 
 Try it:
   curl -X PUT --data-binary hello http://127.0.0.1:8080/v1/kv/greeting
@@ -49,6 +54,7 @@ const specs = {
   ...serverSecuritySpecs,
   insecure: { kind: "boolean" },
   "cluster-key-file": { kind: "string" },
+  ...durabilityFlagSpecs,
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -82,6 +88,7 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
   const clusterKey =
     flags["cluster-key-file"] === undefined ? generateClusterKey() : readClusterKeyFile(flags["cluster-key-file"]);
   const transport: TransportKind = resolveTransport(flags.transport ?? "auto", (line) => console.error(line));
+  const durability = parseDurabilityFlags(flags);
 
   const cluster = await LocalCluster.start({
     replicas,
@@ -97,6 +104,11 @@ export async function runLocalCommand(argv: readonly string[]): Promise<number> 
     node: { frameKey: deriveClusterKey(clusterKey, clusterKeyLabel.frameMac) },
     log: (line) => console.error(line),
     security,
+    durability,
+  }).catch((error: unknown) => {
+    // With a data dir: a corrupt file (named, with its offset), a refusing disk, a locked or foreign dir.
+    if (error instanceof UsageError) throw error;
+    throw new FatalError(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
   });
   if (security.authFile !== null)
     reloadAuthOnSighup(

@@ -44,6 +44,14 @@ import {
   serverSecuritySpecs,
   type ServerSecurity,
 } from "./server-security.ts";
+import {
+  durabilityFlagSpecs,
+  durabilityUsage,
+  openDataDir,
+  parseDurabilityFlags,
+  recoveryLines,
+} from "./durability-flags.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
 
 /** --lease-ms: default and bounds. etcd leases are whole seconds. */
 const leaseMsDefault = 2000;
@@ -68,6 +76,7 @@ const etcdRequestTimeoutMs = 2000;
 export const nodeUsage = `usage: hermes-kv node --id ID --http HOST:PORT --listen HOST:PORT --etcd URL[,URL...]
                      [--cluster NAME] [--shards W] [--transport auto|tcp|udp|rdma] [--lease-ms MS]
                      [--cluster-key-file FILE]
+                     [--data-dir DIR [--durability fsync|async] [--fsync-interval-ms MS]]
 
 Runs one node of a hermes-kv cluster. Membership, leases and transport addresses go through etcd
 (its v3 JSON gateway): the node holds an etcd lease and serves only while that lease is surely valid.
@@ -97,6 +106,7 @@ ${serverSecurityHelp}
   --insecure       start even though --http or --listen is not a loopback address and TLS, the
                    auth file or the cluster key is missing (without it the node refuses, as
                    Redis's protected mode does)
+${durabilityUsage}
   --test-hooks     enable POST /v1/test/drop (drop transport traffic to/from given nodes) and
                    POST /v1/test/etcd (cut this node off from etcd), for partition tests
 
@@ -120,6 +130,7 @@ const specs = {
   ...serverSecuritySpecs,
   "cluster-key-file": { kind: "string" },
   insecure: { kind: "boolean" },
+  ...durabilityFlagSpecs,
   help: { kind: "boolean", short: "h" },
 } as const;
 
@@ -141,6 +152,8 @@ interface NodeCommandOptions {
   testHooks: boolean;
   /** The cluster key (--cluster-key-file), or null: replica traffic and internal routes unauthenticated. */
   clusterKey: Uint8Array | null;
+  /** null: --durability none. */
+  durability: DurabilityOptions | null;
 }
 
 export async function runNodeCommand(argv: readonly string[]): Promise<number> {
@@ -164,12 +177,29 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
   });
   if (problem !== null) throw new FatalError(problem);
   const security = await loadServerSecurity(flags);
+  // The data dir is locked and identified before any worker opens a file in it.
+  let dataDir: ReturnType<typeof openDataDir> | null = null;
+  if (options.durability !== null) {
+    try {
+      dataDir = openDataDir(options.durability.dataDir, cluster, id, options.shards);
+    } catch (error) {
+      throw new FatalError(error instanceof Error ? error.message : String(error));
+    }
+  }
   const incarnation = await claimNodeIncarnation(options);
   log(`hermes-kv node ${id}: incarnation ${incarnation} (writer id ${writerIdOf(incarnation, id)})`);
   const proofKey =
     options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.internalHttp);
   const proofVerifier = proofKey === null ? null : new InternalProofVerifier(proofKey);
-  const node = await HermesNode.start(nodeOptionsOf(options, incarnation));
+  let node: HermesNode;
+  try {
+    node = await HermesNode.start(nodeOptionsOf(options, incarnation));
+  } catch (error) {
+    dataDir?.close();
+    // A corrupt file or a refusing disk at recovery: the message names the file (and offset).
+    throw new FatalError(`cannot start: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  for (const line of recoveryLines(node, `hermes-kv node ${id}`)) log(line);
   node.beginJoin();
   let membership: EtcdMembership | null = null;
   let detector: PeerDetector | null = null;
@@ -264,7 +294,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
     rejoiner.stop();
     detector?.stop();
     log(`hermes-kv node ${id}: stopping`);
-    return node.close();
+    return node.close().then(() => dataDir?.close());
   });
   return 0;
 }
@@ -322,6 +352,7 @@ function nodeCommandOptions(flags: ParsedFlags<typeof specs>): NodeCommandOption
     transport,
     testHooks: flags["test-hooks"],
     clusterKey,
+    durability: parseDurabilityFlags(flags),
   };
 }
 
@@ -367,6 +398,7 @@ function nodeOptionsOf(options: NodeCommandOptions, incarnation: number): NodeOp
     bench: null,
     heartbeatMs: heartbeatMsOf(options.suspectMs),
     frameKey: options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.frameMac),
+    durability: options.durability,
   };
 }
 

@@ -51,7 +51,15 @@ import {
   recordWriterOffset,
 } from "./snapshot-records.ts";
 import { compareTs } from "../base/timestamp.ts";
-import { KeyState, type ChangeSink, type Completions, type Outbox, type Probe, type ReplicaConfig } from "./types.ts";
+import {
+  KeyState,
+  type ChangeSink,
+  type Completions,
+  type Journal,
+  type Outbox,
+  type Probe,
+  type ReplicaConfig,
+} from "./types.ts";
 import { OrderedCursor } from "./ordered-keys.ts";
 import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
 import {
@@ -178,6 +186,8 @@ export class Replica {
   readonly #outbox: Outbox;
   readonly #completions: Completions;
   readonly #probe: Probe | null;
+  /** The write-ahead log's view of installs (setJournal), or null: no durability, no cost. */
+  #journal: Journal | null = null;
 
   readonly #store: KeyStore<KeySide>;
   /** Arena bytes client updates leave free (peerReserveRatio of storeBytesMax). */
@@ -669,6 +679,7 @@ export class Replica {
     assert(store.state(slot) === KeyState.Invalid, "a stale key is Invalid");
     if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
     store.setTs(slot, version, writer, rmw, from);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side.invalidSinceMs = nowMs;
     return true;
   }
@@ -706,6 +717,41 @@ export class Replica {
       committed,
       nowMs,
       fromKeptState,
+    );
+  }
+
+  /**
+   * installSnapshotEntry with the key's bytes and the value lent: for a node's recovery from its
+   * write-ahead log, whose records are read in place (no string or copy per record).
+   */
+  installEntryBytes(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+    committed: boolean,
+    nowMs: number,
+  ): void {
+    assert(keyLength > 0 && keyLength <= storeKeyBytesMax, "a recovered key has 1..storeKeyBytesMax bytes");
+    assert(valueLength <= this.config.valueBytesMax, "a recovered value is at most valueBytesMax");
+    this.#installEntry(
+      key,
+      keyAt,
+      keyLength,
+      version,
+      writer,
+      rmw,
+      value,
+      valueAt,
+      valueLength,
+      committed,
+      nowMs,
+      false,
     );
   }
 
@@ -786,6 +832,11 @@ export class Replica {
       slot = store.insertMissed(key, keyAt, keyLength, value, valueAt, valueLength, 0);
       assert(slot >= 0, "the store has room for every key of a snapshot (raise keysMax or storeBytesMax)");
       store.setTs(slot, version, writer, rmw, nodeOfWriter(writer));
+      // One record: a committed entry's Valid record carries the whole item.
+      if (this.#journal !== null) {
+        if (committed) this.#journalValidated(slot);
+        else this.#journalInstalled(slot);
+      }
       if (committed) {
         if (this.#probe !== null) this.#probe.validated(this.self, store.keyString(slot), version, writer);
         if (this.changes !== null) this.#tellChange(slot);
@@ -1194,6 +1245,7 @@ export class Replica {
     const version = baseVersion + (rmw ? 1 : 2);
     store.setTs(slot, version, this.writer, rmw, this.self);
     store.setState(slot, KeyState.Write);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side.pendingVersion = version;
     side.pendingWriter = this.writer;
     side.pendingValue = null;
@@ -1391,6 +1443,7 @@ export class Replica {
     const kept = toTrans ? store.copyValue(slot) : null;
     if (!store.setValue(slot, value, valueAt, valueLength, 0)) return false;
     store.setTs(slot, version, writer, rmw, from);
+    if (this.#journal !== null) this.#journalInstalled(slot);
     side ??= this.#attachSide(slot);
     side.invalidSinceMs = nowMs;
     side.stale = false;
@@ -1515,12 +1568,49 @@ export class Replica {
     this.#validate(side, nowMs);
   }
 
+  /**
+   * Have every timestamp installed from now on reported to `journal` (null: none). A node with a
+   * data dir sets it after its recovery, so that what it loads from disk is not logged again.
+   */
+  setJournal(journal: Journal | null): void {
+    this.#journal = journal;
+  }
+
+  #journalInstalled(slot: number): void {
+    this.#journalItem(slot, false);
+  }
+
+  #journalValidated(slot: number): void {
+    this.#journalItem(slot, true);
+  }
+
+  /** Report the key at `slot` to the journal, lending its bytes from the store (no copy). */
+  #journalItem(slot: number, validated: boolean): void {
+    const store = this.#store;
+    const journal = this.#journal!;
+    const page = store.page(slot);
+    const report = validated ? journal.validated : journal.installed;
+    report.call(
+      journal,
+      page,
+      store.keyAt(slot),
+      store.keyBytes(slot),
+      store.version(slot),
+      store.writer(slot),
+      store.rmw(slot),
+      store.hasValue(slot) ? page : null,
+      store.valueAt(slot),
+      store.valueBytes(slot),
+    );
+  }
+
   #validate(side: KeySide, nowMs: number): void {
     const store = this.#store;
     const slot = side.slot;
     assert(!side.hasPending(), "a key goes Valid only once its own pending update is finished");
     assert(store.state(slot) !== KeyState.Valid, "only an unsettled key is validated");
     store.setState(slot, KeyState.Valid);
+    if (this.#journal !== null) this.#journalValidated(slot);
     side.stale = false;
     this.#unsettled.delete(side);
     if (this.#probe !== null)

@@ -84,6 +84,40 @@ export interface Completions {
   ): void;
 }
 
+/**
+ * Optional observer of every timestamp the replica installs, for a write-ahead log (the node's
+ * `--durability`): its own update, an INV it adopts, a replay or snapshot entry it takes. Called
+ * during the install, before anything that could announce it (an ACK, the coordinator's INV) is
+ * handed to the Outbox, so a shard that makes these durable before sending its frames never ACKs
+ * what is not on disk. `validated` says a key went Valid (no sync needed: a key left non-Valid on
+ * disk is replayed at recovery). Key and value are lent, as in Outbox.send.
+ */
+export interface Journal {
+  installed(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+  ): void;
+  /** The key went Valid at this timestamp (its value is passed again: the log's records are whole). */
+  validated(
+    key: Uint8Array,
+    keyAt: number,
+    keyLength: number,
+    version: number,
+    writer: NodeId,
+    rmw: boolean,
+    value: Uint8Array | null,
+    valueAt: number,
+    valueLength: number,
+  ): void;
+}
+
 /** Optional observer used by the simulator's oracles; the runtime passes none. */
 export interface Probe {
   /** This node started an own update `version.writer` from the Valid base `baseVersion.baseWriter`. */

@@ -117,7 +117,7 @@ const updateUnknown = fixed(504, ErrorCode.outcomeUnknown, "the update may or ma
 const unavailable = fixed(
   503,
   ErrorCode.unavailable,
-  "this node is not serving (no lease, not a member, or shutting down); nothing was started",
+  "this node is not serving (no lease, not a member, shutting down, or for updates its disk failed: see /v1/status); nothing was started",
   true,
 );
 const busy = fixed(429, ErrorCode.busy, "the node's queue is full; nothing was started", true);

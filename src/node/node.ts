@@ -24,7 +24,9 @@ import { monotonicMs } from "../base/clock.ts";
 import { answerControlRequest, type ControlHandler } from "./control-server.ts";
 import { renderMetrics } from "./metrics.ts";
 import { browsePortsOf, renderWatchMetrics } from "./browse-wiring.ts";
+import { renderDurabilityMetrics } from "./durability-metrics.ts";
 import { ShardHandle } from "./shard-handle.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
 
 /** Streams shard `index` of a live member to `onChunk`; resolves with the entry count. */
 /** Streams shard `index` as runs of whole snapshot records (src/core/snapshot-records.ts); resolves with the number of records. */
@@ -57,6 +59,8 @@ export interface NodeOptions {
   heartbeatMs?: number;
   /** The frame MAC key derived from the cluster key (ShardInit.frameKey); absent or null: frames go untagged. */
   frameKey?: Uint8Array | null;
+  /** A data dir and what is kept there (--durability fsync|async); absent or null: nothing on disk. */
+  durability?: DurabilityOptions | null;
 }
 
 export const nodeDefaults = {
@@ -143,6 +147,7 @@ export class HermesNode {
     };
     const boardBuffer = createNodeBoard(options.shards);
     const board = new NodeBoard(boardBuffer, options.nodeId, options.transport);
+    if (options.durability != null) board.setDurabilityMode(options.durability.mode);
     let node: HermesNode | null = null;
     const shards: ShardHandle[] = [];
     const heartbeatMs = options.heartbeatMs ?? 0;
@@ -171,6 +176,7 @@ export class HermesNode {
             bench: options.bench,
             ...(liveness === undefined ? {} : { liveness }),
             frameKey: options.frameKey ?? null,
+            ...(options.durability == null ? {} : { durability: options.durability }),
           },
           onFatal: (index, message) => {
             console.error(`hermes-kv node ${options.nodeId}: shard ${index} died: ${message}`);
@@ -341,6 +347,7 @@ export class HermesNode {
     return (
       renderMetrics(this.status(), this.#lastStats, this.membershipChanges.count) +
       renderWatchMetrics(this.#watchCounts) +
+      renderDurabilityMetrics(this.#lastStats) +
       this.#extraMetrics()
     );
   }
@@ -348,7 +355,8 @@ export class HermesNode {
   /** Rejoin after a restart: serve nothing until every shard has loaded a live member's state. */
   beginJoin(): void {
     this.board.setJoining(true);
-    this.board.setHasState(false);
+    // State recovered from the data dir was served before: it takes part in a merge when no member serves.
+    this.board.setHasState(this.recoveredKeys > 0);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
   }
 
@@ -361,6 +369,13 @@ export class HermesNode {
   rejoinKeepingState(): void {
     this.board.setJoining(true);
     for (const shard of this.shards) shard.post({ type: "join-begin" });
+  }
+
+  /** Keys the shards loaded from the data dir at start (0 without one). */
+  get recoveredKeys(): number {
+    let keys = 0;
+    for (const shard of this.shards) keys += shard.recovered?.keys ?? 0;
+    return keys;
   }
 
   /** This process holds data it served from (it finished a join since it started or was wiped). */

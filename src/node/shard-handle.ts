@@ -2,7 +2,7 @@
 // snapshots, HTTP start and stop, stop), all by postMessage. Client ops never pass through here: the
 // workers serve HTTP themselves (see src/worker/worker-backend.ts).
 
-import type { FromShard, HttpStart, ShardInit, ShardStats, ToShard } from "../worker/messages.ts";
+import type { FromShard, HttpStart, ShardInit, ShardRecovered, ShardStats, ToShard } from "../worker/messages.ts";
 import { shardWorkerUrl } from "../worker-entry.ts";
 import { NotReadyError } from "./not-ready-error.ts";
 
@@ -24,6 +24,8 @@ export class ShardHandle {
   readonly index: number;
   readonly worker: Worker;
   address = "";
+  /** What the worker loaded from the node's data dir before it was ready (null: no data dir). */
+  recovered: ShardRecovered | null = null;
   #terminated = false;
   #statsRequests = new Map<number, (stats: ShardStats) => void>();
   #nextRequest = 1;
@@ -64,6 +66,7 @@ export class ShardHandle {
       switch (message.type) {
         case "ready":
           this.address = message.address;
+          this.recovered = message.recovered ?? null;
           readyResolve();
           return;
         case "stats":

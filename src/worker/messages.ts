@@ -11,6 +11,8 @@ import type { PeerRings } from "./peer-links.ts";
 import type { AuthConfig } from "../http/auth-guard.ts";
 import type { TokenEntry } from "../http/auth-file.ts";
 import type { WatchFeedShared } from "./watch-feed.ts";
+import type { DurabilityOptions } from "../base/durability.ts";
+import type { JournalStats } from "./shard-journal.ts";
 
 export interface ShardInit {
   type: "init";
@@ -36,6 +38,19 @@ export interface ShardInit {
    * or null: no cluster key, frames go untagged.
    */
   frameKey?: Uint8Array | null;
+  /** The node's data dir and durability mode; absent: --durability none (nothing on disk). */
+  durability?: DurabilityOptions;
+}
+
+/** What a shard recovered from its data dir before it said it was ready. */
+export interface ShardRecovered {
+  keys: number;
+  snapshotEntries: number;
+  logRecords: number;
+  /** Bytes cut off a torn log tail, with the one line that says so (null: a clean tail). */
+  bytesDropped: number;
+  tailNote: string | null;
+  ms: number;
 }
 
 /**
@@ -163,6 +178,8 @@ export interface ShardStats {
   wire: Record<string, number>;
   numa: { node: number | null; cpu: number | null; pinned: boolean };
   bench: ShardBenchStats | null;
+  /** The log and snapshots (--durability fsync|async), or null. */
+  durability?: JournalStats | null;
 }
 
 export interface ShardBenchStats {
@@ -176,7 +193,7 @@ export interface ShardBenchStats {
 }
 
 export type FromShard =
-  | { type: "ready"; shardIndex: number; address: string }
+  | { type: "ready"; shardIndex: number; address: string; recovered?: ShardRecovered }
   | { type: "http-ready"; shardIndex: number; port: number; metricsBuffer: SharedArrayBuffer }
   /** Bun.serve refused (the port is taken, the address is not ours): the node cannot serve HTTP. */
   | { type: "http-failed"; shardIndex: number; message: string }

@@ -9,12 +9,17 @@
 //
 // Layout (Float64 slots, one per fact):
 //   0 epoch   1 membersMask   2 leaseUntilMs   3 joining   4 hasState   5 failed   6 closed
-//   rows from slot 8: per shard keys, opsInFlight, numaNode (-1 none), cpu (-1 none)
+//   7 durability mode (index in durabilityModes)   8 disk failure (1 + index in diskErrorCodes, 0: none)
+//   rows from slot 10: per shard keys, opsInFlight, numaNode (-1 none), cpu (-1 none)
 
 import { assert } from "../base/assert.ts";
 import { nodeIdMax, type NodeId } from "../base/ids.ts";
 import type { NodeStatus, ShardStatus } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
+import { durabilityModes, type DurabilityMode } from "../base/durability.ts";
+
+/** The errno names a disk failure is reported by on the board; any other is "EOTHER". */
+const diskErrorCodes = ["ENOSPC", "EIO", "EDQUOT", "EROFS", "EFBIG", "EBADF", "EOTHER"] as const;
 
 const epochSlot = 0;
 const membersSlot = 1;
@@ -23,7 +28,9 @@ const joiningSlot = 3;
 const hasStateSlot = 4;
 const failedSlot = 5;
 const closedSlot = 6;
-const rowsSlot = 8;
+const durabilitySlot = 7;
+const diskFailureSlot = 8;
+const rowsSlot = 10;
 const rowSlots = 4;
 const rowKeys = 0;
 const rowOpsInFlight = 1;
@@ -120,6 +127,26 @@ export class NodeBoard {
     return this.#words[hasStateSlot] !== 0;
   }
 
+  setDurabilityMode(mode: DurabilityMode): void {
+    this.#words[durabilitySlot] = durabilityModes.indexOf(mode);
+  }
+
+  get durabilityMode(): DurabilityMode {
+    return durabilityModes[this.#words[durabilitySlot]!] ?? "none";
+  }
+
+  /** A shard's log failed with this errno name: its updates are refused (a shard worker writes it once). */
+  setDiskFailure(code: string): void {
+    const index = diskErrorCodes.indexOf(code as (typeof diskErrorCodes)[number]);
+    this.#words[diskFailureSlot] = 1 + (index < 0 ? diskErrorCodes.length - 1 : index);
+  }
+
+  /** The errno name of the first disk failure, or null. */
+  get diskFailure(): string | null {
+    const code = this.#words[diskFailureSlot]!;
+    return code === 0 ? null : diskErrorCodes[code - 1]!;
+  }
+
   /**
    * The node serves client ops: a member of the current view with a lease still running, not
    * joining, no shard failed, not closed. The same rule the node applied before any op: an op is
@@ -168,6 +195,15 @@ export class NodeBoard {
       leaseRemainingMs: Math.max(0, Math.round(this.#words[leaseSlot]! - nowMs)),
       transport: this.transport,
       shards,
+      ...(this.durabilityMode === "none"
+        ? {}
+        : {
+            durability: {
+              mode: this.durabilityMode,
+              diskFailure: this.diskFailure,
+              acceptingUpdates: this.diskFailure === null,
+            },
+          }),
     };
   }
 }

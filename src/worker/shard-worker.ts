@@ -15,6 +15,9 @@ import { WorkerBackend } from "./worker-backend.ts";
 import { BrowseService } from "./browse-service.ts";
 import { SnapshotCursor } from "../core/replica.ts";
 import { recordBytes } from "../core/snapshot-records.ts";
+import { recoverAndOpen } from "./shard-durability.ts";
+import { CorruptionError, DiskError } from "../storage/errors.ts";
+import { monotonicMs } from "../base/clock.ts";
 
 declare const self: Worker;
 
@@ -78,7 +81,36 @@ async function start(init: ShardInit): Promise<void> {
   });
   shard = new Shard(init, transport);
   shard.board.setShardPlacement(init.shardIndex, placement.node, placement.cpu);
-  post({ type: "ready", shardIndex: init.shardIndex, address: transport.address });
+  // With a data dir: the replica is loaded from disk before the node may join (a CorruptionError
+  // or DiskError here is fatal: the node stops and names the file and offset).
+  const recovery =
+    init.durability === undefined
+      ? null
+      : recoverAndOpen(
+          shard.replica,
+          init.shardIndex,
+          init.durability,
+          { keyBytesMax: init.keyBytesMax, valueBytesMax: init.replica.valueBytesMax },
+          monotonicMs(),
+        );
+  if (recovery !== null) shard.attachJournal(recovery.journal);
+  post({
+    type: "ready",
+    shardIndex: init.shardIndex,
+    address: transport.address,
+    ...(recovery === null
+      ? {}
+      : {
+          recovered: {
+            keys: recovery.keys,
+            snapshotEntries: recovery.result.snapshotEntries,
+            logRecords: recovery.result.logRecords,
+            bytesDropped: recovery.result.bytesDropped,
+            tailNote: recovery.result.tailNote,
+            ms: recovery.ms,
+          },
+        }),
+  });
   for (const message of early.splice(0)) handle(message);
   shard.run().then(
     () => post({ type: "stopped", shardIndex: init.shardIndex }),
@@ -91,7 +123,14 @@ function fatal(shardIndex: number, error: unknown): void {
   post({
     type: "fatal",
     shardIndex,
-    message: error instanceof Error ? `${error.name}: ${error.message}\n${error.stack}` : String(error),
+    // A disk's refusal or a corrupt file is an operating error: its message names the file (and the
+    // offset), a stack would only hide it.
+    message:
+      error instanceof CorruptionError || error instanceof DiskError
+        ? `${error.name}: ${error.message}`
+        : error instanceof Error
+          ? `${error.name}: ${error.message}\n${error.stack}`
+          : String(error),
   });
   process.exit(1);
 }

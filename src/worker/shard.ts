@@ -8,7 +8,7 @@
 
 import { assert } from "../base/assert.ts";
 import { Replica } from "../core/replica.ts";
-import { MsgKind, type OpKind } from "../base/kinds.ts";
+import { MsgKind, OpKind, OpStatus } from "../base/kinds.ts";
 import { nodeIdMax, type Epoch, type NodeId } from "../base/ids.ts";
 import type { OpResult } from "../base/kv-backend.ts";
 import { monotonicMs } from "../base/clock.ts";
@@ -24,6 +24,7 @@ import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
 import { NodeBoard } from "./node-board.ts";
 import { PeerLinks, type PeerRings } from "./peer-links.ts";
 import { PeerLiveness } from "./peer-liveness.ts";
+import type { ShardJournal } from "./shard-journal.ts";
 
 /** Forwarded requests taken from each peer's ring per loop turn: bounds the time between transport polls. */
 const requestBatchMax = 512;
@@ -120,6 +121,10 @@ export class Shard {
   /** Reused list of what an idle loop waits for. */
   readonly #waits: Promise<unknown>[] = [];
   readonly bench: BenchClients | null;
+  /** The write-ahead log (--durability fsync|async), or null: nothing on disk, no cost. */
+  #journal: ShardJournal | null = null;
+  /** No other member: an update is answered without any ACK, so without a frame that syncs the log first. */
+  #alone = true;
   framesRefused = 0;
   loopTurns = 0;
   idleWaits = 0;
@@ -201,6 +206,12 @@ export class Shard {
   ): void {
     if (!this.#stopped && this.#lagsBoard()) {
       this.#held.push({ slot, kind, key, value, expectedVersion, expectedWriter, by });
+      return;
+    }
+    if (this.#journal !== null && this.#journal.failed && kind !== OpKind.Read) {
+      // The log cannot take it: nothing is started (503), and the status says why.
+      this.#journal.updatesRefused++;
+      this.clientOps.complete(slot, OpStatus.Unavailable, null, 0, 0, 0, 0);
       return;
     }
     this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
@@ -286,6 +297,14 @@ export class Shard {
       },
       {
         complete: (opId, status, value, valueAt, valueLength, version, writer) => {
+          // Alone, an update is answered with no frame sent since its install: sync first (fsync).
+          if (
+            this.#alone &&
+            this.#journal !== null &&
+            status === OpStatus.Ok &&
+            !this.#journal.beforeLoneAnswer(this.#now)
+          )
+            status = OpStatus.Unknown;
           if (opId >= benchOpIdBase) this.bench!.complete(opId - benchOpIdBase, status);
           else this.clientOps.complete(opId, status, value, valueAt, valueLength, version, writer);
         },
@@ -314,6 +333,9 @@ export class Shard {
     }
     this.#epoch = epoch;
     for (const builder of this.#builders) if (builder !== null && builder.isEmpty) builder.senderEpoch = epoch;
+    this.#alone = !ids.some((id) => id !== self);
+    // Updates that lose their last peers complete now, with no frame sent: what they installed goes to disk first.
+    if (this.#alone) this.#journal?.beforeLoneAnswer(this.#now);
     this.replica.setMembership(epoch, ids, this.#clock());
     this.#releaseHeld();
     this.#flushNetwork();
@@ -377,10 +399,27 @@ export class Shard {
   }
 
   finishJoin(): void {
+    // What the join loaded is on this node's disk before it serves from it (any mode): a node that
+    // served a key must be able to give it back after a crash of every member.
+    this.#journal?.syncNow(this.#clock());
     this.replica.finishJoin(this.#clock());
     this.#releaseHeld();
     this.#flushNetwork();
     this.#links?.flush();
+  }
+
+  /**
+   * Log every install from now on (the replica is recovered): frames leave only once the log
+   * allows it (see shard-journal.ts), and updates are refused once it failed.
+   */
+  attachJournal(journal: ShardJournal): void {
+    assert(this.#journal === null, "a shard's journal is attached once");
+    this.#journal = journal;
+    journal.onFailure = (code) => this.board.setDiskFailure(code);
+  }
+
+  get journal(): ShardJournal | null {
+    return this.#journal;
   }
 
   /** Start taking ops from the node's other shard workers and forwarding theirs to them. */
@@ -406,6 +445,7 @@ export class Shard {
     // Every op gets its answer: the replica answers its own (Unknown for started updates), the
     // other workers get theirs through the rings, and ops this worker forwarded are Unknown.
     this.replica.stop();
+    this.#journal?.close();
     this.#releaseHeld();
     this.#links?.flush();
     this.#links?.stop();
@@ -497,6 +537,7 @@ export class Shard {
       this.board.setShardRow(this.init.shardIndex, this.replica.keyCount, this.clientOps.inFlight);
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
+    this.#journal?.turn(nowMs);
     this.#flushNetwork();
     links?.flush();
     this.#part?.flush();
@@ -596,6 +637,12 @@ export class Shard {
   }
 
   #sendFrame(to: NodeId, builder: FrameBuilder): void {
+    // Durability: no frame leaves before what this shard installed is on disk (the ACKs in it
+    // depend on it); a failed log releases nothing any more.
+    if (this.#journal !== null && !this.#journal.releaseFrames(this.#now)) {
+      builder.reset();
+      return;
+    }
     this.#liveness?.sent(to, this.#now);
     // The transport copies the frame, so the builder can be reused at once. A refused frame (no
     // credit) is dropped: the protocol's retransmissions and replays make up for it.
@@ -636,6 +683,7 @@ export class Shard {
       wire,
       numa,
       bench: this.bench?.stats() ?? null,
+      durability: this.#journal?.stats() ?? null,
     };
   }
 }

@@ -434,6 +434,8 @@ export interface ClusterOptions {
   etcd?: EtcdServerOptions;
   /** Runs once etcd is up, before any node starts (e.g. to add users and enable authentication). */
   prepareEtcd?: (etcd: EtcdServer) => Promise<void>;
+  /** More flags for node `id` alone (e.g. its own --data-dir). */
+  nodeArgsOf?: (id: number) => readonly string[];
 }
 
 /** etcd + N node processes. */
@@ -471,7 +473,7 @@ export class ProcCluster {
             leaseMs: options.leaseMs,
             shards: options.shards ?? 1,
             testHooks: options.testHooks ?? false,
-            nodeArgs: options.nodeArgs ?? [],
+            nodeArgs: [...(options.nodeArgs ?? []), ...(options.nodeArgsOf?.(id) ?? [])],
           }),
         );
       }
@@ -547,6 +549,8 @@ export interface OpRecord {
   /** The value read (reads: 200 body, 404 -> null) or written. */
   value: string | null;
   outcome: Outcome;
+  /** The ETag of a 200 answer to an update (the key's timestamp it produced). */
+  etag?: string | null;
 }
 
 export type Outcome = "ok" | "unknown" | "failed";
@@ -603,6 +607,8 @@ export class LoadClient {
     public node: number,
     private readonly urls: readonly string[],
     private readonly rec: Recorder,
+    /** See LoadOptions.refusedIsUnknown. */
+    private readonly refusedIsUnknown = false,
   ) {}
 
   known(key: string): Known | null {
@@ -719,7 +725,7 @@ export class LoadClient {
       outcome: "unknown",
     };
     this.rec.push(record);
-    if (answer.kind === "refused" && init.method === "POST") {
+    if (answer.kind === "refused" && init.method === "POST" && !this.refusedIsUnknown) {
       // connect() was refused: no byte of the request left this process. Only for POST: Bun's fetch
       // sends an idempotent request (PUT, DELETE) again on a new connection when its reused
       // keep-alive socket is reset, so a refusal may be the retry's, after the first attempt
@@ -736,6 +742,7 @@ export class LoadClient {
     const status = answer.status;
     const code = status >= 400 ? errorCode(answer.body) : null;
     if (status === 200) {
+      record.etag = answer.etag;
       if (input.type === "incr") {
         const value = (JSON.parse(answer.body) as { value: number }).value;
         history.ok(id, { type: "incr", value }, ret);
@@ -790,6 +797,12 @@ export interface LoadOptions {
   backoffMs?: number;
   /** First client id (ids must be unique across a recorder). */
   clientIdBase?: number;
+  /**
+   * Record a refused update as unknown, not failed: when the server process dies under a request
+   * on a kept-alive connection, fetch may send it again on a new connection, which is refused,
+   * though the first attempt arrived (seen when SIGKILLing whole clusters).
+   */
+  refusedIsUnknown?: boolean;
 }
 
 export interface Load {
@@ -804,7 +817,7 @@ export function startLoad(o: LoadOptions): Load {
   const base = o.clientIdBase ?? 0;
   for (let n = 0; n < o.urls.length; n++) {
     for (let c = 0; c < o.clientsPerNode; c++)
-      clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder));
+      clients.push(new LoadClient(base + clients.length, n, o.urls, o.recorder, o.refusedIsUnknown ?? false));
   }
   const finished = (): boolean => o.stop() || o.recorder.history.invokedCount >= o.opsMax;
   const done = Promise.all(
