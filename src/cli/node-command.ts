@@ -22,7 +22,7 @@ import { recordNode } from "../membership/etcd-nodes.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
-import { etcdJoinAttempt, type PeerHttp } from "../node/etcd-join.ts";
+import { etcdJoinAttempt, internalStatusPath, type PeerHttp } from "../node/etcd-join.ts";
 import { InternalProofSigner, InternalProofVerifier } from "../node/internal-proof.ts";
 import { requireInternalProof } from "./internal-proof-guard.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
@@ -417,6 +417,10 @@ function serveNode(
   const app = createControlApp();
   // Every route here (state transfer, test hooks) first needs proof of the cluster key, when there is one.
   if (proofVerifier !== null) requireInternalProof(app, proofVerifier);
+  app.get(internalStatusPath, (c) => {
+    const status = node.status();
+    return c.json({ nodeId: status.nodeId, serving: status.serving, hasState: status.hasState });
+  });
   app.get("/v1/internal/snapshot/:shard", async (c) => {
     const index = Number(c.req.param("shard"));
     const epochMin = Number(c.req.query(snapshotEpochMinParam) ?? "0");

@@ -44,6 +44,9 @@ export interface PeerHttp {
 
 const plainPeerHttp: PeerHttp = { scheme: "http" };
 
+/** What a joining node asks a peer when no member serves: its id, whether it serves, whether it kept state. */
+export const internalStatusPath = "/v1/internal/status";
+
 export function etcdJoinAttempt(options: EtcdJoinOptions): JoinAttempt {
   const { node, membership, etcd, initializedKey, cluster, log } = options;
   const peer = options.peerHttp ?? plainPeerHttp;
@@ -108,7 +111,11 @@ async function mergeFromKeptState(
   for (const [id, http] of peers) {
     let status: { serving?: boolean; hasState?: boolean; nodeId?: number };
     try {
-      const response = await fetch(`${peer.scheme}://${http}/v1/status`, {
+      // The internal route, not /v1/status: it takes the cluster proof where /v1/status would want
+      // a client token (--auth-file), which nodes do not hold.
+      const url = `${peer.scheme}://${http}${internalStatusPath}`;
+      const response = await fetch(url, {
+        headers: proof === null ? {} : proof.headers("GET", url),
         signal: AbortSignal.timeout(peerStatusTimeoutMs),
         ...(peer.tls === undefined ? {} : { tls: peer.tls }),
       });

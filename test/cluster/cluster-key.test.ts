@@ -146,6 +146,14 @@ test(`a keyed cluster drops forged and foreign frames, refuses unproven internal
     const wrongProof = new InternalProofSigner(deriveClusterKey(wrongKey, clusterKeyLabel.internalHttp));
     const forged = await request(snapshotUrl, { headers: wrongProof.headers("GET", snapshotUrl) }, 5000);
     expect(forged.kind === "response" && forged.status).toBe(401);
+    // The status a joiner asks when no member serves: refused without proof, answered with it.
+    const statusUrl = `${urls[2]}/v1/internal/status`;
+    const bareStatus = await request(statusUrl, {}, 5000);
+    expect(bareStatus.kind === "response" && bareStatus.status).toBe(401);
+    const statusProof = new InternalProofSigner(deriveClusterKey(clusterKey, clusterKeyLabel.internalHttp));
+    const provenStatus = await fetch(statusUrl, { headers: statusProof.headers("GET", statusUrl) });
+    expect(provenStatus.status).toBe(200);
+    expect(await provenStatus.json()).toEqual({ nodeId: 2, serving: true, hasState: expect.any(Boolean) });
     // The test hook that would cut node 1 off its peers: refused, so its transport is untouched.
     const dropUrl = `${urls[1]}/v1/test/drop`;
     const drop = await request(
