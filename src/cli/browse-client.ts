@@ -8,20 +8,15 @@
 
 import { listLimitMax } from "../base/browse.ts";
 import { UsageError, expectPositionals, parseArgs, parseIntegerFlag, type FlagSpecs } from "./args.ts";
-import { loadClientCredentials } from "./client-credentials.ts";
 import {
   ClientExit,
   call,
   commonFlags,
   commonHelp,
-  defaultEndpoint,
-  defaultTimeoutMs,
-  endpointEnv,
+  contextOf,
   exitHelp,
   failure,
-  parseEndpoint,
   processIo,
-  timeoutMsMax,
   type ClientIo,
   type Context,
 } from "./client.ts";
@@ -101,19 +96,7 @@ export async function runBrowseCommand(argv: readonly string[], io: ClientIo = p
       return ClientExit.ok;
     }
     expectPositionals(positionals, 0, 1, "[PREFIX]");
-    const endpoint =
-      typeof flags.endpoint === "string"
-        ? parseEndpoint("--endpoint", flags.endpoint)
-        : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint);
-    const context: Context = {
-      io,
-      endpoint,
-      credentials: await loadClientCredentials(flags, io.env, endpoint),
-      timeoutMs:
-        typeof flags["timeout-ms"] === "string"
-          ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax)
-          : defaultTimeoutMs,
-    };
+    const context = await contextOf(flags, io);
     const prefix = positionals[0] ?? "";
     if (name === "ls") {
       const limit =

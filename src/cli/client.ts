@@ -264,20 +264,7 @@ export async function runClientCommand(argv: readonly string[], io: ClientIo = p
       await io.stdout(command.help);
       return ClientExit.ok;
     }
-    const endpoint =
-      typeof flags.endpoint === "string"
-        ? parseEndpoint("--endpoint", flags.endpoint)
-        : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint);
-    const context: Context = {
-      io,
-      endpoint,
-      credentials: await loadClientCredentials(flags, io.env, endpoint),
-      timeoutMs:
-        typeof flags["timeout-ms"] === "string"
-          ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax)
-          : defaultTimeoutMs,
-    };
-    return await command.run(context, flags, positionals);
+    return await command.run(await contextOf(flags, io), flags, positionals);
   } catch (error) {
     if (error instanceof UsageError) {
       await io.stderr(`Error: ${error.message}\nRun 'hermes-kv ${name} --help' for usage.\n`);
@@ -285,6 +272,26 @@ export async function runClientCommand(argv: readonly string[], io: ClientIo = p
     }
     throw error;
   }
+}
+
+/** What every client command needs from the common flags (commonFlags) and the environment. */
+export async function contextOf(
+  flags: Readonly<Record<string, string | boolean | undefined>>,
+  io: ClientIo,
+): Promise<Context> {
+  const endpoint =
+    typeof flags.endpoint === "string"
+      ? parseEndpoint("--endpoint", flags.endpoint)
+      : parseEndpoint(`$${endpointEnv}`, io.env[endpointEnv] ?? defaultEndpoint);
+  return {
+    io,
+    endpoint,
+    credentials: await loadClientCredentials(flags, io.env, endpoint),
+    timeoutMs:
+      typeof flags["timeout-ms"] === "string"
+        ? parseIntegerFlag("--timeout-ms", flags["timeout-ms"], 1, timeoutMsMax)
+        : defaultTimeoutMs,
+  };
 }
 
 /** `source` names where the text came from (the flag or the environment variable) for the message. */
