@@ -187,7 +187,7 @@ export class LocalCluster {
           count += await this.#exportWhenReady(source, index, epochMin, onChunk);
         }
         return count;
-      });
+      }, true);
       this.options.log(`hermes-kv local: replica ${id} merged ${entries} entries recovered by the others`);
     }
   }

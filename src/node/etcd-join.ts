@@ -149,7 +149,7 @@ async function mergeFromKeptState(
     let count = 0;
     for (const http of sources) count += await fetchSnapshot(node, peer, http, index, epochMin, true, onChunk, proof);
     return count;
-  });
+  }, true);
 }
 
 /** Stream one shard of `http`'s replica into `onChunk`; `kept`: also from a joining member that kept its state. */

@@ -437,12 +437,15 @@ export class HermesNode {
   /**
    * Load every shard from `source` (another node's exportShard, in this process or over HTTP), then
    * serve. `source` must only answer once it has installed `epochMin` (the view that added us).
+   * `fromKeptState`: the records are other nodes' kept state (a merge when no member serves), not a
+   * serving member's: an uncommitted one then never replaces a stale entry of its version here
+   * (Replica.installSnapshotRecords).
    */
-  async loadFrom(source: SnapshotSource): Promise<number> {
+  async loadFrom(source: SnapshotSource, fromKeptState = false): Promise<number> {
     let entries = 0;
     for (const shard of this.shards) {
       entries += await source(shard.index, this.#view.epoch, (records) =>
-        shard.post({ type: "snapshot-import", records }),
+        shard.post({ type: "snapshot-import", records, fromKeptState }),
       );
     }
     for (const shard of this.shards) shard.post({ type: "join-finish" });

@@ -165,7 +165,7 @@ export type ToShard =
   /** allowJoining: export even while joining (a replica that kept its state through a lease loss). */
   | { type: "snapshot-export"; requestId: number; epochMin: Epoch; allowJoining: boolean }
   /** Whole snapshot records (src/core/snapshot-records.ts). */
-  | { type: "snapshot-import"; records: Uint8Array }
+  | { type: "snapshot-import"; records: Uint8Array; fromKeptState: boolean }
   | { type: "join-finish" }
   | { type: "stop" };
 

@@ -230,7 +230,7 @@ function handle(message: ToShard): void {
       return;
     }
     case "snapshot-import":
-      shard.importSnapshot(message.records);
+      shard.importSnapshot(message.records, message.fromKeptState);
       return;
     case "join-finish":
       shard.finishJoin();

@@ -390,9 +390,9 @@ export class Shard {
     this.#links?.flush();
   }
 
-  /** Whole snapshot records (split and checked by the node), installed in place. */
-  importSnapshot(records: Uint8Array): void {
-    const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock());
+  /** Whole snapshot records (split and checked by the node), installed in place; see HermesNode.loadFrom. */
+  importSnapshot(records: Uint8Array, fromKeptState = false): void {
+    const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock(), fromKeptState);
     if (used !== records.length)
       throw new Error(`snapshot chunk refused: ${used < 0 ? `bad record (${-used})` : "a record cut short"}`);
     this.#flushNetwork();
