@@ -38,7 +38,7 @@ export const ErrorCode = {
   outcomeUnknown: "outcome_unknown",
   /** 504: a read timed out; reads have no effect, so this is a plain failure. */
   timeout: "timeout",
-  /** 507: the store holds its maximum number of keys; a new key cannot be created. */
+  /** 507: the store is full (keysMax keys, or storeBytesMax bytes of keys and values): the update was not made. */
   storeFull: "store_full",
 } as const;
 

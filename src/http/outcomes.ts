@@ -121,7 +121,11 @@ const unavailable = fixed(
   true,
 );
 const busy = fixed(429, ErrorCode.busy, "the node's queue is full; nothing was started", true);
-const storeFull = fixed(507, ErrorCode.storeFull, "the store holds its maximum number of keys; nothing was written");
+const storeFull = fixed(
+  507,
+  ErrorCode.storeFull,
+  "the store is full (its maximum number of keys, or of bytes for keys and values); nothing was written",
+);
 // The replica answers Timeout only for an op that never started (the key never became Valid, or
 // no lease, within the op timeout): nothing was written, so it is not "unknown".
 const updateNotStarted = fixed(503, ErrorCode.timeout, "the update could not start in time and was not applied", true);

@@ -164,7 +164,7 @@ describe("exit codes for node answers", () => {
     ["outcome unknown", OpStatus.Unknown, ["put", "k", "v"], 3, "may or may not"],
     ["read timeout", OpStatus.Timeout, ["get", "k"], 3, "did not complete"],
     ["incr aborted", OpStatus.Aborted, ["incr", "k"], 3, "retry"],
-    ["store full", OpStatus.StoreFull, ["put", "k", "v"], 4, "maximum number of keys"],
+    ["store full", OpStatus.StoreFull, ["put", "k", "v"], 4, "the store is full"],
   ];
   for (const [name, status, argv, code, text] of cases) {
     test(`${name} exits ${code}`, async () => {
