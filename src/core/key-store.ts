@@ -496,7 +496,7 @@ export class KeyStore<S extends StoreSide> {
     this.#ordered!.advance(cursor);
   }
 
-  readonly #compareIdToBytes = (id: number, bytes: Uint8Array, at: number, length: number): number => {
+  readonly #compareIdToBytes = (id: number, bytes: Uint8Array, at: number, length: number, from: number): number => {
     const loc = this.#slots[2 * this.#slotOfId[id]! + 1]!;
     const page = loc >>> pageAddressBits;
     const offset = loc & arenaPageOffsetMask;
@@ -504,7 +504,7 @@ export class KeyStore<S extends StoreSide> {
     const keyBytes = this.#u16[page]![(offset + hKeyBytes) >>> 1]!;
     const keyAt = offset + itemHeaderBytes;
     const common = keyBytes < length ? keyBytes : length;
-    for (let i = 0; i < common; i++) {
+    for (let i = from; i < common; i++) {
       const d = u8[keyAt + i]! - bytes[at + i]!;
       if (d !== 0) return d;
     }
@@ -520,6 +520,7 @@ export class KeyStore<S extends StoreSide> {
       u8,
       offset + itemHeaderBytes,
       this.#u16[loc >>> pageAddressBits]![(offset + hKeyBytes) >>> 1]!,
+      0,
     );
   };
 

@@ -32,8 +32,12 @@ const poolNodesInitial = 4;
 /** Bytes of a key held beside its id. */
 export const orderedPrefixBytes = 8;
 
-/** Compares the key of a stored id with the probe `bytes[at..at+length)`: < 0, 0, > 0 as the key sorts before, equal, after. */
-export type CompareIdToBytes = (id: number, bytes: Uint8Array, at: number, length: number) => number;
+/**
+ * Compares the key of a stored id with the probe `bytes[at..at+length)`: < 0, 0, > 0 as the key sorts
+ * before, equal, after. The caller knows that the two agree on their bytes before `from` as far as
+ * both reach (the tree passes its prefix bytes when the prefixes tie), so the comparison starts there.
+ */
+export type CompareIdToBytes = (id: number, bytes: Uint8Array, at: number, length: number, from: number) => number;
 /** Compares the keys of two stored ids. */
 export type CompareIds = (a: number, b: number) => number;
 /** Word 0 or 1 of the prefix of the key of a stored id, by keyPrefixWord (for checkInvariants). */
@@ -272,7 +276,7 @@ export class OrderedKeys {
     if (e0 !== p0) return e0 < p0 ? -1 : 1;
     const e1 = pool.prefix1[entry]!;
     if (e1 !== p1) return e1 < p1 ? -1 : 1;
-    return this.#compareBytes(pool.ids[entry]!, bytes, at, length);
+    return this.#compareBytes(pool.ids[entry]!, bytes, at, length, orderedPrefixBytes);
   }
 
   /** The child position of inner `node` whose range holds the probe: the last one whose first key is <= it (0 if none). */
