@@ -142,7 +142,9 @@ export class KeyStore<S extends StoreSide> {
     this.#u32 = this.#arena.u32;
     this.#f64 = this.#arena.f64;
     this.#ordered =
-      limits.ordered === false ? null : new OrderedKeys(this.#compareIdToBytes, this.#compareIds, this.#prefixWordOfId);
+      limits.ordered === false
+        ? null
+        : new OrderedKeys(this.#compareIdToBytes, this.#compareIds, this.#prefixWordOfId, this.#commonStart);
   }
 
   /** Whether the keys are kept in byte order (see scan). */
@@ -524,7 +526,7 @@ export class KeyStore<S extends StoreSide> {
     );
   };
 
-  readonly #prefixWordOfId = (id: number, word: number): number => {
+  readonly #prefixWordOfId = (id: number, from: number): number => {
     const loc = this.#slots[2 * this.#slotOfId[id]! + 1]!;
     const offset = loc & arenaPageOffsetMask;
     const page = loc >>> pageAddressBits;
@@ -532,8 +534,23 @@ export class KeyStore<S extends StoreSide> {
       this.#u8[page]!,
       offset + itemHeaderBytes,
       this.#u16[page]![(offset + hKeyBytes) >>> 1]!,
-      word,
+      from,
     );
+  };
+
+  readonly #commonStart = (a: number, b: number): number => {
+    const aLoc = this.#slots[2 * this.#slotOfId[a]! + 1]!;
+    const bLoc = this.#slots[2 * this.#slotOfId[b]! + 1]!;
+    const aAt = (aLoc & arenaPageOffsetMask) + itemHeaderBytes;
+    const bAt = (bLoc & arenaPageOffsetMask) + itemHeaderBytes;
+    const aU8 = this.#u8[aLoc >>> pageAddressBits]!;
+    const bU8 = this.#u8[bLoc >>> pageAddressBits]!;
+    const aBytes = this.#u16[aLoc >>> pageAddressBits]![(aAt - itemHeaderBytes + hKeyBytes) >>> 1]!;
+    const bBytes = this.#u16[bLoc >>> pageAddressBits]![(bAt - itemHeaderBytes + hKeyBytes) >>> 1]!;
+    const common = aBytes < bBytes ? aBytes : bBytes;
+    let i = 0;
+    while (i < common && aU8[aAt + i] === bU8[bAt + i]) i++;
+    return i;
   };
 
   // Side objects -------------------------------------------------------------------------------

@@ -41,8 +41,8 @@ function randomKey(random: Prng): Uint8Array {
 /** The tree's prefix numbers of a key, compared as it compares them: 0 when they tie. */
 function prefixOrder(a: Uint8Array, b: Uint8Array): number {
   for (let word = 0; word < 2; word++) {
-    const x = keyPrefixWord(a, 0, a.length, word);
-    const y = keyPrefixWord(b, 0, b.length, word);
+    const x = keyPrefixWord(a, 0, a.length, 4 * word);
+    const y = keyPrefixWord(b, 0, b.length, 4 * word);
     if (x !== y) return x < y ? -1 : 1;
   }
   return 0;
