@@ -1,7 +1,7 @@
 // The keys of a shard in byte order: a B+tree of key ids (u32, see KeyStore) whose order is the
-// order of the keys' bytes, which the tree never holds in full: beside each id it keeps the key's
-// first 8 bytes as two numbers (its "prefix"), and only when two prefixes are equal does it ask its
-// owner to compare a stored id with a probe's bytes (the bytes live once, in the slab arena). Keys
+// order of the keys' bytes, which the tree never holds in full: beside each id it keeps 8 of the
+// key's bytes as two numbers (its "prefix", see below), and only when two prefixes are equal does it
+// ask its owner to compare a stored id with a probe's bytes (the bytes live once, in the slab arena). Keys
 // are never removed from the store (a delete writes a tombstone), so the tree only inserts and
 // seeks: no merge or rebalance on removal, and leaves are linked for ordered scans.
 //
