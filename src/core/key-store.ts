@@ -24,10 +24,11 @@
 // Ordered keys (optional, on by default): every key also has an id, its insertion number, which
 // never changes (keys are never removed), and a B+tree of ids in the byte order of the keys
 // (ordered-keys.ts) serves prefix listings. `slotOfId` maps an id to its index slot (rebuilt when
-// the index grows), so the tree compares keys by their first 8 bytes, which it keeps beside the
-// ids, and reads their bytes from the arena only when those are equal: the bytes are held once.
-// Cost: about 4 bytes per index slot, 4 per key for slotOfId and 12 per leaf entry of tree (an id
-// and the key's first 8 bytes; leaves are half to fully used after splits).
+// the index grows), so the tree compares keys by 8 of their bytes, which it keeps beside the ids
+// (those after the start that every key of a node's range shares), and reads their bytes from the
+// arena only when those are equal: the bytes are held once. Cost: about 4 bytes per index slot,
+// 4 per key for slotOfId and 12 per leaf entry of tree (an id and 8 key bytes; leaves are half to
+// fully used after splits).
 
 import { assert } from "../base/assert.ts";
 import { utf8Decode, Utf8Kind } from "../base/utf8.ts";
