@@ -1,11 +1,13 @@
 // The ordered keys of the key store (a B+tree of key ids in byte order) against a sorted model:
-// random binary keys (shared prefixes, empty-ish and long ones, bytes 0x00 and 0xff) inserted in
-// random order across index growths; after each batch the tree's whole-state check passes and
-// seeks (inclusive and exclusive, at present and absent keys) walk exactly the model's order.
+// random binary keys (shared prefixes, empty-ish and long ones, bytes 0x00 and 0xff, keys that share
+// their first 8 bytes, which the tree keeps as numbers, and keys shorter than that, whose padded
+// numbers tie) inserted in random order across index growths; after each batch the tree's
+// whole-state check passes and seeks (inclusive and exclusive, at present and absent keys) walk
+// exactly the model's order. The prefix numbers alone never order two keys against byte order.
 
 import { describe, expect, test } from "bun:test";
 import { KeyStore, type StoreSide } from "../../src/core/key-store.ts";
-import { OrderedCursor, orderedFanoutMax } from "../../src/core/ordered-keys.ts";
+import { keyPrefixWord, OrderedCursor, orderedPrefixBytes } from "../../src/core/ordered-keys.ts";
 import { Prng, testSeed } from "../lib/prng.ts";
 
 class Side implements StoreSide {
@@ -19,12 +21,31 @@ function byteOrder(a: Uint8Array, b: Uint8Array): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
 }
 
+const symbols = [0x00, 0x01, 0x2f, 0x61, 0x62, 0x7f, 0x80, 0xfe, 0xff];
+/** A long shared start: keys under it tie on the tree's prefix numbers and compare in the arena. */
+const sharedStart = new TextEncoder().encode("tenant/0042/");
+
 function randomKey(random: Prng): Uint8Array {
-  // Few distinct bytes and shared prefixes make equal-prefix comparisons common.
-  const length = 1 + random.int(random.int(4) === 0 ? 40 : 6);
+  // Few distinct bytes and shared prefixes make equal-prefix comparisons common; some keys are
+  // shorter than the tree's 8 prefix bytes (their zero padding ties with real 0x00 bytes), some
+  // share their first 12 bytes.
+  const shared = random.int(3) === 0;
+  const start = shared ? sharedStart.length : 0;
+  const length = start + 1 + random.int(random.int(4) === 0 ? 40 : 9);
   const key = new Uint8Array(length);
-  for (let i = 0; i < length; i++) key[i] = [0x00, 0x2f, 0x61, 0x62, 0xff][random.int(5)]!;
+  if (shared) key.set(sharedStart);
+  for (let i = start; i < length; i++) key[i] = symbols[random.int(random.int(2) === 0 ? 3 : symbols.length)]!;
   return key;
+}
+
+/** The tree's prefix numbers of a key, compared as it compares them: 0 when they tie. */
+function prefixOrder(a: Uint8Array, b: Uint8Array): number {
+  for (let word = 0; word < 2; word++) {
+    const x = keyPrefixWord(a, 0, a.length, 4 * word);
+    const y = keyPrefixWord(b, 0, b.length, 4 * word);
+    if (x !== y) return x < y ? -1 : 1;
+  }
+  return 0;
 }
 
 /** The keys from the cursor on, as hex, up to `max`. */
@@ -48,7 +69,8 @@ describe("ordered keys", () => {
     const model: Uint8Array[] = [];
     const seen = new Set<string>();
     for (let round = 0; round < 12; round++) {
-      for (let i = 0; i < 400; i++) {
+      // The last round adds enough keys for three levels (inner nodes split too).
+      for (let i = 0; i < (round === 11 ? 20_000 : 400); i++) {
         const key = randomKey(random);
         if (seen.has(hex(key))) continue;
         seen.add(hex(key));
@@ -73,8 +95,73 @@ describe("ordered keys", () => {
         expect(walk(store, cursor, 20)).toEqual(expected);
       }
     }
-    // Enough keys for three levels (leaves split at half of orderedFanoutMax).
-    expect(model.length).toBeGreaterThan((orderedFanoutMax * orderedFanoutMax) / 2);
+    expect(store.orderedHeight).toBeGreaterThanOrEqual(3);
+  });
+
+  test("prefix numbers never contradict byte order; they tie only on equal first bytes", () => {
+    const random = new Prng(testSeed(1208));
+    let ties = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const a = randomKey(random);
+      const b = i % 2 === 0 ? randomKey(random) : a.subarray(0, random.int(a.length + 1));
+      const order = prefixOrder(a, b);
+      if (order === 0) {
+        ties++;
+        // A tie means the first 8 bytes are equal once the shorter key is padded with 0x00.
+        for (let j = 0; j < orderedPrefixBytes; j++) expect(a[j] ?? 0).toBe(b[j] ?? 0);
+      } else expect(order).toBe(Math.sign(byteOrder(a, b)));
+    }
+    expect(ties).toBeGreaterThan(0);
+  });
+
+  test("keys that tie on their padded first 8 bytes, in every insert order tried", () => {
+    const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
+    const keys = [
+      bytes(0x00),
+      bytes(0x00, 0x00),
+      bytes(0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00),
+      bytes(0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00),
+      bytes(0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01),
+      bytes(0x61),
+      bytes(0x61, 0x00),
+      bytes(0x61, 0x00, 0x00, 0x00, 0x00),
+      bytes(0x61, 0x00, 0x00, 0x00, 0x00, 0x01),
+      bytes(0x61, 0x62, 0x63, 0x64),
+      bytes(0x61, 0x62, 0x63, 0x64, 0x00),
+      bytes(0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68),
+      bytes(0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x00),
+      bytes(0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69),
+      bytes(0x7f, 0xff, 0xff, 0xff),
+      bytes(0x80),
+      bytes(0x80, 0x00, 0x00, 0x00, 0x00),
+      bytes(0xff, 0xff, 0xff, 0xff),
+      bytes(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
+      bytes(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff),
+      bytes(0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x00),
+    ];
+    const sorted = keys.slice().sort(byteOrder).map(hex);
+    const random = new Prng(testSeed(1209));
+    for (let order = 0; order < 40; order++) {
+      const shuffled = keys.slice();
+      for (let i = shuffled.length - 1; i > 0; i--) {
+        const j = random.int(i + 1);
+        [shuffled[i], shuffled[j]] = [shuffled[j]!, shuffled[i]!];
+      }
+      const store = new KeyStore<Side>({ keysMax: 64, bytesMax: 1 << 20, valueBytesMax: 64 });
+      for (const key of shuffled) {
+        expect(store.find(key, 0, key.length)).toBe(-1);
+        store.insertMissed(key, 0, key.length, null, 0, 0, 0);
+      }
+      store.checkInvariants();
+      const cursor = new OrderedCursor();
+      store.seekOrdered(cursor, new Uint8Array(0), 0, 0, false);
+      expect(walk(store, cursor, Infinity)).toEqual(sorted);
+      for (let i = 0; i < keys.length; i++) {
+        store.seekOrdered(cursor, keys[i]!, 0, keys[i]!.length, true);
+        const after = sorted.indexOf(hex(keys[i]!)) + 1;
+        expect(walk(store, cursor, 3)).toEqual(sorted.slice(after, after + 3));
+      }
+    }
   });
 
   test("ascending and descending insert orders (the split edges) stay ordered", () => {
@@ -91,6 +178,7 @@ describe("ordered keys", () => {
       store.seekOrdered(cursor, new Uint8Array(0), 0, 0, false);
       const listed = walk(store, cursor, Infinity);
       expect(listed).toEqual(keys.slice().sort(byteOrder).map(hex));
+      expect(store.orderedHeight).toBeGreaterThanOrEqual(3);
     }
   });
 

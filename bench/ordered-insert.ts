@@ -1,0 +1,94 @@
+// What the ordered key index (issue 12) adds to an insert into one shard's KeyStore: key-creating
+// inserts (find, then insertMissed) into a store with the index against one without
+// (`ordered: false`), in the same process, alternating store by store so that the machine's load
+// falls on both alike. Each round builds a fresh pair of stores and times them in batches of 10 k
+// keys up to `keys`, the first batch of each store serving as warm-up. Two key shapes:
+// - scattered: `nk-<hash>-<n>` as in bench/core.bench.ts (the first 8 bytes mostly differ);
+// - shared start: `tenant/0042/user/<hash>` (the first 8 bytes are all alike: every comparison
+//   falls back to the arena, the index's worst case).
+// Measures; asserts nothing but that every insert happened.
+//
+//   bun bench/ordered-insert.ts            300,000 keys, 3 rounds
+//   bun bench/ordered-insert.ts 1000000 5  other sizes
+
+import { loadavg } from "node:os";
+import { KeyStore, type StoreSide } from "../src/core/key-store.ts";
+
+class Side implements StoreSide {
+  id = 0;
+  slot = -1;
+}
+
+const keys = Number(process.argv[2] ?? 300_000);
+const rounds = Number(process.argv[3] ?? 3);
+const batch = 10_000;
+const encoder = new TextEncoder();
+const scratch = new Uint8Array(64);
+
+function keyText(shape: string, n: number): string {
+  const hash = (Math.imul(n, 0x9e3779b1) >>> 0).toString(16);
+  return shape === "scattered" ? `nk-${hash}-${n}` : `tenant/0042/user/${hash}-${n}`;
+}
+
+/** Pre-encoded keys (encoding is not what is measured), as one buffer and offsets. */
+function encodeAll(shape: string): { bytes: Uint8Array; at: Uint32Array } {
+  const bytes = new Uint8Array(keys * 40);
+  const at = new Uint32Array(keys + 1);
+  let used = 0;
+  for (let n = 0; n < keys; n++) {
+    const written = encoder.encodeInto(keyText(shape, n), scratch).written;
+    bytes.set(scratch.subarray(0, written), used);
+    at[n] = used;
+    used += written;
+  }
+  at[keys] = used;
+  return { bytes, at };
+}
+
+function newStore(ordered: boolean): KeyStore<Side> {
+  return new KeyStore<Side>({ keysMax: keys + batch, bytesMax: keys * 128 + (64 << 20), valueBytesMax: 64, ordered });
+}
+
+/** Insert keys [from, to) into `store`; returns the nanoseconds it took. */
+function insertBatch(store: KeyStore<Side>, encoded: { bytes: Uint8Array; at: Uint32Array }, from: number, to: number) {
+  const { bytes, at } = encoded;
+  const start = Bun.nanoseconds();
+  for (let n = from; n < to; n++) {
+    const length = at[n + 1]! - at[n]!;
+    if (store.find(bytes, at[n]!, length) >= 0) throw new Error("a key was already present");
+    store.insertMissed(bytes, at[n]!, length, null, 0, 0, 0);
+  }
+  return Bun.nanoseconds() - start;
+}
+
+console.log(`ordered-insert: ${keys} keys per store, ${rounds} rounds, load ${loadAverage()}`);
+for (const shape of ["scattered", "shared start"]) {
+  const encoded = encodeAll(shape);
+  for (let round = 1; round <= rounds; round++) {
+    const stores = [newStore(true), newStore(false)];
+    const ns = [0, 0];
+    for (let from = 0; from < keys; from += batch) {
+      const to = Math.min(keys, from + batch);
+      for (let s = 0; s < 2; s++) {
+        const took = insertBatch(stores[s]!, encoded, from, to);
+        if (from > 0) ns[s]! += took;
+      }
+    }
+    for (const store of stores) if (store.keyCount !== keys) throw new Error("not every key was inserted");
+    const timed = keys - batch;
+    const withIndex = ns[0]! / timed;
+    const without = ns[1]! / timed;
+    console.log(
+      `${shape.padEnd(12)} round ${round}: with index ${(withIndex / 1000).toFixed(3)} µs/insert, ` +
+        `without ${(without / 1000).toFixed(3)} µs/insert, ratio ${(withIndex / without).toFixed(2)}, ` +
+        `tree height ${stores[0]!.orderedHeight ?? "?"}`,
+    );
+  }
+}
+console.log(`load ${loadAverage()}`);
+
+function loadAverage(): string {
+  return loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+}
