@@ -24,7 +24,7 @@ import { AuthGuard, guardedFetch } from "../http/auth-guard.ts";
 import type { TokenEntry } from "../http/auth-file.ts";
 import type { FetchHandler } from "../http/fast-path.ts";
 import { serveTls } from "../worker/http-server.ts";
-import type { ServerSecurity } from "./server-security.ts";
+import { peerHttpOf, type ServerSecurity } from "./server-security.ts";
 import type { DurabilityOptions } from "../base/durability.ts";
 import type { DataDir } from "../storage/data-dir.ts";
 import { localReplicaDir, openDataDir, recoveryLines } from "./durability-flags.ts";
@@ -266,15 +266,10 @@ export class LocalCluster {
       return c.json({ replica: id, started: entries !== null, keysLoaded: entries ?? 0 });
     });
     // A stopped replica's console shows an empty view (it is no member): the page still loads.
-    const tls = this.options.security?.tls ?? null;
     registerConsoleRoutes(app, {
       self: id,
       view: () => this.#nodes[id]?.view ?? { epoch: 0, members: [] },
-      // The replicas serve the same certificate: trust its CA (the mutual-TLS one) and show it back.
-      memberHttp:
-        tls === null
-          ? { scheme: "http" }
-          : { scheme: "https", tls: tls.ca === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key } },
+      memberHttp: peerHttpOf(this.options.security?.tls ?? null),
     });
     return app;
   }

@@ -22,7 +22,7 @@ import { recordNode } from "../membership/etcd-nodes.ts";
 import type { StatusExtras } from "../base/kv-backend.ts";
 import { renderDetectorMetrics } from "../node/metrics.ts";
 import { PeerDetector } from "../node/peer-detector.ts";
-import { etcdJoinAttempt, internalStatusPath, type PeerHttp } from "../node/etcd-join.ts";
+import { etcdJoinAttempt, internalStatusPath } from "../node/etcd-join.ts";
 import { InternalProofSigner, InternalProofVerifier } from "../node/internal-proof.ts";
 import { requireInternalProof } from "./internal-proof-guard.ts";
 import { HermesNode, nodeDefaults, type NodeOptions } from "../node/node.ts";
@@ -39,6 +39,7 @@ import { resolveTransport } from "./transport-choice.ts";
 import { exposureProblem } from "./exposure-check.ts";
 import {
   loadServerSecurity,
+  peerHttpOf,
   reloadAuthOnSighup,
   serverSecurityHelp,
   serverSecuritySpecs,
@@ -280,7 +281,7 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       initializedKey,
       cluster,
       log,
-      peerHttp: peerHttpOf(security),
+      peerHttp: peerHttpOf(security.tls),
       proof: proofKey === null ? null : new InternalProofSigner(proofKey),
     }),
     log,
@@ -484,7 +485,11 @@ function serveNode(
       return c.json({ etcdPartitioned: body.partitioned });
     });
   }
-  registerConsoleRoutes(app, { self: node.options.nodeId, view: () => node.view, memberHttp: peerHttpOf(security) });
+  registerConsoleRoutes(app, {
+    self: node.options.nodeId,
+    view: () => node.view,
+    memberHttp: peerHttpOf(security.tls),
+  });
   const controlPathPrefixes = ["/v1/internal/", consolePathPrefix, ...(testHooks ? ["/v1/test/"] : [])];
   return node.serveHttp({
     host: http.host,
@@ -494,17 +499,6 @@ function serveNode(
     tls: security.tls,
     auth: security.auth,
   });
-}
-
-/**
- * How this node reaches the other members for state transfer: over HTTPS when it serves HTTPS (a
- * cluster's nodes share one setup), trusting the --tls-ca CA (else the system's) and showing its
- * own certificate, which mutual TLS requires.
- */
-function peerHttpOf(security: ServerSecurity): PeerHttp {
-  const tls = security.tls;
-  if (tls === null) return { scheme: "http" };
-  return { scheme: "https", tls: tls.ca === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key } };
 }
 
 /** The node's status with the failure detector's view added (when it runs). */

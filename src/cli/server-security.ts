@@ -6,6 +6,7 @@
 import { readFile, stat } from "node:fs/promises";
 import { describeTokens, parseAuthFile, type TokenEntry } from "../http/auth-file.ts";
 import type { AuthConfig } from "../http/auth-guard.ts";
+import type { PeerHttp } from "../base/peer-http.ts";
 import type { HttpTls } from "../worker/messages.ts";
 import { UsageError } from "./args.ts";
 import { FatalError } from "./fatal-error.ts";
@@ -146,4 +147,14 @@ export function reloadAuthOnSighup(
   };
   process.on("SIGHUP", onHangup);
   return () => process.off("SIGHUP", onHangup);
+}
+
+/**
+ * How this node reaches the other nodes' HTTP ports (state transfer, the console's member proxy):
+ * over HTTPS when it serves HTTPS (a cluster's nodes share one setup), trusting the --tls-ca CA (else
+ * the system's) and showing its own certificate, which mutual TLS requires.
+ */
+export function peerHttpOf(tls: HttpTls | null): PeerHttp {
+  if (tls === null) return { scheme: "http" };
+  return { scheme: "https", tls: tls.ca === null ? {} : { ca: tls.ca, cert: tls.cert, key: tls.key } };
 }

@@ -9,6 +9,7 @@
 // fixed read-only paths with no query, the method is GET, only the Authorization header is passed
 // on (the member checks it as for any request), and the answer is bounded in time and size.
 
+import { plainPeerHttp, type PeerHttp } from "../base/peer-http.ts";
 import { ErrorCode, errorResponse } from "../http/errors.ts";
 
 /** A member as the console needs it: its id and its HTTP address ("host:port"), from the membership view. */
@@ -16,15 +17,6 @@ export interface ConsoleMember {
   id: number;
   http: string;
 }
-
-/** How this node reaches its members' HTTP ports: https with a CA (and a client certificate under mutual TLS) when they serve TLS. */
-export interface MemberHttp {
-  scheme: "http" | "https";
-  /** PEM text; absent: the system's CAs and no client certificate. */
-  tls?: { ca?: string; cert?: string; key?: string };
-}
-
-const plainMemberHttp: MemberHttp = { scheme: "http" };
 
 /** The member paths the console reads, by the name in /ui/member/{id}/{name}. */
 export const memberPaths = { status: "/v1/status", metrics: "/metrics" } as const;
@@ -42,7 +34,7 @@ export async function fetchFromMember(
   member: ConsoleMember,
   name: MemberPathName,
   authorization: string | undefined,
-  via: MemberHttp = plainMemberHttp,
+  via: PeerHttp = plainPeerHttp,
 ): Promise<Response> {
   const url = `${via.scheme}://${member.http}${memberPaths[name]}`;
   try {

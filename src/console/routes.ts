@@ -8,13 +8,8 @@
 
 import type { Hono } from "hono";
 import { ErrorCode, errorResponse, invalidInput } from "../http/errors.ts";
-import {
-  fetchFromMember,
-  memberPaths,
-  type ConsoleMember,
-  type MemberHttp,
-  type MemberPathName,
-} from "./member-proxy.ts";
+import type { PeerHttp } from "../base/peer-http.ts";
+import { fetchFromMember, memberPaths, type ConsoleMember, type MemberPathName } from "./member-proxy.ts";
 import { consoleCss, consoleHtml } from "./page.ts";
 import { consoleScript } from "./script.ts";
 
@@ -34,7 +29,7 @@ export interface ConsoleSource {
   /** This node's current membership view (the one its /v1/status reports). */
   view(): { epoch: number; members: readonly ConsoleMember[] };
   /** How to reach the members' HTTP ports (default plain http). */
-  memberHttp?: MemberHttp;
+  memberHttp?: PeerHttp;
 }
 
 // The page loads nothing from elsewhere and runs no inline script: a strict policy costs nothing.

@@ -10,6 +10,7 @@
 // a new cluster has nothing to load: it bootstraps and marks the cluster initialized in etcd, so
 // that an empty node never mistakes a cluster with data for a new one.
 
+import { plainPeerHttp, type PeerHttp } from "../base/peer-http.ts";
 import type { EtcdClient } from "../membership/etcd-client.ts";
 import { knownNodes, nodesPrefix } from "../membership/etcd-nodes.ts";
 import type { HermesNode } from "./node.ts";
@@ -34,15 +35,6 @@ export interface EtcdJoinOptions {
   /** Proves the cluster key to the members' internal routes (--cluster-key-file); null: no key. */
   proof?: InternalProofSigner | null;
 }
-
-/** How a node reaches other members' HTTP ports (state transfer). */
-export interface PeerHttp {
-  scheme: "http" | "https";
-  /** PEM text: the CA that signed the members' certificates (absent: the system's), and our client certificate. */
-  tls?: { ca?: string; cert?: string; key?: string };
-}
-
-const plainPeerHttp: PeerHttp = { scheme: "http" };
 
 /** What a joining node asks a peer when no member serves: its id, whether it serves, whether it kept state. */
 export const internalStatusPath = "/v1/internal/status";
@@ -113,12 +105,13 @@ async function mergeFromKeptState(
     try {
       // The internal route, not /v1/status: it takes the cluster proof where /v1/status would want
       // a client token (--auth-file), which nodes do not hold.
-      const url = `${peer.scheme}://${http}${internalStatusPath}`;
-      const response = await fetch(url, {
-        headers: proof === null ? {} : proof.headers("GET", url),
-        signal: AbortSignal.timeout(peerStatusTimeoutMs),
-        ...(peer.tls === undefined ? {} : { tls: peer.tls }),
-      });
+      const response = await getInternal(
+        peer,
+        proof,
+        http,
+        internalStatusPath,
+        AbortSignal.timeout(peerStatusTimeoutMs),
+      );
       status = (await response.json()) as { serving?: boolean; hasState?: boolean; nodeId?: number };
     } catch {
       status = {};
@@ -163,11 +156,12 @@ async function fetchSnapshot(
   onChunk: (records: Uint8Array) => void,
   proof: InternalProofSigner | null,
 ): Promise<number> {
-  const url = `${peer.scheme}://${http}/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`;
-  const response = await fetch(url, {
-    headers: proof === null ? {} : proof.headers("GET", url),
-    ...(peer.tls === undefined ? {} : { tls: peer.tls }),
-  });
+  const response = await getInternal(
+    peer,
+    proof,
+    http,
+    `/v1/internal/snapshot/${index}?${snapshotEpochMinParam}=${epochMin}${kept ? "&kept=1" : ""}`,
+  );
   if (!response.ok || response.body === null) throw new Error(`HTTP ${response.status} ${await response.text()}`);
   // Whole records go to the replica as bytes; it installs them in place.
   const splitter = new SnapshotRecordSplitter(node.keyBytesMax, node.valueBytesMax);
@@ -177,4 +171,20 @@ async function fetchSnapshot(
   }
   splitter.finish();
   return splitter.records;
+}
+
+/** GET an internal route of the node at `http` (host:port): over its scheme and TLS, with the cluster key's proof when there is one. */
+function getInternal(
+  peer: PeerHttp,
+  proof: InternalProofSigner | null,
+  http: string,
+  pathAndQuery: string,
+  signal?: AbortSignal,
+): Promise<Response> {
+  const url = `${peer.scheme}://${http}${pathAndQuery}`;
+  return fetch(url, {
+    headers: proof === null ? {} : proof.headers("GET", url),
+    ...(signal === undefined ? {} : { signal }),
+    ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+  });
 }
