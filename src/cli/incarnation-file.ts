@@ -7,9 +7,10 @@
 // (the bug incarnations exist for, src/base/ids.ts). So with a data dir the count lives on disk,
 // next to the data it protects, and is made durable before the replica may write anything.
 
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { incarnationMax } from "../base/ids.ts";
+import { writeFileDurably } from "../storage/shard-files.ts";
 
 export const incarnationFileName = "INCARNATION";
 
@@ -28,21 +29,7 @@ export function claimIncarnationIn(dir: string): number {
     next = Number(text) + 1;
   }
   if (next > incarnationMax) throw new Error(`${path}: the replica's incarnations are used up (${incarnationMax})`);
-  // Write, fsync, rename, fsync the dir: the new count is on disk, whole, before any write under it.
-  const temporary = `${path}.tmp`;
-  writeFileSync(temporary, `${next}\n`);
-  const fd = openSync(temporary, "r+");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(temporary, path);
-  const dirFd = openSync(dir, "r");
-  try {
-    fsyncSync(dirFd);
-  } finally {
-    closeSync(dirFd);
-  }
+  // On disk, whole, before any write under it.
+  writeFileDurably(path, `${next}\n`);
   return next;
 }

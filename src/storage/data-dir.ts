@@ -18,21 +18,11 @@
 // dir copied to the wrong machine, or --id typed wrong, must refuse to start rather than merge
 // foreign keys into a cluster.
 
-import {
-  closeSync,
-  constants,
-  fdatasyncSync,
-  ftruncateSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeSync,
-} from "node:fs";
+import { closeSync, constants, ftruncateSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { diskError } from "./errors.ts";
 import { tryLockExclusive } from "./flock.ts";
-import { fsyncDir } from "./shard-files.ts";
+import { fsyncDir, writeFileDurably } from "./shard-files.ts";
 import { storageFormatVersion } from "./snapshot-file.ts";
 
 const lockName = "LOCK";
@@ -195,22 +185,8 @@ function checkOrWriteIdentity(dir: string, wanted: DataDirIdentity): void {
     );
 }
 
-/** Write to a temp file, fdatasync, rename, fsync the dir: the identity is either absent or whole. */
+/** The identity is either absent or whole (writeFileDurably). */
 function writeIdentity(dir: string, identity: DataDirIdentity): void {
-  const path = join(dir, identityName);
-  const temp = path + ".tmp";
   const text = JSON.stringify({ format: storageFormatVersion, cluster: identity.cluster, node: identity.node }) + "\n";
-  try {
-    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
-    try {
-      writeSync(fd, text);
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(temp, path);
-  } catch (error) {
-    throw diskError("write", path, error);
-  }
-  fsyncDir(dir);
+  writeFileDurably(join(dir, identityName), text);
 }

@@ -6,7 +6,8 @@
 // The directory itself is fsynced after every create, rename and delete, because on Linux a file's
 // fsync does not make its directory entry durable.
 
-import { closeSync, fsyncSync, openSync, readdirSync, constants } from "node:fs";
+import { closeSync, constants, fdatasyncSync, fsyncSync, openSync, readdirSync, renameSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
 import { diskError } from "./errors.ts";
 
 const seqDigits = 16;
@@ -74,4 +75,25 @@ export function fsyncDir(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Replace the small file `path` with `text` so that it is either as before or whole, never torn:
+ * write a temp file, fdatasync it, rename it over `path`, fsync the directory. DiskError on failure.
+ */
+export function writeFileDurably(path: string, text: string): void {
+  const temp = path + tempSuffix;
+  try {
+    const fd = openSync(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o644);
+    try {
+      writeSync(fd, text);
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(temp, path);
+  } catch (error) {
+    throw diskError("write", path, error);
+  }
+  fsyncDir(dirname(path));
 }
