@@ -187,7 +187,11 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       throw new FatalError(error instanceof Error ? error.message : String(error));
     }
   }
-  const incarnation = await claimNodeIncarnation(options);
+  const etcd = new EtcdClient(endpoints, {
+    requestTimeoutMs: etcdRequestTimeoutMs,
+    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
+  });
+  const incarnation = await claimNodeIncarnation(etcd, options);
   log(`hermes-kv node ${id}: incarnation ${incarnation} (writer id ${writerIdOf(incarnation, id)})`);
   const proofKey =
     options.clusterKey === null ? null : deriveClusterKey(options.clusterKey, clusterKeyLabel.internalHttp);
@@ -212,10 +216,6 @@ export async function runNodeCommand(argv: readonly string[]): Promise<number> {
       (detector === null ? "" : renderDetectorMetrics(detector.counters, node.status())) +
       (proofVerifier?.metrics() ?? ""),
   );
-  const etcd = new EtcdClient(endpoints, {
-    requestTimeoutMs: etcdRequestTimeoutMs,
-    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
-  });
   try {
     await serveNode(node, http, options.testHooks, () => membership, security, proofVerifier);
     // From the moment the workers serve: a SIGHUP before this would end the process (its default action).
@@ -367,11 +367,7 @@ function heartbeatMsOf(suspectMs: number): number {
  * This process's incarnation of its node id, claimed in etcd before any replica exists: its
  * timestamps then never collide with those of an earlier process of the same id (src/base/ids.ts).
  */
-async function claimNodeIncarnation(options: NodeCommandOptions): Promise<number> {
-  const etcd = new EtcdClient(options.endpoints, {
-    requestTimeoutMs: etcdRequestTimeoutMs,
-    ...(options.etcdSecurity === undefined ? {} : { security: options.etcdSecurity }),
-  });
+async function claimNodeIncarnation(etcd: EtcdClient, options: NodeCommandOptions): Promise<number> {
   try {
     return await claimIncarnation(etcd, incarnationKey(options.cluster, options.id));
   } catch (error) {
