@@ -10,6 +10,9 @@
 // with other jobs, CPU per request much less. Ends with each server's medians over the rounds:
 // its req/s ratio to trivial, and its busiest thread's CPU per GET (as a ratio: trivial's / its).
 //   bun bench/http-get-cpu.ts [--rounds R] [--seconds S] [--before DIR] [--after DIR] [--port-base P]
+//                             [--floors trivial,contract,...] [--clusters 0|1]
+// --floors: the reference servers, kinds of bench/http-floor-servers.ts (the first must be trivial);
+// --clusters 0 leaves out before and after (to price Bun's own parts alone).
 // GETs go to replica 1 of each cluster (key bench-0, a 5-byte value written once through replica 0).
 
 import { readdirSync, readFileSync } from "node:fs";
@@ -21,6 +24,8 @@ let seconds = 4;
 let beforeDir = "/work/base";
 let afterDir = process.cwd();
 let portBase = 20000 + Math.floor(Math.random() * 39000);
+let floors = ["trivial", "contract"];
+let clusters = true;
 for (let i = 0; i < argv.length; i++) {
   const flag = argv[i]!;
   const value = argv[++i];
@@ -30,6 +35,8 @@ for (let i = 0; i < argv.length; i++) {
   else if (flag === "--before") beforeDir = resolve(value);
   else if (flag === "--after") afterDir = resolve(value);
   else if (flag === "--port-base") portBase = Number(value);
+  else if (flag === "--floors") floors = value.split(",");
+  else if (flag === "--clusters") clusters = value !== "0";
   else throw new Error(`unknown flag ${flag}`);
 }
 
@@ -53,7 +60,7 @@ async function firstLine(stream: ReadableStream<Uint8Array>): Promise<string> {
   return text.trim();
 }
 
-async function floorServer(kind: "trivial" | "contract"): Promise<Server> {
+async function floorServer(kind: string): Promise<Server> {
   const proc = Bun.spawn([bun, resolve(import.meta.dir, "http-floor-servers.ts"), kind], {
     stdout: "pipe",
     stderr: "inherit",
@@ -151,8 +158,10 @@ const median = (xs: readonly number[]): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 };
 try {
-  servers.push(await floorServer("trivial"), await floorServer("contract"));
-  servers.push(await cluster("before", beforeDir, portBase), await cluster("after", afterDir, portBase + 10));
+  if (floors[0] !== "trivial") throw new Error("--floors must start with trivial (the ratios' denominator)");
+  for (const kind of floors) servers.push(await floorServer(kind));
+  if (clusters)
+    servers.push(await cluster("before", beforeDir, portBase), await cluster("after", afterDir, portBase + 10));
   console.log(
     `wrk -t1 -c32 -d${seconds}s, ${rounds} rounds, GET of one 5-byte value; before=${beforeDir} after=${afterDir}`,
   );
