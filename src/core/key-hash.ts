@@ -9,7 +9,7 @@ const seed = 0x9747b28c;
 const c1 = 0xcc9e2d51;
 const c2 = 0x1b873593;
 
-/** 32-bit hash of `bytes[at..at+length)`, as an unsigned integer. */
+/** 32-bit hash of `bytes[at..at+length)`, as a signed int32 (the engine keeps it an integer, never a double). */
 export function hashKey(bytes: Uint8Array, at: number, length: number): number {
   let h = seed ^ length;
   const blocksEnd = at + (length & ~3);
@@ -39,5 +39,5 @@ export function hashKey(bytes: Uint8Array, at: number, length: number): number {
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);
   h ^= h >>> 16;
-  return h >>> 0;
+  return h | 0;
 }

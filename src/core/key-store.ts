@@ -113,7 +113,7 @@ export class KeyStore<S extends StoreSide> {
   #missSlot = -1;
   #missTag = 0;
   /** The index's slots and mask, and the arena's page views, held here for the hot paths (refreshed when the index grows). */
-  #slots: Uint32Array;
+  #slots: Int32Array;
   #mask: number;
   readonly #u8: Uint8Array[];
   readonly #u16: Uint16Array[];
