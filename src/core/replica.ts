@@ -33,6 +33,7 @@
 import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { utf8Encode, utf8Length } from "../base/utf8.ts";
+import { incrementInto, incrTextBytesMax } from "./decimal-incr.ts";
 import { KeySide } from "./key-side.ts";
 import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
@@ -72,9 +73,6 @@ import {
   type NodeId,
   type WriterId,
 } from "../base/ids.ts";
-
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
 
 /** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup and a view). */
 const copyLoopBytesMax = 64;
@@ -202,6 +200,8 @@ export class Replica {
   readonly #deadlines: DeadlineQueue;
   /** A string key's UTF-8 bytes (string inputs are looked up by their bytes); grows for long keys. */
   #keyScratch = new Uint8Array(256);
+  /** An Incr's new value, until setValue copies it into the store. */
+  readonly #incrScratch = new Uint8Array(incrTextBytesMax);
   /** Reused by the read fast path. */
   readonly #view = new ItemView();
   /** Reused by scanValid and the change sink. */
@@ -1191,6 +1191,7 @@ export class Replica {
     const baseVersion = store.version(slot);
     const baseWriter = store.writer(slot);
     let newValue: Uint8Array | null;
+    let newLength = -1; // -1: all of newValue
     let rmw: boolean;
     switch (op.kind) {
       case OpKind.Write:
@@ -1222,14 +1223,16 @@ export class Replica {
           this.#answer(op, OpStatus.Aborted, baseVersion, baseWriter);
           return;
         }
-        const next = store.hasValue(slot)
-          ? incrementedAt(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by)
-          : incremented(null, op.by);
-        if (next === null) {
+        // The sum goes to a scratch buffer: setValue below copies it into the store.
+        const sumLength = store.hasValue(slot)
+          ? incrementInto(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by, this.#incrScratch)
+          : incrementInto(null, 0, 0, op.by, this.#incrScratch);
+        if (sumLength < 0) {
           this.#answer(op, OpStatus.NotANumber, baseVersion, baseWriter);
           return;
         }
-        newValue = next;
+        newValue = this.#incrScratch;
+        newLength = sumLength;
         rmw = true;
         break;
       }
@@ -1237,7 +1240,8 @@ export class Replica {
         throw new Error(`not an update: ${op.kind}`);
     }
     // The value first: it is the one step that can fail (no room), and then nothing was written.
-    if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newValue.length, this.#peerReserveBytes)) {
+    if (newValue !== null && newLength < 0) newLength = newValue.length;
+    if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newLength, this.#peerReserveBytes)) {
       this.#answer(op, OpStatus.StoreFull, baseVersion, baseWriter);
       return;
     }
@@ -1958,25 +1962,4 @@ export class Replica {
   #isMemberId(id: NodeId): boolean {
     return (this.#membersMask & (1 << id)) !== 0;
   }
-}
-
-/** Incr: the value as a safe decimal integer plus `by`, encoded; null if either is not a safe integer. */
-export function incremented(value: Uint8Array | null, by: number): Uint8Array | null {
-  return value === null ? incrementedText(null, by) : incrementedAt(value, 0, value.length, by);
-}
-
-/** incremented() of the value `bytes[at..at+length)`, read in place. */
-function incrementedAt(bytes: Uint8Array, at: number, length: number, by: number): Uint8Array | null {
-  return incrementedText(textDecoder.decode(bytes.subarray(at, at + length)), by);
-}
-
-function incrementedText(text: string | null, by: number): Uint8Array | null {
-  let current = 0;
-  if (text !== null) {
-    if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null;
-    current = Number(text);
-  }
-  const next = current + by;
-  if (!Number.isSafeInteger(current) || !Number.isSafeInteger(by) || !Number.isSafeInteger(next)) return null;
-  return textEncoder.encode(String(next));
 }
