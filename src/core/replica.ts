@@ -35,6 +35,7 @@ import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { utf8Encode, utf8Length } from "../base/utf8.ts";
 import { incrementInto, incrTextBytesMax } from "./decimal-incr.ts";
 import { KeySide } from "./key-side.ts";
+import { SideSet } from "./side-set.ts";
 import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
 import {
@@ -191,9 +192,9 @@ export class Replica {
   /** Arena bytes client updates leave free (peerReserveRatio of storeBytesMax). */
   readonly #peerReserveBytes: number;
   /** Keys not Valid (pending own update, Invalid, Trans): the only ones tick and epoch changes visit. */
-  readonly #unsettled = new Set<KeySide>();
+  readonly #unsettled = new SideSet<KeySide>(0);
   /** Keys with waiting ops. */
-  readonly #waitingKeys = new Set<KeySide>();
+  readonly #waitingKeys = new SideSet<KeySide>(1);
   /** Released side objects, for reuse. */
   readonly #freeSides: KeySide[] = [];
   readonly #pool: OpPool;
@@ -362,6 +363,8 @@ export class Replica {
       // The keys' protocol state first (it names the key), then the store's own books.
       this.#store.checkInvariants();
       // With the per-key membership checks in #checkKey, equal sizes make the sets exactly these keys.
+      this.#unsettled.checkInvariants();
+      this.#waitingKeys.checkInvariants();
       assert(this.#unsettled.size === unsettled, "the unsettled set holds exactly the keys that are not Valid");
       assert(this.#waitingKeys.size === waitingKeys, "the waiting-keys set holds exactly the keys with waiting ops");
       this.#pool.checkInvariants();
@@ -379,6 +382,7 @@ export class Replica {
       for (const side of this.#freeSides) {
         assert(side.id === 0 && side.slot === -1, "a free side object is attached to no key");
         assert(!side.hasPending() && side.waiting.length === 0, "a free side object holds no update and no op");
+        assert(!this.#unsettled.has(side) && !this.#waitingKeys.has(side), "a free side object is in no side set");
       }
     } catch (error) {
       if (!(error instanceof AssertionError)) throw error;
