@@ -257,6 +257,7 @@ export class Replica {
       bytesMax: config.storeBytesMax,
       valueBytesMax: config.valueBytesMax,
       ordered: config.orderedKeys !== false,
+      hashSeed: config.hashSeed,
     });
     this.#peerReserveBytes = Math.floor(config.storeBytesMax * peerReserveRatio);
   }
