@@ -1059,10 +1059,11 @@ export class Replica {
         }
       } else {
         // The fast path: a key without a side object is Valid with nothing waiting (an invariant),
-        // so it is answered from its slot if the lease allows, the value lent, not copied.
-        if (store.sideId(slot) === 0 && this.readable(KeyState.Valid, nowMs)) {
-          const view = this.#view;
-          store.read(slot, view);
+        // so it is answered from its slot if the lease allows, the value lent, not copied. One
+        // read of the item gives the side id and every field of the answer.
+        const view = this.#view;
+        store.read(slot, view);
+        if (view.sideId === 0 && this.readable(KeyState.Valid, nowMs)) {
           this.counters.readsServed++;
           this.#completions.complete(
             opId,
@@ -1144,6 +1145,18 @@ export class Replica {
     op.by = by;
     op.deadlineMs = nowMs + this.config.opTimeoutMs;
     this.#deadlines.push(op);
+    if (
+      kind !== OpKind.Read &&
+      side.waiting.length === 0 &&
+      this.#store.state(slot) === KeyState.Valid &&
+      this.leaseValid(nowMs)
+    ) {
+      // An update of an idle key starts at once, as #serveKey would start it from the front of
+      // the queue, without passing through the queue and the waiting-keys set.
+      this.#startUpdate(side, op, nowMs);
+      this.#releaseIfSettled(side);
+      return;
+    }
     side.waiting.push(op);
     this.#waitingKeys.add(side);
     this.#serveKey(side, nowMs);
