@@ -3,8 +3,9 @@
 // so a probe compares the key's bytes only when all 32 bits match, and a rehash needs no key
 // bytes. Tags and locs are kept as int32 bit patterns (a loc of 2^31 or more reads back negative;
 // `loc >>> pageAddressBits` and `loc & offsetMask` decode either form): the engine reads an
-// Int32Array as integers, where a Uint32Array yields doubles for half of all hashes. Keys are never removed (a deleted key keeps its tombstone and timestamp), so there are no
-// deletion markers and a probe for an absent key stops at the first empty slot.
+// Int32Array as integers, where a Uint32Array yields doubles for half of all hashes. Keys are
+// never removed (a deleted key keeps its tombstone and timestamp), so there are no deletion
+// markers and a probe for an absent key stops at the first empty slot.
 //
 // The index grows by doubling at 3/4 load, up to the capacity that keeps `entriesMax` keys under
 // that load. A slot's position is the store's handle for a key (stable while the index does not

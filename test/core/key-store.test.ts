@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { KeyStore, itemHeaderBytes, type StoreSide } from "../../src/core/key-store.ts";
 import { classCount, classOf, classSlotBytes, SlabArena, locNone } from "../../src/core/slab-arena.ts";
 import { hashKey } from "../../src/core/key-hash.ts";
+import { KeyIndex } from "../../src/core/key-index.ts";
 import { AssertionError } from "../../src/base/assert.ts";
 import { Prng, testSeed } from "../lib/prng.ts";
 
@@ -459,5 +460,32 @@ describe("lookups by hash and words", () => {
     expect(
       () => new KeyStore<Side>({ keysMax: 10, bytesMax: 1024 * 1024, valueBytesMax: 16, hashSeed: 2 ** 31 }),
     ).toThrow(AssertionError);
+  });
+});
+
+describe("the index's int32 slots", () => {
+  test("locs of 2^31 and above (arenas past 2 GiB) survive the int32 slots, growth and the checks", () => {
+    const index = new KeyIndex(100);
+    // Locs on pages 2048 and 4094 (of 1 MiB address span each): their int32 forms are negative.
+    const locs = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 2048 : 4094) * 2 ** 20 + 8 * i);
+    const tags: number[] = [];
+    for (let i = 0; i < locs.length; i++) {
+      const tag = Math.imul(i + 1, 0x9e3779b1) | 0 || 1;
+      tags.push(tag);
+      let s = tag & index.mask;
+      while (index.slots[2 * s] !== 0) s = (s + 1) & index.mask;
+      index.fill(s, tag, locs[i]!, i);
+    }
+    expect(index.generation).toBeGreaterThan(0); // it grew with such locs inside
+    for (let i = 0; i < locs.length; i++) {
+      const slot = index.slotOf(tags[i]!, locs[i]!);
+      expect(slot).toBeGreaterThanOrEqual(0);
+      expect(index.slots[2 * slot + 1]! >>> 0).toBe(locs[i]!);
+      expect(index.slots[2 * slot + 1]! >>> 20).toBe(locs[i]! >>> 20);
+      expect(index.ids[slot]).toBe(i);
+    }
+    const seen: number[] = [];
+    index.checkInvariants((_slot, _tag, loc) => seen.push(loc));
+    expect(seen.sort((a, b) => a - b)).toEqual([...locs].sort((a, b) => a - b));
   });
 });
