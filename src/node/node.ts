@@ -142,6 +142,8 @@ export class HermesNode {
     }
     const replica: Omit<ReplicaConfig, "self"> = {
       ...defaultReplicaConfig,
+      // A random key-hash seed per process (the shards share it): see ReplicaConfig.hashSeed.
+      hashSeed: crypto.getRandomValues(new Int32Array(1))[0]!,
       ...options.replica,
       valueBytesMax: options.valueBytesMax,
     };

@@ -8,6 +8,7 @@ import { describe, expect, test } from "bun:test";
 import { KeyStore, itemHeaderBytes, type StoreSide } from "../../src/core/key-store.ts";
 import { classCount, classOf, classSlotBytes, SlabArena, locNone } from "../../src/core/slab-arena.ts";
 import { hashKey } from "../../src/core/key-hash.ts";
+import { KeyIndex } from "../../src/core/key-index.ts";
 import { AssertionError } from "../../src/base/assert.ts";
 import { Prng, testSeed } from "../lib/prng.ts";
 
@@ -395,5 +396,96 @@ describe("size classes and the hash", () => {
     // 100 000 keys in 1024 buckets: about 98 each; a poor hash would leave buckets empty or crowded.
     expect(Math.min(...buckets)).toBeGreaterThan(50);
     expect(Math.max(...buckets)).toBeLessThan(150);
+  });
+});
+
+describe("lookups by hash and words", () => {
+  test("keys whose 32-bit hashes collide are told apart by their bytes, at any offset, with a random seed", () => {
+    const random = new Prng(testSeed(4242));
+    const seed = random.int(2 ** 32) | 0;
+    // Find pairs of distinct 7-byte keys (a full word and a partial one) with the same hash: about
+    // one per 2^16.5 keys drawn (the birthday bound).
+    const byHash = new Map<number, Uint8Array>();
+    const pairs: [Uint8Array, Uint8Array][] = [];
+    for (let drawn = 0; pairs.length < 4; drawn++) {
+      expect(drawn).toBeLessThan(4_000_000);
+      const key = new Uint8Array(7);
+      for (let j = 0; j < key.length; j++) key[j] = random.int(256);
+      const hash = hashKey(key, 0, key.length, seed);
+      const earlier = byHash.get(hash);
+      if (earlier === undefined) byHash.set(hash, key);
+      else if (!earlier.every((b, j) => b === key[j])) pairs.push([earlier, key]);
+    }
+    const store = new KeyStore<Side>({ keysMax: 100, bytesMax: 1024 * 1024, valueBytesMax: 16, hashSeed: seed });
+    const framed = new Uint8Array(32);
+    for (const [a, b] of pairs) {
+      // The first of a pair is stored; the second has its tag but is absent until it is stored too.
+      expect(store.find(a, 0, a.length)).toBe(-1);
+      const slotA = store.insertMissed(a, 0, a.length, a, 0, a.length, 0);
+      const at = random.int(framed.length - b.length);
+      framed.set(b, at);
+      expect(store.find(framed, at, b.length)).toBe(-1);
+      const slotB = store.insertMissed(framed, at, b.length, b, 0, b.length, 0);
+      expect(slotB).not.toBe(slotA);
+      expect(store.find(a, 0, a.length)).toBe(slotA);
+      expect(store.find(framed, at, b.length)).toBe(slotB);
+      expect(store.copyValue(slotA)).toEqual(a);
+      expect(store.copyValue(slotB)).toEqual(b);
+      // A prefix of a stored key, which shares its first word: absent.
+      expect(store.find(a, 0, a.length - 1)).toBe(-1);
+    }
+    store.checkInvariants();
+  });
+
+  test("the same keys under two seeds: different index order, the same contents", () => {
+    const stores = [1, 2].map(
+      (seed) => new KeyStore<Side>({ keysMax: 1000, bytesMax: 1024 * 1024, valueBytesMax: 16, hashSeed: seed }),
+    );
+    const encoder = new TextEncoder();
+    for (let i = 0; i < 500; i++) {
+      const key = encoder.encode(`key-${i}`);
+      for (const store of stores) {
+        expect(store.find(key, 0, key.length)).toBe(-1);
+        store.insertMissed(key, 0, key.length, key, 0, key.length, 0);
+      }
+    }
+    const order = (store: KeyStore<Side>) => {
+      const keys: string[] = [];
+      for (let s = store.nextSlot(0); s >= 0; s = store.nextSlot(s + 1)) keys.push(store.keyString(s));
+      return keys;
+    };
+    expect(order(stores[0]!)).not.toEqual(order(stores[1]!));
+    expect(order(stores[0]!).sort()).toEqual(order(stores[1]!).sort());
+    for (const store of stores) store.checkInvariants();
+    expect(
+      () => new KeyStore<Side>({ keysMax: 10, bytesMax: 1024 * 1024, valueBytesMax: 16, hashSeed: 2 ** 31 }),
+    ).toThrow(AssertionError);
+  });
+});
+
+describe("the index's int32 slots", () => {
+  test("locs of 2^31 and above (arenas past 2 GiB) survive the int32 slots, growth and the checks", () => {
+    const index = new KeyIndex(100);
+    // Locs on pages 2048 and 4094 (of 1 MiB address span each): their int32 forms are negative.
+    const locs = Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? 2048 : 4094) * 2 ** 20 + 8 * i);
+    const tags: number[] = [];
+    for (let i = 0; i < locs.length; i++) {
+      const tag = Math.imul(i + 1, 0x9e3779b1) | 0 || 1;
+      tags.push(tag);
+      let s = tag & index.mask;
+      while (index.slots[2 * s] !== 0) s = (s + 1) & index.mask;
+      index.fill(s, tag, locs[i]!, i);
+    }
+    expect(index.generation).toBeGreaterThan(0); // it grew with such locs inside
+    for (let i = 0; i < locs.length; i++) {
+      const slot = index.slotOf(tags[i]!, locs[i]!);
+      expect(slot).toBeGreaterThanOrEqual(0);
+      expect(index.slots[2 * slot + 1]! >>> 0).toBe(locs[i]!);
+      expect(index.slots[2 * slot + 1]! >>> 20).toBe(locs[i]! >>> 20);
+      expect(index.ids[slot]).toBe(i);
+    }
+    const seen: number[] = [];
+    index.checkInvariants((_slot, _tag, loc) => seen.push(loc));
+    expect(seen.sort((a, b) => a - b)).toEqual([...locs].sort((a, b) => a - b));
   });
 });
