@@ -108,7 +108,7 @@ function objectMessage(op: string, fields: readonly string[]) {
   };
 }
 
-function createOpSchema(keys: KeySchema, valueBytesMax: number) {
+export function createOpSchema(keys: KeySchema, valueBytesMax: number) {
   const key = v.pipe(
     v.string("the key must be a JSON string"),
     // JSON can spell a lone surrogate ("\ud800"), which has no UTF-8 form: a URL could not name it.
