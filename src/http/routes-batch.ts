@@ -45,6 +45,7 @@ import { bodyTooLarge, bodyUnreadable, readBodyBounded } from "./body.ts";
 import { ErrorCode, errorResponse, invalidInput, retryAfterSeconds, tooLarge, unknownRoute } from "./errors.ts";
 import { type HttpMetrics, Route, batchOpNames, counted } from "./metrics.ts";
 import { failureOf, incrValueOf, okEtag } from "./outcomes.ts";
+import { formatTs } from "../base/timestamp.ts";
 import {
   type KeySchema,
   batchKeyRulesText,
@@ -222,9 +223,11 @@ const envelopeSchema = v.pipe(
 );
 
 const utf8Strict = new TextDecoder("utf-8", { fatal: true });
-const jsonHeaders = { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" } as const;
+// Headers objects, not literals: Bun copies a Headers it is given more cheaply than it reads an
+// object's keys (outcomes.ts measured the same for GET).
+const jsonHeaders = new Headers({ "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
 
-const binaryHeaders = { "content-type": batchBinaryType, "cache-control": "no-store" } as const;
+const binaryHeaders = new Headers({ "content-type": batchBinaryType, "cache-control": "no-store" });
 
 /** The batch format a Content-Type names (any parameters, any case), or null for neither. */
 const BatchFormat = { json: 0, binary: 1 } as const;
@@ -245,6 +248,12 @@ function fieldOf(index: number, issue: v.BaseIssue<unknown>): string {
   return field;
 }
 
+/** The ETag of a completed op as a JSON string: `"v.w"` is digits and a dot, so only its quotes need escapes. */
+function etagJson(result: OpResult, what: string): string {
+  if (result.version <= 0) okEtag(result, what); // throws: a completed op has a timestamp
+  return `"\\"${formatTs(result.version, result.writer)}\\""`;
+}
+
 /** One result of the response, as JSON text. */
 function resultJson(op: OpRequest, result: OpResult): { json: string; status: number } {
   const failure = failureOf(op.kind, result);
@@ -253,16 +262,16 @@ function resultJson(op: OpRequest, result: OpResult): { json: string; status: nu
       case OpKind.Read:
         // failureOf answered 404 for an absent key, so the value is here.
         return {
-          json: `{"status":200,"value":"${toBase64(result.value!)}","etag":${JSON.stringify(okEtag(result, "a present value"))}}`,
+          json: `{"status":200,"value":"${toBase64(result.value!)}","etag":${etagJson(result, "a present value")}}`,
           status: 200,
         };
       case OpKind.Incr:
         return {
-          json: `{"status":200,"value":${incrValueOf(result)},"etag":${JSON.stringify(okEtag(result, "a completed incr"))}}`,
+          json: `{"status":200,"value":${incrValueOf(result)},"etag":${etagJson(result, "a completed incr")}}`,
           status: 200,
         };
       default:
-        return { json: `{"status":200,"etag":${JSON.stringify(okEtag(result, "a completed update"))}}`, status: 200 };
+        return { json: `{"status":200,"etag":${etagJson(result, "a completed update")}}`, status: 200 };
     }
   }
   let json = `{"status":${failure.status}`;
