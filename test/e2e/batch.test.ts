@@ -572,3 +572,70 @@ test("binary values written by a batch read back byte for byte from every replic
   const still = await fetch(`${urls[2]}/v1/kv/${keys[0]}`);
   expect(new Uint8Array(await still.arrayBuffer())).toEqual(values[0]!);
 }, 60_000);
+
+test("binary batches while a replica stops and rejoins (W=2): per-op 503s, unknown outcomes, a linearizable history", async () => {
+  current = await startSteadyCluster(2);
+  const { cluster, log } = current;
+  const urls = urlsOf(cluster);
+  const registerKeys = keysOnEveryShard("fo-", 2, 2);
+  const counterKeys = keysOnEveryShard("fc-", 2, 1);
+  const recorder = new Recorder();
+  const t = recorder.tally;
+  const batchers = Array.from(
+    { length: 2 * replicas },
+    (_, i) => new BatchClient(20 + i, i % replicas, urls, recorder, "binary"),
+  );
+  const victim = 2;
+  /** Waits until `until()` or `ms` passed; the counts asserted below say whether it happened. */
+  const waitFor = async (until: () => boolean, ms: number): Promise<void> => {
+    const end = performance.now() + ms;
+    while (!until() && performance.now() < end) await Bun.sleep(5);
+  };
+  let done = false;
+  let keysLoaded = null as number | null;
+  let okBeforeStop = 0;
+  let okWhileDown = 0;
+  const controller = (async () => {
+    try {
+      await waitFor(() => t.get("batch:200") >= 30, 20_000);
+      okBeforeStop = t.sumMatching("batch-put:200");
+      // Batches in flight on the victim when it stops: their updates may or may not have happened.
+      expect(await cluster.stopReplica(victim)).toBe(true);
+      // Its clients get 503 for every op (nothing started) until it rejoins; the survivors take
+      // updates again once the membership has removed it (one lease).
+      await waitFor(() => t.sumMatching("batch-put:503") > 0, 10_000);
+      const putsAtStop = t.sumMatching("batch-put:200");
+      await waitFor(() => t.sumMatching("batch-put:200") >= putsAtStop + 100, 20_000);
+      okWhileDown = t.sumMatching("batch-put:200") - putsAtStop;
+      keysLoaded = await cluster.startReplica(victim);
+      const putsAtStart = t.sumMatching("batch-put:200");
+      await waitFor(() => t.sumMatching("batch-put:200") >= putsAtStart + 50, 20_000);
+    } finally {
+      done = true;
+    }
+  })();
+  await runBatchWorkload({
+    clients: batchers,
+    registerKeys,
+    counterKeys,
+    opsPerBatchMax: 8,
+    done: () => done,
+  });
+  await controller;
+  const { converged, answers } = await convergeAndReadAll(urls, [...registerKeys, ...counterKeys], recorder, 100);
+  console.error(
+    `e2e binary batch failover: ${recorder.history.invokedCount} ops; keysLoaded=${keysLoaded}; ${recorder.tally}`,
+  );
+
+  expect(recorder.unexpected).toEqual([]);
+  expect(converged, `replicas disagree: ${JSON.stringify([...answers])}`).toBe(true);
+  expect(okBeforeStop).toBeGreaterThan(0);
+  expect(okWhileDown).toBeGreaterThanOrEqual(100);
+  expect(keysLoaded).toBe(registerKeys.length + counterKeys.length);
+  // The stopped replica answered its binary batches with a 503 per op, as its single routes would.
+  expect(t.sumMatching("batch-put:503:unavailable")).toBeGreaterThan(0);
+  expect(t.sumMatching("batch-get:503:unavailable")).toBeGreaterThan(0);
+  // Every answer is in the contract (recorder.unexpected is empty); outcome-unknown updates, if
+  // any, are in the history as such, and the whole history is linearizable.
+  expectLinearizable(recorder.check(), log);
+}, 120_000);
