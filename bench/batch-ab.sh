@@ -4,7 +4,7 @@
 # keys, runs `bench --endpoints` (JSON, and binary where the build has it) and records the server's
 # and the load tool's CPU time (/proc/<pid>/stat), then runs the in-process engine bench.
 #   bash bench/batch-ab.sh BEFORE_DIR AFTER_DIR [rounds] [seconds] [port]
-set -euo pipefail
+set -uo pipefail
 before=${1:?before dir}
 after=${2:?after dir}
 rounds=${3:-3}
@@ -18,7 +18,7 @@ run_build() {
   local label=$1 dir=$2 formats=$3
   (cd "$dir" && exec node_modules/.bin/bun src/main.ts local --replicas 3 --http-port "$port" >/tmp/batch-ab-local.log 2>&1) &
   local pid=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     grep -q "replica 2 ready" /tmp/batch-ab-local.log 2>/dev/null && break
     sleep 0.1
   done
@@ -30,10 +30,12 @@ run_build() {
     local s0 out
     s0=$(cpu_ms "$pid")
     out=$(cd "$dir" && /usr/bin/time -f "tool_cpu_s=%U+%S" node_modules/.bin/bun src/main.ts bench --endpoints "$endpoints" \
-      -c 24 -k 10000 -v 32 --batch 64 "${flag[@]}" -d "$seconds" 2>&1)
+      -c 24 -k 10000 -v 32 --batch 64 "${flag[@]}" -d "$seconds" 2>&1) || true
     local s1
     s1=$(cpu_ms "$pid")
-    echo "$label $format $(grep -o 'ops_per_s=[0-9.]*' <<<"$out") $(grep -o 'p99_us=[0-9]*' <<<"$out") server_cpu_ms=$((s1 - s0)) $(grep -o 'tool_cpu_s=[0-9.+]*' <<<"$out") load=$(cut -d' ' -f1 /proc/loadavg)"
+    local rate
+    rate=$(grep -o 'ops_per_s=[0-9.]*' <<<"$out" || echo "failed: $(tail -c 300 <<<"$out")")
+    echo "$label $format $rate $(grep -o 'p99_us=[0-9]*' <<<"$out" || true) server_cpu_ms=$((s1 - s0)) $(grep -o 'tool_cpu_s=[0-9.+]*' <<<"$out" || true) load=$(cut -d' ' -f1 /proc/loadavg)"
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
