@@ -2,6 +2,7 @@
 // request body, read a response's results. Used by `hermes-kv batch --binary`, the load tool and
 // the tests; a client in another language needs only the spec.
 
+import { assert } from "../base/assert.ts";
 import { etagOf } from "./outcomes.ts";
 import {
   BinaryFlag,
@@ -87,6 +88,7 @@ export function encodeBinaryBatch(ops: readonly BinaryBatchOp[]): Uint8Array {
       at += 8;
     }
   }
+  assert(at === size, "the batch fills exactly the size computed for it");
   return out;
 }
 

@@ -184,6 +184,20 @@ describe("every status maps as in the JSON form", () => {
   }
 });
 
+test("a backend result that breaks the contract is a 500, as in the JSON form", async () => {
+  const { app, backend } = setup();
+  backend.failNext(OpStatus.Ok, { version: 0, writer: 0 });
+  const original = console.error;
+  console.error = () => {};
+  try {
+    const response = await postBinary(app, encodeBinaryBatch([{ op: "delete", key: "k" }]));
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { error: { code: string } }).error.code).toBe("internal");
+  } finally {
+    console.error = original;
+  }
+});
+
 /** Answers reads at once and updates later, from a memory backend, the way a shard worker does. */
 class MixedBackend implements KvBackend {
   readonly inner = new MemoryBackend();
