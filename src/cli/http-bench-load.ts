@@ -147,6 +147,37 @@ const timeoutScanMs = 100;
 /** How often an idle thread looks at the phase while waiting for the next one. */
 const phasePollMs = 2;
 
+/** HTTP statuses are below 600; the tally of op statuses is indexed by them. */
+const statusCodesMax = 600;
+
+/** Most keys whose UTF-8 bytes a thread keeps for binary batches (about 10 bytes each); above, each is encoded per use. */
+const keyTableKeysMax = 1_000_000;
+
+/** Every key's UTF-8 bytes in one buffer, `at[i]..at[i+1]`: a binary batch copies them instead of encoding strings. */
+interface KeyTable {
+  bytes: Uint8Array;
+  at: Int32Array;
+}
+
+const keyTables = new Map<string, KeyTable>();
+
+/** The key table of a run (one per thread, shared by its connections), or null for too many keys. */
+function keyTableOf(cfg: LoadConfig): KeyTable | null {
+  if (cfg.keys > keyTableKeysMax) return null;
+  const name = `${cfg.keyPrefix}\u0000${cfg.keys}`;
+  let table = keyTables.get(name);
+  if (table === undefined) {
+    const keys = Array.from({ length: cfg.keys }, (_, i) => Buffer.from(cfg.keyPrefix + i, "utf8"));
+    const at = new Int32Array(cfg.keys + 1);
+    for (let i = 0; i < cfg.keys; i++) at[i + 1] = at[i]! + keys[i]!.length;
+    const bytes = new Uint8Array(at[cfg.keys]!);
+    for (let i = 0; i < cfg.keys; i++) bytes.set(keys[i]!, at[i]!);
+    table = { bytes, at };
+    keyTables.set(name, table);
+  }
+  return table;
+}
+
 /** One closed-loop connection: its own PRNG, ETags (or etcd revisions) and write sequence. */
 class LoadConnection {
   conn: HttpConnection | null = null;
@@ -160,6 +191,11 @@ class LoadConnection {
   readonly #pathPrefix: string;
   readonly #common: (readonly [string, string])[];
   readonly #binary: boolean;
+  /** Op statuses of the batch being counted (#countStatus), and which are non-zero. */
+  readonly #statusTally = new Int32Array(statusCodesMax);
+  readonly #statusesSeen: number[] = [];
+  /** Binary batches: every key's bytes (null for more than keyTableKeysMax keys). */
+  readonly #keyTable: KeyTable | null;
   /** Binary batches: the op code of each op of the batch in flight (a get's answer carries a value). */
   readonly #opCodes: number[] = [];
 
@@ -182,6 +218,7 @@ class LoadConnection {
     if (cfg.token !== null) this.#common.push(["Authorization", `Bearer ${cfg.token}`]);
     if (cfg.target === "etcd" || cfg.batch > 1) this.#common.push(["Content-Type", batchContentType(cfg)]);
     this.#binary = cfg.target === "hermes" && cfg.batch > 1 && cfg.batchFormat === "binary";
+    this.#keyTable = this.#binary ? keyTableOf(cfg) : null;
   }
 
   get endpoint(): Endpoint {
@@ -374,7 +411,8 @@ class LoadConnection {
 
   /** batchRequest in the binary format (batch-binary.ts): keys and values written straight into the body. */
   #binaryBatchRequest(ops: BatchOp[]): HttpRequest {
-    const keys: string[] = [];
+    const table = this.#keyTable;
+    const keys: (Buffer | null)[] = [];
     const values: (string | null)[] = [];
     const codes = this.#opCodes;
     codes.length = 0;
@@ -383,9 +421,14 @@ class LoadConnection {
       const next = this.#nextBatchOp();
       if (next === null) continue;
       ops.push(next);
-      const key = this.cfg.keyPrefix + next.keyIndex;
-      keys.push(key);
-      size += 3 + (this.#asciiPrefix ? key.length : Buffer.byteLength(key));
+      if (table === null) {
+        const key = Buffer.from(this.cfg.keyPrefix + next.keyIndex, "utf8");
+        keys.push(key);
+        size += 3 + key.length;
+      } else {
+        keys.push(null);
+        size += 3 + table.at[next.keyIndex + 1]! - table.at[next.keyIndex]!;
+      }
       if (next.op === OpType.read) {
         codes.push(BinaryOp.get);
         values.push(null);
@@ -408,7 +451,18 @@ class LoadConnection {
     for (let i = 0; i < ops.length; i++) {
       const code = codes[i]!;
       body[at] = code;
-      const keyLength = body.write(keys[i]!, at + 3, this.#asciiPrefix ? "latin1" : "utf8");
+      const key = keys[i];
+      let keyLength: number;
+      if (key === null || key === undefined) {
+        // A byte loop: keys are a few bytes, shorter than what subarray() and set() cost.
+        const from = table!.at[ops[i]!.keyIndex]!;
+        keyLength = table!.at[ops[i]!.keyIndex + 1]! - from;
+        const bytes = table!.bytes;
+        for (let k = 0; k < keyLength; k++) body[at + 3 + k] = bytes[from + k]!;
+      } else {
+        keyLength = key.length;
+        body.set(key, at + 3);
+      }
       body.writeUInt16LE(keyLength, at + 1);
       at += 3 + keyLength;
       if (code === BinaryOp.cas) {
@@ -440,7 +494,7 @@ class LoadConnection {
     else ok = status === 200 || status === 412;
     if (ok && (this.cfg.casPct > 0 || op === OpType.cas)) this.#remember(keyIndex, etag);
     if (!measured) return ok;
-    bump(c.opStatuses, String(status));
+    this.#countStatus(status);
     if (!ok) return ok;
     if (op === OpType.read) {
       c.reads++;
@@ -485,7 +539,34 @@ class LoadConnection {
   recordBatch(ops: BatchOp[], answer: HttpAnswer, measured: boolean): number {
     const c = this.counts;
     if (measured) c.ops += ops.length;
-    if (this.#binary) return this.#recordBinaryBatch(ops, answer, measured);
+    try {
+      return this.#binary
+        ? this.#recordBinaryBatch(ops, answer, measured)
+        : this.#recordJsonBatch(ops, answer, measured);
+    } finally {
+      this.#flushStatuses();
+    }
+  }
+
+  /** Counts an op's status in a per-batch tally (a string key per op cost more than the rest of the count). */
+  #countStatus(status: number): void {
+    if (!(Number.isInteger(status) && status >= 0 && status < statusCodesMax)) {
+      bump(this.counts.opStatuses, String(status));
+      return;
+    }
+    if (this.#statusTally[status]++ === 0) this.#statusesSeen.push(status);
+  }
+
+  #flushStatuses(): void {
+    for (const status of this.#statusesSeen) {
+      bump(this.counts.opStatuses, String(status), this.#statusTally[status]!);
+      this.#statusTally[status] = 0;
+    }
+    this.#statusesSeen.length = 0;
+  }
+
+  #recordJsonBatch(ops: BatchOp[], answer: HttpAnswer, measured: boolean): number {
+    const c = this.counts;
     let results: { status?: unknown; etag?: unknown }[] | null = null;
     if (answer.status === 200) {
       try {
