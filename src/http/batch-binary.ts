@@ -62,7 +62,8 @@ export const binaryKeyRulesText =
 
 const formatHint = `expected the binary batch format of the README (header "HKB" 0x01, u32 op count, then the ops)`;
 const twoTo32 = 0x1_0000_0000;
-const utf8Strict = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a key that starts with U+FEFF keeps it (the default would drop it silently).
+const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const utf8 = new TextEncoder();
 
 /** Reads a binary batch request; one per route (it holds the node's key and value limits). */

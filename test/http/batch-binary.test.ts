@@ -104,6 +104,14 @@ describe("the same answers as the JSON form", () => {
     expect(new Uint8Array(await single.arrayBuffer())).toEqual(allBytes);
   });
 
+  test("a key that starts with U+FEFF (a UTF-8 byte order mark) keeps it", async () => {
+    const { app, backend } = setup();
+    const key = "\ufeffbom";
+    expect((await binaryBatch(app, [{ op: "put", key, value: encoder.encode("x") }]))[0]?.status).toBe(200);
+    expect(backend.peek(key)?.value).toEqual(encoder.encode("x"));
+    expect(backend.peek("bom")).toBeUndefined();
+  });
+
   test("an empty batch is answered with no results and submits nothing", async () => {
     const { app, backend } = setup();
     expect(await binaryBatch(app, [])).toEqual([]);
