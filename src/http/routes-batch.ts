@@ -232,9 +232,11 @@ const jsonHeaders = new Headers({ "content-type": "application/json; charset=utf
 
 const binaryHeaders = new Headers({ "content-type": batchBinaryType, "cache-control": "no-store" });
 
-/** The batch format a Content-Type names (any parameters, any case), or null for neither. */
+/** The two forms of a batch (the request's Content-Type); the answer is in the same form. */
 const BatchFormat = { json: 0, binary: 1 } as const;
 type BatchFormat = (typeof BatchFormat)[keyof typeof BatchFormat];
+
+/** The batch format a Content-Type names (any parameters, any case), or null for neither. */
 function formatOf(contentType: string): BatchFormat | null {
   const semicolon = contentType.indexOf(";");
   const type = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
