@@ -355,6 +355,8 @@ describe("failures the tool reports instead of running", () => {
       [...base, "--cacert", "/nonexistent"],
       [...base, "-t", "4", "-c", "2"],
       [...base, "-d", "0"],
+      [...base, "--batch", "8", "--batch-format", "xml"],
+      [...base, "--batch-format", "binary"],
     ]) {
       await expect(parseHttpBenchArgs(argv)).rejects.toBeInstanceOf(UsageError);
     }
@@ -362,6 +364,10 @@ describe("failures the tool reports instead of running", () => {
     expect(cfg.seconds).toBe(1.5);
     expect(cfg.connections).toBe(48);
     expect(cfg.token).toBe("abc");
+    expect(cfg.batchFormat).toBe("json");
+    expect((await parseHttpBenchArgs([...base, "--batch", "8", "--batch-format", "binary"])).batchFormat).toBe(
+      "binary",
+    );
   });
 });
 
