@@ -12,12 +12,17 @@ seconds=${4:-5}
 port=${5:-$((30000 + RANDOM % 20000))}
 tick=$(getconf CLK_TCK)
 
+# The cluster of the round in flight: stopped whatever ends the script.
+cluster_pid=""
+trap '[ -n "$cluster_pid" ] && kill "$cluster_pid" 2>/dev/null' EXIT
+
 cpu_ms() { awk -v t="$tick" '{print int(($14 + $15) * 1000 / t)}' "/proc/$1/stat"; }
 
 run_build() {
   local label=$1 dir=$2 formats=$3
   (cd "$dir" && exec node_modules/.bin/bun src/main.ts local --replicas 3 --http-port "$port" >/tmp/batch-ab-local.log 2>&1) &
   local pid=$!
+  cluster_pid=$pid
   for _ in $(seq 1 300); do
     grep -q "replica 2 ready" /tmp/batch-ab-local.log 2>/dev/null && break
     sleep 0.1
@@ -39,6 +44,7 @@ run_build() {
   done
   kill "$pid"
   wait "$pid" 2>/dev/null || true
+  cluster_pid=""
 }
 
 for round in $(seq 1 "$rounds"); do
