@@ -6,6 +6,9 @@
 //   64 usage (bad flags or arguments, or input the server rejected as invalid or too large).
 
 import { batchBodyBytesMax, batchOpsMax } from "../http/routes-batch.ts";
+import { batchBinaryType } from "../http/batch-binary.ts";
+import { decodeBinaryResults, encodeBinaryBatch } from "../http/batch-binary-client.ts";
+import { binaryOpsOfJson, jsonResultOf } from "./batch-binary-file.ts";
 import { UsageError, exitUsage, expectPositionals, parseArgs, parseIntegerFlag, type FlagSpecs } from "./args.ts";
 import {
   clientCredentialFlags,
@@ -201,8 +204,8 @@ ${exitHelp}
     },
   },
   batch: {
-    flags: commonFlags,
-    help: `Usage: hermes-kv batch [FILE|-] [flags]
+    flags: { ...commonFlags, binary: { kind: "boolean" } },
+    help: `Usage: hermes-kv batch [FILE|-] [--binary] [flags]
 
 Send many independent ops to the node in one request (POST /v1/batch). FILE holds the request as
 JSON; with - or no FILE it is read from stdin. Values are base64 (they may be any bytes):
@@ -224,6 +227,9 @@ a base64 "value" for get, a number for incr, the "etag", and an "error" when it 
 that did not succeed is also named on stderr.
 
 Flags:
+  --binary           send the batch in the binary format (${batchBinaryType}, README
+                     "Batches"), converted from the JSON above, and print its answer as JSON: the
+                     same output, with raw value bytes on the wire instead of base64
 ${commonHelp}
 
 Exit codes: 0 if every op answered 200 (a get of an absent key answers 404); otherwise the code its
@@ -232,13 +238,14 @@ own command would give for the first op that did not: 1 not found, 2 preconditio
 (not a number, store full). Also 3 if the node could not be reached, and 64 usage (bad flags, an
 unreadable FILE, or a batch the node refused as invalid or too large).
 `,
-    async run(context, _flags, positionals) {
+    async run(context, flags, positionals) {
       expectPositionals(positionals, 0, 1, "[FILE|-]");
       const source = positionals[0] ?? "-";
       const body =
         source === "-" ? await context.io.readStdin(stdinBytesMax) : await readFileBounded(source, stdinBytesMax);
       if (body === null)
         throw new UsageError(`the batch on ${source === "-" ? "stdin" : source} is longer than ${stdinBytesMax} bytes`);
+      if (flags.binary === true) return sendBinaryBatch(context, body, source === "-" ? "stdin" : source);
       const init = { body, headers: { "content-type": "application/json" } };
       const response = await call(context, "POST", "/v1/batch", init, true);
       if (typeof response === "number") return response;
@@ -447,6 +454,29 @@ async function printBatch(context: Context, text: string): Promise<number> {
   if (failed > batchFailuresShownMax)
     await context.io.stderr(`Error: ... and ${failed - batchFailuresShownMax} more ops that did not succeed\n`);
   return exit;
+}
+
+/** `batch --binary`: the JSON request sent in the binary format, its answer printed as JSON results. */
+async function sendBinaryBatch(context: Context, json: Uint8Array, source: string): Promise<number> {
+  const ops = binaryOpsOfJson(new TextDecoder().decode(json), source);
+  let body: Uint8Array;
+  try {
+    body = encodeBinaryBatch(ops);
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const response = await call(
+    context,
+    "POST",
+    "/v1/batch",
+    { body, headers: { "content-type": batchBinaryType } },
+    true,
+  );
+  if (typeof response === "number") return response;
+  if (response.status !== 200) return failure(context, response);
+  const results = decodeBinaryResults(new Uint8Array(await response.arrayBuffer()), ops);
+  // printBatch reports an answer that is not a batch result (the ops may or may not have run).
+  return printBatch(context, typeof results === "string" ? "" : JSON.stringify({ results: results.map(jsonResultOf) }));
 }
 
 /** A file's bytes, or null when it is longer than bytesMax; a file that cannot be read is a usage error. */

@@ -50,13 +50,14 @@ export function parseEndpoint(text: string): Endpoint | string {
 
 /**
  * One request. Its text must be ASCII (paths percent-encoded, etcd bodies base64, JSON \u-escaped):
- * the raw client takes the string's length as its byte length.
+ * the raw client takes the string's length as its byte length. A body in bytes (binary batches) is
+ * sent as it is.
  */
 export interface HttpRequest {
   method: string;
   /** Already percent-encoded path (and query). */
   path: string;
-  body: string | null;
+  body: string | Uint8Array | null;
   headers: readonly (readonly [string, string])[] | null;
 }
 
@@ -189,11 +190,26 @@ export class RawConnection implements HttpConnection {
     if (socket === null || this.#closed) return Promise.reject(new Error("connection closed"));
     let text = `${req.method} ${req.path} HTTP/1.1\r\n${this.#fixedHeaders}`;
     if (req.headers !== null) text += textOf(req.headers);
-    if (req.body !== null) text += `Content-Length: ${req.body.length}\r\n\r\n${req.body}`;
-    else text += req.method === "GET" ? "\r\n" : "Content-Length: 0\r\n\r\n";
+    const body = req.body;
+    let bytes: Uint8Array | null = null;
+    if (typeof body === "string") text += `Content-Length: ${body.length}\r\n\r\n${body}`;
+    else if (body !== null) {
+      // Head and body in one buffer, so that they go out in one write (and one segment).
+      text += `Content-Length: ${body.length}\r\n\r\n`;
+      const out = Buffer.allocUnsafe(text.length + body.length);
+      out.write(text, 0, "latin1");
+      out.set(body, text.length);
+      bytes = out;
+    } else text += req.method === "GET" ? "\r\n" : "Content-Length: 0\r\n\r\n";
     const promise = new Promise<HttpAnswer>((resolve, reject) => {
       this.#pending = { resolve, reject, startedMs: performance.now() };
     });
+    if (bytes !== null) {
+      const written = socket.write(bytes);
+      if (written < bytes.length)
+        this.#out = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).subarray(Math.max(0, written));
+      return promise;
+    }
     const written = socket.write(text);
     if (written < text.length) this.#out = Buffer.from(text, "latin1").subarray(Math.max(0, written));
     return promise;

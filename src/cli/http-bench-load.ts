@@ -34,6 +34,20 @@ import {
   openConnection,
 } from "./http-bench-client.ts";
 import { type LoadCounts, bucketOfUs, bump, newCounts } from "./http-bench-report.ts";
+import {
+  BinaryFlag,
+  BinaryOp,
+  batchBinaryHeaderBytes,
+  batchBinaryMagic,
+  batchBinaryType,
+} from "../http/batch-binary.ts";
+import { scanBinaryResults } from "../http/batch-binary-client.ts";
+import { etagOf } from "../http/outcomes.ts";
+
+/** The Content-Type of every request of a run: etcd's and JSON batches are JSON. */
+export function batchContentType(cfg: Pick<LoadConfig, "batchFormat" | "target">): string {
+  return cfg.target === "hermes" && cfg.batchFormat === "binary" ? batchBinaryType : "application/json";
+}
 
 export type Target = "hermes" | "etcd";
 
@@ -49,6 +63,8 @@ export interface LoadConfig {
   keys: number;
   valueBytes: number;
   batch: number;
+  /** The format of batches (batch > 1): JSON with base64 values, or the binary one. */
+  batchFormat: "json" | "binary";
   keyPrefix: string;
   fill: boolean;
   seed: number;
@@ -131,6 +147,37 @@ const timeoutScanMs = 100;
 /** How often an idle thread looks at the phase while waiting for the next one. */
 const phasePollMs = 2;
 
+/** HTTP statuses are below 600; the tally of op statuses is indexed by them. */
+const statusCodesMax = 600;
+
+/** Most keys whose UTF-8 bytes a thread keeps for binary batches (about 10 bytes each); above, each is encoded per use. */
+const keyTableKeysMax = 1_000_000;
+
+/** Every key's UTF-8 bytes in one buffer, `at[i]..at[i+1]`: a binary batch copies them instead of encoding strings. */
+interface KeyTable {
+  bytes: Uint8Array;
+  at: Int32Array;
+}
+
+const keyTables = new Map<string, KeyTable>();
+
+/** The key table of a run (one per thread, shared by its connections), or null for too many keys. */
+function keyTableOf(cfg: LoadConfig): KeyTable | null {
+  if (cfg.keys > keyTableKeysMax) return null;
+  const name = `${cfg.keyPrefix}\u0000${cfg.keys}`;
+  let table = keyTables.get(name);
+  if (table === undefined) {
+    const keys = Array.from({ length: cfg.keys }, (_, i) => Buffer.from(cfg.keyPrefix + i, "utf8"));
+    const at = new Int32Array(cfg.keys + 1);
+    for (let i = 0; i < cfg.keys; i++) at[i + 1] = at[i]! + keys[i]!.length;
+    const bytes = new Uint8Array(at[cfg.keys]!);
+    for (let i = 0; i < cfg.keys; i++) bytes.set(keys[i]!, at[i]!);
+    table = { bytes, at };
+    keyTables.set(name, table);
+  }
+  return table;
+}
+
 /** One closed-loop connection: its own PRNG, ETags (or etcd revisions) and write sequence. */
 class LoadConnection {
   conn: HttpConnection | null = null;
@@ -143,6 +190,14 @@ class LoadConnection {
   /** "/v1/kv/" and the percent-encoded key prefix: a key's path is this and the index's digits. */
   readonly #pathPrefix: string;
   readonly #common: (readonly [string, string])[];
+  readonly #binary: boolean;
+  /** Op statuses of the batch being counted (#countStatus), and which are non-zero. */
+  readonly #statusTally = new Int32Array(statusCodesMax);
+  readonly #statusesSeen: number[] = [];
+  /** Binary batches: every key's bytes (null for more than keyTableKeysMax keys). */
+  readonly #keyTable: KeyTable | null;
+  /** Binary batches: the op code of each op of the batch in flight (a get's answer carries a value). */
+  readonly #opCodes: number[] = [];
 
   constructor(
     readonly index: number,
@@ -161,7 +216,9 @@ class LoadConnection {
     this.#pathPrefix = `/v1/kv/${encodeURIComponent(cfg.keyPrefix)}`;
     this.#common = [];
     if (cfg.token !== null) this.#common.push(["Authorization", `Bearer ${cfg.token}`]);
-    if (cfg.target === "etcd" || cfg.batch > 1) this.#common.push(["Content-Type", "application/json"]);
+    if (cfg.target === "etcd" || cfg.batch > 1) this.#common.push(["Content-Type", batchContentType(cfg)]);
+    this.#binary = cfg.target === "hermes" && cfg.batch > 1 && cfg.batchFormat === "binary";
+    this.#keyTable = this.#binary ? keyTableOf(cfg) : null;
   }
 
   get endpoint(): Endpoint {
@@ -254,26 +311,14 @@ class LoadConnection {
    * and the CAS goes into this connection's next batch (the same read-modify-write as batch 1).
    */
   batchRequest(ops: BatchOp[]): HttpRequest {
+    if (this.#binary) return this.#binaryBatchRequest(ops);
     const items: string[] = [];
     while (ops.length < this.cfg.batch) {
-      let op: OpType;
-      let keyIndex: number;
-      const deferred = this.#deferredCas.pop();
-      // A deferred CAS whose read failed is dropped (it would only be deferred again).
-      if (deferred !== undefined && !this.versions.has(deferred)) continue;
-      if (deferred !== undefined) {
-        op = OpType.cas;
-        keyIndex = deferred;
-      } else {
-        op = this.nextOp();
-        keyIndex = this.nextKey();
-      }
+      const next = this.#nextBatchOp();
+      if (next === null) continue;
+      const { op, keyIndex } = next;
       const key = this.#keyJson(keyIndex);
-      if (op === OpType.cas && !this.versions.has(keyIndex)) {
-        this.#deferredCas.push(keyIndex);
-        op = OpType.read;
-      }
-      ops.push({ op, keyIndex });
+      ops.push(next);
       if (op === OpType.read) {
         items.push(`{"op":"get","key":${key}}`);
         continue;
@@ -349,10 +394,179 @@ class LoadConnection {
     return ok;
   }
 
+  /** The next op of a batch: a deferred CAS first (see batchRequest); null when it is dropped. */
+  #nextBatchOp(): BatchOp | null {
+    const deferred = this.#deferredCas.pop();
+    // A deferred CAS whose read failed is dropped (it would only be deferred again).
+    if (deferred !== undefined && !this.versions.has(deferred)) return null;
+    if (deferred !== undefined) return { op: OpType.cas, keyIndex: deferred };
+    const op = this.nextOp();
+    const keyIndex = this.nextKey();
+    if (op === OpType.cas && !this.versions.has(keyIndex)) {
+      this.#deferredCas.push(keyIndex);
+      return { op: OpType.read, keyIndex };
+    }
+    return { op, keyIndex };
+  }
+
+  /** batchRequest in the binary format (batch-binary.ts): keys and values written straight into the body. */
+  #binaryBatchRequest(ops: BatchOp[]): HttpRequest {
+    const table = this.#keyTable;
+    const keys: (Buffer | null)[] = [];
+    const values: (string | null)[] = [];
+    const codes = this.#opCodes;
+    codes.length = 0;
+    let size = batchBinaryHeaderBytes;
+    while (ops.length < this.cfg.batch) {
+      const next = this.#nextBatchOp();
+      if (next === null) continue;
+      ops.push(next);
+      if (table === null) {
+        const key = Buffer.from(this.cfg.keyPrefix + next.keyIndex, "utf8");
+        keys.push(key);
+        size += 3 + key.length;
+      } else {
+        keys.push(null);
+        size += 3 + table.at[next.keyIndex + 1]! - table.at[next.keyIndex]!;
+      }
+      if (next.op === OpType.read) {
+        codes.push(BinaryOp.get);
+        values.push(null);
+        continue;
+      }
+      const value = this.#value(next.keyIndex);
+      values.push(value);
+      size += 4 + value.length;
+      if (next.op === OpType.write) codes.push(BinaryOp.put);
+      else if (this.versions.get(next.keyIndex) === "") codes.push(BinaryOp.create);
+      else {
+        codes.push(BinaryOp.cas);
+        size += 12;
+      }
+    }
+    const body = Buffer.allocUnsafe(size);
+    body.set(batchBinaryMagic, 0);
+    body.writeUInt32LE(ops.length, 4);
+    let at = batchBinaryHeaderBytes;
+    for (let i = 0; i < ops.length; i++) {
+      const code = codes[i]!;
+      body[at] = code;
+      const key = keys[i];
+      let keyLength: number;
+      if (key === null || key === undefined) {
+        // A byte loop: keys are a few bytes, shorter than what subarray() and set() cost.
+        const from = table!.at[ops[i]!.keyIndex]!;
+        keyLength = table!.at[ops[i]!.keyIndex + 1]! - from;
+        const bytes = table!.bytes;
+        for (let k = 0; k < keyLength; k++) body[at + 3 + k] = bytes[from + k]!;
+      } else {
+        keyLength = key.length;
+        body.set(key, at + 3);
+      }
+      body.writeUInt16LE(keyLength, at + 1);
+      at += 3 + keyLength;
+      if (code === BinaryOp.cas) {
+        // The ETag last seen, "v.w" with its quotes.
+        const etag = this.versions.get(ops[i]!.keyIndex)!;
+        const dot = etag.indexOf(".");
+        const version = Number(etag.slice(1, dot));
+        body.writeUInt32LE(version % 0x1_0000_0000, at);
+        body.writeUInt32LE(Math.floor(version / 0x1_0000_0000), at + 4);
+        body.writeUInt32LE(Number(etag.slice(dot + 1, -1)), at + 8);
+        at += 12;
+      }
+      const value = values[i];
+      if (value === null || value === undefined) continue;
+      // Values are ASCII (a base-36 tag padded with 'x').
+      body.writeUInt32LE(value.length, at);
+      body.write(value, at + 4, "latin1");
+      at += 4 + value.length;
+    }
+    return { method: "POST", path: "/v1/batch", body, headers: null };
+  }
+
+  /** Counts one op of an answered batch; returns whether it is within its contract. */
+  #recordBatchOp(op: OpType, keyIndex: number, status: number, etag: string, measured: boolean): boolean {
+    const c = this.counts;
+    let ok: boolean;
+    if (op === OpType.read) ok = status === 200 || status === 404;
+    else if (op === OpType.write) ok = status === 200;
+    else ok = status === 200 || status === 412;
+    if (ok && (this.cfg.casPct > 0 || op === OpType.cas)) this.#remember(keyIndex, etag);
+    if (!measured) return ok;
+    this.#countStatus(status);
+    if (!ok) return ok;
+    if (op === OpType.read) {
+      c.reads++;
+      if (status === 404) c.readsAbsent++;
+    } else if (op === OpType.write) c.writes++;
+    else {
+      c.cas++;
+      if (status === 412) c.casFailed++;
+    }
+    return ok;
+  }
+
+  /** recordBatch of a binary answer. */
+  #recordBinaryBatch(ops: BatchOp[], answer: HttpAnswer, measured: boolean): number {
+    const c = this.counts;
+    let failed = 0;
+    const tracked = this.cfg.casPct > 0;
+    const scanned =
+      answer.status !== 200
+        ? null
+        : scanBinaryResults(
+            answer.body,
+            (index, status, flags, version, writer) => {
+              const { op, keyIndex } = ops[index]!;
+              const etag =
+                (tracked || op === OpType.cas) && (flags & BinaryFlag.etag) !== 0 ? etagOf(version, writer) : "";
+              if (!this.#recordBatchOp(op, keyIndex, status, etag, measured)) failed++;
+            },
+            this.#opCodes,
+          );
+    if (typeof scanned === "number") {
+      if (measured) c.errors += failed;
+      return failed;
+    }
+    if (scanned !== null && measured) bump(c.opStatuses, "malformed");
+    // A malformed answer may have been counted in part: what is left counts as failed.
+    if (measured) c.errors += ops.length;
+    return ops.length;
+  }
+
   /** Counts the ops of an answered batch; returns the number of ops that failed. */
   recordBatch(ops: BatchOp[], answer: HttpAnswer, measured: boolean): number {
     const c = this.counts;
     if (measured) c.ops += ops.length;
+    try {
+      return this.#binary
+        ? this.#recordBinaryBatch(ops, answer, measured)
+        : this.#recordJsonBatch(ops, answer, measured);
+    } finally {
+      this.#flushStatuses();
+    }
+  }
+
+  /** Counts an op's status in a per-batch tally (a string key per op cost more than the rest of the count). */
+  #countStatus(status: number): void {
+    if (!(Number.isInteger(status) && status >= 0 && status < statusCodesMax)) {
+      bump(this.counts.opStatuses, String(status));
+      return;
+    }
+    if (this.#statusTally[status]++ === 0) this.#statusesSeen.push(status);
+  }
+
+  #flushStatuses(): void {
+    for (const status of this.#statusesSeen) {
+      bump(this.counts.opStatuses, String(status), this.#statusTally[status]!);
+      this.#statusTally[status] = 0;
+    }
+    this.#statusesSeen.length = 0;
+  }
+
+  #recordJsonBatch(ops: BatchOp[], answer: HttpAnswer, measured: boolean): number {
+    const c = this.counts;
     let results: { status?: unknown; etag?: unknown }[] | null = null;
     if (answer.status === 200) {
       try {
@@ -368,30 +582,12 @@ class LoadConnection {
       if (measured) c.errors += ops.length;
       return ops.length;
     }
-    const cas = this.cfg.casPct > 0;
     let failed = 0;
     for (let i = 0; i < ops.length; i++) {
       const { op, keyIndex } = ops[i]!;
       const result = results[i]!;
-      const status = Number(result.status);
       const etag = typeof result.etag === "string" ? result.etag : "";
-      let ok: boolean;
-      if (op === OpType.read) ok = status === 200 || status === 404;
-      else if (op === OpType.write) ok = status === 200;
-      else ok = status === 200 || status === 412;
-      if (ok && (cas || op === OpType.cas)) this.#remember(keyIndex, etag);
-      if (!ok) failed++;
-      if (!measured) continue;
-      bump(c.opStatuses, String(status));
-      if (!ok) continue;
-      if (op === OpType.read) {
-        c.reads++;
-        if (status === 404) c.readsAbsent++;
-      } else if (op === OpType.write) c.writes++;
-      else {
-        c.cas++;
-        if (status === 412) c.casFailed++;
-      }
+      if (!this.#recordBatchOp(op, keyIndex, Number(result.status), etag, measured)) failed++;
     }
     if (measured) c.errors += failed;
     return failed;

@@ -7,7 +7,16 @@
 import { FatalError } from "./fatal-error.ts";
 import { tokenEnv } from "./client-credentials.ts";
 import { UsageError, expectPositionals, parseArgs, parseIntegerFlag } from "./args.ts";
-import { type ClientKind, type Endpoint, type TlsFiles, openConnection, parseEndpoint } from "./http-bench-client.ts";
+import {
+  type ClientKind,
+  type Endpoint,
+  type HttpRequest,
+  type TlsFiles,
+  openConnection,
+  parseEndpoint,
+} from "./http-bench-client.ts";
+import { batchBinaryMagic } from "../http/batch-binary.ts";
+import { encodeBinaryBatch } from "../http/batch-binary-client.ts";
 import {
   type LoadConfig,
   Phase,
@@ -15,6 +24,7 @@ import {
   fillDoneIndex,
   progressIndex,
   runLoadThread,
+  batchContentType,
   sharedInts,
   valueBytesMin,
 } from "./http-bench-load.ts";
@@ -52,6 +62,8 @@ throughput_reqs=… p50_us=… p99_us=… errors=…   (latency of HTTP requests
   --batch N          ops per request (default 1). Above 1: POST /v1/batch with N ops (get, put,
                      cas, create; hermes only); a server without /v1/batch (404) ends the run
                      at once. Latency and throughput_reqs count requests; ops_per_s counts ops
+  --batch-format F   json (default) or binary (application/vnd.hermes-kv.batch, README
+                     "Batches"): the format of the batches of --batch above 1
   -d S               measured seconds (default 10; decimals allowed)
   --warmup S         seconds of load before measuring (default 1)
   --fill             write every key once before the warm-up, so that reads find values
@@ -78,6 +90,7 @@ const specs = {
   "value-bytes": { kind: "string", short: "v" },
   "key-prefix": { kind: "string" },
   batch: { kind: "string" },
+  "batch-format": { kind: "string" },
   d: { kind: "string", short: "d" },
   warmup: { kind: "string" },
   fill: { kind: "boolean" },
@@ -158,6 +171,11 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
   const batch = flags.batch === undefined ? 1 : parseIntegerFlag("--batch", flags.batch, 1, batchMax);
   if (batch > 1 && target !== "hermes")
     throw new UsageError("--batch above 1 is for --target hermes (POST /v1/batch) only");
+  const batchFormat = flags["batch-format"] ?? "json";
+  if (batchFormat !== "json" && batchFormat !== "binary")
+    throw new UsageError(`--batch-format must be json or binary, got ${JSON.stringify(batchFormat)}`);
+  if (flags["batch-format"] !== undefined && batch === 1)
+    throw new UsageError("--batch-format is for batches: give --batch above 1 too");
   const keyPrefix = flags["key-prefix"] ?? "bench-";
   if (Buffer.byteLength(keyPrefix) > keyPrefixBytesMax)
     throw new UsageError(`--key-prefix is longer than ${keyPrefixBytesMax} bytes`);
@@ -192,6 +210,7 @@ export async function parseHttpBenchArgs(argv: readonly string[]): Promise<HttpB
     keys,
     valueBytes,
     batch,
+    batchFormat,
     keyPrefix,
     fill: flags.fill,
     seed,
@@ -212,21 +231,25 @@ async function probe(cfg: HttpBenchConfig): Promise<void> {
   const key = `${cfg.keyPrefix}0`;
   const common: [string, string][] = [];
   if (cfg.token !== null) common.push(["Authorization", `Bearer ${cfg.token}`]);
-  if (cfg.target === "etcd" || cfg.batch > 1) common.push(["Content-Type", "application/json"]);
+  if (cfg.target === "etcd" || cfg.batch > 1) common.push(["Content-Type", batchContentType(cfg)]);
   for (const endpoint of cfg.endpoints) {
-    const request =
+    const request: HttpRequest =
       cfg.target === "etcd"
         ? { method: "POST", path: "/v3/kv/range", body: `{"key":"${btoa(key)}"}`, headers: null }
         : cfg.batch > 1
           ? {
               method: "POST",
               path: "/v1/batch",
-              body: `{"ops":[{"op":"get","key":${JSON.stringify(key)}}]}`,
+              body:
+                cfg.batchFormat === "binary"
+                  ? encodeBinaryBatch([{ op: "get", key }])
+                  : `{"ops":[{"op":"get","key":${JSON.stringify(key)}}]}`,
               headers: null,
             }
           : { method: "GET", path: `/v1/kv/${encodeURIComponent(key)}`, body: null, headers: null };
     let status: number;
     let body: string;
+    let binaryAnswer = false;
     try {
       const conn = await openConnection(cfg.client, { endpoint, tls: cfg.tls, commonHeaders: common });
       const timer = setInterval(() => conn.checkTimeout(performance.now(), cfg.timeoutMs), 100);
@@ -234,6 +257,7 @@ async function probe(cfg: HttpBenchConfig): Promise<void> {
         const answer = await conn.request(request);
         status = answer.status;
         body = new TextDecoder().decode(answer.body.subarray(0, 300));
+        binaryAnswer = batchBinaryMagic.every((b, i) => answer.body[i] === b);
       } finally {
         clearInterval(timer);
         conn.close();
@@ -250,6 +274,11 @@ async function probe(cfg: HttpBenchConfig): Promise<void> {
     }
     if (cfg.batch > 1 && status !== 200)
       throw new FatalError(`${endpoint.origin} answered ${status} to a one-op POST /v1/batch: ${body}`);
+    if (cfg.batchFormat === "binary" && cfg.batch > 1 && !binaryAnswer) {
+      throw new FatalError(
+        `${endpoint.origin} did not answer a binary POST /v1/batch in the binary format: ${body}; use --batch-format json`,
+      );
+    }
     if (cfg.target === "etcd" && status !== 200) {
       throw new FatalError(
         `${endpoint.origin} answered ${status} to POST /v3/kv/range: not an etcd v3 JSON gateway (etcd 3.4+)? ${body}`,
@@ -307,7 +336,7 @@ export async function runHttpBench(cfg: HttpBenchConfig, out: (line: string) => 
   const writePct = 100 - cfg.readPct - cfg.casPct;
   out(
     `bench: ${cfg.target} over HTTP, ${cfg.endpoints.length} endpoint(s), ${cfg.connections} connections, ${cfg.threads} thread(s), ${cfg.client} client; ` +
-      `reads ${cfg.readPct}%, CAS ${cfg.casPct}%, writes ${+writePct.toFixed(6)}%; ${cfg.keys} keys "${cfg.keyPrefix}N", ${cfg.valueBytes} B values, batch ${cfg.batch}; ` +
+      `reads ${cfg.readPct}%, CAS ${cfg.casPct}%, writes ${+writePct.toFixed(6)}%; ${cfg.keys} keys "${cfg.keyPrefix}N", ${cfg.valueBytes} B values, batch ${cfg.batch}${cfg.batch > 1 ? ` (${cfg.batchFormat})` : ""}; ` +
       `${cfg.fill ? "fill, " : ""}${cfg.warmupSeconds} s warm-up, ${cfg.seconds} s measured; seed ${cfg.seed}`,
   );
   const endpoints = cfg.endpoints.length;

@@ -254,6 +254,66 @@ describe("exit codes", () => {
   });
 });
 
+describe("--binary", () => {
+  test("the same file sent in the binary format prints the same results, and writes the same", async () => {
+    const allBytes = Uint8Array.from({ length: 256 }, (_, i) => 255 - i);
+    const opsOf = (prefix: string) => ({
+      ops: [
+        { op: "put", key: `${prefix}/a`, value: b64(allBytes) },
+        { op: "get", key: `${prefix}/a` },
+        { op: "cas", key: `${prefix}/a`, etag: '"2.1"', value: b64("second") },
+        { op: "cas", key: `${prefix}/a`, etag: '"2.1"', value: b64("late") },
+        { op: "create", key: `${prefix}/new`, value: b64("") },
+        { op: "incr", key: `${prefix}/n`, by: 4 },
+        { op: "incr", key: `${prefix}/n` },
+        { op: "delete", key: `${prefix}/new` },
+        { op: "get", key: `${prefix}/new` },
+      ],
+    });
+    const json = await run(["batch", fileWith("json.json", JSON.stringify(opsOf("j")))]);
+    const binary = await run(["batch", "--binary", fileWith("binary.json", JSON.stringify(opsOf("b")))]);
+    // The first op that did not succeed (the late cas, 412) decides the exit code in both.
+    expect(binary.code).toBe(2);
+    expect(binary.code).toBe(json.code);
+    expect(binary.stdout).toBe(json.stdout);
+    expect(binary.stderr).toBe(json.stderr);
+    expect(resultsOf(binary.stdout)[1]).toEqual({ status: 200, value: b64(allBytes), etag: '"2.1"' });
+    expect(backend.peek("b/a")?.value).toEqual(new TextEncoder().encode("second"));
+    expect(backend.peek("b/n")?.value).toEqual(new TextEncoder().encode("5"));
+  });
+
+  test("a batch the node refuses exits 64 with its message; a file that is not a batch runs nothing", async () => {
+    const before = backend.submitCount;
+    const badKey = await run(["batch", "--binary"], {
+      stdin: JSON.stringify({
+        ops: [
+          { op: "put", key: "ok", value: "" },
+          { op: "get", key: "a\u0001" },
+        ],
+      }),
+    });
+    expect(badKey.code).toBe(64);
+    expect(badKey.stderr).toStartWith("Error: ops[1].key: the key contains a control character");
+    const tooMany = await run(["batch", "--binary"], {
+      stdin: JSON.stringify({ ops: Array.from({ length: batchOpsMax + 1 }, () => ({ op: "get", key: "k" })) }),
+    });
+    expect(tooMany.code).toBe(64);
+    expect(tooMany.stderr).toContain(`the most accepted is ${batchOpsMax}`);
+    for (const [stdin, message] of [
+      ["put k v", "not valid JSON"],
+      ['{"ops":[{"op":"nope","key":"k"}]}', "ops[0].op is not one of"],
+      ['{"ops":[{"op":"put","key":"k","value":"not base64!"}]}', "ops[0].value is not base64"],
+      ['{"ops":[{"op":"cas","key":"k","etag":"3.1","value":""}]}', "ops[0].etag"],
+      ['{"ops":[{"op":"get","key":"k","extra":1}]}', 'unknown field "extra"'],
+    ] as const) {
+      const result = await run(["batch", "--binary"], { stdin });
+      expect(result.code).toBe(64);
+      expect(result.stderr).toContain(message);
+    }
+    expect(backend.submitCount).toBe(before);
+  });
+});
+
 describe("help", () => {
   test("--help tells the truth: exit 0, the format, the limits, and every flag it lists is accepted", async () => {
     const help = await run(["batch", "--help"], { endpoint: null });
@@ -270,7 +330,8 @@ describe("help", () => {
     // The flags listed in the "Flags:" section, each accepted (the value flags with a value).
     const listed = help.stdout.split("\n").filter((line) => line.startsWith("  -"));
     const flags = listed.map((line) => line.match(/--[a-z][a-z-]*/)![0]);
-    expect(flags).toEqual(["--endpoint", "--timeout-ms", "--token", "--cacert", "--cert", "--help"]);
+    expect(flags).toEqual(["--binary", "--endpoint", "--timeout-ms", "--token", "--cacert", "--cert", "--help"]);
+    expect((await run(["batch", "--binary", "--help"], { endpoint: null })).code).toBe(0);
     expect(help.stdout).toContain("--cert FILE, --key FILE");
     for (const flag of ["--endpoint", "--timeout-ms", "--token", "--cacert", "--cert", "--key"]) {
       const result = await run(["batch", flag, "1", "--help"], { endpoint: null });

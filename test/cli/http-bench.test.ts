@@ -236,6 +236,48 @@ describe("hermes-kv bench --endpoints against a local 3-replica cluster", () => 
   });
 });
 
+describe("binary batches", () => {
+  test("--batch 4 --batch-format binary: reads, writes and CAS; every key holds a value the tool wrote", async () => {
+    const r = await run([
+      "--endpoints",
+      urls.join(","),
+      "-c",
+      "6",
+      "-k",
+      "30",
+      "--key-prefix",
+      "hb-binary-",
+      "--batch",
+      "4",
+      "--batch-format",
+      "binary",
+      "--read-pct",
+      "50",
+      "--cas-pct",
+      "20",
+      "-d",
+      "1",
+      "--warmup",
+      "0",
+      "--fill",
+      "--seed",
+      "5",
+    ]);
+    checkReport(r, ["200"]);
+    const c = r.result.counts;
+    expect(c.ops).toBe(c.requests * 4);
+    expect(c.cas).toBeGreaterThan(0);
+    expect(c.writes).toBeGreaterThan(0);
+    const opStatuses = parseStatusesLine(
+      (r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"),
+    );
+    if (opStatuses === null) throw new Error(`no op_statuses line:\n${r.lines.join("\n")}`);
+    for (const s of Object.keys(opStatuses)) expect(["200", "404", "412"]).toContain(s);
+    expect(Object.values(opStatuses).reduce((a, b) => a + b, 0)).toBe(c.ops);
+    expect(await checkClusterHolds(r)).toBe(30);
+  });
+});
+
 describe("failures the tool reports instead of running", () => {
   test("--batch above 1 against a server without POST /v1/batch ends with a clear message", async () => {
     const server = Bun.serve({
@@ -313,6 +355,8 @@ describe("failures the tool reports instead of running", () => {
       [...base, "--cacert", "/nonexistent"],
       [...base, "-t", "4", "-c", "2"],
       [...base, "-d", "0"],
+      [...base, "--batch", "8", "--batch-format", "xml"],
+      [...base, "--batch-format", "binary"],
     ]) {
       await expect(parseHttpBenchArgs(argv)).rejects.toBeInstanceOf(UsageError);
     }
@@ -320,6 +364,10 @@ describe("failures the tool reports instead of running", () => {
     expect(cfg.seconds).toBe(1.5);
     expect(cfg.connections).toBe(48);
     expect(cfg.token).toBe("abc");
+    expect(cfg.batchFormat).toBe("json");
+    expect((await parseHttpBenchArgs([...base, "--batch", "8", "--batch-format", "binary"])).batchFormat).toBe(
+      "binary",
+    );
   });
 });
 
