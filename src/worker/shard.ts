@@ -18,6 +18,7 @@ import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
 import { FrameDecoder, type MessageHandler } from "../wire/frame-decoder.ts";
 import { FrameMac } from "../wire/frame-mac.ts";
+import { FrameUrgency } from "./frame-urgency.ts";
 import { BenchClients } from "./bench-clients.ts";
 import { busyResult, ClientOps } from "./client-ops.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
@@ -99,8 +100,10 @@ export class Shard {
   readonly #clock: () => number;
   /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
-  /** Peers whose builder holds messages not yet sent this turn. */
+  /** Peers whose builder holds messages not yet sent. */
   readonly #dirtyPeers: NodeId[] = [];
+  /** Which of those frames leave at the end of this turn; frames of VALs only may wait for company. */
+  readonly #urgency = new FrameUrgency(nodeIdMax + 1);
   /** Heartbeat-only frame builders for probes: candidates, evicted nodes waiting to rejoin (null: not a probe). */
   readonly #probes: (FrameBuilder | null)[] = [];
   /** Heartbeats and per-peer times (ShardInit.liveness), or null. */
@@ -148,6 +151,7 @@ export class Shard {
       this.clientOps.inFlight === 0 &&
       this.replica.opsInFlight === 0 &&
       this.replica.unsettledCount === 0 &&
+      this.#dirtyPeers.length === 0 &&
       (this.#links === null || this.#links.forwardsInFlight === 0)
     );
   }
@@ -315,6 +319,8 @@ export class Shard {
   // Control ----------------------------------------------------------------------------------
 
   setMembership(epoch: Epoch, members: ShardPeer[]): void {
+    // Frames still held (VALs) leave under the view they were built in.
+    this.#flushNetwork(true);
     const self = this.init.nodeId;
     const ids = members.map((m) => m.id);
     for (let id = 0; id <= nodeIdMax; id++) {
@@ -338,7 +344,7 @@ export class Shard {
     if (this.#alone) this.#journal?.beforeLoneAnswer(this.#now);
     this.replica.setMembership(epoch, ids, this.#clock());
     this.#releaseHeld();
-    this.#flushNetwork();
+    this.#flushNetwork(true);
     this.#links?.flush();
   }
 
@@ -386,7 +392,7 @@ export class Shard {
 
   setLease(untilMs: number): void {
     this.replica.setLease(untilMs, this.#clock());
-    this.#flushNetwork();
+    this.#flushNetwork(true);
     this.#links?.flush();
   }
 
@@ -395,7 +401,7 @@ export class Shard {
     const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock(), fromKeptState);
     if (used !== records.length)
       throw new Error(`snapshot chunk refused: ${used < 0 ? `bad record (${-used})` : "a record cut short"}`);
-    this.#flushNetwork();
+    this.#flushNetwork(true);
   }
 
   finishJoin(): void {
@@ -404,7 +410,7 @@ export class Shard {
     this.#journal?.syncNow(this.#clock());
     this.replica.finishJoin(this.#clock());
     this.#releaseHeld();
-    this.#flushNetwork();
+    this.#flushNetwork(true);
     this.#links?.flush();
   }
 
@@ -475,7 +481,7 @@ export class Shard {
     const result = this.clientOps.endLocal(slot);
     // An update left INVs in the frame builders: have them sent in this event-loop turn. An op that
     // waits (for its peers, a VAL, a lease) needs the loop's timers at their short period.
-    if (this.#dirtyPeers.length > 0 || result instanceof Promise) this.requestTurn();
+    if (this.#urgency.anyUrgent || result instanceof Promise) this.requestTurn();
     return result;
   }
 
@@ -538,7 +544,7 @@ export class Shard {
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
     this.#journal?.turn(nowMs);
-    this.#flushNetwork();
+    this.#flushNetwork(false);
     links?.flush();
     this.#part?.flush();
     return work;
@@ -587,14 +593,19 @@ export class Shard {
   ): void {
     const builder = this.#builders[to];
     if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
-    if (builder.isEmpty) {
+    const first = builder.isEmpty;
+    if (first) {
       builder.senderEpoch = this.#epoch;
       this.#dirtyPeers.push(to);
     }
-    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength))
+    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength)) {
+      this.#urgency.added(to, kind, first, this.#now);
       return;
+    }
     // The frame is full: send it and start the next one.
     this.#sendFrame(to, builder);
+    this.#urgency.sent(to);
+    this.#urgency.added(to, kind, true, this.#now);
     builder.senderEpoch = this.#epoch;
     const fits = builder.append(
       to,
@@ -650,15 +661,33 @@ export class Shard {
     builder.reset();
   }
 
-  #flushNetwork(): void {
+  /**
+   * Send the pending frames that are due (see FrameUrgency; all of them when `force`: control
+   * paths, whose messages must not wait for a loop turn). Frames of VALs only stay pending a while.
+   */
+  #flushNetwork(force: boolean): void {
     const dirty = this.#dirtyPeers;
     if (dirty.length === 0) return;
+    const urgency = this.#urgency;
+    let kept = 0;
+    let sent = 0;
     for (let i = 0; i < dirty.length; i++) {
-      const builder = this.#builders[dirty[i]!];
-      if (builder !== null && builder !== undefined && !builder.isEmpty) this.#sendFrame(dirty[i]!, builder);
+      const peer = dirty[i]!;
+      const builder = this.#builders[peer];
+      if (builder === null || builder === undefined || builder.isEmpty) {
+        urgency.sent(peer);
+        continue;
+      }
+      if (!urgency.due(peer, this.#now, force)) {
+        dirty[kept++] = peer;
+        continue;
+      }
+      this.#sendFrame(peer, builder);
+      urgency.sent(peer);
+      sent++;
     }
-    dirty.length = 0;
-    this.transport.flush();
+    dirty.length = kept;
+    if (sent > 0) this.transport.flush();
   }
 
   stats(numa: ShardStats["numa"]): ShardStats {
