@@ -18,7 +18,6 @@ import type { Transport } from "../transport/transport.ts";
 import { FrameBuilder } from "../wire/frame-builder.ts";
 import { FrameDecoder, type MessageHandler } from "../wire/frame-decoder.ts";
 import { FrameMac } from "../wire/frame-mac.ts";
-import { FrameUrgency } from "./frame-urgency.ts";
 import { BenchClients } from "./bench-clients.ts";
 import { busyResult, ClientOps } from "./client-ops.ts";
 import type { ShardInit, ShardPeer, ShardStats } from "./messages.ts";
@@ -100,10 +99,8 @@ export class Shard {
   readonly #clock: () => number;
   /** One frame builder per node id (null: not a peer). */
   readonly #builders: (FrameBuilder | null)[] = [];
-  /** Peers whose builder holds messages not yet sent. */
+  /** Peers whose builder holds messages not yet sent this turn. */
   readonly #dirtyPeers: NodeId[] = [];
-  /** Which of those frames leave at the end of this turn; frames of VALs only may wait for company. */
-  readonly #urgency = new FrameUrgency(nodeIdMax + 1);
   /** Heartbeat-only frame builders for probes: candidates, evicted nodes waiting to rejoin (null: not a probe). */
   readonly #probes: (FrameBuilder | null)[] = [];
   /** Heartbeats and per-peer times (ShardInit.liveness), or null. */
@@ -151,7 +148,6 @@ export class Shard {
       this.clientOps.inFlight === 0 &&
       this.replica.opsInFlight === 0 &&
       this.replica.unsettledCount === 0 &&
-      this.#dirtyPeers.length === 0 &&
       (this.#links === null || this.#links.forwardsInFlight === 0)
     );
   }
@@ -319,8 +315,6 @@ export class Shard {
   // Control ----------------------------------------------------------------------------------
 
   setMembership(epoch: Epoch, members: ShardPeer[]): void {
-    // Frames still held (VALs) leave under the view they were built in.
-    this.#flushNetwork(true);
     const self = this.init.nodeId;
     const ids = members.map((m) => m.id);
     for (let id = 0; id <= nodeIdMax; id++) {
@@ -344,7 +338,7 @@ export class Shard {
     if (this.#alone) this.#journal?.beforeLoneAnswer(this.#now);
     this.replica.setMembership(epoch, ids, this.#clock());
     this.#releaseHeld();
-    this.#flushNetwork(true);
+    this.#flushNetwork();
     this.#links?.flush();
   }
 
@@ -392,7 +386,7 @@ export class Shard {
 
   setLease(untilMs: number): void {
     this.replica.setLease(untilMs, this.#clock());
-    this.#flushNetwork(true);
+    this.#flushNetwork();
     this.#links?.flush();
   }
 
@@ -401,7 +395,7 @@ export class Shard {
     const used = this.replica.installSnapshotRecords(records, 0, records.length, this.#clock(), fromKeptState);
     if (used !== records.length)
       throw new Error(`snapshot chunk refused: ${used < 0 ? `bad record (${-used})` : "a record cut short"}`);
-    this.#flushNetwork(true);
+    this.#flushNetwork();
   }
 
   finishJoin(): void {
@@ -410,7 +404,7 @@ export class Shard {
     this.#journal?.syncNow(this.#clock());
     this.replica.finishJoin(this.#clock());
     this.#releaseHeld();
-    this.#flushNetwork(true);
+    this.#flushNetwork();
     this.#links?.flush();
   }
 
@@ -481,7 +475,7 @@ export class Shard {
     const result = this.clientOps.endLocal(slot);
     // An update left INVs in the frame builders: have them sent in this event-loop turn. An op that
     // waits (for its peers, a VAL, a lease) needs the loop's timers at their short period.
-    if (this.#urgency.anyUrgent || result instanceof Promise) this.requestTurn();
+    if (this.#dirtyPeers.length > 0 || result instanceof Promise) this.requestTurn();
     return result;
   }
 
@@ -544,7 +538,7 @@ export class Shard {
     }
     if (this.#liveness?.checkDue(nowMs)) this.#beat(this.#liveness, nowMs);
     this.#journal?.turn(nowMs);
-    this.#flushNetwork(false);
+    this.#flushNetwork();
     links?.flush();
     this.#part?.flush();
     return work;
@@ -593,19 +587,14 @@ export class Shard {
   ): void {
     const builder = this.#builders[to];
     if (builder === null || builder === undefined) return; // not (or no longer) a peer: like a lost message
-    const first = builder.isEmpty;
-    if (first) {
+    if (builder.isEmpty) {
       builder.senderEpoch = this.#epoch;
       this.#dirtyPeers.push(to);
     }
-    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength)) {
-      this.#urgency.added(to, kind, first, this.#now);
+    if (builder.append(to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength))
       return;
-    }
     // The frame is full: send it and start the next one.
     this.#sendFrame(to, builder);
-    this.#urgency.sent(to);
-    this.#urgency.added(to, kind, true, this.#now);
     builder.senderEpoch = this.#epoch;
     const fits = builder.append(
       to,
@@ -661,33 +650,15 @@ export class Shard {
     builder.reset();
   }
 
-  /**
-   * Send the pending frames that are due (see FrameUrgency; all of them when `force`: control
-   * paths, whose messages must not wait for a loop turn). Frames of VALs only stay pending a while.
-   */
-  #flushNetwork(force: boolean): void {
+  #flushNetwork(): void {
     const dirty = this.#dirtyPeers;
     if (dirty.length === 0) return;
-    const urgency = this.#urgency;
-    let kept = 0;
-    let sent = 0;
     for (let i = 0; i < dirty.length; i++) {
-      const peer = dirty[i]!;
-      const builder = this.#builders[peer];
-      if (builder === null || builder === undefined || builder.isEmpty) {
-        urgency.sent(peer);
-        continue;
-      }
-      if (!urgency.due(peer, this.#now, force)) {
-        dirty[kept++] = peer;
-        continue;
-      }
-      this.#sendFrame(peer, builder);
-      urgency.sent(peer);
-      sent++;
+      const builder = this.#builders[dirty[i]!];
+      if (builder !== null && builder !== undefined && !builder.isEmpty) this.#sendFrame(dirty[i]!, builder);
     }
-    dirty.length = kept;
-    if (sent > 0) this.transport.flush();
+    dirty.length = 0;
+    this.transport.flush();
   }
 
   stats(numa: ShardStats["numa"]): ShardStats {

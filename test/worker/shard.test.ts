@@ -18,7 +18,6 @@ import type { ShardInit } from "../../src/worker/messages.ts";
 import { createNodeBoard, NodeBoard } from "../../src/worker/node-board.ts";
 import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
-import { valHoldMs } from "../../src/worker/frame-urgency.ts";
 import { appendText, textHandler } from "../lib/key-bytes.ts";
 
 const clusterId = 7;
@@ -408,60 +407,6 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
     h.shard.turn(1003);
     expect(await result).toEqual({ status: OpStatus.Ok, value: null, version, writer: 0 });
     expect(h.shard.clientOps.inFlight).toBe(0);
-  });
-
-  test("a VAL waits for company: it rides in the next INV's frame, leaves alone after valHoldMs, and at once on a view change", async () => {
-    const h = harness({ frameBytesMax: 4096 });
-    const sentKinds = (): { kind: MsgKind; key: string }[][] =>
-      decodeAll(h.transport.sent.map((s) => s.frame)).map((frame) => frame.map((m) => ({ kind: m.kind, key: m.key })));
-    /** Commits a write of `key` at `nowMs`: submit, the turn that sends its INV, the ACK's turn. */
-    const commit = async (key: string, nowMs: number): Promise<void> => {
-      const result = h.shard.submitLocal(OpKind.Write, key, encoder.encode(key), 0, 0, 0, nowMs);
-      h.shard.turn(nowMs);
-      const ack = new FrameBuilder({
-        clusterId,
-        sender: 1,
-        peer: 0,
-        shardIndex: 0,
-        frameBytesMax: 4096,
-        keyBytesMax,
-        valueBytesMax,
-      });
-      ack.senderEpoch = 1;
-      appendText(ack, 0, MsgKind.Ack, key, h.shard.replica.inspect(key)!.pendingVersion, 0, 1, false, null);
-      h.transport.incoming.push({ from: 1, frame: ack.finish().slice() });
-      h.shard.turn(nowMs);
-      expect((await result).status).toBe(OpStatus.Ok);
-    };
-
-    await commit("a", 1002);
-    // Answered, but its VAL has not left: nothing sent besides the INV.
-    expect(sentKinds()).toEqual([[{ kind: MsgKind.Inv, key: "a" }]]);
-    // The next write's INV takes it along, in one frame, in the order the core sent them.
-    const pending = h.shard.submitLocal(OpKind.Write, "b", encoder.encode("b"), 0, 0, 0, 1002.5);
-    h.shard.turn(1002.5);
-    expect(sentKinds()[1]).toEqual([
-      { kind: MsgKind.Val, key: "a" },
-      { kind: MsgKind.Inv, key: "b" },
-    ]);
-    expect(pending instanceof Promise).toBe(true);
-
-    // A VAL with no company leaves by itself once it waited valHoldMs, not before.
-    const sentBefore = h.transport.sent.length;
-    await commit("c", 1010);
-    h.shard.turn(1010 + valHoldMs / 2);
-    expect(h.transport.sent.length).toBe(sentBefore + 1); // the INV of c only
-    h.shard.turn(1010 + valHoldMs);
-    expect(sentKinds()[sentBefore + 1]).toEqual([{ kind: MsgKind.Val, key: "c" }]);
-
-    // A view change sends what is held first, under the view it was built in.
-    await commit("d", 1020);
-    const heldBefore = h.transport.sent.length;
-    h.shard.setMembership(2, [
-      { id: 0, address: "peer-0" },
-      { id: 1, address: "peer-1" },
-    ]);
-    expect(sentKinds()[heldBefore]).toEqual([{ kind: MsgKind.Val, key: "d" }]);
   });
 
   test("Busy, at once and with nothing started, when the shard holds opsInFlightMax client ops", () => {
