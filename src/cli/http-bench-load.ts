@@ -651,13 +651,15 @@ export async function runLoadThread(cfg: LoadConfig, thread: number, shared: Int
 
   /** Answers by HTTP status (100..999), folded into counts.statuses at the end. */
   const statuses = new Uint32Array(1000);
-  /** Sends one request and counts its answer's latency and status (when measured). */
-  const timed = async (conn: HttpConnection, req: HttpRequest): Promise<HttpAnswer> => {
+  /** Sends one request and counts its answer's latency (also by kind: `op`, null for a batch) and status (when measured). */
+  const timed = async (conn: HttpConnection, req: HttpRequest, op: OpType | null): Promise<HttpAnswer> => {
     const started = performance.now();
     const answer = await conn.request(req);
     if (Atomics.load(shared, 0) === Phase.measure) {
       counts.requests++;
-      counts.histogram[bucketOfUs((performance.now() - started) * 1000)]!++;
+      const bucket = bucketOfUs((performance.now() - started) * 1000);
+      counts.histogram[bucket]!++;
+      if (op !== null) (op === OpType.read ? counts.readHistogram : counts.writeHistogram)[bucket]!++;
       statuses[answer.status]!++;
     }
     return answer;
@@ -703,18 +705,18 @@ export async function runLoadThread(cfg: LoadConfig, thread: number, shared: Int
             if (cfg.batch > 1) {
               ops.length = 0;
               const req = c.batchRequest(ops);
-              const answer = await timed(conn, req);
+              const answer = await timed(conn, req, null);
               failed = c.recordBatch(ops, answer, Atomics.load(shared, 0) === Phase.measure) > 0;
             } else {
               const op = c.nextOp();
               const keyIndex = c.nextKey();
               if (op === OpType.cas && !c.knowsVersion(keyIndex)) {
-                const answer = await timed(conn, c.request(OpType.read, keyIndex));
+                const answer = await timed(conn, c.request(OpType.read, keyIndex), OpType.read);
                 const readFailed = !c.record(OpType.read, keyIndex, answer, Atomics.load(shared, 0) === Phase.measure);
                 progress(c, readFailed);
                 if (readFailed || Atomics.load(shared, 0) >= Phase.stop) continue;
               }
-              const answer = await timed(conn, c.request(op, keyIndex));
+              const answer = await timed(conn, c.request(op, keyIndex), op);
               failed = !c.record(op, keyIndex, answer, Atomics.load(shared, 0) === Phase.measure);
             }
           } catch (error) {

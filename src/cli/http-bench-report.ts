@@ -72,6 +72,9 @@ export interface LoadCounts {
   opStatuses: Record<string, number>;
   /** Latency of every request answered in the window. */
   histogram: Uint32Array;
+  /** The same, of single-op reads and of single-op updates (writes, CAS) apart: --batch 1 only. */
+  readHistogram: Uint32Array;
+  writeHistogram: Uint32Array;
   /** Fill phase: keys written, and fill writes that failed. */
   filled: number;
   fillErrors: number;
@@ -92,6 +95,8 @@ export function newCounts(): LoadCounts {
     statuses: {},
     opStatuses: {},
     histogram: newHistogram(),
+    readHistogram: newHistogram(),
+    writeHistogram: newHistogram(),
     filled: 0,
     fillErrors: 0,
     writesIssued: {},
@@ -116,7 +121,11 @@ export function mergeCounts(a: LoadCounts, b: LoadCounts): void {
   a.fillErrors += b.fillErrors;
   for (const [k, v] of Object.entries(b.statuses)) bump(a.statuses, k, v);
   for (const [k, v] of Object.entries(b.opStatuses)) bump(a.opStatuses, k, v);
-  for (let i = 0; i < a.histogram.length; i++) a.histogram[i]! += b.histogram[i]!;
+  for (let i = 0; i < a.histogram.length; i++) {
+    a.histogram[i]! += b.histogram[i]!;
+    a.readHistogram[i]! += b.readHistogram[i]!;
+    a.writeHistogram[i]! += b.writeHistogram[i]!;
+  }
   for (const [k, v] of Object.entries(b.writesIssued)) a.writesIssued[Number(k)] = v;
 }
 
@@ -178,6 +187,11 @@ export function reportLines(r: HttpBenchResult, batch: number): string[] {
       `latency p90_us=${r.p90Us} p999_us=${r.p999Us} max_us=${r.maxUs}`,
     `statuses: ${countsText(c.statuses)}`,
   ];
+  if (batch === 1) {
+    const h = (name: string, histogram: Uint32Array): string =>
+      `${name}_p50_us=${percentileOfHistogram(histogram, 0.5)} ${name}_p99_us=${percentileOfHistogram(histogram, 0.99)}`;
+    lines.push(`per_kind: ${h("read", c.readHistogram)} ${h("write", c.writeHistogram)}`);
+  }
   if (batch > 1) {
     lines.push(`op_statuses: ${countsText(c.opStatuses)}`);
     lines.push(`ops_per_s=${r.opsPerSecond.toFixed(1)} batch=${batch}`);

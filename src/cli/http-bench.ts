@@ -42,7 +42,9 @@ export const httpBenchUsage = `usage: hermes-kv bench --endpoints URL[,URL…] [
 Closed-loop HTTP load against running servers: every connection sends one request, waits for the
 answer and sends the next (keep-alive). Connections are spread round-robin over the endpoints.
 Prints req/s every second (total and per endpoint), then the HTTP status counts and one line:
-throughput_reqs=… p50_us=… p99_us=… errors=…   (latency of HTTP requests, in microseconds)
+throughput_reqs=… p50_us=… p99_us=… errors=…   (latency of HTTP requests, in microseconds),
+after a line with reads' and updates' latency apart (--batch 1): per_kind: read_p50_us=… read_p99_us=…
+write_p50_us=… write_p99_us=…
 
   --endpoints URLS   comma-separated http:// or https:// base URLs (required)
   --target T         hermes (default): GET/PUT /v1/kv/{key}, CAS = PUT If-Match;

@@ -81,6 +81,19 @@ function checkReport(r: Run, allowedStatuses: string[]): Record<string, number> 
   expect(Object.values(statuses).reduce((a, b) => a + b, 0)).toBe(r.result.counts.requests);
   const c = r.result.counts;
   expect(c.reads + c.writes + c.cas).toBe(c.ops);
+  if (r.cfg.batch === 1) {
+    // Reads and updates timed apart: every measured request is in exactly one of the two histograms.
+    const sum = (h: Uint32Array): number => h.reduce((a, b) => a + b, 0);
+    expect(sum(c.readHistogram) + sum(c.writeHistogram)).toBe(c.requests);
+    expect(sum(c.readHistogram)).toBe(c.reads);
+    const m = /^per_kind: read_p50_us=(\d+) read_p99_us=(\d+) write_p50_us=(\d+) write_p99_us=(\d+)$/.exec(
+      r.lines.find((l) => l.startsWith("per_kind: ")) ?? "",
+    );
+    if (m === null) throw new Error(`no per_kind line:\n${r.lines.join("\n")}`);
+    expect(Number(m[2])).toBeGreaterThanOrEqual(Number(m[1]));
+    expect(Number(m[4])).toBeGreaterThanOrEqual(Number(m[3]));
+    if (c.writes + c.cas > 0) expect(Number(m[3])).toBeGreaterThan(0);
+  }
   // A progress line every second, naming every endpoint.
   const progress = r.lines.filter((l) => /^\[[0-9.]+s\] [0-9]+ req\/s/.test(l));
   expect(progress.length).toBeGreaterThanOrEqual(1);
