@@ -5,11 +5,14 @@
 // keys up to `keys`, the first batch of each store serving as warm-up. Two key shapes:
 // - scattered: `nk-<hash>-<n>` as in bench/core.bench.ts (the first 8 bytes mostly differ);
 // - shared start: `tenant/0042/user/<hash>` (the first 8 bytes are all alike: every comparison
-//   falls back to the arena, the index's worst case).
+//   falls back to the arena, the index's worst case before the tree kept its keys' common start);
+// - bench: `bench-<n>` in a scattered order, the keys `hermes-kv bench` writes (src/worker/bench-clients.ts):
+//   short, a 6-byte common start, then decimal digits.
 // Measures; asserts nothing but that every insert happened.
 //
 //   bun bench/ordered-insert.ts            300,000 keys, 3 rounds
 //   bun bench/ordered-insert.ts 1000000 5  other sizes
+//   bun bench/ordered-insert.ts 1000000 5 bench  one shape
 
 import { loadavg } from "node:os";
 import { KeyStore, type StoreSide } from "../src/core/key-store.ts";
@@ -27,6 +30,8 @@ const scratch = new Uint8Array(64);
 
 function keyText(shape: string, n: number): string {
   const hash = (Math.imul(n, 0x9e3779b1) >>> 0).toString(16);
+  // n -> n * prime mod keys is a permutation of 0..keys-1 (the prime, 2654435761, divides no size used here).
+  if (shape === "bench") return `bench-${(n * 2654435761) % keys}`;
   return shape === "scattered" ? `nk-${hash}-${n}` : `tenant/0042/user/${hash}-${n}`;
 }
 
@@ -62,7 +67,8 @@ function insertBatch(store: KeyStore<Side>, encoded: { bytes: Uint8Array; at: Ui
 }
 
 console.log(`ordered-insert: ${keys} keys per store, ${rounds} rounds, load ${loadAverage()}`);
-for (const shape of ["scattered", "shared start"]) {
+const shapes = process.argv[4]?.split(",") ?? ["scattered", "shared start", "bench"];
+for (const shape of shapes) {
   const encoded = encodeAll(shape);
   for (let round = 1; round <= rounds; round++) {
     const stores = [newStore(true), newStore(false)];

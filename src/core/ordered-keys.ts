@@ -10,9 +10,10 @@
 // first version held JS arrays of ids in node objects and compared every key through the arena (an
 // id -> slot -> item -> page chain of dependent loads per comparison), which made a key-creating
 // write round several times dearer (docs/benchmarks.md, issue 12). Here every node is a fixed
-// stretch of Int32Arrays, so an insert allocates nothing (the pools double now and then, like the
-// hash index) and moves at most one node's entries with copyWithin, and most comparisons are two
-// integer compares on the node's own entries.
+// stretch of one Int32Array whose entries interleave their fields (prefix words, id, and an inner
+// node's child), so an insert allocates nothing (the pools double now and then, like the hash index),
+// moves at most one node's entries with a single copyWithin, and most comparisons are two integer
+// compares on one cache line of the node's own entries.
 //
 // A prefix is 8 of the key's bytes as two big-endian u32s, padded with zero bytes for shorter keys
 // and stored with the top bit flipped (so that signed int32 order is unsigned byte order and the
@@ -22,23 +23,49 @@
 // decide nothing ("a" and "a\0" share one) and fall back to the full comparison.
 //
 // Which 8 bytes: keys often share a long start ("bench-123456", "tenant/42/user/..."), so each node
-// takes its prefixes from byte `skip` on, where `skip` is the length of the common start of the keys
-// that bound the node's range in its parent (a node's range only narrows, so every key that is or
-// will be in it, and every probe routed into it, shares those bytes). The root and the nodes at
-// either edge of the tree have skip 0; a split gives both halves their own, and their entries'
-// prefixes are read again from the arena then (once per split, not per insert).
+// takes its prefixes from byte `skip` on. A node bounded on both sides in its parent takes as skip
+// the length of the common start of the two keys that bound its range (a node's range only narrows,
+// so every key that is or will be in it, and every probe routed into it, shares those bytes); a
+// split gives both halves their own, and their entries' prefixes are read again from the arena then
+// (once per split, not per insert). The root and the nodes at either edge of the tree, whose range
+// is open, take the tree's `start`: the bytes every key in the tree begins with (at most
+// orderedStartBytesMax of them), kept here as bytes. An insert first checks that its key begins with
+// them (a loop over a few bytes of its own); the rare key that does not lowers the start for good
+// (the start of a growing set only shortens), and the open-ended nodes (two per level) read their
+// prefixes again. A seek whose probe does not begin with the start lands before every key or after
+// every key without a descent. Without the start, keys like "bench-<n>" tied on their first bytes
+// at the root on almost every comparison and went to the arena.
 
 import { assert } from "../base/assert.ts";
 
 /** Entries per node (ids of a leaf, children of an inner node): a full node splits in two on insert. */
-const orderedFanoutShift = 7;
-export const orderedFanoutMax = 1 << orderedFanoutShift;
+export const orderedFanout = 128;
 /** Levels the tree may reach: at least half-full nodes make 16 levels hold far beyond 2^32 keys. */
 const orderedHeightMax = 16;
 /** Nodes a pool holds at first (it doubles when full). */
 const poolNodesInitial = 4;
 /** Bytes of a key held beside its id. */
 export const orderedPrefixBytes = 8;
+/** Bytes of the keys' common start the tree keeps (a longer common start is cut to this). */
+export const orderedStartBytesMax = 64;
+
+// A node's stretch of its pool's array holds one field of all its entries after another: the first
+// prefix words, the second ones, the key ids (an inner entry: its child's first key) and, inner
+// nodes only, the children. Entry i's field f is at node * nodeInts + f + i.
+const fieldPrefix0 = 0;
+const fieldPrefix1 = orderedFanout;
+const fieldId = 2 * orderedFanout;
+const fieldChild = 3 * orderedFanout;
+/** Int32s per leaf and per inner node. */
+const leafInts = 3 * orderedFanout;
+const innerInts = 4 * orderedFanout;
+/**
+ * A search in a node first steps over its first prefix words this many at a time (one cache line
+ * of them), then compares entry by entry: the strided loads do not depend on each other, so a
+ * node that is not in the cache costs about two memory latencies instead of a binary search's
+ * chain of five or six (the tree's cost on a key-creating write is mostly those latencies).
+ */
+const searchStride = 8;
 
 /**
  * Compares the key of a stored id with the probe `bytes[at..at+length)`: < 0, 0, > 0 as the key sorts
@@ -55,23 +82,18 @@ export type CommonStartOfIds = (a: number, b: number) => number;
 
 /** The prefix word of `bytes[at..at+length)` made of its bytes from..from+3, as the tree stores it. */
 export function keyPrefixWord(bytes: Uint8Array, at: number, length: number, from: number): number {
+  if (from + 4 <= length) {
+    const i = at + from;
+    return ((bytes[i]! << 24) | (bytes[i + 1]! << 16) | (bytes[i + 2]! << 8) | bytes[i + 3]!) ^ 0x80000000;
+  }
   let value = 0;
   for (let i = 0; i < 4; i++) value = (value << 8) | (from + i < length ? bytes[at + from + i]! : 0);
   return value ^ 0x80000000;
 }
 
-/**
- * Nodes of one kind (leaves or inner nodes), each a stretch of `orderedFanoutMax` entries in the
- * entry arrays. Node n's entries are at n * orderedFanoutMax + 0..count[n]-1.
- */
+/** Nodes of one kind (leaves or inner nodes), each a stretch of `nodeInts` int32s of `entries` (see the fields above). */
 class NodePool {
-  /** A leaf entry's key id; an inner entry's child's first key id. */
-  ids: Int32Array;
-  /** The prefix words of that key. */
-  prefix0: Int32Array;
-  prefix1: Int32Array;
-  /** Inner nodes: the child (a leaf or an inner node index, as the level says). Empty for leaves. */
-  children: Int32Array;
+  entries: Int32Array;
   /** Entries used, per node. */
   counts: Int32Array;
   /** Per node: the bytes every key in the node's range shares, where its entries' prefixes start. */
@@ -79,15 +101,17 @@ class NodePool {
   /** Leaves: the right neighbour, or -1. Empty for inner nodes. */
   nexts: Int32Array;
   size = 0;
+  /** Int32s per node: leafInts or innerInts. */
+  readonly nodeInts: number;
+  /** Fields per entry: 3 (leaves) or 4 (inner nodes, with the child). */
+  readonly fields: number;
   readonly #inner: boolean;
 
   constructor(inner: boolean) {
     this.#inner = inner;
-    const entries = poolNodesInitial * orderedFanoutMax;
-    this.ids = new Int32Array(entries);
-    this.prefix0 = new Int32Array(entries);
-    this.prefix1 = new Int32Array(entries);
-    this.children = new Int32Array(inner ? entries : 0);
+    this.nodeInts = inner ? innerInts : leafInts;
+    this.fields = inner ? 4 : 3;
+    this.entries = new Int32Array(poolNodesInitial * this.nodeInts);
     this.counts = new Int32Array(poolNodesInitial);
     this.skips = new Int32Array(poolNodesInitial);
     this.nexts = new Int32Array(inner ? 0 : poolNodesInitial);
@@ -103,13 +127,14 @@ class NodePool {
     return node;
   }
 
+  /** The key id of entry `index` of `node`. */
+  idAt(node: number, index: number): number {
+    return this.entries[node * this.nodeInts + fieldId + index]!;
+  }
+
   #grow(): void {
     const nodes = this.counts.length * 2;
-    const entries = nodes * orderedFanoutMax;
-    this.ids = grown(this.ids, entries);
-    this.prefix0 = grown(this.prefix0, entries);
-    this.prefix1 = grown(this.prefix1, entries);
-    if (this.#inner) this.children = grown(this.children, entries);
+    this.entries = grown(this.entries, nodes * this.nodeInts);
     this.counts = grown(this.counts, nodes);
     this.skips = grown(this.skips, nodes);
     if (!this.#inner) this.nexts = grown(this.nexts, nodes);
@@ -140,6 +165,9 @@ export class OrderedKeys {
   #root: number;
   #count = 0;
   #height = 1;
+  /** The first #startBytes bytes of every key in the tree (see the header). */
+  readonly #start = new Uint8Array(orderedStartBytesMax);
+  #startBytes = 0;
   /**
    * What an insert descended through, by level (0: the root): the node, the entry position taken
    * (inner nodes), and the ids of the keys bounding the node's range (-1: unbounded).
@@ -172,44 +200,62 @@ export class OrderedKeys {
   /** Insert `id`, whose key is `bytes[at..at+length)` and not in the tree yet. */
   insert(id: number, bytes: Uint8Array, at: number, length: number): void {
     // No check that the key is new: the store inserts only a key its hash index did not find.
+    if (this.#count === 0) this.#firstStart(bytes, at, length);
+    else {
+      const shared = this.#sharedStart(bytes, at, length);
+      if (shared < this.#startBytes) this.#shortenStart(shared);
+    }
     const inner = this.#inner;
+    const innerEntries = inner.entries;
     const leafLevel = this.#height - 1;
     let node = this.#root;
     let low = -1;
     let high = -1;
+    let skip = -1;
+    let p0 = 0;
+    let p1 = 0;
     for (let level = 0; level < leafLevel; level++) {
-      const base = node * orderedFanoutMax;
-      const skip = inner.skips[node]!;
-      const p0 = keyPrefixWord(bytes, at, length, skip);
-      const p1 = keyPrefixWord(bytes, at, length, skip + 4);
-      const position = this.#childIndex(inner, node, p0, p1, bytes, at, length);
+      const base = node * innerInts;
+      const count = inner.counts[node]!;
+      if (inner.skips[node] !== skip) {
+        skip = inner.skips[node]!;
+        p0 = keyPrefixWord(bytes, at, length, skip);
+        p1 = keyPrefixWord(bytes, at, length, skip + 4);
+      }
+      const position = this.#childIndex(innerEntries, base, count, skip, p0, p1, bytes, at, length);
       // A key below every key of the subtree goes into its first child, and becomes its first key.
-      if (position === 0 && this.#compare(inner, base, p0, p1, bytes, at, length) > 0) {
-        inner.ids[base] = id;
-        inner.prefix0[base] = p0;
-        inner.prefix1[base] = p1;
+      if (position === 0 && this.#compare(innerEntries, base, 0, skip, p0, p1, bytes, at, length) > 0) {
+        innerEntries[base + fieldPrefix0] = p0;
+        innerEntries[base + fieldPrefix1] = p1;
+        innerEntries[base + fieldId] = id;
       }
       this.#pathNodes[level] = node;
       this.#pathPositions[level] = position;
       this.#pathLows[level] = low;
       this.#pathHighs[level] = high;
-      if (position > 0) low = inner.ids[base + position]!;
-      if (position + 1 < inner.counts[node]!) high = inner.ids[base + position + 1]!;
-      node = inner.children[base + position]!;
+      if (position > 0) low = innerEntries[base + fieldId + position]!;
+      if (position + 1 < count) high = innerEntries[base + fieldId + position + 1]!;
+      node = innerEntries[base + fieldChild + position]!;
     }
     const leaves = this.#leaves;
-    let skip = leaves.skips[node]!;
+    if (leaves.skips[node] !== skip) {
+      skip = leaves.skips[node]!;
+      p0 = keyPrefixWord(bytes, at, length, skip);
+      p1 = keyPrefixWord(bytes, at, length, skip + 4);
+    }
     let position = this.#lowerBound(
-      leaves,
-      node,
-      keyPrefixWord(bytes, at, length, skip),
-      keyPrefixWord(bytes, at, length, skip + 4),
+      leaves.entries,
+      node * leafInts,
+      leaves.counts[node]!,
+      skip,
+      p0,
+      p1,
       bytes,
       at,
       length,
     );
     let right = -1;
-    if (leaves.counts[node] === orderedFanoutMax) {
+    if (leaves.counts[node] === orderedFanout) {
       right = this.#split(leaves, node, low, high);
       leaves.nexts[right] = leaves.nexts[node]!;
       leaves.nexts[node] = right;
@@ -218,22 +264,56 @@ export class OrderedKeys {
         node = right;
         position -= half;
       }
-      skip = leaves.skips[node]!;
+      if (leaves.skips[node] !== skip) {
+        skip = leaves.skips[node]!;
+        p0 = keyPrefixWord(bytes, at, length, skip);
+        p1 = keyPrefixWord(bytes, at, length, skip + 4);
+      }
     }
-    this.#place(
-      leaves,
-      node,
-      position,
-      id,
-      keyPrefixWord(bytes, at, length, skip),
-      keyPrefixWord(bytes, at, length, skip + 4),
-    );
+    this.#place(leaves, node, position, id, p0, p1);
     this.#count++;
     // A split adds the right node to the parent, which may split in turn, up to the root.
     for (let level = leafLevel - 1; right >= 0 && level >= 0; level--) {
       right = this.#addChild(level, right, level === leafLevel - 1);
     }
     if (right >= 0) this.#growRoot(right);
+  }
+
+  /** The tree's first key sets the start: all of it, up to orderedStartBytesMax bytes. */
+  #firstStart(bytes: Uint8Array, at: number, length: number): void {
+    const startBytes = length < orderedStartBytesMax ? length : orderedStartBytesMax;
+    for (let i = 0; i < startBytes; i++) this.#start[i] = bytes[at + i]!;
+    this.#startBytes = startBytes;
+    this.#leaves.skips[this.#root] = startBytes; // the root leaf is empty: no prefix to read again
+  }
+
+  /** How many of the start's bytes `bytes[at..at+length)` begins with. */
+  #sharedStart(bytes: Uint8Array, at: number, length: number): number {
+    const start = this.#start;
+    const common = length < this.#startBytes ? length : this.#startBytes;
+    let i = 0;
+    while (i < common && bytes[at + i] === start[i]) i++;
+    return i;
+  }
+
+  /**
+   * A key that does not begin with the start is coming: the start becomes its first `startBytes`
+   * bytes, and the nodes with an open range (the tree's left and right edges) take it as their skip.
+   */
+  #shortenStart(startBytes: number): void {
+    this.#startBytes = startBytes;
+    const leafLevel = this.#height - 1;
+    let left = this.#root;
+    let right = this.#root;
+    for (let level = 0; level <= leafLevel; level++) {
+      const pool = level === leafLevel ? this.#leaves : this.#inner;
+      this.#reprefix(pool, left, startBytes);
+      if (right !== left) this.#reprefix(pool, right, startBytes);
+      if (level === leafLevel) break;
+      const entries = pool.entries;
+      left = entries[left * innerInts + fieldChild]!;
+      right = entries[right * innerInts + fieldChild + pool.counts[right]! - 1]!;
+    }
   }
 
   /**
@@ -245,7 +325,7 @@ export class OrderedKeys {
     let node = this.#pathNodes[level]!;
     let position = this.#pathPositions[level]! + 1;
     let right = -1;
-    if (inner.counts[node] === orderedFanoutMax) {
+    if (inner.counts[node] === orderedFanout) {
       right = this.#split(inner, node, this.#pathLows[level]!, this.#pathHighs[level]!);
       const half = inner.counts[node]!;
       if (position > half) {
@@ -253,10 +333,10 @@ export class OrderedKeys {
         position -= half;
       }
     }
-    const first = (leafChild ? this.#leaves : inner).ids[child * orderedFanoutMax]!;
+    const first = (leafChild ? this.#leaves : inner).idAt(child, 0);
     const skip = inner.skips[node]!;
     this.#place(inner, node, position, first, this.#prefixWordOfId(first, skip), this.#prefixWordOfId(first, skip + 4));
-    inner.children[node * orderedFanoutMax + position] = child;
+    inner.entries[node * innerInts + fieldChild + position] = child;
     return right;
   }
 
@@ -265,15 +345,18 @@ export class OrderedKeys {
     assert(this.#height < orderedHeightMax, "the ordered keys stay within orderedHeightMax levels");
     const from = this.#height === 1 ? this.#leaves : this.#inner;
     const inner = this.#inner;
-    const root = inner.allocate(); // skip 0: the root's range is unbounded
-    const base = root * orderedFanoutMax;
+    const root = inner.allocate();
+    const skip = this.#startBytes; // the root's range is open
+    inner.skips[root] = skip;
+    const entries = inner.entries;
+    const base = root * innerInts;
     for (let i = 0; i < 2; i++) {
       const child = i === 0 ? this.#root : right;
-      const first = from.ids[child * orderedFanoutMax]!;
-      inner.ids[base + i] = first;
-      inner.prefix0[base + i] = this.#prefixWordOfId(first, 0);
-      inner.prefix1[base + i] = this.#prefixWordOfId(first, 4);
-      inner.children[base + i] = child;
+      const first = from.idAt(child, 0);
+      entries[base + fieldPrefix0 + i] = this.#prefixWordOfId(first, skip);
+      entries[base + fieldPrefix1 + i] = this.#prefixWordOfId(first, skip + 4);
+      entries[base + fieldId + i] = first;
+      entries[base + fieldChild + i] = child;
     }
     inner.counts[root] = 2;
     this.#root = root;
@@ -282,118 +365,131 @@ export class OrderedKeys {
 
   /**
    * Move the upper half of full `node`'s entries (its range bounded by the keys of ids `low` and
-   * `high`, -1: unbounded) into a new node of the pool; returns it. Each half's range is narrower:
+   * `high`, -1: open) into a new node of the pool; returns it. Each half's range is narrower:
    * its skip is set from its bounds and its prefixes are read again if that changed it.
    */
   #split(pool: NodePool, node: number, low: number, high: number): number {
     const right = pool.allocate(); // may replace the pool's arrays: read them after
-    const half = orderedFanoutMax >>> 1;
-    const from = node * orderedFanoutMax + half;
-    const end = node * orderedFanoutMax + orderedFanoutMax;
-    const to = right * orderedFanoutMax;
-    pool.ids.copyWithin(to, from, end);
-    pool.prefix0.copyWithin(to, from, end);
-    pool.prefix1.copyWithin(to, from, end);
-    if (pool.children.length > 0) pool.children.copyWithin(to, from, end);
+    const half = orderedFanout >>> 1;
+    const entries = pool.entries;
+    for (let field = 0; field < pool.fields; field++) {
+      const from = node * pool.nodeInts + field * orderedFanout;
+      entries.copyWithin(right * pool.nodeInts + field * orderedFanout, from + half, from + orderedFanout);
+    }
     pool.counts[node] = half;
-    pool.counts[right] = orderedFanoutMax - half;
+    pool.counts[right] = orderedFanout - half;
     pool.skips[right] = pool.skips[node]!;
-    const separator = pool.ids[to]!;
-    this.#reskip(pool, node, low < 0 ? 0 : this.#commonStart(low, separator));
-    this.#reskip(pool, right, high < 0 ? 0 : this.#commonStart(separator, high));
+    const separator = pool.idAt(right, 0);
+    if (low >= 0) this.#reskip(pool, node, this.#commonStart(low, separator));
+    if (high >= 0) this.#reskip(pool, right, this.#commonStart(separator, high));
     return right;
   }
 
-  /** Give `node` the skip `skip` (never less than it had) and read its entries' prefixes again if it grew. */
+  /** Give `node` the skip `skip` if that is more than it has, and read its entries' prefixes again then. */
   #reskip(pool: NodePool, node: number, skip: number): void {
-    if (skip <= pool.skips[node]!) return;
+    if (skip > pool.skips[node]!) this.#reprefix(pool, node, skip);
+  }
+
+  /** Set `node`'s skip and read its entries' prefixes again from the arena. */
+  #reprefix(pool: NodePool, node: number, skip: number): void {
     pool.skips[node] = skip;
-    const base = node * orderedFanoutMax;
-    for (let e = base; e < base + pool.counts[node]!; e++) {
-      pool.prefix0[e] = this.#prefixWordOfId(pool.ids[e]!, skip);
-      pool.prefix1[e] = this.#prefixWordOfId(pool.ids[e]!, skip + 4);
+    const entries = pool.entries;
+    const base = node * pool.nodeInts;
+    for (let i = 0; i < pool.counts[node]!; i++) {
+      const id = entries[base + fieldId + i]!;
+      entries[base + fieldPrefix0 + i] = this.#prefixWordOfId(id, skip);
+      entries[base + fieldPrefix1 + i] = this.#prefixWordOfId(id, skip + 4);
     }
   }
 
   /** Open a gap at `position` of `node` (not full) and write the entry there (an inner node's child is set by the caller). */
   #place(pool: NodePool, node: number, position: number, id: number, p0: number, p1: number): void {
-    const base = node * orderedFanoutMax;
-    const at = base + position;
-    const end = base + pool.counts[node]!;
-    if (at < end) {
-      pool.ids.copyWithin(at + 1, at, end);
-      pool.prefix0.copyWithin(at + 1, at, end);
-      pool.prefix1.copyWithin(at + 1, at, end);
-      if (pool.children.length > 0) pool.children.copyWithin(at + 1, at, end);
+    const entries = pool.entries;
+    const base = node * pool.nodeInts;
+    const count = pool.counts[node]!;
+    // One loop moves every field: a few entries on average, where a copyWithin per field costs a call each.
+    if (pool.fields === 4) {
+      for (let i = base + count - 1; i >= base + position; i--) {
+        entries[i + fieldPrefix0 + 1] = entries[i + fieldPrefix0]!;
+        entries[i + fieldPrefix1 + 1] = entries[i + fieldPrefix1]!;
+        entries[i + fieldId + 1] = entries[i + fieldId]!;
+        entries[i + fieldChild + 1] = entries[i + fieldChild]!;
+      }
+    } else {
+      for (let i = base + count - 1; i >= base + position; i--) {
+        entries[i + fieldPrefix0 + 1] = entries[i + fieldPrefix0]!;
+        entries[i + fieldPrefix1 + 1] = entries[i + fieldPrefix1]!;
+        entries[i + fieldId + 1] = entries[i + fieldId]!;
+      }
     }
-    pool.ids[at] = id;
-    pool.prefix0[at] = p0;
-    pool.prefix1[at] = p1;
-    pool.counts[node]!++;
+    entries[base + fieldPrefix0 + position] = p0;
+    entries[base + fieldPrefix1 + position] = p1;
+    entries[base + fieldId + position] = id;
+    pool.counts[node] = count + 1;
   }
 
   /**
-   * Entry `entry` of the pool against the probe (its prefix words p0, p1 at the node's skip): < 0, 0,
-   * > 0 as the entry's key sorts before, equal, after.
+   * Entry `index` of the node at `base` of `entries` (of skip `skip`) against the probe (its prefix
+   * words p0, p1 at that skip): < 0, 0, > 0 as the entry's key sorts before, equal, after.
    */
   #compare(
-    pool: NodePool,
-    entry: number,
+    entries: Int32Array,
+    base: number,
+    index: number,
+    skip: number,
     p0: number,
     p1: number,
     bytes: Uint8Array,
     at: number,
     length: number,
   ): number {
-    const e0 = pool.prefix0[entry]!;
+    const e0 = entries[base + fieldPrefix0 + index]!;
     if (e0 !== p0) return e0 < p0 ? -1 : 1;
-    const e1 = pool.prefix1[entry]!;
+    const e1 = entries[base + fieldPrefix1 + index]!;
     if (e1 !== p1) return e1 < p1 ? -1 : 1;
     // Both share the node's skip bytes and the 8 after them, as far as they reach.
-    const from = pool.skips[entry >>> orderedFanoutShift]! + orderedPrefixBytes;
-    return this.#compareBytes(pool.ids[entry]!, bytes, at, length, from);
+    return this.#compareBytes(entries[base + fieldId + index]!, bytes, at, length, skip + orderedPrefixBytes);
   }
 
-  /** The child position of inner `node` whose range holds the probe: the last one whose first key is <= it (0 if none). */
+  /**
+   * The child position of the inner node at `base` (`count` entries, skip `skip`) whose range holds
+   * the probe: the last one whose first key is <= it (0 if none).
+   */
   #childIndex(
-    inner: NodePool,
-    node: number,
+    entries: Int32Array,
+    base: number,
+    count: number,
+    skip: number,
     p0: number,
     p1: number,
     bytes: Uint8Array,
     at: number,
     length: number,
   ): number {
-    const base = node * orderedFanoutMax;
-    let lo = 1;
-    let hi = inner.counts[node]!;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#compare(inner, base + mid, p0, p1, bytes, at, length) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo - 1;
+    // Entry 0 is the subtree's first key and is not searched: the answer is at least 0.
+    let i = 1;
+    // A first prefix word below the probe's puts its entry, and every one before it, below the probe.
+    while (i + searchStride < count && entries[base + fieldPrefix0 + i + searchStride]! < p0) i += searchStride;
+    while (i < count && this.#compare(entries, base, i, skip, p0, p1, bytes, at, length) <= 0) i++;
+    return i - 1;
   }
 
-  /** The first position of leaf `node` whose key is >= the probe. */
+  /** The first position of the leaf at `base` (`count` entries, skip `skip`) whose key is >= the probe. */
   #lowerBound(
-    leaves: NodePool,
-    node: number,
+    entries: Int32Array,
+    base: number,
+    count: number,
+    skip: number,
     p0: number,
     p1: number,
     bytes: Uint8Array,
     at: number,
     length: number,
   ): number {
-    const base = node * orderedFanoutMax;
-    let lo = 0;
-    let hi = leaves.counts[node]!;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#compare(leaves, base + mid, p0, p1, bytes, at, length) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    let i = 0;
+    while (i + searchStride < count && entries[base + fieldPrefix0 + i + searchStride]! < p0) i += searchStride;
+    while (i < count && this.#compare(entries, base, i, skip, p0, p1, bytes, at, length) < 0) i++;
+    return i;
   }
 
   /**
@@ -401,29 +497,52 @@ export class OrderedKeys {
    * start. Returns the cursor.
    */
   seek(cursor: OrderedCursor, bytes: Uint8Array, at: number, length: number, exclusive: boolean): OrderedCursor {
+    const shared = this.#count === 0 ? 0 : this.#sharedStart(bytes, at, length);
+    if (shared < this.#startBytes) {
+      // Every key begins with the start and the probe does not: it is below every key (a byte below
+      // the start's, or a proper prefix of the start, which no key equals) or above every key.
+      const below = shared === length || bytes[at + shared]! < this.#start[shared]!;
+      cursor.leaf = below ? this.#firstLeaf() : -1;
+      cursor.index = 0;
+      this.#settle(cursor);
+      return cursor;
+    }
     const inner = this.#inner;
     let node = this.#root;
+    let skip = -1;
+    let p0 = 0;
+    let p1 = 0;
     for (let level = 0; level < this.#height - 1; level++) {
-      const skip = inner.skips[node]!;
-      const p0 = keyPrefixWord(bytes, at, length, skip);
-      const p1 = keyPrefixWord(bytes, at, length, skip + 4);
-      node = inner.children[node * orderedFanoutMax + this.#childIndex(inner, node, p0, p1, bytes, at, length)]!;
+      if (inner.skips[node] !== skip) {
+        skip = inner.skips[node]!;
+        p0 = keyPrefixWord(bytes, at, length, skip);
+        p1 = keyPrefixWord(bytes, at, length, skip + 4);
+      }
+      const base = node * innerInts;
+      const position = this.#childIndex(inner.entries, base, inner.counts[node]!, skip, p0, p1, bytes, at, length);
+      node = inner.entries[base + fieldChild + position]!;
     }
     const leaves = this.#leaves;
-    const skip = leaves.skips[node]!;
-    const p0 = keyPrefixWord(bytes, at, length, skip);
-    const p1 = keyPrefixWord(bytes, at, length, skip + 4);
-    let index = this.#lowerBound(leaves, node, p0, p1, bytes, at, length);
-    if (
-      exclusive &&
-      index < leaves.counts[node]! &&
-      this.#compare(leaves, node * orderedFanoutMax + index, p0, p1, bytes, at, length) === 0
-    )
+    if (leaves.skips[node] !== skip) {
+      skip = leaves.skips[node]!;
+      p0 = keyPrefixWord(bytes, at, length, skip);
+      p1 = keyPrefixWord(bytes, at, length, skip + 4);
+    }
+    const base = node * leafInts;
+    const count = leaves.counts[node]!;
+    let index = this.#lowerBound(leaves.entries, base, count, skip, p0, p1, bytes, at, length);
+    if (exclusive && index < count && this.#compare(leaves.entries, base, index, skip, p0, p1, bytes, at, length) === 0)
       index++;
     cursor.leaf = node;
     cursor.index = index;
     this.#settle(cursor);
     return cursor;
+  }
+
+  #firstLeaf(): number {
+    let node = this.#root;
+    for (let level = 0; level < this.#height - 1; level++) node = this.#inner.entries[node * innerInts + fieldChild]!;
+    return node;
   }
 
   /** Move a cursor past the end of its leaf onto the next leaf (or -1: the end). */
@@ -437,7 +556,7 @@ export class OrderedKeys {
 
   /** The id under the cursor, or -1 at the end. */
   current(cursor: OrderedCursor): number {
-    return cursor.leaf < 0 ? -1 : this.#leaves.ids[cursor.leaf * orderedFanoutMax + cursor.index]!;
+    return cursor.leaf < 0 ? -1 : this.#leaves.idAt(cursor.leaf, cursor.index);
   }
 
   /** Step the cursor to the next key. */
@@ -450,29 +569,31 @@ export class OrderedKeys {
   /**
    * Whole-tree check for tests (O(n)); throws AssertionError: keys strictly ascend along the
    * leaves, every entry's prefix is its key's at its node's skip, every key under a node shares the
-   * node's skip bytes with the keys bounding its range, every leaf is at the same depth, node sizes
-   * are within the fanout, each inner node's first keys are its children's, every node of the pools
-   * is reached once, and the count is exact. Returns the ids in order.
+   * node's skip bytes with the keys bounding its range, the nodes with an open range take the
+   * start as skip, the start is the keys' common start (cut to orderedStartBytesMax), every leaf is
+   * at the same depth, node sizes are within the fanout, each inner node's first keys are its
+   * children's, every node of the pools is reached once, and the count is exact. Returns the ids in order.
    */
   checkInvariants(): number[] {
     const leaves = this.#leaves;
     const inner = this.#inner;
     const leafLevel = this.#height - 1;
+    const startBytes = this.#startBytes;
     let leavesSeen = 0;
     let innerSeen = 0;
     const walk = (node: number, level: number, low: number, high: number): void => {
       const pool = level === leafLevel ? leaves : inner;
-      const base = node * orderedFanoutMax;
+      const base = node * pool.nodeInts;
       const count = pool.counts[node]!;
       const skip = pool.skips[node]!;
-      assert(count <= orderedFanoutMax, "a node holds at most orderedFanoutMax entries");
-      assert(low >= 0 || skip === 0, "a node whose range is unbounded below takes its prefixes from byte 0");
-      assert(high >= 0 || skip === 0, "a node whose range is unbounded above takes its prefixes from byte 0");
+      assert(count <= orderedFanout, "a node holds at most orderedFanout entries");
+      if (low < 0 || high < 0) assert(skip === startBytes, "a node whose range is open takes the start as skip");
+      else assert(skip >= startBytes, "a node's skip is at least the start");
       for (let i = 0; i < count; i++) {
-        const id = pool.ids[base + i]!;
+        const id = pool.entries[base + fieldId + i]!;
         assert(
-          pool.prefix0[base + i] === this.#prefixWordOfId(id, skip) &&
-            pool.prefix1[base + i] === this.#prefixWordOfId(id, skip + 4),
+          pool.entries[base + fieldPrefix0 + i] === this.#prefixWordOfId(id, skip) &&
+            pool.entries[base + fieldPrefix1 + i] === this.#prefixWordOfId(id, skip + 4),
           "an entry's prefix is its key's bytes from its node's skip",
         );
         if (low >= 0)
@@ -491,14 +612,14 @@ export class OrderedKeys {
       assert(count >= 2, "an inner node has at least two children");
       const childPool = level + 1 === leafLevel ? leaves : inner;
       for (let i = 0; i < count; i++) {
-        const child = inner.children[base + i]!;
+        const child = inner.entries[base + fieldChild + i]!;
         assert(child >= 0 && child < childPool.size, "an inner node's children are allocated nodes");
         assert(
-          inner.ids[base + i] === childPool.ids[child * orderedFanoutMax],
+          inner.entries[base + fieldId + i] === childPool.idAt(child, 0),
           "an inner node's first keys are its children's",
         );
-        const childLow = i === 0 ? low : inner.ids[base + i]!;
-        const childHigh = i + 1 < count ? inner.ids[base + i + 1]! : high;
+        const childLow = i === 0 ? low : inner.entries[base + fieldId + i]!;
+        const childHigh = i + 1 < count ? inner.entries[base + fieldId + i + 1]! : high;
         assert(childPool.skips[child]! >= skip, "a child's skip is at least its parent's");
         walk(child, level + 1, childLow, childHigh);
       }
@@ -507,15 +628,36 @@ export class OrderedKeys {
     assert(leavesSeen === leaves.size, "every leaf is reached once from the root");
     assert(innerSeen === inner.size, "every inner node is reached once from the root");
     const ids: number[] = [];
-    let leaf = this.#root;
-    for (let level = 0; level < leafLevel; level++) leaf = inner.children[leaf * orderedFanoutMax]!;
-    for (; leaf >= 0; leaf = leaves.nexts[leaf]!) {
-      const base = leaf * orderedFanoutMax;
-      for (let i = 0; i < leaves.counts[leaf]!; i++) ids.push(leaves.ids[base + i]!);
+    for (let leaf = this.#firstLeaf(); leaf >= 0; leaf = leaves.nexts[leaf]!) {
+      for (let i = 0; i < leaves.counts[leaf]!; i++) ids.push(leaves.idAt(leaf, i));
     }
     for (let i = 1; i < ids.length; i++)
       assert(this.#compareIds(ids[i - 1]!, ids[i]!) < 0, "the leaves hold the keys in strictly ascending order");
     assert(ids.length === this.#count, "the tree counts its keys");
+    if (ids.length === 0) assert(startBytes === 0, "an empty tree has no start");
+    else {
+      // The first and last keys' common start is every key's (they are in order); a lone key is its own.
+      const first = ids[0]!;
+      const last = ids[ids.length - 1]!;
+      const common = ids.length === 1 ? this.#keyBytesOf(first) : this.#commonStart(first, last);
+      assert(
+        startBytes === (common < orderedStartBytesMax ? common : orderedStartBytesMax),
+        "the start is the keys' common start, up to orderedStartBytesMax bytes",
+      );
+      for (let i = 0; i < startBytes; i++)
+        assert(this.#byteOf(first, i) === this.#start[i], "the start holds the keys' first bytes");
+    }
     return ids;
+  }
+
+  /** Byte `i` of the key of `id` (0 past its end), read through the prefix word: for checkInvariants. */
+  #byteOf(id: number, i: number): number {
+    return ((this.#prefixWordOfId(id, i) ^ 0x80000000) >>> 24) & 0xff;
+  }
+
+  /** The length of the key of `id`: for checkInvariants. */
+  #keyBytesOf(id: number): number {
+    // A key is equal to itself in its first `length` bytes and no further: its common start with itself.
+    return this.#commonStart(id, id);
   }
 }
