@@ -100,6 +100,8 @@ class NodePool {
   skips: Int32Array;
   /** Leaves: the right neighbour, or -1. Empty for inner nodes. */
   nexts: Int32Array;
+  /** Leaves: how many of the entries, from the first, are in key order (see insert). Empty for inner nodes. */
+  sorted: Int32Array;
   size = 0;
   /** Int32s per node: leafInts or innerInts. */
   readonly nodeInts: number;
@@ -115,6 +117,7 @@ class NodePool {
     this.counts = new Int32Array(poolNodesInitial);
     this.skips = new Int32Array(poolNodesInitial);
     this.nexts = new Int32Array(inner ? 0 : poolNodesInitial);
+    this.sorted = new Int32Array(inner ? 0 : poolNodesInitial);
   }
 
   /** A new empty node's index. */
@@ -123,7 +126,10 @@ class NodePool {
     const node = this.size++;
     this.counts[node] = 0;
     this.skips[node] = 0;
-    if (!this.#inner) this.nexts[node] = -1;
+    if (!this.#inner) {
+      this.nexts[node] = -1;
+      this.sorted[node] = 0;
+    }
     return node;
   }
 
@@ -137,7 +143,10 @@ class NodePool {
     this.entries = grown(this.entries, nodes * this.nodeInts);
     this.counts = grown(this.counts, nodes);
     this.skips = grown(this.skips, nodes);
-    if (!this.#inner) this.nexts = grown(this.nexts, nodes);
+    if (!this.#inner) {
+      this.nexts = grown(this.nexts, nodes);
+      this.sorted = grown(this.sorted, nodes);
+    }
   }
 }
 
@@ -176,6 +185,10 @@ export class OrderedKeys {
   readonly #pathPositions = new Int32Array(orderedHeightMax);
   readonly #pathLows = new Int32Array(orderedHeightMax);
   readonly #pathHighs = new Int32Array(orderedHeightMax);
+  /** Scratch of #sortLeaf: entry positions, and one field's values. */
+  readonly #order = new Int32Array(orderedFanout);
+  readonly #orderSpare = new Int32Array(orderedFanout);
+  readonly #moved = new Int32Array(orderedFanout);
 
   constructor(
     compareBytes: CompareIdToBytes,
@@ -243,40 +256,127 @@ export class OrderedKeys {
       p0 = keyPrefixWord(bytes, at, length, skip);
       p1 = keyPrefixWord(bytes, at, length, skip + 4);
     }
-    let position = this.#lowerBound(
-      leaves.entries,
-      node * leafInts,
-      leaves.counts[node]!,
-      skip,
-      p0,
-      p1,
-      bytes,
-      at,
-      length,
-    );
     let right = -1;
-    if (leaves.counts[node] === orderedFanout) {
-      right = this.#split(leaves, node, low, high);
-      leaves.nexts[right] = leaves.nexts[node]!;
-      leaves.nexts[node] = right;
-      const half = leaves.counts[node]!;
-      if (position > half) {
-        node = right;
-        position -= half;
-      }
+    if (leaves.counts[node] < orderedFanout) this.#append(node, id, skip, p0, p1, bytes, at, length);
+    else {
+      // A full leaf is put in order and split, and the key placed in order in its half: a split's
+      // halves are in order, so each one's first entry is its first key (the parent's entry for it).
+      this.#sortLeaf(node);
+      // Which half the key goes to is decided at the full leaf's skip: a key below the right
+      // half's first key need not share the right half's skip bytes, and the reverse.
+      const half = orderedFanout >>> 1;
+      const toRight = this.#compare(leaves.entries, node * leafInts, half, skip, p0, p1, bytes, at, length) <= 0;
+      const left = node;
+      right = this.#split(leaves, left, low, high);
+      leaves.nexts[right] = leaves.nexts[left]!;
+      leaves.nexts[left] = right;
+      if (toRight) node = right;
       if (leaves.skips[node] !== skip) {
         skip = leaves.skips[node]!;
         p0 = keyPrefixWord(bytes, at, length, skip);
         p1 = keyPrefixWord(bytes, at, length, skip + 4);
       }
+      const base = node * leafInts;
+      const position = this.#lowerBound(leaves.entries, base, leaves.counts[node]!, skip, p0, p1, bytes, at, length);
+      this.#place(leaves, node, position, id, p0, p1);
+      leaves.sorted[left] = leaves.counts[left]!;
+      leaves.sorted[right] = leaves.counts[right]!;
     }
-    this.#place(leaves, node, position, id, p0, p1);
     this.#count++;
     // A split adds the right node to the parent, which may split in turn, up to the root.
     for (let level = leafLevel - 1; right >= 0 && level >= 0; level--) {
       right = this.#addChild(level, right, level === leafLevel - 1);
     }
     if (right >= 0) this.#growRoot(right);
+  }
+
+  /**
+   * Add a key to leaf `node` (not full) after its last entry, with no search and no move: the leaf
+   * is put in order only when it splits or a seek or scan reaches it (#sortLeaf). Its in-order run
+   * grows with it while keys come in ascending order (one comparison, with the last entry).
+   */
+  #append(
+    node: number,
+    id: number,
+    skip: number,
+    p0: number,
+    p1: number,
+    bytes: Uint8Array,
+    at: number,
+    length: number,
+  ): void {
+    const leaves = this.#leaves;
+    const entries = leaves.entries;
+    const base = node * leafInts;
+    const count = leaves.counts[node]!;
+    if (
+      leaves.sorted[node] === count &&
+      (count === 0 || this.#compare(entries, base, count - 1, skip, p0, p1, bytes, at, length) < 0)
+    )
+      leaves.sorted[node] = count + 1;
+    entries[base + fieldPrefix0 + count] = p0;
+    entries[base + fieldPrefix1 + count] = p1;
+    entries[base + fieldId + count] = id;
+    leaves.counts[node] = count + 1;
+  }
+
+  /**
+   * Put leaf `node`'s entries in key order: its appended entries are merge-sorted (bottom-up, in
+   * scratch arrays: no allocation) and merged with its in-order run. At most orderedFanout entries,
+   * about 7 comparisons each, nearly all of them on the prefix words: this is what the first seek
+   * or scan to reach a leaf after inserts into it pays, once.
+   */
+  #sortLeaf(node: number): void {
+    const leaves = this.#leaves;
+    const count = leaves.counts[node]!;
+    const sorted = leaves.sorted[node]!;
+    if (sorted === count) return;
+    const entries = leaves.entries;
+    const base = node * leafInts;
+    let order = this.#order;
+    let spare = this.#orderSpare;
+    const tail = count - sorted;
+    for (let i = 0; i < tail; i++) order[i] = sorted + i;
+    for (let width = 1; width < tail; width *= 2) {
+      for (let lo = 0; lo < tail; lo += 2 * width) {
+        const mid = lo + width < tail ? lo + width : tail;
+        const hi = lo + 2 * width < tail ? lo + 2 * width : tail;
+        let a = lo;
+        let b = mid;
+        for (let k = lo; k < hi; k++) {
+          if (a < mid && (b >= hi || this.#compareEntries(entries, base, order[a]!, order[b]!) < 0))
+            spare[k] = order[a++]!;
+          else spare[k] = order[b++]!;
+        }
+      }
+      const swap = order;
+      order = spare;
+      spare = swap;
+    }
+    // Merge the in-order run 0..sorted-1 with the sorted tail, then move the entries into that order.
+    let a = 0;
+    let b = 0;
+    for (let k = 0; k < count; k++) {
+      if (a < sorted && (b >= tail || this.#compareEntries(entries, base, a, order[b]!) < 0)) spare[k] = a++;
+      else spare[k] = order[b++]!;
+    }
+    const moved = this.#moved;
+    for (let field = 0; field < leafInts; field += orderedFanout) {
+      for (let k = 0; k < count; k++) moved[k] = entries[base + field + spare[k]!]!;
+      for (let k = 0; k < count; k++) entries[base + field + k] = moved[k]!;
+    }
+    leaves.sorted[node] = count;
+  }
+
+  /** Two entries of the node at `base` (one skip): < 0, 0, > 0 as entry a's key sorts before, equal, after entry b's. */
+  #compareEntries(entries: Int32Array, base: number, a: number, b: number): number {
+    const a0 = entries[base + fieldPrefix0 + a]!;
+    const b0 = entries[base + fieldPrefix0 + b]!;
+    if (a0 !== b0) return a0 < b0 ? -1 : 1;
+    const a1 = entries[base + fieldPrefix1 + a]!;
+    const b1 = entries[base + fieldPrefix1 + b]!;
+    if (a1 !== b1) return a1 < b1 ? -1 : 1;
+    return this.#compareIds(entries[base + fieldId + a]!, entries[base + fieldId + b]!);
   }
 
   /** The tree's first key sets the start: all of it, up to orderedStartBytesMax bytes. */
@@ -504,6 +604,7 @@ export class OrderedKeys {
       const below = shared === length || bytes[at + shared]! < this.#start[shared]!;
       cursor.leaf = below ? this.#firstLeaf() : -1;
       cursor.index = 0;
+      if (cursor.leaf >= 0) this.#sortLeaf(cursor.leaf);
       this.#settle(cursor);
       return cursor;
     }
@@ -528,6 +629,7 @@ export class OrderedKeys {
       p0 = keyPrefixWord(bytes, at, length, skip);
       p1 = keyPrefixWord(bytes, at, length, skip + 4);
     }
+    this.#sortLeaf(node);
     const base = node * leafInts;
     const count = leaves.counts[node]!;
     let index = this.#lowerBound(leaves.entries, base, count, skip, p0, p1, bytes, at, length);
@@ -551,10 +653,11 @@ export class OrderedKeys {
     while (cursor.leaf >= 0 && cursor.index >= leaves.counts[cursor.leaf]!) {
       cursor.leaf = leaves.nexts[cursor.leaf]!;
       cursor.index = 0;
+      if (cursor.leaf >= 0) this.#sortLeaf(cursor.leaf);
     }
   }
 
-  /** The id under the cursor, or -1 at the end. */
+  /** The id under the cursor, or -1 at the end. A cursor is valid until the next insert (which may append to its leaf). */
   current(cursor: OrderedCursor): number {
     return cursor.leaf < 0 ? -1 : this.#leaves.idAt(cursor.leaf, cursor.index);
   }
@@ -572,7 +675,8 @@ export class OrderedKeys {
    * node's skip bytes with the keys bounding its range, the nodes with an open range take the
    * start as skip, the start is the keys' common start (cut to orderedStartBytesMax), every leaf is
    * at the same depth, node sizes are within the fanout, each inner node's first keys are its
-   * children's, every node of the pools is reached once, and the count is exact. Returns the ids in order.
+   * children's least keys, each leaf's in-order run ascends, every node of the pools is reached
+   * once, and the count is exact. Returns the ids in order (without sorting any leaf).
    */
   checkInvariants(): number[] {
     const leaves = this.#leaves;
@@ -606,6 +710,13 @@ export class OrderedKeys {
       if (level === leafLevel) {
         leavesSeen++;
         assert(level === 0 || count > 0, "only the root leaf may be empty");
+        const sorted = leaves.sorted[node]!;
+        assert(sorted >= 0 && sorted <= count, "a leaf's in-order run is within its entries");
+        for (let i = 1; i < sorted; i++)
+          assert(
+            this.#compareIds(leaves.idAt(node, i - 1), leaves.idAt(node, i)) < 0,
+            "a leaf's in-order run ascends strictly",
+          );
         return;
       }
       innerSeen++;
@@ -615,7 +726,7 @@ export class OrderedKeys {
         const child = inner.entries[base + fieldChild + i]!;
         assert(child >= 0 && child < childPool.size, "an inner node's children are allocated nodes");
         assert(
-          inner.entries[base + fieldId + i] === childPool.idAt(child, 0),
+          inner.entries[base + fieldId + i] === this.#firstKeyOf(childPool, child),
           "an inner node's first keys are its children's",
         );
         const childLow = i === 0 ? low : inner.entries[base + fieldId + i]!;
@@ -627,9 +738,12 @@ export class OrderedKeys {
     walk(this.#root, 0, -1, -1);
     assert(leavesSeen === leaves.size, "every leaf is reached once from the root");
     assert(innerSeen === inner.size, "every inner node is reached once from the root");
+    // A leaf's appended entries are in no order until it is sorted: the check sorts a copy.
     const ids: number[] = [];
     for (let leaf = this.#firstLeaf(); leaf >= 0; leaf = leaves.nexts[leaf]!) {
-      for (let i = 0; i < leaves.counts[leaf]!; i++) ids.push(leaves.idAt(leaf, i));
+      const leafIds: number[] = [];
+      for (let i = 0; i < leaves.counts[leaf]!; i++) leafIds.push(leaves.idAt(leaf, i));
+      ids.push(...leafIds.sort(this.#compareIds));
     }
     for (let i = 1; i < ids.length; i++)
       assert(this.#compareIds(ids[i - 1]!, ids[i]!) < 0, "the leaves hold the keys in strictly ascending order");
@@ -648,6 +762,17 @@ export class OrderedKeys {
         assert(this.#byteOf(first, i) === this.#start[i], "the start holds the keys' first bytes");
     }
     return ids;
+  }
+
+  /** The id of the least key of `node` (a leaf's entries may be out of order): for checkInvariants. */
+  #firstKeyOf(pool: NodePool, node: number): number {
+    let first = pool.idAt(node, 0);
+    if (pool !== this.#leaves) return first;
+    for (let i = 1; i < pool.counts[node]!; i++) {
+      const id = pool.idAt(node, i);
+      if (this.#compareIds(id, first) < 0) first = id;
+    }
+    return first;
   }
 
   /** Byte `i` of the key of `id` (0 past its end), read through the prefix word: for checkInvariants. */
