@@ -10,10 +10,23 @@
 // first version held JS arrays of ids in node objects and compared every key through the arena (an
 // id -> slot -> item -> page chain of dependent loads per comparison), which made a key-creating
 // write round several times dearer (docs/benchmarks.md, issue 12). Here every node is a fixed
-// stretch of one Int32Array whose entries interleave their fields (prefix words, id, and an inner
-// node's child), so an insert allocates nothing (the pools double now and then, like the hash index),
-// moves at most one node's entries with a single copyWithin, and most comparisons are two integer
-// compares on one cache line of the node's own entries.
+// stretch of one Int32Array per pool (leaves, inner nodes) holding its entries' fields one run
+// after another (first prefix words, second ones, ids, children), so an insert allocates nothing
+// (the pools double now and then, like the hash index) and most comparisons are integer compares
+// on the node's own run of first prefix words, 16 to a cache line.
+//
+// What an insert costs is mostly memory latency: the tree of a large store is far bigger than the
+// caches, and a key-creating write lands in a random leaf. So an insert descends the inner nodes
+// (small, and mostly cached) and then does not search its leaf at all: it writes the entry after
+// the leaf's last one. A leaf is put in order (a merge sort of its appended entries, in cached
+// scratch arrays) only when it splits, or when a seek or a scan first reaches it; each leaf counts
+// how many of its entries, from the first, are in order, and keys arriving in ascending order keep
+// that run whole (one comparison with the last entry), so such leaves never need sorting. A cursor
+// is valid until the next insert (as before: an insert moved entries of a sorted leaf), so a scan
+// only ever sees sorted leaves. What this moves to the read side: the first seek or scan that
+// reaches a leaf after inserts into it sorts at most orderedFanout entries (about 7 comparisons
+// each, nearly all on prefix words: microseconds), once per leaf per burst of inserts. Listing's
+// guarantee is unchanged: a key is in its leaf from its insert on.
 //
 // A prefix is 8 of the key's bytes as two big-endian u32s, padded with zero bytes for shorter keys
 // and stored with the top bit flipped (so that signed int32 order is unsigned byte order and the
@@ -60,10 +73,11 @@ const fieldChild = 3 * orderedFanout;
 const leafInts = 3 * orderedFanout;
 const innerInts = 4 * orderedFanout;
 /**
- * A search in a node first steps over its first prefix words this many at a time (one cache line
- * of them), then compares entry by entry: the strided loads do not depend on each other, so a
- * node that is not in the cache costs about two memory latencies instead of a binary search's
- * chain of five or six (the tree's cost on a key-creating write is mostly those latencies).
+ * A search in a node first steps over its first prefix words this many at a time, then compares
+ * entry by entry: the strided loads do not depend on each other, so a node that is not in the
+ * cache costs about two memory latencies instead of a binary search's chain of five or six. (In
+ * a same-process A/B at 1 M keys the strided search made seeks 0.84-0.92x a binary search's over
+ * the same layout, with 16 and 8 close, 8 ahead.)
  */
 const searchStride = 8;
 
