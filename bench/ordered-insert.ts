@@ -1,8 +1,10 @@
 // What the ordered key index (issue 12) adds to an insert into one shard's KeyStore: key-creating
 // inserts (find, then insertMissed) into a store with the index against one without
 // (`ordered: false`), in the same process, alternating store by store so that the machine's load
-// falls on both alike. Each round builds a fresh pair of stores and times them in batches of 10 k
-// keys up to `keys`, the first batch of each store serving as warm-up. Two key shapes:
+// falls on both alike. Each round builds a fresh pair of stores and times them in batches of 5 k
+// keys up to `keys`, the first batch of each store serving as warm-up, and prints the ratio of the
+// totals and the median of the batches' ratios (each batch's pair ran back to back, so a load
+// spike on the shared machine moves one pair, not the median). Three key shapes:
 // - scattered: `nk-<hash>-<n>` as in bench/core.bench.ts (the first 8 bytes mostly differ);
 // - shared start: `tenant/0042/user/<hash>` (the first 8 bytes are all alike: every comparison
 //   falls back to the arena, the index's worst case before the tree kept its keys' common start);
@@ -24,7 +26,7 @@ class Side implements StoreSide {
 
 const keys = Number(process.argv[2] ?? 300_000);
 const rounds = Number(process.argv[3] ?? 3);
-const batch = 10_000;
+const batch = 5_000;
 const encoder = new TextEncoder();
 const scratch = new Uint8Array(64);
 
@@ -73,13 +75,17 @@ for (const shape of shapes) {
   for (let round = 1; round <= rounds; round++) {
     const stores = [newStore(true), newStore(false)];
     const ns = [0, 0];
+    const ratios: number[] = [];
     for (let from = 0; from < keys; from += batch) {
       const to = Math.min(keys, from + batch);
-      for (let s = 0; s < 2; s++) {
-        const took = insertBatch(stores[s]!, encoded, from, to);
-        if (from > 0) ns[s]! += took;
-      }
+      const took = [0, 0];
+      for (let s = 0; s < 2; s++) took[s] = insertBatch(stores[s]!, encoded, from, to);
+      if (from === 0) continue;
+      ns[0]! += took[0]!;
+      ns[1]! += took[1]!;
+      ratios.push(took[0]! / took[1]!);
     }
+    ratios.sort((a, b) => a - b);
     for (const store of stores) if (store.keyCount !== keys) throw new Error("not every key was inserted");
     const timed = keys - batch;
     const withIndex = ns[0]! / timed;
@@ -87,6 +93,7 @@ for (const shape of shapes) {
     console.log(
       `${shape.padEnd(12)} round ${round}: with index ${(withIndex / 1000).toFixed(3)} µs/insert, ` +
         `without ${(without / 1000).toFixed(3)} µs/insert, ratio ${(withIndex / without).toFixed(2)}, ` +
+        `median batch ratio ${ratios[ratios.length >> 1]!.toFixed(2)}, ` +
         `tree height ${stores[0]!.orderedHeight ?? "?"}`,
     );
   }
