@@ -15,6 +15,9 @@
 //   bun bench/ordered-insert.ts            300,000 keys, 3 rounds
 //   bun bench/ordered-insert.ts 1000000 5  other sizes
 //   bun bench/ordered-insert.ts 1000000 5 bench  one shape
+//   ORDERED_BASE=/work/base bun bench/ordered-insert.ts 1000000 1
+//       also times the KeyStore of another checkout (with its index) in the same process, batch by
+//       batch beside the two stores here, and prints the median of the batches' this/base ratios
 
 import { loadavg } from "node:os";
 import { KeyStore, type StoreSide } from "../src/core/key-store.ts";
@@ -52,8 +55,17 @@ function encodeAll(shape: string): { bytes: Uint8Array; at: Uint32Array } {
   return { bytes, at };
 }
 
-function newStore(ordered: boolean): KeyStore<Side> {
-  return new KeyStore<Side>({ keysMax: keys + batch, bytesMax: keys * 128 + (64 << 20), valueBytesMax: 64, ordered });
+/** The other checkout's KeyStore (ORDERED_BASE), or null. */
+const baseDir = process.env.ORDERED_BASE;
+const BaseStore: typeof KeyStore | null =
+  baseDir === undefined ? null : (await import(`${baseDir}/src/core/key-store.ts`)).KeyStore;
+
+function newStore(ordered: boolean, Store: typeof KeyStore = KeyStore): KeyStore<Side> {
+  return new Store<Side>({ keysMax: keys + batch, bytesMax: keys * 128 + (64 << 20), valueBytesMax: 64, ordered });
+}
+
+function median(values: number[]): number {
+  return values.slice().sort((a, b) => a - b)[values.length >> 1]!;
 }
 
 /** Insert keys [from, to) into `store`; returns the nanoseconds it took. */
@@ -73,28 +85,34 @@ const shapes = process.argv[4]?.split(",") ?? ["scattered", "shared start", "ben
 for (const shape of shapes) {
   const encoded = encodeAll(shape);
   for (let round = 1; round <= rounds; round++) {
+    // With the index, without it, and (ORDERED_BASE) the other checkout's with its index.
     const stores = [newStore(true), newStore(false)];
-    const ns = [0, 0];
+    if (BaseStore !== null) stores.push(newStore(true, BaseStore));
+    const ns = stores.map(() => 0);
     const ratios: number[] = [];
+    const baseRatios: number[] = [];
     for (let from = 0; from < keys; from += batch) {
       const to = Math.min(keys, from + batch);
-      const took = [0, 0];
-      for (let s = 0; s < 2; s++) took[s] = insertBatch(stores[s]!, encoded, from, to);
+      const took = stores.map((store) => insertBatch(store, encoded, from, to));
       if (from === 0) continue;
-      ns[0]! += took[0]!;
-      ns[1]! += took[1]!;
+      for (let s = 0; s < stores.length; s++) ns[s]! += took[s]!;
       ratios.push(took[0]! / took[1]!);
+      if (BaseStore !== null) baseRatios.push(took[0]! / took[2]!);
     }
-    ratios.sort((a, b) => a - b);
     for (const store of stores) if (store.keyCount !== keys) throw new Error("not every key was inserted");
     const timed = keys - batch;
     const withIndex = ns[0]! / timed;
     const without = ns[1]! / timed;
+    const base =
+      BaseStore === null
+        ? ""
+        : `, base with index ${(ns[2]! / timed / 1000).toFixed(3)} µs/insert, ` +
+          `median batch ratio this/base ${median(baseRatios).toFixed(2)}, ` +
+          `base/without ${median(ratios.map((r, i) => r / baseRatios[i]!)).toFixed(2)}`;
     console.log(
       `${shape.padEnd(12)} round ${round}: with index ${(withIndex / 1000).toFixed(3)} µs/insert, ` +
         `without ${(without / 1000).toFixed(3)} µs/insert, ratio ${(withIndex / without).toFixed(2)}, ` +
-        `median batch ratio ${ratios[ratios.length >> 1]!.toFixed(2)}, ` +
-        `tree height ${stores[0]!.orderedHeight ?? "?"}`,
+        `median batch ratio ${median(ratios).toFixed(2)}, tree height ${stores[0]!.orderedHeight}${base}`,
     );
   }
 }
