@@ -521,7 +521,7 @@ export class OrderedKeys {
     const entries = pool.entries;
     const base = node * pool.nodeInts;
     const count = pool.counts[node]!;
-    // One loop moves every field: a few entries on average, where a copyWithin per field costs a call each.
+    // One loop moves every field (inner nodes, and a leaf's half after a split): one copyWithin per field costs a call each.
     if (pool.fields === 4) {
       for (let i = base + count - 1; i >= base + position; i--) {
         entries[i + fieldPrefix0 + 1] = entries[i + fieldPrefix0]!;
