@@ -93,7 +93,12 @@ for (const shape of shapes) {
     const baseRatios: number[] = [];
     for (let from = 0; from < keys; from += batch) {
       const to = Math.min(keys, from + batch);
-      const took = stores.map((store) => insertBatch(store, encoded, from, to));
+      // The store that goes first changes from batch to batch (going first or last has its own cost).
+      const took = stores.map(() => 0);
+      for (let turn = 0; turn < stores.length; turn++) {
+        const s = (from / batch + turn) % stores.length;
+        took[s] = insertBatch(stores[s]!, encoded, from, to);
+      }
       if (from === 0) continue;
       for (let s = 0; s < stores.length; s++) ns[s]! += took[s]!;
       ratios.push(took[0]! / took[1]!);
