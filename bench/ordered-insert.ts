@@ -15,12 +15,17 @@
 //   bun bench/ordered-insert.ts            300,000 keys, 3 rounds
 //   bun bench/ordered-insert.ts 1000000 5  other sizes
 //   bun bench/ordered-insert.ts 1000000 5 bench  one shape
+// After each round, what the first listings after the burst of inserts pay (leaves are put in order
+// when a seek or scan first reaches them): `seeks` seeks to keys of the store, each followed by a
+// scan of 100 keys, timed once and then again over the same keys.
+//
 //   ORDERED_BASE=/work/base bun bench/ordered-insert.ts 1000000 1
 //       also times the KeyStore of another checkout (with its index) in the same process, batch by
 //       batch beside the two stores here, and prints the median of the batches' this/base ratios
 
 import { loadavg } from "node:os";
 import { KeyStore, type StoreSide } from "../src/core/key-store.ts";
+import { OrderedCursor } from "../src/core/ordered-keys.ts";
 
 class Side implements StoreSide {
   id = 0;
@@ -30,6 +35,8 @@ class Side implements StoreSide {
 const keys = Number(process.argv[2] ?? 300_000);
 const rounds = Number(process.argv[3] ?? 3);
 const batch = 5_000;
+/** Seeks timed after each round's inserts. */
+const seeks = 1000;
 const encoder = new TextEncoder();
 const scratch = new Uint8Array(64);
 
@@ -114,6 +121,11 @@ for (const shape of shapes) {
         : `, base with index ${(ns[2]! / timed / 1000).toFixed(3)} µs/insert, ` +
           `median batch ratio this/base ${median(baseRatios).toFixed(2)}, ` +
           `base/without ${median(ratios.map((r, i) => r / baseRatios[i]!)).toFixed(2)}`;
+    const [first, again] = [seekAndScan(stores[0]!, encoded), seekAndScan(stores[0]!, encoded)];
+    console.log(
+      `${shape.padEnd(12)} round ${round}: seek and 100-key scan after the inserts ${first.toFixed(1)} µs, ` +
+        `again ${again.toFixed(1)} µs`,
+    );
     console.log(
       `${shape.padEnd(12)} round ${round}: with index ${(withIndex / 1000).toFixed(3)} µs/insert, ` +
         `without ${(without / 1000).toFixed(3)} µs/insert, ratio ${(withIndex / without).toFixed(2)}, ` +
@@ -122,6 +134,21 @@ for (const shape of shapes) {
   }
 }
 console.log(`load ${loadAverage()}`);
+
+/** Seeks to every (keys / seeks)-th key, each followed by a scan of 100 keys; returns µs per seek and scan. */
+function seekAndScan(store: KeyStore<Side>, encoded: { bytes: Uint8Array; at: Uint32Array }): number {
+  const { bytes, at } = encoded;
+  const cursor = new OrderedCursor();
+  const step = Math.max(1, Math.floor(keys / seeks));
+  let scanned = 0;
+  const start = Bun.nanoseconds();
+  for (let n = 0; n < keys; n += step) {
+    store.seekOrdered(cursor, bytes, at[n]!, at[n + 1]! - at[n]!, false);
+    for (let i = 0; i < 100 && store.slotAt(cursor) >= 0; i++, scanned++) store.nextOrdered(cursor);
+  }
+  if (scanned === 0) throw new Error("the scans found no key");
+  return (Bun.nanoseconds() - start) / 1000 / Math.ceil(keys / step);
+}
 
 function loadAverage(): string {
   return loadavg()
