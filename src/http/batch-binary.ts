@@ -132,6 +132,8 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
       if (plain && !dots) key = bytes.toString("latin1", at, at + keyLength);
       else key = slowKey(body, at, keyLength, keyField);
       if (typeof key !== "string") return key;
+      // The key's bytes as read: the backend looks the key up by them (the body outlives the batch's ops).
+      const keyAt = at;
       at += keyLength;
       let expectedVersion = 0;
       let expectedWriter = 0;
@@ -169,7 +171,10 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
         // A view of the request body, which nothing else holds: no copy.
         const value = body.subarray(at, at + valueLength);
         at += valueLength;
-        ops[index] = kind === OpKind.Cas ? { kind, key, value, expectedVersion, expectedWriter } : { kind, key, value };
+        ops[index] =
+          kind === OpKind.Cas
+            ? { kind, key, keyBytes: body, keyAt, keyLength, value, expectedVersion, expectedWriter }
+            : { kind, key, keyBytes: body, keyAt, keyLength, value };
         continue;
       }
       if (kind === OpKind.Incr) {
@@ -178,10 +183,10 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
         const by = view.getInt32(at + 4, true) * twoTo32 + view.getUint32(at, true);
         at += 8;
         if (!Number.isSafeInteger(by)) return invalidInput(field, `${field}: by must be between -(2^53-1) and 2^53-1`);
-        ops[index] = { kind, key, by };
+        ops[index] = { kind, key, keyBytes: body, keyAt, keyLength, by };
         continue;
       }
-      ops[index] = { kind, key };
+      ops[index] = { kind, key, keyBytes: body, keyAt, keyLength };
     }
     if (at !== end) {
       return invalidInput("body", `the body has ${end - at} bytes after the last of its ${count} ops; ${formatHint}`);

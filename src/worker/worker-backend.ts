@@ -40,13 +40,43 @@ export class WorkerBackend implements KvBackend {
     // Not a member with a lease (or joining, failed, closed): answer 503 now rather than let the
     // op wait in a replica until its timeout, as the node always did.
     if (!this.#shard.board.serving(now)) return unavailable;
+    return this.#submitAt(request, now);
+  }
+
+  /**
+   * A batch's ops at one time: the clock and the board read once, not per op (a clock read was
+   * 3 % of a shard worker's time on batches). All go in within this turn, so one reading is as
+   * true for the last op as for the first.
+   */
+  submitEach(ops: readonly OpRequest[], into: (OpResult | Promise<OpResult>)[]): void {
+    const now = monotonicMs();
+    const serving = this.#shard.board.serving(now);
+    for (let index = 0; index < ops.length; index++)
+      into[index] = serving ? this.#submitAt(ops[index]!, now) : unavailable;
+  }
+
+  #submitAt(request: OpRequest, now: number): OpResult | Promise<OpResult> {
     const target = this.#shards === 1 ? this.#self : shardOf(request.key, this.#shards);
     const value = request.value ?? null;
     const expectedVersion = request.expectedVersion ?? 0;
     const expectedWriter = request.expectedWriter ?? 0;
     const by = request.by ?? 0;
-    if (target === this.#self)
-      return this.#shard.submitLocal(request.kind, request.key, value, expectedVersion, expectedWriter, by, now);
+    if (target === this.#self) {
+      // The key's bytes when the request holds them (a binary batch): no encoding of the string again.
+      const keyBytes = request.keyBytes ?? null;
+      return this.#shard.submitLocalKey(
+        request.kind,
+        request.key,
+        keyBytes,
+        keyBytes === null ? 0 : request.keyAt!,
+        keyBytes === null ? 0 : request.keyLength!,
+        value,
+        expectedVersion,
+        expectedWriter,
+        by,
+        now,
+      );
+    }
     return this.#shard.forward(target, request.kind, request.key, value, expectedVersion, expectedWriter, by);
   }
 
