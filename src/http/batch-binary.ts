@@ -241,8 +241,11 @@ export function writeBinaryResults(
     size += 1 + bytesOf(failure.code).length + 2 + bytesOf(failure.message).length;
     onResult(op.kind, failure.status);
   }
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
+  // The ArrayBuffer first: `.buffer` of a new small Uint8Array makes the engine move its bytes out
+  // of line (1 % of a shard worker's time on binary batches, in writeBinaryResults' `get buffer`).
+  const buffer = new ArrayBuffer(size);
+  const out = new Uint8Array(buffer);
+  const view = new DataView(buffer);
   out.set(batchBinaryMagic, 0);
   view.setUint32(4, count, true);
   let at = batchBinaryHeaderBytes;

@@ -21,11 +21,9 @@ export function submitAll(backend: KvBackend, ops: readonly OpRequest[]): OpResu
   if (backend.submitEach !== undefined) backend.submitEach(ops, submitted);
   else for (let index = 0; index < count; index++) submitted[index] = backend.submit(ops[index]!);
   for (let index = 0; index < count; index++) {
+    // A plain result is in place already; a promise's answer replaces it when it comes.
     const result = submitted[index]!;
-    if (!(result instanceof Promise)) {
-      results[index] = result;
-      continue;
-    }
+    if (!(result instanceof Promise)) continue;
     waiting++;
     result.then(
       (answer) => {
