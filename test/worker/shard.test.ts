@@ -500,6 +500,26 @@ describe("a batch's ops through the worker backend (WorkerBackend.submitEach)", 
     expect((await held!).value).toEqual(encoder.encode("held"));
   });
 
+  test("a batch longer than one clock reading's share (64 ops) answers every op, each on its own key", () => {
+    const { backend } = serving();
+    const count = 150;
+    const writes = submitted(
+      backend,
+      Array.from({ length: count }, (_, i) => ({ kind: OpKind.Write, key: `w${i}`, value: encoder.encode(`v${i}`) })),
+    );
+    expect(writes.map((r) => (r as OpResult).status)).toEqual(Array(count).fill(OpStatus.Ok));
+    const reads = submitted(
+      backend,
+      Array.from({ length: count }, (_, i) => {
+        const keyBytes = encoder.encode(`w${i}`);
+        return { kind: OpKind.Read, key: `w${i}`, keyBytes, keyAt: 0, keyLength: keyBytes.length };
+      }),
+    );
+    expect(reads.map((r) => new TextDecoder().decode((r as OpResult).value!))).toEqual(
+      Array.from({ length: count }, (_, i) => `v${i}`),
+    );
+  });
+
   test("a node that does not serve answers every op of the batch Unavailable, with nothing started", () => {
     const { h, backend } = serving();
     backend.stopServing();
