@@ -4,6 +4,8 @@
 # keys, runs `bench --endpoints` (JSON, and binary where the build has it) and records the server's
 # and the load tool's CPU time (/proc/<pid>/stat), then runs the in-process engine bench.
 #   bash bench/batch-ab.sh BEFORE_DIR AFTER_DIR [rounds] [seconds] [port]
+# BEFORE_FORMATS (default "json binary"): the formats of the before build ("json" for a build
+# older than binary batches).
 set -uo pipefail
 before=${1:?before dir}
 after=${2:?after dir}
@@ -49,7 +51,7 @@ run_build() {
 
 for round in $(seq 1 "$rounds"); do
   echo "round $round"
-  run_build before "$before" json
+  run_build before "$before" "${BEFORE_FORMATS:-json binary}"
   run_build after "$after" "json binary"
   (cd "$after" && node_modules/.bin/bun src/main.ts bench -M 3 -W 1 -w 50 -k 10000 -d 4 2>&1 | grep -o 'throughput_mreqs=[0-9.]*' | sed "s/^/engine /; s/$/ load=$(cut -d' ' -f1 /proc/loadavg)/")
 done

@@ -17,6 +17,14 @@ export interface OpRequest {
   expectedWriter?: NodeId;
   /** Incr: the amount (a safe integer). */
   by?: number;
+  /**
+   * The key's UTF-8 bytes, `keyBytes[keyAt..keyAt+keyLength)`, when the caller holds them anyway (a
+   * binary batch reads its keys in place): the backend may look the key up by them rather than
+   * encode `key` again. They must stay unchanged until the op's result.
+   */
+  keyBytes?: Uint8Array;
+  keyAt?: number;
+  keyLength?: number;
 }
 
 export interface OpResult {
@@ -93,6 +101,12 @@ export interface KvBackend {
    * key) may come back as is, without a promise: the HTTP fast path then answers synchronously.
    */
   submit(request: OpRequest): OpResult | Promise<OpResult>;
+  /**
+   * submit() for every op of a batch, in order, in this one turn, each result (or promise) into
+   * `into[index]`: a backend may read its clock and node state once for them all. Optional: a
+   * batch calls submit per op without it (batch-submit.ts).
+   */
+  submitEach?(ops: readonly OpRequest[], into: (OpResult | Promise<OpResult>)[]): void;
   status(): NodeStatus;
   /** Prometheus text exposition format (from another thread: a promise of it). */
   metrics(): string | Promise<string>;

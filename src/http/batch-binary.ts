@@ -132,6 +132,8 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
       if (plain && !dots) key = bytes.toString("latin1", at, at + keyLength);
       else key = slowKey(body, at, keyLength, keyField);
       if (typeof key !== "string") return key;
+      // The key's bytes as read: the backend looks the key up by them (the body outlives the batch's ops).
+      const keyAt = at;
       at += keyLength;
       let expectedVersion = 0;
       let expectedWriter = 0;
@@ -169,7 +171,10 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
         // A view of the request body, which nothing else holds: no copy.
         const value = body.subarray(at, at + valueLength);
         at += valueLength;
-        ops[index] = kind === OpKind.Cas ? { kind, key, value, expectedVersion, expectedWriter } : { kind, key, value };
+        ops[index] =
+          kind === OpKind.Cas
+            ? { kind, key, keyBytes: body, keyAt, keyLength, value, expectedVersion, expectedWriter }
+            : { kind, key, keyBytes: body, keyAt, keyLength, value };
         continue;
       }
       if (kind === OpKind.Incr) {
@@ -178,10 +183,10 @@ export function createBinaryBatchReader(keyBytesMax: number, valueBytesMax: numb
         const by = view.getInt32(at + 4, true) * twoTo32 + view.getUint32(at, true);
         at += 8;
         if (!Number.isSafeInteger(by)) return invalidInput(field, `${field}: by must be between -(2^53-1) and 2^53-1`);
-        ops[index] = { kind, key, by };
+        ops[index] = { kind, key, keyBytes: body, keyAt, keyLength, by };
         continue;
       }
-      ops[index] = { kind, key };
+      ops[index] = { kind, key, keyBytes: body, keyAt, keyLength };
     }
     if (at !== end) {
       return invalidInput("body", `the body has ${end - at} bytes after the last of its ${count} ops; ${formatHint}`);
@@ -236,8 +241,11 @@ export function writeBinaryResults(
     size += 1 + bytesOf(failure.code).length + 2 + bytesOf(failure.message).length;
     onResult(op.kind, failure.status);
   }
-  const out = new Uint8Array(size);
-  const view = new DataView(out.buffer);
+  // The ArrayBuffer first: `.buffer` of a new small Uint8Array makes the engine move its bytes out
+  // of line (1 % of a shard worker's time on binary batches, in writeBinaryResults' `get buffer`).
+  const buffer = new ArrayBuffer(size);
+  const out = new Uint8Array(buffer);
+  const view = new DataView(buffer);
   out.set(batchBinaryMagic, 0);
   view.setUint32(4, count, true);
   let at = batchBinaryHeaderBytes;

@@ -15,13 +15,15 @@ export function submitAll(backend: KvBackend, ops: readonly OpRequest[]): OpResu
   let fail: ((error: unknown) => void) | null = null;
   let failed = false;
   // Every op goes to the backend in this same turn, before any answer is awaited: the shard rings
-  // publish them together, so the batch costs one round of the engine.
+  // publish them together, so the batch costs one round of the engine. A backend with submitEach
+  // takes them all in one call (its clock read once); the promises among them are replaced below.
+  const submitted = results as (OpResult | Promise<OpResult>)[];
+  if (backend.submitEach !== undefined) backend.submitEach(ops, submitted);
+  else for (let index = 0; index < count; index++) submitted[index] = backend.submit(ops[index]!);
   for (let index = 0; index < count; index++) {
-    const result = backend.submit(ops[index]!);
-    if (!(result instanceof Promise)) {
-      results[index] = result;
-      continue;
-    }
+    // A plain result is in place already; a promise's answer replaces it when it comes.
+    const result = submitted[index]!;
+    if (!(result instanceof Promise)) continue;
     waiting++;
     result.then(
       (answer) => {

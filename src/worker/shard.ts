@@ -169,6 +169,9 @@ export class Shard {
       slot,
       request.kind,
       request.key,
+      null,
+      0,
+      0,
       request.value,
       request.expectedVersion,
       request.expectedWriter,
@@ -194,10 +197,14 @@ export class Shard {
     return this.replica.epoch < this.board.epoch || (this.replica.joining && !this.board.joining);
   }
 
+  /** `keyBytes[keyAt..keyAt+keyLength)`: the key's UTF-8 bytes when the caller has them (else null, and `key` is encoded). */
   #submitClientOp(
     slot: number,
     kind: OpKind,
     key: string,
+    keyBytes: Uint8Array | null,
+    keyAt: number,
+    keyLength: number,
     value: Uint8Array | null,
     expectedVersion: number,
     expectedWriter: NodeId,
@@ -214,7 +221,9 @@ export class Shard {
       this.clientOps.complete(slot, OpStatus.Unavailable, null, 0, 0, 0, 0);
       return;
     }
-    this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    if (keyBytes === null) this.replica.submit(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    else
+      this.replica.submitKey(slot, kind, keyBytes, keyAt, keyLength, value, expectedVersion, expectedWriter, by, nowMs);
   }
 
   /** After a control message: submit the held ops this replica can now take (or, stopped, answer them). */
@@ -223,7 +232,19 @@ export class Shard {
     const held = this.#held.splice(0);
     const now = this.#clock();
     for (const op of held)
-      this.#submitClientOp(op.slot, op.kind, op.key, op.value, op.expectedVersion, op.expectedWriter, op.by, now);
+      this.#submitClientOp(
+        op.slot,
+        op.kind,
+        op.key,
+        null,
+        0,
+        0,
+        op.value,
+        op.expectedVersion,
+        op.expectedWriter,
+        op.by,
+        now,
+      );
   }
 
   /** A decoded message: key and value stay where they are in the frame (no string, no copy). */
@@ -469,9 +490,41 @@ export class Shard {
     by: number,
     nowMs: number,
   ): OpResult | Promise<OpResult> {
+    return this.submitLocalKey(kind, key, null, 0, 0, value, expectedVersion, expectedWriter, by, nowMs);
+  }
+
+  /**
+   * submitLocal() with the key's UTF-8 bytes `keyBytes[keyAt..keyAt+keyLength)` when the caller
+   * holds them (a binary batch): the replica looks them up in place rather than encode `key`.
+   * Null: `key` is encoded. The bytes must not change until the op's result.
+   */
+  submitLocalKey(
+    kind: OpKind,
+    key: string,
+    keyBytes: Uint8Array | null,
+    keyAt: number,
+    keyLength: number,
+    value: Uint8Array | null,
+    expectedVersion: number,
+    expectedWriter: NodeId,
+    by: number,
+    nowMs: number,
+  ): OpResult | Promise<OpResult> {
     const slot = this.clientOps.beginLocal();
     if (slot < 0) return busyResult;
-    this.#submitClientOp(slot, kind, key, value, expectedVersion, expectedWriter, by, nowMs);
+    this.#submitClientOp(
+      slot,
+      kind,
+      key,
+      keyBytes,
+      keyAt,
+      keyLength,
+      value,
+      expectedVersion,
+      expectedWriter,
+      by,
+      nowMs,
+    );
     const result = this.clientOps.endLocal(slot);
     // An update left INVs in the frame builders: have them sent in this event-loop turn. An op that
     // waits (for its peers, a VAL, a lease) needs the loop's timers at their short period.

@@ -13,6 +13,13 @@ import type { Shard } from "./shard.ts";
 
 const unavailable: OpResult = Object.freeze({ status: OpStatus.Unavailable, value: null, version: 0, writer: 0 });
 
+/**
+ * Ops of a batch that share one clock reading (and one look at the board): a batch of 64 reads
+ * the clock once, one of batchOpsMax (1,024) sixteen times, so no op is judged (its lease, its
+ * serving) at a time older than the few tens of microseconds that 64 ops take to submit.
+ */
+const opsPerClockReading = 64;
+
 export class WorkerBackend implements KvBackend {
   readonly keyBytesMax: number;
   readonly valueBytesMax: number;
@@ -40,13 +47,47 @@ export class WorkerBackend implements KvBackend {
     // Not a member with a lease (or joining, failed, closed): answer 503 now rather than let the
     // op wait in a replica until its timeout, as the node always did.
     if (!this.#shard.board.serving(now)) return unavailable;
+    return this.#submitAt(request, now);
+  }
+
+  /**
+   * A batch's ops with the clock and the board read once per opsPerClockReading ops, not per op
+   * (a clock read was 3 % of a shard worker's time on batches).
+   */
+  submitEach(ops: readonly OpRequest[], into: (OpResult | Promise<OpResult>)[]): void {
+    let now = 0;
+    let serving = false;
+    for (let index = 0; index < ops.length; index++) {
+      if (index % opsPerClockReading === 0) {
+        now = monotonicMs();
+        serving = this.#shard.board.serving(now);
+      }
+      into[index] = serving ? this.#submitAt(ops[index]!, now) : unavailable;
+    }
+  }
+
+  #submitAt(request: OpRequest, now: number): OpResult | Promise<OpResult> {
     const target = this.#shards === 1 ? this.#self : shardOf(request.key, this.#shards);
     const value = request.value ?? null;
     const expectedVersion = request.expectedVersion ?? 0;
     const expectedWriter = request.expectedWriter ?? 0;
     const by = request.by ?? 0;
-    if (target === this.#self)
-      return this.#shard.submitLocal(request.kind, request.key, value, expectedVersion, expectedWriter, by, now);
+    if (target === this.#self) {
+      // The key's bytes when the request holds them (a binary batch): no encoding of the string again.
+      const keyBytes = request.keyBytes ?? null;
+      return this.#shard.submitLocalKey(
+        request.kind,
+        request.key,
+        keyBytes,
+        keyBytes === null ? 0 : request.keyAt!,
+        keyBytes === null ? 0 : request.keyLength!,
+        value,
+        expectedVersion,
+        expectedWriter,
+        by,
+        now,
+      );
+    }
     return this.#shard.forward(target, request.kind, request.key, value, expectedVersion, expectedWriter, by);
   }
 

@@ -18,6 +18,9 @@ import type { ShardInit } from "../../src/worker/messages.ts";
 import { createNodeBoard, NodeBoard } from "../../src/worker/node-board.ts";
 import { createPeerRings } from "../../src/worker/peer-links.ts";
 import { Shard } from "../../src/worker/shard.ts";
+import { ControlClient } from "../../src/worker/control-client.ts";
+import { WorkerBackend } from "../../src/worker/worker-backend.ts";
+import type { OpRequest, OpResult } from "../../src/base/kv-backend.ts";
 import { appendText, textHandler } from "../lib/key-bytes.ts";
 
 const clusterId = 7;
@@ -441,5 +444,91 @@ describe("client ops of the shard's own HTTP server (submitLocal)", () => {
     expect(joining instanceof Promise).toBe(true);
     h.shard.finishJoin();
     expect((await joining).status).toBe(OpStatus.Ok);
+  });
+});
+
+describe("a batch's ops through the worker backend (WorkerBackend.submitEach)", () => {
+  /** A single-member shard serving at the real clock (the backend reads monotonicMs), and its backend. */
+  function serving(): { h: Harness; backend: WorkerBackend } {
+    const h = harness({ frameBytesMax: 4096, members: [0] });
+    h.shard.setLease(Number.MAX_SAFE_INTEGER);
+    h.board.setLeaseUntil(Number.MAX_SAFE_INTEGER);
+    return { h, backend: new WorkerBackend(h.shard, new ControlClient(() => {})) };
+  }
+
+  function submitted(backend: WorkerBackend, ops: OpRequest[]): (OpResult | Promise<OpResult>)[] {
+    const into: (OpResult | Promise<OpResult>)[] = [];
+    backend.submitEach(ops, into);
+    return into;
+  }
+
+  test("keys given as bytes inside a larger buffer name the same keys as their strings", () => {
+    const { h, backend } = serving();
+    // "ab" at bytes 2-3 and "a" at byte 2: the bytes around them must not be read as part of a key.
+    const body = encoder.encode("xxabyy");
+    const bytes = { keyBytes: body, keyAt: 2, keyLength: 2 };
+    const writes = submitted(backend, [
+      { kind: OpKind.Write, key: "ab", ...bytes, value: encoder.encode("by-bytes") },
+      { kind: OpKind.Write, key: "ba", value: encoder.encode("by-string") },
+    ]);
+    expect(writes.map((r) => (r as OpResult).status)).toEqual([OpStatus.Ok, OpStatus.Ok]);
+    const reads = submitted(backend, [
+      { kind: OpKind.Read, key: "ab" },
+      { kind: OpKind.Read, key: "ab", ...bytes },
+      { kind: OpKind.Read, key: "a", keyBytes: body, keyAt: 2, keyLength: 1 },
+      { kind: OpKind.Read, key: "ba", keyBytes: encoder.encode("ba"), keyAt: 0, keyLength: 2 },
+    ]);
+    expect(reads.some((r) => r instanceof Promise)).toBe(false);
+    expect(reads.map((r) => (r as OpResult).value)).toEqual([
+      encoder.encode("by-bytes"),
+      encoder.encode("by-bytes"),
+      null,
+      encoder.encode("by-string"),
+    ]);
+    expect(h.shard.replica.inspect("xxab")).toBeUndefined();
+    expect(h.shard.replica.inspect("a")).toBeUndefined();
+  });
+
+  test("an op with key bytes that finds the board ahead of its replica waits, then runs on its key", async () => {
+    const { h, backend } = serving();
+    submitted(backend, [{ kind: OpKind.Write, key: "k", value: encoder.encode("held") }]);
+    h.board.setView(2, [0]);
+    const body = encoder.encode("-k-");
+    const [held] = submitted(backend, [{ kind: OpKind.Read, key: "k", keyBytes: body, keyAt: 1, keyLength: 1 }]);
+    expect(held instanceof Promise).toBe(true);
+    h.shard.setMembership(2, [{ id: 0, address: "peer-0" }]);
+    expect((await held!).value).toEqual(encoder.encode("held"));
+  });
+
+  test("a batch longer than one clock reading's share (64 ops) answers every op, each on its own key", () => {
+    const { backend } = serving();
+    const count = 150;
+    const writes = submitted(
+      backend,
+      Array.from({ length: count }, (_, i) => ({ kind: OpKind.Write, key: `w${i}`, value: encoder.encode(`v${i}`) })),
+    );
+    expect(writes.map((r) => (r as OpResult).status)).toEqual(Array(count).fill(OpStatus.Ok));
+    const reads = submitted(
+      backend,
+      Array.from({ length: count }, (_, i) => {
+        const keyBytes = encoder.encode(`w${i}`);
+        return { kind: OpKind.Read, key: `w${i}`, keyBytes, keyAt: 0, keyLength: keyBytes.length };
+      }),
+    );
+    expect(reads.map((r) => new TextDecoder().decode((r as OpResult).value!))).toEqual(
+      Array.from({ length: count }, (_, i) => `v${i}`),
+    );
+  });
+
+  test("a node that does not serve answers every op of the batch Unavailable, with nothing started", () => {
+    const { h, backend } = serving();
+    backend.stopServing();
+    const results = submitted(backend, [
+      { kind: OpKind.Write, key: "w", value: encoder.encode("never") },
+      { kind: OpKind.Read, key: "r", keyBytes: encoder.encode("r"), keyAt: 0, keyLength: 1 },
+    ]);
+    expect(results.map((r) => (r as OpResult).status)).toEqual([OpStatus.Unavailable, OpStatus.Unavailable]);
+    expect(h.shard.replica.inspect("w")).toBeUndefined();
+    expect(h.shard.clientOps.inFlight).toBe(0);
   });
 });
