@@ -12,95 +12,8 @@
 
 import { loadavg } from "node:os";
 import { Replica } from "../src/core/replica.ts";
-import { defaultReplicaConfig, type Outbox } from "../src/core/types.ts";
-import { MsgKind, OpKind } from "../src/base/kinds.ts";
-import type { NodeId } from "../src/base/ids.ts";
-
-interface Slot {
-  from: NodeId;
-  to: NodeId;
-  kind: MsgKind;
-  key: Uint8Array;
-  keyLength: number;
-  version: number;
-  writer: NodeId;
-  epoch: number;
-  rmw: boolean;
-  value: Uint8Array;
-  valueLength: number;
-  hasValue: boolean;
-}
-
-/** Bytes a slot keeps of a key or a value (the benchmark's are shorter). */
-const slotBytes = 64;
-
-interface Slot {
-  from: NodeId;
-  to: NodeId;
-  kind: MsgKind;
-  key: Uint8Array;
-  keyLength: number;
-  version: number;
-  writer: NodeId;
-  epoch: number;
-  rmw: boolean;
-  value: Uint8Array;
-  valueLength: number;
-  hasValue: boolean;
-}
-
-/** A FIFO of reusable message slots, so the benchmark measures the core, not allocation. */
-class SlotQueue {
-  readonly slots: Slot[] = [];
-  size = 0;
-  push(
-    from: NodeId,
-    to: NodeId,
-    kind: MsgKind,
-    key: Uint8Array,
-    keyAt: number,
-    keyLength: number,
-    version: number,
-    writer: NodeId,
-    epoch: number,
-    rmw: boolean,
-    value: Uint8Array | null,
-    valueAt: number,
-    valueLength: number,
-  ): void {
-    let slot = this.slots[this.size];
-    if (slot === undefined) {
-      slot = {
-        from,
-        to,
-        kind,
-        key: new Uint8Array(slotBytes),
-        keyLength,
-        version,
-        writer,
-        epoch,
-        rmw,
-        value: new Uint8Array(slotBytes),
-        valueLength,
-        hasValue: false,
-      };
-      this.slots.push(slot);
-    }
-    slot.from = from;
-    slot.to = to;
-    slot.kind = kind;
-    slot.version = version;
-    slot.writer = writer;
-    slot.epoch = epoch;
-    slot.rmw = rmw;
-    slot.keyLength = keyLength;
-    for (let i = 0; i < keyLength; i++) slot.key[i] = key[keyAt + i]!;
-    slot.hasValue = value !== null;
-    slot.valueLength = value === null ? 0 : valueLength;
-    for (let i = 0; i < slot.valueLength; i++) slot.value[i] = value![valueAt + i]!;
-    this.size++;
-  }
-}
+import { OpKind } from "../src/base/kinds.ts";
+import { SlotQueue, drain as drainQueue, memoryCluster } from "./memory-cluster.ts";
 
 let completed = 0;
 const completions = { complete: () => void completed++ };
@@ -108,41 +21,10 @@ const queue = new SlotQueue();
 
 /** Three replicas of one cluster (Replica of this checkout or ORDERED_BASE's), with or without the index, sharing `queue`. */
 function cluster(ReplicaOf: typeof Replica, orderedKeys: boolean): Replica[] {
-  const replicas: Replica[] = [];
-  for (let id = 0; id < 3; id++) {
-    const outbox: Outbox = {
-      send: (to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength) =>
-        queue.push(id, to, kind, key, keyAt, keyLength, version, writer, epoch, rmw, value, valueAt, valueLength),
-    };
-    replicas.push(new ReplicaOf({ ...defaultReplicaConfig, self: id, orderedKeys }, outbox, completions));
-  }
-  for (const r of replicas) {
-    r.setMembership(1, [0, 1, 2], 0);
-    r.setLease(Number.MAX_SAFE_INTEGER, 0);
-  }
-  return replicas;
+  return memoryCluster(ReplicaOf, queue, completions, { orderedKeys });
 }
-/** Deliver until quiet. Messages produced while delivering go to the back of the same queue. */
 function drain(replicas: Replica[]): void {
-  for (let i = 0; i < queue.size; i++) {
-    const m = queue.slots[i]!;
-    replicas[m.to]!.receive(
-      m.from,
-      m.kind,
-      m.key,
-      0,
-      m.keyLength,
-      m.version,
-      m.writer,
-      m.epoch,
-      m.rmw,
-      m.hasValue ? m.value : null,
-      0,
-      m.valueLength,
-      0,
-    );
-  }
-  queue.size = 0;
+  drainQueue(queue, replicas);
 }
 
 const prefill = Number(process.argv[2] ?? 200_000);
