@@ -17,18 +17,9 @@ import { batchBodyBytesMax, batchOpsMax, createOpSchema } from "../../src/http/r
 import { batchKeyRulesText, createKeySchema, parseConfig } from "../../src/http/schemas.ts";
 import { jsonResultOf } from "../../src/cli/batch-binary-file.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
-
-type App = ReturnType<typeof createApp>;
-type Json = Record<string, unknown>;
+import { type App, b64, type Json, scripted, setup } from "./batch-fixtures.ts";
 
 const encoder = new TextEncoder();
-const b64 = (bytes: string | Uint8Array): string =>
-  Buffer.from(typeof bytes === "string" ? encoder.encode(bytes) : bytes).toString("base64");
-
-function setup(options?: ConstructorParameters<typeof MemoryBackend>[0]) {
-  const backend = new MemoryBackend(options);
-  return { backend, app: createApp(backend) };
-}
 
 function postBinary(app: App, body: Uint8Array, contentType = batchBinaryType) {
   return app.request("/v1/batch", { method: "POST", body, headers: { "content-type": contentType } });
@@ -127,27 +118,6 @@ describe("the same answers as the JSON form", () => {
     expect(results).toEqual([{ status: 404, error: { code: "not_found", message: "key not found" } }]);
   });
 });
-
-interface Scripted {
-  label: string;
-  status: OpStatus;
-  ts: { version: number; writer: number };
-  value?: Uint8Array | null;
-}
-
-const scripted: Scripted[] = [
-  { label: "PreconditionFailed, key written", status: OpStatus.PreconditionFailed, ts: { version: 6, writer: 2 } },
-  { label: "PreconditionFailed, never written", status: OpStatus.PreconditionFailed, ts: { version: 0, writer: 0 } },
-  { label: "NotANumber", status: OpStatus.NotANumber, ts: { version: 6, writer: 2 } },
-  { label: "Aborted", status: OpStatus.Aborted, ts: { version: 0, writer: 0 } },
-  { label: "Unknown", status: OpStatus.Unknown, ts: { version: 0, writer: 0 } },
-  { label: "Unavailable", status: OpStatus.Unavailable, ts: { version: 0, writer: 0 } },
-  { label: "Busy", status: OpStatus.Busy, ts: { version: 0, writer: 0 } },
-  { label: "StoreFull", status: OpStatus.StoreFull, ts: { version: 0, writer: 0 } },
-  { label: "Timeout", status: OpStatus.Timeout, ts: { version: 0, writer: 0 } },
-  { label: "Ok, large timestamp", status: OpStatus.Ok, ts: { version: 2 ** 53 - 1, writer: 0xffff_ffff } },
-  { label: "Ok, absent (tombstone)", status: OpStatus.Ok, ts: { version: 8, writer: 1 }, value: null },
-];
 
 const forms: BinaryBatchOp[] = [
   { op: "get", key: "k" },

@@ -9,8 +9,9 @@ import { createApp } from "../../src/http/app.ts";
 import { batchBodyBytesMax, batchOpsMax } from "../../src/http/routes-batch.ts";
 import type { KvBackend, NodeStatus, OpRequest, OpResult } from "../../src/base/kv-backend.ts";
 import { MemoryBackend } from "../lib/memory-backend.ts";
+import { type App, b64, type Json, scripted, setup } from "./batch-fixtures.ts";
 
-type Json = Record<string, unknown>;
+const encoder = new TextEncoder();
 
 interface ErrorBody {
   code: string;
@@ -28,17 +29,7 @@ interface Result {
   error?: ErrorBody;
 }
 
-const encoder = new TextEncoder();
-const b64 = (text: string | Uint8Array): string =>
-  Buffer.from(typeof text === "string" ? encoder.encode(text) : text).toString("base64");
 const unb64 = (text: string): Uint8Array => new Uint8Array(Buffer.from(text, "base64"));
-
-function setup(options?: ConstructorParameters<typeof MemoryBackend>[0]) {
-  const backend = new MemoryBackend(options);
-  return { backend, app: createApp(backend) };
-}
-
-type App = ReturnType<typeof createApp>;
 
 function post(
   app: App,
@@ -285,26 +276,6 @@ async function asResult(response: Response): Promise<Result> {
   result.error = ((await response.json()) as { error: ErrorBody }).error;
   return result;
 }
-
-interface Scripted {
-  label: string;
-  status: OpStatus;
-  ts: { version: number; writer: number };
-  value?: Uint8Array | null;
-}
-
-const scripted: Scripted[] = [
-  { label: "PreconditionFailed, key written", status: OpStatus.PreconditionFailed, ts: { version: 6, writer: 2 } },
-  { label: "PreconditionFailed, never written", status: OpStatus.PreconditionFailed, ts: { version: 0, writer: 0 } },
-  { label: "NotANumber", status: OpStatus.NotANumber, ts: { version: 6, writer: 2 } },
-  { label: "Aborted", status: OpStatus.Aborted, ts: { version: 0, writer: 0 } },
-  { label: "Unknown", status: OpStatus.Unknown, ts: { version: 0, writer: 0 } },
-  { label: "Unavailable", status: OpStatus.Unavailable, ts: { version: 0, writer: 0 } },
-  { label: "Busy", status: OpStatus.Busy, ts: { version: 0, writer: 0 } },
-  { label: "StoreFull", status: OpStatus.StoreFull, ts: { version: 0, writer: 0 } },
-  { label: "Timeout", status: OpStatus.Timeout, ts: { version: 0, writer: 0 } },
-  { label: "Ok, absent (tombstone)", status: OpStatus.Ok, ts: { version: 8, writer: 1 }, value: null },
-];
 
 /** The HTTP status the contract gives (README), independently of the single routes. */
 function contractStatus(status: OpStatus, kind: OpKind): number {
