@@ -567,7 +567,8 @@ export class OrderedKeys {
 
   /**
    * The child position of the inner node at `base` (`count` entries, skip `skip`) whose range holds
-   * the probe: the last one whose first key is <= it (0 if none).
+   * the probe: the last one whose first key is <= it (0 if none). Entry 0 is the subtree's first key
+   * and is not searched: the answer is at least 0.
    */
   #childIndex(
     entries: Int32Array,
@@ -580,12 +581,7 @@ export class OrderedKeys {
     at: number,
     length: number,
   ): number {
-    // Entry 0 is the subtree's first key and is not searched: the answer is at least 0.
-    let i = 1;
-    // A first prefix word below the probe's puts its entry, and every one before it, below the probe.
-    while (i + searchStride < count && entries[base + fieldPrefix0 + i + searchStride]! < p0) i += searchStride;
-    while (i < count && this.#compare(entries, base, i, skip, p0, p1, bytes, at, length) <= 0) i++;
-    return i - 1;
+    return this.#firstAbove(entries, base, 1, count, 1, skip, p0, p1, bytes, at, length) - 1;
   }
 
   /** The first position of the leaf at `base` (`count` entries, skip `skip`) whose key is >= the probe. */
@@ -600,9 +596,31 @@ export class OrderedKeys {
     at: number,
     length: number,
   ): number {
-    let i = 0;
+    return this.#firstAbove(entries, base, 0, count, 0, skip, p0, p1, bytes, at, length);
+  }
+
+  /**
+   * The first position from `from` on (or `count`) whose entry compares with the probe at
+   * `threshold` or more (comparisons answer integers): 0 finds the first key >= the probe, 1 the
+   * first key > it.
+   */
+  #firstAbove(
+    entries: Int32Array,
+    base: number,
+    from: number,
+    count: number,
+    threshold: number,
+    skip: number,
+    p0: number,
+    p1: number,
+    bytes: Uint8Array,
+    at: number,
+    length: number,
+  ): number {
+    let i = from;
+    // A first prefix word below the probe's puts its entry, and every one before it, below the probe.
     while (i + searchStride < count && entries[base + fieldPrefix0 + i + searchStride]! < p0) i += searchStride;
-    while (i < count && this.#compare(entries, base, i, skip, p0, p1, bytes, at, length) < 0) i++;
+    while (i < count && this.#compare(entries, base, i, skip, p0, p1, bytes, at, length) < threshold) i++;
     return i;
   }
 
