@@ -101,6 +101,19 @@ function checkReport(r: Run, allowedStatuses: string[]): Record<string, number> 
   return statuses;
 }
 
+/**
+ * Batches: the op_statuses line counts every op of the answered batches, each with a status that a
+ * read, write or CAS may have (200, 404, 412).
+ */
+function checkOpStatuses(r: Run): void {
+  const opStatuses = parseStatusesLine(
+    (r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"),
+  );
+  if (opStatuses === null) throw new Error(`no op_statuses line:\n${r.lines.join("\n")}`);
+  for (const s of Object.keys(opStatuses)) expect(["200", "404", "412"]).toContain(s);
+  expect(Object.values(opStatuses).reduce((a, b) => a + b, 0)).toBe(r.result.counts.ops);
+}
+
 /** Every value must be one the tool wrote to that key; returns how many keys hold a value. */
 function checkValue(value: string, keyIndex: number, r: Run): void {
   const tag = parseValueTag(value, r.cfg.valueBytes);
@@ -239,12 +252,7 @@ describe("hermes-kv bench --endpoints against a local 3-replica cluster", () => 
     checkReport(r, ["200"]);
     const c = r.result.counts;
     expect(c.ops).toBe(c.requests * 4);
-    const opStatuses = parseStatusesLine(
-      (r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"),
-    );
-    if (opStatuses === null) throw new Error(`no op_statuses line:\n${r.lines.join("\n")}`);
-    for (const s of Object.keys(opStatuses)) expect(["200", "404", "412"]).toContain(s);
-    expect(Object.values(opStatuses).reduce((a, b) => a + b, 0)).toBe(c.ops);
+    checkOpStatuses(r);
     expect(await checkClusterHolds(r)).toBe(30);
   });
 });
@@ -281,12 +289,7 @@ describe("binary batches", () => {
     expect(c.ops).toBe(c.requests * 4);
     expect(c.cas).toBeGreaterThan(0);
     expect(c.writes).toBeGreaterThan(0);
-    const opStatuses = parseStatusesLine(
-      (r.lines.find((l) => l.startsWith("op_statuses: ")) ?? "").replace("op_statuses:", "statuses:"),
-    );
-    if (opStatuses === null) throw new Error(`no op_statuses line:\n${r.lines.join("\n")}`);
-    for (const s of Object.keys(opStatuses)) expect(["200", "404", "412"]).toContain(s);
-    expect(Object.values(opStatuses).reduce((a, b) => a + b, 0)).toBe(c.ops);
+    checkOpStatuses(r);
     expect(await checkClusterHolds(r)).toBe(30);
   });
 });
